@@ -1,0 +1,135 @@
+"""The UDP collector service: receive export datagrams, decode, publish batches.
+
+One thread per listener socket (SO_REUSEPORT lets several processes share a port). Each
+thread owns its decoder, hence its template state, and batches flows per exporter so
+transport messages are keyed by exporter. A batch is published when it holds
+``batch_max_records`` flows or is ``batch_max_delay_ms`` old.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from collectors import metrics
+from collectors.decoder import Decoder
+from netobs.batch import FlowBatch
+from netobs.config import CollectorConfig, ListenerConfig
+from netobs.transport import Producer, TransportError
+
+log = logging.getLogger(__name__)
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class UdpCollector:
+    """All configured listeners of one collector process. Constructed inert."""
+
+    def __init__(self, config: CollectorConfig, producer: Producer):
+        self.config = config
+        self.producer = producer
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.published = 0
+        self.lost = 0
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of every listener; useful with port 0."""
+        return [s.getsockname()[:2] for s in self._sockets]
+
+    def start(self) -> None:
+        for lc in self.config.listeners:
+            sock = _bind(lc)
+            self._sockets.append(sock)
+            t = threading.Thread(target=self._serve, args=(sock, lc), name=f"collector-{lc.listen}", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+        log.info("collector listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+        for s in self._sockets:
+            s.close()
+        try:
+            self.producer.flush()
+        except TransportError as e:
+            log.error("final flush failed: %s", e)
+
+    def _serve(self, sock: socket.socket, lc: ListenerConfig) -> None:
+        decoder = Decoder(default_sampling_rate=self.config.default_sampling_rate)
+        pending: dict[str, list[FlowBatch]] = {}
+        counts: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        max_delay = self.config.batch_max_delay_ms / 1000
+        sock.settimeout(min(0.1, max_delay))
+        while not self._stop.is_set():
+            try:
+                data, addr = sock.recvfrom(65535)
+            except TimeoutError:
+                data = None
+            except OSError as e:
+                log.error("listener %s: %s", lc.listen, e)
+                break
+            now = time.time()
+            if data is not None:
+                exporter = addr[0]
+                metrics.datagrams.labels(exporter, lc.listen).inc()
+                decoded = decoder.decode(data, exporter, int(now * 1000))
+                flows = decoded.flows
+                if len(flows):
+                    pending.setdefault(exporter, []).append(flows)
+                    counts[exporter] = counts.get(exporter, 0) + len(flows)
+                    oldest.setdefault(exporter, now)
+            for exporter in list(pending):
+                if counts[exporter] >= self.config.batch_max_records or now - oldest[exporter] >= max_delay:
+                    self._publish(exporter, pending.pop(exporter))
+                    del counts[exporter], oldest[exporter]
+        for exporter, batches in pending.items():
+            self._publish(exporter, batches)
+
+    def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
+        batch = FlowBatch.concat(batches)
+        started = time.perf_counter()
+        try:
+            self.producer.send(batch.to_arrow(), key=exporter.encode())
+        except TransportError as e:
+            with self._lock:
+                self.lost += len(batch)
+            metrics.publish_errors.inc(len(batch))
+            log.error("dropped %d flows from %s: %s", len(batch), exporter, e)
+            return
+        metrics.publish_latency.observe(time.perf_counter() - started)
+        metrics.published.inc(len(batch))
+        with self._lock:
+            self.published += len(batch)
+
+
+def _bind(lc: ListenerConfig) -> socket.socket:
+    host, port = parse_hostport(lc.listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if lc.reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if lc.receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, lc.receive_buffer)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {lc.listen}: {e.strerror}") from None
+    return sock
+

@@ -1,0 +1,3 @@
+from netobs.cli import entry
+
+entry()

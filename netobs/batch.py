@@ -1,0 +1,136 @@
+"""Columnar flow batches: the unit that moves from decoder to transport to store.
+
+A :class:`FlowBatch` is a set of equally long numpy columns named after
+:data:`netobs.schema.FLOW_COLUMNS`. Columns not given are filled with zeros / empty
+strings when the batch is turned into Arrow, so decoders only fill what they know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from netobs import schema
+
+_IPV4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+class FlowBatch:
+    """Equally long numpy columns, one per known flow column."""
+
+    __slots__ = ("columns", "length")
+
+    def __init__(self, columns: Mapping[str, np.ndarray | list], length: int | None = None):
+        cols: dict[str, np.ndarray] = {}
+        for name, values in columns.items():
+            col = schema.BY_NAME.get(name)
+            if col is None:
+                raise KeyError(f"unknown flow column {name!r}")
+            arr = np.asarray(values, dtype=col.numpy) if not isinstance(values, np.ndarray) else values
+            cols[name] = arr
+        lengths = {len(a) for a in cols.values()}
+        if length is None:
+            if len(lengths) > 1:
+                raise ValueError(f"columns of unequal length: {sorted(lengths)}")
+            length = lengths.pop() if lengths else 0
+        elif lengths and lengths != {length}:
+            raise ValueError(f"columns of unequal length: {sorted(lengths)} (expected {length})")
+        self.columns = cols
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    @classmethod
+    def empty(cls) -> FlowBatch:
+        return cls({}, 0)
+
+    @classmethod
+    def concat(cls, batches: Iterable[FlowBatch]) -> FlowBatch:
+        """Join batches; a column missing in some is zero-filled there."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        names = {n for b in batches for n in b.columns}
+        out = {}
+        for name in names:
+            dtype = schema.BY_NAME[name].numpy
+            out[name] = np.concatenate(
+                [b.columns[name] if name in b.columns else _zeros(dtype, len(b)) for b in batches]
+            )
+        return cls(out, sum(len(b) for b in batches))
+
+    def to_arrow(self, columns: tuple[schema.Column, ...] = schema.FLOW_COLUMNS) -> pa.RecordBatch:
+        """Arrow record batch with every column of ``columns``, zero-filling the absent."""
+        arrays = [_to_arrow(c, self.columns.get(c.name), self.length) for c in columns]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow_schema(columns))
+
+    @classmethod
+    def from_arrow(cls, rb: pa.RecordBatch | pa.Table) -> FlowBatch:
+        cols = {}
+        for name in rb.schema.names:
+            col = schema.BY_NAME.get(name)
+            if col is None:
+                continue
+            cols[name] = _from_arrow(col, rb.column(name))
+        return cls(cols, rb.num_rows)
+
+
+def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
+    if dtype == np.dtype(object):
+        return np.full(n, "", dtype=object)
+    return np.zeros(n, dtype=dtype)
+
+
+def _to_arrow(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Array:
+    if values is None:
+        values = _zeros(col.numpy, n)
+    if pa.types.is_fixed_size_binary(col.arrow):
+        buf = np.ascontiguousarray(values).view(np.uint8).tobytes()
+        return pa.FixedSizeBinaryArray.from_buffers(col.arrow, n, [None, pa.py_buffer(buf)])
+    if pa.types.is_timestamp(col.arrow):
+        return pa.array(values.astype("int64", copy=False), type=pa.int64()).cast(col.arrow)
+    return pa.array(values, type=col.arrow)
+
+
+def _from_arrow(col: schema.Column, arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_fixed_size_binary(col.arrow):
+        width = col.arrow.byte_width
+        raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+        raw = raw[arr.offset * width : (arr.offset + len(arr)) * width]
+        return raw.view(col.numpy).copy()
+    if pa.types.is_timestamp(col.arrow):
+        return arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if col.numpy == np.dtype(object):
+        return np.asarray(arr.to_pylist(), dtype=object)
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def ip_bytes(addr: str) -> bytes:
+    """16-byte form of an IPv4 or IPv6 address (IPv4 mapped into IPv6)."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 4:
+        return _IPV4_PREFIX + ip.packed
+    return ip.packed
+
+
+def ip_str(raw: bytes) -> str:
+    """Text form of a 16-byte address: dotted quad for IPv4-mapped addresses."""
+    import ipaddress
+
+    if raw[:12] == _IPV4_PREFIX:
+        return str(ipaddress.IPv4Address(raw[12:]))
+    return str(ipaddress.IPv6Address(raw))
+
+
+def mac_str(value: int) -> str:
+    """aa:bb:cc:dd:ee:ff form of a 48-bit MAC number."""
+    return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))

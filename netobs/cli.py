@@ -1,0 +1,151 @@
+"""The ``netobs`` command. Components are imported lazily, inside each sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from netobs import __version__
+from netobs.config import ConfigError, Settings, dump, load
+
+log = logging.getLogger("netobs")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load(args.config or os.environ.get("NETOBS_CONFIG") or None)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.check:
+        load(args.check)
+        print(f"{args.check}: ok")
+        return EXIT_OK
+    print(dump(_settings(args)), end="")
+    return EXIT_OK
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from collectors.decode import iter_records, write_jsonl
+
+    write_jsonl(iter_records(args.capture), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from collectors.replay import replay
+
+    sent = replay(args.capture, args.to, rate=args.rate, loops=args.loops)
+    print(f"replayed {sent} datagrams to {args.to}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from netobs.query import format_table, run_query
+
+    table = run_query(_settings(args), args.sql)
+    sys.stdout.write(format_table(table, args.format))
+    return EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from netobs.runtime import Runtime
+
+    return Runtime(_settings(args), collect=True, process=False).serve(_wait_for_signal)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from netobs.runtime import Runtime
+
+    return Runtime(_settings(args), collect=False, process=True).serve(_wait_for_signal)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from netobs.runtime import Runtime
+
+    return Runtime(_settings(args), collect=True, process=True).serve(_wait_for_signal)
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1):
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netobs", description="Kube-OVN network observability for banks.")
+    p.add_argument("--version", action="version", version=f"netobs {__version__}")
+    p.add_argument("-c", "--config", help="YAML configuration file (default: $NETOBS_CONFIG, else built-in defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("config", help="validate or print the configuration")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--check", metavar="FILE", help="validate FILE; exit 2 with the reason if it is wrong")
+    g.add_argument("--dump", action="store_true", help="print the effective configuration (secrets masked)")
+    c.set_defaults(func=cmd_config)
+
+    d = sub.add_parser("decode", help="decode a capture of export datagrams to JSON lines")
+    d.add_argument("--output", choices=["jsonl"], default="jsonl")
+    d.add_argument("capture", help="pcap/pcapng file")
+    d.set_defaults(func=cmd_decode)
+
+    r = sub.add_parser("replay", help="send the export datagrams of a capture to a collector over UDP")
+    r.add_argument("capture")
+    r.add_argument("--to", required=True, help="host:port of the collector")
+    r.add_argument("--rate", type=float, default=0, help="datagrams per second (0: as fast as possible)")
+    r.add_argument("--loops", type=int, default=1, help="how many times to send the capture")
+    r.set_defaults(func=cmd_replay)
+
+    q = sub.add_parser("query", help="run SQL against the configured store (through a running process if any)")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=["table", "tsv", "jsonl"], default="table")
+    q.set_defaults(func=cmd_query)
+
+    for name, func, text in (
+        ("collect", cmd_collect, "run collectors only (distributed mode)"),
+        ("pipeline", cmd_pipeline, "run the pipeline only (distributed mode)"),
+        ("run", cmd_run, "run everything in one process (embedded mode)"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+    return p
+
+
+def _environment_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the environment's, not a bug: one line on stderr, exit 1."""
+    from netobs.control import RemoteError
+    from netobs.store import StoreError
+    from netobs.transport import TransportError
+
+    return (StoreError, TransportError, RemoteError, OSError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"netobs: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    except _environment_errors() as e:
+        print(f"netobs: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def entry() -> None:
+    sys.exit(main())

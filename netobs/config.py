@@ -1,0 +1,198 @@
+"""One typed configuration tree for every netobs process.
+
+A YAML file is the base; ``NETOBS__SECTION__KEY`` environment variables override it;
+secrets are ``SecretStr`` (never printed, never logged); unknown keys are rejected with
+their path; the loaded tree is frozen. Plug-ins are chosen by a ``type`` field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys rejected, frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSConfig(Section):
+    enabled: bool = Field(False, description="Use TLS for this connection.")
+    ca_file: Path | None = Field(None, description="CA bundle to verify the server with.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
+    verify: bool = Field(True, description="Verify the server certificate and host name.")
+
+
+class ListenerConfig(Section):
+    protocol: Literal["auto", "sflow", "ipfix"] = Field(
+        "auto", description="Expected protocol; 'auto' detects it from each datagram."
+    )
+    listen: str = Field("0.0.0.0:6343", description="UDP address:port to receive exports on.")
+    receive_buffer: int = Field(8 << 20, ge=0, description="SO_RCVBUF in bytes (0 = kernel default).")
+    reuse_port: bool = Field(True, description="SO_REUSEPORT so several collector processes share a port.")
+
+
+class CollectorConfig(Section):
+    listeners: tuple[ListenerConfig, ...] = Field(
+        (ListenerConfig(listen="0.0.0.0:6343"), ListenerConfig(listen="0.0.0.0:4739")),
+        description="UDP listeners (sFlow on 6343 and IPFIX on 4739 by default).",
+    )
+    batch_max_records: int = Field(8192, ge=1, description="Publish a batch once it holds this many flows.")
+    batch_max_delay_ms: int = Field(200, ge=1, description="Publish a non-empty batch at least this often.")
+    default_sampling_rate: int = Field(
+        0, ge=0, description="Sampling rate assumed when neither datagram nor options data give one (0: unknown)."
+    )
+
+
+class InprocessTransportConfig(Section):
+    max_batches: int = Field(64, ge=1, description="Queue bound; producers block when it is full (backpressure).")
+
+
+class KafkaTransportConfig(Section):
+    bootstrap_servers: tuple[str, ...] = Field(("127.0.0.1:9092",), description="Kafka bootstrap host:port list.")
+    topic: str = Field("netobs-flows", description="Topic flow batches are published to.")
+    group_id: str = Field("netobs-pipeline", description="Consumer group of the pipeline replicas.")
+    compression: Literal["none", "gzip"] = Field(
+        "none", description="Kafka-level compression; batches are already zstd-compressed Arrow IPC."
+    )
+    linger_ms: int = Field(20, ge=0, description="Producer linger.")
+    request_timeout_ms: int = Field(30000, ge=1000, description="Producer/consumer request timeout.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when security_protocol uses SASL."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (from env in production).")
+    tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS settings for SSL/SASL_SSL.")
+
+
+class TransportConfig(Section):
+    type: Literal["inprocess", "kafka"] = Field("inprocess", description="Transport plug-in.")
+    inprocess: InprocessTransportConfig = Field(default_factory=InprocessTransportConfig)
+    kafka: KafkaTransportConfig = Field(default_factory=KafkaTransportConfig)
+
+
+class ChdbStoreConfig(Section):
+    path: Path = Field(Path("./var/chdb"), description="Data directory of the embedded ClickHouse engine.")
+
+
+class ClickHouseStoreConfig(Section):
+    host: str = Field("127.0.0.1", description="ClickHouse server host.")
+    port: int = Field(9000, ge=1, le=65535, description="Native protocol port (9440 for TLS).")
+    user: str = Field("default", description="User name.")
+    password: SecretStr = Field(SecretStr(""), description="Password (from env in production).")
+    cluster: str | None = Field(
+        None, description="Cluster name: tables are created ON CLUSTER as ReplicatedMergeTree + Distributed."
+    )
+    connect_timeout_s: float = Field(10, gt=0, description="Connect timeout.")
+    send_receive_timeout_s: float = Field(300, gt=0, description="Send/receive timeout.")
+    tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS for the native protocol.")
+
+
+class StoreConfig(Section):
+    type: Literal["chdb", "clickhouse"] = Field("chdb", description="Store plug-in.")
+    database: str = Field("netobs", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database name.")
+    retention_days: int = Field(90, ge=0, description="TTL of raw flows in days (0: keep forever).")
+    insert_retries: int = Field(5, ge=0, description="Retries of a failed insert before giving up.")
+    retry_backoff_s: float = Field(0.5, ge=0, description="First retry delay, doubled each retry.")
+    chdb: ChdbStoreConfig = Field(default_factory=ChdbStoreConfig)
+    clickhouse: ClickHouseStoreConfig = Field(default_factory=ClickHouseStoreConfig)
+
+
+class PipelineConfig(Section):
+    max_batch_rows: int = Field(100_000, ge=1, description="Rows gathered before one insert.")
+    max_batch_delay_ms: int = Field(1000, ge=1, description="Longest a row waits before it is inserted.")
+
+
+class ControlConfig(Section):
+    listen: str = Field(
+        "127.0.0.1:9464", description="HTTP endpoint of a running process: /metrics, /health, /query."
+    )
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a netobs process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NETOBS__", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    collector: CollectorConfig = Field(default_factory=CollectorConfig)
+    transport: TransportConfig = Field(default_factory=TransportConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over the file (passed as init kwargs): env wins.
+        return env_settings, init_settings
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the file and key."""
+
+
+def load(path: str | Path | None = None) -> Settings:
+    """Load the YAML file at ``path`` (optional), apply env overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such configuration file") from None
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping, not {type(loaded).__name__}")
+        data = loaded
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError(_format(e, path)) from None
+
+
+def _format(err: ValidationError, path: str | Path | None) -> str:
+    where = f"{path}: " if path else ""
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(x) for x in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}unknown key '{key}'")
+        else:
+            lines.append(f"{where}'{key}': {item['msg']} (got {_short(item.get('input'))})")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def dump(settings: Settings) -> str:
+    """The effective configuration as YAML, secrets masked."""
+    data = settings.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)

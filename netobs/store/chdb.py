@@ -1,0 +1,85 @@
+"""Embedded store: the ClickHouse engine in-process (chdb), one owning process per directory.
+
+Inserts go from Arrow through chdb's ``Python()`` table function (no text round trip);
+reads come back as Arrow. chdb sessions are shared between threads under one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+
+from netobs import ddl
+from netobs.config import StoreConfig
+from netobs.store.base import StoreError, StoreUnavailable, converge
+
+
+class ChdbStore:
+    dialect = "modern"
+
+    def __init__(self, config: StoreConfig):
+        self.config = config
+        self.database = config.database
+        self._session = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        from chdb import session
+
+        path = self.config.chdb.path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._session = session.Session(str(path))
+        except Exception as e:  # chdb raises plain RuntimeError-likes, e.g. a locked directory
+            raise StoreUnavailable(f"cannot open embedded store at {path}: {_first_line(e)}") from None
+        converge(
+            self.execute,
+            self._columns_of,
+            self.database,
+            retention_days=self.config.retention_days,
+            dialect=self.dialect,
+        )
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    def _columns_of(self, table: str) -> dict[str, str]:
+        t = self.query_arrow(
+            f"SELECT name, type FROM system.columns WHERE database = '{self.database}' AND table = '{table}'"
+        )
+        return dict(zip(t.column("name").to_pylist(), t.column("type").to_pylist(), strict=True))
+
+    def _run(self, sql: str, fmt: str = "CSV"):
+        if self._session is None:
+            raise StoreUnavailable("embedded store is not open")
+        with self._lock:
+            try:
+                return self._session.query(sql, fmt)
+            except Exception as e:
+                raise StoreError(_first_line(e)) from None
+
+    def execute(self, sql: str) -> None:
+        self._run(sql)
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        return self._run(sql, "ArrowTable")
+
+    def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> None:
+        cols = ", ".join(f"`{n}`" for n in table.schema.names)
+        settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
+        data = table  # chdb's Python() finds the object by this local name
+        self._run(f"INSERT INTO `{self.database}`.`{target}` ({cols}){settings} SELECT {cols} FROM Python(data)")
+        del data
+
+
+def _quote(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

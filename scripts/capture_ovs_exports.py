@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Capture real Open vSwitch sFlow and IPFIX exports of a known traffic mix, for demos and golden tests.
+
+Starts the OVS lab (tests/services/ovs.py), records the export datagrams on lo with tcpdump (independent of
+our code), generates pings, TCP transfers and UDP bursts between pods, and writes:
+
+    tests/testdata/ovs-sflow.pcap    sFlow v5, sampling=1 (every packet is a flow sample), header=128, polling=10
+    tests/testdata/ovs-ipfix.pcap    bridge IPFIX, sampling=1, cache_active_timeout=2, templates included
+    tests/testdata/ovs-traffic.json  pods (ip, mac, ifindex, ofport) and each exchange's 5-tuple and counts
+
+Needs root and openvswitch-switch + tcpdump. Usage: sudo python3 scripts/capture_ovs_exports.py [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.services.ovs import OvsLab, Traffic, lab_unavailable_reason  # noqa: E402
+
+MAX_PCAP_BYTES = 300_000
+SFLOW = {"sampling": 1, "header": 128, "polling": 10}
+IPFIX = {"sampling": 1, "cache_active_timeout": 2, "obs_domain_id": 1}
+MIN_SFLOW_SECONDS = 12  # long enough for every port's first sFlow counter sample (polling=10)
+
+
+class Sink:
+    """A socket bound on the collector port. Without one, lo answers ICMP port unreachable and OVS's connected
+    UDP socket then fails the *next* send with ECONNREFUSED: every other export datagram would be lost."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.count, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sock.recv(65535)
+                self.count += 1
+            except TimeoutError:
+                pass
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        return self.count
+
+
+class Tcpdump:
+    """tcpdump on lo for one UDP port, stopped by its PID with SIGINT (which flushes the file)."""
+
+    def __init__(self, port: int, path: Path) -> None:
+        self.path = path
+        # -Z root: Debian's tcpdump otherwise drops to user "tcpdump" before opening the output file.
+        # --immediate-mode: packets still in an unretired TPACKET_V3 block are lost at SIGINT otherwise.
+        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-s", "0", "-U", "--immediate-mode", "-Z", "root",
+                                      "-w", str(path),
+                                      f"udp and dst host 127.0.0.1 and dst port {port}"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stderr
+        lines = [self.proc.stderr.readline() for _ in range(1)]  # "listening on lo, ..." once the filter is set
+        while lines[-1] and "listening on" not in lines[-1] and len(lines) < 5:
+            lines.append(self.proc.stderr.readline())
+        if "listening on" not in lines[-1]:
+            self.proc.kill()
+            raise RuntimeError(f"tcpdump did not start: {''.join(lines).strip()}")
+
+    def stop(self) -> tuple[int, int]:
+        """(captured, dropped by kernel)."""
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=10)
+        captured = re.search(r"(\d+) packets? captured", err)
+        dropped = re.search(r"(\d+) packets? dropped by kernel", err)
+        return int(captured.group(1)) if captured else -1, int(dropped.group(1)) if dropped else -1
+
+
+def traffic_mix(lab: OvsLab) -> list[Traffic]:
+    """Known exchanges with fixed source ports, small enough to keep each capture well under 300 KB."""
+    return [
+        lab.ping("pod1", "pod2", count=4, interval=0.2),
+        lab.ping("pod2", "pod3", count=2, interval=0.2, ipv6=True),
+        lab.tcp_transfer("pod1", "pod2", 8080, 20_000, sport=40001),
+        lab.tcp_transfer("pod3", "pod1", 5432, 60_000, sport=40002),
+        lab.tcp_transfer("pod1", "pod3", 8080, 150_000, sport=40003),
+        lab.tcp_transfer("pod2", "pod3", 443, 1_500, sport=40004, ipv6=True),
+        lab.udp_send("pod1", "pod3", 53, count=10, size=80, sport=40005),
+        lab.udp_send("pod3", "pod2", 9999, count=20, size=1000, sport=40006),
+        lab.udp_send("pod2", "pod1", 5353, count=5, size=120, sport=40007, ipv6=True),
+    ]
+
+
+def capture(out: Path, sflow_port: int, ipfix_port: int, prefix: str) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="ovscap-"))
+    sinks = {"sflow": Sink(sflow_port), "ipfix": Sink(ipfix_port)}
+    lab = OvsLab(work / "ovs", prefix=prefix, pods=3, ipv6=True)
+    dumps: dict[str, Tcpdump] = {}
+    try:
+        lab.start()
+        dumps = {"sflow": Tcpdump(sflow_port, work / "sflow.pcap"), "ipfix": Tcpdump(ipfix_port, work / "ipfix.pcap")}
+        started = time.monotonic()
+        lab.enable_sflow(sflow_port, **SFLOW)
+        lab.enable_ipfix(ipfix_port, **IPFIX)
+        traffic = traffic_mix(lab)
+        time.sleep(max(0.0, MIN_SFLOW_SECONDS - (time.monotonic() - started)))
+        lab.disable_exports()  # ships the last sFlow buffer, then IPFIX exports what is left in its cache
+        time.sleep(1.0)
+        stats = {}
+        for name, dump in dumps.items():
+            captured, dropped = dump.stop()
+            received = sinks[name].close()
+            if dropped != 0 or captured != received:
+                raise RuntimeError(f"{name}: tcpdump captured {captured} (dropped {dropped}), sink got {received}")
+            size = dump.path.stat().st_size
+            if size > MAX_PCAP_BYTES:
+                raise RuntimeError(f"{name}: capture is {size} bytes, over {MAX_PCAP_BYTES}")
+            shutil.copyfile(dump.path, out / f"ovs-{name}.pcap")
+            stats[name] = {"datagrams": captured, "pcap_bytes": size}
+        return describe(lab, traffic, stats, sflow_port, ipfix_port, lab.ovs_version())
+    finally:
+        for dump in dumps.values():
+            if dump.proc.poll() is None:
+                dump.proc.kill()
+                dump.proc.wait()
+        for sink in sinks.values():
+            sink.close()
+        lab.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def describe(lab: OvsLab, traffic: list[Traffic], stats: dict, sflow_port: int, ipfix_port: int,
+             version: str) -> dict:
+    return {
+        "generator": "scripts/capture_ovs_exports.py",
+        "captured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ovs_version": version,
+        "datapath_type": lab.datapath_type,
+        "bridge": lab.bridge,
+        "sflow": {"pcap": "ovs-sflow.pcap", "collector": f"127.0.0.1:{sflow_port}", "agent": "127.0.0.1",
+                  **SFLOW, **stats["sflow"]},
+        "ipfix": {"pcap": "ovs-ipfix.pcap", "collector": f"127.0.0.1:{ipfix_port}", **IPFIX, **stats["ipfix"]},
+        "pods": [{"name": p.name, "netns": p.netns, "ip": p.ip, "ip6": p.ip6, "mac": p.mac, "host_if": p.host_if,
+                  "host_ifindex": p.host_ifindex, "ofport": p.ofport} for p in lab.pods],
+        "traffic": [t.as_dict() for t in traffic],
+        "notes": [
+            "sent_bytes/received_bytes are application payload; tcp.segs_out/segs_in are every segment "
+            "src->dst / dst->src (SYN, ACK, FIN included) from the client's TCP_INFO",
+            "ICMP: src_port is the echo identifier; each echo carries 56 payload bytes",
+            "also in the captures but not listed: ARP, IPv6 neighbour discovery and MLD from the pods",
+            "sFlow frame lengths include the 4-byte FCS; sFlow ifIndex = host_ifindex, IPFIX interface = ofport",
+            "bridge IPFIX reports each flow twice, ingress and egress (flowDirection 0/1)",
+        ],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "tests" / "testdata")
+    ap.add_argument("--sflow-port", type=int, default=6343)
+    ap.add_argument("--ipfix-port", type=int, default=4739)
+    ap.add_argument("--prefix", default="ovscap", help="interface/namespace name prefix (names appear in IPFIX)")
+    args = ap.parse_args()
+    if reason := (lab_unavailable_reason() or (None if shutil.which("tcpdump") else "tcpdump is missing")):
+        print(f"cannot capture: {reason}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    info = capture(args.out, args.sflow_port, args.ipfix_port, args.prefix)
+    (args.out / "ovs-traffic.json").write_text(json.dumps(info, indent=2) + "\n")
+    for name in ("sflow", "ipfix"):
+        print(f"{args.out / f'ovs-{name}.pcap'}: {info[name]['datagrams']} datagrams, {info[name]['pcap_bytes']} bytes")
+    print(f"{args.out / 'ovs-traffic.json'}: {len(info['traffic'])} exchanges")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Install what the real-service tests need: Debian packages (Open vSwitch, ClickHouse 18.16, capture
+# tools) and a Kafka broker classpath from Maven Central. Idempotent and fast when already done;
+# used by `make test` and .ci/run on a fresh Debian 12 machine (root).
+#
+# Environment:
+#   NETOBS_CACHE          cache root (default ~/.cache/netobs); Kafka jars go to $NETOBS_CACHE/kafka/libs
+#   NETOBS_KAFKA_VERSION  override the Kafka version below
+#   NETOBS_SKIP_APT=1     skip the Debian packages step
+#   NETOBS_SKIP_KAFKA=1   skip the Kafka jars step
+set -euo pipefail
+
+# Debian packages the tests use. Others may add to this list.
+APT_PACKAGES="openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2"
+# Only installed when the command is missing (CI machines usually have a JDK and Maven already).
+JAVA_PACKAGES="openjdk-17-jre-headless"
+MAVEN_PACKAGES="maven"
+
+KAFKA_VERSION="${NETOBS_KAFKA_VERSION:-4.1.1}"
+NETOBS_CACHE="${NETOBS_CACHE:-$HOME/.cache/netobs}"
+KAFKA_LIBS="$NETOBS_CACHE/kafka/libs"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { echo "install-services: $*"; }
+warn() { echo "install-services: WARNING: $*" >&2; }
+
+# --- privileges -------------------------------------------------------------------------------
+SUDO=""
+CAN_ROOT=1
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO="sudo -n"
+    else
+        CAN_ROOT=0
+    fi
+fi
+
+missing_packages() {
+    local pkg status
+    for pkg in "$@"; do
+        status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+        [ "$status" = "install ok installed" ] || echo "$pkg"
+    done
+}
+
+# Keep package postinst scripts from starting daemons (clickhouse-server, ovs): the tests start
+# their own on free loopback ports. Only added when the machine has no policy of its own.
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_ADDED=0
+cleanup_policy() {
+    if [ "$POLICY_ADDED" = 1 ]; then $SUDO rm -f "$POLICY_RC"; fi
+}
+trap cleanup_policy EXIT
+
+install_apt() {
+    local wanted="$APT_PACKAGES" missing
+    command -v java >/dev/null 2>&1 || wanted="$wanted $JAVA_PACKAGES"
+    command -v mvn >/dev/null 2>&1 || wanted="$wanted $MAVEN_PACKAGES"
+    # shellcheck disable=SC2086
+    missing="$(missing_packages $wanted | tr '\n' ' ')"
+    if [ -z "${missing// /}" ]; then
+        log "Debian packages already installed: $wanted"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        warn "no apt-get here; missing packages: $missing (tests needing them will skip)"
+        return 0
+    fi
+    if [ "$CAN_ROOT" = 0 ]; then
+        warn "not root and no passwordless sudo; missing packages: $missing (tests needing them will skip)"
+        return 0
+    fi
+    if [ ! -e "$POLICY_RC" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY_RC" >/dev/null
+        $SUDO chmod 755 "$POLICY_RC"
+        POLICY_ADDED=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    log "apt-get update"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q -o DPkg::Lock::Timeout=300
+    log "apt-get install -y $missing"
+    # shellcheck disable=SC2086
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 \
+        -o DPkg::Lock::Timeout=300 --no-install-recommends $missing
+}
+
+# --- Kafka jars -------------------------------------------------------------------------------
+install_kafka() {
+    local stamp="$KAFKA_LIBS/.netobs-kafka-version"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$KAFKA_VERSION" ] \
+        && [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+        log "Kafka $KAFKA_VERSION jars already in $KAFKA_LIBS"
+        return 0
+    fi
+    if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+        warn "java or mvn not found; Kafka tests will skip"
+        return 0
+    fi
+    # Download into a scratch dir and swap it in, so an interrupted run never leaves a half classpath
+    # (or two Kafka versions side by side) behind.
+    local tmp="$KAFKA_LIBS.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$(dirname "$KAFKA_LIBS")"
+    log "fetching Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIBS (~/.m2 caches downloads)"
+    if ! mvn -q -B -Dstyle.color=never -f "$HERE/kafka/pom.xml" \
+        -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" </dev/null; then
+        rm -rf "$tmp"
+        warn "mvn failed to fetch Kafka $KAFKA_VERSION; Kafka tests will skip"
+        # In CI a missing broker must fail loudly; on a laptop (offline) the tests just skip.
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    echo "$KAFKA_VERSION" >"$tmp/.netobs-kafka-version"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+    log "Kafka $KAFKA_VERSION: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $KAFKA_LIBS"
+}
+
+if [ "${NETOBS_SKIP_APT:-0}" = 1 ]; then log "skipping Debian packages (NETOBS_SKIP_APT=1)"; else install_apt; fi
+if [ "${NETOBS_SKIP_KAFKA:-0}" = 1 ]; then log "skipping Kafka jars (NETOBS_SKIP_KAFKA=1)"; else install_kafka; fi
+log "done"
