@@ -78,7 +78,11 @@ class Runtime:
             self.store.stop()
 
     def serve(self, wait: Callable[[], None]) -> int:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # release what did start (sockets, the store's directory lock)
+            raise
         try:
             wait()
         finally:
