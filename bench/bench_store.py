@@ -70,7 +70,12 @@ def main() -> None:
 
         def through_pipeline() -> int:
             t = InprocessTransport(InprocessTransportConfig(max_batches=16))
-            p = Pipeline(PipelineConfig(max_batch_rows=200_000, max_batch_delay_ms=200), t.consumer(), store, drain=True)
+            p = Pipeline(
+                PipelineConfig(max_batch_rows=200_000, max_batch_delay_ms=200),
+                t.consumer(),
+                store,
+                drain=True,
+            )
             p.start()
             prod = t.producer()
             for i in range(10):
@@ -84,7 +89,9 @@ def main() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     held = [synthetic(100_000, seed=i) for i in range(10)]
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report("pipeline.rss_per_million", (after - before) / 1024 * 1_000_000 / sum(b.num_rows for b in held), "MiB")
+    report(
+        "pipeline.rss_per_million", (after - before) / 1024 * 1_000_000 / sum(b.num_rows for b in held), "MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ class UdpCollector:
         for lc in self.config.listeners:
             sock = _bind(lc)
             self._sockets.append(sock)
-            t = threading.Thread(target=self._serve, args=(sock, lc), name=f"collector-{lc.listen}", daemon=True)
+            t = threading.Thread(
+                target=self._serve, args=(sock, lc), name=f"collector-{lc.listen}", daemon=True
+            )
             self._threads.append(t)
         for t in self._threads:
             t.start()
@@ -132,4 +134,3 @@ def _bind(lc: ListenerConfig) -> socket.socket:
         sock.close()
         raise OSError(f"cannot listen on {lc.listen}: {e.strerror}") from None
     return sock
-

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+
 from netobs import __version__
 from netobs.config import ConfigError, Settings, dump, load
 
@@ -82,7 +83,9 @@ def _wait_for_signal() -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netobs", description="Kube-OVN network observability for banks.")
     p.add_argument("--version", action="version", version=f"netobs {__version__}")
-    p.add_argument("-c", "--config", help="YAML configuration file (default: $NETOBS_CONFIG, else built-in defaults)")
+    p.add_argument(
+        "-c", "--config", help="YAML configuration file (default: $NETOBS_CONFIG, else built-in defaults)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -104,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--loops", type=int, default=1, help="how many times to send the capture")
     r.set_defaults(func=cmd_replay)
 
-    q = sub.add_parser("query", help="run SQL against the configured store (through a running process if any)")
+    q = sub.add_parser(
+        "query", help="run SQL against the configured store (through a running process if any)"
+    )
     q.add_argument("sql")
     q.add_argument("--format", choices=["table", "tsv", "jsonl"], default="table")
     q.set_defaults(func=cmd_query)

@@ -46,16 +46,22 @@ class CollectorConfig(Section):
     batch_max_records: int = Field(8192, ge=1, description="Publish a batch once it holds this many flows.")
     batch_max_delay_ms: int = Field(200, ge=1, description="Publish a non-empty batch at least this often.")
     default_sampling_rate: int = Field(
-        0, ge=0, description="Sampling rate assumed when neither datagram nor options data give one (0: unknown)."
+        0,
+        ge=0,
+        description="Sampling rate assumed when neither datagram nor options data give one (0: unknown).",
     )
 
 
 class InprocessTransportConfig(Section):
-    max_batches: int = Field(64, ge=1, description="Queue bound; producers block when it is full (backpressure).")
+    max_batches: int = Field(
+        64, ge=1, description="Queue bound; producers block when it is full (backpressure)."
+    )
 
 
 class KafkaTransportConfig(Section):
-    bootstrap_servers: tuple[str, ...] = Field(("127.0.0.1:9092",), description="Kafka bootstrap host:port list.")
+    bootstrap_servers: tuple[str, ...] = Field(
+        ("127.0.0.1:9092",), description="Kafka bootstrap host:port list."
+    )
     topic: str = Field("netobs-flows", description="Topic flow batches are published to.")
     group_id: str = Field("netobs-pipeline", description="Consumer group of the pipeline replicas.")
     compression: Literal["none", "gzip"] = Field(

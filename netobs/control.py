@@ -47,7 +47,7 @@ class ControlServer:
     def address(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def start(self) -> None:
         outer = self
@@ -94,7 +94,9 @@ class ControlServer:
         try:
             self._server = ThreadingHTTPServer(self._addr, Handler)
         except OSError as e:
-            raise OSError(f"control endpoint cannot listen on {self._addr[0]}:{self._addr[1]}: {e.strerror}") from None
+            raise OSError(
+                f"control endpoint cannot listen on {self._addr[0]}:{self._addr[1]}: {e.strerror}"
+            ) from None
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="control", daemon=True).start()
 

@@ -18,9 +18,12 @@ def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
     return Gauge(name, doc, list(labels), registry=REGISTRY)
 
 
-def histogram(name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None) -> Histogram:
-    kw = {"buckets": buckets} if buckets else {}
-    return Histogram(name, doc, list(labels), registry=REGISTRY, **kw)
+def histogram(
+    name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] | None = None
+) -> Histogram:
+    if buckets:
+        return Histogram(name, doc, list(labels), registry=REGISTRY, buckets=buckets)
+    return Histogram(name, doc, list(labels), registry=REGISTRY)
 
 
 def exposition() -> bytes:

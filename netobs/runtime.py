@@ -42,7 +42,9 @@ class Runtime:
 
             self.store = make_store(s.store)
             self.store.start()
-            self.pipeline = Pipeline(s.pipeline, transport.consumer(), self.store, drain=s.transport.type == "inprocess")
+            self.pipeline = Pipeline(
+                s.pipeline, transport.consumer(), self.store, drain=s.transport.type == "inprocess"
+            )
             self.pipeline.start()
         if self.collect:
             from collectors.service import UdpCollector

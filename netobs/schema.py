@@ -47,14 +47,44 @@ _IP = pa.binary(16)  # IPv6, or IPv4 as ::ffff:a.b.c.d
 _STR = pa.string()
 
 FLOW_COLUMNS: tuple[Column, ...] = (
-    Column("time_received", "DateTime64(3, 'UTC')", _TS, "When the collector received the datagram.", codec="Delta, ZSTD(1)"),
-    Column("flow_start", "DateTime64(3, 'UTC')", _TS, "First packet of the flow (sFlow: the sample time).", codec="Delta, ZSTD(1)"),
-    Column("flow_end", "DateTime64(3, 'UTC')", _TS, "Last packet of the flow (sFlow: the sample time).", codec="Delta, ZSTD(1)"),
-    Column("type", "LowCardinality(String)", _STR, "Export protocol: sflow, ipfix, netflow9, netflow5, psamp."),
+    Column(
+        "time_received",
+        "DateTime64(3, 'UTC')",
+        _TS,
+        "When the collector received the datagram.",
+        codec="Delta, ZSTD(1)",
+    ),
+    Column(
+        "flow_start",
+        "DateTime64(3, 'UTC')",
+        _TS,
+        "First packet of the flow (sFlow: the sample time).",
+        codec="Delta, ZSTD(1)",
+    ),
+    Column(
+        "flow_end",
+        "DateTime64(3, 'UTC')",
+        _TS,
+        "Last packet of the flow (sFlow: the sample time).",
+        codec="Delta, ZSTD(1)",
+    ),
+    Column(
+        "type", "LowCardinality(String)", _STR, "Export protocol: sflow, ipfix, netflow9, netflow5, psamp."
+    ),
     Column("exporter", "IPv6", _IP, "Address of the exporting agent (IPv4 mapped into IPv6)."),
-    Column("observation_domain", "UInt32", pa.uint32(), "IPFIX observation domain / NetFlow source id / sFlow sub-agent."),
+    Column(
+        "observation_domain",
+        "UInt32",
+        pa.uint32(),
+        "IPFIX observation domain / NetFlow source id / sFlow sub-agent.",
+    ),
     Column("sampling_rate", "UInt32", pa.uint32(), "1 in N packets sampled; 0 when unknown."),
-    Column("direction", "LowCardinality(String)", _STR, "ingress, egress or unknown, as the exporter reported it."),
+    Column(
+        "direction",
+        "LowCardinality(String)",
+        _STR,
+        "ingress, egress or unknown, as the exporter reported it.",
+    ),
     Column("in_if", "UInt32", pa.uint32(), "Input interface index."),
     Column("out_if", "UInt32", pa.uint32(), "Output interface index."),
     Column("src_addr", "IPv6", _IP, "Source address (inner, pod, address for tunnelled traffic)."),
@@ -90,18 +120,24 @@ ENDPOINT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("site", "Site (a city)."),
 )
 
-FLOW_COLUMNS = FLOW_COLUMNS + tuple(
-    Column(f"{end}_{attr}", "LowCardinality(String)", _STR, f"{doc[:-1]} of the {end} end.", group="enrich")
-    for end in ("src", "dst")
-    for attr, doc in ENDPOINT_ATTRIBUTES
-) + (
-    Column(
-        "path",
-        "LowCardinality(String)",
-        _STR,
-        "intra_node, intra_center, cross_center, cross_site, external or '' (not enriched).",
-        group="enrich",
-    ),
+FLOW_COLUMNS = (
+    FLOW_COLUMNS
+    + tuple(
+        Column(
+            f"{end}_{attr}", "LowCardinality(String)", _STR, f"{doc[:-1]} of the {end} end.", group="enrich"
+        )
+        for end in ("src", "dst")
+        for attr, doc in ENDPOINT_ATTRIBUTES
+    )
+    + (
+        Column(
+            "path",
+            "LowCardinality(String)",
+            _STR,
+            "intra_node, intra_center, cross_center, cross_site, external or '' (not enriched).",
+            group="enrich",
+        ),
+    )
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in FLOW_COLUMNS)

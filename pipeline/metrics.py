@@ -3,7 +3,9 @@
 from netobs.metrics import counter, gauge, histogram
 
 consumed = counter("netobs_pipeline_consumed_messages_total", "Transport messages consumed", ())
-bad_messages = counter("netobs_pipeline_bad_messages_total", "Messages that could not be read (kept aside)", ("reason",))
+bad_messages = counter(
+    "netobs_pipeline_bad_messages_total", "Messages that could not be read (kept aside)", ("reason",)
+)
 rows_inserted = counter("netobs_pipeline_rows_inserted_total", "Rows inserted into the store", ())
 insert_failures = counter("netobs_pipeline_insert_failures_total", "Inserts that failed and were retried", ())
 buffered_rows = gauge("netobs_pipeline_buffered_rows", "Rows waiting for the next insert", ())

@@ -69,7 +69,10 @@ class Pipeline:
                 metrics.insert_failures.inc()
                 log.warning("store unavailable, keeping %d rows: %s", self._rows, e)
                 if stopping:
-                    log.error("stopping with %d rows not inserted; they stay uncommitted in the transport", self._rows)
+                    log.error(
+                        "stopping with %d rows not inserted; they stay uncommitted in the transport",
+                        self._rows,
+                    )
                     return
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from tests.services.ovs import OvsLab, Traffic, lab_unavailable_reason  # noqa: 
 
 MAX_PCAP_BYTES = 300_000
 SFLOW = {"sampling": 1, "header": 128, "polling": 10}
-IPFIX = {"sampling": 1, "cache_active_timeout": 2, "obs_domain_id": 1}
+IPFIX = {"sampling": 1, "cache_active_timeout": 2, "obs_domain_id": 1, "cache_max_flows": 1024}
+ATTEMPTS = 3
 MIN_SFLOW_SECONDS = 12  # long enough for every port's first sFlow counter sample (polling=10)
 
 
@@ -71,14 +73,15 @@ class Tcpdump:
     def __init__(self, port: int, path: Path) -> None:
         self.path = path
         # -Z root: Debian's tcpdump otherwise drops to user "tcpdump" before opening the output file.
-        # --immediate-mode: packets still in an unretired TPACKET_V3 block are lost at SIGINT otherwise.
-        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-s", "0", "-U", "--immediate-mode", "-Z", "root",
-                                      "-w", str(path),
-                                      f"udp and dst host 127.0.0.1 and dst port {port}"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+        # --immediate-mode: packets still in an unretired TPACKET_V3 block are lost at SIGINT otherwise. It uses a
+        # ring of snaplen-sized slots, so keep -s small (exports are < 1500 bytes) and -B large, or bursts drop.
+        cmd = "tcpdump -i lo -n -s 8192 -B 8192 -U --immediate-mode -Z root -w".split()
+        cmd += [str(path), f"udp and dst host 127.0.0.1 and dst port {port}"]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         assert self.proc.stderr
-        lines = [self.proc.stderr.readline() for _ in range(1)]  # "listening on lo, ..." once the filter is set
+        lines = [self.proc.stderr.readline()]  # "listening on lo, ..." once the filter is in place
         while lines[-1] and "listening on" not in lines[-1] and len(lines) < 5:
             lines.append(self.proc.stderr.readline())
         if "listening on" not in lines[-1]:
@@ -109,32 +112,51 @@ def traffic_mix(lab: OvsLab) -> list[Traffic]:
     ]
 
 
+class Flawed(RuntimeError):
+    """This run's capture is not exact (lost or retransmitted packets, a datagram tcpdump missed): retry."""
+
+
+def check_traffic(traffic: list[Traffic]) -> None:
+    for t in traffic:
+        lost = t.received_bytes != t.sent_bytes if t.proto == "tcp" else t.received_packets != t.sent_packets
+        if lost or (t.tcp and t.tcp["total_retrans"]):
+            raise Flawed(
+                f"{t.proto} {t.src_ip}:{t.src_port} -> {t.dst_ip}:{t.dst_port}: lost or resent packets"
+            )
+
+
 def capture(out: Path, sflow_port: int, ipfix_port: int, prefix: str) -> dict:
+    """One attempt: lab, tcpdumps, exporters, traffic; copies the pcaps to out only if everything checks."""
     work = Path(tempfile.mkdtemp(prefix="ovscap-"))
     sinks = {"sflow": Sink(sflow_port), "ipfix": Sink(ipfix_port)}
     lab = OvsLab(work / "ovs", prefix=prefix, pods=3, ipv6=True)
     dumps: dict[str, Tcpdump] = {}
     try:
         lab.start()
-        dumps = {"sflow": Tcpdump(sflow_port, work / "sflow.pcap"), "ipfix": Tcpdump(ipfix_port, work / "ipfix.pcap")}
+        dumps = {
+            "sflow": Tcpdump(sflow_port, work / "sflow.pcap"),
+            "ipfix": Tcpdump(ipfix_port, work / "ipfix.pcap"),
+        }
         started = time.monotonic()
         lab.enable_sflow(sflow_port, **SFLOW)
         lab.enable_ipfix(ipfix_port, **IPFIX)
         traffic = traffic_mix(lab)
+        check_traffic(traffic)
         time.sleep(max(0.0, MIN_SFLOW_SECONDS - (time.monotonic() - started)))
         lab.disable_exports()  # ships the last sFlow buffer, then IPFIX exports what is left in its cache
         time.sleep(1.0)
         stats = {}
         for name, dump in dumps.items():
-            captured, dropped = dump.stop()
-            received = sinks[name].close()
+            (captured, dropped), received = dump.stop(), sinks[name].close()
             if dropped != 0 or captured != received:
-                raise RuntimeError(f"{name}: tcpdump captured {captured} (dropped {dropped}), sink got {received}")
-            size = dump.path.stat().st_size
-            if size > MAX_PCAP_BYTES:
+                raise Flawed(
+                    f"{name}: tcpdump captured {captured} (dropped {dropped}), the sink got {received}"
+                )
+            if (size := dump.path.stat().st_size) > MAX_PCAP_BYTES:
                 raise RuntimeError(f"{name}: capture is {size} bytes, over {MAX_PCAP_BYTES}")
-            shutil.copyfile(dump.path, out / f"ovs-{name}.pcap")
             stats[name] = {"datagrams": captured, "pcap_bytes": size}
+        for name, dump in dumps.items():
+            shutil.copyfile(dump.path, out / f"ovs-{name}.pcap")
         return describe(lab, traffic, stats, sflow_port, ipfix_port, lab.ovs_version())
     finally:
         for dump in dumps.values():
@@ -147,27 +169,42 @@ def capture(out: Path, sflow_port: int, ipfix_port: int, prefix: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def describe(lab: OvsLab, traffic: list[Traffic], stats: dict, sflow_port: int, ipfix_port: int,
-             version: str) -> dict:
+def describe(
+    lab: OvsLab, traffic: list[Traffic], stats: dict, sflow_port: int, ipfix_port: int, version: str
+) -> dict:
+    stats["sflow"]["agent"] = "127.0.0.1"  # set by OvsLab.enable_sflow
     return {
         "generator": "scripts/capture_ovs_exports.py",
         "captured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "ovs_version": version,
         "datapath_type": lab.datapath_type,
         "bridge": lab.bridge,
-        "sflow": {"pcap": "ovs-sflow.pcap", "collector": f"127.0.0.1:{sflow_port}", "agent": "127.0.0.1",
-                  **SFLOW, **stats["sflow"]},
-        "ipfix": {"pcap": "ovs-ipfix.pcap", "collector": f"127.0.0.1:{ipfix_port}", **IPFIX, **stats["ipfix"]},
-        "pods": [{"name": p.name, "netns": p.netns, "ip": p.ip, "ip6": p.ip6, "mac": p.mac, "host_if": p.host_if,
-                  "host_ifindex": p.host_ifindex, "ofport": p.ofport} for p in lab.pods],
+        "sflow": {
+            "pcap": "ovs-sflow.pcap",
+            "collector": f"127.0.0.1:{sflow_port}",
+            **SFLOW,
+            **stats["sflow"],
+        },
+        "ipfix": {
+            "pcap": "ovs-ipfix.pcap",
+            "collector": f"127.0.0.1:{ipfix_port}",
+            **IPFIX,
+            **stats["ipfix"],
+        },
+        "pods": [asdict(p) for p in lab.pods],
         "traffic": [t.as_dict() for t in traffic],
         "notes": [
             "sent_bytes/received_bytes are application payload; tcp.segs_out/segs_in are every segment "
             "src->dst / dst->src (SYN, ACK, FIN included) from the client's TCP_INFO",
             "ICMP: src_port is the echo identifier; each echo carries 56 payload bytes",
             "also in the captures but not listed: ARP, IPv6 neighbour discovery and MLD from the pods",
-            "sFlow frame lengths include the 4-byte FCS; sFlow ifIndex = host_ifindex, IPFIX interface = ofport",
-            "bridge IPFIX reports each flow twice, ingress and egress (flowDirection 0/1)",
+            "sFlow frame lengths include the 4-byte FCS; flooded frames have sFlow output 0x80000000|ports",
+            "sFlow input/output ifIndex and IPFIX ingress/egressInterface (IE 10/14) are host_ifindex; "
+            "the bridge's internal port is 0 in IPFIX",
+            "bridge IPFIX reports each flow twice, ingress and egress (flowDirection 0/1); a flooded frame "
+            "gets one egress record per output port",
+            "IPFIX IE 85/86 (octet/packetTotalCount) are the exporter's running totals, not per-flow totals",
+            "IPFIX flowEndReason is 2 (active timeout) except for records flushed when IPFIX was removed (4)",
         ],
     }
 
@@ -177,16 +214,25 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "testdata")
     ap.add_argument("--sflow-port", type=int, default=6343)
     ap.add_argument("--ipfix-port", type=int, default=4739)
-    ap.add_argument("--prefix", default="ovscap", help="interface/namespace name prefix (names appear in IPFIX)")
+    ap.add_argument("--prefix", default="ovscap", help="name prefix of interfaces (they appear in IPFIX)")
     args = ap.parse_args()
     if reason := (lab_unavailable_reason() or (None if shutil.which("tcpdump") else "tcpdump is missing")):
         print(f"cannot capture: {reason}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    info = capture(args.out, args.sflow_port, args.ipfix_port, args.prefix)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            info = capture(args.out, args.sflow_port, args.ipfix_port, args.prefix)
+            break
+        except Flawed as exc:
+            print(f"attempt {attempt}: {exc}", file=sys.stderr)
+    else:
+        return 1
     (args.out / "ovs-traffic.json").write_text(json.dumps(info, indent=2) + "\n")
     for name in ("sflow", "ipfix"):
-        print(f"{args.out / f'ovs-{name}.pcap'}: {info[name]['datagrams']} datagrams, {info[name]['pcap_bytes']} bytes")
+        print(
+            f"{args.out}/ovs-{name}.pcap: {info[name]['datagrams']} datagrams, {info[name]['pcap_bytes']} bytes"
+        )
     print(f"{args.out / 'ovs-traffic.json'}: {len(info['traffic'])} exchanges")
     return 0
 

@@ -41,7 +41,13 @@ def test_kernel_imports_no_component(path):
 
 @pytest.mark.parametrize("pkg", sorted(COMPONENTS))
 def test_components_do_not_import_each_other_wrongly(pkg):
-    allowed = {"pipeline": set(), "collectors": set(), "analytics": set(), "dashboards": set(), "alerts": set()}
+    allowed = {
+        "pipeline": set(),
+        "collectors": set(),
+        "analytics": set(),
+        "dashboards": set(),
+        "alerts": set(),
+    }
     for path in py_files(pkg):
         for mod, _ in imports(path):
             if mod in COMPONENTS and mod != pkg:

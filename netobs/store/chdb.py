@@ -7,6 +7,7 @@ reads come back as Arrow. chdb sessions are shared between threads under one loc
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pyarrow as pa
 
@@ -21,7 +22,7 @@ class ChdbStore:
     def __init__(self, config: StoreConfig):
         self.config = config
         self.database = config.database
-        self._session = None
+        self._session: Any = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -72,7 +73,9 @@ class ChdbStore:
         cols = ", ".join(f"`{n}`" for n in table.schema.names)
         settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
         data = table  # chdb's Python() finds the object by this local name
-        self._run(f"INSERT INTO `{self.database}`.`{target}` ({cols}){settings} SELECT {cols} FROM Python(data)")
+        self._run(
+            f"INSERT INTO `{self.database}`.`{target}` ({cols}){settings} SELECT {cols} FROM Python(data)"
+        )
         del data
 
 

@@ -16,7 +16,6 @@ from netobs.config import InprocessTransportConfig
 from netobs.transport.base import Message, TransportError
 
 
-
 class InprocessTransport:
     def __init__(self, config: InprocessTransportConfig, block_s: float = 30.0):
         self._queue: queue.Queue = queue.Queue(maxsize=config.max_batches)
@@ -43,7 +42,9 @@ class _Producer:
         try:
             self._t._queue.put(rb, timeout=self._t._block_s)
         except queue.Full:
-            raise TransportError(f"in-process queue full for {self._t._block_s}s (pipeline stalled?)") from None
+            raise TransportError(
+                f"in-process queue full for {self._t._block_s}s (pipeline stalled?)"
+            ) from None
 
     def flush(self, timeout_s: float = 30.0) -> None:
         pass

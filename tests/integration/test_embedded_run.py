@@ -28,7 +28,9 @@ def free_port() -> int:
 def netobs(*args, config, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "netobs", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -45,7 +47,9 @@ def running(tmp_path):
         f"control: {{listen: '{control}'}}\n"
     )
     log = open(tmp_path / "run.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "netobs", "--config", str(config), "run"], stderr=log, stdout=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netobs", "--config", str(config), "run"], stderr=log, stdout=log
+    )
     health = None
     for _ in range(150):
         try:
@@ -94,8 +98,11 @@ def test_netobs_run_end_to_end(ovs_lab, running, tmp_path):
         {"type": "ipfix", "packets": str(tcp.sent_packets)},
         {"type": "sflow", "packets": str(tcp.sent_packets)},
     ]
-    listing = netobs("query", "SELECT src_addr, dst_addr, dst_port FROM netobs.flows WHERE dst_port = 8443 LIMIT 1",
-                     config=config)
+    listing = netobs(
+        "query",
+        "SELECT src_addr, dst_addr, dst_port FROM netobs.flows WHERE dst_port = 8443 LIMIT 1",
+        config=config,
+    )
     assert f"{tcp.src_ip}  {tcp.dst_ip}" in listing.stdout
 
     proc.send_signal(signal.SIGTERM)

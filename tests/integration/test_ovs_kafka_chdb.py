@@ -50,7 +50,9 @@ def wait_until(predicate, timeout_s=30.0, every=0.25):
 def skeleton(tmp_path, kafka_broker, topic_factory):
     """Collector → Kafka → pipeline → chdb, all started; yields (collector, pipeline, store)."""
     topic = topic_factory(partitions=3)
-    kcfg = KafkaTransportConfig(bootstrap_servers=(kafka_broker.bootstrap,), topic=topic, group_id=f"g-{topic}")
+    kcfg = KafkaTransportConfig(
+        bootstrap_servers=(kafka_broker.bootstrap,), topic=topic, group_id=f"g-{topic}"
+    )
     transport = KafkaTransport(kcfg)
     store = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
     store.start()

@@ -65,7 +65,9 @@ def test_insert_query_and_scaling_at_query_time(store_factory):
         "SELECT count() AS n, sum(bytes) AS raw, sum(bytes * sampling_rate) AS scaled, "
         "IPv6NumToString(any(src_addr)) AS src, IPv6NumToString(any(dst_addr)) AS dst FROM netobs.flows"
     )
-    assert t.to_pylist() == [{"n": 3, "raw": 300, "scaled": 300000, "src": "::ffff:10.244.1.11", "dst": "2001:db8::2"}]
+    assert t.to_pylist() == [
+        {"n": 3, "raw": 300, "scaled": 300000, "src": "::ffff:10.244.1.11", "dst": "2001:db8::2"}
+    ]
 
 
 def test_dedup_token_makes_replay_harmless(store_factory):

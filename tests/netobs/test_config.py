@@ -1,6 +1,7 @@
 """Config: YAML base, env overrides, unknown keys with their path, secrets masked, CLI exit codes."""
 
 import pytest
+from pydantic import ValidationError
 
 from netobs.cli import main
 from netobs.config import ConfigError, dump, load
@@ -28,7 +29,7 @@ def test_yaml_and_env_override(tmp_path, monkeypatch):
 
 def test_frozen(tmp_path):
     s = load(None)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         s.store.retention_days = 1  # type: ignore[misc]
 
 

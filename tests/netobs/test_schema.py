@@ -36,7 +36,9 @@ def test_cluster_ddl():
     assert "`netobs`.`flows_local` ON CLUSTER 'bank'" in local
     assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/netobs/flows_local', '{replica}')" in local
     assert "TTL" in local
-    assert dist.startswith("CREATE TABLE IF NOT EXISTS `netobs`.`flows` ON CLUSTER 'bank' AS `netobs`.`flows_local`")
+    assert dist.startswith(
+        "CREATE TABLE IF NOT EXISTS `netobs`.`flows` ON CLUSTER 'bank' AS `netobs`.`flows_local`"
+    )
     assert "ENGINE = Distributed('bank', 'netobs', 'flows_local', rand())" in dist
 
 
@@ -88,8 +90,13 @@ def test_batch_arrow_roundtrip_and_wire():
 
 @pytest.mark.parametrize(
     "data, reason",
-    [(b"", "shorter"), (b"XXXX\x01\x00\x01garbage", "bad magic"), (b"NOBS\x02\x00\x01", "format version"),
-     (b"NOBS\x01\xff\xff", "newer"), (b"NOBS\x01\x00\x01not arrow", "corrupt")],
+    [
+        (b"", "shorter"),
+        (b"XXXX\x01\x00\x01garbage", "bad magic"),
+        (b"NOBS\x02\x00\x01", "format version"),
+        (b"NOBS\x01\xff\xff", "newer"),
+        (b"NOBS\x01\x00\x01not arrow", "corrupt"),
+    ],
 )
 def test_wire_rejects_garbage(data, reason):
     with pytest.raises(wire.WireError, match=reason):

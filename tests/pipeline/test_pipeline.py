@@ -18,7 +18,10 @@ from pipeline import Pipeline
 def flows(n, start=0):
     now = int(time.time() * 1000)
     return FlowBatch(
-        {"time_received": np.full(n, now, dtype="int64"), "packets": np.arange(start, start + n, dtype="uint64")}
+        {
+            "time_received": np.full(n, now, dtype="int64"),
+            "packets": np.arange(start, start + n, dtype="uint64"),
+        }
     ).to_arrow()
 
 
@@ -98,7 +101,9 @@ class ListConsumer:
 def test_store_outage_keeps_rows_and_does_not_commit(store):
     flaky = FlakyStore(store)
     flaky.down.set()
-    consumer = ListConsumer([Message(pa.Table.from_batches([flows(10, i * 10)]), ("t", 0, i)) for i in range(5)])
+    consumer = ListConsumer(
+        [Message(pa.Table.from_batches([flows(10, i * 10)]), ("t", 0, i)) for i in range(5)]
+    )
     p = Pipeline(PipelineConfig(max_batch_rows=1000, max_batch_delay_ms=20), consumer, flaky)
     p.start()
     deadline = time.monotonic() + 10
