@@ -25,21 +25,25 @@ echo "== netobs run is up: $(health)"
 "$NETOBS" replay tests/testdata/ovs-sflow.pcap --to 127.0.0.1:16343
 "$NETOBS" replay tests/testdata/ovs-ipfix.pcap --to 127.0.0.1:14739
 
-# Wait until the pipeline has inserted everything the collectors published.
-for _ in $(seq 1 50); do
+# Wait until the pipeline has inserted everything the collectors published (and that stays so).
+settled() { python3 -c "import json,sys; h=json.loads(sys.argv[1]); sys.exit(0 if h['rows_inserted'] and h['rows_inserted'] == h['published_flows'] else 1)" "$1"; }
+previous=""
+for _ in $(seq 1 60); do
     state=$(health)
-    python3 -c "import json,sys; h=json.loads(sys.argv[1]); sys.exit(0 if h['rows_inserted'] and h['rows_inserted'] == h['published_flows'] else 1)" "$state" && break
-    sleep 0.2
+    counts=$(python3 -c "import json,sys; h=json.loads(sys.argv[1]); print(h['published_flows'], h['rows_inserted'])" "$state")
+    if settled "$state" && [ "$counts" = "$previous" ]; then break; fi
+    previous=$counts
+    sleep 0.5
 done
 echo "== after replay: $(health)"
 
 echo "== flows by exporter protocol"
-"$NETOBS" --config "$CONFIG" query "SELECT type, count() AS records, sum(packets) AS packets, sum(bytes) AS bytes FROM netobs.flows GROUP BY type ORDER BY type"
+"$NETOBS" --config "$CONFIG" query "SELECT type, count() AS records, sum(packets) AS pkts, sum(bytes) AS octets FROM netobs.flows GROUP BY type ORDER BY type"
 echo
 echo "== top conversations (raw counts; scale by sampling_rate at query time)"
 "$NETOBS" --config "$CONFIG" query "
 SELECT type, src_addr AS src, dst_addr AS dst, proto, src_port, dst_port,
-       direction, sum(packets) AS packets, sum(bytes) AS bytes, sum(bytes * greatest(sampling_rate, 1)) AS scaled_bytes
+       direction, sum(packets) AS pkts, sum(bytes) AS octets, sum(bytes * greatest(sampling_rate, 1)) AS scaled_octets
 FROM netobs.flows
 GROUP BY type, src, dst, proto, src_port, dst_port, direction
-ORDER BY bytes DESC LIMIT 15"
+ORDER BY octets DESC LIMIT 15"

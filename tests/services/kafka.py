@@ -259,8 +259,15 @@ class KafkaBroker:
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id as ``StorageTool random-uuid`` makes it, without a JVM start."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id as ``StorageTool random-uuid`` makes it, without a JVM start.
+
+    One in 32 such ids starts with '-', which the storage tool's argument parser then
+    takes for an option; those are drawn again.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _metadata_ok(bootstrap: str) -> bool:
