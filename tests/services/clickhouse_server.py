@@ -9,13 +9,9 @@ rows as a parameter: ``client.execute("INSERT INTO t (a, b) VALUES", rows)``.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +21,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from tests.services import _require
+from tests.services._proc import die_with_parent, free_port, kill, terminate
 
 NETOBS_USER = "netobs"
 NETOBS_PASSWORD = "netobs-test-pw"
@@ -98,20 +95,8 @@ def find_server_command() -> list[str] | None:
     return [single, "server"] if single else None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-# Looked up in the parent: between fork and exec the child must not load libraries or take locks.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:
-    """Child pre-exec hook: the kernel sends SIGTERM if the test process dies without cleanup."""
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 _RUNNING: set[ClickHouseServer] = set()
@@ -166,7 +151,7 @@ class ClickHouseServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.work_dir,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             out.close()
@@ -182,22 +167,13 @@ class ClickHouseServer:
         """SIGTERM, then SIGKILL after ``timeout`` seconds."""
         proc, self.proc = self.proc, None
         _RUNNING.discard(self)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash); ``start()`` brings it back on the same ports and data."""
         proc, self.proc = self.proc, None
         _RUNNING.discard(self)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        kill(proc)
 
     def restart(self, timeout: float = 60.0) -> ClickHouseServer:
         """Stop, then start again on the same ports and data directory."""

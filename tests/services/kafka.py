@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import atexit
 import base64
-import ctypes
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import _require
+from tests.services._proc import die_with_parent, free_port, kill, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 LOG4J_CONFIG = REPO / "scripts" / "kafka" / "log4j2.properties"
@@ -44,21 +41,8 @@ def default_libs_dir() -> Path:
     return Path(cache) / "kafka" / "libs"
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-# Looked up in the parent: between fork and exec the child must not load libraries or take locks.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:
-    """Child pre-exec hook: the kernel sends SIGTERM if the test process dies without cleanup."""
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 _RUNNING: set[KafkaBroker] = set()
@@ -132,22 +116,13 @@ class KafkaBroker:
         """SIGTERM (controlled shutdown), then SIGKILL after ``timeout`` seconds."""
         proc, self.proc = self.proc, None
         _RUNNING.discard(self)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL the broker at once (a crash); ``start()`` brings it back on the same ports and data."""
         proc, self.proc = self.proc, None
         _RUNNING.discard(self)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        kill(proc)
 
     def restart(self, timeout: float = 90.0) -> KafkaBroker:
         self.stop()
@@ -233,7 +208,7 @@ class KafkaBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.work_dir,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             out.close()
