@@ -1,0 +1,33 @@
+"""Flow collectors: decode sFlow v5 and IPFIX export datagrams into columnar batches.
+
+``Decoder`` is the entry point (protocol detection, per-exporter state and stats);
+``collectors.decode`` is the offline ``netobs decode`` path over a capture file.
+"""
+
+from collectors.counters import COUNTER_COLUMNS, CounterBatch
+from collectors.decode import iter_records, write_jsonl
+from collectors.decoder import Decoded, Decoder, detect
+from collectors.ipfix import IpfixDecoder
+from collectors.packet import PacketInfo, parse_ethernet, parse_ip
+from collectors.pcap import PcapReader, UdpDatagram, read_udp
+from collectors.sflow import SflowDecoder
+from collectors.stats import ExporterStats
+
+__all__ = [
+    "COUNTER_COLUMNS",
+    "CounterBatch",
+    "Decoded",
+    "Decoder",
+    "ExporterStats",
+    "IpfixDecoder",
+    "PacketInfo",
+    "PcapReader",
+    "SflowDecoder",
+    "UdpDatagram",
+    "detect",
+    "iter_records",
+    "parse_ethernet",
+    "parse_ip",
+    "read_udp",
+    "write_jsonl",
+]

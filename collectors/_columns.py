@@ -1,0 +1,90 @@
+"""Turn per-record values into numpy columns (the per-record decoders' last step).
+
+The sFlow decoder packs each sample into a fixed binary row with one precompiled
+``struct`` (:class:`PackedRows`), so a flush is one ``np.frombuffer`` whose fields are
+the columns: no dict, no per-field object, no transposition per sample. Rarer records
+(counters) append plain tuples and are transposed once per flush with ``zip(*rows)``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from netobs import schema
+
+_DTYPES = schema.numpy_dtypes()
+_DIRECTIONS = np.array(["ingress", "egress", "unknown"], dtype=object)
+
+
+_STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i8": "q", "V16": "16s"}
+
+
+class PackedRows:
+    """Fixed binary rows appended with one struct; read back as one structured array.
+
+    ``fields`` are (name, numpy dtype) in row order; the struct is native-endian and
+    unpadded so its layout is exactly the dtype's.
+    """
+
+    def __init__(self, fields: Sequence[tuple[str, np.dtype]]):
+        codes = [_STRUCT_CODES[np.dtype(dt).str.lstrip("<>|=")] for _, dt in fields]
+        self.struct = struct.Struct("=" + "".join(codes))
+        offsets = [struct.calcsize("=" + "".join(codes[:i])) for i in range(len(codes))]
+        self.dtype = np.dtype({"names": [n for n, _ in fields], "formats": [np.dtype(dt) for _, dt in fields],
+                               "offsets": offsets, "itemsize": self.struct.size})
+        self.pack = self.struct.pack
+        self.buf = bytearray()
+
+    def __len__(self) -> int:
+        return len(self.buf) // self.struct.size
+
+    def take(self) -> np.ndarray:
+        """All rows as a structured array; the buffer starts empty again."""
+        buf, self.buf = self.buf, bytearray()
+        return np.frombuffer(buf, dtype=self.dtype)
+
+
+def transpose(rows: Sequence[tuple], names: Sequence[str], dtypes: dict[str, np.dtype]) -> dict:
+    """Columns named ``names`` (in row-tuple order) as numpy arrays of ``dtypes``."""
+    if not rows:
+        return {}
+    out = {}
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        out[name] = column(values, dtypes[name])
+    return out
+
+
+def column(values: Sequence, dtype: np.dtype) -> np.ndarray:
+    """One numpy column; fixed-size binary values are joined and viewed, not boxed."""
+    if dtype.kind == "V":
+        return np.frombuffer(b"".join(values), dtype=dtype).copy()
+    if dtype == np.dtype(object):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        return arr
+    return np.fromiter(values, dtype=dtype, count=len(values))
+
+
+def repeat(values: Sequence, counts: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    """Per-datagram values (time, exporter...) expanded to one per record."""
+    if len(values) == 1:  # the common case of one datagram per flush: skip the boxing
+        if dtype.kind == "V":
+            return np.frombuffer(bytearray(values[0] * counts[0]), dtype=dtype)
+        return np.full(counts[0], values[0], dtype=dtype)
+    return np.repeat(column(values, dtype), np.asarray(counts, dtype=np.int64))
+
+
+def directions(codes: np.ndarray) -> np.ndarray:
+    """IPFIX flowDirection codes (0 ingress, 1 egress, other unknown) as text."""
+    return _DIRECTIONS[np.minimum(codes, 2).astype(np.int64)]
+
+
+def complete(cols: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Add every collect column a decoder did not fill: zeros, or '' for text."""
+    for name, dtype in _DTYPES.items():
+        if name not in cols:
+            cols[name] = np.full(n, "", dtype=object) if dtype == np.dtype(object) else np.zeros(n, dtype)
+    return cols

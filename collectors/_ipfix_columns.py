@@ -1,0 +1,166 @@
+"""Vectorised mapping from decoded IPFIX records to flow columns.
+
+Every function takes a :class:`Records` (one template's records, already split into
+numpy fields) plus per-record metadata arrays (export time, sampling state...) and
+returns whole columns: no Python work per record. Each column is read straight into its
+schema dtype (one numpy operation) where the template has it; absent ones are left to
+the caller to zero-fill.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collectors import _ipfix_fields as F
+from collectors._columns import directions
+from collectors._ipfix_fields import Records
+
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+_TUNNEL_NAMES = np.array(["", "vxlan", "gre", "lisp", "stt", "", "", "geneve"], dtype=object)
+_U8, _U16, _U32, _U64, _I64 = np.uint8, np.uint16, np.uint32, np.uint64, np.int64
+
+#: column → (dtype, IEs in order of preference): plain copies of one element.
+_DIRECT = {
+    "packets": (_U64, (F.PACKETS, F.PACKETS_TOTAL)),
+    "bytes": (_U64, (F.OCTETS, F.OCTETS_TOTAL, F.L2_OCTETS, F.L2_OCTETS_TOTAL)),
+    "proto": (_U8, (F.PROTO,)),
+    "src_port": (_U16, (F.SRC_PORT,)),
+    "tcp_flags": (_U16, (F.TCP_FLAGS,)),
+    "tos": (_U8, (F.TOS,)),
+    "in_if": (_U32, (F.IN_IF,)),
+    "out_if": (_U32, (F.OUT_IF,)),
+    "src_mac": (_U64, (F.SRC_MAC, F.POST_SRC_MAC)),
+    "dst_mac": (_U64, (F.DST_MAC, F.POST_DST_MAC)),
+    "etype": (_U16, (F.ETYPE,)),
+}
+
+
+def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The flow columns the records of one template carry (plus the metadata ones)."""
+    cols = {
+        "time_received": meta["time_received"],
+        "exporter": meta["exporter"],
+        "observation_domain": meta["observation_domain"],
+        "flow_start": flow_time(r, meta, start=True),
+        "flow_end": flow_time(r, meta, start=False),
+        "sampling_rate": sampling_rate(r, meta["sampling_rate"]),
+    }
+    for name, (dtype, keys) in _DIRECT.items():
+        values = r.first(*keys, dtype=dtype)
+        if values is not None:
+            cols[name] = values
+    direction = r.first(F.DIRECTION, dtype=_U8)
+    cols["direction"] = directions(direction if direction is not None else np.full(r.n, 2, _U8))
+    vlan = r.first(F.VLAN, F.DOT1Q_VLAN, dtype=_U16)
+    if vlan is not None:
+        cols["vlan"] = vlan & _U16(0x0FFF)
+    if "etype" not in cols:
+        cols["etype"] = _etype(r)
+    _addresses(r, cols)
+    _icmp(r, cols)
+    _tunnel(r, cols)
+    return cols
+
+
+def flow_time(r: Records, meta: dict[str, np.ndarray], start: bool) -> np.ndarray:
+    """Flow start or end in ms since the epoch, from the most precise element present.
+
+    Falls back to the export time when the template carries no time at all, and for
+    sysUpTime-relative times (IE 21/22) when systemInitTimeMilliseconds is unknown.
+    """
+    k = 0 if start else 1
+    key = r.template.choose(((F.START_MS, F.END_MS)[k], (F.START_S, F.END_S)[k], (F.START_US, F.END_US)[k],
+                             (F.START_NS, F.END_NS)[k], (F.START_DELTA_US, F.END_DELTA_US)[k],
+                             (F.START_UPTIME, F.END_UPTIME)[k]))
+    if key is None:
+        return meta["export_s"] * 1000
+    if key in (F.START_MS, F.END_MS):
+        return r.uint(key, _I64)
+    if key in (F.START_S, F.END_S):
+        return r.uint(key, _I64) * 1000
+    if key in (F.START_US, F.END_US, F.START_NS, F.END_NS):
+        return ntp_to_ms(r.uint(key))
+    if key in (F.START_DELTA_US, F.END_DELTA_US):
+        # RFC 5102 §5.9: microseconds *before* the export time of the message.
+        return (meta["export_s"] * 1_000_000 - r.uint(key, _I64)) // 1000
+    init = r.uint(F.SYSTEM_INIT_MS, _I64) if r.has(F.SYSTEM_INIT_MS) else meta["system_init"]
+    return np.where(init >= 0, init + r.uint(key, _I64), meta["export_s"] * 1000)
+
+
+def ntp_to_ms(v: np.ndarray) -> np.ndarray:
+    """dateTimeMicro/Nanoseconds (NTP 64-bit format, RFC 7011 §6.1.9) to Unix ms."""
+    seconds = (v >> _U64(32)).astype(_I64) - NTP_EPOCH_OFFSET
+    frac_ms = ((v & _U64(0xFFFFFFFF)) * _U64(1000)) >> _U64(32)
+    return seconds * 1000 + frac_ms.astype(_I64)
+
+
+def sampling_rate(r: Records, state: np.ndarray) -> np.ndarray:
+    """1-in-N from sampling elements of the record itself, else from options data."""
+    rate = sampling_from(r)
+    if rate is None:
+        return state
+    return np.where((rate > 0) & (rate <= 0xFFFFFFFF), rate, state).astype(_U32)
+
+
+def sampling_from(r: Records) -> np.ndarray | None:
+    """Sampling rate the record's own elements describe (0 where they say nothing)."""
+    direct = r.first(F.SAMPLING_INTERVAL, F.SAMPLER_RANDOM_INTERVAL)
+    if direct is not None:
+        return direct
+    for taken, skipped_or_total, total in ((F.PACKET_INTERVAL, F.PACKET_SPACE, False),
+                                          (F.SAMPLING_SIZE, F.SAMPLING_POPULATION, True)):
+        if r.has(taken) and r.has(skipped_or_total):
+            a, b = r.uint(taken), r.uint(skipped_or_total)
+            # PSAMP (RFC 5477 §8.2): N taken, then M skipped -> 1 in (N+M)/N.
+            whole = b if total else a + b
+            return np.where(a > 0, whole // np.maximum(a, _U64(1)), _U64(0))
+    return None
+
+
+def _etype(r: Records) -> np.ndarray:
+    version = r.first(F.IP_VERSION, dtype=_U8)
+    if version is None:
+        guess = 0x86DD if r.has(F.SRC_V6) else 0x0800 if r.has(F.SRC_V4) else 0
+        return np.full(r.n, guess, _U16)
+    return np.select([version == 4, version == 6], [0x0800, 0x86DD], 0).astype(_U16)
+
+
+def _addresses(r: Records, cols: dict) -> None:
+    for name, v4, v6 in (("src_addr", F.SRC_V4, F.SRC_V6), ("dst_addr", F.DST_V4, F.DST_V6)):
+        addr = r.address(v4, v6)
+        if addr is not None:
+            cols[name] = addr
+
+
+def _icmp(r: Records, cols: dict) -> None:
+    """dst_port: the ICMP type * 256 + code where the record is ICMP (schema convention)."""
+    dport = r.first(F.DST_PORT, dtype=_U16)
+    icmp = r.first(F.ICMP_V4, F.ICMP_V6, dtype=_U16)
+    if icmp is None:
+        kind = r.template.choose((F.ICMP_TYPE_V4, F.ICMP_TYPE_V6))
+        if kind is not None:
+            code = F.ICMP_CODE_V4 if kind == F.ICMP_TYPE_V4 else F.ICMP_CODE_V6
+            icmp = (r.uint(kind, _U16) << _U16(8)) | r.uint(code, _U16)
+    if icmp is not None:
+        if dport is None:
+            dport = icmp
+        else:
+            proto = cols.get("proto", np.zeros(r.n, _U8))
+            is_icmp = (proto == 1) | (proto == 58) | ((proto == 0) & (dport == 0))
+            dport = np.where(is_icmp, icmp, dport)
+    if dport is not None:
+        cols["dst_port"] = dport
+
+
+def _tunnel(r: Records, cols: dict) -> None:
+    """OVS tunnel elements (enterprise 6876): type, key (VNI), outer IPv4 addresses."""
+    kind = r.first(F.TUNNEL_TYPE, dtype=_U8)
+    if kind is not None:
+        cols["tunnel_type"] = _TUNNEL_NAMES[np.where(kind < len(_TUNNEL_NAMES), kind, 0)]
+    key = r.first(F.TUNNEL_KEY)
+    if key is not None:
+        cols["tunnel_id"] = (key & _U64(0xFFFFFFFF)).astype(_U32)
+    for name, field in (("tunnel_src", F.TUNNEL_SRC_V4), ("tunnel_dst", F.TUNNEL_DST_V4)):
+        addr = r.address(field, (-1, -1))
+        if addr is not None:
+            cols[name] = addr

@@ -1,0 +1,254 @@
+"""IPFIX templates compiled to numpy: a big-endian structured dtype per template.
+
+A template becomes the dtype of its fixed-length part holding only the Information
+Elements we map (at their byte offsets), so a run of records decodes with one
+``np.frombuffer``. Variable-length fields (RFC 7011 §7) split a record into fixed runs;
+the walker in :mod:`collectors.ipfix` copies those runs out, so the same dtype applies,
+and keeps the values of the few variable-length fields we want (OVS's tunnelKey, an
+integer: its last 8 bytes are read).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+VARIABLE = 0xFFFF  # field length meaning "variable" (RFC 7011 §3.2)
+PEN_VMWARE = 6876  # OVS enterprise IEs (ofproto/ipfix-enterprise-entities.def)
+
+
+def iana(ie: int) -> tuple[int, int]:
+    return (0, ie)
+
+
+# Keys are (enterprise number, element id); enterprise 0 is the IANA registry.
+SRC_V4, DST_V4, SRC_V6, DST_V6 = iana(8), iana(12), iana(27), iana(28)
+SRC_PORT, DST_PORT, PROTO, TCP_FLAGS, TOS = iana(7), iana(11), iana(4), iana(6), iana(5)
+IN_IF, OUT_IF, DIRECTION = iana(10), iana(14), iana(61)
+SRC_MAC, DST_MAC, POST_SRC_MAC, POST_DST_MAC = iana(56), iana(80), iana(81), iana(57)
+VLAN, DOT1Q_VLAN, ETYPE, IP_VERSION = iana(58), iana(243), iana(256), iana(60)
+OCTETS, PACKETS, OCTETS_TOTAL, PACKETS_TOTAL = iana(1), iana(2), iana(85), iana(86)
+L2_OCTETS, L2_OCTETS_TOTAL = iana(352), iana(353)
+ICMP_V4, ICMP_V6 = iana(32), iana(139)  # type * 256 + code
+ICMP_TYPE_V4, ICMP_CODE_V4, ICMP_TYPE_V6, ICMP_CODE_V6 = iana(176), iana(177), iana(178), iana(179)
+START_S, END_S, START_MS, END_MS = iana(150), iana(151), iana(152), iana(153)
+START_US, END_US, START_NS, END_NS = iana(154), iana(155), iana(156), iana(157)
+START_DELTA_US, END_DELTA_US = iana(158), iana(159)
+START_UPTIME, END_UPTIME, SYSTEM_INIT_MS = iana(22), iana(21), iana(160)
+SAMPLING_INTERVAL, SAMPLER_RANDOM_INTERVAL = iana(34), iana(50)
+PACKET_INTERVAL, PACKET_SPACE = iana(305), iana(306)
+SAMPLING_SIZE, SAMPLING_POPULATION = iana(309), iana(310)
+TUNNEL_TYPE, TUNNEL_KEY = (PEN_VMWARE, 891), (PEN_VMWARE, 892)
+TUNNEL_SRC_V4, TUNNEL_DST_V4 = (PEN_VMWARE, 893), (PEN_VMWARE, 894)
+
+ADDRESS_KEYS = frozenset((SRC_V4, DST_V4, SRC_V6, DST_V6, TUNNEL_SRC_V4, TUNNEL_DST_V4))
+WANTED = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, tuple))
+
+
+class Field(NamedTuple):
+    """One field specifier of a template record (RFC 7011 §3.2)."""
+
+    ie: int
+    length: int
+    pen: int = 0
+
+
+class Template:
+    """A compiled (options) template: its fields, the dtype of the wanted ones, variable fields.
+
+    Without variable-length fields the dtype describes the whole record (decoded in place
+    by ``np.frombuffer``). With them, it is a compact layout of the wanted fields only,
+    filled by gathering their bytes out of each record's fixed runs (Records.gathered).
+    """
+
+    __slots__ = ("template_id", "fields", "scope_count", "is_options", "variable", "dtype", "names", "masks",
+                 "fixed_len", "segments", "var_keys", "steps", "min_len", "byte_run", "byte_offset", "_choices")
+
+    def __init__(self, template_id: int, fields: tuple[Field, ...], scope_count: int = 0):
+        self.template_id = template_id
+        self.fields = fields
+        self.scope_count = scope_count
+        self.is_options = scope_count > 0  # an options template (RFC 7011 §3.4.2.2)
+        self.names: dict[tuple[int, int], str] = {}  # wanted fixed field → dtype field name
+        self.masks: dict[str, int] = {}  # fields read wider than they are (odd sizes)
+        self._choices: dict[tuple, tuple[int, int] | None] = {}
+        wanted, segments, var_keys, pos, run = [], [], [], 0, 0
+        for ie, length, pen in fields:
+            key = (pen, ie)
+            first = key in WANTED and key not in self.names and key not in var_keys
+            if length == VARIABLE:
+                segments.append(run)
+                var_keys.append(key if first else None)
+                run = 0
+                continue
+            if first and length:
+                self.names[key] = f"e{pen}_{ie}"
+                wanted.append((key, length, pos, len(segments), run))
+            pos += length
+            run += length
+        segments.append(run)
+        self.fixed_len = pos
+        self.segments = tuple(segments)  # fixed runs around the variable fields
+        self.var_keys = tuple(var_keys)  # wanted variable field keys (None: skip)
+        self.variable = bool(var_keys)
+        self.steps = tuple(zip(segments, var_keys))  # noqa: B905 - (run, variable field after it)
+        self.min_len = pos + len(var_keys)  # each variable field takes >= 1 length byte
+        if self.variable:
+            self._gather_layout(wanted)
+        else:
+            self._record_layout(wanted)
+
+    def _record_layout(self, wanted: list) -> None:
+        names, formats, offsets = [], [], []
+        for key, length, pos, _, _ in wanted:
+            fmt, offset, mask = _layout(key, length, pos)
+            names.append(self.names[key])
+            formats.append(fmt)
+            offsets.append(offset)
+            if mask:
+                self.masks[self.names[key]] = mask
+        # A zero itemsize is not a valid dtype: an empty template gets a dummy byte.
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                               "itemsize": self.fixed_len or 1})
+        self.byte_run = self.byte_offset = np.zeros(0, dtype=np.intp)
+
+    def _gather_layout(self, wanted: list) -> None:
+        """Compact layout: per wanted field, (run, offset) of each byte; run ``PAD`` is a
+        zero byte, so odd-sized integers are left-padded to 8 and read exactly."""
+        pad = len(self.segments)
+        names: list[str] = []
+        formats: list = []
+        offsets: list[int] = []
+        runs: list[int] = []
+        offs: list[int] = []
+        for key, length, _pos, run, off in wanted:
+            fmt: str | tuple
+            if key in ADDRESS_KEYS:
+                fmt, take = ("u1", (length,)), length
+            elif length in (1, 2, 4, 8):
+                fmt, take = f">u{length}", length
+            else:
+                fmt, take = ">u8", min(length, 8)  # longer than 8: its low 8 bytes
+            names.append(self.names[key])
+            formats.append(fmt)
+            offsets.append(len(runs))
+            width = take if key in ADDRESS_KEYS or length in (1, 2, 4, 8) else 8
+            runs += [pad] * (width - take) + [run] * take
+            offs += [0] * (width - take) + list(range(off + length - take, off + length))
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                               "itemsize": len(runs) or 1})
+        self.byte_run = np.array(runs, dtype=np.intp)
+        self.byte_offset = np.array(offs, dtype=np.intp)
+
+    def has(self, key: tuple[int, int]) -> bool:
+        return key in self.names or key in self.var_keys
+
+    def choose(self, keys: tuple) -> tuple[int, int] | None:
+        """The first of ``keys`` this template carries (memoised: asked once per flush)."""
+        try:
+            return self._choices[keys]
+        except KeyError:
+            found = self._choices[keys] = next((k for k in keys if self.has(k)), None)
+            return found
+
+
+def _layout(key: tuple[int, int], length: int, pos: int) -> tuple:
+    """(numpy format, offset, mask) to read one field of the record.
+
+    Integers of odd size (MACs: 6 bytes; reduced-size encodings, RFC 7011 §6.2) are read
+    as the big-endian 8 bytes *ending* at the field (numpy allows overlapping fields)
+    and masked; addresses, and odd integers too close to the record start, as bytes.
+    """
+    if key in ADDRESS_KEYS:
+        return ("u1", (length,)), pos, 0
+    if length in (1, 2, 4, 8):
+        return f">u{length}", pos, 0
+    if pos + length >= 8:
+        return ">u8", pos + length - 8, (1 << (8 * length)) - 1 if length < 8 else 0
+    return ("u1", (length,)), pos, 0
+
+
+class Records:
+    """Decoded records of one template: typed access to the fields we map."""
+
+    __slots__ = ("template", "recs", "var", "n")
+
+    def __init__(self, template: Template, recs: np.ndarray, var: dict[tuple[int, int], list[bytes]]):
+        self.template = template
+        self.recs = recs
+        self.n = len(recs)
+        self.var = var
+
+    @classmethod
+    def fixed(cls, template: Template, data: bytes, n: int, var: dict) -> Records:
+        """Records laid end to end (a template without variable-length fields)."""
+        return cls(template, np.frombuffer(data, dtype=template.dtype, count=n), var)
+
+    @classmethod
+    def gathered(cls, template: Template, data: bytes | bytearray, starts: list[int], n: int, var: dict) -> Records:
+        """Records with variable-length fields: ``starts`` holds, per record, where each
+        of its fixed runs begins in ``data``; one fancy-index gathers the wanted bytes."""
+        if not len(template.byte_run):
+            return cls(template, np.zeros(n, dtype=template.dtype), var)
+        runs = np.empty((n, len(template.segments) + 1), dtype=np.intp)
+        runs[:, :-1] = np.array(starts, dtype=np.intp).reshape(n, len(template.segments))
+        runs[:, -1] = len(data)  # the zero padding appended below
+        padded = np.frombuffer(bytes(data) + bytes(8), dtype=np.uint8)
+        raw = padded[runs[:, template.byte_run] + template.byte_offset]
+        return cls(template, np.ascontiguousarray(raw).view(template.dtype).reshape(n), var)
+
+    def has(self, key: tuple[int, int]) -> bool:
+        return self.template.has(key)
+
+    def uint(self, key: tuple[int, int], dtype=np.uint64) -> np.ndarray:
+        """Unsigned values as ``dtype`` (any size up to 8 bytes; longer: the low 8)."""
+        name = self.template.names.get(key)
+        if name is None:
+            vals = self.var.get(key)  # variable-length integers, already read by the walker
+            if vals is None:
+                return np.zeros(self.n, dtype=dtype)
+            return np.array(vals, dtype=np.uint64).astype(dtype, copy=False)
+        col = self.recs[name]
+        if col.ndim == 2:
+            return _be_uint(col[:, -8:]).astype(dtype, copy=False)
+        mask = self.template.masks.get(name)
+        if mask:
+            col = col & np.uint64(mask)
+        return col.astype(dtype)
+
+    def first(self, *keys: tuple[int, int], dtype=np.uint64) -> np.ndarray | None:
+        """Values of the first of ``keys`` the template carries (None if none)."""
+        key = self.template.choose(keys)
+        return None if key is None else self.uint(key, dtype)
+
+    def address(self, v4: tuple[int, int], v6: tuple[int, int]) -> np.ndarray | None:
+        """16-byte addresses (IPv4 mapped) from an IPv4 and/or an IPv6 element."""
+        a6 = self._raw(v6, 16)
+        a4 = self._raw(v4, 4)
+        if a4 is not None:
+            mapped = np.zeros((self.n, 16), dtype=np.uint8)
+            mapped[:, 10:12] = 0xFF
+            mapped[:, 12:] = a4
+            if a6 is not None:  # both in one template: IPv6 where it is set
+                mapped = np.where(a6.any(axis=1, keepdims=True), a6, mapped)
+            a6 = mapped
+        if a6 is None:
+            return None
+        return np.ascontiguousarray(a6).view("V16").reshape(self.n)
+
+    def _raw(self, key: tuple[int, int], width: int) -> np.ndarray | None:
+        name = self.template.names.get(key)
+        if name is None:
+            return None
+        col = self.recs[name]
+        if col.ndim != 2 or col.shape[1] != width:
+            return None  # an address of the wrong size: ignore rather than guess
+        return col
+
+
+def _be_uint(raw: np.ndarray) -> np.ndarray:
+    """Big-endian unsigned integers from an (n, k <= 8) byte matrix (MACs, odd sizes)."""
+    padded = np.zeros((raw.shape[0], 8), dtype=np.uint8)
+    padded[:, 8 - raw.shape[1] :] = raw
+    return padded.view(">u8").reshape(raw.shape[0]).astype(np.uint64)

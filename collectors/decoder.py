@@ -1,0 +1,147 @@
+"""The decoding facade: detect the export protocol of a datagram and decode it.
+
+One :class:`Decoder` owns the template / sequence state of every exporter it sees, so a
+collector keeps one per listener thread. Nothing raised by malformed input escapes:
+each problem is counted under a reason in the exporter's :class:`ExporterStats`, and
+an unexpected exception (a decoder bug) is counted as ``internal:<Type>`` and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from collectors.counters import CounterBatch
+from collectors.ipfix import IpfixDecoder
+from collectors.sflow import SflowDecoder
+from collectors.stats import ExporterStats
+from netobs.batch import FlowBatch, ip_bytes
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ("sflow", "ipfix")
+UNSUPPORTED = ("netflow9", "netflow5")  # detected, counted, not decoded yet
+_U16 = struct.Struct(">H")
+_U32X2 = struct.Struct(">II")
+
+
+def detect(payload: bytes) -> str | None:
+    """Export protocol of a datagram from its first bytes, or None if unrecognised.
+
+    sFlow starts with a 32-bit version 5 and an agent address type of 1 or 2; the
+    others start with a 16-bit version (so sFlow's first 16 bits are 0), and IPFIX also
+    carries its own length (RFC 7011 §3.1).
+    """
+    if len(payload) < 16:
+        return None
+    version, second = _U32X2.unpack_from(payload)
+    if version == 5:
+        return "sflow" if second in (1, 2) and len(payload) >= 28 else None
+    v16 = version >> 16
+    if v16 == 10:
+        return "ipfix" if _U16.unpack_from(payload, 2)[0] == len(payload) else None
+    if v16 == 9 and len(payload) >= 20:
+        return "netflow9"
+    if v16 == 5 and len(payload) >= 24:
+        return "netflow5"
+    return None
+
+
+@dataclass
+class Decoded:
+    """What one :meth:`Decoder.decode` (or flush) produced."""
+
+    flows: FlowBatch
+    counters: CounterBatch
+    #: (exporter, reason) → count, for the datagrams of this call only.
+    errors: Counter = field(default_factory=Counter)
+
+
+class Decoder:
+    """sFlow v5 and IPFIX decoding with per-exporter state and statistics."""
+
+    def __init__(self, default_sampling_rate: int = 0):
+        self.sflow = SflowDecoder(default_sampling_rate)
+        self.ipfix = IpfixDecoder(default_sampling_rate)
+        self.stats: dict[str, ExporterStats] = {}
+        self._addresses: dict[str, bytes] = {}
+        self._touched: set[str] = set()
+
+    detect = staticmethod(detect)
+
+    def decode(self, payload: bytes, exporter: str, time_received_ms: int, session: str | None = None,
+               protocol: str | None = None) -> Decoded:
+        """Decode one datagram received from ``exporter`` (its source address, as text).
+
+        ``session`` scopes template state when one address hosts several exporting
+        processes (pass "addr:port"); ``protocol`` skips detection ("auto"/None detect).
+        """
+        self.feed(payload, exporter, time_received_ms, session, protocol)
+        return self.flush()
+
+    def decode_many(self, datagrams: Iterable[tuple[bytes, str, int]]) -> Decoded:
+        """Decode (payload, exporter, time_received_ms) datagrams into one result."""
+        for payload, exporter, time_ms in datagrams:
+            self.feed(payload, exporter, time_ms)
+        return self.flush()
+
+    def feed(self, payload: bytes, exporter: str, time_received_ms: int, session: str | None = None,
+             protocol: str | None = None) -> str | None:
+        """Decode into the pending batch; returns the detected protocol."""
+        stats = self.stats.get(exporter)
+        if stats is None:
+            stats = self.stats[exporter] = ExporterStats()
+        stats.datagrams += 1
+        kind = protocol if protocol not in (None, "auto") else detect(payload)
+        try:
+            self._dispatch(kind, payload, exporter, session, time_received_ms, stats)
+        except Exception as e:  # a decoder bug must not take the collector down
+            stats.error(f"internal:{type(e).__name__}")
+            log.debug("decoder failure on a datagram from %s", exporter, exc_info=True)
+        if stats.fresh:
+            self._touched.add(exporter)
+        return kind
+
+    def flush(self) -> Decoded:
+        """Everything fed since the last flush."""
+        errors: Counter = Counter()
+        for exporter in self._touched:
+            fresh = self.stats[exporter].fresh
+            for reason, count in fresh.items():
+                errors[(exporter, reason)] += count
+            fresh.clear()
+        self._touched.clear()
+        flows, counters = FlowBatch.empty(), CounterBatch.empty()
+        try:
+            if self.sflow.pending:
+                flows, counters = self.sflow.flush()
+            if self.ipfix.pending:
+                flows = FlowBatch.concat([flows, self.ipfix.flush()])
+        except Exception as e:  # pragma: no cover - a bug; the pending records are lost
+            errors[("*", f"internal:{type(e).__name__}")] += 1
+            log.exception("decoder flush failed")
+        return Decoded(flows, counters, errors)
+
+    def _dispatch(self, kind, payload, exporter, session, time_ms, stats) -> None:
+        if kind == "sflow":
+            self.sflow.feed(payload, self._address(exporter), time_ms, stats)
+        elif kind == "ipfix":
+            self.ipfix.feed(payload, session or exporter, self._address(exporter), time_ms, stats)
+        elif kind in UNSUPPORTED:
+            stats.error(f"{kind}:unsupported")
+        else:
+            stats.error("unknown_protocol")
+
+    def _address(self, exporter: str) -> bytes:
+        """16-byte form of an exporter address (zeros if it is not an address)."""
+        addr = self._addresses.get(exporter)
+        if addr is None:
+            try:
+                addr = ip_bytes(exporter)
+            except ValueError:
+                addr = bytes(16)
+            self._addresses[exporter] = addr
+        return addr

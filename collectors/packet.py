@@ -1,0 +1,229 @@
+"""Parse a sampled packet header (the first bytes of a frame) into flow fields.
+
+Used for sFlow raw packet header records: Ethernet, 802.1Q / QinQ tags, IPv4 (with
+options and fragments), IPv6 (skipping common extension headers), TCP / UDP / ICMP /
+ICMPv6, and the overlay tunnels of Kube-OVN / OVN (Geneve) and VXLAN, whose inner frame
+becomes the flow while the outer addresses go to ``tunnel_src`` / ``tunnel_dst``.
+
+Samples are cut at an arbitrary length (128 bytes by default in OVS), so every step
+checks the remaining length and returns what it could read: this module never raises
+on short or malformed input.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+ZERO_ADDR = bytes(16)
+V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_TEB = 0x6558  # Transparent Ethernet Bridging: Geneve carrying a full frame
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
+_MAX_VLAN_TAGS = 4
+
+GENEVE_PORT = 6081  # RFC 8926 §3.3
+VXLAN_PORT = 4789  # RFC 7348 §5
+
+# IPv6 extension headers that carry a "next header" and length we can skip (RFC 8200 §4).
+_IPV6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
+_IPV6_FRAG = 44
+_MAX_IPV6_EXT = 8
+
+_ETH = struct.Struct(">HIHIH")  # dst mac (hi16, lo32), src mac (hi16, lo32), ethertype
+_VLAN = struct.Struct(">HH")  # TCI, next ethertype
+_IPV4 = struct.Struct(">BB4xHxB2x4s4s")  # ver/ihl, tos, flags/frag offset, proto, src, dst
+_IPV6 = struct.Struct(">IHBB16s16s")
+_PORTS = struct.Struct(">HH")
+_TCP = struct.Struct(">HH8xH")  # ports, then the data offset / flags word
+_GENEVE = struct.Struct(">BBHI")  # ver|opt_len, O|C|rsvd, protocol type, VNI<<8|rsvd
+_VXLAN = struct.Struct(">II")  # flags<<24, VNI<<8
+
+
+class PacketInfo(NamedTuple):
+    """Flow fields read from one sampled frame (zeros for what was not reached)."""
+
+    src_mac: int = 0
+    dst_mac: int = 0
+    vlan: int = 0
+    etype: int = 0
+    src_addr: bytes = ZERO_ADDR  # 16 bytes, IPv4 mapped into IPv6
+    dst_addr: bytes = ZERO_ADDR
+    proto: int = 0
+    tos: int = 0
+    src_port: int = 0
+    dst_port: int = 0  # ICMP: type * 256 + code
+    tcp_flags: int = 0
+    tunnel_type: str = ""
+    tunnel_id: int = 0
+    tunnel_src: bytes = ZERO_ADDR
+    tunnel_dst: bytes = ZERO_ADDR
+
+
+EMPTY = PacketInfo()
+_EMPTY = tuple(EMPTY)  # internally results are plain tuples in PacketInfo order (cheaper)
+_NO_TUNNEL = ("", 0, ZERO_ADDR, ZERO_ADDR)
+_NO_FLOW = (ZERO_ADDR, ZERO_ADDR, 0, 0, 0, 0, 0) + _NO_TUNNEL
+_as_info = tuple.__new__  # builds a PacketInfo without its Python-level __new__
+
+
+def parse_ethernet(buf: bytes, off: int = 0) -> PacketInfo:
+    """Parse an Ethernet frame starting at ``off`` (sFlow header_protocol 1)."""
+    return _as_info(PacketInfo, ethernet_fields(buf, off))
+
+
+def parse_ip(buf: bytes, off: int = 0) -> PacketInfo:
+    """Parse a bare IPv4 or IPv6 packet (sFlow header_protocol 11 / 12)."""
+    return _as_info(PacketInfo, ip_fields(buf, off))
+
+
+def ethernet_fields(buf: bytes, off: int = 0) -> tuple:
+    """:func:`parse_ethernet` as a plain tuple in :class:`PacketInfo` order (hot path)."""
+    return _ethernet(buf, off, True)
+
+
+def ip_fields(buf: bytes, off: int = 0) -> tuple:
+    """:func:`parse_ip` as a plain tuple in :class:`PacketInfo` order (hot path)."""
+    if len(buf) <= off:
+        return _EMPTY
+    etype = ETH_IPV4 if buf[off] >> 4 == 4 else ETH_IPV6
+    return _network(buf, off, 0, 0, 0, etype, True)
+
+
+def _ethernet(buf: bytes, off: int, outer: bool) -> tuple:
+    if len(buf) < off + 14:
+        return _EMPTY
+    dst_hi, dst_lo, src_hi, src_lo, etype = _ETH.unpack_from(buf, off)
+    src_mac = src_hi << 32 | src_lo
+    dst_mac = dst_hi << 32 | dst_lo
+    off += 14
+    vlan = tags = 0
+    while etype in _VLAN_TPIDS and tags < _MAX_VLAN_TAGS:
+        if len(buf) < off + 4:
+            return (src_mac, dst_mac, vlan, etype) + _NO_FLOW
+        tci, etype = _VLAN.unpack_from(buf, off)
+        # QinQ: the last (innermost) tag wins, i.e. the customer 802.1Q VLAN.
+        vlan = tci & 0x0FFF
+        off += 4
+        tags += 1
+    return _network(buf, off, src_mac, dst_mac, vlan, etype, outer)
+
+
+def _network(buf: bytes, off: int, src_mac: int, dst_mac: int, vlan: int, etype: int, outer: bool) -> tuple:
+    """The IP part; on an outer UDP packet to a tunnel port, the inner frame instead."""
+    if etype == ETH_IPV4:
+        l3 = _ipv4(buf, off)
+    elif etype == ETH_IPV6:
+        l3 = _ipv6(buf, off)
+    else:
+        return (src_mac, dst_mac, vlan, etype) + _NO_FLOW
+    src, dst, proto, tos, sport, dport, flags, payload = l3
+    if outer and payload >= 0 and (dport == GENEVE_PORT or dport == VXLAN_PORT):
+        inner = _tunnel(buf, payload, dport)
+        if inner is not None:
+            return inner + (src, dst)
+    if not src:
+        return (src_mac, dst_mac, vlan, etype) + _NO_FLOW
+    return (src_mac, dst_mac, vlan, etype, src, dst, proto, tos, sport, dport, flags) + _NO_TUNNEL
+
+
+_NO_L3 = (b"", b"", 0, 0, 0, 0, 0, -1)
+
+
+def _ipv4(buf: bytes, off: int) -> tuple:
+    if len(buf) < off + 20:
+        return _NO_L3
+    ver_ihl, tos, frag, proto, src, dst = _IPV4.unpack_from(buf, off)
+    ihl = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or ihl < 20:
+        return _NO_L3
+    src = V4_PREFIX + src
+    dst = V4_PREFIX + dst
+    if frag & 0x1FFF:  # not the first fragment: no transport header here (RFC 791 §3.1)
+        return (src, dst, proto, tos, 0, 0, 0, -1)
+    return (src, dst, proto, tos) + _l4(buf, off + ihl, proto)
+
+
+def _ipv6(buf: bytes, off: int) -> tuple:
+    if len(buf) < off + 40:
+        return _NO_L3
+    vtf, _plen, nh, _hlim, src, dst = _IPV6.unpack_from(buf, off)
+    if vtf >> 28 != 6:
+        return _NO_L3
+    tclass = (vtf >> 20) & 0xFF
+    off += 40
+    for _ in range(_MAX_IPV6_EXT):
+        if nh in _IPV6_EXT:
+            if len(buf) < off + 2:
+                return (src, dst, nh, tclass, 0, 0, 0, -1)
+            # AH counts its length in 4-byte units minus 2 (RFC 4302 §2.2); the others in
+            # 8-byte units not counting the first 8 (RFC 8200 §4.3).
+            size = (buf[off + 1] + 2) * 4 if nh == 51 else (buf[off + 1] + 1) * 8
+            nh = buf[off]
+            off += size
+        elif nh == _IPV6_FRAG:
+            if len(buf) < off + 8:
+                return (src, dst, nh, tclass, 0, 0, 0, -1)
+            later_fragment = (buf[off + 2] << 8 | buf[off + 3]) & 0xFFF8
+            nh = buf[off]
+            off += 8
+            if later_fragment:
+                return (src, dst, nh, tclass, 0, 0, 0, -1)
+        else:
+            break
+    return (src, dst, nh, tclass) + _l4(buf, off, nh)
+
+
+_NO_L4 = (0, 0, 0, -1)
+
+
+def _l4(buf: bytes, off: int, proto: int) -> tuple:
+    """(sport, dport, tcp_flags, udp_payload_offset or -1) of the transport header."""
+    if proto == 6:
+        if len(buf) < off + 14:
+            if len(buf) >= off + 4:
+                return _PORTS.unpack_from(buf, off) + (0, -1)
+            return _NO_L4
+        sport, dport, flags = _TCP.unpack_from(buf, off)
+        # Low 12 bits of the word at offset 12: NS, CWR..FIN (RFC 7125 tcpControlBits).
+        return (sport, dport, flags & 0x0FFF, -1)
+    if proto == 17:
+        if len(buf) < off + 4:
+            return _NO_L4
+        sport, dport = _PORTS.unpack_from(buf, off)
+        return (sport, dport, 0, off + 8 if len(buf) >= off + 8 else -1)
+    if proto in (1, 58):
+        if len(buf) < off + 2:
+            return _NO_L4
+        return (0, buf[off] << 8 | buf[off + 1], 0, -1)
+    return _NO_L4
+
+
+def _tunnel(buf: bytes, off: int, port: int) -> tuple | None:
+    """The frame inside a Geneve or VXLAN header, up to tunnel_id; None if it is not one."""
+    if len(buf) < off + 8:
+        return None
+    if port == GENEVE_PORT:
+        ver_optlen, _flags, ptype, vni = _GENEVE.unpack_from(buf, off)
+        if ver_optlen >> 6:  # only version 0 exists (RFC 8926 §3.4)
+            return None
+        # Opt Len counts the option TLVs in 4-byte words; skipping them as a block is
+        # exact whatever the individual options (OVN's 0x0102 metadata among them).
+        off += 8 + (ver_optlen & 0x3F) * 4
+        kind = "geneve"
+    else:
+        flags, vni = _VXLAN.unpack_from(buf, off)
+        if not flags & 0x08000000:  # I flag: VNI valid (RFC 7348 §5)
+            return None
+        off += 8
+        ptype = ETH_TEB
+        kind = "vxlan"
+    if ptype == ETH_TEB:
+        inner = _ethernet(buf, off, False)
+    elif ptype == ETH_IPV4 or ptype == ETH_IPV6:
+        inner = _network(buf, off, 0, 0, 0, ptype, False)
+    else:
+        inner = _EMPTY
+    return inner[:11] + (kind, vni >> 8)

@@ -1,0 +1,251 @@
+"""sFlow version 5 decoder (sflow.org/sflow_version_5.txt) into columnar batches.
+
+Each flow sample is one sampled packet: ``packets = 1``, ``bytes = frame_length`` (raw,
+unscaled; for Ethernet it includes the FCS, as the spec says), ``sampling_rate`` as sent,
+``flow_start = flow_end = time_received``. The exporter column is the datagram's agent
+address (the UDP source when the agent address is unset).
+
+Interfaces (``in_if`` / ``out_if``) keep the sFlow *compact* encoding of §5 "interface":
+the top two bits are the format and the low 30 bits the value. Format 0 is a plain
+ifIndex (``0x3FFFFFFF`` = the agent itself / internal); format 1 (``0x40000000 | reason``)
+means the packet was dropped, e.g. ``0x40000000 | 256`` unknown; format 2
+(``0x80000000 | n``) means it went out of ``n`` interfaces (flooded; ``n = 0`` unknown).
+Expanded samples (format and value in separate words) are folded into the same form, so
+one query (``out_if >= 0x40000000``) finds all discards and floods.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from collectors import packet
+from collectors._columns import PackedRows, directions, transpose
+from collectors.counters import COUNTER_COLUMNS, COUNTER_NAMES, CounterBatch
+from collectors.stats import ExporterStats
+from netobs import schema
+from netobs.batch import FlowBatch
+
+IF_FORMAT_SHIFT = 30
+IF_VALUE_MASK = 0x3FFFFFFF
+IF_DISCARDED = 1 << IF_FORMAT_SHIFT
+IF_MULTIPLE = 2 << IF_FORMAT_SHIFT
+
+_U32 = struct.Struct(">I")
+_HEAD_V4 = struct.Struct(">4sIIII")  # agent, sub-agent, sequence, uptime ms, samples
+_HEAD_V6 = struct.Struct(">16sIIII")
+_TLV = struct.Struct(">II")  # data format (enterprise << 12 | format), length
+_FLOW = struct.Struct(">IIIIIIII")  # seq, source id, rate, pool, drops, input, output, records
+_FLOW_X = struct.Struct(">IIIIIIIIIII")  # expanded: source type/index, in/out format+value
+_COUNTERS = struct.Struct(">III")  # seq, source id, records
+_COUNTERS_X = struct.Struct(">IIII")  # expanded: seq, source type, source index, records
+_RAW = struct.Struct(">IIII")  # header protocol, frame length, stripped, header length
+_ETH_REC = struct.Struct(">I6s2x6s2xI")  # length, src mac, dst mac, type
+_IPV4_REC = struct.Struct(">II4s4sIIII")  # length, proto, src, dst, sport, dport, flags, tos
+_IPV6_REC = struct.Struct(">II16s16sIIII")
+_SWITCH_REC = struct.Struct(">IIII")  # src vlan, src prio, dst vlan, dst prio
+_IF_COUNTERS = struct.Struct(">IIQIIQIIIIIIQIIIIII")  # generic interface counters, 88 bytes
+# Agents send all-ones for a counter they do not have (OVS: broadcast, multicast): read as 0.
+_UNKNOWN = [(1 << (64 if c == "Q" else 32)) - 1 for c in _IF_COUNTERS.format[1:]]
+
+_DTYPES = schema.numpy_dtypes()
+_CODE = np.dtype("u1")  # text columns travel as small codes in the packed row
+#: The packed row of one flow sample: datagram fields, sample fields, then PacketInfo.
+ROW_FIELDS = tuple(
+    (name, _CODE if _DTYPES[name] == np.dtype(object) else _DTYPES[name])
+    for name in ("time_received", "exporter", "observation_domain", "sampling_rate", "in_if", "out_if",
+                 "direction", "bytes") + packet.PacketInfo._fields
+)
+_TUNNEL_NAMES = np.array(["", "geneve", "vxlan"], dtype=object)
+_TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
+_TUNNEL_AT = packet.PacketInfo._fields.index("tunnel_type")
+_VLAN_AT = packet.PacketInfo._fields.index("vlan")
+
+
+class SflowDecoder:
+    """Accumulates samples from many datagrams; :meth:`flush` returns the batches."""
+
+    def __init__(self, default_sampling_rate: int = 0) -> None:
+        self.default_sampling_rate = default_sampling_rate
+        self._rows = PackedRows(ROW_FIELDS)
+        self._counters: list[tuple] = []
+        self._sequences: dict[tuple, int] = {}
+
+    def feed(self, buf: bytes, exporter_addr: bytes, time_ms: int, stats: ExporterStats) -> None:
+        """Decode one datagram into the pending rows; problems go to ``stats``."""
+        if len(buf) < 8 or _U32.unpack_from(buf, 0)[0] != 5:
+            stats.error("sflow:bad_version")
+            return
+        atype = _U32.unpack_from(buf, 4)[0]
+        head = _HEAD_V4 if atype == 1 else _HEAD_V6 if atype == 2 else None
+        if head is None or len(buf) < 8 + head.size:
+            stats.error("sflow:bad_header")
+            return
+        agent, sub_agent, seq, _uptime, nsamples = head.unpack_from(buf, 8)
+        agent = packet.V4_PREFIX + agent if atype == 1 else agent
+        if agent.count(0) == 16 or agent == packet.V4_PREFIX + bytes(4):
+            agent = exporter_addr
+        self._check_sequence((exporter_addr, agent, sub_agent), seq, stats)
+        before = len(self._rows)
+        self._samples(buf, 8 + head.size, nsamples, (time_ms, agent, sub_agent), stats)
+        stats.flow_records += len(self._rows) - before
+
+    @property
+    def pending(self) -> bool:
+        """Whether a flush would return anything."""
+        return bool(self._rows.buf or self._counters)
+
+    def flush(self) -> tuple[FlowBatch, CounterBatch]:
+        """Everything fed since the last flush, as one flow batch and one counter batch."""
+        crows, self._counters = self._counters, []
+        counters = CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else CounterBatch.empty()
+        rows = self._rows.take()
+        n = len(rows)
+        if not n:
+            return FlowBatch.empty(), counters
+        cols = {name: rows[name] for name, _ in ROW_FIELDS}
+        cols["direction"] = directions(rows["direction"])
+        cols["tunnel_type"] = _TUNNEL_NAMES[rows["tunnel_type"]]
+        if self.default_sampling_rate:
+            rate = cols["sampling_rate"]
+            cols["sampling_rate"] = np.where(rate == 0, np.uint32(self.default_sampling_rate), rate)
+        cols["flow_start"] = cols["flow_end"] = cols["time_received"]
+        cols["type"] = np.full(n, "sflow", dtype=object)
+        cols["packets"] = np.ones(n, dtype=np.uint64)
+        return FlowBatch(cols, n), counters
+
+    def _check_sequence(self, key: tuple, seq: int, stats: ExporterStats) -> None:
+        last = self._sequences.get(key)
+        if last is not None and seq != (last + 1) & 0xFFFFFFFF:
+            stats.sequence_gaps += 1
+        self._sequences[key] = seq
+
+    def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
+        end = len(buf)
+        for _ in range(count):
+            if off + 8 > end:
+                stats.error("sflow:truncated_sample")
+                return
+            fmt, length = _TLV.unpack_from(buf, off)
+            body, off = off + 8, off + 8 + length
+            if off > end:
+                stats.error("sflow:truncated_sample")
+                return
+            if fmt == 1 and length >= _FLOW.size:
+                seq, src, rate, _pool, _drops, i, o, nrec = _FLOW.unpack_from(buf, body)
+                self._flow(buf, body + _FLOW.size, off, nrec, dgram + (src, rate, i, o), stats)
+            elif fmt == 3 and length >= _FLOW_X.size:
+                _seq, stype, sidx, rate, _pool, _drops, ifm, ifv, ofm, ofv, nrec = _FLOW_X.unpack_from(buf, body)
+                src = (stype & 0xFF) << 24 | sidx & 0xFFFFFF
+                i = (ifm & 3) << IF_FORMAT_SHIFT | ifv & IF_VALUE_MASK
+                o = (ofm & 3) << IF_FORMAT_SHIFT | ofv & IF_VALUE_MASK
+                self._flow(buf, body + _FLOW_X.size, off, nrec, dgram + (src, rate, i, o), stats)
+            elif fmt == 2 and length >= _COUNTERS.size:
+                _seq, src, nrec = _COUNTERS.unpack_from(buf, body)
+                self._counter(buf, body + _COUNTERS.size, off, nrec, dgram + (src,), stats)
+            elif fmt == 4 and length >= _COUNTERS_X.size:
+                _seq, stype, sidx, nrec = _COUNTERS_X.unpack_from(buf, body)
+                src = (stype & 0xFF) << 24 | sidx & 0xFFFFFF
+                self._counter(buf, body + _COUNTERS_X.size, off, nrec, dgram + (src,), stats)
+            elif fmt in (1, 2, 3, 4):
+                stats.error("sflow:short_sample")
+            else:
+                stats.error("sflow:unknown_sample_format")
+
+    def _flow(self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats) -> None:
+        """One flow sample: its records give the packet; pack one row."""
+        time_ms, agent, sub_agent, source, rate, in_if, out_if = sample
+        info, frame_len = _flow_records(buf, off, end, nrec, stats)
+        # The data source (an ifIndex, class 0) is the side the packet was sampled on;
+        # OVS samples per bridge (class 2, index 1000+), which says nothing.
+        direction = 2 if source >> 24 else 0 if source == in_if else 1 if source == out_if else 2
+        self._rows.buf += self._rows.pack(
+            time_ms, agent, sub_agent, rate, in_if, out_if, direction, frame_len,
+            *info[:_TUNNEL_AT], _TUNNEL_CODES[info[_TUNNEL_AT]], *info[_TUNNEL_AT + 1 :],
+        )
+
+    def _counter(self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats) -> None:
+        """Counter sample: emit its generic interface counters record, skip the others."""
+        time_ms, agent, sub_agent, source = sample
+        stats.counter_samples += 1
+        for _ in range(nrec):
+            if off + 8 > end:
+                stats.error("sflow:truncated_record")
+                return
+            fmt, length = _TLV.unpack_from(buf, off)
+            body, off = off + 8, off + 8 + length
+            if off > end:
+                stats.error("sflow:truncated_record")
+                return
+            if fmt != 1 or length < _IF_COUNTERS.size:
+                continue
+            c = [0 if v == _UNKNOWN[i] else v for i, v in enumerate(_IF_COUNTERS.unpack_from(buf, body))]
+            self._counters.append((
+                time_ms, "sflow", agent, sub_agent, source, c[0], c[1], c[2], c[3], c[4],
+                c[5], c[6] + c[7] + c[8], c[10], c[9],
+                c[12], c[13] + c[14] + c[15], c[17], c[16],
+            ))
+            stats.counter_records += 1
+
+
+def _flow_records(buf: bytes, off: int, end: int, nrec: int, stats: ExporterStats) -> tuple:
+    """(PacketInfo-ordered tuple, frame length) from a flow sample's records.
+
+    The raw packet header wins; sampled IPv4/IPv6, Ethernet and extended switch
+    records fill in when an agent sends no header (or for the VLAN when untagged).
+    """
+    info = fallback = None
+    frame_len = other_len = vlan = 0
+    for _ in range(nrec):
+        if off + 8 > end:
+            stats.error("sflow:truncated_record")
+            break
+        fmt, length = _TLV.unpack_from(buf, off)
+        body, off = off + 8, off + 8 + length
+        if off > end:
+            stats.error("sflow:truncated_record")
+            break
+        if fmt == 1 and length >= _RAW.size:
+            proto, frame_len, _stripped, hlen = _RAW.unpack_from(buf, body)
+            info = _parse_header(proto, buf[body + 16 : min(body + 16 + hlen, off)])
+        elif fmt == 3 and length >= _IPV4_REC.size:
+            rec = _IPV4_REC.unpack_from(buf, body)
+            fallback = _sampled_ip(rec, packet.V4_PREFIX, packet.ETH_IPV4, fallback)
+            other_len = other_len or rec[0]
+        elif fmt == 4 and length >= _IPV6_REC.size:
+            rec = _IPV6_REC.unpack_from(buf, body)
+            fallback = _sampled_ip(rec, b"", packet.ETH_IPV6, fallback)
+            other_len = other_len or rec[0]
+        elif fmt == 2 and length >= _ETH_REC.size:
+            elen, src, dst, _etype = _ETH_REC.unpack_from(buf, body)
+            base = fallback or packet.EMPTY
+            fallback = base._replace(src_mac=int.from_bytes(src, "big"), dst_mac=int.from_bytes(dst, "big"))
+            other_len = elen
+        elif fmt == 1001 and length >= _SWITCH_REC.size:
+            vlan = _SWITCH_REC.unpack_from(buf, body)[0] & 0x0FFF
+    if info is None:
+        info, frame_len = fallback or packet.EMPTY, other_len
+    if vlan and not info[_VLAN_AT]:
+        info = info[:_VLAN_AT] + (vlan,) + info[_VLAN_AT + 1 :]
+    return info, frame_len
+
+
+def _parse_header(proto: int, hdr: bytes) -> tuple:
+    """Fields of a raw header record, a plain tuple in PacketInfo order."""
+    # header_protocol values from the sFlow v5 spec: 1 ethernet, 11 IPv4, 12 IPv6.
+    if proto == 1:
+        return packet.ethernet_fields(hdr)
+    if proto in (11, 12):
+        return packet.ip_fields(hdr)
+    return packet.EMPTY
+
+
+def _sampled_ip(rec: tuple, prefix: bytes, etype: int, base: packet.PacketInfo | None) -> packet.PacketInfo:
+    """A sampled IPv4 / IPv6 record (used when the sample has no raw header)."""
+    _length, proto, src, dst, sport, dport, flags, tos = rec
+    base = base or packet.EMPTY
+    return base._replace(
+        etype=etype, src_addr=prefix + src, dst_addr=prefix + dst, proto=proto & 0xFF,
+        src_port=sport & 0xFFFF, dst_port=dport & 0xFFFF, tcp_flags=flags & 0xFFFF, tos=tos & 0xFF,
+    )
