@@ -62,7 +62,8 @@ class UdpCollector:
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(10)
+            if t.ident is not None:  # a failed start() may leave threads never started
+                t.join(10)
         for s in self._sockets:
             s.close()
         try:
@@ -90,8 +91,11 @@ class UdpCollector:
                 exporter = addr[0]
                 metrics.datagrams.labels(exporter, lc.listen).inc()
                 decoded = decoder.decode(data, exporter, int(now * 1000))
+                for (exp, reason), n in decoded.errors.items():
+                    metrics.decode_errors.labels(exp, reason).inc(n)
                 flows = decoded.flows
                 if len(flows):
+                    metrics.records.labels(exporter, flows.columns["type"][0]).inc(len(flows))
                     pending.setdefault(exporter, []).append(flows)
                     counts[exporter] = counts.get(exporter, 0) + len(flows)
                     oldest.setdefault(exporter, now)
