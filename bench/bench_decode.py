@@ -44,9 +44,7 @@ def ipfix_datagrams(n: int, interface_names: bool, per_set: int = 30) -> tuple[l
 
 
 def sflow_datagrams(n: int) -> tuple[list[bytes], int]:
-    frames = [
-        b.eth(b.tcp4(sport=40000 + i)) for i in range(3)
-    ] + [
+    frames = [b.eth(b.tcp4(sport=40000 + i)) for i in range(3)] + [
         b.eth(b.udp4(), vlans=(100,)),
         b.eth(b.tcp6()),
         b.eth(b.geneve(b.eth(b.tcp4(flags="A")), options=b.ovn_geneve_option())),
@@ -55,8 +53,10 @@ def sflow_datagrams(n: int) -> tuple[list[bytes], int]:
         b.eth(b.icmp4()),
     ]
     frames = [f + b"\x00" * 1400 for f in frames]  # full-size frames, header cut at 128
-    samples = [b.flow_sample([b.switch_record(), b.raw_header_record(f)], rate=1024, seq=i)
-               for i, f in enumerate(frames)]
+    samples = [
+        b.flow_sample([b.switch_record(), b.raw_header_record(f)], rate=1024, seq=i)
+        for i, f in enumerate(frames)
+    ]
     return [b.sflow_datagram(samples, seq=i + 1) for i in range(n)], 9 * n
 
 
@@ -97,7 +97,13 @@ def main() -> None:
     n, rounds = args.datagrams, args.rounds
     bench("ipfix.decode", "records/s", per_datagram, *ipfix_datagrams(n, interface_names=False), rounds)
     bench("ipfix.decode_varlen", "records/s", per_datagram, *ipfix_datagrams(n, interface_names=True), rounds)
-    bench("ipfix.decode_many", "records/s", batched, *ipfix_datagrams(n, interface_names=True, per_set=1), rounds)
+    bench(
+        "ipfix.decode_many",
+        "records/s",
+        batched,
+        *ipfix_datagrams(n, interface_names=True, per_set=1),
+        rounds,
+    )
     bench("sflow.decode", "samples/s", per_datagram, *sflow_datagrams(n), rounds)
     bench("sflow.decode_many", "samples/s", batched, *sflow_datagrams(n), rounds)
 

@@ -33,8 +33,14 @@ class PackedRows:
         codes = [_STRUCT_CODES[np.dtype(dt).str.lstrip("<>|=")] for _, dt in fields]
         self.struct = struct.Struct("=" + "".join(codes))
         offsets = [struct.calcsize("=" + "".join(codes[:i])) for i in range(len(codes))]
-        self.dtype = np.dtype({"names": [n for n, _ in fields], "formats": [np.dtype(dt) for _, dt in fields],
-                               "offsets": offsets, "itemsize": self.struct.size})
+        self.dtype = np.dtype(
+            {
+                "names": [n for n, _ in fields],
+                "formats": [np.dtype(dt) for _, dt in fields],
+                "offsets": offsets,
+                "itemsize": self.struct.size,
+            }
+        )
         self.pack = self.struct.pack
         self.buf = bytearray()
 

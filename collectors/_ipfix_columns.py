@@ -69,9 +69,16 @@ def flow_time(r: Records, meta: dict[str, np.ndarray], start: bool) -> np.ndarra
     sysUpTime-relative times (IE 21/22) when systemInitTimeMilliseconds is unknown.
     """
     k = 0 if start else 1
-    key = r.template.choose(((F.START_MS, F.END_MS)[k], (F.START_S, F.END_S)[k], (F.START_US, F.END_US)[k],
-                             (F.START_NS, F.END_NS)[k], (F.START_DELTA_US, F.END_DELTA_US)[k],
-                             (F.START_UPTIME, F.END_UPTIME)[k]))
+    key = r.template.choose(
+        (
+            (F.START_MS, F.END_MS)[k],
+            (F.START_S, F.END_S)[k],
+            (F.START_US, F.END_US)[k],
+            (F.START_NS, F.END_NS)[k],
+            (F.START_DELTA_US, F.END_DELTA_US)[k],
+            (F.START_UPTIME, F.END_UPTIME)[k],
+        )
+    )
     if key is None:
         return meta["export_s"] * 1000
     if key in (F.START_MS, F.END_MS):
@@ -107,8 +114,10 @@ def sampling_from(r: Records) -> np.ndarray | None:
     direct = r.first(F.SAMPLING_INTERVAL, F.SAMPLER_RANDOM_INTERVAL)
     if direct is not None:
         return direct
-    for taken, skipped_or_total, total in ((F.PACKET_INTERVAL, F.PACKET_SPACE, False),
-                                          (F.SAMPLING_SIZE, F.SAMPLING_POPULATION, True)):
+    for taken, skipped_or_total, total in (
+        (F.PACKET_INTERVAL, F.PACKET_SPACE, False),
+        (F.SAMPLING_SIZE, F.SAMPLING_POPULATION, True),
+    ):
         if r.has(taken) and r.has(skipped_or_total):
             a, b = r.uint(taken), r.uint(skipped_or_total)
             # PSAMP (RFC 5477 §8.2): N taken, then M skipped -> 1 in (N+M)/N.

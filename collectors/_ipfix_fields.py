@@ -62,8 +62,24 @@ class Template:
     filled by gathering their bytes out of each record's fixed runs (Records.gathered).
     """
 
-    __slots__ = ("template_id", "fields", "scope_count", "is_options", "variable", "dtype", "names", "masks",
-                 "fixed_len", "segments", "var_keys", "steps", "min_len", "byte_run", "byte_offset", "_choices")
+    __slots__ = (
+        "template_id",
+        "fields",
+        "scope_count",
+        "is_options",
+        "variable",
+        "dtype",
+        "names",
+        "masks",
+        "fixed_len",
+        "segments",
+        "var_keys",
+        "steps",
+        "min_len",
+        "byte_run",
+        "byte_offset",
+        "_choices",
+    )
 
     def __init__(self, template_id: int, fields: tuple[Field, ...], scope_count: int = 0):
         self.template_id = template_id
@@ -109,8 +125,9 @@ class Template:
             if mask:
                 self.masks[self.names[key]] = mask
         # A zero itemsize is not a valid dtype: an empty template gets a dummy byte.
-        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                               "itemsize": self.fixed_len or 1})
+        self.dtype = np.dtype(
+            {"names": names, "formats": formats, "offsets": offsets, "itemsize": self.fixed_len or 1}
+        )
         self.byte_run = self.byte_offset = np.zeros(0, dtype=np.intp)
 
     def _gather_layout(self, wanted: list) -> None:
@@ -136,8 +153,9 @@ class Template:
             width = take if key in ADDRESS_KEYS or length in (1, 2, 4, 8) else 8
             runs += [pad] * (width - take) + [run] * take
             offs += [0] * (width - take) + list(range(off + length - take, off + length))
-        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                               "itemsize": len(runs) or 1})
+        self.dtype = np.dtype(
+            {"names": names, "formats": formats, "offsets": offsets, "itemsize": len(runs) or 1}
+        )
         self.byte_run = np.array(runs, dtype=np.intp)
         self.byte_offset = np.array(offs, dtype=np.intp)
 
@@ -186,7 +204,9 @@ class Records:
         return cls(template, np.frombuffer(data, dtype=template.dtype, count=n), var)
 
     @classmethod
-    def gathered(cls, template: Template, data: bytes | bytearray, starts: list[int], n: int, var: dict) -> Records:
+    def gathered(
+        cls, template: Template, data: bytes | bytearray, starts: list[int], n: int, var: dict
+    ) -> Records:
         """Records with variable-length fields: ``starts`` holds, per record, where each
         of its fixed runs begins in ``data``; one fancy-index gathers the wanted bytes."""
         if not len(template.byte_run):

@@ -24,10 +24,34 @@ _TIMES = ("time_received", "flow_start", "flow_end")
 _ADDRS = ("exporter", "src_addr", "dst_addr", "tunnel_src", "tunnel_dst")
 _MACS = ("src_mac", "dst_mac")
 _FLOW_KEYS = (
-    "kind", "type", "exporter", "observation_domain", "time_received", "flow_start", "flow_end",
-    "sampling_rate", "src_addr", "dst_addr", "src_port", "dst_port", "proto", "etype", "packets",
-    "bytes", "in_if", "out_if", "direction", "tcp_flags", "src_mac", "dst_mac", "vlan", "tos",
-    "tunnel_type", "tunnel_id", "tunnel_src", "tunnel_dst",
+    "kind",
+    "type",
+    "exporter",
+    "observation_domain",
+    "time_received",
+    "flow_start",
+    "flow_end",
+    "sampling_rate",
+    "src_addr",
+    "dst_addr",
+    "src_port",
+    "dst_port",
+    "proto",
+    "etype",
+    "packets",
+    "bytes",
+    "in_if",
+    "out_if",
+    "direction",
+    "tcp_flags",
+    "src_mac",
+    "dst_mac",
+    "vlan",
+    "tos",
+    "tunnel_type",
+    "tunnel_id",
+    "tunnel_src",
+    "tunnel_dst",
 )
 
 

@@ -72,8 +72,14 @@ class Decoder:
 
     detect = staticmethod(detect)
 
-    def decode(self, payload: bytes, exporter: str, time_received_ms: int, session: str | None = None,
-               protocol: str | None = None) -> Decoded:
+    def decode(
+        self,
+        payload: bytes,
+        exporter: str,
+        time_received_ms: int,
+        session: str | None = None,
+        protocol: str | None = None,
+    ) -> Decoded:
         """Decode one datagram received from ``exporter`` (its source address, as text).
 
         ``session`` scopes template state when one address hosts several exporting
@@ -88,8 +94,14 @@ class Decoder:
             self.feed(payload, exporter, time_ms)
         return self.flush()
 
-    def feed(self, payload: bytes, exporter: str, time_received_ms: int, session: str | None = None,
-             protocol: str | None = None) -> str | None:
+    def feed(
+        self,
+        payload: bytes,
+        exporter: str,
+        time_received_ms: int,
+        session: str | None = None,
+        protocol: str | None = None,
+    ) -> str | None:
         """Decode into the pending batch; returns the detected protocol."""
         stats = self.stats.get(exporter)
         if stats is None:

@@ -31,8 +31,14 @@ _PEN = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _MAX_RECORD = 65535 - 16 - 4  # a record has to fit in one message's one set
 _DTYPES = schema.numpy_dtypes()
-_META = (("export_s", "int64"), ("time_received", "int64"), ("exporter", "V16"),
-         ("observation_domain", "uint32"), ("sampling_rate", "uint32"), ("system_init", "int64"))
+_META = (
+    ("export_s", "int64"),
+    ("time_received", "int64"),
+    ("exporter", "V16"),
+    ("observation_domain", "uint32"),
+    ("sampling_rate", "uint32"),
+    ("system_init", "int64"),
+)
 
 
 class _Domain:
@@ -79,7 +85,9 @@ class IpfixDecoder:
         self._domains: dict[tuple[str, int], _Domain] = {}
         self._pending: dict[Template, _Pending] = {}
 
-    def feed(self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats) -> None:
+    def feed(
+        self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats
+    ) -> None:
         """Decode one message; data records wait in the queue, problems go to ``stats``."""
         if len(buf) < _HEADER.size:
             stats.error("ipfix:short_header")

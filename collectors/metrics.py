@@ -4,8 +4,16 @@ from netobs.metrics import counter, histogram
 
 datagrams = counter("netobs_collector_datagrams_total", "Datagrams received", ("exporter", "listener"))
 records = counter("netobs_collector_flows_total", "Flow records decoded", ("exporter", "type"))
-decode_errors = counter("netobs_collector_decode_errors_total", "Datagrams or records that failed to decode", ("exporter", "reason"))
-rejected = counter("netobs_collector_rejected_total", "Datagrams dropped before decoding", ("listener", "reason"))
+decode_errors = counter(
+    "netobs_collector_decode_errors_total",
+    "Datagrams or records that failed to decode",
+    ("exporter", "reason"),
+)
+rejected = counter(
+    "netobs_collector_rejected_total", "Datagrams dropped before decoding", ("listener", "reason")
+)
 published = counter("netobs_collector_published_flows_total", "Flows handed to the transport", ())
-publish_errors = counter("netobs_collector_publish_errors_total", "Flows lost because the transport refused them", ())
+publish_errors = counter(
+    "netobs_collector_publish_errors_total", "Flows lost because the transport refused them", ()
+)
 publish_latency = histogram("netobs_collector_publish_seconds", "Time to hand one batch to the transport", ())

@@ -195,5 +195,10 @@ def _ip(frame: bytes, off: int, etype: int) -> tuple | str:
     sport, dport, ulen = struct.unpack_from(">HHH", frame, off)
     if ulen < 8 or off + ulen > len(frame):
         return "truncated_udp"
-    return (str(ipaddress.ip_address(src)), sport, str(ipaddress.ip_address(dst)), dport,
-            frame[off + 8 : off + ulen])
+    return (
+        str(ipaddress.ip_address(src)),
+        sport,
+        str(ipaddress.ip_address(dst)),
+        dport,
+        frame[off + 8 : off + ulen],
+    )

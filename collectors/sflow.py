@@ -54,8 +54,17 @@ _CODE = np.dtype("u1")  # text columns travel as small codes in the packed row
 #: The packed row of one flow sample: datagram fields, sample fields, then PacketInfo.
 ROW_FIELDS = tuple(
     (name, _CODE if _DTYPES[name] == np.dtype(object) else _DTYPES[name])
-    for name in ("time_received", "exporter", "observation_domain", "sampling_rate", "in_if", "out_if",
-                 "direction", "bytes") + packet.PacketInfo._fields
+    for name in (
+        "time_received",
+        "exporter",
+        "observation_domain",
+        "sampling_rate",
+        "in_if",
+        "out_if",
+        "direction",
+        "bytes",
+    )
+    + packet.PacketInfo._fields
 )
 _TUNNEL_NAMES = np.array(["", "geneve", "vxlan"], dtype=object)
 _TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
@@ -99,7 +108,9 @@ class SflowDecoder:
     def flush(self) -> tuple[FlowBatch, CounterBatch]:
         """Everything fed since the last flush, as one flow batch and one counter batch."""
         crows, self._counters = self._counters, []
-        counters = CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else CounterBatch.empty()
+        counters = (
+            CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else CounterBatch.empty()
+        )
         rows = self._rows.take()
         n = len(rows)
         if not n:
@@ -136,7 +147,9 @@ class SflowDecoder:
                 seq, src, rate, _pool, _drops, i, o, nrec = _FLOW.unpack_from(buf, body)
                 self._flow(buf, body + _FLOW.size, off, nrec, dgram + (src, rate, i, o), stats)
             elif fmt == 3 and length >= _FLOW_X.size:
-                _seq, stype, sidx, rate, _pool, _drops, ifm, ifv, ofm, ofv, nrec = _FLOW_X.unpack_from(buf, body)
+                _seq, stype, sidx, rate, _pool, _drops, ifm, ifv, ofm, ofv, nrec = _FLOW_X.unpack_from(
+                    buf, body
+                )
                 src = (stype & 0xFF) << 24 | sidx & 0xFFFFFF
                 i = (ifm & 3) << IF_FORMAT_SHIFT | ifv & IF_VALUE_MASK
                 o = (ofm & 3) << IF_FORMAT_SHIFT | ofv & IF_VALUE_MASK
@@ -161,11 +174,22 @@ class SflowDecoder:
         # OVS samples per bridge (class 2, index 1000+), which says nothing.
         direction = 2 if source >> 24 else 0 if source == in_if else 1 if source == out_if else 2
         self._rows.buf += self._rows.pack(
-            time_ms, agent, sub_agent, rate, in_if, out_if, direction, frame_len,
-            *info[:_TUNNEL_AT], _TUNNEL_CODES[info[_TUNNEL_AT]], *info[_TUNNEL_AT + 1 :],
+            time_ms,
+            agent,
+            sub_agent,
+            rate,
+            in_if,
+            out_if,
+            direction,
+            frame_len,
+            *info[:_TUNNEL_AT],
+            _TUNNEL_CODES[info[_TUNNEL_AT]],
+            *info[_TUNNEL_AT + 1 :],
         )
 
-    def _counter(self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats) -> None:
+    def _counter(
+        self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats
+    ) -> None:
         """Counter sample: emit its generic interface counters record, skip the others."""
         time_ms, agent, sub_agent, source = sample
         stats.counter_samples += 1
@@ -181,11 +205,28 @@ class SflowDecoder:
             if fmt != 1 or length < _IF_COUNTERS.size:
                 continue
             c = [0 if v == _UNKNOWN[i] else v for i, v in enumerate(_IF_COUNTERS.unpack_from(buf, body))]
-            self._counters.append((
-                time_ms, "sflow", agent, sub_agent, source, c[0], c[1], c[2], c[3], c[4],
-                c[5], c[6] + c[7] + c[8], c[10], c[9],
-                c[12], c[13] + c[14] + c[15], c[17], c[16],
-            ))
+            self._counters.append(
+                (
+                    time_ms,
+                    "sflow",
+                    agent,
+                    sub_agent,
+                    source,
+                    c[0],
+                    c[1],
+                    c[2],
+                    c[3],
+                    c[4],
+                    c[5],
+                    c[6] + c[7] + c[8],
+                    c[10],
+                    c[9],
+                    c[12],
+                    c[13] + c[14] + c[15],
+                    c[17],
+                    c[16],
+                )
+            )
             stats.counter_records += 1
 
 
@@ -246,6 +287,12 @@ def _sampled_ip(rec: tuple, prefix: bytes, etype: int, base: packet.PacketInfo |
     _length, proto, src, dst, sport, dport, flags, tos = rec
     base = base or packet.EMPTY
     return base._replace(
-        etype=etype, src_addr=prefix + src, dst_addr=prefix + dst, proto=proto & 0xFF,
-        src_port=sport & 0xFFFF, dst_port=dport & 0xFFFF, tcp_flags=flags & 0xFFFF, tos=tos & 0xFF,
+        etype=etype,
+        src_addr=prefix + src,
+        dst_addr=prefix + dst,
+        proto=proto & 0xFF,
+        src_port=sport & 0xFFFF,
+        dst_port=dport & 0xFFFF,
+        tcp_flags=flags & 0xFFFF,
+        tos=tos & 0xFF,
     )

@@ -21,6 +21,7 @@ MAC_A_INT, MAC_B_INT = 0x02000000000A, 0x02000000000B
 
 # --- frames -----------------------------------------------------------------------------
 
+
 def eth(payload, vlans=(), src=MAC_A, dst=MAC_B, qinq=False) -> bytes:
     """Ethernet frame; ``vlans`` outermost first (QinQ: an 802.1ad S-tag then 802.1Q)."""
     frame = Ether(src=src, dst=dst)
@@ -77,6 +78,7 @@ def addr16(text: str) -> bytes:
 
 # --- sFlow v5 ---------------------------------------------------------------------------
 
+
 def _tlv(fmt: int, body: bytes) -> bytes:
     body += b"\x00" * (-len(body) % 4)  # XDR: opaque data padded to 4 bytes
     return struct.pack(">II", fmt, len(body)) + body
@@ -89,14 +91,32 @@ def raw_header_record(frame: bytes, frame_length: int | None = None, header_len:
 
 
 def sampled_ipv4_record(src, dst, proto, sport, dport, flags=0, tos=0, length=100):
-    body = struct.pack(">II4s4sIIII", length, proto, ipaddress.ip_address(src).packed,
-                       ipaddress.ip_address(dst).packed, sport, dport, flags, tos)
+    body = struct.pack(
+        ">II4s4sIIII",
+        length,
+        proto,
+        ipaddress.ip_address(src).packed,
+        ipaddress.ip_address(dst).packed,
+        sport,
+        dport,
+        flags,
+        tos,
+    )
     return _tlv(3, body)
 
 
 def sampled_ipv6_record(src, dst, proto, sport, dport, flags=0, prio=0, length=100):
-    body = struct.pack(">II16s16sIIII", length, proto, ipaddress.ip_address(src).packed,
-                       ipaddress.ip_address(dst).packed, sport, dport, flags, prio)
+    body = struct.pack(
+        ">II16s16sIIII",
+        length,
+        proto,
+        ipaddress.ip_address(src).packed,
+        ipaddress.ip_address(dst).packed,
+        sport,
+        dport,
+        flags,
+        prio,
+    )
     return _tlv(4, body)
 
 
@@ -105,22 +125,57 @@ def switch_record(src_vlan=0, dst_vlan=0):
 
 
 def flow_sample(records, rate=100, source=(0, 3), inp=3, out=4, seq=1, pool=1000, drops=0):
-    body = struct.pack(">IIIIIIII", seq, source[0] << 24 | source[1], rate, pool, drops, inp, out, len(records))
+    body = struct.pack(
+        ">IIIIIIII", seq, source[0] << 24 | source[1], rate, pool, drops, inp, out, len(records)
+    )
     return _tlv(1, body + b"".join(records))
 
 
 def expanded_flow_sample(records, rate=100, source=(0, 3), inp=(0, 3), out=(0, 4), seq=1):
-    body = struct.pack(">IIIIIIIIIII", seq, source[0], source[1], rate, 1000, 0, inp[0], inp[1],
-                       out[0], out[1], len(records))
+    body = struct.pack(
+        ">IIIIIIIIIII", seq, source[0], source[1], rate, 1000, 0, inp[0], inp[1], out[0], out[1], len(records)
+    )
     return _tlv(3, body + b"".join(records))
 
 
-def generic_if_counters(if_index=3, speed=10_000_000_000, in_octets=1000, in_ucast=10, in_mcast=1,
-                        in_bcast=2, in_discards=3, in_errors=4, out_octets=2000, out_ucast=20,
-                        out_mcast=0, out_bcast=1, out_discards=5, out_errors=6):
-    body = struct.pack(">IIQIIQIIIIIIQIIIIII", if_index, 6, speed, 1, 3, in_octets, in_ucast, in_mcast,
-                       in_bcast, in_discards, in_errors, 0, out_octets, out_ucast, out_mcast, out_bcast,
-                       out_discards, out_errors, 0)
+def generic_if_counters(
+    if_index=3,
+    speed=10_000_000_000,
+    in_octets=1000,
+    in_ucast=10,
+    in_mcast=1,
+    in_bcast=2,
+    in_discards=3,
+    in_errors=4,
+    out_octets=2000,
+    out_ucast=20,
+    out_mcast=0,
+    out_bcast=1,
+    out_discards=5,
+    out_errors=6,
+):
+    body = struct.pack(
+        ">IIQIIQIIIIIIQIIIIII",
+        if_index,
+        6,
+        speed,
+        1,
+        3,
+        in_octets,
+        in_ucast,
+        in_mcast,
+        in_bcast,
+        in_discards,
+        in_errors,
+        0,
+        out_octets,
+        out_ucast,
+        out_mcast,
+        out_bcast,
+        out_discards,
+        out_errors,
+        0,
+    )
     return _tlv(1, body)
 
 
@@ -139,11 +194,14 @@ def sflow_datagram(samples, agent="192.0.2.1", seq=1, sub_agent=0, uptime=1000) 
 
 # --- IPFIX ------------------------------------------------------------------------------
 
+
 def _field_specs(fields) -> bytes:
     out = b""
     for f in fields:
         ie, length, pen = (f + (0,))[:3]
-        out += struct.pack(">HH", ie | (0x8000 if pen else 0), length) + (struct.pack(">I", pen) if pen else b"")
+        out += struct.pack(">HH", ie | (0x8000 if pen else 0), length) + (
+            struct.pack(">I", pen) if pen else b""
+        )
     return out
 
 
@@ -197,14 +255,57 @@ def record(fields, values: dict) -> bytes:
 
 # What Open vSwitch 3.x puts in its bridge IPFIX templates (ofproto-dpif-ipfix.c).
 OVS_PEN = 6876
-OVS_KEY_HEAD = [(138, 4), (61, 1), (56, 6), (80, 6), (256, 2), (240, 1), (10, 4), (368, 4), (82, VAR), (83, VAR)]
+OVS_KEY_HEAD = [
+    (138, 4),
+    (61, 1),
+    (56, 6),
+    (80, 6),
+    (256, 2),
+    (240, 1),
+    (10, 4),
+    (368, 4),
+    (82, VAR),
+    (83, VAR),
+]
 OVS_KEY_EGRESS = [(14, 4), (369, 4), (82, VAR), (83, VAR)]
 OVS_KEY_IPV4 = [(60, 1), (192, 1), (4, 1), (195, 1), (196, 1), (5, 1), (8, 4), (12, 4), (7, 2), (11, 2)]
-OVS_KEY_TUNNEL = [(893, 4, OVS_PEN), (894, 4, OVS_PEN), (895, 1, OVS_PEN), (896, 2, OVS_PEN), (897, 2, OVS_PEN),
-                  (891, 1, OVS_PEN), (892, VAR, OVS_PEN)]
-OVS_AGGREGATES = [(158, 4), (159, 4), (133, 8), (135, 8), (2, 8), (86, 8), (419, 8), (420, 8), (421, 8),
-                  (422, 8), (423, 8), (174, 8), (175, 8), (352, 8), (353, 8), (136, 1), (132, 8), (134, 8),
-                  (1, 8), (85, 8), (198, 8), (199, 8), (25, 8), (26, 8), (20, 8), (19, 8)]
+OVS_KEY_TUNNEL = [
+    (893, 4, OVS_PEN),
+    (894, 4, OVS_PEN),
+    (895, 1, OVS_PEN),
+    (896, 2, OVS_PEN),
+    (897, 2, OVS_PEN),
+    (891, 1, OVS_PEN),
+    (892, VAR, OVS_PEN),
+]
+OVS_AGGREGATES = [
+    (158, 4),
+    (159, 4),
+    (133, 8),
+    (135, 8),
+    (2, 8),
+    (86, 8),
+    (419, 8),
+    (420, 8),
+    (421, 8),
+    (422, 8),
+    (423, 8),
+    (174, 8),
+    (175, 8),
+    (352, 8),
+    (353, 8),
+    (136, 1),
+    (132, 8),
+    (134, 8),
+    (1, 8),
+    (85, 8),
+    (198, 8),
+    (199, 8),
+    (25, 8),
+    (26, 8),
+    (20, 8),
+    (19, 8),
+]
 OVS_TCP = [(218, 8), (219, 8), (220, 8), (221, 8), (222, 8), (223, 8)]
 
 
@@ -218,9 +319,30 @@ def ovs_fields(egress=False, tunnel=False, interface_names=True) -> list:
 
 
 def ovs_values(i: int = 0, egress=False) -> dict:
-    return {61: int(egress), 56: b"\x02\x00\x00\x00\x00\x0a", 80: b"\x02\x00\x00\x00\x00\x0b", 256: 0x0800,
-            10: 3, 14: 4, 82: b"veth-pod-a", 83: b"pod a", 60: 4, 4: 6, 5: 0x20,
-            8: f"10.16.0.{i % 250 + 1}", 12: "10.16.0.254", 7: 40000 + i, 11: 443, 158: 2_500_000, 159: 1_000,
-            2: 10 + i, 86: 100 + i, 1: 1000 + i, 85: 10_000 + i,
-            (OVS_PEN, 893): "172.18.0.2", (OVS_PEN, 894): "172.18.0.3", (OVS_PEN, 891): 7,
-            (OVS_PEN, 892): b"\x00\x00\x05"}
+    return {
+        61: int(egress),
+        56: b"\x02\x00\x00\x00\x00\x0a",
+        80: b"\x02\x00\x00\x00\x00\x0b",
+        256: 0x0800,
+        10: 3,
+        14: 4,
+        82: b"veth-pod-a",
+        83: b"pod a",
+        60: 4,
+        4: 6,
+        5: 0x20,
+        8: f"10.16.0.{i % 250 + 1}",
+        12: "10.16.0.254",
+        7: 40000 + i,
+        11: 443,
+        158: 2_500_000,
+        159: 1_000,
+        2: 10 + i,
+        86: 100 + i,
+        1: 1000 + i,
+        85: 10_000 + i,
+        (OVS_PEN, 893): "172.18.0.2",
+        (OVS_PEN, 894): "172.18.0.3",
+        (OVS_PEN, 891): 7,
+        (OVS_PEN, 892): b"\x00\x00\x05",
+    }

@@ -11,8 +11,19 @@ import shutil
 import subprocess
 from datetime import datetime
 
-FIELDS = ("src_addr", "dst_addr", "proto", "src_port", "dst_port", "packets", "bytes", "in_if", "out_if",
-          "src_mac", "dst_mac")
+FIELDS = (
+    "src_addr",
+    "dst_addr",
+    "proto",
+    "src_port",
+    "dst_port",
+    "packets",
+    "bytes",
+    "in_if",
+    "out_if",
+    "src_mac",
+    "dst_mac",
+)
 
 
 def available() -> bool:
@@ -23,7 +34,9 @@ def dissect(pcap: str, port: int, proto: str) -> list:
     """tshark's JSON for ``pcap`` with ``udp.port==port`` decoded as ``proto`` (sflow / cflow)."""
     out = subprocess.run(
         ["tshark", "-r", pcap, "-d", f"udp.port=={port},{proto}", "-T", "json"],
-        capture_output=True, check=True, timeout=120,
+        capture_output=True,
+        check=True,
+        timeout=120,
     ).stdout
     return json.loads(out, object_pairs_hook=lambda pairs: pairs)
 
@@ -55,29 +68,35 @@ def ipfix_flows(pcap: str, port: int) -> list[dict]:
     for _, flow in _walk(dissect(pcap, port, "cflow"), "Flow "):
         if _get(flow, "cflow.direction") is None:
             continue  # an options record (OVS exporter statistics)
+
         def g(*names, default=0, flow=flow):
             return _get(flow, *names, default=default)
 
         icmp_t = int(g("cflow.icmp_ipv4_type", "cflow.icmp_ipv6_type", default=-1))
-        times = _get(g("cflow.timedelta_tree", default=[]), "cflow.abstimestart"), \
-            _get(g("cflow.timedelta_tree", default=[]), "cflow.abstimeend")
-        flows.append({
-            "src_addr": g("cflow.srcaddr", "cflow.srcaddrv6", default="::"),
-            "dst_addr": g("cflow.dstaddr", "cflow.dstaddrv6", default="::"),
-            "proto": int(g("cflow.protocol")),
-            "src_port": int(g("cflow.srcport")),
-            "dst_port": icmp_t * 256 + int(g("cflow.icmp_ipv4_code", "cflow.icmp_ipv6_code"))
-            if icmp_t >= 0 else int(g("cflow.dstport")),
-            "packets": int(g("cflow.packets")),
-            "bytes": int(g("cflow.octets", "cflow.layer2_octet_delta_count")),
-            "in_if": int(g("cflow.inputint")),
-            "out_if": int(g("cflow.outputint")),
-            "src_mac": g("cflow.srcmac"),
-            "dst_mac": g("cflow.dstmac"),
-            "direction": ("ingress", "egress")[int(g("cflow.direction"))],
-            "flow_start": _ms(times[0]),
-            "flow_end": _ms(times[1]),
-        })
+        times = (
+            _get(g("cflow.timedelta_tree", default=[]), "cflow.abstimestart"),
+            _get(g("cflow.timedelta_tree", default=[]), "cflow.abstimeend"),
+        )
+        flows.append(
+            {
+                "src_addr": g("cflow.srcaddr", "cflow.srcaddrv6", default="::"),
+                "dst_addr": g("cflow.dstaddr", "cflow.dstaddrv6", default="::"),
+                "proto": int(g("cflow.protocol")),
+                "src_port": int(g("cflow.srcport")),
+                "dst_port": icmp_t * 256 + int(g("cflow.icmp_ipv4_code", "cflow.icmp_ipv6_code"))
+                if icmp_t >= 0
+                else int(g("cflow.dstport")),
+                "packets": int(g("cflow.packets")),
+                "bytes": int(g("cflow.octets", "cflow.layer2_octet_delta_count")),
+                "in_if": int(g("cflow.inputint")),
+                "out_if": int(g("cflow.outputint")),
+                "src_mac": g("cflow.srcmac"),
+                "dst_mac": g("cflow.dstmac"),
+                "direction": ("ingress", "egress")[int(g("cflow.direction"))],
+                "flow_start": _ms(times[0]),
+                "flow_end": _ms(times[1]),
+            }
+        )
     return flows
 
 
@@ -100,21 +119,25 @@ def sflow_flows(pcap: str, port: int) -> list[dict]:
         ip = _get(tree, "ip", default=None) or _get(tree, "ipv6", default=[])
         l4 = next((_get(tree, n) for n in ("tcp", "udp", "icmp", "icmpv6") if _get(tree, n)), [])
         icmp = _get(tree, "icmp") or _get(tree, "icmpv6")
-        flows.append({
-            "src_addr": _get(ip, "ip.src", "ipv6.src", default="::"),
-            "dst_addr": _get(ip, "ip.dst", "ipv6.dst", default="::"),
-            "proto": _proto(tree, ip),
-            "src_port": int(_get(l4, "tcp.srcport", "udp.srcport", default=0)),
-            "dst_port": int(_get(icmp, "icmp.type", "icmpv6.type")) * 256 + int(_get(icmp, "icmp.code", "icmpv6.code"))
-            if icmp else int(_get(l4, "tcp.dstport", "udp.dstport", default=0)),
-            "packets": 1,
-            "bytes": int(_get(raw, "sflow_245.header.frame_length")),
-            "in_if": int(_get(sample, "sflow.flow_sample.input_interface")),
-            "out_if": int(_get(sample, "sflow.flow_sample.output_interface"), 16),
-            "src_mac": _get(eth, "eth.src"),
-            "dst_mac": _get(eth, "eth.dst"),
-            "sampling_rate": int(_get(sample, "sflow.flow_sample.sampling_rate")),
-        })
+        flows.append(
+            {
+                "src_addr": _get(ip, "ip.src", "ipv6.src", default="::"),
+                "dst_addr": _get(ip, "ip.dst", "ipv6.dst", default="::"),
+                "proto": _proto(tree, ip),
+                "src_port": int(_get(l4, "tcp.srcport", "udp.srcport", default=0)),
+                "dst_port": int(_get(icmp, "icmp.type", "icmpv6.type")) * 256
+                + int(_get(icmp, "icmp.code", "icmpv6.code"))
+                if icmp
+                else int(_get(l4, "tcp.dstport", "udp.dstport", default=0)),
+                "packets": 1,
+                "bytes": int(_get(raw, "sflow_245.header.frame_length")),
+                "in_if": int(_get(sample, "sflow.flow_sample.input_interface")),
+                "out_if": int(_get(sample, "sflow.flow_sample.output_interface"), 16),
+                "src_mac": _get(eth, "eth.src"),
+                "dst_mac": _get(eth, "eth.dst"),
+                "sampling_rate": int(_get(sample, "sflow.flow_sample.sampling_rate")),
+            }
+        )
     return flows
 
 

@@ -16,24 +16,32 @@ NETFLOW9 = struct.pack(">HHIIII", 9, 1, 0, 0, 0, 0) + b"\x00" * 8
 NETFLOW5 = struct.pack(">HHIIIIBBH", 5, 1, 0, 0, 0, 0, 0, 0, 0) + b"\x00" * 48
 
 
-@pytest.mark.parametrize("payload,kind", [
-    (b.sflow_datagram([]), "sflow"),
-    (b.sflow_datagram([], agent="2001:db8::1"), "sflow"),
-    (GOOD_IPFIX, "ipfix"),
-    (GOOD_IPFIX + b"\x00", None),  # IPFIX length must match the datagram
-    (NETFLOW9, "netflow9"),
-    (NETFLOW5, "netflow5"),
-    (b"\x00\x00\x00\x05\x00\x00\x00\x09" + b"\x00" * 30, None),  # sFlow with a bad address type
-    (b"", None),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None),
-])
+@pytest.mark.parametrize(
+    "payload,kind",
+    [
+        (b.sflow_datagram([]), "sflow"),
+        (b.sflow_datagram([], agent="2001:db8::1"), "sflow"),
+        (GOOD_IPFIX, "ipfix"),
+        (GOOD_IPFIX + b"\x00", None),  # IPFIX length must match the datagram
+        (NETFLOW9, "netflow9"),
+        (NETFLOW5, "netflow5"),
+        (b"\x00\x00\x00\x05\x00\x00\x00\x09" + b"\x00" * 30, None),  # sFlow with a bad address type
+        (b"", None),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None),
+    ],
+)
 def test_detect(payload, kind):
     assert detect(payload) == kind
 
 
-@pytest.mark.parametrize("payload,reason", [(NETFLOW9, "netflow9:unsupported"),
-                                            (NETFLOW5, "netflow5:unsupported"),
-                                            (b"junk" * 10, "unknown_protocol")])
+@pytest.mark.parametrize(
+    "payload,reason",
+    [
+        (NETFLOW9, "netflow9:unsupported"),
+        (NETFLOW5, "netflow5:unsupported"),
+        (b"junk" * 10, "unknown_protocol"),
+    ],
+)
 def test_unsupported_protocols_are_counted_errors(payload, reason):
     d = Decoder()
     out = d.decode(payload, EXP, T)
@@ -46,17 +54,39 @@ def _msg_with_raw_sets(raw: bytes, length: int | None = None) -> bytes:
 
 
 IPFIX_MALFORMED = {
-    "zero_field_template": (_msg_with_raw_sets(struct.pack(">HHHH", 2, 8, 256, 0)), "ipfix:template_withdrawal"),
-    "set_length_below_4": (_msg_with_raw_sets(struct.pack(">HH", 256, 2) + b"\x00" * 8), "ipfix:bad_set_length"),
+    "zero_field_template": (
+        _msg_with_raw_sets(struct.pack(">HHHH", 2, 8, 256, 0)),
+        "ipfix:template_withdrawal",
+    ),
+    "set_length_below_4": (
+        _msg_with_raw_sets(struct.pack(">HH", 256, 2) + b"\x00" * 8),
+        "ipfix:bad_set_length",
+    ),
     "set_length_zero": (_msg_with_raw_sets(struct.pack(">HH", 2, 0) + b"\x00" * 8), "ipfix:bad_set_length"),
-    "set_overflows_message": (_msg_with_raw_sets(struct.pack(">HH", 2, 400) + b"\x00" * 8), "ipfix:bad_set_length"),
-    "template_truncated": (_msg_with_raw_sets(struct.pack(">HHHHHH", 2, 12, 256, 5, 8, 4)), "ipfix:template_truncated"),
-    "template_id_reserved": (b.ipfix_message([b.template_set({100: [(8, 4)]})]), "ipfix:template_id_reserved"),
-    "template_absurd_length": (b.ipfix_message([b.template_set({256: [(1, 65000), (2, 65000)]})]),
-                               "ipfix:template_too_long"),
-    "template_zero_length": (b.ipfix_message([b.template_set({256: [(1, 0)]})]), "ipfix:template_zero_length"),
-    "options_scope_zero": (b.ipfix_message([b.options_template_set(300, [], [(34, 4)])]),
-                           "ipfix:options_scope_invalid"),
+    "set_overflows_message": (
+        _msg_with_raw_sets(struct.pack(">HH", 2, 400) + b"\x00" * 8),
+        "ipfix:bad_set_length",
+    ),
+    "template_truncated": (
+        _msg_with_raw_sets(struct.pack(">HHHHHH", 2, 12, 256, 5, 8, 4)),
+        "ipfix:template_truncated",
+    ),
+    "template_id_reserved": (
+        b.ipfix_message([b.template_set({100: [(8, 4)]})]),
+        "ipfix:template_id_reserved",
+    ),
+    "template_absurd_length": (
+        b.ipfix_message([b.template_set({256: [(1, 65000), (2, 65000)]})]),
+        "ipfix:template_too_long",
+    ),
+    "template_zero_length": (
+        b.ipfix_message([b.template_set({256: [(1, 0)]})]),
+        "ipfix:template_zero_length",
+    ),
+    "options_scope_zero": (
+        b.ipfix_message([b.options_template_set(300, [], [(34, 4)])]),
+        "ipfix:options_scope_invalid",
+    ),
     "reserved_set_id": (b.ipfix_message([b.data_set(7, [b"\x00" * 4])]), "ipfix:reserved_set_id"),
     "header_length_too_big": (_msg_with_raw_sets(b"", length=100), "ipfix:length_mismatch"),
     "trailing_bytes": (_msg_with_raw_sets(b"\x00\x02"), "ipfix:trailing_bytes"),
@@ -78,15 +108,20 @@ def test_truncated_variable_length_record():
     fields = [(7, 2), (82, b.VAR)]
     rec = struct.pack(">HB", 1, 200) + b"x" * 10  # says 200 bytes, has 10
     d = Decoder()
-    out = d.decode(b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, {7: 5}), rec])]),
-                   EXP, T)
+    out = d.decode(
+        b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, {7: 5}), rec])]),
+        EXP,
+        T,
+    )
     assert len(out.flows) == 1 and d.stats[EXP].errors["ipfix:record_truncated"] == 1
 
 
 def test_all_variable_template_and_padding():
     fields = [(82, b.VAR)]
     d = Decoder()
-    out = d.decode(b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b"\x02ab", b"\x00"])]), EXP, T)
+    out = d.decode(
+        b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b"\x02ab", b"\x00"])]), EXP, T
+    )
     assert len(out.flows) == 2 and d.stats[EXP].error_count == 0
 
 

@@ -16,22 +16,35 @@ from collectors.decoder import Decoder
 from collectors.packet import parse_ethernet, parse_ip
 from tests.collectors import _builders as b
 
-FUZZ = settings(max_examples=int(os.environ.get("NETOBS_FUZZ_EXAMPLES", "300")), deadline=500, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("NETOBS_FUZZ_EXAMPLES", "300")),
+    deadline=500,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 _OVS = b.ovs_fields(tunnel=True)
 SEEDS = [
-    b.sflow_datagram([
-        b.flow_sample([b.raw_header_record(b.eth(b.geneve(b.eth(b.tcp4()), options=b.ovn_geneve_option())))]),
-        b.expanded_flow_sample([b.sampled_ipv6_record("fd00::1", "fd00::2", 17, 1, 2), b.switch_record(5)]),
-        b.counter_sample([b.generic_if_counters()]),
-    ]),
-    b.ipfix_message([
-        b.template_set({256: _OVS, 257: [(8, 4), (12, 4), (2, 8), (152, 8)]}),
-        b.options_template_set(300, [(149, 4)], [(34, 4), (160, 8)]),
-        b.data_set(300, [b.record([(149, 4), (34, 4), (160, 8)], {149: 1, 34: 64, 160: 5})]),
-        b.data_set(256, [b.record(_OVS, b.ovs_values(1)), b.record(_OVS, b.ovs_values(2))]),
-        b.data_set(257, [b.record([(8, 4), (12, 4), (2, 8), (152, 8)], {8: "1.1.1.1"})], pad=3),
-    ]),
+    b.sflow_datagram(
+        [
+            b.flow_sample(
+                [b.raw_header_record(b.eth(b.geneve(b.eth(b.tcp4()), options=b.ovn_geneve_option())))]
+            ),
+            b.expanded_flow_sample(
+                [b.sampled_ipv6_record("fd00::1", "fd00::2", 17, 1, 2), b.switch_record(5)]
+            ),
+            b.counter_sample([b.generic_if_counters()]),
+        ]
+    ),
+    b.ipfix_message(
+        [
+            b.template_set({256: _OVS, 257: [(8, 4), (12, 4), (2, 8), (152, 8)]}),
+            b.options_template_set(300, [(149, 4)], [(34, 4), (160, 8)]),
+            b.data_set(300, [b.record([(149, 4), (34, 4), (160, 8)], {149: 1, 34: 64, 160: 5})]),
+            b.data_set(256, [b.record(_OVS, b.ovs_values(1)), b.record(_OVS, b.ovs_values(2))]),
+            b.data_set(257, [b.record([(8, 4), (12, 4), (2, 8), (152, 8)], {8: "1.1.1.1"})], pad=3),
+        ]
+    ),
 ]
 FRAMES = [b.eth(b.vxlan(b.eth(b.tcp6(hbh=True)), vni=3), vlans=(10, 20)), b.eth(b.icmp4()), bytes(b.udp4())]
 

@@ -15,11 +15,44 @@ T = 1_700_000_123_456
 EXPORT = 1_700_000_100
 EXP = "198.51.100.9"
 
-BASIC = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (5, 1), (10, 4), (14, 4), (56, 6), (80, 6),
-         (58, 2), (2, 8), (1, 8), (152, 8), (153, 8), (61, 1)]
-BASIC_VALUES = {8: "10.0.0.1", 12: "10.0.0.2", 7: 1234, 11: 80, 4: 6, 6: 0x12, 5: 0x10, 10: 5, 14: 6,
-                56: b"\x02\x00\x00\x00\x00\x0a", 80: b"\x02\x00\x00\x00\x00\x0b", 58: 30, 2: 7, 1: 700,
-                152: 1_700_000_000_001, 153: 1_700_000_050_002, 61: 1}
+BASIC = [
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (5, 1),
+    (10, 4),
+    (14, 4),
+    (56, 6),
+    (80, 6),
+    (58, 2),
+    (2, 8),
+    (1, 8),
+    (152, 8),
+    (153, 8),
+    (61, 1),
+]
+BASIC_VALUES = {
+    8: "10.0.0.1",
+    12: "10.0.0.2",
+    7: 1234,
+    11: 80,
+    4: 6,
+    6: 0x12,
+    5: 0x10,
+    10: 5,
+    14: 6,
+    56: b"\x02\x00\x00\x00\x00\x0a",
+    80: b"\x02\x00\x00\x00\x00\x0b",
+    58: 30,
+    2: 7,
+    1: 700,
+    152: 1_700_000_000_001,
+    153: 1_700_000_050_002,
+    61: 1,
+}
 
 
 def decoder_with(*messages, exporter=EXP, d=None):
@@ -33,16 +66,34 @@ def row(batch, i=0):
 
 
 def test_template_then_data_fixed_fields():
-    msg = b.ipfix_message([b.template_set({256: BASIC}), b.data_set(256, [b.record(BASIC, BASIC_VALUES)])],
-                          export_time=EXPORT)
+    msg = b.ipfix_message(
+        [b.template_set({256: BASIC}), b.data_set(256, [b.record(BASIC, BASIC_VALUES)])], export_time=EXPORT
+    )
     d, (out,) = decoder_with(msg)
     r = row(out.flows)
-    assert (ip_str(r["src_addr"]), ip_str(r["dst_addr"]), r["src_port"], r["dst_port"]) == ("10.0.0.1", "10.0.0.2", 1234, 80)
-    assert (r["proto"], r["tcp_flags"], r["tos"], r["in_if"], r["out_if"], r["vlan"]) == (6, 0x12, 0x10, 5, 6, 30)
+    assert (ip_str(r["src_addr"]), ip_str(r["dst_addr"]), r["src_port"], r["dst_port"]) == (
+        "10.0.0.1",
+        "10.0.0.2",
+        1234,
+        80,
+    )
+    assert (r["proto"], r["tcp_flags"], r["tos"], r["in_if"], r["out_if"], r["vlan"]) == (
+        6,
+        0x12,
+        0x10,
+        5,
+        6,
+        30,
+    )
     assert (r["src_mac"], r["dst_mac"], r["packets"], r["bytes"]) == (b.MAC_A_INT, b.MAC_B_INT, 7, 700)
     assert (r["flow_start"], r["flow_end"], r["time_received"]) == (1_700_000_000_001, 1_700_000_050_002, T)
-    assert (r["direction"], r["type"], r["etype"], r["observation_domain"], r["sampling_rate"]) == \
-        ("egress", "ipfix", 0x0800, 1, 0)
+    assert (r["direction"], r["type"], r["etype"], r["observation_domain"], r["sampling_rate"]) == (
+        "egress",
+        "ipfix",
+        0x0800,
+        1,
+        0,
+    )
     assert ip_str(r["exporter"]) == EXP
     st = d.stats[EXP]
     assert (st.templates, st.flow_records, st.error_count) == (1, 1, 0)
@@ -64,15 +115,29 @@ def test_ovs_template_with_interface_names_and_tunnel(egress):
     fields = b.ovs_fields(egress=egress, tunnel=True)
     values = b.ovs_values(3, egress=egress)
     values[82] = b"x" * 300  # forces the 3-byte length form
-    msg = b.ipfix_message([b.template_set({260: fields}),
-                           b.data_set(260, [b.record(fields, values), b.record(fields, b.ovs_values(4, egress))])],
-                          export_time=EXPORT)
+    msg = b.ipfix_message(
+        [
+            b.template_set({260: fields}),
+            b.data_set(260, [b.record(fields, values), b.record(fields, b.ovs_values(4, egress))]),
+        ],
+        export_time=EXPORT,
+    )
     d, (out,) = decoder_with(msg)
     r = row(out.flows)
     assert len(out.flows) == 2 and d.stats[EXP].error_count == 0
-    assert (ip_str(r["src_addr"]), r["src_port"], r["dst_port"], r["packets"], r["bytes"]) == ("10.16.0.4", 40003, 443, 13, 1003)
-    assert (r["tunnel_type"], r["tunnel_id"], ip_str(r["tunnel_src"]), ip_str(r["tunnel_dst"])) == \
-        ("geneve", 5, "172.18.0.2", "172.18.0.3")
+    assert (ip_str(r["src_addr"]), r["src_port"], r["dst_port"], r["packets"], r["bytes"]) == (
+        "10.16.0.4",
+        40003,
+        443,
+        13,
+        1003,
+    )
+    assert (r["tunnel_type"], r["tunnel_id"], ip_str(r["tunnel_src"]), ip_str(r["tunnel_dst"])) == (
+        "geneve",
+        5,
+        "172.18.0.2",
+        "172.18.0.3",
+    )
     assert (r["direction"], r["in_if"], r["out_if"]) == (("egress", 3, 4) if egress else ("ingress", 3, 0))
     # flowStart/EndDeltaMicroseconds count back from the export time (RFC 5102 §5.9).
     assert (r["flow_start"], r["flow_end"]) == (EXPORT * 1000 - 2500, EXPORT * 1000 - 1)
@@ -81,37 +146,52 @@ def test_ovs_template_with_interface_names_and_tunnel(egress):
 
 def test_total_counters_when_no_delta_and_reduced_size_encoding():
     fields = [(8, 4), (12, 4), (86, 4), (85, 4)]  # reduced-size (RFC 7011 §6.2)
-    msg = b.ipfix_message([b.template_set({256: fields}),
-                           b.data_set(256, [b.record(fields, {8: "1.1.1.1", 12: "2.2.2.2", 86: 9, 85: 900})])])
+    msg = b.ipfix_message(
+        [
+            b.template_set({256: fields}),
+            b.data_set(256, [b.record(fields, {8: "1.1.1.1", 12: "2.2.2.2", 86: 9, 85: 900})]),
+        ]
+    )
     _, (out,) = decoder_with(msg)
     assert (out.flows.columns["packets"][0], out.flows.columns["bytes"][0]) == (9, 900)
 
 
 def test_variable_length_fields_are_skipped_correctly():
     fields = [(7, 2), (82, VAR), (11, 2), (83, VAR), (96, VAR), (2, 8)]
-    recs = [b.record(fields, {7: 1, 82: b"eth0", 11: 2, 83: b"d" * 254, 2: 3}),
-            b.record(fields, {7: 4, 82: b"", 11: 5, 83: b"y" * 1000, 96: b"app", 2: 6})]
+    recs = [
+        b.record(fields, {7: 1, 82: b"eth0", 11: 2, 83: b"d" * 254, 2: 3}),
+        b.record(fields, {7: 4, 82: b"", 11: 5, 83: b"y" * 1000, 96: b"app", 2: 6}),
+    ]
     d, (out,) = decoder_with(b.ipfix_message([b.template_set({256: fields}), b.data_set(256, recs, pad=3)]))
     cols = out.flows.columns
-    assert (cols["src_port"].tolist(), cols["dst_port"].tolist(), cols["packets"].tolist()) == ([1, 4], [2, 5], [3, 6])
+    assert (cols["src_port"].tolist(), cols["dst_port"].tolist(), cols["packets"].tolist()) == (
+        [1, 4],
+        [2, 5],
+        [3, 6],
+    )
     assert d.stats[EXP].error_count == 0
 
 
 def test_data_before_template_is_counted_then_decoded():
     data = b.data_set(256, [b.record(BASIC, BASIC_VALUES)])
-    d, (first, second) = decoder_with(b.ipfix_message([data]),
-                                      b.ipfix_message([b.template_set({256: BASIC}), data]))
+    d, (first, second) = decoder_with(
+        b.ipfix_message([data]), b.ipfix_message([b.template_set({256: BASIC}), data])
+    )
     assert len(first.flows) == 0 and len(second.flows) == 1
     assert d.stats[EXP].unknown_templates == 1
 
 
 def test_templates_are_scoped_per_domain_and_exporter():
     other = [(11, 2), (7, 2)]  # same id 256, other layout, in domain 2
-    d, _ = decoder_with(b.ipfix_message([b.template_set({256: BASIC})], domain=1),
-                        b.ipfix_message([b.template_set({256: other})], domain=2))
+    d, _ = decoder_with(
+        b.ipfix_message([b.template_set({256: BASIC})], domain=1),
+        b.ipfix_message([b.template_set({256: other})], domain=2),
+    )
     out1 = d.decode(b.ipfix_message([b.data_set(256, [b.record(BASIC, BASIC_VALUES)])], domain=1), EXP, T)
     out2 = d.decode(b.ipfix_message([b.data_set(256, [b.record(other, {11: 53, 7: 9})])], domain=2), EXP, T)
-    out3 = d.decode(b.ipfix_message([b.data_set(256, [b.record(other, {11: 53, 7: 9})])], domain=2), "10.9.9.9", T)
+    out3 = d.decode(
+        b.ipfix_message([b.data_set(256, [b.record(other, {11: 53, 7: 9})])], domain=2), "10.9.9.9", T
+    )
     assert (out1.flows.columns["dst_port"][0], out1.flows.columns["observation_domain"][0]) == (80, 1)
     assert (out2.flows.columns["dst_port"][0], out2.flows.columns["src_port"][0]) == (53, 9)
     assert len(out3.flows) == 0 and d.stats["10.9.9.9"].unknown_templates == 1
@@ -128,11 +208,19 @@ SAMPLING = {
 @pytest.mark.parametrize("fields,values,rate", SAMPLING.values(), ids=SAMPLING.keys())
 def test_options_template_sampling_applies_per_domain(fields, values, rate):
     scope = [(149, 4)]  # observationDomainId
-    opts = b.ipfix_message([b.options_template_set(400, scope, fields),
-                            b.data_set(400, [b.record(scope + fields, {149: 1, **values})])], domain=1)
+    opts = b.ipfix_message(
+        [
+            b.options_template_set(400, scope, fields),
+            b.data_set(400, [b.record(scope + fields, {149: 1, **values})]),
+        ],
+        domain=1,
+    )
     data = b.data_set(256, [b.record(BASIC, BASIC_VALUES)])
-    d, _ = decoder_with(b.ipfix_message([b.template_set({256: BASIC})], domain=1),
-                        b.ipfix_message([b.template_set({256: BASIC})], domain=2), opts)
+    d, _ = decoder_with(
+        b.ipfix_message([b.template_set({256: BASIC})], domain=1),
+        b.ipfix_message([b.template_set({256: BASIC})], domain=2),
+        opts,
+    )
     out1 = d.decode(b.ipfix_message([data], domain=1), EXP, T)
     out2 = d.decode(b.ipfix_message([data], domain=2), EXP, T)
     assert out1.flows.columns["sampling_rate"][0] == rate
@@ -142,9 +230,13 @@ def test_options_template_sampling_applies_per_domain(fields, values, rate):
 
 def test_sampling_in_the_data_record_wins_and_default_applies():
     fields = [(8, 4), (34, 4)]
-    msg = b.ipfix_message([b.template_set({256: fields, 257: [(8, 4)]}),
-                           b.data_set(256, [b.record(fields, {8: "1.1.1.1", 34: 32})]),
-                           b.data_set(257, [b.record([(8, 4)], {8: "1.1.1.1"})])])
+    msg = b.ipfix_message(
+        [
+            b.template_set({256: fields, 257: [(8, 4)]}),
+            b.data_set(256, [b.record(fields, {8: "1.1.1.1", 34: 32})]),
+            b.data_set(257, [b.record([(8, 4)], {8: "1.1.1.1"})]),
+        ]
+    )
     _, (out,) = decoder_with(msg, d=Decoder(default_sampling_rate=10))
     assert sorted(out.flows.columns["sampling_rate"].tolist()) == [10, 32]
 
@@ -153,12 +245,19 @@ NTP_2023 = (1_700_000_000 + 2_208_988_800) << 32 | (1 << 31)  # + 0.5 s
 
 
 TIMES = {
-    "seconds": ([(150, 4), (151, 4)], {150: 1_700_000_000, 151: 1_700_000_001}, (1_700_000_000_000, 1_700_000_001_000)),
+    "seconds": (
+        [(150, 4), (151, 4)],
+        {150: 1_700_000_000, 151: 1_700_000_001},
+        (1_700_000_000_000, 1_700_000_001_000),
+    ),
     "microseconds_ntp": ([(154, 8), (155, 8)], {154: NTP_2023, 155: NTP_2023}, (1_700_000_000_500,) * 2),
     "nanoseconds_ntp": ([(156, 8), (157, 8)], {156: NTP_2023, 157: NTP_2023}, (1_700_000_000_500,) * 2),
     "delta_micro": ([(158, 4), (159, 4)], {158: 1_500, 159: 0}, (EXPORT * 1000 - 2, EXPORT * 1000)),
-    "uptime_with_init": ([(160, 8), (22, 4), (21, 4)], {160: 1_600_000_000_000, 22: 1000, 21: 2000},
-                         (1_600_000_001_000, 1_600_000_002_000)),
+    "uptime_with_init": (
+        [(160, 8), (22, 4), (21, 4)],
+        {160: 1_600_000_000_000, 22: 1000, 21: 2000},
+        (1_600_000_001_000, 1_600_000_002_000),
+    ),
     "uptime_without_init": ([(22, 4), (21, 4)], {22: 1000, 21: 2000}, (EXPORT * 1000,) * 2),
     "none": ([(8, 4)], {8: "1.2.3.4"}, (EXPORT * 1000,) * 2),
 }
@@ -166,15 +265,19 @@ TIMES = {
 
 @pytest.mark.parametrize("fields,values,expected", TIMES.values(), ids=TIMES.keys())
 def test_flow_times(fields, values, expected):
-    msg = b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, values)])],
-                          export_time=EXPORT)
+    msg = b.ipfix_message(
+        [b.template_set({256: fields}), b.data_set(256, [b.record(fields, values)])], export_time=EXPORT
+    )
     _, (out,) = decoder_with(msg)
     assert (out.flows.columns["flow_start"][0], out.flows.columns["flow_end"][0]) == expected
 
 
 def test_system_init_time_from_options_data():
     scope, fields = [(149, 4)], [(160, 8)]
-    opts = [b.options_template_set(400, scope, fields), b.data_set(400, [b.record(scope + fields, {160: 1_000_000})])]
+    opts = [
+        b.options_template_set(400, scope, fields),
+        b.data_set(400, [b.record(scope + fields, {160: 1_000_000})]),
+    ]
     up = [(22, 4), (21, 4)]
     msg = b.ipfix_message(opts + [b.template_set({256: up}), b.data_set(256, [b.record(up, {22: 5, 21: 9})])])
     _, (out,) = decoder_with(msg)
@@ -184,7 +287,9 @@ def test_system_init_time_from_options_data():
 @pytest.mark.parametrize("code,expected", [(0, "ingress"), (1, "egress"), (7, "unknown"), (None, "unknown")])
 def test_direction(code, expected):
     fields = [(8, 4)] + ([(61, 1)] if code is not None else [])
-    msg = b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, {61: code or 0})])])
+    msg = b.ipfix_message(
+        [b.template_set({256: fields}), b.data_set(256, [b.record(fields, {61: code or 0})])]
+    )
     _, (out,) = decoder_with(msg)
     assert out.flows.columns["direction"][0] == expected
 
@@ -207,10 +312,17 @@ def test_icmp_type_code_as_dst_port(fields, values, dport):
 def test_ipv6_and_unknown_enterprise_fields():
     fields = [(27, 16), (28, 16), (1, 4, 9), (100, 2, 29305), (7, 2), (200, VAR, 1234), (11, 2)]
     values = {27: "fd00::1", 28: "fd00::2", 7: 1, 11: 2, (1234, 200): b"zz"}
-    _, (out,) = decoder_with(b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, values)])]))
+    _, (out,) = decoder_with(
+        b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, values)])])
+    )
     r = row(out.flows)
-    assert (ip_str(r["src_addr"]), ip_str(r["dst_addr"]), r["etype"], r["src_port"], r["dst_port"]) == \
-        ("fd00::1", "fd00::2", 0x86DD, 1, 2)
+    assert (ip_str(r["src_addr"]), ip_str(r["dst_addr"]), r["etype"], r["src_port"], r["dst_port"]) == (
+        "fd00::1",
+        "fd00::2",
+        0x86DD,
+        1,
+        2,
+    )
 
 
 def test_sequence_numbers_count_data_records():
@@ -236,12 +348,31 @@ def test_scapy_built_message():
     from scapy.packet import Raw
 
     spec = [(8, 4), (12, 4), (2, 8), (1, 8)]
-    tpl = NetflowFlowsetV9(flowSetID=2, templates=[NetflowTemplateV9(
-        templateID=256, template_fields=[NetflowTemplateFieldV9(fieldType=i, fieldLength=n) for i, n in spec])])
-    data = NetflowDataflowsetV9(templateID=256, records=[Raw(bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack(">QQ", 3, 300))])
+    tpl = NetflowFlowsetV9(
+        flowSetID=2,
+        templates=[
+            NetflowTemplateV9(
+                templateID=256,
+                template_fields=[NetflowTemplateFieldV9(fieldType=i, fieldLength=n) for i, n in spec],
+            )
+        ],
+    )
+    data = NetflowDataflowsetV9(
+        templateID=256, records=[Raw(bytes([10, 0, 0, 1, 10, 0, 0, 2]) + struct.pack(">QQ", 3, 300))]
+    )
     body = bytes(tpl / data)
-    msg = bytes(NetflowHeader(version=10) / NetflowHeaderV10(length=16 + len(body), ExportTime=EXPORT,
-                                                              ObservationDomainID=1)) + body
+    msg = (
+        bytes(
+            NetflowHeader(version=10)
+            / NetflowHeaderV10(length=16 + len(body), ExportTime=EXPORT, ObservationDomainID=1)
+        )
+        + body
+    )
     _, (out,) = decoder_with(msg)
     r = row(out.flows)
-    assert (ip_str(r["src_addr"]), ip_str(r["dst_addr"]), r["packets"], r["bytes"]) == ("10.0.0.1", "10.0.0.2", 3, 300)
+    assert (ip_str(r["src_addr"]), ip_str(r["dst_addr"]), r["packets"], r["bytes"]) == (
+        "10.0.0.1",
+        "10.0.0.2",
+        3,
+        300,
+    )

@@ -45,16 +45,36 @@ def summary(path: Path) -> dict:
             c["in_octets"] = max(c["in_octets"], r["in_octets"])
             c["out_octets"] = max(c["out_octets"], r["out_octets"])
             continue
-        key = " ".join(str(r[k]) for k in ("src_addr", "dst_addr", "proto", "src_port", "dst_port", "direction",
-                                           "in_if", "out_if", "sampling_rate", "tunnel_type", "tunnel_id"))
+        key = " ".join(
+            str(r[k])
+            for k in (
+                "src_addr",
+                "dst_addr",
+                "proto",
+                "src_port",
+                "dst_port",
+                "direction",
+                "in_if",
+                "out_if",
+                "sampling_rate",
+                "tunnel_type",
+                "tunnel_id",
+            )
+        )
         f = flows[key]
         f["records"] += 1
         f["packets"] += r["packets"]
         f["bytes"] += r["bytes"]
         times += [r["flow_start"], r["flow_end"]]
     stats = {k: v.as_dict() for k, v in decoder.stats.items()}
-    return {"capture": path.name, "stats": stats, "first_time": min(times), "last_time": max(times),
-            "flows": dict(sorted(flows.items())), "counters": dict(sorted(counters.items()))}
+    return {
+        "capture": path.name,
+        "stats": stats,
+        "first_time": min(times),
+        "last_time": max(times),
+        "flows": dict(sorted(flows.items())),
+        "counters": dict(sorted(counters.items())),
+    }
 
 
 @pytest.mark.parametrize("name", CAPTURES)

@@ -13,33 +13,69 @@ A6, B6 = b.addr16("fd00::1"), b.addr16("fd00::2")
 OUT_A, OUT_B = b.addr16("192.168.1.1"), b.addr16("192.168.1.2")
 
 CASES = {
-    "tcp4": (b.eth(b.tcp4(flags="SA", tos=0x28)),
-             dict(etype=0x0800, src_addr=A4, dst_addr=B4, proto=6, src_port=40000, dst_port=443,
-                  tcp_flags=0x12, tos=0x28, src_mac=b.MAC_A_INT, dst_mac=b.MAC_B_INT)),
-    "tcp4_ip_options": (b.eth(b.tcp4(options=[IPOption_NOP(), IPOption_RR(routers=["1.2.3.4"])])),
-                        dict(proto=6, src_port=40000, dst_port=443)),
+    "tcp4": (
+        b.eth(b.tcp4(flags="SA", tos=0x28)),
+        dict(
+            etype=0x0800,
+            src_addr=A4,
+            dst_addr=B4,
+            proto=6,
+            src_port=40000,
+            dst_port=443,
+            tcp_flags=0x12,
+            tos=0x28,
+            src_mac=b.MAC_A_INT,
+            dst_mac=b.MAC_B_INT,
+        ),
+    ),
+    "tcp4_ip_options": (
+        b.eth(b.tcp4(options=[IPOption_NOP(), IPOption_RR(routers=["1.2.3.4"])])),
+        dict(proto=6, src_port=40000, dst_port=443),
+    ),
     "udp4": (b.eth(b.udp4()), dict(proto=17, src_port=5353, dst_port=53, etype=0x0800)),
     "icmp4_echo": (b.eth(b.icmp4(type_=8, code=0)), dict(proto=1, src_port=0, dst_port=8 * 256)),
     "icmp4_unreach": (b.eth(b.icmp4(type_=3, code=3)), dict(proto=1, dst_port=3 * 256 + 3)),
-    "tcp6": (b.eth(b.tcp6(tc=0xB8)),
-             dict(etype=0x86DD, src_addr=A6, dst_addr=B6, proto=6, dst_port=8080, tcp_flags=0x12, tos=0xB8)),
+    "tcp6": (
+        b.eth(b.tcp6(tc=0xB8)),
+        dict(etype=0x86DD, src_addr=A6, dst_addr=B6, proto=6, dst_port=8080, tcp_flags=0x12, tos=0xB8),
+    ),
     "tcp6_hop_by_hop": (b.eth(b.tcp6(hbh=True)), dict(proto=6, src_port=40000, dst_port=8080)),
     "icmp6": (b.eth(b.icmp6()), dict(proto=58, dst_port=128 * 256)),
     "ipv6_later_fragment": (b.eth(b.udp6_later_fragment()), dict(proto=17, src_port=0, dst_port=0)),
     "vlan": (b.eth(b.udp4(), vlans=(100,)), dict(vlan=100, proto=17, dst_port=53)),
     "qinq": (b.eth(b.udp4(), vlans=(300, 42), qinq=True), dict(vlan=42, proto=17, dst_port=53)),
-    "geneve": (b.eth(b.geneve(b.eth(b.tcp4(), src="0a:00:00:00:00:01"), vni=7)),
-               dict(tunnel_type="geneve", tunnel_id=7, tunnel_src=OUT_A, tunnel_dst=OUT_B,
-                    src_addr=A4, dst_addr=B4, proto=6, dst_port=443, src_mac=0x0A0000000001)),
-    "geneve_options": (b.eth(b.geneve(b.eth(b.udp4()), vni=0xABCDEF,
-                                      options=b.ovn_geneve_option() + b.ovn_geneve_option(5))),
-                       dict(tunnel_type="geneve", tunnel_id=0xABCDEF, proto=17, src_port=5353, dst_port=53)),
-    "geneve_ipv6_inner": (b.eth(b.geneve(b.eth(b.tcp6()), vni=9)),
-                          dict(tunnel_type="geneve", src_addr=A6, etype=0x86DD, dst_port=8080)),
-    "vxlan": (b.eth(b.vxlan(b.eth(b.icmp4()), vni=5001)),
-              dict(tunnel_type="vxlan", tunnel_id=5001, tunnel_src=OUT_A, proto=1, dst_port=2048)),
-    "non_ip": (bytes.fromhex("ffffffffffff020000000001" "0806") + b"\x00" * 28,
-               dict(etype=0x0806, proto=0, src_addr=bytes(16))),
+    "geneve": (
+        b.eth(b.geneve(b.eth(b.tcp4(), src="0a:00:00:00:00:01"), vni=7)),
+        dict(
+            tunnel_type="geneve",
+            tunnel_id=7,
+            tunnel_src=OUT_A,
+            tunnel_dst=OUT_B,
+            src_addr=A4,
+            dst_addr=B4,
+            proto=6,
+            dst_port=443,
+            src_mac=0x0A0000000001,
+        ),
+    ),
+    "geneve_options": (
+        b.eth(
+            b.geneve(b.eth(b.udp4()), vni=0xABCDEF, options=b.ovn_geneve_option() + b.ovn_geneve_option(5))
+        ),
+        dict(tunnel_type="geneve", tunnel_id=0xABCDEF, proto=17, src_port=5353, dst_port=53),
+    ),
+    "geneve_ipv6_inner": (
+        b.eth(b.geneve(b.eth(b.tcp6()), vni=9)),
+        dict(tunnel_type="geneve", src_addr=A6, etype=0x86DD, dst_port=8080),
+    ),
+    "vxlan": (
+        b.eth(b.vxlan(b.eth(b.icmp4()), vni=5001)),
+        dict(tunnel_type="vxlan", tunnel_id=5001, tunnel_src=OUT_A, proto=1, dst_port=2048),
+    ),
+    "non_ip": (
+        bytes.fromhex("ffffffffffff0200000000010806") + b"\x00" * 28,
+        dict(etype=0x0806, proto=0, src_addr=bytes(16)),
+    ),
 }
 
 
@@ -50,7 +86,9 @@ def test_parse_ethernet(frame, expected):
 
 
 def test_first_ipv4_fragment_has_ports_later_ones_do_not():
-    frags = fragment(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=2000) / (b"x" * 200), fragsize=64)
+    frags = fragment(
+        IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=2000) / (b"x" * 200), fragsize=64
+    )
     first, later = parse_ethernet(b.eth(frags[0])), parse_ethernet(b.eth(frags[1]))
     assert (first.src_port, first.dst_port) == (1000, 2000)
     assert (later.proto, later.src_port, later.dst_port, later.src_addr) == (17, 0, 0, A4)

@@ -37,8 +37,10 @@ def test_pcap_link_types(tmp_path, l2, linktype, nano):
         for p in _packets(l2):
             w.write(p)
     got = list(PcapReader(path))
-    assert [(d.src_ip, d.src_port, d.dst_ip, d.dst_port) for d in got] == \
-        [("10.0.0.1", 1111, "10.0.0.2", 4739), ("fd00::1", 2222, "fd00::2", 6343)]
+    assert [(d.src_ip, d.src_port, d.dst_ip, d.dst_port) for d in got] == [
+        ("10.0.0.1", 1111, "10.0.0.2", 4739),
+        ("fd00::1", 2222, "fd00::2", 6343),
+    ]
     assert got[0].payload == PAYLOAD and got[1].payload == b"v6"
     assert got[0].timestamp_ns // 1000 == 1_700_000_000_123_456
     assert got[1].timestamp_ns == 1_700_000_001_500_000_000

@@ -18,7 +18,10 @@ SFLOW = "tests/testdata/ovs-sflow.pcap"
 
 def run_collector(datagrams: list[bytes]) -> tuple[UdpCollector, int]:
     t = InprocessTransport(InprocessTransportConfig(max_batches=1000))
-    c = UdpCollector(CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),), batch_max_delay_ms=50), t.producer())
+    c = UdpCollector(
+        CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),), batch_max_delay_ms=50),
+        t.producer(),
+    )
     c.start()
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -33,21 +36,31 @@ def run_collector(datagrams: list[bytes]) -> tuple[UdpCollector, int]:
 
 
 def errors_total() -> float:
-    return sum(s.value for m in metrics.decode_errors.collect() for s in m.samples if s.name.endswith("_total"))
+    return sum(
+        s.value for m in metrics.decode_errors.collect() for s in m.samples if s.name.endswith("_total")
+    )
 
 
 def test_garbage_is_counted_and_good_datagrams_still_flow():
     good = load_payloads(SFLOW)
     before = errors_total()
-    garbage = [b"", b"\x00", b"\x00\x00\x00\x05" + b"\xff" * 40, b"\x00\x0a\x00\x10" + b"\x00" * 12, b"hello world" * 50]
+    garbage = [
+        b"",
+        b"\x00",
+        b"\x00\x00\x00\x05" + b"\xff" * 40,
+        b"\x00\x0a\x00\x10" + b"\x00" * 12,
+        b"hello world" * 50,
+    ]
     c, rows = run_collector(garbage + good + garbage)
     assert rows == c.published == 330  # every flow sample of the capture, the garbage notwithstanding
     assert c.lost == 0
     assert errors_total() - before >= 4
 
 
-@pytest.mark.parametrize("text, expected", [("0.0.0.0:6343", ("0.0.0.0", 6343)), ("[::]:4739", ("::", 4739)),
-                                            (":2055", ("0.0.0.0", 2055))])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("0.0.0.0:6343", ("0.0.0.0", 6343)), ("[::]:4739", ("::", 4739)), (":2055", ("0.0.0.0", 2055))],
+)
 def test_parse_hostport(text, expected):
     assert parse_hostport(text) == expected
 
@@ -73,7 +86,10 @@ def test_failed_start_can_be_stopped():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         t = InprocessTransport(InprocessTransportConfig())
-        listeners = (ListenerConfig(listen="127.0.0.1:0"), ListenerConfig(listen=f"127.0.0.1:{port}", reuse_port=False))
+        listeners = (
+            ListenerConfig(listen="127.0.0.1:0"),
+            ListenerConfig(listen=f"127.0.0.1:{port}", reuse_port=False),
+        )
         c = UdpCollector(CollectorConfig(listeners=listeners), t.producer())
         with pytest.raises(OSError):
             c.start()

@@ -31,8 +31,10 @@ FRAMES = {
     "tcp6": (b.eth(b.tcp6()), dict(proto=6, dst_port=8080, etype=0x86DD)),
     "icmp6": (b.eth(b.icmp6()), dict(proto=58, dst_port=128 * 256)),
     "vlan": (b.eth(b.tcp4(), vlans=(77,)), dict(vlan=77, dst_port=443)),
-    "geneve": (b.eth(b.geneve(b.eth(b.udp4()), vni=12, options=b.ovn_geneve_option())),
-               dict(tunnel_type="geneve", tunnel_id=12, proto=17, dst_port=53)),
+    "geneve": (
+        b.eth(b.geneve(b.eth(b.udp4()), vni=12, options=b.ovn_geneve_option())),
+        dict(tunnel_type="geneve", tunnel_id=12, proto=17, dst_port=53),
+    ),
     "vxlan": (b.eth(b.vxlan(b.eth(b.tcp4()), vni=99)), dict(tunnel_type="vxlan", tunnel_id=99, dst_port=443)),
 }
 
@@ -49,8 +51,10 @@ def test_flow_sample_with_raw_header(frame, expected):
 
 
 def test_common_columns_and_several_samples():
-    samples = [b.flow_sample([b.raw_header_record(b.eth(b.udp4(sport=p)))], inp=3, out=4, source=(0, 3))
-               for p in range(1, 10)]
+    samples = [
+        b.flow_sample([b.raw_header_record(b.eth(b.udp4(sport=p)))], inp=3, out=4, source=(0, 3))
+        for p in range(1, 10)
+    ]
     out, stats = decode(*samples, sub_agent=7)
     cols = out.flows.columns
     assert len(out.flows) == stats.flow_records == 9
@@ -76,20 +80,39 @@ def test_expanded_flow_sample_folds_interface_format():
     rec = b.raw_header_record(b.eth(b.tcp6()))
     out, _ = decode(b.expanded_flow_sample([rec], rate=4096, source=(0, 70000), inp=(0, 70000), out=(2, 5)))
     r = row(out.flows)
-    assert (r["sampling_rate"], r["in_if"], r["out_if"], r["direction"]) == (4096, 70000, IF_MULTIPLE | 5, "ingress")
+    assert (r["sampling_rate"], r["in_if"], r["out_if"], r["direction"]) == (
+        4096,
+        70000,
+        IF_MULTIPLE | 5,
+        "ingress",
+    )
     assert r["dst_port"] == 8080
 
 
 def test_sampled_ipv4_and_ipv6_records_as_fallback():
-    v4 = b.flow_sample([b.sampled_ipv4_record("10.1.1.1", "10.2.2.2", 6, 1234, 80, flags=0x18, tos=4, length=60),
-                        b.switch_record(src_vlan=55)])
+    v4 = b.flow_sample(
+        [
+            b.sampled_ipv4_record("10.1.1.1", "10.2.2.2", 6, 1234, 80, flags=0x18, tos=4, length=60),
+            b.switch_record(src_vlan=55),
+        ]
+    )
     v6 = b.flow_sample([b.sampled_ipv6_record("fd00::a", "fd00::b", 17, 5000, 53, length=80)])
     out, _ = decode(v4, v6)
     r4, r6 = row(out.flows, 0), row(out.flows, 1)
-    assert (ip_str(r4["src_addr"].tobytes()), r4["dst_port"], r4["tcp_flags"], r4["tos"], r4["vlan"]) == \
-        ("10.1.1.1", 80, 0x18, 4, 55)
+    assert (ip_str(r4["src_addr"].tobytes()), r4["dst_port"], r4["tcp_flags"], r4["tos"], r4["vlan"]) == (
+        "10.1.1.1",
+        80,
+        0x18,
+        4,
+        55,
+    )
     assert (r4["bytes"], r4["etype"]) == (60, 0x0800)
-    assert (ip_str(r6["dst_addr"].tobytes()), r6["proto"], r6["bytes"], r6["etype"]) == ("fd00::b", 17, 80, 0x86DD)
+    assert (ip_str(r6["dst_addr"].tobytes()), r6["proto"], r6["bytes"], r6["etype"]) == (
+        "fd00::b",
+        17,
+        80,
+        0x86DD,
+    )
 
 
 def test_raw_header_wins_over_sampled_ipv4():
@@ -132,10 +155,15 @@ MALFORMED = {
     "bad_version": (b"\x00\x00\x00\x04" + b"\x00" * 40, "unknown_protocol"),
     "bad_agent_type": (b"\x00\x00\x00\x05\x00\x00\x00\x07" + b"\x00" * 40, "unknown_protocol"),
     "sample_overflows": (b.sflow_datagram([b.flow_sample([])])[:-4], "sflow:truncated_sample"),
-    "record_overflows": (b.sflow_datagram([b.flow_sample([struct.pack(">II", 1, 500) + b"\x00" * 16])]),
-                         "sflow:truncated_record"),
+    "record_overflows": (
+        b.sflow_datagram([b.flow_sample([struct.pack(">II", 1, 500) + b"\x00" * 16])]),
+        "sflow:truncated_record",
+    ),
     "short_flow_sample": (b.sflow_datagram([b._tlv(1, b"\x00" * 12)]), "sflow:short_sample"),
-    "unknown_sample": (b.sflow_datagram([b._tlv(0x1234 << 12 | 1, b"\x00" * 8)]), "sflow:unknown_sample_format"),
+    "unknown_sample": (
+        b.sflow_datagram([b._tlv(0x1234 << 12 | 1, b"\x00" * 8)]),
+        "sflow:unknown_sample_format",
+    ),
 }
 
 
@@ -149,8 +177,9 @@ def test_malformed_counted_not_raised(payload, reason):
 
 
 def test_unknown_counters_read_as_zero():
-    rec = b.generic_if_counters(in_bcast=0xFFFFFFFF, out_mcast=0xFFFFFFFF, in_errors=0xFFFFFFFF,
-                                in_octets=0xFFFFFFFFFFFFFFFF)
+    rec = b.generic_if_counters(
+        in_bcast=0xFFFFFFFF, out_mcast=0xFFFFFFFF, in_errors=0xFFFFFFFF, in_octets=0xFFFFFFFFFFFFFFFF
+    )
     out, _ = decode(b.counter_sample([rec]))
     c = out.counters.columns
     assert (c["in_packets"][0], c["out_packets"][0], c["in_errors"][0], c["in_octets"][0]) == (11, 21, 0, 0)

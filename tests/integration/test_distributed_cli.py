@@ -18,7 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 def start(args, config, log):
-    return subprocess.Popen([sys.executable, "-m", "netobs", "--config", str(config), *args], stdout=log, stderr=log)
+    return subprocess.Popen(
+        [sys.executable, "-m", "netobs", "--config", str(config), *args], stdout=log, stderr=log
+    )
 
 
 def wait_health(control, proc, log_path, timeout_s=60):
@@ -33,7 +35,9 @@ def wait_health(control, proc, log_path, timeout_s=60):
 
 
 def decoded_flow_count(capture):
-    out = subprocess.run([sys.executable, "-m", "netobs", "decode", str(capture)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "netobs", "decode", str(capture)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     return sum(1 for line in out.stdout.splitlines() if json.loads(line)["kind"] == "flow")
 
@@ -59,7 +63,9 @@ def test_collect_and_pipeline_processes_via_kafka(tmp_path, kafka_broker, topic_
         (listener,) = health["listeners"]
         expected = 0
         for capture in ("tests/testdata/ovs-sflow.pcap", "tests/testdata/ovs-ipfix.pcap"):
-            r = subprocess.run([sys.executable, "-m", "netobs", "replay", capture, "--to", listener, "--rate", "2000"])
+            r = subprocess.run(
+                [sys.executable, "-m", "netobs", "replay", capture, "--to", listener, "--rate", "2000"]
+            )
             assert r.returncode == 0
             expected += decoded_flow_count(capture)
         deadline = time.monotonic() + 30
@@ -68,7 +74,10 @@ def test_collect_and_pipeline_processes_via_kafka(tmp_path, kafka_broker, topic_
                 break
             time.sleep(0.3)
         assert remote_health(control_c)["published_flows"] == expected
-        assert remote_query(control_p, "SELECT count() AS n FROM netobs.flows").column("n")[0].as_py() == expected
+        assert (
+            remote_query(control_p, "SELECT count() AS n FROM netobs.flows").column("n")[0].as_py()
+            == expected
+        )
         for proc in (collect, pipeline):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
@@ -89,7 +98,10 @@ def test_collect_with_broker_down_says_so(tmp_path):
         f"control: {{listen: '127.0.0.1:{free_port()}'}}\n"
     )
     r = subprocess.run(
-        [sys.executable, "-m", "netobs", "--config", str(config), "collect"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "netobs", "--config", str(config), "collect"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 1
     assert "Kafka" in r.stderr and "unreachable" in r.stderr and "Traceback" not in r.stderr

@@ -95,10 +95,6 @@ def find_server_command() -> list[str] | None:
     return [single, "server"] if single else None
 
 
-
-
-
-
 _RUNNING: set[ClickHouseServer] = set()
 
 

@@ -41,10 +41,6 @@ def default_libs_dir() -> Path:
     return Path(cache) / "kafka" / "libs"
 
 
-
-
-
-
 _RUNNING: set[KafkaBroker] = set()
 
 
