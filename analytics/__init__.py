@@ -1,6 +1,10 @@
-"""Analytics: cross-center traffic models, baselines and anomaly detectors (issue 5).
+"""Analytics: cross-center traffic baselines and anomaly detectors (issue 5, in progress).
 
-Empty until the pipeline writes enriched flows and rollups for it to read.
+Detectors are small pure functions over pandas data (``analytics.detectors``); findings carry
+ids stable across reruns (``analytics.findings``). The SQL traffic model over the rollups and
+``netobs analyze`` come with the pipeline's rollups.
 """
 
-__all__: list[str] = []
+from analytics.findings import Finding
+
+__all__ = ["Finding"]

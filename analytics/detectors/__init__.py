@@ -1,0 +1,34 @@
+"""The detectors: small pure functions over pandas data, one module each, looked up by name."""
+
+from analytics.detectors.asymmetry import detect_asymmetric
+from analytics.detectors.dependency import detect_new_dependencies
+from analytics.detectors.dr_traffic import detect_dr_traffic
+from analytics.detectors.elephant import detect_elephants
+from analytics.detectors.fanout import detect_fanout
+from analytics.detectors.gaps import detect_gaps
+from analytics.detectors.shift import detect_center_shift
+from analytics.detectors.volume import detect_volume
+
+#: Detector name (the ``detector`` field of its findings) → function.
+DETECTORS = {
+    "volume": detect_volume,
+    "center_shift": detect_center_shift,
+    "dr_traffic": detect_dr_traffic,
+    "new_dependency": detect_new_dependencies,
+    "asymmetric_path": detect_asymmetric,
+    "fanout": detect_fanout,
+    "elephant": detect_elephants,
+    "collection_gap": detect_gaps,
+}
+
+__all__ = [
+    "DETECTORS",
+    "detect_asymmetric",
+    "detect_center_shift",
+    "detect_dr_traffic",
+    "detect_elephants",
+    "detect_fanout",
+    "detect_gaps",
+    "detect_new_dependencies",
+    "detect_volume",
+]
