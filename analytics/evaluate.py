@@ -1,0 +1,106 @@
+"""Score findings against a scenario's labels: precision, recall, F1 and detection delay per detector.
+
+A finding matches a label of its detector when their windows overlap (one bucket of slack)
+and the entities they share agree. Planned labels must be matched by ``info`` findings (a
+planned failover reported as an incident is a false alarm); negative labels must not be
+matched at all. Findings that match nothing are false positives.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from analytics.findings import Finding
+
+
+@dataclass
+class Score:
+    detector: str
+    labels: int = 0
+    detected: int = 0
+    findings: int = 0
+    true_findings: int = 0
+    delays_s: list[float] | None = None
+
+    @property
+    def precision(self) -> float:
+        return self.true_findings / self.findings if self.findings else (1.0 if not self.labels else 0.0)
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.labels if self.labels else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def row(self, days: float) -> dict:
+        delays = sorted(self.delays_s or [])
+        return {
+            "detector": self.detector,
+            "labels": self.labels,
+            "detected": self.detected,
+            "findings": self.findings,
+            "precision": round(self.precision, 3),
+            "recall": round(self.recall, 3),
+            "f1": round(self.f1, 3),
+            "false_per_day": round((self.findings - self.true_findings) / days, 2) if days else 0.0,
+            "median_delay_min": round(delays[len(delays) // 2] / 60, 1) if delays else None,
+        }
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _entity(f: Finding, key: str) -> str | None:
+    """The finding's value for a label key; services compare by workload, tenants also via services."""
+    value = f.entities.get(key)
+    if value is None and key == "tenant":
+        value = next((v.split("/")[0] for k, v in sorted(f.entities.items()) if k.endswith("_service")), None)
+    if value is not None and key.endswith("_service"):
+        value = value.rsplit("/", 1)[-1]
+    return value
+
+
+def _agrees(label: dict, f: Finding) -> bool:
+    return all(_entity(f, k) in (None, want) for k, want in label["entities"].items())
+
+
+def matches(label: dict, f: Finding, slack: timedelta) -> bool:
+    if f.detector != label["detector"] or not _agrees(label, f):
+        return False
+    return f.window_start < _dt(label["end_ms"]) + slack and f.window_end > _dt(label["start_ms"]) - slack
+
+
+def score(findings: list[Finding], labels: list[dict], bucket: timedelta) -> dict[str, Score]:
+    scores: dict[str, Score] = defaultdict(lambda: Score(""))
+    for lab in labels:
+        scores[lab["detector"]].detector = lab["detector"]
+    for f in findings:
+        scores[f.detector].detector = f.detector
+    true_ids: set[str] = set()
+    for lab in labels:
+        s = scores[lab["detector"]]
+        hits = [f for f in findings if matches(lab, f, bucket)]
+        if lab.get("negative"):
+            continue  # any hit stays unexplained: a false positive
+        s.labels += 1
+        good = [f for f in hits if (f.severity == "info") == bool(lab.get("planned"))]
+        if good:
+            s.detected += 1
+            first = min(f.window_start for f in good)
+            s.delays_s = (s.delays_s or []) + [max(0.0, (first - _dt(lab["start_ms"])).total_seconds())]
+            true_ids |= {f.id for f in good}
+    for f in findings:
+        s = scores[f.detector]
+        s.findings += 1
+        s.true_findings += f.id in true_ids
+    return dict(scores)
+
+
+def table(scores: dict[str, Score], days: float) -> list[dict]:
+    return [scores[k].row(days) for k in sorted(scores)]

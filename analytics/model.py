@@ -1,0 +1,121 @@
+"""The traffic model: SQL pushed down to ClickHouse, pandas only for the statistics.
+
+Volumes come from the 1-minute rollups (already scaled by sampling and counting a flow
+once: bridge IPFIX's egress duplicates are left out); questions about individual hosts and
+services (dependencies, fan-out, asymmetric paths, top flows) read the raw flows with the
+same rules. Every builder is a pure function of its arguments, so it can be tested as text
+and executed on the real engine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+ONCE = "NOT (type = 'ipfix' AND direction = 'egress')"  # count each flow once (see netobs.ddl)
+SCALE = "if(sampling_rate = 0, 1, sampling_rate)"
+
+
+def addr(column: str) -> str:
+    """Text form of an address column: dotted quad for IPv4-mapped addresses."""
+    return f"replaceRegexpOne(IPv6NumToString({column}), '^::ffff:', '')"
+
+
+def ts(t: datetime) -> str:
+    """A ClickHouse DateTime literal in UTC."""
+    return f"toDateTime('{t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}', 'UTC')"
+
+
+def rollup_series(db: str, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...]) -> str:
+    """Scaled bytes/packets/flows per bucket and ``keys`` from the 1-minute rollup."""
+    k = "".join(f", {c}" for c in keys)
+    return (
+        f"SELECT toStartOfInterval(time, INTERVAL {int(bucket_s)} SECOND) AS t{k}, "
+        f"sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows\n"
+        f"FROM `{db}`.flows_1m\nWHERE time >= {ts(start)} AND time < {ts(end)}\n"
+        f"GROUP BY t{k}\nORDER BY t{k}"
+    )
+
+
+def _bucket(bucket_s: int | None) -> tuple[str, str]:
+    if not bucket_s:
+        return "", ""
+    return f"toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, ", "t, "
+
+
+def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None = None) -> str:
+    """Service-to-service pairs with their centers, scaled bytes and first appearance (per bucket if given)."""
+    t, g = _bucket(bucket_s)
+    return (
+        f"SELECT {t}concat(src_namespace, '/', src_workload) AS src_service, "
+        "concat(dst_namespace, '/', dst_workload) AS dst_service, src_center, dst_center, "
+        f"sum(bytes * {SCALE}) AS bytes, min(flow_start) AS first_seen\n"
+        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE} "
+        "AND src_workload != '' AND dst_workload != ''\n"
+        f"GROUP BY {g}src_service, dst_service, src_center, dst_center"
+    )
+
+
+def conversations_by_exporter_center(
+    db: str, start: datetime, end: datetime, bucket_s: int | None = None
+) -> str:
+    """Cross-center conversations with the center of every exporter that saw each direction."""
+    t, g = _bucket(bucket_s)
+    return (
+        f"SELECT {t}{addr('src_addr')} AS src, {addr('dst_addr')} AS dst, proto, src_port, dst_port, "
+        f"exporter_center, sum(bytes * {SCALE}) AS bytes\n"
+        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} "
+        "AND src_center != dst_center AND src_center != '' AND dst_center != '' AND exporter_center != ''\n"
+        f"GROUP BY {g}src, dst, proto, src_port, dst_port, exporter_center"
+    )
+
+
+def fanout(db: str, start: datetime, end: datetime, bucket_s: int, min_distinct: int) -> str:
+    """Per bucket and source: distinct destinations and destination ports, above ``min_distinct``."""
+    return (
+        f"SELECT toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, "
+        f"{addr('src_addr')} AS src, uniqExact(dst_addr) AS distinct_dst, "
+        "uniqExact(dst_port) AS distinct_ports\n"
+        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE}\n"
+        f"GROUP BY t, src\nHAVING greatest(distinct_dst, distinct_ports) >= {int(min_distinct)}\nORDER BY t, src"
+    )
+
+
+def usual_fanout(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
+    """Each source's typical fan-out over history: the 90th percentile of its per-bucket fan-out."""
+    return (
+        "SELECT src, quantileExact(0.9)(fan) AS usual FROM (\n"
+        f"  SELECT toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, "
+        f"{addr('src_addr')} AS src, greatest(uniqExact(dst_addr), uniqExact(dst_port)) AS fan\n"
+        f"  FROM `{db}`.flows WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE}\n"
+        "  GROUP BY t, src)\nGROUP BY src"
+    )
+
+
+def top_flows(db: str, start: datetime, end: datetime, limit: int = 20) -> str:
+    """The largest cross-center conversations (evidence for elephants)."""
+    return (
+        f"SELECT src_center, dst_center, {addr('src_addr')} AS src, {addr('dst_addr')} AS dst, "
+        f"dst_port, sum(bytes * {SCALE}) AS bytes\n"
+        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE} "
+        "AND src_center != dst_center\n"
+        f"GROUP BY src_center, dst_center, src, dst, dst_port\nORDER BY bytes DESC\nLIMIT {int(limit)}"
+    )
+
+
+def exporter_activity(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
+    """Flows per exporter and bucket from the exporter-health rollup (0 rows = silence)."""
+    return (
+        f"SELECT toStartOfInterval(time, INTERVAL {int(bucket_s)} SECOND) AS t, {addr('exporter')} AS exporter, "
+        "sum(flows) AS flows\n"
+        f"FROM `{db}`.exporter_health_1m\nWHERE time >= {ts(start)} AND time < {ts(end)}\n"
+        "GROUP BY t, exporter\nORDER BY t, exporter"
+    )
+
+
+def exporter_centers(db: str, start: datetime, end: datetime) -> str:
+    """Which center each exporter belongs to (from the enriched flows)."""
+    return (
+        f"SELECT {addr('exporter')} AS exporter, anyHeavy(exporter_center) AS center\n"
+        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} "
+        "AND exporter_center != ''\nGROUP BY exporter"
+    )

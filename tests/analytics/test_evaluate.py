@@ -1,0 +1,78 @@
+"""Scoring findings against labels: matches, planned and negative labels, delays."""
+
+from datetime import UTC, datetime, timedelta
+
+from analytics.evaluate import score, table
+from analytics.findings import Finding
+
+T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
+MS = int(T0.timestamp() * 1000)
+H = 3_600_000
+B = timedelta(minutes=5)
+
+
+def lab(det, start, end, planned=False, negative=False, **entities):
+    return {
+        "detector": det,
+        "start_ms": MS + start,
+        "end_ms": MS + end,
+        "entities": entities,
+        "planned": planned,
+        "negative": negative,
+    }
+
+
+def f(det, start_min, minutes, severity="warning", **entities):
+    s = T0 + timedelta(minutes=start_min)
+    return Finding(det, severity, 1.0, s, s + timedelta(minutes=minutes), entities, "x")
+
+
+def test_hits_misses_false_positives_and_delay():
+    labels = [
+        lab("volume", 0, H, tenant="t1", kind="spike"),
+        lab("volume", 5 * H, 6 * H, tenant="t2", kind="drop"),
+    ]
+    findings = [
+        f("volume", 10, 20, tenant="t1", center="dc1", kind="spike"),  # detected 10 min late
+        f("volume", 200, 5, tenant="t9", center="dc1", kind="spike"),  # unexplained
+    ]
+    s = score(findings, labels, B)["volume"]
+    assert (s.labels, s.detected, s.findings, s.true_findings) == (2, 1, 2, 1)
+    assert s.precision == 0.5 and s.recall == 0.5 and s.f1 == 0.5
+    (row,) = table({"volume": s}, days=7)
+    assert row["median_delay_min"] == 10.0 and row["false_per_day"] == round(1 / 7, 2)
+
+
+def test_wrong_entity_or_detector_does_not_match():
+    labels = [lab("dr_traffic", 0, H, tenant="t5", dst_center="dc3")]
+    s = score(
+        [f("dr_traffic", 0, 60, tenant="t6", dst_center="dc3"), f("volume", 0, 60, tenant="t5")], labels, B
+    )
+    assert s["dr_traffic"].detected == 0 and s["volume"].true_findings == 0
+
+
+def test_planned_needs_info_and_negative_counts_false():
+    labels = [
+        lab("center_shift", 0, H, planned=True, tenant="t4"),
+        lab("dr_traffic", 2 * H, 3 * H, negative=True, tenant="t6"),
+    ]
+    ok = score([f("center_shift", 0, 60, "info", tenant="t4")], labels, B)["center_shift"]
+    assert ok.detected == 1 and ok.precision == 1.0
+    alarm = score([f("center_shift", 0, 60, "critical", tenant="t4")], labels, B)["center_shift"]
+    assert alarm.detected == 0 and alarm.precision == 0.0
+    neg = score([f("dr_traffic", 125, 30, tenant="t6")], labels, B)["dr_traffic"]
+    assert neg.labels == 0 and neg.findings == 1 and neg.precision == 0.0
+
+
+def test_services_match_by_workload_and_tenant_prefix():
+    labels = [lab("new_dependency", 0, H, tenant="tenant07", src_service="api", dst_service="cache")]
+    fd = f(
+        "new_dependency",
+        5,
+        5,
+        src_service="tenant07/api",
+        dst_service="tenant07/cache",
+        src_center="dc1",
+        dst_center="dc2",
+    )
+    assert score([fd], labels, B)["new_dependency"].detected == 1
