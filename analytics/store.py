@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
@@ -36,37 +36,48 @@ def create_findings(database: str) -> str:
     )
 
 
-def findings_table(findings: Iterable[Finding], analyzed_at_ms: int | None = None) -> pa.Table:
-    fs = list(findings)
+def insert_sql(database: str, findings: Iterable[Finding], analyzed_at_ms: int | None = None) -> str:
+    """One INSERT statement carrying the findings as JSON rows.
+
+    Plain SQL so that it also travels through a running process's control endpoint (the
+    embedded store has one owner); findings are few, so text is no burden.
+    """
     now = analyzed_at_ms or int(time.time() * 1000)
-    return pa.table(
-        {
-            "id": [f.id for f in fs],
-            "detector": [f.detector for f in fs],
-            "severity": [f.severity for f in fs],
-            "score": pa.array([float(f.score) for f in fs], pa.float64()),
-            "window_start": pa.array([f.window_start for f in fs], pa.timestamp("s", tz="UTC")),
-            "window_end": pa.array([f.window_end for f in fs], pa.timestamp("s", tz="UTC")),
-            "entities": pa.array([list(f.entities.items()) for f in fs], pa.map_(pa.string(), pa.string())),
-            "summary": [f.summary for f in fs],
-            "evidence": [json.dumps(f.evidence, sort_keys=True, default=str) for f in fs],
-            "analyzed_at": pa.array([now] * len(fs), pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-        }
-    )
+    rows = []
+    for f in findings:
+        j = f.to_json()
+        rows.append(
+            json.dumps(
+                {
+                    "id": j["id"],
+                    "detector": f.detector,
+                    "severity": f.severity,
+                    "score": float(f.score),
+                    "window_start": j["window_start"].replace("T", " ").rstrip("Z"),
+                    "window_end": j["window_end"].replace("T", " ").rstrip("Z"),
+                    "entities": {k: str(v) for k, v in f.entities.items()},
+                    "summary": f.summary,
+                    "evidence": json.dumps(f.evidence, sort_keys=True, default=str),
+                    "analyzed_at": now / 1000,
+                },
+                sort_keys=True,
+            )
+        )
+    return f"INSERT INTO `{database}`.`{FINDINGS}` FORMAT JSONEachRow\n" + "\n".join(rows)
 
 
-def save(store, database: str, findings: list[Finding]) -> int:
+def save(query: Callable[[str], pa.Table], database: str, findings: list[Finding]) -> int:
     """Insert (or, for known ids, update) findings; returns how many were written."""
     if not findings:
         return 0
-    store.execute(create_findings(database))
-    store.insert(findings_table(findings), target=FINDINGS)
+    query(create_findings(database))
+    query(insert_sql(database, findings))
     return len(findings)
 
 
-def load(store, database: str, start: str, end: str) -> pa.Table:
+def load(query: Callable[[str], pa.Table], database: str, start: str, end: str) -> pa.Table:
     """Findings whose window overlaps [start, end), newest version of each id."""
-    return store.query_arrow(
+    return query(
         f"SELECT id, detector, severity, score, window_start, window_end, entities, summary, evidence "
         f"FROM `{database}`.`{FINDINGS}` FINAL "
         f"WHERE window_start < toDateTime('{end}', 'UTC') AND window_end > toDateTime('{start}', 'UTC') "

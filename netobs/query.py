@@ -31,6 +31,36 @@ def run_query(settings: Settings, sql: str) -> pa.Table:
         store.stop()
 
 
+class Querier:
+    """Runs many statements on the configured store: through a running process if one answers,
+    else on a store opened once (and closed by :meth:`close`)."""
+
+    def __init__(self, settings: Settings):
+        self._listen = settings.control.listen
+        self._store = None
+        try:
+            remote_query(self._listen, "SELECT 1")
+        except ConnectionRefusedError:
+            self._store = make_store(settings.store)
+            self._store.start()
+
+    def __call__(self, sql: str) -> pa.Table:
+        if self._store is not None:
+            return self._store.query_arrow(sql)
+        return remote_query(self._listen, sql)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.stop()
+            self._store = None
+
+    def __enter__(self) -> Querier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes) and len(value) == 16:
         return ip_str(value)
