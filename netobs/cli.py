@@ -34,7 +34,77 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from collectors.decode import iter_records, write_jsonl
 
+    if getattr(args, "enrich", False):
+        return cmd_decode_enriched(args)
     write_jsonl(iter_records(args.capture), sys.stdout)
+    return EXIT_OK
+
+
+def _enrich_settings(args: argparse.Namespace) -> Settings:
+    """The settings, with ``--inventory`` (if given) as the enrichment inventory."""
+    from pathlib import Path
+
+    settings = _settings(args)
+    if getattr(args, "inventory", None):
+        enrich = settings.enrich.model_copy(update={"inventory": Path(args.inventory)})
+        settings = settings.model_copy(update={"enrich": enrich})
+    return settings
+
+
+def _decoded(path: str):
+    """(flows, counters, rejects) per datagram of a capture, template state kept across it."""
+    from collectors.decoder import Decoder
+    from collectors.pcap import PcapReader
+
+    decoder = Decoder()
+    for d in PcapReader(path):
+        out = decoder.decode(
+            d.payload, d.src_ip, d.timestamp_ns // 1_000_000, session=f"{d.src_ip}:{d.src_port}"
+        )
+        yield out.flows, out.counters, sum(out.errors.values())
+
+
+def cmd_decode_enriched(args: argparse.Namespace) -> int:
+    """``decode --enrich``: the decode contract plus the enrichment fields (in-memory metadata)."""
+    from collectors.decode import counter_dicts, flow_dicts, write_jsonl
+    from pipeline.enrich import make_enricher
+    from pipeline.enrich_ingest import enriched_fields
+
+    settings = _enrich_settings(args)
+    if settings.enrich.inventory is None:
+        raise ConfigError("decode --enrich needs --inventory FILE (or enrich.inventory in the config)")
+    enricher = make_enricher(settings, None)
+
+    def records():
+        for flows, counters, _ in _decoded(args.capture):
+            extra = enriched_fields(enricher, flows) if len(flows) else {}
+            for i, row in enumerate(flow_dicts(flows)):
+                yield {**row, **{k: v[i] for k, v in extra.items()}}
+            yield from counter_dicts(counters)
+
+    write_jsonl(records(), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Captures → decode → enrich → the configured store, with progress and a summary on stderr."""
+    from netobs.store import make_store
+    from pipeline.enrich import make_enricher
+    from pipeline.enrich_ingest import Ingest
+
+    settings = _enrich_settings(args)
+    store = make_store(settings.store)
+    store.start()
+    try:
+        enricher = make_enricher(settings, store)
+        ingest = Ingest(enricher, store, progress=sys.stderr)
+        for path in args.captures:
+            for flows, _, rejects in _decoded(path):
+                ingest.add(flows, rejects)
+        ingest.flush()
+        print(ingest.summary(), file=sys.stderr)
+    finally:
+        store.stop()
     return EXIT_OK
 
 
@@ -98,7 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode a capture of export datagrams to JSON lines")
     d.add_argument("--output", choices=["jsonl"], default="jsonl")
     d.add_argument("capture", help="pcap/pcapng file")
+    d.add_argument("--enrich", action="store_true", help="add the enrichment fields (pod, tenant, ..., path)")
+    d.add_argument(
+        "--inventory", metavar="FILE", help="inventory YAML for --enrich (default: enrich.inventory)"
+    )
     d.set_defaults(func=cmd_decode)
+
+    i = sub.add_parser("ingest", help="decode → enrich → store export captures (backfills, imports)")
+    i.add_argument("--inventory", metavar="FILE", help="inventory YAML (default: enrich.inventory)")
+    i.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap/pcapng files")
+    i.set_defaults(func=cmd_ingest)
 
     r = sub.add_parser("replay", help="send the export datagrams of a capture to a collector over UDP")
     r.add_argument("capture")

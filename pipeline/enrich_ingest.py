@@ -1,0 +1,89 @@
+"""Offline paths around the enricher: enriched decode output and ``netobs ingest``.
+
+The CLI feeds decoded flow batches in (it owns the decoders; ``pipeline`` does not import
+``collectors``); these helpers enrich them and either turn them into JSON-ready fields or
+insert them into the configured store, with progress on stderr and a summary.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+
+import pyarrow as pa
+
+from netobs import schema
+from netobs.batch import FlowBatch
+from pipeline.enrich import Enricher
+
+ENRICH_FIELDS = tuple(c.name for c in schema.FLOW_COLUMNS if c.group == "enrich")
+
+
+def enriched_fields(enricher: Enricher, batch: FlowBatch) -> dict[str, list[str]]:
+    """The enrichment columns of a decoded batch, as lists (for the decode contract's dicts)."""
+    table = enricher.enrich(pa.Table.from_batches([batch.to_arrow()]))
+    return {name: table.column(name).to_pylist() for name in ENRICH_FIELDS}
+
+
+class Ingest:
+    """Decoded batches → enrich → store, in inserts of ``batch_rows``; counts for the summary."""
+
+    def __init__(
+        self, enricher: Enricher, store: Any, progress: IO[str] | None = None, batch_rows: int = 100_000
+    ):
+        self.enricher, self.store, self.progress = enricher, store, progress
+        self.batch_rows = batch_rows
+        self._pending: list[FlowBatch] = []
+        self._rows = 0
+        self.records = self.rejects = self.datagrams = 0
+        self.first_ms: int | None = None
+        self.last_ms: int | None = None
+        self._shown = 0.0
+
+    def add(self, flows: FlowBatch, rejects: int = 0) -> None:
+        """One decoded datagram's flows, and how many of its records the decoder refused."""
+        self.datagrams += 1
+        self.rejects += rejects
+        if len(flows):
+            self._pending.append(flows)
+            self._rows += len(flows)
+            start = flows.columns.get("flow_start")
+            if start is not None:
+                lo, hi = int(start.min()), int(start.max())
+                self.first_ms = lo if self.first_ms is None else min(self.first_ms, lo)
+                self.last_ms = hi if self.last_ms is None else max(self.last_ms, hi)
+        if self._rows >= self.batch_rows:
+            self.flush()
+        self._show()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches([FlowBatch.concat(self._pending).to_arrow()])
+        self.store.insert(self.enricher.enrich(table))
+        self.records += table.num_rows
+        self._pending, self._rows = [], 0
+
+    def _show(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.progress is None or (not force and now - self._shown < 0.5):
+            return
+        self._shown = now
+        self.progress.write(
+            f"\ringest: {self.datagrams} datagrams, {self.records + self._rows} records, {self.rejects} rejects"
+        )
+        self.progress.flush()
+
+    def summary(self) -> str:
+        """records, rejects and the flow_start range of what was stored."""
+        self._show(force=True)
+        if self.progress is not None:
+            self.progress.write("\n")
+        span = "no flows"
+        if self.first_ms is not None:
+            span = f"{_iso(self.first_ms)} .. {_iso(self.last_ms or self.first_ms)}"
+        return f"ingested {self.records} records, {self.rejects} rejects, flow_start {span}"
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

@@ -1,0 +1,190 @@
+"""A small Kubernetes API server for tests: list and watch in the real wire format.
+
+No kube-apiserver can run on the project's machines, so the official ``kubernetes``
+client is tested against this server instead. It serves ``/api/v1/{pods,namespaces,nodes}``
+and ``/apis/kubeovn.io/v1/{subnets,vpcs,ips}``: a list returns ``{kind}List`` with
+``metadata.resourceVersion``; ``?watch=true`` returns a chunked stream of JSON watch
+events (``{"type": ..., "object": ...}``, one per line) after the given resourceVersion,
+and, when that version is older than the compacted history, the apiserver's
+``ERROR`` event carrying a ``Status`` with code 410 (Gone), which forces a relist.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+_PATHS = {
+    "/api/v1/pods": ("pods", "v1", "Pod"),
+    "/api/v1/namespaces": ("namespaces", "v1", "Namespace"),
+    "/api/v1/nodes": ("nodes", "v1", "Node"),
+    "/apis/kubeovn.io/v1/subnets": ("subnets", "kubeovn.io/v1", "Subnet"),
+    "/apis/kubeovn.io/v1/vpcs": ("vpcs", "kubeovn.io/v1", "Vpc"),
+    "/apis/kubeovn.io/v1/ips": ("ips", "kubeovn.io/v1", "IP"),
+}
+_KINDS = {res: (api, kind) for res, api, kind in _PATHS.values()}
+
+
+class FakeApiServer:
+    """State (objects per resource), an event log with resourceVersions, and the HTTP server."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, dict]] = {res: {} for res in _KINDS}
+        self.events: list[tuple[int, str, str, dict]] = []
+        self.rv = 100
+        self.compacted = 0
+        self.requests: list[str] = []
+        self._cond = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakeApiServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self.compacted = -1  # ends open watches
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def put(self, res: str, obj: dict) -> None:
+        """Create or replace an object (ADDED or MODIFIED event)."""
+        with self._cond:
+            self.rv += 1
+            api, kind = _KINDS[res]
+            obj = {"apiVersion": api, "kind": kind, **obj}
+            obj["metadata"] = {**obj["metadata"], "resourceVersion": str(self.rv)}
+            key = _key(obj)
+            typ = "MODIFIED" if key in self.objects[res] else "ADDED"
+            self.objects[res][key] = obj
+            self.events.append((self.rv, res, typ, obj))
+            self._cond.notify_all()
+
+    def delete(self, res: str, namespace: str | None, name: str) -> None:
+        with self._cond:
+            self.rv += 1
+            obj = self.objects[res].pop(f"{namespace or ''}/{name}")
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.rv)}}
+            self.events.append((self.rv, res, "DELETED", obj))
+            self._cond.notify_all()
+
+    def compact(self) -> None:
+        """Forget the event history and end open watches: clients must relist (410 Gone)."""
+        with self._cond:
+            self.rv += 1
+            self.compacted = self.rv
+            self.events.clear()
+            self._cond.notify_all()
+
+    def list_body(self, res: str) -> dict:
+        api, kind = _KINDS[res]
+        with self._cond:
+            items = list(self.objects[res].values())
+            return {
+                "apiVersion": api,
+                "kind": f"{kind}List",
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
+
+    def watch(self, res: str, since: int, timeout_s: float, write) -> None:
+        """Stream events of ``res`` after ``since`` until the timeout, a compaction or stop."""
+        deadline = time.monotonic() + timeout_s
+        epoch = self.compacted
+        if since < self.compacted:
+            write(_gone(since))
+            return
+        with self._cond:
+            while True:
+                pending = [(rv, t, o) for rv, r, t, o in self.events if r == res and rv > since]
+                if pending:
+                    self._cond.release()
+                    try:
+                        for rv, typ, obj in pending:
+                            write({"type": typ, "object": obj})
+                            since = rv
+                    finally:
+                        self._cond.acquire()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0 or self.compacted != epoch:
+                    return
+                self._cond.wait(min(left, 0.2))
+
+
+def _key(obj: dict) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace') or ''}/{meta['name']}"
+
+
+def _gone(since: int) -> dict:
+    return {
+        "type": "ERROR",
+        "object": {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f"too old resource version: {since}",
+            "reason": "Expired",
+            "code": 410,
+        },
+    }
+
+
+def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # keep test output quiet
+            pass
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            api.requests.append(self.path)
+            spec = _PATHS.get(url.path)
+            if spec is None:
+                return self._json(
+                    404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
+                )
+            if q.get("watch") in ("true", "1"):
+                return self._watch(spec[0], q)
+            return self._json(200, api.list_body(spec[0]))
+
+        def _json(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _watch(self, res: str, q: dict) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+            def write(event: dict) -> None:
+                line = json.dumps(event).encode() + b"\n"
+                self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                self.wfile.flush()
+
+            try:
+                api.watch(res, int(q.get("resourceVersion") or 0), float(q.get("timeoutSeconds") or 5), write)
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
