@@ -7,7 +7,9 @@ Prints ``bench: <name> <value> <unit>`` lines, each the median of several rounds
 fast path), ``ipfix.decode_varlen`` (the same with OVS 3.x's variable-length interface
 names), ``ipfix.decode_many`` (OVS's real pattern of one record per data set, decoded
 in batches of datagrams), and ``sflow.decode`` (9 flow samples of 128-byte headers per
-datagram, a mix of plain, VLAN, Geneve and VXLAN traffic). Each datagram goes through
+datagram, a mix of plain, VLAN, Geneve and VXLAN traffic), ``netflow9.decode`` (30 records
+of a softflowd-like template per packet) and ``netflow5.decode`` (30 records per datagram,
+the v5 maximum). Each datagram goes through
 ``Decoder.decode`` as the collector service does, unless the name says ``_many``.
 """
 
@@ -25,6 +27,7 @@ from _util import report  # noqa: E402  (bench/_util.py, beside this script)
 
 from collectors.decoder import Decoder  # noqa: E402
 from tests.collectors import _builders as b  # noqa: E402
+from tests.collectors import _nf_builders as nf  # noqa: E402
 
 EXPORTER = "10.0.0.1"
 
@@ -43,6 +46,40 @@ def ipfix_datagrams(n: int, interface_names: bool, per_set: int = 30) -> tuple[l
     return [template] + data, 30 * n
 
 
+V9_FIELDS = [
+    (8, 4),
+    (12, 4),
+    (152, 8),
+    (153, 8),
+    (1, 4),
+    (2, 4),
+    (10, 4),
+    (14, 4),
+    (61, 1),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (60, 1),
+    (5, 1),
+]
+
+
+def netflow9_datagrams(n: int) -> tuple[list[bytes], int]:
+    records = [
+        b.record(V9_FIELDS, {8: "10.0.0.1", 12: "10.0.0.2", 7: 40000 + i, 11: 443, 2: 3}) for i in range(30)
+    ]
+    template = nf.v9_packet([nf.v9_template_flowset({1024: V9_FIELDS})])
+    return [template] + [
+        nf.v9_packet([nf.v9_data_flowset(1024, records)], seq=i + 1) for i in range(n)
+    ], 30 * n
+
+
+def netflow5_datagrams(n: int) -> tuple[list[bytes], int]:
+    records = [nf.v5_record("10.0.0.1", "10.0.0.2", 40000 + i, 443, packets=3, octets=300) for i in range(30)]
+    return [nf.v5_packet(records, seq=30 * i) for i in range(n)], 30 * n
+
+
 def sflow_datagrams(n: int) -> tuple[list[bytes], int]:
     frames = [b.eth(b.tcp4(sport=40000 + i)) for i in range(3)] + [
         b.eth(b.udp4(), vlans=(100,)),
@@ -53,11 +90,12 @@ def sflow_datagrams(n: int) -> tuple[list[bytes], int]:
         b.eth(b.icmp4()),
     ]
     frames = [f + b"\x00" * 1400 for f in frames]  # full-size frames, header cut at 128
-    samples = [
-        b.flow_sample([b.switch_record(), b.raw_header_record(f)], rate=1024, seq=i)
-        for i, f in enumerate(frames)
-    ]
-    return [b.sflow_datagram(samples, seq=i + 1) for i in range(n)], 9 * n
+    records = [[b.switch_record(), b.raw_header_record(f)] for f in frames]
+
+    def samples(d: int) -> list[bytes]:  # sample numbers run on per data source, as agents send them
+        return [b.flow_sample(r, rate=1024, seq=9 * d + i + 1) for i, r in enumerate(records)]
+
+    return [b.sflow_datagram(samples(d), seq=d + 1) for d in range(n)], 9 * n
 
 
 def per_datagram(datagrams: list[bytes]) -> tuple[float, int]:
@@ -106,6 +144,8 @@ def main() -> None:
     )
     bench("sflow.decode", "samples/s", per_datagram, *sflow_datagrams(n), rounds)
     bench("sflow.decode_many", "samples/s", batched, *sflow_datagrams(n), rounds)
+    bench("netflow9.decode", "records/s", per_datagram, *netflow9_datagrams(n), rounds)
+    bench("netflow5.decode", "records/s", per_datagram, *netflow5_datagrams(n), rounds)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""Flow collectors: decode sFlow v5 and IPFIX export datagrams into columnar batches.
+"""Flow collectors: decode sFlow v5, IPFIX (with PSAMP), NetFlow v9 and v5 into columnar batches.
 
 ``Decoder`` is the entry point (protocol detection, per-exporter state and stats);
 ``collectors.decode`` is the offline ``netobs decode`` path over a capture file.
 """
 
+from collectors._templates import Limits
 from collectors.counters import COUNTER_COLUMNS, CounterBatch
 from collectors.decode import iter_records, write_jsonl
 from collectors.decoder import Decoded, Decoder, detect
 from collectors.ipfix import IpfixDecoder
+from collectors.netflow5 import Netflow5Decoder
+from collectors.netflow9 import Netflow9Decoder
 from collectors.packet import PacketInfo, parse_ethernet, parse_ip
 from collectors.pcap import PcapReader, UdpDatagram, read_udp
 from collectors.sflow import SflowDecoder
@@ -20,6 +23,9 @@ __all__ = [
     "Decoder",
     "ExporterStats",
     "IpfixDecoder",
+    "Limits",
+    "Netflow5Decoder",
+    "Netflow9Decoder",
     "PacketInfo",
     "PcapReader",
     "SflowDecoder",

@@ -14,6 +14,7 @@ import numpy as np
 from collectors import _ipfix_fields as F
 from collectors._columns import directions
 from collectors._ipfix_fields import Records
+from collectors._psamp import packet_columns
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 _TUNNEL_NAMES = np.array(["", "vxlan", "gre", "lisp", "stt", "", "", "geneve"], dtype=object)
@@ -59,6 +60,8 @@ def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarra
     _addresses(r, cols)
     _icmp(r, cols)
     _tunnel(r, cols)
+    if r.template.section is not None:
+        packet_columns(r, cols)
     return cols
 
 
@@ -77,15 +80,19 @@ def flow_time(r: Records, meta: dict[str, np.ndarray], start: bool) -> np.ndarra
             (F.START_NS, F.END_NS)[k],
             (F.START_DELTA_US, F.END_DELTA_US)[k],
             (F.START_UPTIME, F.END_UPTIME)[k],
+            F.OBS_MS,  # PSAMP packet reports: the observation time is both ends
+            F.OBS_US,
+            F.OBS_NS,
+            F.OBS_S,
         )
     )
     if key is None:
         return meta["export_s"] * 1000
-    if key in (F.START_MS, F.END_MS):
+    if key in (F.START_MS, F.END_MS, F.OBS_MS):
         return r.uint(key, _I64)
-    if key in (F.START_S, F.END_S):
+    if key in (F.START_S, F.END_S, F.OBS_S):
         return r.uint(key, _I64) * 1000
-    if key in (F.START_US, F.END_US, F.START_NS, F.END_NS):
+    if key in (F.START_US, F.END_US, F.START_NS, F.END_NS, F.OBS_US, F.OBS_NS):
         return ntp_to_ms(r.uint(key))
     if key in (F.START_DELTA_US, F.END_DELTA_US):
         # RFC 5102 §5.9: microseconds *before* the export time of the message.

@@ -41,9 +41,16 @@ PACKET_INTERVAL, PACKET_SPACE = iana(305), iana(306)
 SAMPLING_SIZE, SAMPLING_POPULATION = iana(309), iana(310)
 TUNNEL_TYPE, TUNNEL_KEY = (PEN_VMWARE, 891), (PEN_VMWARE, 892)
 TUNNEL_SRC_V4, TUNNEL_DST_V4 = (PEN_VMWARE, 893), (PEN_VMWARE, 894)
+# PSAMP (RFC 5477): packet sections and what describes them.
+FRAME_SECTION, IP_SECTION, L2_SECTION = iana(315), iana(313), iana(104)
+FRAME_SIZE, IP_TOTAL_LENGTH, SECTION_OCTETS = iana(312), iana(224), iana(410)
+OBS_S, OBS_MS, OBS_US, OBS_NS = iana(322), iana(323), iana(324), iana(325)
 
 ADDRESS_KEYS = frozenset((SRC_V4, DST_V4, SRC_V6, DST_V6, TUNNEL_SRC_V4, TUNNEL_DST_V4))
 WANTED = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, tuple))
+#: Packet sections, kept as their first SECTION_CAP bytes (headers; never the payload).
+SECTION_KEYS = (FRAME_SECTION, L2_SECTION, IP_SECTION)
+SECTION_CAP = 256
 
 
 class Field(NamedTuple):
@@ -78,6 +85,7 @@ class Template:
         "min_len",
         "byte_run",
         "byte_offset",
+        "section",
         "_choices",
     )
 
@@ -110,6 +118,7 @@ class Template:
         self.variable = bool(var_keys)
         self.steps = tuple(zip(segments, var_keys))  # noqa: B905 - (run, variable field after it)
         self.min_len = pos + len(var_keys)  # each variable field takes >= 1 length byte
+        self.section = next((k for k in SECTION_KEYS if k in self.names or k in var_keys), None)
         if self.variable:
             self._gather_layout(wanted)
         else:
@@ -141,6 +150,14 @@ class Template:
         offs: list[int] = []
         for key, length, _pos, run, off in wanted:
             fmt: str | tuple
+            if key in SECTION_KEYS:
+                fmt, take = ("u1", (min(length, SECTION_CAP),)), min(length, SECTION_CAP)
+                names.append(self.names[key])
+                formats.append(fmt)
+                offsets.append(len(runs))
+                runs += [run] * take
+                offs += list(range(off, off + take))
+                continue
             if key in ADDRESS_KEYS:
                 fmt, take = ("u1", (length,)), length
             elif length in (1, 2, 4, 8):
@@ -180,6 +197,8 @@ def _layout(key: tuple[int, int], length: int, pos: int) -> tuple:
     """
     if key in ADDRESS_KEYS:
         return ("u1", (length,)), pos, 0
+    if key in SECTION_KEYS:
+        return ("u1", (min(length, SECTION_CAP),)), pos, 0
     if length in (1, 2, 4, 8):
         return f">u{length}", pos, 0
     if pos + length >= 8:
@@ -256,6 +275,14 @@ class Records:
         if a6 is None:
             return None
         return np.ascontiguousarray(a6).view("V16").reshape(self.n)
+
+    def sections(self, key: tuple[int, int]) -> list[bytes]:
+        """The packet section of each record (PSAMP), at most SECTION_CAP bytes."""
+        name = self.template.names.get(key)
+        if name is None:
+            return list(self.var.get(key, ()))
+        col = self.recs[name]
+        return [row.tobytes() for row in col]
 
     def _raw(self, key: tuple[int, int], width: int) -> np.ndarray | None:
         name = self.template.names.get(key)

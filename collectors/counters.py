@@ -1,9 +1,11 @@
 """Interface counter records (sFlow counter samples), as a small columnar batch.
 
-Only the generic interface counters (sFlow v5 ``counters_sample`` record 0:1, the
-RFC 2863 ifTable subset) for now; the full counter tables come later. Packet columns
-are the sums of the unicast, multicast and broadcast counters; a counter the agent marks
-unknown (all ones, as OVS does for broadcast and multicast) counts as 0.
+One row per sFlow counter sample with a generic interface record (0:1, the RFC 2863
+ifTable subset), plus the Ethernet errors (0:2, dot3StatsTable) and OVS's OpenFlow
+datapath / port number and port name (0:1004, 0:1005) when the sample has them (0
+and '' otherwise). Packet columns are the sums of the unicast, multicast and broadcast
+counters; a counter the agent marks unknown (all ones, as OVS does for broadcast and
+multicast) counts as 0.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+
+from collectors._sflow_counters import ETHERNET_NAMES
 
 #: name → numpy dtype, in row order. ``exporter`` is the 16-byte address (IPv4 mapped).
 COUNTER_COLUMNS: dict[str, np.dtype] = {
@@ -35,6 +39,8 @@ COUNTER_COLUMNS: dict[str, np.dtype] = {
         ("out_errors", "uint32"),
         ("out_discards", "uint32"),
     )
+    + tuple((name, "uint32") for name in ETHERNET_NAMES)
+    + (("of_dpid", "uint64"), ("of_port", "uint32"), ("if_name", object))
 }
 COUNTER_NAMES: tuple[str, ...] = tuple(COUNTER_COLUMNS)
 

@@ -8,22 +8,27 @@ an unexpected exception (a decoder bug) is counted as ``internal:<Type>`` and lo
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from collectors._templates import Limits
 from collectors.counters import CounterBatch
 from collectors.ipfix import IpfixDecoder
+from collectors.netflow5 import Netflow5Decoder
+from collectors.netflow9 import Netflow9Decoder
 from collectors.sflow import SflowDecoder
 from collectors.stats import ExporterStats
 from netobs.batch import FlowBatch, ip_bytes
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = ("sflow", "ipfix")
-UNSUPPORTED = ("netflow9", "netflow5")  # detected, counted, not decoded yet
+SUPPORTED = ("sflow", "ipfix", "netflow9", "netflow5")  # PSAMP arrives as IPFIX
+STATE_VERSION = 1
 _U16 = struct.Struct(">H")
 _U32X2 = struct.Struct(">II")
 
@@ -58,14 +63,19 @@ class Decoded:
     counters: CounterBatch
     #: (exporter, reason) → count, for the datagrams of this call only.
     errors: Counter = field(default_factory=Counter)
+    #: (exporter, protocol, unit, kind) → count: sequence findings of this call only
+    #: (kind: missing, late, reset; see collectors._sequence).
+    sequences: Counter = field(default_factory=Counter)
 
 
 class Decoder:
-    """sFlow v5 and IPFIX decoding with per-exporter state and statistics."""
+    """sFlow v5, IPFIX (and PSAMP), NetFlow v9 and v5 decoding with per-exporter state."""
 
-    def __init__(self, default_sampling_rate: int = 0):
+    def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         self.sflow = SflowDecoder(default_sampling_rate)
-        self.ipfix = IpfixDecoder(default_sampling_rate)
+        self.ipfix = IpfixDecoder(default_sampling_rate, limits)
+        self.netflow9 = Netflow9Decoder(default_sampling_rate, limits)
+        self.netflow5 = Netflow5Decoder(default_sampling_rate)
         self.stats: dict[str, ExporterStats] = {}
         self._addresses: dict[str, bytes] = {}
         self._touched: set[str] = set()
@@ -113,37 +123,44 @@ class Decoder:
         except Exception as e:  # a decoder bug must not take the collector down
             stats.error(f"internal:{type(e).__name__}")
             log.debug("decoder failure on a datagram from %s", exporter, exc_info=True)
-        if stats.fresh:
+        if stats.fresh or stats.fresh_sequences:
             self._touched.add(exporter)
         return kind
 
     def flush(self) -> Decoded:
         """Everything fed since the last flush."""
         errors: Counter = Counter()
+        sequences: Counter = Counter()
         for exporter in self._touched:
-            fresh = self.stats[exporter].fresh
-            for reason, count in fresh.items():
+            stats = self.stats[exporter]
+            for reason, count in stats.fresh.items():
                 errors[(exporter, reason)] += count
-            fresh.clear()
+            for key, count in stats.fresh_sequences.items():
+                sequences[(exporter, *key)] += count
+            stats.fresh.clear()
+            stats.fresh_sequences.clear()
         self._touched.clear()
         flows, counters = FlowBatch.empty(), CounterBatch.empty()
         try:
             if self.sflow.pending:
                 flows, counters = self.sflow.flush()
-            if self.ipfix.pending:
-                flows = FlowBatch.concat([flows, self.ipfix.flush()])
+            more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
+            if more:
+                flows = FlowBatch.concat([flows, *more])
         except Exception as e:  # pragma: no cover - a bug; the pending records are lost
             errors[("*", f"internal:{type(e).__name__}")] += 1
             log.exception("decoder flush failed")
-        return Decoded(flows, counters, errors)
+        return Decoded(flows, counters, errors, sequences)
 
     def _dispatch(self, kind, payload, exporter, session, time_ms, stats) -> None:
         if kind == "sflow":
             self.sflow.feed(payload, self._address(exporter), time_ms, stats)
         elif kind == "ipfix":
             self.ipfix.feed(payload, session or exporter, self._address(exporter), time_ms, stats)
-        elif kind in UNSUPPORTED:
-            stats.error(f"{kind}:unsupported")
+        elif kind == "netflow9":
+            self.netflow9.feed(payload, session or exporter, self._address(exporter), time_ms, stats)
+        elif kind == "netflow5":
+            self.netflow5.feed(payload, self._address(exporter), time_ms, stats)
         else:
             stats.error("unknown_protocol")
 
@@ -157,3 +174,39 @@ class Decoder:
                 addr = bytes(16)
             self._addresses[exporter] = addr
         return addr
+
+    # --- template state that survives a restart -----------------------------------------
+
+    def state(self) -> dict:
+        """IPFIX and NetFlow v9 templates and domain state, JSON-ready."""
+        return {"version": STATE_VERSION, "ipfix": self.ipfix.state(), "netflow9": self.netflow9.state()}
+
+    def load_state(self, state: dict) -> int:
+        """Learn a saved :meth:`state` (through the template limits); templates taken."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown template state version {state.get('version')!r}")
+        scratch = ExporterStats()  # loading is not traffic: keep it out of the exporters' stats
+        taken = sum(getattr(self, n).load_state(state.get(n, {}), scratch) for n in ("ipfix", "netflow9"))
+        if scratch.errors:
+            log.warning("template state partly refused: %s", dict(scratch.errors))
+        return taken
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state` to ``path`` atomically (a temporary file, then a rename)."""
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.state(), f, separators=(",", ":"))
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike) -> int:
+        """Read a file written by :meth:`save`; 0 if there is none. A corrupt file is
+        logged and ignored: templates come again with the exporters' next refresh."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                state = json.load(f)
+            return self.load_state(state)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            log.warning("ignoring template state %s: %s", path, e)
+            return 0

@@ -20,6 +20,8 @@ from collectors import _ipfix_fields as F
 from collectors._columns import complete, repeat
 from collectors._ipfix_columns import flow_columns, sampling_from
 from collectors._ipfix_fields import Field, Records, Template
+from collectors._sequence import SequenceTracker
+from collectors._templates import MAX_DOMAINS, Limits, TemplateStore, check_template
 from collectors.stats import ExporterStats
 from netobs import schema
 from netobs.batch import FlowBatch
@@ -29,7 +31,6 @@ _SET = struct.Struct(">HH")  # set id, length
 _FIELD = struct.Struct(">HH")  # element id (| enterprise bit), length
 _PEN = struct.Struct(">I")
 _U16 = struct.Struct(">H")
-_MAX_RECORD = 65535 - 16 - 4  # a record has to fit in one message's one set
 _DTYPES = schema.numpy_dtypes()
 _META = (
     ("export_s", "int64"),
@@ -44,12 +45,11 @@ _META = (
 class _Domain:
     """Per (session, observation domain) state learned from options data and headers."""
 
-    __slots__ = ("sampling_rate", "system_init", "next_sequence")
+    __slots__ = ("sampling_rate", "system_init")
 
-    def __init__(self, sampling_rate: int):
+    def __init__(self, sampling_rate: int, system_init: int = -1):
         self.sampling_rate = sampling_rate
-        self.system_init = -1  # systemInitTimeMilliseconds, -1 unknown
-        self.next_sequence: int | None = None
+        self.system_init = system_init  # systemInitTimeMilliseconds, -1 unknown
 
 
 class _Pending:
@@ -79,9 +79,12 @@ class _Pending:
 class IpfixDecoder:
     """Template and domain state for every exporter; queues records until :meth:`flush`."""
 
-    def __init__(self, default_sampling_rate: int = 0):
+    TYPE = "ipfix"
+
+    def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         self.default_sampling_rate = default_sampling_rate
-        self._templates: dict[tuple[str, int, int], Template] = {}
+        self.templates = TemplateStore(limits)
+        self.sequences = SequenceTracker(self.TYPE, "records")
         self._domains: dict[tuple[str, int], _Domain] = {}
         self._pending: dict[Template, _Pending] = {}
 
@@ -100,17 +103,33 @@ class IpfixDecoder:
             stats.error("ipfix:length_mismatch")
             if length > len(buf):
                 return
-        domain = self._domains.get((session, domain_id))
-        if domain is None:
-            domain = self._domains[(session, domain_id)] = _Domain(self.default_sampling_rate)
+        domain = self._domain(session, domain_id)
         ctx = (session, domain_id, domain, (export_s, time_ms, exporter_addr, domain_id))
         records = self._sets(buf, length, ctx, stats)
         # RFC 7011 §3.1: the sequence number counts data records sent before this message,
         # per domain. (OVS 3.1 shares one counter between its domain-0 exporter statistics
         # and the flow domain, so its first data message after those shows one gap.)
-        if domain.next_sequence is not None and seq != domain.next_sequence:
-            stats.sequence_gaps += 1
-        domain.next_sequence = None if records is None else (seq + records) & 0xFFFFFFFF
+        self.sequences.check((session, domain_id), seq, records, stats)
+
+    def _domain(self, session: str, domain_id: int) -> _Domain:
+        domain = self._domains.get((session, domain_id))
+        if domain is None:
+            domain = _Domain(self.default_sampling_rate)
+            if len(self._domains) < MAX_DOMAINS:  # beyond: state is not kept (a bomb of ids)
+                self._domains[(session, domain_id)] = domain
+        return domain
+
+    def state(self) -> dict:
+        """Templates and domain state, JSON-ready (see :meth:`load_state`)."""
+        domains = [[s, d, v.sampling_rate, v.system_init] for (s, d), v in self._domains.items()]
+        return {"templates": self.templates.dump(), "domains": domains}
+
+    def load_state(self, state: dict, stats: ExporterStats) -> int:
+        """Learn a saved :meth:`state` again; the number of templates taken."""
+        for session, domain_id, rate, init in state.get("domains", ()):
+            if len(self._domains) < MAX_DOMAINS:
+                self._domains[(str(session), int(domain_id))] = _Domain(int(rate), int(init))
+        return self.templates.load(state.get("templates", ()), stats)
 
     @property
     def pending(self) -> bool:
@@ -128,7 +147,8 @@ class IpfixDecoder:
                 for (name, dt), values in zip(_META, zip(*queue.meta, strict=True), strict=True)
             }
             cols = flow_columns(records, meta)
-            cols["type"] = repeat(("ipfix",), (records.n,), _DTYPES["type"])
+            kind = "psamp" if template.section is not None and self.TYPE == "ipfix" else self.TYPE
+            cols["type"] = repeat((kind,), (records.n,), _DTYPES["type"])
             batches.append(FlowBatch(complete(cols, records.n), records.n))
         return FlowBatch.concat(batches)
 
@@ -157,30 +177,41 @@ class IpfixDecoder:
     def _template_set(self, buf: bytes, off: int, end: int, options: bool, ctx: tuple, stats) -> None:
         session, domain_id = ctx[0], ctx[1]
         head = 6 if options else 4
-        while end - off >= head:  # anything shorter is padding (RFC 7011 §3.3.1)
+        while end - off >= 4:  # anything shorter is padding (RFC 7011 §3.3.1)
             tid, count = _SET.unpack_from(buf, off)
-            scope = _U16.unpack_from(buf, off + 4)[0] if options else 0
-            off += head
             if tid == 0 and count == 0:
                 break  # zero padding
             if count == 0:
-                # A withdrawal (RFC 7011 §8.1) must not be sent over UDP (§8.4): ignore it.
-                stats.error("ipfix:template_withdrawal")
+                # Withdrawal (RFC 7011 §8.1; 4 bytes, options ones too): of one template, or
+                # of all (options) templates of the domain with the set id as template id.
+                # §8.4 says not over UDP, but exporters do, and stale templates misdecode.
+                if tid == (3 if options else 2):
+                    self.templates.withdraw_all(session, domain_id, options)
+                else:
+                    self.templates.withdraw(session, domain_id, tid)
+                stats.template_withdrawals += 1
+                off += 4
                 continue
+            if end - off < head:
+                break  # padding
+            scope = _U16.unpack_from(buf, off + 4)[0] if options else 0
+            off += head
+            if count > self.templates.limits.max_fields:
+                stats.error("ipfix:template_too_many_fields")
+                return
             fields, off = _read_fields(buf, off, end, count)
             if fields is None:
                 stats.error("ipfix:template_truncated")
                 return
-            reason = _check_template(tid, fields, scope, options)
+            reason = check_template(tid, fields, scope, options)
             if reason:
                 stats.error(f"ipfix:{reason}")
                 continue
-            self._templates[(session, domain_id, tid)] = Template(tid, fields, scope)
-            stats.templates += 1
+            self.templates.add(session, domain_id, tid, fields, scope, stats, "ipfix")
 
     def _data_set(self, buf: bytes, off: int, end: int, tid: int, ctx: tuple, stats) -> int | None:
         session, domain_id, domain, head = ctx
-        template = self._templates.get((session, domain_id, tid))
+        template = self.templates.get(session, domain_id, tid)
         if template is None:
             stats.unknown_templates += 1
             return None
@@ -226,20 +257,6 @@ def _read_fields(buf: bytes, off: int, end: int, count: int) -> tuple[tuple | No
     return tuple(fields), off
 
 
-def _check_template(tid: int, fields: tuple, scope: int, options: bool) -> str:
-    """Why a template cannot be used ('' if it can)."""
-    if tid < 256:
-        return "template_id_reserved"
-    if options and not 0 < scope <= len(fields):
-        return "options_scope_invalid"
-    fixed = sum(f.length for f in fields if f.length != F.VARIABLE)
-    if fixed > _MAX_RECORD:
-        return "template_too_long"
-    if fixed == 0 and all(f.length != F.VARIABLE for f in fields):
-        return "template_zero_length"
-    return ""
-
-
 def _walk_variable(template: Template, buf: bytes, off: int, end: int, queue: _Pending, stats) -> int:
     """Find the fixed runs of records with variable-length fields (RFC 7011 §7).
 
@@ -262,8 +279,13 @@ def _walk_variable(template: Template, buf: bytes, off: int, end: int, queue: _P
             if length == 255:  # 3-byte form: 255, then a 16-bit length
                 length = _U16.unpack_from(buf, p)[0] if p + 2 <= end else end
                 p += 2
-            if key is not None:  # wanted variable fields are integers (OVS tunnelKey)
-                values = (values or []) + [(key, int.from_bytes(buf[max(p, p + length - 8) : p + length]))]
+            if key is not None:  # integers (OVS tunnelKey: its low 8 bytes), or a PSAMP section
+                value: int | bytes
+                if key in F.SECTION_KEYS:
+                    value = bytes(buf[p : p + min(length, F.SECTION_CAP)])
+                else:
+                    value = int.from_bytes(buf[max(p, p + length - 8) : p + length])
+                values = (values or []) + [(key, value)]
             p += length
         else:
             runs.append(p + shift)

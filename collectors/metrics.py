@@ -9,6 +9,12 @@ decode_errors = counter(
     "Datagrams or records that failed to decode",
     ("exporter", "reason"),
 )
+sequence = counter(
+    "netobs_collector_sequence_total",
+    "Sequence-number findings per exporter: kind=missing (units skipped), late (reordered units), reset "
+    "(exporter restarts); unit=datagrams, samples or records. Loss estimate: missing - late.",
+    ("exporter", "type", "unit", "kind"),
+)
 rejected = counter(
     "netobs_collector_rejected_total", "Datagrams dropped before decoding", ("listener", "reason")
 )

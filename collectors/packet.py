@@ -1,9 +1,10 @@
 """Parse a sampled packet header (the first bytes of a frame) into flow fields.
 
-Used for sFlow raw packet header records: Ethernet, 802.1Q / QinQ tags, IPv4 (with
-options and fragments), IPv6 (skipping common extension headers), TCP / UDP / ICMP /
-ICMPv6, and the overlay tunnels of Kube-OVN / OVN (Geneve) and VXLAN, whose inner frame
-becomes the flow while the outer addresses go to ``tunnel_src`` / ``tunnel_dst``.
+Used for sFlow raw packet header records and PSAMP sections: Ethernet, 802.1Q / QinQ
+tags, MPLS label stacks, IPv4 (with options and fragments), IPv6 (skipping common
+extension headers), TCP / UDP / ICMP / ICMPv6, and the overlay tunnels of Kube-OVN / OVN
+(Geneve), VXLAN and GRE (with its key), whose inner frame becomes the flow while the
+outer addresses go to ``tunnel_src`` / ``tunnel_dst``.
 
 Samples are cut at an arbitrary length (128 bytes by default in OVS), so every step
 checks the remaining length and returns what it could read: this module never raises
@@ -23,6 +24,9 @@ ETH_IPV6 = 0x86DD
 ETH_TEB = 0x6558  # Transparent Ethernet Bridging: Geneve carrying a full frame
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 _MAX_VLAN_TAGS = 4
+_MPLS = frozenset((0x8847, 0x8848))  # unicast, multicast (RFC 3032 §5)
+_MAX_MPLS_LABELS = 8
+_GRE = 47
 
 GENEVE_PORT = 6081  # RFC 8926 §3.3
 VXLAN_PORT = 4789  # RFC 7348 §5
@@ -108,7 +112,25 @@ def _ethernet(buf: bytes, off: int, outer: bool) -> tuple:
         vlan = tci & 0x0FFF
         off += 4
         tags += 1
+    if etype in _MPLS:
+        off, etype = _mpls(buf, off)
     return _network(buf, off, src_mac, dst_mac, vlan, etype, outer)
+
+
+def _mpls(buf: bytes, off: int) -> tuple[int, int]:
+    """Skip a label stack to its bottom (S bit); the payload's ethertype from its IP version
+    nibble, as label switching routers do (RFC 3032 carries no payload type)."""
+    for _ in range(_MAX_MPLS_LABELS):
+        if len(buf) < off + 4:
+            return off, 0
+        bottom = buf[off + 2] & 0x01
+        off += 4
+        if bottom:
+            if len(buf) <= off:
+                return off, 0
+            version = buf[off] >> 4
+            return off, ETH_IPV4 if version == 4 else ETH_IPV6 if version == 6 else 0
+    return off, 0
 
 
 def _network(buf: bytes, off: int, src_mac: int, dst_mac: int, vlan: int, etype: int, outer: bool) -> tuple:
@@ -120,8 +142,13 @@ def _network(buf: bytes, off: int, src_mac: int, dst_mac: int, vlan: int, etype:
     else:
         return (src_mac, dst_mac, vlan, etype) + _NO_FLOW
     src, dst, proto, tos, sport, dport, flags, payload = l3
-    if outer and payload >= 0 and (dport == GENEVE_PORT or dport == VXLAN_PORT):
-        inner = _tunnel(buf, payload, dport)
+    if outer and payload >= 0:
+        if proto == _GRE:
+            inner = _gre(buf, payload)
+        elif dport == GENEVE_PORT or dport == VXLAN_PORT:
+            inner = _tunnel(buf, payload, dport)
+        else:
+            inner = None
         if inner is not None:
             return inner + (src, dst)
     if not src:
@@ -198,6 +225,8 @@ def _l4(buf: bytes, off: int, proto: int) -> tuple:
         if len(buf) < off + 2:
             return _NO_L4
         return (0, buf[off] << 8 | buf[off + 1], 0, -1)
+    if proto == _GRE:
+        return (0, 0, 0, off)  # the GRE header: a tunnel to look into
     return _NO_L4
 
 
@@ -227,3 +256,27 @@ def _tunnel(buf: bytes, off: int, port: int) -> tuple | None:
     else:
         inner = _EMPTY
     return inner[:11] + (kind, vni >> 8)
+
+
+def _gre(buf: bytes, off: int) -> tuple | None:
+    """The packet inside GRE (RFC 2784 / 2890): C, K, S flags add 4 bytes each, K is the key."""
+    if len(buf) < off + 4:
+        return None
+    flags, ptype = _PORTS.unpack_from(buf, off)
+    if flags & 0x0007:  # version 0 only (1 is PPTP's enhanced GRE)
+        return None
+    off += 4 + (4 if flags & 0x8000 else 0)
+    key = 0
+    if flags & 0x2000:
+        if len(buf) < off + 4:
+            return None
+        key = int.from_bytes(buf[off : off + 4], "big")
+        off += 4
+    off += 4 if flags & 0x1000 else 0
+    if ptype == ETH_TEB:
+        inner = _ethernet(buf, off, False)
+    elif ptype == ETH_IPV4 or ptype == ETH_IPV6:
+        inner = _network(buf, off, 0, 0, 0, ptype, False)
+    else:
+        return None
+    return inner[:11] + ("gre", key)

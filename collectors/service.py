@@ -3,18 +3,21 @@
 One thread per listener socket (SO_REUSEPORT lets several processes share a port). Each
 thread owns its decoder, hence its template state, and batches flows per exporter so
 transport messages are keyed by exporter. A batch is published when it holds
-``batch_max_records`` flows or is ``batch_max_delay_ms`` old.
+``batch_max_records`` flows or is ``batch_max_delay_ms`` old. With ``state_dir``, each
+listener's template state is loaded at start and saved periodically and at stop.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
 
 from collectors import metrics
-from collectors.decoder import Decoder
+from collectors._templates import Limits
+from collectors.decoder import Decoded, Decoder
 from netobs.batch import FlowBatch
 from netobs.config import CollectorConfig, ListenerConfig
 from netobs.transport import Producer, TransportError
@@ -71,8 +74,35 @@ class UdpCollector:
         except TransportError as e:
             log.error("final flush failed: %s", e)
 
+    def state_path(self, lc: ListenerConfig):
+        """Where the template state of one listener lives (None without ``state_dir``)."""
+        if self.config.state_dir is None:
+            return None
+        return self.config.state_dir / f"templates-{re.sub(r'[^A-Za-z0-9.]+', '_', lc.listen)}.json"
+
+    def _decoder(self, lc: ListenerConfig) -> Decoder:
+        cfg = self.config
+        limits = Limits(cfg.max_templates_per_exporter, cfg.max_fields_per_template)
+        decoder = Decoder(default_sampling_rate=cfg.default_sampling_rate, limits=limits)
+        path = self.state_path(lc)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            n = decoder.load(path)
+            log.info("listener %s: %d templates loaded from %s", lc.listen, n, path)
+        return decoder
+
+    def _save(self, decoder: Decoder, lc: ListenerConfig) -> None:
+        path = self.state_path(lc)
+        if path is None:
+            return
+        try:
+            decoder.save(path)
+        except OSError as e:
+            log.error("cannot save template state to %s: %s", path, e)
+
     def _serve(self, sock: socket.socket, lc: ListenerConfig) -> None:
-        decoder = Decoder(default_sampling_rate=self.config.default_sampling_rate)
+        decoder = self._decoder(lc)
+        saved = time.monotonic()
         pending: dict[str, list[FlowBatch]] = {}
         counts: dict[str, int] = {}
         oldest: dict[str, float] = {}
@@ -91,8 +121,7 @@ class UdpCollector:
                 exporter = addr[0]
                 metrics.datagrams.labels(exporter, lc.listen).inc()
                 decoded = decoder.decode(data, exporter, int(now * 1000))
-                for (exp, reason), n in decoded.errors.items():
-                    metrics.decode_errors.labels(exp, reason).inc(n)
+                _count(decoded)
                 flows = decoded.flows
                 if len(flows):
                     metrics.records.labels(exporter, flows.columns["type"][0]).inc(len(flows))
@@ -103,8 +132,12 @@ class UdpCollector:
                 if counts[exporter] >= self.config.batch_max_records or now - oldest[exporter] >= max_delay:
                     self._publish(exporter, pending.pop(exporter))
                     del counts[exporter], oldest[exporter]
+            if time.monotonic() - saved >= self.config.state_save_interval_s:
+                self._save(decoder, lc)
+                saved = time.monotonic()
         for exporter, batches in pending.items():
             self._publish(exporter, batches)
+        self._save(decoder, lc)
 
     def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
         batch = FlowBatch.concat(batches)
@@ -121,6 +154,14 @@ class UdpCollector:
         metrics.published.inc(len(batch))
         with self._lock:
             self.published += len(batch)
+
+
+def _count(decoded: Decoded) -> None:
+    """Decode errors and sequence findings of one datagram into the metrics."""
+    for (exp, reason), n in decoded.errors.items():
+        metrics.decode_errors.labels(exp, reason).inc(n)
+    for (exp, protocol, unit, kind), n in decoded.sequences.items():
+        metrics.sequence.labels(exp, protocol, unit, kind).inc(n)
 
 
 def _bind(lc: ListenerConfig) -> socket.socket:

@@ -22,6 +22,8 @@ import numpy as np
 
 from collectors import packet
 from collectors._columns import PackedRows, directions, transpose
+from collectors._sequence import SequenceTracker
+from collectors._sflow_counters import counter_row
 from collectors.counters import COUNTER_COLUMNS, COUNTER_NAMES, CounterBatch
 from collectors.stats import ExporterStats
 from netobs import schema
@@ -45,9 +47,6 @@ _ETH_REC = struct.Struct(">I6s2x6s2xI")  # length, src mac, dst mac, type
 _IPV4_REC = struct.Struct(">II4s4sIIII")  # length, proto, src, dst, sport, dport, flags, tos
 _IPV6_REC = struct.Struct(">II16s16sIIII")
 _SWITCH_REC = struct.Struct(">IIII")  # src vlan, src prio, dst vlan, dst prio
-_IF_COUNTERS = struct.Struct(">IIQIIQIIIIIIQIIIIII")  # generic interface counters, 88 bytes
-# Agents send all-ones for a counter they do not have (OVS: broadcast, multicast): read as 0.
-_UNKNOWN = [(1 << (64 if c == "Q" else 32)) - 1 for c in _IF_COUNTERS.format[1:]]
 
 _DTYPES = schema.numpy_dtypes()
 _CODE = np.dtype("u1")  # text columns travel as small codes in the packed row
@@ -66,7 +65,7 @@ ROW_FIELDS = tuple(
     )
     + packet.PacketInfo._fields
 )
-_TUNNEL_NAMES = np.array(["", "geneve", "vxlan"], dtype=object)
+_TUNNEL_NAMES = np.array(["", "geneve", "vxlan", "gre"], dtype=object)
 _TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
 _TUNNEL_AT = packet.PacketInfo._fields.index("tunnel_type")
 _VLAN_AT = packet.PacketInfo._fields.index("vlan")
@@ -79,7 +78,9 @@ class SflowDecoder:
         self.default_sampling_rate = default_sampling_rate
         self._rows = PackedRows(ROW_FIELDS)
         self._counters: list[tuple] = []
-        self._sequences: dict[tuple, int] = {}
+        self.sequences = SequenceTracker("sflow", "datagrams")
+        # Per data source and sample kind: a sample's number counts that source's samples.
+        self.sample_sequences = SequenceTracker("sflow", "samples", gaps=False)
 
     def feed(self, buf: bytes, exporter_addr: bytes, time_ms: int, stats: ExporterStats) -> None:
         """Decode one datagram into the pending rows; problems go to ``stats``."""
@@ -95,7 +96,7 @@ class SflowDecoder:
         agent = packet.V4_PREFIX + agent if atype == 1 else agent
         if agent.count(0) == 16 or agent == packet.V4_PREFIX + bytes(4):
             agent = exporter_addr
-        self._check_sequence((exporter_addr, agent, sub_agent), seq, stats)
+        self.sequences.check((exporter_addr, agent, sub_agent), seq, 1, stats)
         before = len(self._rows)
         self._samples(buf, 8 + head.size, nsamples, (time_ms, agent, sub_agent), stats)
         stats.flow_records += len(self._rows) - before
@@ -126,14 +127,11 @@ class SflowDecoder:
         cols["packets"] = np.ones(n, dtype=np.uint64)
         return FlowBatch(cols, n), counters
 
-    def _check_sequence(self, key: tuple, seq: int, stats: ExporterStats) -> None:
-        last = self._sequences.get(key)
-        if last is not None and seq != (last + 1) & 0xFFFFFFFF:
-            stats.sequence_gaps += 1
-        self._sequences[key] = seq
-
     def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
         end = len(buf)
+        check = self.sample_sequences.check
+        expected = self.sample_sequences.expected
+        _time, agent, sub_agent = dgram
         for _ in range(count):
             if off + 8 > end:
                 stats.error("sflow:truncated_sample")
@@ -145,21 +143,29 @@ class SflowDecoder:
                 return
             if fmt == 1 and length >= _FLOW.size:
                 seq, src, rate, _pool, _drops, i, o, nrec = _FLOW.unpack_from(buf, body)
+                key = (agent, sub_agent, src)
+                if expected.get(key) == seq:  # in sequence: skip the call (hot path)
+                    expected[key] = (seq + 1) & 0xFFFFFFFF
+                else:
+                    check(key, seq, 1, stats)
                 self._flow(buf, body + _FLOW.size, off, nrec, dgram + (src, rate, i, o), stats)
             elif fmt == 3 and length >= _FLOW_X.size:
-                _seq, stype, sidx, rate, _pool, _drops, ifm, ifv, ofm, ofv, nrec = _FLOW_X.unpack_from(
+                seq, stype, sidx, rate, _pool, _drops, ifm, ifv, ofm, ofv, nrec = _FLOW_X.unpack_from(
                     buf, body
                 )
                 src = (stype & 0xFF) << 24 | sidx & 0xFFFFFF
+                check((agent, sub_agent, src), seq, 1, stats)
                 i = (ifm & 3) << IF_FORMAT_SHIFT | ifv & IF_VALUE_MASK
                 o = (ofm & 3) << IF_FORMAT_SHIFT | ofv & IF_VALUE_MASK
                 self._flow(buf, body + _FLOW_X.size, off, nrec, dgram + (src, rate, i, o), stats)
             elif fmt == 2 and length >= _COUNTERS.size:
-                _seq, src, nrec = _COUNTERS.unpack_from(buf, body)
+                seq, src, nrec = _COUNTERS.unpack_from(buf, body)
+                check((agent, sub_agent, src, "counters"), seq, 1, stats)
                 self._counter(buf, body + _COUNTERS.size, off, nrec, dgram + (src,), stats)
             elif fmt == 4 and length >= _COUNTERS_X.size:
-                _seq, stype, sidx, nrec = _COUNTERS_X.unpack_from(buf, body)
+                seq, stype, sidx, nrec = _COUNTERS_X.unpack_from(buf, body)
                 src = (stype & 0xFF) << 24 | sidx & 0xFFFFFF
+                check((agent, sub_agent, src, "counters"), seq, 1, stats)
                 self._counter(buf, body + _COUNTERS_X.size, off, nrec, dgram + (src,), stats)
             elif fmt in (1, 2, 3, 4):
                 stats.error("sflow:short_sample")
@@ -190,43 +196,12 @@ class SflowDecoder:
     def _counter(
         self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats
     ) -> None:
-        """Counter sample: emit its generic interface counters record, skip the others."""
+        """Counter sample: one row from its generic interface record and its companions."""
         time_ms, agent, sub_agent, source = sample
         stats.counter_samples += 1
-        for _ in range(nrec):
-            if off + 8 > end:
-                stats.error("sflow:truncated_record")
-                return
-            fmt, length = _TLV.unpack_from(buf, off)
-            body, off = off + 8, off + 8 + length
-            if off > end:
-                stats.error("sflow:truncated_record")
-                return
-            if fmt != 1 or length < _IF_COUNTERS.size:
-                continue
-            c = [0 if v == _UNKNOWN[i] else v for i, v in enumerate(_IF_COUNTERS.unpack_from(buf, body))]
-            self._counters.append(
-                (
-                    time_ms,
-                    "sflow",
-                    agent,
-                    sub_agent,
-                    source,
-                    c[0],
-                    c[1],
-                    c[2],
-                    c[3],
-                    c[4],
-                    c[5],
-                    c[6] + c[7] + c[8],
-                    c[10],
-                    c[9],
-                    c[12],
-                    c[13] + c[14] + c[15],
-                    c[17],
-                    c[16],
-                )
-            )
+        row = counter_row(buf, off, end, nrec, (time_ms, "sflow", agent, sub_agent, source), stats)
+        if row is not None:
+            self._counters.append(row)
             stats.counter_records += 1
 
 

@@ -22,19 +22,37 @@ class ExporterStats:
     options_records: int = 0
     templates: int = 0
     unknown_templates: int = 0  # data sets whose template was not (yet) known
-    sequence_gaps: int = 0  # datagrams whose sequence number was not the expected one
+    sequence_gaps: int = 0  # datagrams whose sequence number was ahead of the expected one
+    template_withdrawals: int = 0
     errors: Counter = field(default_factory=Counter)
+    #: (protocol, unit, kind) → count; kind missing / late / reset (see collectors._sequence).
+    sequences: Counter = field(default_factory=Counter)
     #: Errors since the decoder last drained them (reported per decode call).
     fresh: Counter = field(default_factory=Counter, repr=False)
+    fresh_sequences: Counter = field(default_factory=Counter, repr=False)
 
     def error(self, reason: str, count: int = 1) -> None:
         """Count one malformed thing under ``reason``."""
         self.errors[reason] += count
         self.fresh[reason] += count
 
+    def sequence(self, protocol: str, unit: str, kind: str, count: int) -> None:
+        """Count sequence-number findings of one stream (units: datagrams, samples, records)."""
+        self.sequences[(protocol, unit, kind)] += count
+        self.fresh_sequences[(protocol, unit, kind)] += count
+
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    def loss(self) -> dict[str, dict[str, int]]:
+        """Per "protocol/unit": missing, late, reset, and the loss estimate missing - late."""
+        out: dict[str, dict[str, int]] = {}
+        for (protocol, unit, kind), n in sorted(self.sequences.items()):
+            out.setdefault(f"{protocol}/{unit}", {"missing": 0, "late": 0, "reset": 0})[kind] = n
+        for v in out.values():
+            v["lost"] = max(0, v["missing"] - v["late"])
+        return out
 
     def as_dict(self) -> dict:
         return {
@@ -46,5 +64,7 @@ class ExporterStats:
             "templates": self.templates,
             "unknown_templates": self.unknown_templates,
             "sequence_gaps": self.sequence_gaps,
+            "template_withdrawals": self.template_withdrawals,
+            "loss": self.loss(),
             "errors": dict(self.errors),
         }

@@ -147,3 +147,46 @@ def _proto(tree, ip) -> int:
         if _get(tree, name):
             return number
     return int(_get(ip, "ip.proto", "ipv6.nxt", default=0))
+
+
+def _key(src, dst, proto: int, sport: int, dport: int) -> tuple:
+    """A 5-tuple; ports only for TCP / UDP (ICMP type/code encodings differ between exporters)."""
+    return (src, dst, proto) + ((sport, dport) if proto in (6, 17) else (0, 0))
+
+
+def cflow_sums(pcap: str, port: int) -> dict:
+    """5-tuple → [packets, bytes] over every NetFlow v5/v9 / IPFIX flow record tshark decodes."""
+    sums: dict = {}
+    for flow in _flows(pcap, port):
+        src = _get(flow, "cflow.srcaddr", "cflow.srcaddrv6")
+        if src is None:
+            continue  # options data (sampling, interface names)
+        key = _key(
+            src,
+            _get(flow, "cflow.dstaddr", "cflow.dstaddrv6"),
+            int(_get(flow, "cflow.protocol", default=0)),
+            int(_get(flow, "cflow.srcport", default=0)),
+            int(_get(flow, "cflow.dstport", default=0)),
+        )
+        s = sums.setdefault(key, [0, 0])
+        s[0] += int(_get(flow, "cflow.packets", "cflow.packets64", default=0))
+        s[1] += int(_get(flow, "cflow.octets", "cflow.octets64", default=0))
+    return sums
+
+
+def _flows(pcap: str, port: int):
+    """Flow records: IPFIX / v9 'Flow N' subtrees and v5 'pdu N/M' subtrees."""
+    for key, value in _walk(dissect(pcap, port, "cflow"), ""):
+        if key.startswith("Flow ") or key.startswith("pdu "):
+            yield value
+
+
+def sflow_sums(pcap: str, port: int) -> dict:
+    """5-tuple → [samples, frame bytes] of sFlow flow samples with a raw Ethernet header."""
+    sums: dict = {}
+    for f in sflow_flows(pcap, port):
+        key = _key(f["src_addr"], f["dst_addr"], f["proto"], f["src_port"], f["dst_port"])
+        s = sums.setdefault(key, [0, 0])
+        s[0] += 1
+        s[1] += f["bytes"]
+    return sums

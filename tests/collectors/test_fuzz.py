@@ -47,6 +47,16 @@ SEEDS = [
     ),
 ]
 FRAMES = [b.eth(b.vxlan(b.eth(b.tcp6(hbh=True)), vni=3), vlans=(10, 20)), b.eth(b.icmp4()), bytes(b.udp4())]
+FRAMES += [
+    bytes.fromhex("020000000002020000000001080045000040000100004011") + bytes(8),  # cut IPv4
+    b.eth(
+        b.IP(src="1.1.1.1", dst="2.2.2.2", proto=47)
+        / (bytes.fromhex("b0006558000000000000000700000009") + b.eth(b.udp4()))
+    ),
+    bytes.fromhex("0200000000020200000000018847")
+    + bytes.fromhex("000640ff000651ff")
+    + bytes(b.udp4()),  # MPLS x2
+]
 
 
 def _check(decoder: Decoder) -> None:

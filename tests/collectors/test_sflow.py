@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import struct
+from pathlib import Path
 
 import pytest
 
+from collectors.decode import iter_records
 from collectors.decoder import Decoder
 from collectors.sflow import IF_DISCARDED, IF_MULTIPLE
 from netobs.batch import ip_str
 from tests.collectors import _builders as b
+
+DATA = Path(__file__).parent.parent / "testdata"
 
 T = 1_764_480_000_123
 
@@ -188,3 +193,24 @@ def test_unknown_counters_read_as_zero():
 def test_direction_unknown_for_non_ifindex_source():
     out, _ = decode(b.flow_sample([b.raw_header_record(b.eth(b.udp4()))], source=(2, 3), inp=3, out=4))
     assert out.flows.columns["direction"][0] == "unknown"
+
+
+def test_ethernet_and_ovs_port_counters():
+    eth = b._tlv(2, struct.pack(">13I", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xFFFFFFFF))
+    of_port = b._tlv(1004, struct.pack(">QI", 0xABCDEF, 7))
+    name = b._tlv(1005, struct.pack(">I", 6) + b"ovs-p7\x00\x00")
+    out, _ = decode(b.counter_sample([b.generic_if_counters(if_index=7), eth, of_port, name], source=(0, 7)))
+    row = next(out.counters.rows())
+    assert (row["fcs_errors"], row["frame_too_longs"], row["symbol_errors"]) == (2, 11, 0)
+    assert (row["of_dpid"], row["of_port"], row["if_name"]) == (0xABCDEF, 7, "ovs-p7")
+
+
+def test_ovs_counter_samples_name_the_pods_ports():
+    traffic = json.loads((DATA / "ovs-traffic.json").read_text())
+    want = {(p["host_ifindex"], p["ofport"], p["host_if"]) for p in traffic["pods"]}
+    got = {
+        (r["if_index"], r["of_port"], r["if_name"])
+        for r in iter_records(DATA / "ovs-sflow.pcap")
+        if r["kind"] == "counter"
+    }
+    assert got == want
