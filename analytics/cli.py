@@ -19,13 +19,17 @@ def parse_time(text: str) -> datetime:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("analyze", help="run the anomaly detectors over a window and store the findings")
-    a.add_argument("--from", dest="start", required=True, type=parse_time, help="window start (ISO-8601, UTC)")
+    a.add_argument(
+        "--from", dest="start", required=True, type=parse_time, help="window start (ISO-8601, UTC)"
+    )
     a.add_argument("--to", dest="end", required=True, type=parse_time, help="window end (exclusive)")
     a.add_argument("--history-days", type=int, default=28, help="history the baselines learn from")
-    a.add_argument("--analytics", type=Path, help="YAML with the analytics section (windows, capacities, detectors)")
+    a.add_argument(
+        "--analytics", type=Path, help="YAML with the analytics section (windows, capacities, detectors)"
+    )
     a.add_argument("--output", choices=["jsonl", "summary"], default="summary")
     a.add_argument("--no-save", action="store_true", help="print findings without storing them")
-    a.set_defaults(handler=cmd_analyze)
+    a.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("scenario", help="labeled synthetic bank for evaluating the detectors")
     ssub = s.add_subparsers(dest="scenario_command", required=True)
@@ -35,7 +39,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--days", type=int, default=28)
     g.add_argument("--sampling", type=int, default=1000)
     g.add_argument("--seed", type=int, default=7)
-    g.set_defaults(handler=cmd_scenario_generate)
+    g.set_defaults(func=cmd_scenario_generate)
 
 
 def load_analytics(path: Path | None):
@@ -54,7 +58,9 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
 
     cfg = load_analytics(args.analytics)
     with Querier(settings) as query:
-        findings = Analysis(query, settings.store.database, cfg, args.start, args.end, args.history_days).run()
+        findings = Analysis(
+            query, settings.store.database, cfg, args.start, args.end, args.history_days
+        ).run()
         if not args.no_save:
             fstore.save(query, settings.store.database, findings)
     if args.output == "jsonl":

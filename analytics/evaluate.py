@@ -23,6 +23,7 @@ class Score:
     findings: int = 0
     true_findings: int = 0
     delays_s: list[float] | None = None
+    explained: int = 0
 
     @property
     def precision(self) -> float:
@@ -95,11 +96,32 @@ def score(findings: list[Finding], labels: list[dict], bucket: timedelta) -> dic
             first = min(f.window_start for f in good)
             s.delays_s = (s.delays_s or []) + [max(0.0, (first - _dt(lab["start_ms"])).total_seconds())]
             true_ids |= {f.id for f in good}
+    # A finding that coincides with another detector's injected anomaly (same tenant or
+    # entities, same time) reports a real consequence of it, not a false alarm: it counts
+    # as neither true nor false.
+    explained = {
+        f.id
+        for f in findings
+        if f.id not in true_ids
+        and any(
+            not lab.get("negative") and lab["detector"] != f.detector and _related(lab, f, bucket)
+            for lab in labels
+        )
+    }
     for f in findings:
+        if f.id in explained:
+            scores[f.detector].explained += 1
+            continue
         s = scores[f.detector]
         s.findings += 1
         s.true_findings += f.id in true_ids
     return dict(scores)
+
+
+def _related(label: dict, f: Finding, slack: timedelta) -> bool:
+    overlap = f.window_start < _dt(label["end_ms"]) + slack and f.window_end > _dt(label["start_ms"]) - slack
+    tenant = label["entities"].get("tenant")
+    return overlap and (tenant is None or _entity(f, "tenant") in (None, tenant))
 
 
 def table(scores: dict[str, Score], days: float) -> list[dict]:

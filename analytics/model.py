@@ -46,12 +46,17 @@ def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None 
     """Service-to-service pairs with their centers, scaled bytes and first appearance (per bucket if given)."""
     t, g = _bucket(bucket_s)
     return (
-        f"SELECT {t}concat(src_namespace, '/', src_workload) AS src_service, "
-        "concat(dst_namespace, '/', dst_workload) AS dst_service, src_center, dst_center, "
+        # The client is the end with the higher (ephemeral) port: responses count for their request.
+        f"SELECT {t}if(src_port >= dst_port, concat(src_namespace, '/', src_workload), "
+        "concat(dst_namespace, '/', dst_workload)) AS src_service, "
+        "if(src_port >= dst_port, concat(dst_namespace, '/', dst_workload), "
+        "concat(src_namespace, '/', src_workload)) AS dst_service, "
+        "if(src_port >= dst_port, src_center, dst_center) AS client_center, "
+        "if(src_port >= dst_port, dst_center, src_center) AS server_center, "
         f"sum(bytes * {SCALE}) AS bytes, min(flow_start) AS first_seen\n"
         f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE} "
         "AND src_workload != '' AND dst_workload != ''\n"
-        f"GROUP BY {g}src_service, dst_service, src_center, dst_center"
+        f"GROUP BY {g}src_service, dst_service, client_center, server_center"
     )
 
 

@@ -8,12 +8,14 @@ reported again as a volume anomaly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
 
 from analytics import model
+from analytics.baseline import ewma_baseline
 from analytics.config import AnalyticsConfig
 from analytics.detectors import (
     detect_asymmetric,
@@ -25,6 +27,7 @@ from analytics.detectors import (
     detect_new_dependencies,
     detect_volume,
 )
+from analytics.detectors._common import runs
 from analytics.findings import Finding
 
 Query = Callable[[str], pa.Table]
@@ -33,7 +36,9 @@ Query = Callable[[str], pa.Table]
 def _df(query: Query, sql: str) -> pd.DataFrame:
     df = query(sql).to_pandas()
     if "t" in df:
-        df["t"] = pd.to_datetime(df["t"], utc=True)
+        # chdb hands DateTime columns to Arrow as uint32 seconds; a server store as timestamps.
+        unit = "s" if pd.api.types.is_integer_dtype(df["t"]) else None
+        df["t"] = pd.to_datetime(df["t"], unit=unit, utc=True)
     return df
 
 
@@ -61,7 +66,7 @@ class Analysis:
 
     def run(self) -> list[Finding]:
         gap_findings, center_gaps = self.gaps()
-        shifts = self.shifts()
+        shifts = self.shifts(center_gaps)
         out = gap_findings + shifts
         out += self.volumes(center_gaps, shifts)
         out += self.dr_traffic()
@@ -116,8 +121,11 @@ class Analysis:
             out += [f for f in found if not (f.entities["kind"] == "spike" and _within(f, shifts, tenant))]
         return out
 
-    def shifts(self) -> list[Finding]:
+    def shifts(self, center_gaps: dict[str, pd.Series]) -> list[Finding]:
         a, b = self.cfg.shift.production_centers
+        blind = center_gaps.get(a, pd.Series(False, index=self.index)) | center_gaps.get(
+            b, pd.Series(False, index=self.index)
+        )
         keys = ("src_tenant", "src_center")
         now, hist = self.series(keys, False), self.series(keys, True)
         out = []
@@ -138,7 +146,7 @@ class Analysis:
                 if c not in obs:
                     obs[c] = 0.0
             out += detect_center_shift(
-                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, self.bucket, self.cfg.windows
+                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, self.bucket, self.cfg.windows, blind
             )
         return out
 
@@ -148,24 +156,80 @@ class Analysis:
         return detect_dr_traffic(df, self.cfg.dr_traffic, self.bucket, self.cfg.windows)
 
     def dependencies(self) -> list[Finding]:
-        known = _df(self.q, model.service_pairs(self.db, self.h_start, self.start))
         cols = ["src_service", "dst_service", "src_center", "dst_center"]
+        renamed = {"client_center": "src_center", "server_center": "dst_center"}
+        known = _df(self.q, model.service_pairs(self.db, self.h_start, self.start)).rename(columns=renamed)
         baseline = set(map(tuple, known[cols].to_numpy())) if not known.empty else set()
-        cur = _df(self.q, model.service_pairs(self.db, self.start, self.end, self.cfg.bucket_s))
+        cur = _df(self.q, model.service_pairs(self.db, self.start, self.end, self.cfg.bucket_s)).rename(
+            columns=renamed
+        )
         out: list[Finding] = []
         for t, g in cur.groupby("t") if not cur.empty else []:
             found = detect_new_dependencies(g, baseline, self.cfg.dependency, self._window(t))
-            out += found
+            out += [f for f in found if not self._in_drill(f)]
             baseline |= {tuple(f.entities[k] for k in cols) for f in found}  # report a new pair once
         return out
 
     def asymmetry(self) -> list[Finding]:
+        """Judged over the whole window; each finding's window spans the buckets its conversation was seen in."""
         cur = _df(
             self.q, model.conversations_by_exporter_center(self.db, self.start, self.end, self.cfg.bucket_s)
         )
-        out: list[Finding] = []
-        for t, g in cur.groupby("t") if not cur.empty else []:
-            out += detect_asymmetric(g, self._window(t))
+        if cur.empty:
+            return []
+        found = detect_asymmetric(cur.drop(columns="t"), (self.start, self.end))
+        out = []
+        for f in found:
+            a, pa_ = f.entities["a"].rsplit(":", 1)
+            b, pb = f.entities["b"].rsplit(":", 1)
+            seen = cur[((cur["src"] == a) & (cur["dst"] == b)) | ((cur["src"] == b) & (cur["dst"] == a))]
+            out.append(
+                replace(
+                    f,
+                    window_start=seen["t"].min().to_pydatetime(),
+                    window_end=(seen["t"].max() + self.bucket).to_pydatetime(),
+                )
+            )
+        return out
+
+    def _in_drill(self, f: Finding) -> bool:
+        """A dependency on a DR center during its drill (plus the export lag of one bucket) is planned."""
+        centers = {f.entities.get("src_center"), f.entities.get("dst_center")}
+        return any(
+            w.kind == "dr_drill"
+            and (not w.centers or centers & set(w.centers))
+            and w.start <= f.window_start < w.end + self.bucket
+            for w in self.cfg.windows
+        )
+
+    def ewma_volumes(self) -> list[Finding]:
+        """The Theia-style reference: EWMA with whole-series sigma on the same series as ``volumes``."""
+        keys = ("src_tenant", "src_center")
+        series = pd.concat([self.series(keys, True), self.series(keys, False)])
+        out = []
+        for (tenant, center), g in series.groupby(list(keys)):
+            if not tenant or not center:
+                continue
+            s = g.set_index("t")["bytes"].astype(float).sort_index()
+            flagged = ewma_baseline(s)
+            flagged = flagged[flagged.index >= pd.Timestamp(self.start)].reindex(self.index, fill_value=False)
+            for start, end, sel in runs(flagged, self.bucket):
+                kind = (
+                    "spike"
+                    if s.reindex(sel).mean() > s[s.index < pd.Timestamp(self.start)].median()
+                    else "drop"
+                )
+                out.append(
+                    Finding(
+                        "volume",
+                        "warning",
+                        1.0,
+                        start,
+                        end,
+                        {"tenant": tenant, "center": center, "kind": kind},
+                        "ewma",
+                    )
+                )
         return out
 
     def _window(self, t: pd.Timestamp) -> tuple[datetime, datetime]:
@@ -182,10 +246,8 @@ class Analysis:
             if not usual.empty
             else pd.Series(dtype=float)
         )
-        out = []
-        for t, g in cur.groupby("t"):
-            out += detect_fanout(g, usual_s, cfg, self._window(t))
-        return out
+        per_bucket = [f for t, g in cur.groupby("t") for f in detect_fanout(g, usual_s, cfg, self._window(t))]
+        return _merge_consecutive(per_bucket)
 
     def elephants(self) -> list[Finding]:
         if not self.cfg.elephant.link_capacity_bps:
@@ -193,6 +255,25 @@ class Analysis:
         usage = self.series(("src_center", "dst_center"), False).rename(columns={"t": "time"})
         top = _df(self.q, model.top_flows(self.db, self.start, self.end))
         return detect_elephants(usage, self.cfg.elephant, self.bucket, top)
+
+
+def _merge_consecutive(findings: list[Finding]) -> list[Finding]:
+    """Join findings with the same detector and entities whose windows touch into one."""
+    out: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (f.detector, sorted(f.entities.items()), f.window_start)):
+        last = out[-1] if out else None
+        if (
+            last
+            and last.detector == f.detector
+            and last.entities == f.entities
+            and last.window_end >= f.window_start
+        ):
+            out[-1] = replace(
+                last, window_end=max(last.window_end, f.window_end), score=max(last.score, f.score)
+            )
+        else:
+            out.append(f)
+    return out
 
 
 def _within(f: Finding, shifts: list[Finding], tenant: str) -> bool:

@@ -24,18 +24,41 @@ def detect_center_shift(
     cfg: ShiftConfig,
     bucket: timedelta,
     windows: tuple[Window, ...] = (),
+    suppressed: pd.Series | None = None,
 ) -> list[Finding]:
-    """``observed``/``history``: bytes per bucket with one column per production center."""
+    """``observed``/``history``: bytes per bucket with one column per production center.
+
+    A shift needs both sides: one center's share falls by ``threshold`` AND, against their
+    own baselines, that center lost traffic while the other gained. A spike in one center
+    alone, or a drop in one alone, is a volume anomaly, not a shift. ``suppressed`` marks
+    buckets where a collection gap makes the share meaningless.
+    """
     a, b = cfg.production_centers
-    if observed.empty or a not in observed or b not in observed:
+    if (
+        observed.empty
+        or history.empty
+        or a not in observed
+        or b not in observed
+        or a not in history
+        or b not in history
+    ):
         return []
+    idx = pd.DatetimeIndex(observed.index)
     total = observed[a] + observed[b]
     share = (observed[a] / total.where(total > 0)).astype(float)
-    h_total = history[a] + history[b] if not history.empty else pd.Series(dtype=float)
-    h_share = (history[a] / h_total.where(h_total > 0)).dropna() if not history.empty else h_total
-    expected = seasonal(h_share, pd.DatetimeIndex(observed.index), min_history=1).median
+    h_total = history[a] + history[b]
+    expected = seasonal((history[a] / h_total.where(h_total > 0)).dropna(), idx, min_history=1).median
+    exp_a = seasonal(history[a], idx, min_history=1).median
+    exp_b = seasonal(history[b], idx, min_history=1).median
+    m = cfg.threshold
+    loss_a, loss_b = exp_a - observed[a], exp_b - observed[b]
+    # The other center must take over at least half of what one center lost.
+    a_lost = (observed[a] < exp_a * (1 - m)) & (-loss_b >= 0.5 * loss_a)
+    b_lost = (observed[b] < exp_b * (1 - m)) & (-loss_a >= 0.5 * loss_b)
     delta = (share - expected).abs()
-    mask = (delta >= cfg.threshold) & (total >= cfg.min_volume) & expected.notna()
+    mask = (delta >= m) & (total >= cfg.min_volume) & expected.notna() & (a_lost | b_lost)
+    if suppressed is not None:
+        mask &= ~suppressed.reindex(mask.index, fill_value=False)
     out = []
     for start, end, sel in runs(mask, bucket):
         planned = [
@@ -44,7 +67,7 @@ def detect_center_shift(
             if w.start <= start and end <= w.end and (not w.centers or {a, b} & set(w.centers))
         ]
         now_share = float(share.loc[sel].mean())
-        lost = a if now_share < float(expected.loc[sel].mean()) else b
+        lost = a if bool(a_lost.loc[sel].mean() >= 0.5) else b
         failover = now_share >= cfg.failover_share or now_share <= 1 - cfg.failover_share
         kind = "failover" if failover else "imbalance"
         out.append(

@@ -44,10 +44,13 @@ class Bucket:
 
 
 def diurnal(ts_ms: int) -> float:
-    hour = (ts_ms // 3_600_000) % 24
-    dow = (ts_ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
-    day = 1 + 0.8 * np.sin((hour - 6) / 24 * 2 * np.pi)
-    return float(day * (0.5 if dow >= 5 else 1.0))
+    """Smooth day/night cycle times a weekend dip that ramps over eight hours around midnight."""
+    hours = ts_ms / 3_600_000
+    day = 1 + 0.8 * np.sin(((hours % 24) - 6) / 24 * 2 * np.pi)
+    week_h = (hours / 24 + 3) % 7 * 24  # hours since Monday 00:00 (1970-01-01 was a Thursday)
+    ramp = lambda x: min(1.0, max(0.0, (x + 4) / 8))  # noqa: E731 - 0 → 1 from 4 h before to 4 h after
+    weekend = ramp(week_h - 5 * 24) - ramp(week_h - 7 * 24) + (1 - ramp(week_h))  # Sat 00:00 .. Mon 00:00
+    return float(day * (1 - 0.5 * min(1.0, weekend)))
 
 
 def normal_bucket(bank: Bank, start_ms: int, rng: np.random.Generator, tenant_scale: np.ndarray) -> Bucket:
