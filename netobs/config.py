@@ -50,6 +50,20 @@ class CollectorConfig(Section):
         ge=0,
         description="Sampling rate assumed when neither datagram nor options data give one (0: unknown).",
     )
+    state_dir: Path | None = Field(
+        None,
+        description="Directory where IPFIX / NetFlow v9 template state is saved (on stop and every "
+        "state_save_interval_s) and loaded on start, so a restarted collector decodes at once. None: not kept.",
+    )
+    state_save_interval_s: float = Field(
+        60, gt=0, description="How often the template state is saved while running (with state_dir)."
+    )
+    max_templates_per_exporter: int = Field(
+        4096, ge=1, description="Templates kept per exporter (IPFIX / NetFlow v9); more are refused and counted."
+    )
+    max_fields_per_template: int = Field(
+        512, ge=1, description="Fields a template may have; longer ones are refused and counted."
+    )
 
 
 class InprocessTransportConfig(Section):
@@ -78,6 +92,16 @@ class KafkaTransportConfig(Section):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (from env in production).")
     tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS settings for SSL/SASL_SSL.")
+    dead_letter_topic: str = Field(
+        "netobs-dead-letter",
+        description="Topic for messages the pipeline cannot process (headers say why); '' disables it.",
+    )
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description="Longest gap between polls before the group evicts a consumer; the pipeline keeps "
+        "polling (partitions paused) while its buffer is full or the store is down.",
+    )
 
 
 class TransportConfig(Section):
@@ -109,6 +133,21 @@ class StoreConfig(Section):
     retention_days: int = Field(90, ge=0, description="TTL of raw flows in days (0: keep forever).")
     insert_retries: int = Field(5, ge=0, description="Retries of a failed insert before giving up.")
     retry_backoff_s: float = Field(0.5, ge=0, description="First retry delay, doubled each retry.")
+    rollup_1m_retention_days: int = Field(
+        400, ge=0, description="TTL of the 1-minute rollup table in days (0: keep forever)."
+    )
+    rollup_1h_retention_days: int = Field(
+        1830, ge=0, description="TTL of the 1-hour rollup table in days (0: keep forever)."
+    )
+    exporter_health_retention_days: int = Field(
+        90, ge=0, description="TTL of the per-exporter, per-minute health table in days (0: keep forever)."
+    )
+    replicated: bool = Field(
+        False,
+        description="Single server with ZooKeeper: ReplicatedMergeTree tables (path /clickhouse/tables/"
+        "<database>/<table>), which drop identical re-inserted blocks on servers without "
+        "insert_deduplication_token (pre-19). Ignored with clickhouse.cluster.",
+    )
     chdb: ChdbStoreConfig = Field(default_factory=ChdbStoreConfig)
     clickhouse: ClickHouseStoreConfig = Field(default_factory=ClickHouseStoreConfig)
 
@@ -116,12 +155,45 @@ class StoreConfig(Section):
 class PipelineConfig(Section):
     max_batch_rows: int = Field(100_000, ge=1, description="Rows gathered before one insert.")
     max_batch_delay_ms: int = Field(1000, ge=1, description="Longest a row waits before it is inserted.")
+    max_buffered_rows: int = Field(
+        300_000,
+        ge=1,
+        description="Rows held across all partitions before the pipeline pauses consumption (backpressure).",
+    )
+    dead_letter_dir: Path | None = Field(
+        None,
+        description="Directory for dead letters when the transport has no dead-letter topic (in-process); "
+        "unset: unprocessable messages are only logged and counted.",
+    )
 
 
 class ControlConfig(Section):
     listen: str = Field(
         "127.0.0.1:9464", description="HTTP endpoint of a running process: /metrics, /health, /query."
     )
+
+
+class KubernetesEnrichConfig(Section):
+    enabled: bool = Field(
+        False, description="Watch pods, namespaces, nodes and Kube-OVN CRDs for enrichment."
+    )
+    in_cluster: bool = Field(
+        False, description="Use the pod's service account (in-cluster config) instead of a kubeconfig."
+    )
+    kubeconfig: Path | None = Field(
+        None, description="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."
+    )
+    context: str | None = Field(None, description="kubeconfig context (default: the current one).")
+    kube_ovn: bool = Field(True, description="Also watch subnets/vpcs/ips.kubeovn.io.")
+    watch_timeout_s: int = Field(300, ge=1, description="Server-side timeout of one watch request.")
+    max_backoff_s: float = Field(30.0, gt=0, description="Longest wait between reconnects after errors.")
+
+
+class EnrichConfig(Section):
+    inventory: Path | None = Field(
+        None, description="Inventory YAML (sites, centers, nodes, networks, namespaces, static pods)."
+    )
+    kubernetes: KubernetesEnrichConfig = Field(default_factory=KubernetesEnrichConfig)
 
 
 class Settings(BaseSettings):
@@ -137,6 +209,7 @@ class Settings(BaseSettings):
     store: StoreConfig = Field(default_factory=StoreConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    enrich: EnrichConfig = Field(default_factory=EnrichConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from netobs import schema
 
@@ -71,8 +72,15 @@ def create_flows(
     dialect: str = "modern",
     cluster: str | None = None,
     table: str = FLOWS,
+    replicated: bool = False,
 ) -> list[str]:
-    """Statements that create the flows table(s), each idempotent (IF NOT EXISTS)."""
+    """Statements that create the flows table(s), each idempotent (IF NOT EXISTS).
+
+    ``replicated`` (single server with ZooKeeper, no cluster): a ReplicatedMergeTree at
+    ``/clickhouse/tables/<database>/<table>``. Replicated tables drop a re-inserted block
+    identical to one of the last ``replicated_deduplication_window`` blocks, which is how
+    pre-19 servers (no ``insert_deduplication_token``) make a replayed batch harmless.
+    """
     cols = _column_defs(schema.FLOW_COLUMNS, dialect)
     order_by = _ORDER_BY if dialect == "modern" else _LEGACY_ORDER_BY
     ttl = ""
@@ -84,9 +92,13 @@ def create_flows(
         settings = "\nSETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000"
     part = "toDate(time_received)" if dialect == "modern" else "toYYYYMMDD(time_received)"
     if not cluster:
+        engine = "MergeTree"
+        if replicated:
+            engine = f"ReplicatedMergeTree('{zookeeper_path(database, table)}', 'r1')"
+            settings = "\nSETTINGS index_granularity = 8192" if dialect == "modern" else ""
         return [
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` (\n{cols}\n)\n"
-            f"ENGINE = MergeTree\nPARTITION BY {part}\nORDER BY ({', '.join(order_by)}){ttl}{settings}"
+            f"ENGINE = {engine}\nPARTITION BY {part}\nORDER BY ({', '.join(order_by)}){ttl}{settings}"
         ]
     local = f"{table}_local"
     engine = f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{database}/{local}', '{{replica}}')"
@@ -97,6 +109,11 @@ def create_flows(
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` ON CLUSTER '{cluster}' "
         f"AS `{database}`.`{local}`\nENGINE = Distributed('{cluster}', '{database}', '{local}', rand())",
     ]
+
+
+def zookeeper_path(database: str, table: str) -> str:
+    """ZooKeeper path of a single-server replicated table."""
+    return f"/clickhouse/tables/{database}/{table}"
 
 
 def add_missing_columns(
@@ -142,3 +159,109 @@ class SchemaDrift(Exception):
 def insert_columns() -> list[str]:
     """The insert column list, in schema order."""
     return list(schema.COLUMN_NAMES)
+
+
+# ---- rollups and exporter health (modern dialect) ---------------------------------------------
+# Double counting: Open vSwitch bridge IPFIX reports every flow twice, once per direction
+# (PEERS.md). Rollups count a record unless it is an IPFIX record with direction 'egress':
+# the ingress record (or an exporter's only, 'unknown'-direction record) counts the flow once.
+# sFlow samples are independent packet samples and always count. Raw flows keep every record.
+# Measure expressions name source columns as ``f.<column>``: the measures reuse column names
+# (bytes, packets) as aliases, and an unqualified name would resolve to the alias.
+ROLLUP_WHERE = "NOT (type = 'ipfix' AND direction = 'egress')"
+
+#: Dimensions of the traffic rollups: center pair × tenant pair × zone pair × service × type/direction.
+ROLLUP_KEYS: tuple[str, ...] = (
+    "src_center",
+    "dst_center",
+    "src_tenant",
+    "dst_tenant",
+    "src_zone",
+    "dst_zone",
+    "dst_port",
+    "proto",
+    "type",
+    "direction",
+)
+_SCALE = "if(f.sampling_rate = 0, 1, f.sampling_rate)"  # an unknown rate (0) counts as 1 in 1
+_TRAFFIC_MEASURES = (
+    ("bytes", "UInt64", f"sum(f.bytes * {_SCALE})", "Bytes scaled by the sampling rate."),
+    ("packets", "UInt64", f"sum(f.packets * {_SCALE})", "Packets scaled by the sampling rate."),
+    ("raw_bytes", "UInt64", "sum(f.bytes)", "Bytes as exported (unscaled)."),
+    ("raw_packets", "UInt64", "sum(f.packets)", "Packets as exported (unscaled)."),
+    ("flows", "UInt64", "count()", "Flow records."),
+)
+_TS3 = "DateTime64(3, 'UTC')"
+_HEALTH_MEASURES = (
+    ("flows", "SimpleAggregateFunction(sum, UInt64)", "count()", "Flow records received."),
+    (
+        "sampling_rates",
+        "SimpleAggregateFunction(groupUniqArrayArray, Array(UInt32))",
+        "groupUniqArray(f.sampling_rate)",
+        "Sampling rates seen.",
+    ),
+    ("first_seen", f"SimpleAggregateFunction(min, {_TS3})", "min(f.time_received)", "First record."),
+    ("last_seen", f"SimpleAggregateFunction(max, {_TS3})", "max(f.time_received)", "Last record."),
+)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A table fed from ``flows`` by a materialized view, generated from the schema."""
+
+    table: str
+    bucket: str  # ClickHouse function truncating the time axis
+    keys: tuple[str, ...]
+    measures: tuple[tuple[str, str, str, str], ...]  # name, type, aggregate expression, doc
+    engine: str
+    retention: str  # the StoreConfig field holding the TTL in days
+    where: str = ""
+
+
+ROLLUPS: tuple[Rollup, ...] = (
+    Rollup("flows_1m", "toStartOfMinute", ROLLUP_KEYS, _TRAFFIC_MEASURES, "SummingMergeTree",
+           "rollup_1m_retention_days", ROLLUP_WHERE),
+    Rollup("flows_1h", "toStartOfHour", ROLLUP_KEYS, _TRAFFIC_MEASURES, "SummingMergeTree",
+           "rollup_1h_retention_days", ROLLUP_WHERE),
+    Rollup("exporter_health_1m", "toStartOfMinute", ("exporter", "type", "observation_domain"),
+           _HEALTH_MEASURES, "AggregatingMergeTree", "exporter_health_retention_days"),
+)  # fmt: skip
+
+
+def create_rollup(
+    database: str, rollup: Rollup, *, retention_days: int = 0, cluster: str | None = None
+) -> list[str]:
+    """The rollup's target table(s) and its materialized view, each idempotent (modern dialect)."""
+    db, on = f"`{database}`", f" ON CLUSTER '{cluster}'" if cluster else ""
+    cols = ["    `time` DateTime('UTC') COMMENT 'Start of the bucket.'"]
+    cols += [f"    `{k}` {schema.BY_NAME[k].ch_type}" for k in rollup.keys]
+    cols += [f"    `{n}` {t} COMMENT '{doc}'" for n, t, _, doc in rollup.measures]
+    local, source = rollup.table, FLOWS
+    settings = "\nSETTINGS non_replicated_deduplication_window = 1000"
+    args = []
+    if cluster:
+        local, source, settings = f"{rollup.table}_local", f"{FLOWS}_local", ""
+        args = [f"'/clickhouse/tables/{{shard}}/{database}/{local}'", "'{replica}'"]
+    if rollup.engine == "SummingMergeTree":
+        args.append("(" + ", ".join(n for n, *_ in rollup.measures) + ")")
+    engine = ("Replicated" if cluster else "") + rollup.engine + (f"({', '.join(args)})" if args else "")
+    ttl = f"\nTTL time + INTERVAL {int(retention_days)} DAY DELETE" if retention_days else ""
+    out = [
+        f"CREATE TABLE IF NOT EXISTS {db}.`{local}`{on} (\n" + ",\n".join(cols) + "\n)\n"
+        f"ENGINE = {engine}\nPARTITION BY toYYYYMM(time)\n"
+        f"ORDER BY (time, {', '.join(rollup.keys)}){ttl}{settings}"
+    ]
+    if cluster:
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS {db}.`{rollup.table}`{on} AS {db}.`{local}`\n"
+            f"ENGINE = Distributed('{cluster}', '{database}', '{local}', rand())"
+        )
+    where = f"\nWHERE {rollup.where}" if rollup.where else ""
+    aggs = ",\n    ".join(f"{expr} AS `{n}`" for n, _, expr, _ in rollup.measures)
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`{rollup.table}_mv`{on} TO {db}.`{local}` AS\n"
+        f"SELECT\n    {rollup.bucket}(toDateTime(time_received, 'UTC')) AS `time`,\n    "
+        + ",\n    ".join(f"`{k}`" for k in rollup.keys)
+        + f",\n    {aggs}\nFROM {db}.`{source}` AS f{where}\nGROUP BY time, {', '.join(rollup.keys)}"
+    )
+    return out

@@ -10,3 +10,10 @@ rows_inserted = counter("netobs_pipeline_rows_inserted_total", "Rows inserted in
 insert_failures = counter("netobs_pipeline_insert_failures_total", "Inserts that failed and were retried", ())
 buffered_rows = gauge("netobs_pipeline_buffered_rows", "Rows waiting for the next insert", ())
 insert_latency = histogram("netobs_pipeline_insert_seconds", "Duration of one insert", ())
+dead_letters = counter(
+    "netobs_pipeline_dead_letters_total", "Messages sent to the dead-letter destination", ("reason",)
+)
+dropped_on_rebalance = counter(
+    "netobs_pipeline_rebalance_dropped_rows_total", "Buffered rows dropped when partitions were revoked", ()
+)
+paused = gauge("netobs_pipeline_paused", "1 while consumption is paused (buffer full or store down)", ())

@@ -1,25 +1,29 @@
 """The pipeline: consume flow batches from the transport and insert them into the store.
 
-Offsets are committed only after the insert that holds their rows succeeded, so a
-crash or a store outage loses nothing: the rows are re-read from the transport. While
-the store is unavailable the pipeline keeps its buffer, stops polling (backpressure)
-and retries with backoff.
+Exactly once in effect: each insert holds a contiguous offset range of one partition
+(:mod:`pipeline.delivery`), carries a deduplication token naming that range, and its
+offsets are committed only after it succeeded. A crash replays the same batch, which the
+store drops as a duplicate. While the buffer is full or the store is down the consumer
+is paused but keeps polling, so it stays in its group (backpressure without eviction).
+Messages that cannot be processed go to the dead-letter destination with the reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pyarrow as pa
 
-from netobs import schema
+from netobs import schema, wire
 from netobs.config import PipelineConfig
 from netobs.store import Store, StoreError, StoreUnavailable
 from netobs.transport import Consumer, Message, TransportError
+from netobs.transport.deadletter import DeadLetters, DirectoryDeadLetters
 from pipeline import metrics
+from pipeline.delivery import Batch, Batcher
 
 log = logging.getLogger(__name__)
 
@@ -27,111 +31,196 @@ _TARGET = schema.arrow_schema()
 
 
 class Pipeline:
-    """Consume → insert → commit, in one background thread. Constructed inert."""
+    """Consume → (transform) → insert → commit, in one background thread. Constructed inert."""
 
-    def __init__(self, config: PipelineConfig, consumer: Consumer, store: Store, drain: bool = False):
+    def __init__(
+        self,
+        config: PipelineConfig,
+        consumer: Consumer,
+        store: Store,
+        drain: bool = False,
+        transform: Callable[[pa.Table], pa.Table] | None = None,
+        dead_letters: DeadLetters | None = None,
+    ):
         self.config = config
         #: On stop, take everything still in the transport first (the in-process queue
         #: would otherwise lose it; Kafka keeps uncommitted messages anyway).
         self.drain = drain
         self.consumer = consumer
         self.store = store
-        self._buffer: list[Message] = []
-        self._rows = 0
-        self._oldest = 0.0
+        #: Applied to each batch before its insert (enrichment); must be deterministic, or a
+        #: replayed batch would not be recognised as a duplicate on servers without tokens.
+        self.transform = transform
+        self.dead_letters = dead_letters
+        self._batcher = Batcher(config.max_batch_rows)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._paused = False
+        self._retry_at = 0.0
+        self._backoff = 0.5
         self.rows_inserted = 0
         self.bad_messages = 0
+        self.dead_lettered = 0
+        handler = getattr(consumer, "set_rebalance_handler", None)
+        if handler is not None:
+            handler(self._revoked, self._assigned)
 
     def start(self) -> None:
+        if self.dead_letters is None:
+            make = getattr(self.consumer, "dead_letters", None)
+            self.dead_letters = make() if make else None
+        if self.dead_letters is None and self.config.dead_letter_dir is not None:
+            self.dead_letters = DirectoryDeadLetters(self.config.dead_letter_dir)
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Drain what was polled, insert it, commit, and stop."""
+        """Insert and commit what was polled, and stop."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout_s)
         self.consumer.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
 
+    # ---- the loop ----------------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = 0.5
         while True:
             stopping = self._stop.is_set()
             try:
                 if not stopping or (self.drain and self._poll_more()):
                     self._poll()
-                if self._buffer and (stopping or self._due()):
-                    self.flush()
-                backoff = 0.5
-            except StoreUnavailable as e:
-                metrics.insert_failures.inc()
-                log.warning("store unavailable, keeping %d rows: %s", self._rows, e)
+                if stopping or time.monotonic() >= self._retry_at:
+                    self._flush_ready(everything=stopping)
+                    self._backoff = 0.5
+            except (StoreUnavailable, TransportError) as e:
+                if isinstance(e, StoreUnavailable):
+                    metrics.insert_failures.inc()
+                log.warning(
+                    "%s; keeping %d buffered rows, retry in %.1fs", e, self._batcher.rows, self._backoff
+                )
                 if stopping:
-                    log.error(
-                        "stopping with %d rows not inserted; they stay uncommitted in the transport",
-                        self._rows,
-                    )
+                    log.error("stopping with %d rows not inserted; they stay uncommitted", self._batcher.rows)
                     return
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-            except TransportError as e:
-                log.warning("transport: %s", e)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-            if stopping and not self._buffer and not (self.drain and self._poll_more()):
+                self._retry_at = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, 30.0)
+            if stopping and not (self.drain and self._poll_more()):
                 return
 
     def _poll_more(self) -> bool:
         depth = getattr(self.consumer, "depth", None)
         return bool(depth and depth() > 0)
 
-    def _due(self) -> bool:
-        full = self._rows >= self.config.max_batch_rows
-        late = time.monotonic() - self._oldest >= self.config.max_batch_delay_ms / 1000
-        return full or late
-
     def _poll(self) -> None:
-        if self._rows >= self.config.max_batch_rows:
-            return  # backpressure: insert what we hold first
         timeout = min(0.2, self.config.max_batch_delay_ms / 1000)
+        blocked = self._batcher.rows >= self.config.max_buffered_rows or time.monotonic() < self._retry_at
+        if blocked != self._paused:
+            self._set_paused(blocked)
+        if blocked and not hasattr(self.consumer, "pause"):
+            time.sleep(timeout)  # a consumer that cannot pause: just do not take more
+            return
         for msg in self.consumer.poll(timeout):
             metrics.consumed.inc()
             if msg.table is None:
                 self.bad_messages += 1
                 metrics.bad_messages.labels(reason="undecodable").inc()
                 log.error("unreadable message at %s: %s", msg.position, msg.error)
-                continue
-            if not self._buffer:
-                self._oldest = time.monotonic()
-            self._buffer.append(msg)
-            self._rows += msg.table.num_rows
-        metrics.buffered_rows.set(self._rows)
+            self._batcher.add(msg)
+        metrics.buffered_rows.set(self._batcher.rows)
 
+    def _set_paused(self, paused: bool) -> None:
+        """Pause consumption but keep polling: a Kafka consumer that stops polling for longer
+        than max_poll_interval_ms is evicted from its group and its partitions rebalanced."""
+        method = getattr(self.consumer, "pause" if paused else "resume", None)
+        if method is not None:
+            method()
+        self._paused = paused
+        metrics.paused.set(int(paused))
+
+    def _revoked(self, keys: list[tuple[str, int]]) -> None:
+        if not keys:
+            return
+        dropped = self._batcher.drop(keys)
+        metrics.dropped_on_rebalance.inc(dropped)
+        log.info("partitions revoked: %s; dropped %d uncommitted buffered rows", keys, dropped)
+
+    def _assigned(self, plans: dict[tuple[str, int], tuple[int, int] | None]) -> None:
+        self._batcher.drop(list(plans))
+        self._batcher.set_plans({k: v for k, v in plans.items() if v is not None})
+        self._paused = False  # a fresh assignment is not paused
+
+    # ---- delivery ----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Insert the buffered rows in one statement, then commit the transport."""
-        tables = [_conform(m.table) for m in self._buffer if m.table is not None]
-        table = pa.concat_tables(tables) if tables else None
-        if table is not None and table.num_rows:
-            started = time.perf_counter()
-            try:
-                self.store.insert(table, token=_token(self._buffer))
-            except StoreUnavailable:
-                raise
-            except StoreError as e:
-                # A batch the store refuses outright would block the pipeline forever.
-                metrics.bad_messages.labels(reason="rejected_by_store").inc(len(self._buffer))
-                self.bad_messages += len(self._buffer)
-                log.error("store rejected %d rows: %s", table.num_rows, e)
-            else:
-                metrics.insert_latency.observe(time.perf_counter() - started)
-                metrics.rows_inserted.inc(table.num_rows)
-                self.rows_inserted += table.num_rows
-        self.consumer.commit()
-        self._buffer.clear()
-        self._rows = 0
-        metrics.buffered_rows.set(0)
+        """Insert and commit everything buffered now."""
+        self._flush_ready(everything=True)
+
+    def _flush_ready(self, everything: bool) -> None:
+        delay = self.config.max_batch_delay_ms / 1000
+        while (batch := self._batcher.next_ready(delay, everything)) is not None:
+            self._deliver(batch)
+            self._batcher.done(batch)
+            metrics.buffered_rows.set(self._batcher.rows)
+
+    def _deliver(self, batch: Batch) -> None:
+        """Record the range, insert (or dead-letter), then commit: a crash anywhere replays it."""
+        if batch.key is not None and not batch.planned:
+            commit_plan = getattr(self.consumer, "commit_plan", None)
+            if commit_plan is not None:
+                commit_plan(batch.key[0], batch.key[1], batch.first, batch.last)
+            batch.planned = True
+        good = [m for m in batch.messages if m.table is not None]
+        bad = [(m, "unreadable", m.error or "") for m in batch.messages if m.table is None]
+        if batch.rows:
+            bad += self._insert(batch, good)
+        self._dead_letter(bad)
+        commit_offsets = getattr(self.consumer, "commit_offsets", None)
+        if batch.key is not None and commit_offsets is not None:
+            commit_offsets({batch.key: (batch.last + 1, "")})
+        else:
+            self.consumer.commit()
+
+    def _insert(self, batch: Batch, good: list[Message]) -> list[tuple[Message, str, str]]:
+        """Insert the batch; the messages to dead-letter when the store rejects it outright."""
+        table = pa.concat_tables([_conform(m.table) for m in good if m.table is not None])
+        started = time.perf_counter()
+        try:
+            if self.transform is not None:
+                table = self.transform(table)
+            self.store.insert(table, token=batch.token)
+        except (StoreUnavailable, TransportError):
+            raise
+        except StoreError as e:
+            log.error("store rejected %d rows of %s: %s", table.num_rows, batch.key, e)
+            return [(m, "rejected_by_store", str(e)) for m in good]
+        except Exception as e:  # a transform that cannot handle this batch
+            log.exception("transform failed on %d rows of %s", table.num_rows, batch.key)
+            return [(m, "transform_failed", f"{type(e).__name__}: {e}") for m in good]
+        metrics.insert_latency.observe(time.perf_counter() - started)
+        metrics.rows_inserted.inc(table.num_rows)
+        self.rows_inserted += table.num_rows
+        return []
+
+    def _dead_letter(self, letters: list[tuple[Message, str, str]]) -> None:
+        for msg, reason, error in letters:
+            if reason != "unreadable":
+                self.bad_messages += 1
+                metrics.bad_messages.labels(reason=reason).inc()
+            if self.dead_letters is None:
+                log.error("no dead-letter destination: message at %s lost (%s)", msg.position, reason)
+                continue
+            self.dead_letters.send(_raw(msg), reason, error, msg.position)
+            self.dead_lettered += 1
+            metrics.dead_letters.labels(reason=reason).inc()
+        if letters and self.dead_letters is not None:
+            self.dead_letters.flush()  # stored before the offsets that cover them are committed
+
+
+def _raw(msg: Message) -> bytes:
+    if msg.raw is not None:
+        return msg.raw
+    assert msg.table is not None
+    batches = msg.table.combine_chunks().to_batches()
+    return wire.encode(batches[0] if batches else pa.RecordBatch.from_pylist([], schema=msg.table.schema))
 
 
 def _conform(table: pa.Table) -> pa.Table:
@@ -141,11 +230,3 @@ def _conform(table: pa.Table) -> pa.Table:
     from netobs.batch import FlowBatch
 
     return pa.Table.from_batches([FlowBatch.from_arrow(table).to_arrow()])
-
-
-def _token(messages: list[Message]) -> str | None:
-    """A deduplication token naming exactly the transport positions inserted."""
-    positions = sorted(m.position for m in messages if m.position is not None)
-    if not positions:
-        return None
-    return hashlib.sha256(repr(positions).encode()).hexdigest()[:32]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from netobs import ddl
+from netobs.config import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,50 @@ def converge(
     retention_days: int,
     dialect: str,
     cluster: str | None = None,
+    replicated: bool = False,
+    rollup_retention: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Bring a live database to the schema, idempotently; returns the statements run."""
+    """Bring a live database to the schema, idempotently; returns the statements run.
+
+    Rollups and the exporter-health table (materialized views) exist in the modern dialect
+    only; ``rollup_retention`` maps a :class:`netobs.ddl.Rollup`'s ``retention`` field name
+    to its TTL in days.
+    """
     ran = [ddl.create_database(database, cluster)]
-    ran += ddl.create_flows(database, retention_days=retention_days, dialect=dialect, cluster=cluster)
+    ran += ddl.create_flows(
+        database,
+        retention_days=retention_days,
+        dialect=dialect,
+        cluster=cluster,
+        replicated=replicated and not cluster,
+    )
     for stmt in ran:
         execute(stmt)
     alters = ddl.add_missing_columns(database, columns_of(ddl.FLOWS), dialect=dialect, cluster=cluster)
     for stmt in alters:
         log.info("schema: %s", stmt)
         execute(stmt)
-    return ran + alters
+    rollups: list[str] = []
+    if dialect == "modern":
+        days = rollup_retention or {}
+        for rollup in ddl.ROLLUPS:
+            rollups += ddl.create_rollup(
+                database, rollup, retention_days=days.get(rollup.retention, 0), cluster=cluster
+            )
+        for stmt in rollups:
+            execute(stmt)
+    return ran + alters + rollups
+
+
+def converge_store(store: Any, config: StoreConfig) -> list[str]:
+    """:func:`converge` with a store's own ``execute``/``_columns_of`` and the config's TTLs."""
+    return converge(
+        store.execute,
+        store._columns_of,
+        config.database,
+        retention_days=config.retention_days,
+        dialect=store.dialect,
+        cluster=config.clickhouse.cluster if config.type == "clickhouse" else None,
+        replicated=config.replicated,
+        rollup_retention={r.retention: getattr(config, r.retention) for r in ddl.ROLLUPS},
+    )

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from netobs import ddl
 from netobs.config import StoreConfig
-from netobs.store.base import StoreError, StoreUnavailable, converge
+from netobs.store.base import StoreError, StoreUnavailable, converge_store
 
 
 class ChdbStore:
@@ -34,13 +34,7 @@ class ChdbStore:
             self._session = session.Session(str(path))
         except Exception as e:  # chdb raises plain RuntimeError-likes, e.g. a locked directory
             raise StoreUnavailable(f"cannot open embedded store at {path}: {_first_line(e)}") from None
-        converge(
-            self.execute,
-            self._columns_of,
-            self.database,
-            retention_days=self.config.retention_days,
-            dialect=self.dialect,
-        )
+        converge_store(self, self.config)
 
     def stop(self) -> None:
         with self._lock:

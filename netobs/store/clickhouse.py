@@ -22,11 +22,28 @@ from clickhouse_driver import errors as ch_errors
 
 from netobs import ddl
 from netobs.config import StoreConfig
-from netobs.store.base import StoreError, StoreUnavailable, converge
+from netobs.store.base import StoreError, StoreUnavailable, converge_store
 
 log = logging.getLogger(__name__)
 
 _NETWORK_ERRORS = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
+#: Server errors that pass (retry, then StoreUnavailable) rather than reject the data: a
+#: replicated table is read-only until its ZooKeeper session is back after a restart, etc.
+_TRANSIENT_CODES = {
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    225,  # NO_ZOOKEEPER
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    252,  # TOO_MANY_PARTS
+    999,  # KEEPER_EXCEPTION
+}
+
+
+class _Transient(Exception):
+    pass
 
 
 class ClickHouseStore:
@@ -61,14 +78,7 @@ class ClickHouseStore:
         major = int(str(version).split(".")[0])
         self.dialect = "modern" if major >= 19 else "legacy"
         log.info("clickhouse server %s (%s dialect)", version, self.dialect)
-        converge(
-            self.execute,
-            self._columns_of,
-            self.database,
-            retention_days=self.config.retention_days,
-            dialect=self.dialect,
-            cluster=self.config.clickhouse.cluster,
-        )
+        converge_store(self, self.config)
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -79,8 +89,13 @@ class ClickHouseStore:
         for attempt in range(self.config.insert_retries + 1):
             try:
                 with self._lock:
-                    return fn()
-            except _NETWORK_ERRORS as e:
+                    try:
+                        return fn()
+                    except ch_errors.ServerException as e:
+                        if e.code in _TRANSIENT_CODES:
+                            raise _Transient(" ".join(str(e).split())[:300]) from None
+                        raise
+            except (*_NETWORK_ERRORS, _Transient) as e:
                 self._client.disconnect()
                 if attempt == self.config.insert_retries:
                     c = self.config.clickhouse

@@ -34,6 +34,15 @@ class Producer(Protocol):
 
 
 class Consumer(Protocol):
+    """What the pipeline needs from every consumer.
+
+    Optional capabilities, used when present: ``pause()``/``resume()`` (stop fetching but
+    keep polling), ``commit_offsets({(topic, partition): (next_offset, metadata)})``,
+    ``commit_plan(topic, partition, first, last)`` (record a batch's range before its
+    insert), ``set_rebalance_handler(revoked, assigned)``, ``dead_letters()`` (a
+    :class:`netobs.transport.deadletter.DeadLetters` sink) and ``depth()``.
+    """
+
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...

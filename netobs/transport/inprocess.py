@@ -9,6 +9,7 @@ the process: the embedded mode trades durability for having no servers.
 from __future__ import annotations
 
 import queue
+import time
 
 import pyarrow as pa
 
@@ -56,9 +57,20 @@ class _Producer:
 class _Consumer:
     def __init__(self, transport: InprocessTransport):
         self._t = transport
+        self._paused = False
+
+    def pause(self) -> None:
+        """Leave batches in the queue (producers then block): the pipeline's buffer is full."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
 
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]:
         out: list[Message] = []
+        if self._paused:
+            time.sleep(timeout_s)
+            return out
         try:
             item = self._t._queue.get(timeout=timeout_s)
         except queue.Empty:

@@ -8,15 +8,18 @@ never auto-commit: the pipeline commits only after the rows are in the store.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.structs import OffsetAndMetadata
 
 from netobs import wire
 from netobs.config import KafkaTransportConfig
 from netobs.transport.base import Message, TransportError
+from netobs.transport.deadletter import KafkaDeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +107,38 @@ class KafkaBatchProducer:
 
 
 class KafkaBatchConsumer:
+    """Polls flow batches; commits explicit offsets; pauses instead of stopping to poll.
+
+    A batch's planned offset range is committed as metadata of the offset it starts at
+    (``netobs-batch:<first>-<last>``) before its insert. Whoever owns the partition next
+    reads it back on assignment and re-creates exactly that batch, so a replayed insert
+    carries the same deduplication token (and, on old servers, the same block).
+    """
+
     def __init__(self, cfg: KafkaTransportConfig):
+        self.config = cfg
+        self._on_revoked: Callable[[list[tuple[str, int]]], None] | None = None
+        self._on_assigned: Callable[[dict[tuple[str, int], tuple[int, int] | None]], None] | None = None
         try:
             self._c = KafkaConsumer(
-                cfg.topic,
                 group_id=cfg.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_partition_fetch_bytes=4 * MAX_MESSAGE_BYTES,
+                max_poll_interval_ms=cfg.max_poll_interval_ms,
                 **client_options(cfg),
             )
+            self._c.subscribe([cfg.topic], listener=_Listener(self))
         except KafkaError as e:
             raise TransportError(f"Kafka {list(cfg.bootstrap_servers)} unreachable: {e}") from None
+
+    def set_rebalance_handler(
+        self,
+        revoked: Callable[[list[tuple[str, int]]], None],
+        assigned: Callable[[dict[tuple[str, int], tuple[int, int] | None]], None],
+    ) -> None:
+        """Called from inside :meth:`poll`, in the polling thread, on each rebalance."""
+        self._on_revoked, self._on_assigned = revoked, assigned
 
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]:
         try:
@@ -133,10 +156,68 @@ class KafkaBatchConsumer:
         return out
 
     def commit(self) -> None:
+        """Commit every consumed position (only safe when everything polled is stored)."""
         try:
             self._c.commit()
         except KafkaError as e:
             raise TransportError(f"offset commit failed: {e}") from None
 
+    def commit_offsets(self, offsets: Mapping[tuple[str, int], tuple[int, str]]) -> None:
+        """Commit ``(topic, partition) -> (next offset, metadata)``."""
+        req = {TopicPartition(t, p): OffsetAndMetadata(o, m, -1) for (t, p), (o, m) in offsets.items()}
+        try:
+            self._c.commit(req)
+        except KafkaError as e:
+            raise TransportError(f"offset commit failed: {e}") from None
+
+    def commit_plan(self, topic: str, partition: int, first: int, last: int) -> None:
+        """Record the offset range of the batch about to be inserted."""
+        self.commit_offsets({(topic, partition): (first, f"{PLAN_PREFIX}{first}-{last}")})
+
+    def planned(self, tp: TopicPartition) -> tuple[int, int] | None:
+        """The recorded range of a batch that may have been inserted but not committed."""
+        om = self._c.committed(tp, metadata=True)
+        meta = getattr(om, "metadata", "") or ""
+        if om is None or not meta.startswith(PLAN_PREFIX):
+            return None
+        first, last = (int(x) for x in meta[len(PLAN_PREFIX) :].split("-"))
+        return (first, last) if first == om.offset and last >= first else None
+
+    def pause(self) -> None:
+        self._c.pause(*self._c.assignment())
+
+    def resume(self) -> None:
+        paused = self._c.paused()
+        if paused:
+            self._c.resume(*paused)
+
+    def dead_letters(self) -> KafkaDeadLetters | None:
+        if not self.config.dead_letter_topic:
+            return None
+        return KafkaDeadLetters(self.config.dead_letter_topic, client_options(self.config))
+
     def close(self) -> None:
         self._c.close(autocommit=False)
+
+
+PLAN_PREFIX = "netobs-batch:"
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, consumer: KafkaBatchConsumer):
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if self.consumer._on_revoked:
+            self.consumer._on_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        plans: dict[tuple[str, int], tuple[int, int] | None] = {}
+        for tp in assigned:
+            try:
+                plans[(tp.topic, tp.partition)] = self.consumer.planned(tp)
+            except (KafkaError, ValueError) as e:
+                log.error("cannot read the batch plan of %s: %s (a replay may duplicate)", tp, e)
+                plans[(tp.topic, tp.partition)] = None
+        if self.consumer._on_assigned:
+            self.consumer._on_assigned(plans)

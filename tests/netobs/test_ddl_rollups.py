@@ -1,0 +1,195 @@
+"""Rollup and exporter-health DDL: expected SQL, and execution with data on the real chdb engine."""
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from netobs import ddl
+from netobs.batch import FlowBatch, ip_bytes
+from netobs.config import ChdbStoreConfig, StoreConfig
+from netobs.store import make_store
+
+EXPECTED_1M = """CREATE TABLE IF NOT EXISTS `n`.`flows_1m` (
+    `time` DateTime('UTC') COMMENT 'Start of the bucket.',
+    `src_center` LowCardinality(String),
+    `dst_center` LowCardinality(String),
+    `src_tenant` LowCardinality(String),
+    `dst_tenant` LowCardinality(String),
+    `src_zone` LowCardinality(String),
+    `dst_zone` LowCardinality(String),
+    `dst_port` UInt16,
+    `proto` UInt8,
+    `type` LowCardinality(String),
+    `direction` LowCardinality(String),
+    `bytes` UInt64 COMMENT 'Bytes scaled by the sampling rate.',
+    `packets` UInt64 COMMENT 'Packets scaled by the sampling rate.',
+    `raw_bytes` UInt64 COMMENT 'Bytes as exported (unscaled).',
+    `raw_packets` UInt64 COMMENT 'Packets as exported (unscaled).',
+    `flows` UInt64 COMMENT 'Flow records.'
+)
+ENGINE = SummingMergeTree((bytes, packets, raw_bytes, raw_packets, flows))
+PARTITION BY toYYYYMM(time)
+ORDER BY (time, src_center, dst_center, src_tenant, dst_tenant, src_zone, dst_zone, dst_port, proto, type, direction)
+TTL time + INTERVAL 30 DAY DELETE
+SETTINGS non_replicated_deduplication_window = 1000"""
+
+EXPECTED_1M_MV = """CREATE MATERIALIZED VIEW IF NOT EXISTS `n`.`flows_1m_mv` TO `n`.`flows_1m` AS
+SELECT
+    toStartOfMinute(toDateTime(time_received, 'UTC')) AS `time`,
+    `src_center`,
+    `dst_center`,
+    `src_tenant`,
+    `dst_tenant`,
+    `src_zone`,
+    `dst_zone`,
+    `dst_port`,
+    `proto`,
+    `type`,
+    `direction`,
+    sum(f.bytes * if(f.sampling_rate = 0, 1, f.sampling_rate)) AS `bytes`,
+    sum(f.packets * if(f.sampling_rate = 0, 1, f.sampling_rate)) AS `packets`,
+    sum(f.bytes) AS `raw_bytes`,
+    sum(f.packets) AS `raw_packets`,
+    count() AS `flows`
+FROM `n`.`flows` AS f
+WHERE NOT (type = 'ipfix' AND direction = 'egress')
+GROUP BY time, src_center, dst_center, src_tenant, dst_tenant, src_zone, dst_zone, dst_port, proto, type, direction"""
+
+
+def rollup(name):
+    return next(r for r in ddl.ROLLUPS if r.table == name)
+
+
+def test_one_minute_rollup_sql():
+    assert ddl.create_rollup("n", rollup("flows_1m"), retention_days=30) == [EXPECTED_1M, EXPECTED_1M_MV]
+
+
+def test_hourly_rollup_differs_only_in_bucket_and_name():
+    table, mv = ddl.create_rollup("n", rollup("flows_1h"), retention_days=30)
+    assert table == EXPECTED_1M.replace("flows_1m", "flows_1h")
+    assert mv == EXPECTED_1M_MV.replace("flows_1m", "flows_1h").replace("toStartOfMinute", "toStartOfHour")
+
+
+def test_no_ttl_when_retention_is_zero():
+    (table, _) = ddl.create_rollup("n", rollup("flows_1h"))
+    assert "TTL" not in table
+
+
+def test_cluster_variant_is_replicated_local_plus_distributed():
+    local, dist, mv = ddl.create_rollup("n", rollup("flows_1m"), cluster="c")
+    assert "CREATE TABLE IF NOT EXISTS `n`.`flows_1m_local` ON CLUSTER 'c'" in local
+    assert (
+        "ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/n/flows_1m_local', '{replica}', "
+        "(bytes, packets, raw_bytes, raw_packets, flows))" in local
+    )
+    assert dist.endswith("ENGINE = Distributed('c', 'n', 'flows_1m_local', rand())")
+    assert "TO `n`.`flows_1m_local` AS" in mv and "FROM `n`.`flows_local` AS f" in mv
+
+
+def test_exporter_health_sql():
+    table, mv = ddl.create_rollup("n", rollup("exporter_health_1m"))
+    assert "ENGINE = AggregatingMergeTree\n" in table
+    assert "`sampling_rates` SimpleAggregateFunction(groupUniqArrayArray, Array(UInt32))" in table
+    assert "ORDER BY (time, exporter, type, observation_domain)" in table
+    assert "WHERE" not in mv  # health counts every record, both directions
+
+
+def test_single_server_replicated_flows_table():
+    (stmt,) = ddl.create_flows("n", dialect="legacy", replicated=True)
+    assert "ENGINE = ReplicatedMergeTree('/clickhouse/tables/n/flows', 'r1')" in stmt
+    assert "SETTINGS" not in stmt  # 18.16 knows no non_replicated_deduplication_window
+
+
+# ---- execution on chdb ---------------------------------------------------------------------------
+@pytest.fixture
+def store(tmp_path):
+    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb"), rollup_1m_retention_days=7))
+    s.start()
+    yield s
+    s.stop()
+
+
+def flows(now_ms):
+    rows = [  # type, direction, sampling_rate, bytes, packets, dst_port, exporter
+        ("ipfix", "ingress", 0, 1000, 2, 443, "192.0.2.1"),
+        ("ipfix", "egress", 0, 1000, 2, 443, "192.0.2.1"),  # the same flow, seen leaving the bridge
+        ("sflow", "ingress", 100, 10, 1, 443, "192.0.2.2"),
+        ("sflow", "ingress", 100, 20, 1, 443, "192.0.2.2"),
+        ("sflow", "unknown", 400, 5, 1, 5432, "192.0.2.2"),
+    ]
+    n = len(rows)
+    cols = list(zip(*rows, strict=True))
+    return pa.Table.from_batches(
+        [
+            FlowBatch(
+                {
+                    "time_received": np.full(n, now_ms, dtype="int64"),
+                    "type": np.array(cols[0], dtype=object),
+                    "direction": np.array(cols[1], dtype=object),
+                    "sampling_rate": np.array(cols[2], dtype="uint32"),
+                    "bytes": np.array(cols[3], dtype="uint64"),
+                    "packets": np.array(cols[4], dtype="uint64"),
+                    "dst_port": np.array(cols[5], dtype="uint16"),
+                    "proto": np.full(n, 6, dtype="uint8"),
+                    "exporter": np.array([ip_bytes(a) for a in cols[6]], dtype="V16"),
+                    "src_center": np.array(["dc1"] * n, dtype=object),
+                    "dst_center": np.array(["dc3"] * n, dtype=object),
+                    "src_tenant": np.array(["retail"] * n, dtype=object),
+                    "dst_tenant": np.array(["core-banking"] * n, dtype=object),
+                }
+            ).to_arrow()
+        ]
+    )
+
+
+ROLLUP_QUERY = (
+    "SELECT type, direction, dst_port, sum(bytes) AS b, sum(packets) AS p, sum(raw_bytes) AS rb, "
+    "sum(flows) AS f FROM netobs.{t} WHERE src_center = 'dc1' AND dst_tenant = 'core-banking' "
+    "GROUP BY type, direction, dst_port ORDER BY type, direction, dst_port"
+)
+EXPECTED_ROWS = [
+    {"type": "ipfix", "direction": "ingress", "dst_port": 443, "b": 1000, "p": 2, "rb": 1000, "f": 1},
+    {"type": "sflow", "direction": "ingress", "dst_port": 443, "b": 3000, "p": 200, "rb": 30, "f": 2},
+    {"type": "sflow", "direction": "unknown", "dst_port": 5432, "b": 2000, "p": 400, "rb": 5, "f": 1},
+]
+
+
+@pytest.mark.parametrize("table", ["flows_1m", "flows_1h"])
+def test_rollups_scale_count_once_and_deduplicate(store, table):
+    now = int(time.time() * 1000)
+    store.insert(flows(now), token="t:0:0-4")
+    store.insert(flows(now), token="t:0:0-4")  # a replay: neither flows nor rollups change
+    store.execute(f"OPTIMIZE TABLE netobs.{table} FINAL")
+    assert store.query_arrow(ROLLUP_QUERY.format(t=table)).to_pylist() == EXPECTED_ROWS
+    assert store.query_arrow("SELECT count() AS n FROM netobs.flows").column("n").to_pylist() == [5]
+
+
+def test_exporter_health(store):
+    now = int(time.time() * 1000)
+    store.insert(flows(now - 1000))
+    store.insert(flows(now))
+    got = store.query_arrow(
+        "SELECT IPv6NumToString(exporter) AS e, sum(flows) AS n, arraySort(groupUniqArrayArray(sampling_rates)) AS "
+        "rates, max(last_seen) - min(first_seen) AS span FROM netobs.exporter_health_1m GROUP BY e ORDER BY e"
+    ).to_pylist()
+    assert [(g["e"], g["n"], g["rates"]) for g in got] == [
+        ("::ffff:192.0.2.1", 4, [0]),
+        ("::ffff:192.0.2.2", 6, [100, 400]),
+    ]
+    assert all(0.99 <= float(g["span"]) <= 1.01 for g in got)
+
+
+def test_converge_is_idempotent_and_applies_rollup_ttl(store):
+    store.start()  # a second converge changes nothing and does not fail
+    engine = store.query_arrow(
+        "SELECT name, engine_full FROM system.tables WHERE database = 'netobs' ORDER BY name"
+    ).to_pylist()
+    names = [e["name"] for e in engine]
+    assert names == [
+        "exporter_health_1m", "exporter_health_1m_mv", "flows", "flows_1h", "flows_1h_mv", "flows_1m",
+        "flows_1m_mv",
+    ]  # fmt: skip
+    by = {e["name"]: e["engine_full"] for e in engine}
+    assert "toIntervalDay(7)" in by["flows_1m"] and "toIntervalDay(1830)" in by["flows_1h"]

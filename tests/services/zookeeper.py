@@ -1,0 +1,177 @@
+"""A real ZooKeeper (Debian's ``zookeeperd`` 3.8) run by hand, and a ClickHouse server using it.
+
+ClickHouse 18.16 has no ``insert_deduplication_token``; its ReplicatedMergeTree tables drop
+a re-inserted block identical to a recent one, and they need ZooKeeper. ZooKeeper runs as
+a standalone server on a free loopback port with its own data dir, stopped by PID.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import _require
+from tests.services._proc import die_with_parent, free_port, terminate
+from tests.services.clickhouse_server import ClickHouseError, ClickHouseServer
+
+ZOOKEEPER_JAR = Path(os.environ.get("NETOBS_ZOOKEEPER_JAR", "/usr/share/java/zookeeper.jar"))
+MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
+
+_ZK_XML = """<?xml version="1.0"?>
+<yandex>
+  <zookeeper><node><host>127.0.0.1</host><port>{port}</port></node></zookeeper>
+  <macros><shard>01</shard><replica>r1</replica></macros>
+</yandex>
+"""
+
+
+class ZooKeeperError(RuntimeError):
+    """ZooKeeper could not be started; the message ends with its log's tail."""
+
+
+_RUNNING: set[ZooKeeper] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for zk in list(_RUNNING):
+        zk.stop()
+
+
+class ZooKeeper:
+    """One standalone ZooKeeper in ``work_dir`` on a free loopback port."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, work_dir: Path | str, java: str | None = None) -> None:
+        self.work_dir = Path(work_dir)
+        self.java = java or shutil.which("java") or "java"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def check_installed(self) -> str | None:
+        if not shutil.which(self.java):
+            return "java not found (install a JDK 17+)"
+        if not ZOOKEEPER_JAR.exists():
+            return f"{ZOOKEEPER_JAR} missing (apt-get install zookeeperd; scripts/install-services.sh)"
+        return None
+
+    def start(self, timeout: float = 60.0) -> ZooKeeper:
+        if self.proc and self.proc.poll() is None:
+            return self
+        why = self.check_installed()
+        if why:
+            raise ZooKeeperError(why)
+        if not self.port:
+            self.port = free_port()
+            (self.work_dir / "data").mkdir(parents=True, exist_ok=True)
+            (self.work_dir / "zoo.cfg").write_text(
+                "tickTime=500\ninitLimit=10\nsyncLimit=5\n"
+                f"dataDir={self.work_dir / 'data'}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
+                "admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\n"
+            )
+        out = open(self.work_dir / "zookeeper.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    self.java,
+                    "-Xms64m",
+                    "-Xmx256m",
+                    "-XX:+UseSerialGC",
+                    f"-Dzookeeper.log.dir={self.work_dir}",
+                    "-cp",
+                    f"/etc/zookeeper/conf:{ZOOKEEPER_JAR}",
+                    MAIN,
+                    str(self.work_dir / "zoo.cfg"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.work_dir,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            out.close()
+        _RUNNING.add(self)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        _RUNNING.discard(self)
+        terminate(proc, timeout)
+
+    def ruok(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=2) as s:
+                s.sendall(b"ruok")
+                return s.recv(16) == b"imok"
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.work_dir / "zookeeper.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise ZooKeeperError(f"zookeeper exited with {self.proc.returncode}\n{self.log_tail()}")
+            if self.ruok():
+                return
+            time.sleep(0.2)
+        raise ZooKeeperError(f"zookeeper not ready after {timeout:.0f}s\n{self.log_tail()}")
+
+
+def replicated_server(work_dir: Path, zk: ZooKeeper) -> ClickHouseServer:
+    """A ClickHouse server (not started) whose config.d points at ``zk``."""
+    server = ClickHouseServer(work_dir)
+    conf_d = Path(work_dir) / "config.d"
+    conf_d.mkdir(parents=True, exist_ok=True)
+    (conf_d / "zookeeper.xml").write_text(_ZK_XML.format(port=zk.port))
+    return server
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeper]:
+    """A running ZooKeeper for the session; skips (laptop) or fails (CI) without one."""
+    zk = ZooKeeper(tmp_path_factory.mktemp("zookeeper"))
+    why = zk.check_installed()
+    if why:
+        _require.unavailable(why)
+    try:
+        zk.start()
+    except (ZooKeeperError, OSError) as exc:
+        _require.unavailable(f"ZooKeeper failed to start: {exc}")
+    yield zk
+    zk.stop()
+
+
+@pytest.fixture(scope="module")
+def clickhouse_replicated(
+    tmp_path_factory: pytest.TempPathFactory, zookeeper: ZooKeeper
+) -> Iterator[ClickHouseServer]:
+    """A ClickHouse 18.16 server with ZooKeeper, so its tables can be ReplicatedMergeTree."""
+    server = replicated_server(tmp_path_factory.mktemp("clickhouse-zk"), zookeeper)
+    if not server.command:
+        _require.unavailable("clickhouse-server not installed (run scripts/install-services.sh)")
+    try:
+        server.start()
+    except (ClickHouseError, OSError) as exc:
+        _require.unavailable(f"ClickHouse server failed to start: {exc}")
+    yield server
+    server.stop()
