@@ -27,8 +27,16 @@ class Expected:
 
 
 def _slots(index: pd.DatetimeIndex, weekly: bool) -> np.ndarray:
+    """Hour of week, or (weekend?, hour of day): weekends are never judged by weekdays."""
     hour = index.hour.to_numpy()
-    return (index.day_of_week.to_numpy() * 24 + hour) if weekly else hour
+    dow = index.day_of_week.to_numpy()
+    return dow * 24 + hour if weekly else (dow >= 5) * 24 + hour
+
+
+def _periods(index: pd.DatetimeIndex, weekly: bool) -> np.ndarray:
+    """The period a point belongs to (its week, or its day): support counts periods, not buckets."""
+    days = index.normalize().as_unit("s").asi8 // 86_400
+    return (days + 3) // 7 if weekly else days  # 1970-01-01 was a Thursday: +3 aligns weeks on Monday
 
 
 def seasonal(
@@ -37,17 +45,19 @@ def seasonal(
     """Expected values for ``window`` from ``history`` (a series over earlier buckets).
 
     Hour-of-week slots when every slot of the window has ``min_history`` weeks behind it,
-    else hour-of-day slots. ``floor`` is a minimum sigma: a perfectly flat history would
+    else hour-of-day slots split into weekdays and weekends, with ``support`` counting the
+    days behind each. ``floor`` is a minimum sigma: a perfectly flat history would
     otherwise make any change infinitely surprising.
     """
     history = history.dropna()
     out = None
     for weekly in (True, False):
-        slots = _slots(pd.DatetimeIndex(history.index), weekly)
+        hidx = pd.DatetimeIndex(history.index)
+        slots = _slots(hidx, weekly)
         grouped = history.groupby(slots)
         med = grouped.median()
         mad = grouped.apply(lambda s: float(np.median(np.abs(s - np.median(s)))) if len(s) else np.nan)
-        cnt = grouped.size()
+        cnt = pd.Series(_periods(hidx, weekly), index=history.index).groupby(slots).nunique()
         want = _slots(window, weekly)
         median = pd.Series(med.reindex(want).to_numpy(), index=window)
         sigma = pd.Series((mad.reindex(want) * MAD_TO_SIGMA).clip(lower=floor).to_numpy(), index=window)

@@ -40,6 +40,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sampling", type=int, default=1000)
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(func=cmd_scenario_generate)
+    # Evaluation joins ingest (pipeline) and analysis, so it belongs to the CLI proper.
+    from netobs.cli_scenario import add_parser
+
+    add_parser(ssub)
 
 
 def load_analytics(path: Path | None):

@@ -45,6 +45,7 @@ class Score:
             "labels": self.labels,
             "detected": self.detected,
             "findings": self.findings,
+            "explained": self.explained,
             "precision": round(self.precision, 3),
             "recall": round(self.recall, 3),
             "f1": round(self.f1, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import signal
@@ -199,7 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", cmd_run, "run everything in one process (embedded mode)"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
+    for register in _component_parsers():
+        register(sub)
     return p
+
+
+def _component_parsers():
+    """``add_parsers`` of the components that bring their own sub-commands (imported lazily).
+
+    Their handlers take ``(args, settings)``; the kernel's own take ``(args)``.
+    """
+    from analytics.cli import add_parsers as analytics
+    from analytics.policy.cli import add_parsers as policy
+
+    out = [analytics, policy]
+    try:
+        from analytics.report.cli import add_parsers as report
+    except ImportError:  # the report component is optional until it lands
+        return out
+    return out + [report]
 
 
 def _environment_errors() -> tuple[type[BaseException], ...]:
@@ -220,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
+        if len(inspect.signature(args.func).parameters) == 2:
+            return int(args.func(args, _settings(args)))
         return int(args.func(args))
     except ConfigError as e:
         print(f"netobs: configuration error: {e}", file=sys.stderr)

@@ -91,10 +91,12 @@ def test_volume_warm_up_and_empty():
     assert detect_volume(pd.Series(dtype=float), history, {}, VolumeConfig(), HOUR) == []
 
 
-def test_baseline_falls_back_to_hour_of_day():
+def test_baseline_falls_back_to_hour_of_day_by_day_type():
     s = diurnal(1)
-    exp = seasonal(s.iloc[:120], pd.DatetimeIndex(s.index[120:130]), min_history=3)
-    assert (exp.support >= 3).all()  # 5 days of the same hour of day
+    exp = seasonal(s.iloc[:96], pd.DatetimeIndex(s.index[96:106]), min_history=3)  # Mon-Thu judge Friday
+    assert (exp.support == 4).all()  # support counts days, not buckets
+    weekend = seasonal(s.iloc[:120], pd.DatetimeIndex(s.index[120:130]), min_history=3)
+    assert (weekend.support == 0).all()  # weekdays never judge a Saturday
 
 
 # --- center shift ---------------------------------------------------------------------------
