@@ -30,6 +30,7 @@ class Runtime:
         self.store: Any = None
         self.collector: Any = None
         self.pipeline: Any = None
+        self.enricher: Any = None
         self.control: ControlServer | None = None
         self.started = 0.0
 
@@ -38,12 +39,19 @@ class Runtime:
         metrics.build_info.labels(__version__).set(1)
         transport = make_transport(s.transport)
         if self.process:
+            from pipeline.enrich import make_enricher
             from pipeline.pipeline import Pipeline
 
             self.store = make_store(s.store)
             self.store.start()
+            self.enricher = make_enricher(s, self.store)
+            self.enricher.start()
             self.pipeline = Pipeline(
-                s.pipeline, transport.consumer(), self.store, drain=s.transport.type == "inprocess"
+                s.pipeline,
+                transport.consumer(),
+                self.store,
+                drain=s.transport.type == "inprocess",
+                transform=self.enricher.enrich,
             )
             self.pipeline.start()
         if self.collect:
@@ -74,6 +82,8 @@ class Runtime:
             self.collector.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
+        if self.enricher is not None:
+            self.enricher.stop()
         if self.control is not None:
             self.control.stop()
         if self.store is not None:

@@ -34,11 +34,30 @@ def netobs(*args, config, timeout=60):
     )
 
 
+#: The lab's pods as a bank would declare them; the lab's exporter (127.0.0.1) is node-1 in dc1.
+INVENTORY = """
+sites:
+  - name: site-a
+    centers:
+      - {name: dc1, role: production, nodes: [{name: node-1, ip: 127.0.0.1}]}
+networks:
+  - {name: retail, cidr: 10.244.1.0/24, vpc: retail-vpc, tenant: retail, zone: production, center: dc1}
+namespaces: [{name: retail-web, tenant: retail, zone: production}]
+pods:
+  - {name: pod-1, namespace: retail-web, ip: 10.244.1.11, node: node-1, workload: web}
+  - {name: pod-2, namespace: retail-web, ip: 10.244.1.12, node: node-1, workload: api}
+  - {name: pod-3, namespace: retail-web, ip: 10.244.1.13, node: node-1, workload: db}
+"""
+
+
 @pytest.fixture
 def running(tmp_path):
     control = f"127.0.0.1:{free_port()}"
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY)
     config = tmp_path / "netobs.yaml"
     config.write_text(
+        f"enrich: {{inventory: '{inventory}'}}\n"
         "collector:\n"
         "  listeners: [{listen: '127.0.0.1:0'}, {listen: '127.0.0.1:0'}]\n"
         "  batch_max_delay_ms: 100\n"
@@ -104,6 +123,27 @@ def test_netobs_run_end_to_end(ovs_lab, running, tmp_path):
         config=config,
     )
     assert f"{tcp.src_ip}  {tcp.dst_ip}" in listing.stdout
+    # Enriched on the way in: both ends named from the inventory, the exporter placed in dc1.
+    named = netobs(
+        "query",
+        "--format",
+        "jsonl",
+        "SELECT DISTINCT src_pod, dst_pod, src_workload, dst_workload, src_tenant, src_center, path, exporter_center "
+        "FROM netobs.flows WHERE dst_port = 8443",
+        config=config,
+    )
+    assert [json.loads(x) for x in named.stdout.splitlines()] == [
+        {
+            "src_pod": "pod-2",
+            "dst_pod": "pod-3",
+            "src_workload": "api",
+            "dst_workload": "db",
+            "src_tenant": "retail",
+            "src_center": "dc1",
+            "path": "intra_node",
+            "exporter_center": "dc1",
+        }
+    ]
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
