@@ -1,0 +1,266 @@
+"""The policy as code: zones, rules, exemptions as pydantic models (what the YAML file holds).
+
+A zone is a set of flow endpoints named by matchers on the enrichment columns and addresses;
+a rule names zones and says which traffic between them violates the policy; an exemption
+suspends a rule for some traffic until it expires. Cross-references (zone names, rule ids)
+are checked by :func:`references`, which returns locations so errors point at the YAML key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+#: Clear-text protocols by default. 1433 (TDS) is left out: TLS is negotiated inside the protocol,
+#: so a flow record cannot tell; add it in the policy when the bank forbids unencrypted TDS.
+DEFAULT_PLAINTEXT_PORTS = (21, 23, 80, 389, 3306, 5432, 6379, 9092)
+DEFAULT_MANAGEMENT_PORTS = (22, 3389, 5985, 5986, 6443, 10250)
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Matcher(_Model):
+    """Endpoints matching ALL given fields; each field lists accepted values ('*' globs allowed)."""
+
+    cidr: tuple[str, ...] = ()
+    namespace: tuple[str, ...] = ()
+    namespace_labels: dict[str, str] = Field(default_factory=dict)
+    pod: tuple[str, ...] = ()
+    workload: tuple[str, ...] = ()
+    node: tuple[str, ...] = ()
+    tenant: tuple[str, ...] = ()
+    subnet: tuple[str, ...] = ()
+    vpc: tuple[str, ...] = ()
+    zone: tuple[str, ...] = ()
+    center: tuple[str, ...] = ()
+    site: tuple[str, ...] = ()
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            ipaddress.ip_network(c, strict=False)  # ValueError names the bad network
+        return v
+
+
+class Zone(_Model):
+    """A named set of endpoints: the union of its matchers."""
+
+    description: str = ""
+    match: tuple[Matcher, ...] = Field(min_length=1)
+
+
+class _Rule(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: str = ""
+    severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    owner: str = ""
+    regulations: tuple[str, ...] = ()
+
+
+class Ports(_Model):
+    """Ports/protocols clause; empty means any."""
+
+    ports: tuple[int, ...] = ()
+    protocols: tuple[str | int, ...] = ()
+
+
+class DenyRule(_Rule, Ports):
+    """Traffic from ``from`` to ``to`` on the ports/protocols is forbidden."""
+
+    type: Literal["deny"]
+    from_: str = Field("*", alias="from")
+    to: str = "*"
+
+
+class AllowRule(_Rule, Ports):
+    """Traffic from ``from`` to ``to`` is allowed only on the ports/protocols; anything else violates."""
+
+    type: Literal["allow"]
+    from_: str = Field(alias="from")
+    to: str
+
+
+class TenantIsolationRule(_Rule):
+    """Different (known) tenants must not talk, except shared tenants and listed pairs."""
+
+    type: Literal["tenant_isolation"]
+    tenants: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
+    allowed_pairs: tuple[tuple[str, str], ...] = ()
+
+
+class SeparationRule(_Rule):
+    """No traffic in either direction between two zones (production ↔ non-production)."""
+
+    type: Literal["separation"]
+    between: tuple[str, str]
+
+
+class Crossing(Ports):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class PlaneSeparationRule(_Rule):
+    """Network planes (zones) must not talk to each other, except the allowed crossings."""
+
+    type: Literal["plane_separation"]
+    planes: tuple[str, ...] = Field(min_length=2)
+    allow: tuple[Crossing, ...] = ()
+
+
+class GatewayRule(_Rule):
+    """Traffic crosses the boundary of ``inside`` only through the ``gateways`` zone."""
+
+    type: Literal["gateway"]
+    inside: str
+    gateways: str
+    direction: Literal["egress", "ingress", "both"] = "both"
+
+
+class ManagementAccessRule(_Rule):
+    """Management ports of ``to`` reachable only from the bastion zones."""
+
+    type: Literal["management_access"]
+    to: str = "*"
+    bastions: tuple[str, ...] = Field(min_length=1)
+    ports: tuple[int, ...] = ()  # empty: the policy's management_ports
+    protocols: tuple[str | int, ...] = ("tcp",)
+
+
+class PlaintextRule(_Rule):
+    """No clear-text protocols into the sensitive zones."""
+
+    type: Literal["plaintext"]
+    to: tuple[str, ...] = Field(min_length=1)
+    ports: tuple[int, ...] = ()  # empty: the policy's plaintext_ports
+    protocols: tuple[str | int, ...] = ("tcp",)
+
+
+class ResidencyRule(_Rule):
+    """A tenant's traffic stays within a site/center (the allowed ones, or its own)."""
+
+    type: Literal["residency"]
+    tenants: tuple[str, ...] = Field(min_length=1)
+    within: Literal["site", "center"] = "site"
+    allowed: tuple[str, ...] = ()
+    include_external: bool = Field(True, description="Traffic to unknown/external addresses leaves too.")
+
+
+class Service(Ports):
+    name: str
+    from_: str = Field("*", alias="from")
+    to: str = "*"
+
+
+class CrossCenterRule(_Rule):
+    """Traffic between centers only for the listed services (either direction of a service)."""
+
+    type: Literal["cross_center"]
+    scope: str = "*"
+    services: tuple[Service, ...] = ()
+
+
+Rule = Annotated[
+    DenyRule
+    | AllowRule
+    | TenantIsolationRule
+    | SeparationRule
+    | PlaneSeparationRule
+    | GatewayRule
+    | ManagementAccessRule
+    | PlaintextRule
+    | ResidencyRule
+    | CrossCenterRule,
+    Field(discriminator="type"),
+]
+
+
+class Exemption(_Model):
+    """Suspends ``rule`` for traffic from/to the zones, for flows received before ``expires``."""
+
+    id: str
+    rule: str
+    from_: str = Field("*", alias="from")
+    to: str = "*"
+    ports: tuple[int, ...] = ()
+    approver: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    ticket: str = ""
+    starts: datetime | None = None
+    expires: datetime
+
+    @field_validator("starts", "expires")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
+    def in_force(self, start: datetime, end: datetime) -> bool:
+        """Whether the exemption covers some of [start, end)."""
+        return self.expires > start and (self.starts is None or self.starts < end)
+
+
+class Policy(_Model):
+    name: str = "policy"
+    description: str = ""
+    plaintext_ports: tuple[int, ...] = DEFAULT_PLAINTEXT_PORTS
+    management_ports: tuple[int, ...] = DEFAULT_MANAGEMENT_PORTS
+    namespace_labels: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Namespace → labels, for namespace_labels matchers."
+    )
+    zones: dict[str, Zone] = Field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    exemptions: tuple[Exemption, ...] = ()
+
+
+Loc = tuple[str | int, ...]
+
+
+def _zone_refs(rule: BaseModel) -> list[tuple[Loc, str]]:
+    """(loc inside the rule, zone name) of every zone the rule refers to."""
+    out: list[tuple[Loc, str]] = []
+    for key, alias in (("from_", "from"), ("to", "to"), ("inside", "inside"), ("gateways", "gateways")):
+        value = getattr(rule, key, None)
+        if isinstance(value, str):
+            out.append(((alias,), value))
+        elif isinstance(value, tuple):
+            out += [((alias, i), z) for i, z in enumerate(value)]
+    for key in ("between", "planes", "bastions"):
+        out += [((key, i), z) for i, z in enumerate(getattr(rule, key, ()))]
+    if isinstance(rule, CrossCenterRule):
+        out.append((("scope",), rule.scope))
+    for key in ("allow", "services"):
+        for i, sub in enumerate(getattr(rule, key, ())):
+            out += [((key, i, *loc), z) for loc, z in _zone_refs(sub)]
+    return out
+
+
+def references(policy: Policy) -> list[tuple[Loc, str]]:
+    """Broken cross-references as (loc, message): unknown zones, unknown rules, duplicate ids."""
+    errors: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for i, rule in enumerate(policy.rules):
+        if rule.id in seen:
+            errors.append((("rules", i, "id"), f"duplicate rule id {rule.id!r}"))
+        seen.add(rule.id)
+        for loc, zone in _zone_refs(rule):
+            if zone != "*" and zone not in policy.zones:
+                errors.append((("rules", i, *loc), f"unknown zone {zone!r}"))
+        for j, p in enumerate(getattr(rule, "protocols", ())):
+            if isinstance(p, str) and p.lower() not in PROTOCOLS:
+                errors.append((("rules", i, "protocols", j), f"unknown protocol {p!r}"))
+    for i, ex in enumerate(policy.exemptions):
+        if ex.rule not in seen:
+            errors.append((("exemptions", i, "rule"), f"unknown rule {ex.rule!r}"))
+        for loc, zone in _zone_refs(ex):
+            if zone != "*" and zone not in policy.zones:
+                errors.append((("exemptions", i, *loc), f"unknown zone {zone!r}"))
+    return errors

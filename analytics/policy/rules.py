@@ -1,0 +1,150 @@
+"""Each rule type → the SQL condition a violating flow row satisfies (pure functions).
+
+Exemptions in force for a flow (received before the exemption expires) are folded into the
+rule's condition, so exempted traffic never reaches the violations table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from analytics.policy.model import (
+    AllowRule,
+    CrossCenterRule,
+    DenyRule,
+    Exemption,
+    GatewayRule,
+    ManagementAccessRule,
+    PlaintextRule,
+    PlaneSeparationRule,
+    Policy,
+    ResidencyRule,
+    SeparationRule,
+    TenantIsolationRule,
+)
+from analytics.policy.sql import (
+    FALSE,
+    TRUE,
+    and_,
+    not_,
+    or_,
+    pair_sql,
+    ports_sql,
+    quote,
+    ts,
+    values_in,
+    zone_sql,
+)
+
+
+def deny_sql(p: Policy, r: DenyRule) -> str:
+    return and_([pair_sql(p, r.from_, r.to), ports_sql(r.ports, r.protocols)])
+
+
+def allow_sql(p: Policy, r: AllowRule) -> str:
+    return and_([pair_sql(p, r.from_, r.to), not_(ports_sql(r.ports, r.protocols))])
+
+
+def tenant_isolation_sql(p: Policy, r: TenantIsolationRule) -> str:
+    parts = ["src_tenant != ''", "dst_tenant != ''", "src_tenant != dst_tenant"]
+    if r.tenants:
+        parts.append(or_([values_in("src_tenant", r.tenants), values_in("dst_tenant", r.tenants)]))
+    if r.shared:
+        parts += [not_(values_in("src_tenant", r.shared)), not_(values_in("dst_tenant", r.shared))]
+    for a, b in r.allowed_pairs:
+        for x, y in ((a, b), (b, a)):
+            parts.append(not_(and_([f"src_tenant = {quote(x)}", f"dst_tenant = {quote(y)}"])))
+    return and_(parts)
+
+
+def separation_sql(p: Policy, r: SeparationRule) -> str:
+    a, b = r.between
+    return or_([pair_sql(p, a, b), pair_sql(p, b, a)])
+
+
+def _plane_index(p: Policy, planes: tuple[str, ...], end: str) -> str:
+    args = ", ".join(f"{zone_sql(p, z, end)}, {i + 1}" for i, z in enumerate(planes))
+    return f"multiIf({args}, 0)"
+
+
+def plane_separation_sql(p: Policy, r: PlaneSeparationRule) -> str:
+    src, dst = _plane_index(p, r.planes, "src"), _plane_index(p, r.planes, "dst")
+    allowed = or_(and_([pair_sql(p, c.from_, c.to), ports_sql(c.ports, c.protocols)]) for c in r.allow)
+    return and_([f"{src} != 0", f"{dst} != 0", f"{src} != {dst}", not_(allowed)])
+
+
+def gateway_sql(p: Policy, r: GatewayRule) -> str:
+    s_in, d_in = zone_sql(p, r.inside, "src"), zone_sql(p, r.inside, "dst")
+    via_gw = or_([zone_sql(p, r.gateways, "src"), zone_sql(p, r.gateways, "dst")])
+    out = []
+    if r.direction in ("egress", "both"):
+        out.append(and_([s_in, not_(d_in)]))
+    if r.direction in ("ingress", "both"):
+        out.append(and_([d_in, not_(s_in)]))
+    return and_([or_(out), not_(via_gw)])
+
+
+def management_access_sql(p: Policy, r: ManagementAccessRule) -> str:
+    bastion = or_(zone_sql(p, z, "src") for z in r.bastions)
+    ports = r.ports or p.management_ports
+    return and_([zone_sql(p, r.to, "dst"), ports_sql(ports, r.protocols), not_(bastion)])
+
+
+def plaintext_sql(p: Policy, r: PlaintextRule) -> str:
+    sensitive = or_(zone_sql(p, z, "dst") for z in r.to)
+    return and_([sensitive, ports_sql(r.ports or p.plaintext_ports, r.protocols)])
+
+
+def residency_sql(p: Policy, r: ResidencyRule) -> str:
+    col = r.within
+    tenant = or_([values_in("src_tenant", r.tenants), values_in("dst_tenant", r.tenants)])
+    if r.allowed:
+        leaves = or_([not_(values_in(f"src_{col}", r.allowed)), not_(values_in(f"dst_{col}", r.allowed))])
+    else:
+        leaves = f"src_{col} != dst_{col}"
+    known = TRUE if r.include_external else and_([f"src_{col} != ''", f"dst_{col} != ''"])
+    return and_([tenant, leaves, known])
+
+
+def cross_center_sql(p: Policy, r: CrossCenterRule) -> str:
+    scope = or_([zone_sql(p, r.scope, "src"), zone_sql(p, r.scope, "dst")])
+    services = []
+    for s in r.services:
+        services.append(and_([pair_sql(p, s.from_, s.to), ports_sql(s.ports, s.protocols)]))
+        # the service's answers travel back: source port is the service port
+        services.append(and_([pair_sql(p, s.to, s.from_), ports_sql(s.ports, s.protocols, "src_port")]))
+    crossing = and_(["src_center != ''", "dst_center != ''", "src_center != dst_center"])
+    return and_([crossing, scope, not_(or_(services))])
+
+
+#: Rule type → condition builder.
+RULE_SQL: dict[str, Callable[[Policy, Any], str]] = {
+    "deny": deny_sql,
+    "allow": allow_sql,
+    "tenant_isolation": tenant_isolation_sql,
+    "separation": separation_sql,
+    "plane_separation": plane_separation_sql,
+    "gateway": gateway_sql,
+    "management_access": management_access_sql,
+    "plaintext": plaintext_sql,
+    "residency": residency_sql,
+    "cross_center": cross_center_sql,
+}
+
+
+def exemption_sql(p: Policy, e: Exemption) -> str:
+    """Flows the exemption covers: its zones and ports, received while it was in force."""
+    time = [f"time_received < {ts(e.expires)}"]
+    if e.starts is not None:
+        time.insert(0, f"time_received >= {ts(e.starts)}")
+    return and_([pair_sql(p, e.from_, e.to), ports_sql(e.ports, ()), *time])
+
+
+def rule_condition(p: Policy, rule) -> str:
+    """The full condition of a rule: its type's predicate minus its exemptions."""
+    cond = RULE_SQL[rule.type](p, rule)
+    for e in p.exemptions:
+        if e.rule == rule.id and cond != FALSE:
+            cond = and_([cond, not_(exemption_sql(p, e))])
+    return cond

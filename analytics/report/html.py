@@ -1,0 +1,189 @@
+"""The report as one self-contained HTML file (inline CSS, SVG charts), byte-stable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from html import escape
+from typing import Any
+
+from analytics.report.charts import svg
+
+_CSS = (
+    "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;"
+    "font-size:12px;text-align:left}th{background:#eee}.num{text-align:right}h2{border-bottom:2px solid #444}"
+    ".critical{color:#b2182b;font-weight:bold}.high{color:#d6604d}"
+)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return f'<td class="num">{v:,}</td>'
+    if isinstance(v, list | tuple):
+        v = ", ".join(str(x) for x in v)
+    return f"<td>{escape(str(v))}</td>"
+
+
+def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body or '<tr><td colspan=99>none</td></tr>'}</table>"
+
+
+def _entity(e: dict[str, str]) -> str:
+    keys = ("tenant", "namespace", "workload", "ip", "zone", "center")
+    return "/".join(e[k] for k in keys if e.get(k)) or "(unknown)"
+
+
+def _scope(s: dict[str, Any]) -> str:
+    exporters = table(
+        ["exporter", "type", "flows", "sampling rates", "coverage", "collection gaps"],
+        (
+            [
+                e["exporter"],
+                e["type"],
+                e["flows"],
+                e["sampling_rates"] or ["none"],
+                f"{e['coverage']:.1%}",
+                "; ".join(f"{a} – {b}" for a, b in e["gaps"]) or "none",
+            ]
+            for e in s["exporters"]
+        ),
+    )
+    centers = table(["center", "flow records"], ([c["center"], c["flows"]] for c in s["centers"]))
+    return (
+        "<h2>1. Scope and data coverage</h2>"
+        f"<p>{s['flows']:,} flow records observed; {s['enriched_share']:.1%} of them enriched with "
+        f"pod/tenant/zone/center names. Coverage is measured in {s['buckets']} buckets of "
+        f"{s['bucket_seconds']} s; a gap is a bucket without any record from the exporter, i.e. "
+        "traffic that was <b>not observed</b>.</p>"
+        f"<h3>Centers</h3>{centers}<h3>Exporters</h3>{exporters}"
+    )
+
+
+def _posture(p: dict[str, Any]) -> str:
+    sev = ", ".join(f"{k}: {v}" for k, v in p["by_severity"].items())
+    rules = table(
+        ["rule", "type", "severity", "owner", "regulations", "violations", "flows", "bytes"],
+        (
+            [
+                r["id"],
+                r["type"],
+                r["severity"],
+                r["owner"],
+                r["regulations"],
+                r["violations"],
+                r["flows"],
+                r["bytes"],
+            ]
+            for r in p["rules"]
+        ),
+    )
+    rollup = lambda rows: table(  # noqa: E731
+        ["name", "violations", "flows", "bytes"],
+        ([r["name"], r["violations"], r["flows"], r["bytes"]] for r in rows),
+    )
+    return (
+        "<h2>2. Posture summary</h2>"
+        f"<p>{p['violations']} violations ({sev}); {p['rules_compliant']} of {p['rules_total']} rules "
+        "without any violation.</p>"
+        + svg(p["trend_by_severity"], p["trend_buckets"])
+        + "<h2>3. Violations by rule</h2>"
+        + rules
+        + svg(p["trend_by_rule"], p["trend_buckets"])
+        + "<h3>By source tenant</h3>"
+        + rollup(p["by_tenant"])
+        + "<h3>By center pair</h3>"
+        + rollup(p["by_center"])
+    )
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """The report document; every byte depends only on ``data``."""
+    ex = table(
+        ["id", "rule", "from", "to", "ports", "approver", "reason", "ticket", "starts", "expires"],
+        (
+            [
+                e["id"],
+                e["rule"],
+                e["from"],
+                e["to"],
+                e["ports"],
+                e["approver"],
+                e["reason"],
+                e["ticket"],
+                e["starts"],
+                e["expires"],
+            ]
+            for e in data["exemptions"]
+        ),
+    )
+    listing = table(
+        [
+            "window start",
+            "rule",
+            "severity",
+            "source",
+            "destination",
+            "flows",
+            "packets",
+            "bytes",
+            "first seen",
+            "last seen",
+            "id",
+        ],
+        (
+            [
+                v["window"]["start"],
+                v["rule"],
+                v["severity"],
+                _entity(v["src"]),
+                _entity(v["dst"]),
+                v["flows"],
+                v["packets"],
+                v["bytes"],
+                v["first_seen"],
+                v["last_seen"],
+                v["id"],
+            ]
+            for v in data["violations"]
+        ),
+    )
+    evidence = "".join(
+        f"<h3>{escape(e['rule'])} · {escape(e['id'])}</h3>"
+        + table(
+            ["source", "destination", "sport", "dport", "proto", "flows", "packets", "bytes", "first seen"],
+            (
+                [
+                    f["src_addr"],
+                    f["dst_addr"],
+                    f["src_port"],
+                    f["dst_port"],
+                    f["proto"],
+                    f["flows"],
+                    f["packets"],
+                    f["bytes"],
+                    f["first_seen"],
+                ]
+                for f in e["flows"]
+            ),
+        )
+        for e in data["evidence"]
+    )
+    pol = data["policy"]
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(data["title"])}</title>'
+        f"<style>{_CSS}</style></head><body><h1>{escape(data['title'])}</h1>"
+        f"<p>Period: {data['period']['start']} – {data['period']['end']} (UTC, end exclusive). "
+        f"Policy <b>{escape(pol['name'])}</b>, SHA-256 <code>{pol['sha256']}</code>. "
+        "Bytes and packets are scaled by the sampling rate.</p>"
+        + _scope(data["scope"])
+        + _posture(data["posture"])
+        + "<h2>4. Exemptions in force</h2>"
+        + ex
+        + "<h2>5. Violations</h2>"
+        + listing
+        + "<h2>Appendix: evidence (top flows of the largest violations)</h2>"
+        + (evidence or "<p>none</p>")
+        + "</body></html>\n"
+    )

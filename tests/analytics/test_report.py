@@ -1,0 +1,200 @@
+"""Compliance reports on a real embedded store: content, byte-identical output, PDF pages, the chain."""
+
+import argparse
+import shutil
+import socket
+import subprocess
+
+import pytest
+from PIL import Image
+
+from analytics.policy.fixtures import flows_table
+from analytics.report.charts import bars
+from analytics.report.cli import add_parsers
+from analytics.report.data import _buckets, _gaps
+from netobs.config import ChdbStoreConfig, ControlConfig, Settings, StoreConfig
+from netobs.store import make_store
+from tests.analytics.test_policy_rules import BANK_POLICY, CORP, MGMT, STAGING, WEB, flow
+from tests.services._require import unavailable
+
+RULE_IDS = ("prod-nonprod-separation", "tenant-isolation", "mgmt-from-bastion", "cross-center-services")
+
+
+def _flows():
+    """Six hours; exporter .1 (sFlow 1:512) every hour, exporter .2 (IPFIX 1:1) silent from 02:00 to 04:00."""
+    out = []
+    for h in range(6):
+        t = f"2026-06-01T{h:02d}:10:00Z"
+        out.append(
+            flow(
+                WEB,
+                STAGING,
+                time=t,
+                sampling_rate=512,
+                exporter="192.0.2.1",
+                bytes=100 * (h + 1),
+                path="intra_center",
+            )
+        )
+        if h not in (2, 3):
+            out.append(flow(WEB, CORP, time=t, type="ipfix", direction="ingress", exporter="192.0.2.2"))
+    out.append(flow(MGMT, WEB, 22, time="2026-06-01T05:30:00Z", exporter="192.0.2.2", type="ipfix"))
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = Settings(
+        store=StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=tmp_path / "chdb")),
+        control=ControlConfig(listen=f"127.0.0.1:{port}"),
+    )
+    store = make_store(cfg.store)
+    store.start()
+    store.insert(flows_table(_flows()))
+    store.stop()
+    return cfg
+
+
+@pytest.fixture
+def policy(tmp_path):
+    """The bank policy plus an exemption in force during the period."""
+    p = tmp_path / "policy.yaml"
+    p.write_text(
+        BANK_POLICY.read_text()
+        + "  - {id: EX-2026-077, rule: cross-center-services, from: web, to: '*', approver: cro@bank.example,"
+        " reason: DR rehearsal replication, ticket: CHG-5120, expires: 2026-12-31}\n"
+    )
+    return p
+
+
+def report(settings, capsys, *argv):
+    p = argparse.ArgumentParser(prog="netobs")
+    add_parsers(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["report", *argv])
+    code = args.func(args, settings)
+    return code, capsys.readouterr().out
+
+
+def make(settings, capsys, policy, out, fmt="html"):
+    code, text = report(
+        settings,
+        capsys,
+        "--policy",
+        str(policy),
+        "--from",
+        "2026-06-01T00:00:00Z",
+        "--to",
+        "2026-06-01T06:00:00Z",
+        "--format",
+        fmt,
+        "--out",
+        str(out),
+    )
+    assert code == 0, text
+    return out
+
+
+def test_html_report_content(settings, capsys, policy, tmp_path):
+    html = make(settings, capsys, policy, tmp_path / "reports" / "r1.html").read_text()
+    for rule in RULE_IDS:
+        assert rule in html
+    assert "192.0.2.2" in html and "66.7%" in html  # 4 of 6 hours covered
+    assert "2026-06-01T02:00:00.000Z – 2026-06-01T04:00:00.000Z" in html  # the collection gap
+    assert "512" in html  # the sampling rate seen
+    assert "54.5% of them enriched" in html  # 6 of 11 records carry names
+    assert "EX-2026-077" in html and "EX-2026-014" not in html  # expired exemptions are not in force
+    assert "<svg" in html and "PCI DSS 4.0 1.3.1" in html
+    assert "2026-11" not in html  # nothing from the time of generation
+
+
+def test_same_data_gives_byte_identical_reports_and_a_chain(settings, capsys, policy, tmp_path):
+    d = tmp_path / "reports"
+    a = make(settings, capsys, policy, d / "a.html").read_bytes()
+    b = make(settings, capsys, policy, d / "b.html").read_bytes()
+    p1 = make(settings, capsys, policy, d / "a.pdf", "pdf").read_bytes()
+    p2 = make(settings, capsys, policy, d / "b.pdf", "pdf").read_bytes()
+    assert a == b and p1 == p2
+    code, out = report(settings, capsys, "verify", str(d))
+    assert code == 0 and "OK: 4 report(s), chain intact" in out
+
+
+def _pdftools():
+    if not (shutil.which("pdftoppm") and shutil.which("pdftotext")):
+        unavailable("poppler-utils (pdftoppm, pdftotext) not installed")
+
+
+def test_pdf_renders_pages_with_content(settings, capsys, policy, tmp_path):
+    _pdftools()
+    pdf = make(settings, capsys, policy, tmp_path / "r.pdf", "pdf")
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    for rule in RULE_IDS:
+        assert rule in text
+    assert "Scope and data coverage" in text and "Exemptions in force" in text and "EX-2026-077" in text
+    subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 2
+    for page in pages:
+        img = Image.open(page).convert("L")
+        lo, hi = img.getextrema()
+        assert hi - lo > 100, f"{page.name} is blank"
+    first = Image.open(pages[0]).convert("RGB")
+    colours = {c for _, c in first.getcolors(1 << 16)}
+    assert (178, 24, 43) in colours or any(r > 150 and g < 80 and b < 80 for r, g, b in colours)  # chart bars
+
+
+def test_tampering_is_detected(settings, capsys, policy, tmp_path):
+    d = tmp_path / "reports"
+    for name in ("r1.html", "r2.html", "r3.html"):
+        make(settings, capsys, policy, d / name)
+    assert report(settings, capsys, "verify", str(d))[0] == 0
+
+    original = (d / "r2.html").read_bytes()
+    (d / "r2.html").write_bytes(original.replace(b"critical", b"low", 1))
+    code, out = report(settings, capsys, "verify", str(d))
+    assert code == 1 and "TAMPERED: r2.html: report content does not match its SHA-256" in out
+    (d / "r2.html").write_bytes(original)
+
+    ledger = (d / "ledger.json").read_text()
+    (d / "ledger.json").write_text(ledger.replace('"policy": "bank-baseline"', '"policy": "other"', 1))
+    code, out = report(settings, capsys, "verify", str(d))
+    assert code == 1 and "r1.html: ledger entry was modified" in out and "r2.html: chain broken" in out
+
+
+def test_overwriting_a_recorded_report_is_refused(settings, capsys, policy, tmp_path):
+    out = make(settings, capsys, policy, tmp_path / "r.html")
+    out.write_text("edited")
+    # same name, other content than recorded: refused (the ledger must keep matching)
+    code, _ = report(
+        settings,
+        capsys,
+        "--policy",
+        str(BANK_POLICY),
+        "--from",
+        "2026-06-01T00:00:00Z",
+        "--to",
+        "2026-06-01T03:00:00Z",
+        "--out",
+        str(out),
+    )
+    assert code == 1
+
+
+def test_gaps_and_bars_are_pure():
+    from datetime import UTC, datetime
+
+    start, end = datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, 5, tzinfo=UTC)
+    buckets = _buckets(start, end, 3600)
+    assert _gaps({buckets[0], buckets[3]}, buckets, 3600) == [
+        ["2026-06-01T01:00:00.000Z", "2026-06-01T03:00:00.000Z"],
+        ["2026-06-01T04:00:00.000Z", "2026-06-01T05:00:00.000Z"],
+    ]
+    assert bars({"a": [1, 2], "b": [1, 0]}, 100, 10) == [
+        (5.0, 5.0, 40.0, 5.0, "#b2182b"),
+        (5.0, 0.0, 40.0, 5.0, "#ef8a62"),
+        (55.0, 0.0, 40.0, 10.0, "#b2182b"),
+    ]
