@@ -212,13 +212,9 @@ def _component_parsers():
     """
     from analytics.cli import add_parsers as analytics
     from analytics.policy.cli import add_parsers as policy
+    from analytics.report.cli import add_parsers as report
 
-    out = [analytics, policy]
-    try:
-        from analytics.report.cli import add_parsers as report
-    except ImportError:  # the report component is optional until it lands
-        return out
-    return out + [report]
+    return [analytics, policy, report]
 
 
 def _environment_errors() -> tuple[type[BaseException], ...]:

@@ -5,9 +5,22 @@ out byte-stably, ``ledger`` chains reports by SHA-256; ``analytics.report.cli.ad
 registers ``netobs report`` and ``netobs report verify``.
 """
 
-from analytics.report.data import gather
-from analytics.report.html import render_html
-from analytics.report.ledger import record, verify
-from analytics.report.pdf import render_pdf
+import importlib
+from typing import Any
 
 __all__ = ["gather", "record", "render_html", "render_pdf", "verify"]
+
+#: Public name → module; imported on first use so that ``netobs --help`` does not load the PDF engine.
+_WHERE = {
+    "gather": "analytics.report.data",
+    "render_html": "analytics.report.html",
+    "record": "analytics.report.ledger",
+    "verify": "analytics.report.ledger",
+    "render_pdf": "analytics.report.pdf",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -15,7 +15,6 @@ from analytics.policy.loader import PolicyError, load_policy
 from analytics.report import ledger
 from analytics.report.data import gather
 from analytics.report.html import render_html
-from analytics.report.pdf import render_pdf
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -25,6 +24,8 @@ def build(query, database: str, policy_path: Path, start, end, fmt: str) -> byte
     text = policy_path.read_text()
     policy = load_policy(policy_path)
     data = gather(query, database, policy, text, start, end)
+    from analytics.report.pdf import render_pdf
+
     return render_pdf(data) if fmt == "pdf" else render_html(data).encode()
 
 
