@@ -25,7 +25,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--to", dest="end", required=True, type=parse_time, help="window end (exclusive)")
     a.add_argument("--history-days", type=int, default=28, help="history the baselines learn from")
     a.add_argument(
-        "--analytics", type=Path, help="YAML with the analytics section (windows, capacities, detectors)"
+        "--analytics",
+        type=Path,
+        help="YAML with an analytics section overriding the configuration's (windows, capacities, detectors)",
     )
     a.add_argument("--output", choices=["jsonl", "summary"], default="summary")
     a.add_argument("--no-save", action="store_true", help="print findings without storing them")
@@ -46,11 +48,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_parser(ssub)
 
 
-def load_analytics(path: Path | None):
+def load_analytics(path: Path | None, default=None):
+    """The analytics section: from ``path`` (a YAML of just that section) if given, else ``default``."""
     from analytics.config import AnalyticsConfig
 
     if path is None:
-        return AnalyticsConfig()
+        return default if default is not None else AnalyticsConfig()
     data = yaml.safe_load(path.read_text()) or {}
     return AnalyticsConfig(**data)
 
@@ -60,7 +63,7 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
     from analytics.runner import Analysis
     from netobs.query import Querier
 
-    cfg = load_analytics(args.analytics)
+    cfg = load_analytics(args.analytics, settings.analytics)
     with Querier(settings) as query:
         findings = Analysis(
             query, settings.store.database, cfg, args.start, args.end, args.history_days

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys rejected, frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from netobs.config_analytics import AnalyticsConfig, PolicyScheduleConfig
+from netobs.config_base import Section
 
 
 class TLSConfig(Section):
@@ -59,7 +56,9 @@ class CollectorConfig(Section):
         60, gt=0, description="How often the template state is saved while running (with state_dir)."
     )
     max_templates_per_exporter: int = Field(
-        4096, ge=1, description="Templates kept per exporter (IPFIX / NetFlow v9); more are refused and counted."
+        4096,
+        ge=1,
+        description="Templates kept per exporter (IPFIX / NetFlow v9); more are refused and counted.",
     )
     max_fields_per_template: int = Field(
         512, ge=1, description="Fields a template may have; longer ones are refused and counted."
@@ -210,6 +209,8 @@ class Settings(BaseSettings):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -7,8 +7,10 @@ the kernel never depends on them at import time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from netobs import __version__, metrics
@@ -18,6 +20,80 @@ from netobs.store import make_store
 from netobs.transport import make_transport
 
 log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Runs the analytics and the policy over closed windows while the process lives.
+
+    A window is closed ``lag_s`` after its end (exports trail traffic). Each job runs the
+    newest closed window it has not run yet; a failing job is logged and counted, and the
+    process goes on. Findings and violations have stable ids, so a window run twice (a
+    restart) updates rather than duplicates.
+    """
+
+    def __init__(self, settings: Settings, store: Any):
+        self.settings = settings
+        self.store = store
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.done: dict[str, float] = {}  # job → end of the last window it ran
+        self.runs: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+
+    def jobs(self) -> list[tuple[str, int, int, Callable[[datetime, datetime], None]]]:
+        a, p = self.settings.analytics, self.settings.policy
+        out = []
+        if a.schedule_interval_s:
+            out.append(("analytics", a.schedule_interval_s, a.lag_s, self._analyze))
+        if p.file is not None:
+            out.append(("policy", p.window_s, p.lag_s, self._policy))
+        return out
+
+    def start(self) -> None:
+        if self.jobs():
+            self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(60)
+
+    def tick(self, now: float) -> None:
+        for name, every, lag, job in self.jobs():
+            end = (now - lag) // every * every
+            if end <= self.done.get(name, 0.0):
+                continue
+            start_dt, end_dt = (datetime.fromtimestamp(t, UTC) for t in (end - every, end))
+            try:
+                job(start_dt, end_dt)
+                self.runs[name] = self.runs.get(name, 0) + 1
+            except Exception:  # a failing job must not stop collection or the other jobs
+                self.errors[name] = self.errors.get(name, 0) + 1
+                log.exception("scheduled %s over [%s, %s) failed", name, start_dt, end_dt)
+            self.done[name] = end
+
+    def _run(self) -> None:
+        while not self._stop.wait(5.0):
+            self.tick(time.time())
+
+    def _analyze(self, start: datetime, end: datetime) -> None:
+        from analytics import store as fstore
+        from analytics.runner import Analysis
+
+        a, db = self.settings.analytics, self.settings.store.database
+        findings = Analysis(self.store.query_arrow, db, a, start, end, a.history_days).run()
+        fstore.save(self.store.query_arrow, db, findings)
+        log.info("analytics [%s, %s): %d findings", start, end, len(findings))
+
+    def _policy(self, start: datetime, end: datetime) -> None:
+        from analytics.policy.evaluate import evaluate
+        from analytics.policy.loader import load_policy
+
+        p = self.settings.policy
+        assert p.file is not None
+        evaluate(self.store, load_policy(p.file), start, end, window_s=p.window_s)
+        log.info("policy %s evaluated over [%s, %s)", p.file, start, end)
 
 
 class Runtime:
@@ -31,6 +107,7 @@ class Runtime:
         self.collector: Any = None
         self.pipeline: Any = None
         self.enricher: Any = None
+        self.scheduler: Scheduler | None = None
         self.control: ControlServer | None = None
         self.started = 0.0
 
@@ -54,6 +131,8 @@ class Runtime:
                 transform=self.enricher.enrich,
             )
             self.pipeline.start()
+            self.scheduler = Scheduler(s, self.store)
+            self.scheduler.start()
         if self.collect:
             from collectors.service import UdpCollector
 
@@ -71,6 +150,9 @@ class Runtime:
             out["listeners"] = [f"{h}:{p}" for h, p in self.collector.addresses]
             out["published_flows"] = self.collector.published
             out["lost_flows"] = self.collector.lost
+        if self.scheduler is not None:
+            out["scheduled_runs"] = dict(self.scheduler.runs)
+            out["scheduled_errors"] = dict(self.scheduler.errors)
         if self.pipeline is not None:
             out["rows_inserted"] = self.pipeline.rows_inserted
             out["bad_messages"] = self.pipeline.bad_messages
@@ -80,6 +162,8 @@ class Runtime:
         """Stop in data-flow order so that nothing in flight is dropped."""
         if self.collector is not None:
             self.collector.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.enricher is not None:

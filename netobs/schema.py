@@ -137,9 +137,15 @@ FLOW_COLUMNS = (
             "intra_node, intra_center, cross_center, cross_site, external or '' (not enriched).",
             group="enrich",
         ),
-        Column("exporter_node", "LowCardinality(String)", _STR, "Node of the exporting agent.", group="enrich"),
         Column(
-            "exporter_center", "LowCardinality(String)", _STR, "Data center of the exporting agent.", group="enrich"
+            "exporter_node", "LowCardinality(String)", _STR, "Node of the exporting agent.", group="enrich"
+        ),
+        Column(
+            "exporter_center",
+            "LowCardinality(String)",
+            _STR,
+            "Data center of the exporting agent.",
+            group="enrich",
         ),
     )
 )
