@@ -1,6 +1,6 @@
 """Prometheus names of the collector."""
 
-from netobs.metrics import counter, histogram
+from netobs.metrics import counter, gauge, histogram
 
 datagrams = counter("netobs_collector_datagrams_total", "Datagrams received", ("exporter", "listener"))
 records = counter("netobs_collector_flows_total", "Flow records decoded", ("exporter", "type"))
@@ -23,3 +23,8 @@ publish_errors = counter(
     "netobs_collector_publish_errors_total", "Flows lost because the transport refused them", ()
 )
 publish_latency = histogram("netobs_collector_publish_seconds", "Time to hand one batch to the transport", ())
+socket_drops = gauge(
+    "netobs_collector_socket_drops",
+    "Datagrams the kernel dropped for a listener (receive buffer full)",
+    ("listener",),
+)

@@ -9,6 +9,7 @@ listener's template state is loaded at start and saved periodically and at stop.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import socket
@@ -18,6 +19,7 @@ import time
 from collectors import metrics
 from collectors._templates import Limits
 from collectors.decoder import Decoded, Decoder
+from collectors.sockstats import socket_drops
 from netobs.batch import FlowBatch
 from netobs.config import CollectorConfig, ListenerConfig
 from netobs.transport import Producer, TransportError
@@ -44,6 +46,13 @@ class UdpCollector:
         self._lock = threading.Lock()
         self.published = 0
         self.lost = 0
+        self.rejected = 0
+        self.socket_drops: dict[str, int] = {}
+        try:
+            self._networks = [ipaddress.ip_network(c, strict=False) for c in config.allowed_exporters]
+        except ValueError as e:
+            raise ValueError(f"collector.allowed_exporters: {e}") from None
+        self._verdicts: dict[str, bool] = {}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -103,6 +112,7 @@ class UdpCollector:
     def _serve(self, sock: socket.socket, lc: ListenerConfig) -> None:
         decoder = self._decoder(lc)
         saved = time.monotonic()
+        drops_read = 0.0
         pending: dict[str, list[FlowBatch]] = {}
         counts: dict[str, int] = {}
         oldest: dict[str, float] = {}
@@ -117,6 +127,10 @@ class UdpCollector:
                 log.error("listener %s: %s", lc.listen, e)
                 break
             now = time.time()
+            if data is not None and not self._allowed(addr[0]):
+                metrics.rejected.labels(lc.listen, "exporter_not_allowed").inc()
+                self.rejected += 1
+                data = None
             if data is not None:
                 exporter = addr[0]
                 metrics.datagrams.labels(exporter, lc.listen).inc()
@@ -135,9 +149,35 @@ class UdpCollector:
             if time.monotonic() - saved >= self.config.state_save_interval_s:
                 self._save(decoder, lc)
                 saved = time.monotonic()
+            if now - drops_read >= 5.0:
+                self._read_drops(sock, lc)
+                drops_read = now
         for exporter, batches in pending.items():
             self._publish(exporter, batches)
         self._save(decoder, lc)
+
+    def _allowed(self, exporter: str) -> bool:
+        """Whether datagrams from ``exporter`` are accepted (the allowlist, cached per address)."""
+        if not self._networks:
+            return True
+        known = self._verdicts.get(exporter)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(exporter)
+            except ValueError:
+                ip = None
+            mapped = getattr(ip, "ipv4_mapped", None) or ip
+            known = mapped is not None and any(mapped in n for n in self._networks)
+            if len(self._verdicts) < 65536:  # bounded: a spoofing flood cannot grow it forever
+                self._verdicts[exporter] = known
+        return known
+
+    def _read_drops(self, sock: socket.socket, lc: ListenerConfig) -> None:
+        drops = socket_drops(sock)
+        if drops is not None:
+            metrics.socket_drops.labels(lc.listen).set(drops)
+            with self._lock:
+                self.socket_drops[lc.listen] = drops
 
     def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
         batch = FlowBatch.concat(batches)

@@ -150,6 +150,8 @@ class Runtime:
             out["listeners"] = [f"{h}:{p}" for h, p in self.collector.addresses]
             out["published_flows"] = self.collector.published
             out["lost_flows"] = self.collector.lost
+            out["rejected_datagrams"] = self.collector.rejected
+            out["socket_drops"] = dict(self.collector.socket_drops)
         if self.scheduler is not None:
             out["scheduled_runs"] = dict(self.scheduler.runs)
             out["scheduled_errors"] = dict(self.scheduler.errors)
