@@ -176,6 +176,10 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
     from pipeline.metadata.inventory import apply_inventory
 
     cfg = settings.enrich
+    if store is not None and getattr(store, "dialect", "modern") != "modern":
+        # A pre-19 server has no DateTime64/LowCardinality: keep the metadata history in memory.
+        log.warning("metadata history kept in memory: the %s store cannot hold it", store.dialect)
+        store = None
     meta = MetadataStore(store, settings.store.database)
     if store is not None:
         meta.ensure()
