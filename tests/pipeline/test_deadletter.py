@@ -98,7 +98,9 @@ def test_full_buffer_pauses_consumption_and_everything_arrives(store):
     deadline = time.monotonic() + 10
     while not consumer._paused and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert consumer._paused and p._batcher.rows == 60 and t.depth() == 2
+    # Paused with nothing lost: every row is either buffered or still waiting in the queue
+    # (how many the pipeline took before pausing depends on timing).
+    assert consumer._paused and p._batcher.rows >= 60 and p._batcher.rows + 60 * t.depth() == 180
     flaky.down.clear()
     for i in range(3, 30):
         prod.send(flows(60, i * 60), b"e")
