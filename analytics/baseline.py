@@ -56,7 +56,8 @@ def seasonal(
         slots = _slots(hidx, weekly)
         grouped = history.groupby(slots)
         med = grouped.median()
-        mad = grouped.apply(lambda s: float(np.median(np.abs(s - np.median(s)))) if len(s) else np.nan)
+        # MAD per slot without a Python function per group: |x − its slot's median|, then the median.
+        mad = (history - med.reindex(slots).to_numpy()).abs().groupby(slots).median()
         cnt = pd.Series(_periods(hidx, weekly), index=history.index).groupby(slots).nunique()
         want = _slots(window, weekly)
         median = pd.Series(med.reindex(want).to_numpy(), index=window)

@@ -97,17 +97,14 @@ def score(findings: list[Finding], labels: list[dict], bucket: timedelta) -> dic
             first = min(f.window_start for f in good)
             s.delays_s = (s.delays_s or []) + [max(0.0, (first - _dt(lab["start_ms"])).total_seconds())]
             true_ids |= {f.id for f in good}
-    # A finding that coincides with another detector's injected anomaly (same tenant or
-    # entities, same time) reports a real consequence of it, not a false alarm: it counts
-    # as neither true nor false.
+    # A finding that coincides with another detector's injected event (same tenant or
+    # entities, same time; a planned drill included) reports a real consequence of it, not a
+    # false alarm: it counts as neither true nor false.
     explained = {
         f.id
         for f in findings
         if f.id not in true_ids
-        and any(
-            not lab.get("negative") and lab["detector"] != f.detector and _related(lab, f, bucket)
-            for lab in labels
-        )
+        and any(lab["detector"] != f.detector and _related(lab, f, bucket) for lab in labels)
     }
     for f in findings:
         if f.id in explained:

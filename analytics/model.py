@@ -25,13 +25,16 @@ def ts(t: datetime) -> str:
     return f"toDateTime('{t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}', 'UTC')"
 
 
-def rollup_series(db: str, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...]) -> str:
+def rollup_series(
+    db: str, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...], where: str = ""
+) -> str:
     """Scaled bytes/packets/flows per bucket and ``keys`` from the 1-minute rollup."""
     k = "".join(f", {c}" for c in keys)
+    extra = f" AND {where}" if where else ""
     return (
         f"SELECT toStartOfInterval(time, INTERVAL {int(bucket_s)} SECOND) AS t{k}, "
         f"sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows\n"
-        f"FROM `{db}`.flows_1m\nWHERE time >= {ts(start)} AND time < {ts(end)}\n"
+        f"FROM `{db}`.flows_1m\nWHERE time >= {ts(start)} AND time < {ts(end)}{extra}\n"
         f"GROUP BY t{k}\nORDER BY t{k}"
     )
 

@@ -60,9 +60,9 @@ class Analysis:
         self.bucket = timedelta(seconds=cfg.bucket_s)
         self.index = pd.date_range(start, end, freq=self.bucket, inclusive="left", tz="UTC")
 
-    def series(self, keys: tuple[str, ...], history: bool) -> pd.DataFrame:
+    def series(self, keys: tuple[str, ...], history: bool, where: str = "") -> pd.DataFrame:
         lo, hi = (self.h_start, self.start) if history else (self.start, self.end)
-        return _df(self.q, model.rollup_series(self.db, lo, hi, self.cfg.bucket_s, keys))
+        return _df(self.q, model.rollup_series(self.db, lo, hi, self.cfg.bucket_s, keys, where))
 
     def run(self) -> list[Finding]:
         gap_findings, center_gaps = self.gaps()
@@ -96,30 +96,73 @@ class Analysis:
             f.entities.setdefault("center", center_of.get(f.entities["exporter"], ""))
         return findings, by_center
 
+    #: Volume entities: rollup keys → finding entity names. Tenants per center first; center pairs
+    #: and services only report what the tenant view did not already show.
+    VOLUME_VIEWS = (
+        (("src_tenant", "src_center"), ("tenant", "center"), ""),
+        (("src_center", "dst_center"), ("src_center", "dst_center"), ""),
+        # Services are server ports: responses (to ephemeral ports) would make a series per client.
+        (("dst_tenant", "dst_port", "proto"), ("tenant", "service_port", "proto"), "dst_port < 32768"),
+    )
+
     def volumes(self, center_gaps: dict[str, pd.Series], shifts: list[Finding]) -> list[Finding]:
-        keys = ("src_tenant", "src_center")
-        now, hist = self.series(keys, False), self.series(keys, True)
-        out = []
-        for (tenant, center), g in now.groupby(list(keys)):
-            if not tenant or not center:
-                continue
-            observed = g.set_index("t")["bytes"].astype(float).reindex(self.index, fill_value=0.0)
-            h = (
-                hist[(hist["src_tenant"] == tenant) & (hist["src_center"] == center)]
-                .set_index("t")["bytes"]
-                .astype(float)
+        out: list[Finding] = []
+        for keys, names, where in self.VOLUME_VIEWS:
+            now, hist = self.series(keys, False, where), self.series(keys, True, where)
+            past = (
+                {k: g.set_index("t")["bytes"].astype(float) for k, g in hist.groupby(list(keys))}
+                if not hist.empty
+                else {}
             )
-            suppressed = center_gaps.get(center, pd.Series(False, index=self.index)).copy()
-            for s in shifts:
-                if s.entities.get("tenant") == tenant:
-                    suppressed |= (self.index >= pd.Timestamp(s.window_start)) & (
-                        self.index < pd.Timestamp(s.window_end)
-                    )
-            found = detect_volume(
-                observed, h, {"tenant": tenant, "center": center}, self.cfg.volume, self.bucket, suppressed
-            )
-            out += [f for f in found if not (f.entities["kind"] == "spike" and _within(f, shifts, tenant))]
+            for key, g in now.groupby(list(keys)):
+                entities = dict(zip(names, (str(k) for k in key), strict=True))
+                if not all(v not in ("", "0") for v in entities.values()):
+                    continue
+                h = past.get(key)
+                if h is None or h.median() < self.cfg.volume.min_expected:
+                    continue  # nothing to judge against, or too small to matter
+                observed = g.set_index("t")["bytes"].astype(float).reindex(self.index, fill_value=0.0)
+                found = detect_volume(
+                    observed,
+                    h,
+                    entities,
+                    self.cfg.volume,
+                    self.bucket,
+                    self._blind(entities, center_gaps, shifts),
+                )
+                tenant = entities.get("tenant")
+                found = [
+                    f
+                    for f in found
+                    if not (f.entities["kind"] == "spike" and tenant and _within(f, shifts, tenant))
+                ]
+                out += [self._planned(f) for f in found if not _shown(f, out)]
         return out
+
+    def _planned(self, f: Finding) -> Finding:
+        """A volume change inside a planned window (maintenance, DR drill) is reported as info."""
+        for w in self.cfg.windows:
+            if w.start <= f.window_start and f.window_end <= w.end + self.bucket:
+                evidence = {**f.evidence, "planned": w.note or w.kind}
+                return replace(
+                    f, severity="info", summary=f"planned ({w.kind}): {f.summary}", evidence=evidence
+                )
+        return f
+
+    def _blind(
+        self, entities: dict[str, str], center_gaps: dict[str, pd.Series], shifts: list[Finding]
+    ) -> pd.Series:
+        """Buckets where a drop of this entity is explained: a gap in one of its centers, or its tenant's shift."""
+        blind = pd.Series(False, index=self.index)
+        for k in ("center", "src_center", "dst_center"):
+            if k in entities:
+                blind |= center_gaps.get(entities[k], pd.Series(False, index=self.index))
+        for s in shifts:
+            if entities.get("tenant") == s.entities.get("tenant"):
+                blind |= (self.index >= pd.Timestamp(s.window_start)) & (
+                    self.index < pd.Timestamp(s.window_end)
+                )
+        return blind
 
     def shifts(self, center_gaps: dict[str, pd.Series]) -> list[Finding]:
         a, b = self.cfg.shift.production_centers
@@ -274,6 +317,20 @@ def _merge_consecutive(findings: list[Finding]) -> list[Finding]:
         else:
             out.append(f)
     return out
+
+
+def _shown(f: Finding, earlier: list[Finding]) -> bool:
+    """Whether a tenant-level volume finding already shows this one (same kind, overlapping, related)."""
+    for e in earlier:
+        if e.entities.get("kind") != f.entities["kind"] or "center" not in e.entities:
+            continue
+        if not (e.window_start < f.window_end and f.window_start < e.window_end):
+            continue
+        if f.entities.get("tenant") == e.entities["tenant"]:
+            return True
+        if e.entities["center"] in (f.entities.get("src_center"), f.entities.get("dst_center")):
+            return True
+    return False
 
 
 def _within(f: Finding, shifts: list[Finding], tenant: str) -> bool:
