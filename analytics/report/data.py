@@ -199,3 +199,33 @@ def gather(
         "violations": [{k: v[k] for k in v if k != "evidence"} for v in violations],
         "evidence": [{"id": v["id"], "rule": v["rule"], "flows": v["evidence"]} for v in top],
     }
+
+
+#: The evidence appendix's columns, shared by the HTML and PDF layouts.
+EVIDENCE_HEADER = [
+    "source",
+    "destination",
+    "sport",
+    "dport",
+    "proto",
+    "flows",
+    "packets",
+    "bytes",
+    "first seen",
+]
+_EVIDENCE_KEYS = (
+    "src_addr",
+    "dst_addr",
+    "src_port",
+    "dst_port",
+    "proto",
+    "flows",
+    "packets",
+    "bytes",
+    "first_seen",
+)
+
+
+def evidence_rows(evidence: dict) -> list[list]:
+    """One row per evidence flow of a violation, in :data:`EVIDENCE_HEADER` order."""
+    return [[f[k] for k in _EVIDENCE_KEYS] for f in evidence["flows"]]

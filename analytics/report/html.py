@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from analytics.report.charts import svg
+from analytics.report.data import EVIDENCE_HEADER, evidence_rows
 
 _CSS = (
     "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em;color:#222}"
@@ -152,21 +153,8 @@ def render_html(data: dict[str, Any]) -> str:
     evidence = "".join(
         f"<h3>{escape(e['rule'])} · {escape(e['id'])}</h3>"
         + table(
-            ["source", "destination", "sport", "dport", "proto", "flows", "packets", "bytes", "first seen"],
-            (
-                [
-                    f["src_addr"],
-                    f["dst_addr"],
-                    f["src_port"],
-                    f["dst_port"],
-                    f["proto"],
-                    f["flows"],
-                    f["packets"],
-                    f["bytes"],
-                    f["first_seen"],
-                ]
-                for f in e["flows"]
-            ),
+            EVIDENCE_HEADER,
+            evidence_rows(e),
         )
         for e in data["evidence"]
     )

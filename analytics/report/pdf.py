@@ -14,6 +14,7 @@ from typing import Any
 from fpdf import FPDF
 
 from analytics.report.charts import bars, colour
+from analytics.report.data import EVIDENCE_HEADER, evidence_rows
 from analytics.report.html import _entity
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
@@ -148,21 +149,8 @@ def render_pdf(data: dict[str, Any]) -> bytes:
     for e in data["evidence"]:
         doc.para(f"{e['rule']} · {e['id']}")
         doc.grid(
-            ["source", "destination", "sport", "dport", "proto", "flows", "packets", "bytes", "first seen"],
-            [
-                [
-                    f["src_addr"],
-                    f["dst_addr"],
-                    f["src_port"],
-                    f["dst_port"],
-                    f["proto"],
-                    f["flows"],
-                    f["packets"],
-                    f["bytes"],
-                    f["first_seen"],
-                ]
-                for f in e["flows"]
-            ],
+            EVIDENCE_HEADER,
+            evidence_rows(e),
         )
     return bytes(doc.output())
 
