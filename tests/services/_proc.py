@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -46,3 +48,52 @@ def kill(proc: subprocess.Popen | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait(10)
+
+
+class ManagedProcess:
+    """Life of a server process the tests start by hand: spawned with its output in a log file,
+    tracked until stopped, stopped by PID (also at interpreter exit), restarted on the same
+    ports and data. Subclasses provide ``start(timeout)``."""
+
+    proc: subprocess.Popen | None = None
+
+    def spawn(self, cmd: list[str], cwd: Path, log: Path) -> None:
+        out = open(log, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            out.close()
+        _RUNNING.add(self)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        proc, self.proc = self.proc, None
+        _RUNNING.discard(self)
+        terminate(proc, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash); ``start()`` brings it back on the same ports and data."""
+        proc, self.proc = self.proc, None
+        _RUNNING.discard(self)
+        kill(proc)
+
+    def restart(self, timeout: float = 60.0):
+        """Stop, then start again on the same ports and data directory."""
+        self.stop()
+        return self.start(timeout)  # type: ignore[attr-defined]
+
+
+_RUNNING: set[ManagedProcess] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for service in list(_RUNNING):
+        service.stop()

@@ -8,7 +8,6 @@ rows as a parameter: ``client.execute("INSERT INTO t (a, b) VALUES", rows)``.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from tests.services import _require
-from tests.services._proc import die_with_parent, free_port, kill, terminate
+from tests.services._proc import ManagedProcess, free_port
 
 NETOBS_USER = "netobs"
 NETOBS_PASSWORD = "netobs-test-pw"
@@ -95,16 +94,7 @@ def find_server_command() -> list[str] | None:
     return [single, "server"] if single else None
 
 
-_RUNNING: set[ClickHouseServer] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_RUNNING):
-        server.stop()
-
-
-class ClickHouseServer:
+class ClickHouseServer(ManagedProcess):
     """One server in ``work_dir`` on free loopback ports; ports and data survive ``restart()``."""
 
     host = "127.0.0.1"
@@ -139,19 +129,9 @@ class ClickHouseServer:
         if not self.config_file.exists():
             self.port, self.http_port = free_port(), free_port()
             self._write_config()
-        out = open(self.work_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                [*self.command, f"--config-file={self.config_file}"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.work_dir,
-                preexec_fn=die_with_parent,
-            )
-        finally:
-            out.close()
-        _RUNNING.add(self)
+        self.spawn(
+            [*self.command, f"--config-file={self.config_file}"], self.work_dir, self.work_dir / "stdout.log"
+        )
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -159,22 +139,8 @@ class ClickHouseServer:
             raise
         return self
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        terminate(proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL at once (a crash); ``start()`` brings it back on the same ports and data."""
-        proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        kill(proc)
-
     def restart(self, timeout: float = 60.0) -> ClickHouseServer:
-        """Stop, then start again on the same ports and data directory."""
-        self.stop()
-        return self.start(timeout)
+        return super().restart(timeout)
 
     def log_tail(self, lines: int = 30) -> str:
         parts = []

@@ -7,7 +7,6 @@ stopped by PID at teardown and at interpreter exit, so no JVM outlives the test 
 
 from __future__ import annotations
 
-import atexit
 import base64
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import _require
-from tests.services._proc import die_with_parent, free_port, kill, terminate
+from tests.services._proc import ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOG4J_CONFIG = REPO / "scripts" / "kafka" / "log4j2.properties"
@@ -41,16 +40,7 @@ def default_libs_dir() -> Path:
     return Path(cache) / "kafka" / "libs"
 
 
-_RUNNING: set[KafkaBroker] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for broker in list(_RUNNING):
-        broker.stop()
-
-
-class KafkaBroker:
+class KafkaBroker(ManagedProcess):
     """One KRaft broker+controller in ``work_dir``; ``start()``/``stop()``/``restart()`` by PID."""
 
     def __init__(
@@ -108,21 +98,8 @@ class KafkaBroker:
             raise
         return self
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (controlled shutdown), then SIGKILL after ``timeout`` seconds."""
-        proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        terminate(proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the broker at once (a crash); ``start()`` brings it back on the same ports and data."""
-        proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        kill(proc)
-
     def restart(self, timeout: float = 90.0) -> KafkaBroker:
-        self.stop()
-        return self.start(timeout)
+        return super().restart(timeout)
 
     def log_tail(self, lines: int = 40) -> str:
         parts = []
@@ -196,19 +173,8 @@ class KafkaBroker:
             raise KafkaError(f"kafka storage format failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
 
     def _launch(self) -> None:
-        out = open(self.work_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(self.work_dir / "server.properties")),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.work_dir,
-                preexec_fn=die_with_parent,
-            )
-        finally:
-            out.close()
-        _RUNNING.add(self)
+        cmd = self._java("kafka.Kafka", str(self.work_dir / "server.properties"))
+        self.spawn(cmd, self.work_dir, self.work_dir / "stdout.log")
 
     def _wait_ready(self, timeout: float) -> None:
         """Ready = this run logged READY_LINE and an admin metadata call answers."""

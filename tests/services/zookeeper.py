@@ -7,7 +7,6 @@ a standalone server on a free loopback port with its own data dir, stopped by PI
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import socket
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import _require
-from tests.services._proc import die_with_parent, free_port, terminate
+from tests.services._proc import ManagedProcess, free_port
 from tests.services.clickhouse_server import ClickHouseError, ClickHouseServer
 
 ZOOKEEPER_JAR = Path(os.environ.get("NETOBS_ZOOKEEPER_JAR", "/usr/share/java/zookeeper.jar"))
@@ -37,16 +36,7 @@ class ZooKeeperError(RuntimeError):
     """ZooKeeper could not be started; the message ends with its log's tail."""
 
 
-_RUNNING: set[ZooKeeper] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for zk in list(_RUNNING):
-        zk.stop()
-
-
-class ZooKeeper:
+class ZooKeeper(ManagedProcess):
     """One standalone ZooKeeper in ``work_dir`` on a free loopback port."""
 
     host = "127.0.0.1"
@@ -78,40 +68,24 @@ class ZooKeeper:
                 f"dataDir={self.work_dir / 'data'}\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
                 "admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=0\n"
             )
-        out = open(self.work_dir / "zookeeper.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    self.java,
-                    "-Xms64m",
-                    "-Xmx256m",
-                    "-XX:+UseSerialGC",
-                    f"-Dzookeeper.log.dir={self.work_dir}",
-                    "-cp",
-                    f"/etc/zookeeper/conf:{ZOOKEEPER_JAR}",
-                    MAIN,
-                    str(self.work_dir / "zoo.cfg"),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.work_dir,
-                preexec_fn=die_with_parent,
-            )
-        finally:
-            out.close()
-        _RUNNING.add(self)
+        cmd = [
+            self.java,
+            "-Xms64m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            f"-Dzookeeper.log.dir={self.work_dir}",
+            "-cp",
+            f"/etc/zookeeper/conf:{ZOOKEEPER_JAR}",
+            MAIN,
+            str(self.work_dir / "zoo.cfg"),
+        ]
+        self.spawn(cmd, self.work_dir, self.work_dir / "zookeeper.log")
         try:
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def stop(self, timeout: float = 20.0) -> None:
-        proc, self.proc = self.proc, None
-        _RUNNING.discard(self)
-        terminate(proc, timeout)
 
     def ruok(self) -> bool:
         try:
