@@ -40,6 +40,14 @@ echo "== after replay: $(health)"
 echo "== flows by exporter protocol"
 "$NETOBS" --config "$CONFIG" query "SELECT type, count() AS records, sum(packets) AS pkts, sum(bytes) AS octets FROM netobs.flows GROUP BY type ORDER BY type"
 echo
+echo "== who talked to whom (enriched on the way in from compose/demo-inventory.yaml)"
+"$NETOBS" --config "$CONFIG" query "
+SELECT src_pod, src_workload, dst_pod, dst_workload, dst_port, src_tenant AS tenant, src_center AS center, path,
+       sum(packets) AS pkts, sum(bytes) AS octets
+FROM netobs.flows WHERE src_pod != '' AND dst_pod != '' AND NOT (type = 'ipfix' AND direction = 'egress')
+GROUP BY src_pod, src_workload, dst_pod, dst_workload, dst_port, tenant, center, path
+ORDER BY octets DESC LIMIT 10"
+echo
 echo "== top conversations (raw counts; scale by sampling_rate at query time)"
 "$NETOBS" --config "$CONFIG" query "
 SELECT type, src_addr AS src, dst_addr AS dst, proto, src_port, dst_port,
