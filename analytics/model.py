@@ -45,6 +45,17 @@ def _bucket(bucket_s: int | None) -> tuple[str, str]:
     return f"toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, ", "t, "
 
 
+def peer_series(db: str, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...]) -> str:
+    """Distinct peers (address pairs) per bucket and ``keys``, from the raw flows (rollups cannot count them)."""
+    k = "".join(f", {c}" for c in keys)
+    return (
+        f"SELECT toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t{k}, "
+        "uniqExact(src_addr, dst_addr) AS peers\n"
+        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE}\n"
+        f"GROUP BY t{k}\nORDER BY t{k}"
+    )
+
+
 def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None = None) -> str:
     """Service-to-service pairs with their centers, scaled bytes and first appearance (per bucket if given)."""
     t, g = _bucket(bucket_s)

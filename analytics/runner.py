@@ -68,7 +68,7 @@ class Analysis:
         gap_findings, center_gaps = self.gaps()
         shifts = self.shifts(center_gaps)
         out = gap_findings + shifts
-        out += self.volumes(center_gaps, shifts)
+        out += self.with_peers(self.volumes(center_gaps, shifts))
         out += self.dr_traffic()
         out += self.dependencies()
         out += self.asymmetry()
@@ -137,6 +137,22 @@ class Analysis:
                     if not (f.entities["kind"] == "spike" and tenant and _within(f, shifts, tenant))
                 ]
                 out += [self._planned(f) for f in found if not _shown(f, out)]
+        return out
+
+    def with_peers(self, findings: list[Finding]) -> list[Finding]:
+        """Add the distinct peers seen in each volume finding's window to its evidence (traffic model: peers)."""
+        out = []
+        for f in findings:
+            keys = [k for k in ("tenant", "center") if k in f.entities]
+            if f.detector != "volume" or keys != ["tenant", "center"]:
+                out.append(f)
+                continue
+            sql = model.peer_series(
+                self.db, f.window_start, f.window_end, self.cfg.bucket_s, ("src_tenant", "src_center")
+            )
+            df = _df(self.q, sql)
+            mine = df[(df["src_tenant"] == f.entities["tenant"]) & (df["src_center"] == f.entities["center"])]
+            out.append(replace(f, evidence={**f.evidence, "distinct_peers": [int(x) for x in mine["peers"]]}))
         return out
 
     def _planned(self, f: Finding) -> Finding:

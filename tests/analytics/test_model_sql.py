@@ -47,6 +47,7 @@ BUILDERS = [
     lambda: model.top_flows("netobs", A, B),
     lambda: model.exporter_activity("netobs", A, B, 300),
     lambda: model.exporter_centers("netobs", A, B),
+    lambda: model.peer_series("netobs", A, B, 300, ("src_tenant", "src_center")),
 ]
 
 
