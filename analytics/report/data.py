@@ -229,3 +229,13 @@ _EVIDENCE_KEYS = (
 def evidence_rows(evidence: dict) -> list[list]:
     """One row per evidence flow of a violation, in :data:`EVIDENCE_HEADER` order."""
     return [[f[k] for k in _EVIDENCE_KEYS] for f in evidence["flows"]]
+
+
+#: The violations-by-rule table's columns, shared by the HTML and PDF layouts.
+RULE_HEADER = ["rule", "type", "severity", "owner", "regulations", "violations", "flows", "bytes"]
+_RULE_KEYS = ("id", "type", "severity", "owner", "regulations", "violations", "flows", "bytes")
+
+
+def rule_rows(posture: dict) -> list[list]:
+    """One row per rule of the posture summary, in :data:`RULE_HEADER` order."""
+    return [[r[k] for k in _RULE_KEYS] for r in posture["rules"]]

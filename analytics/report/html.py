@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from analytics.report.charts import svg
-from analytics.report.data import EVIDENCE_HEADER, evidence_rows
+from analytics.report.data import EVIDENCE_HEADER, RULE_HEADER, evidence_rows, rule_rows
 
 _CSS = (
     "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em;color:#222}"
@@ -65,20 +65,8 @@ def _scope(s: dict[str, Any]) -> str:
 def _posture(p: dict[str, Any]) -> str:
     sev = ", ".join(f"{k}: {v}" for k, v in p["by_severity"].items())
     rules = table(
-        ["rule", "type", "severity", "owner", "regulations", "violations", "flows", "bytes"],
-        (
-            [
-                r["id"],
-                r["type"],
-                r["severity"],
-                r["owner"],
-                r["regulations"],
-                r["violations"],
-                r["flows"],
-                r["bytes"],
-            ]
-            for r in p["rules"]
-        ),
+        RULE_HEADER,
+        rule_rows(p),
     )
     rollup = lambda rows: table(  # noqa: E731
         ["name", "violations", "flows", "bytes"],

@@ -14,7 +14,7 @@ from typing import Any
 from fpdf import FPDF
 
 from analytics.report.charts import bars, colour
-from analytics.report.data import EVIDENCE_HEADER, evidence_rows
+from analytics.report.data import EVIDENCE_HEADER, RULE_HEADER, evidence_rows, rule_rows
 from analytics.report.html import _entity
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
@@ -189,20 +189,8 @@ def _posture(doc: _Doc, p: dict[str, Any]) -> None:
     doc.chart(p["trend_by_severity"], p["trend_buckets"])
     doc.heading("3. Violations by rule")
     doc.grid(
-        ["rule", "type", "severity", "owner", "regulations", "violations", "flows", "bytes"],
-        [
-            [
-                r["id"],
-                r["type"],
-                r["severity"],
-                r["owner"],
-                r["regulations"],
-                r["violations"],
-                r["flows"],
-                r["bytes"],
-            ]
-            for r in p["rules"]
-        ],
+        RULE_HEADER,
+        rule_rows(p),
     )
     doc.chart(p["trend_by_rule"], p["trend_buckets"])
     for title, rows in (("By source tenant", p["by_tenant"]), ("By center pair", p["by_center"])):
