@@ -8,6 +8,8 @@
 #   NETOBS_KAFKA_VERSION  override the Kafka version below
 #   NETOBS_SKIP_APT=1     skip the Debian packages step
 #   NETOBS_SKIP_KAFKA=1   skip the Kafka jars step
+#   NETOBS_SKIP_GOFLOW2=1 skip building goflow2 (the peer collector the benchmarks and the
+#                         goflow2-protobuf input tests run); it goes to $NETOBS_CACHE/go/bin
 set -euo pipefail
 
 # Debian packages the tests use. Others may add to this list.
@@ -19,6 +21,8 @@ MAVEN_PACKAGES="maven"
 KAFKA_VERSION="${NETOBS_KAFKA_VERSION:-4.1.1}"
 NETOBS_CACHE="${NETOBS_CACHE:-$HOME/.cache/netobs}"
 KAFKA_LIBS="$NETOBS_CACHE/kafka/libs"
+GOFLOW2_VERSION="${NETOBS_GOFLOW2_VERSION:-v2.2.6}"
+GOFLOW2_BIN="$NETOBS_CACHE/go/bin"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { echo "install-services: $*"; }
@@ -117,6 +121,33 @@ install_kafka() {
     log "Kafka $KAFKA_VERSION: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $KAFKA_LIBS"
 }
 
+# --- goflow2 (Go, from the module proxy) ------------------------------------------------------
+install_goflow2() {
+    local stamp="$GOFLOW2_BIN/.goflow2-version"
+    if [ -x "$GOFLOW2_BIN/goflow2" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$GOFLOW2_VERSION" ]; then
+        log "goflow2 $GOFLOW2_VERSION already in $GOFLOW2_BIN"
+        return 0
+    fi
+    local go
+    go="$(command -v go || true)"
+    [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+    if [ -z "$go" ]; then
+        warn "no Go toolchain; goflow2 tests will skip"
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    mkdir -p "$GOFLOW2_BIN"
+    log "building goflow2 $GOFLOW2_VERSION with $go into $GOFLOW2_BIN (module cache: $NETOBS_CACHE/go/mod)"
+    if ! GOBIN="$GOFLOW2_BIN" GOMODCACHE="$NETOBS_CACHE/go/mod" GOFLAGS=-mod=mod \
+        "$go" install "github.com/netsampler/goflow2/v2/cmd/goflow2@$GOFLOW2_VERSION" </dev/null; then
+        warn "go install goflow2 failed; goflow2 tests will skip"
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    echo "$GOFLOW2_VERSION" >"$stamp"
+}
+
 if [ "${NETOBS_SKIP_APT:-0}" = 1 ]; then log "skipping Debian packages (NETOBS_SKIP_APT=1)"; else install_apt; fi
 if [ "${NETOBS_SKIP_KAFKA:-0}" = 1 ]; then log "skipping Kafka jars (NETOBS_SKIP_KAFKA=1)"; else install_kafka; fi
+if [ "${NETOBS_SKIP_GOFLOW2:-0}" = 1 ]; then log "skipping goflow2 (NETOBS_SKIP_GOFLOW2=1)"; else install_goflow2; fi
 log "done"
