@@ -61,7 +61,8 @@ class CollectorConfig(Section):
         description="Templates kept per exporter (IPFIX / NetFlow v9); more are refused and counted.",
     )
     allowed_exporters: tuple[str, ...] = Field(
-        (), description="CIDRs exporters must come from; datagrams from elsewhere are dropped and counted (empty: any)."
+        (),
+        description="CIDRs exporters must come from; datagrams from elsewhere are dropped and counted (empty: any).",
     )
     max_fields_per_template: int = Field(
         512, ge=1, description="Fields a template may have; longer ones are refused and counted."
