@@ -8,7 +8,15 @@ our code), generates pings, TCP transfers and UDP bursts between pods, and write
     tests/testdata/ovs-ipfix.pcap    bridge IPFIX, sampling=1, cache_active_timeout=2, templates included
     tests/testdata/ovs-traffic.json  pods (ip, mac, ifindex, ofport) and each exchange's 5-tuple and counts
 
-Needs root and openvswitch-switch + tcpdump. Usage: sudo python3 scripts/capture_ovs_exports.py [--out DIR]
+and the scenarios of tests/collectors/_exporters.py (OVS_SCENARIOS), each with a JSON of its exporters'
+options, collector ports and traffic:
+
+    ovs-perflow-perflow.pcap   per-flow IPFIX (OpenFlow sample action, probability 65535, obs ids 42/4242)
+    ovs-sampled-{sflow,ipfix,perflow}.pcap   one UDP stream, sFlow 1:10, bridge IPFIX 1:10, per-flow 1:5
+    ovs-perflow.json  ovs-sampled.json
+
+Needs root and openvswitch-switch + tcpdump.
+Usage: sudo .venv/bin/python scripts/capture_ovs_exports.py [--out DIR] [--only basic|perflow|sampled]
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from collectors.pcap import PcapReader  # noqa: E402
+from tests.collectors import _exporters as ex  # noqa: E402
 from tests.services.ovs import OvsLab, Traffic, lab_unavailable_reason  # noqa: E402
 
 MAX_PCAP_BYTES = 300_000
@@ -209,17 +219,64 @@ def describe(
     }
 
 
+def capture_scenario(out: Path, name: str) -> dict:
+    """One of OVS_SCENARIOS: run it, check every datagram the sink got is in the capture, copy the pcaps."""
+    work = Path(tempfile.mkdtemp(prefix=f"ovs{name}-"))
+    try:
+        run = ex.run_scenario(name, work, attempts=ATTEMPTS)
+        exporters = {}
+        for exporter, options in ex.OVS_SCENARIOS[name]["exporters"].items():
+            path, target = run["pcaps"][exporter], out / f"ovs-{name}-{exporter}.pcap"
+            captured = sum(1 for _ in PcapReader(path))
+            if captured != run["datagrams"][exporter]:
+                raise RuntimeError(
+                    f"{exporter}: tcpdump has {captured}, the sink got {run['datagrams'][exporter]}"
+                )
+            if (size := path.stat().st_size) > MAX_PCAP_BYTES:
+                raise RuntimeError(f"{exporter}: capture is {size} bytes, over {MAX_PCAP_BYTES}")
+            shutil.copyfile(path, target)
+            exporters[exporter] = {**options, "pcap": target.name, "port": run["ports"][exporter]}
+            exporters[exporter] |= {"datagrams": captured, "pcap_bytes": size}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "generator": "scripts/capture_ovs_exports.py",
+        "captured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scenario": name,
+        "exporters": exporters,
+        "traffic": [t.as_dict() for t in run["traffic"]],
+        "notes": [
+            "per-flow probability is in 1/65535 units; sFlow and bridge IPFIX sampling is 1 in N",
+            "OVS IPFIX packet and octet counts are already multiplied by 1/probability; no rate is exported",
+            "per-flow IPFIX: obs_domain_id is the message's observation domain, obs_point_id IE 138 per record",
+        ],
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "testdata")
     ap.add_argument("--sflow-port", type=int, default=6343)
     ap.add_argument("--ipfix-port", type=int, default=4739)
     ap.add_argument("--prefix", default="ovscap", help="name prefix of interfaces (they appear in IPFIX)")
+    ap.add_argument("--only", choices=["basic", *ex.OVS_SCENARIOS], help="one capture set (default: all)")
     args = ap.parse_args()
     if reason := (lab_unavailable_reason() or (None if shutil.which("tcpdump") else "tcpdump is missing")):
         print(f"cannot capture: {reason}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    for name in ex.OVS_SCENARIOS:
+        if args.only in (None, name):
+            try:
+                info = capture_scenario(args.out, name)
+            except ex.LostTraffic as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                return 1
+            (args.out / f"ovs-{name}.json").write_text(json.dumps(info, indent=2) + "\n")
+            for e in info["exporters"].values():
+                print(f"{args.out}/{e['pcap']}: {e['datagrams']} datagrams, {e['pcap_bytes']} bytes")
+    if args.only not in (None, "basic"):
+        return 0
     for attempt in range(1, ATTEMPTS + 1):
         try:
             info = capture(args.out, args.sflow_port, args.ipfix_port, args.prefix)

@@ -223,3 +223,125 @@ def run_pmacctd(traffic: Path, kind: str, out: Path, work: Path, port: int | Non
             proc.wait()
         got = cap.stop()
     return got
+
+
+class LostTraffic(RuntimeError):
+    """Every attempt lost or resent a packet between the pods: the sent counts would not be the truth."""
+
+
+def ovs_run(work: Path, exporters: dict, traffic, attempts: int = 3) -> dict:
+    """Real OVS exports of known traffic: start a lab, capture each exporter's datagrams (tcpdump on lo), run
+    ``traffic(lab) -> [Traffic]``, flush, stop. ``exporters``: name → fn(lab, port) enabling it.
+
+    Returns {"traffic", "ports", "datagrams", "pcaps"}. Retries when the pods lost or resent a packet; raises
+    LostTraffic when every attempt did, the lab's error otherwise. The lab runs in a thread of its own (its
+    daemons die with the thread that started them).
+    """
+    from tests.services.ovs import OvsLab
+
+    outcome: dict = {}
+
+    def attempt(n: int) -> None:
+        lab = OvsLab(work / f"ovs{n}", pods=3, ipv6=True)
+        caps: dict[str, Capture] = {}
+        try:
+            lab.start()
+            ports = {name: free_port() for name in exporters}
+            pcaps = {name: work / f"{name}{n}.pcap" for name in exporters}
+            caps = {name: Capture(ports[name], pcaps[name]) for name in exporters}
+            for name, enable in exporters.items():
+                enable(lab, ports[name])
+            sent = traffic(lab)
+            lab.flush_exports()
+            lab.disable_exports()
+            time.sleep(0.5)
+            got = {name: cap.stop() for name, cap in caps.items()}
+            outcome.update(traffic=sent, ports=ports, datagrams=got, pcaps=pcaps)
+            outcome["lost"] = [t for t in sent if _lost(t)]
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            for cap in caps.values():
+                if cap.proc.poll() is None:
+                    cap.stop()
+            lab.stop()
+
+    for n in range(attempts):
+        outcome.clear()
+        worker = threading.Thread(target=attempt, args=(n,))
+        worker.start()
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        if not outcome["lost"]:
+            return outcome
+    raise LostTraffic(f"every attempt lost or resent packets: {outcome['lost']}")
+
+
+def _lost(t) -> bool:
+    if t.proto == "tcp":
+        return t.received_bytes != t.sent_bytes or bool(t.tcp and t.tcp["total_retrans"])
+    return t.received_packets != t.sent_packets
+
+
+# --- OVS scenarios shared by tests/collectors/test_ovs_perflow.py and scripts/capture_ovs_exports.py ----------
+OBS_DOMAIN, OBS_POINT = 42, 4242
+SAMPLED_PACKETS = 4000
+
+
+def perflow_traffic(lab) -> list:
+    """IPv4 UDP, ICMP and TCP (matched by the per-flow rule) and IPv6 UDP (not matched)."""
+    return [
+        lab.udp_send("pod1", "pod2", 5000, count=30, size=100, sport=40001, interval=0.001),
+        lab.ping("pod2", "pod3", count=3, interval=0.05),
+        lab.tcp_transfer("pod1", "pod3", 8080, 20_000, sport=40002),
+        lab.udp_send("pod3", "pod1", 5353, count=5, size=60, sport=40003, ipv6=True),
+    ]
+
+
+def sampled_traffic(lab) -> list:
+    """One UDP stream of SAMPLED_PACKETS datagrams (64 payload bytes), paced so that OVS drops none."""
+    return [lab.udp_send("pod1", "pod2", 5000, count=SAMPLED_PACKETS, size=64, sport=40010, interval=0.0002)]
+
+
+#: name → exporters (name → kind and options) and traffic. Per-flow probability is in 1/65535 units.
+OVS_SCENARIOS = {
+    "perflow": {
+        "exporters": {
+            "perflow": dict(
+                kind="perflow",
+                probability=65535,
+                collector_set_id=7,
+                obs_domain_id=OBS_DOMAIN,
+                obs_point_id=OBS_POINT,
+            ),
+        },
+        "traffic": perflow_traffic,
+    },
+    "sampled": {
+        "exporters": {
+            "sflow": dict(kind="sflow", sampling=10, polling=30),
+            "ipfix": dict(kind="ipfix", sampling=10),
+            "perflow": dict(kind="perflow", probability=13107),  # exactly 1 in 5
+        },
+        "traffic": sampled_traffic,
+    },
+}
+
+
+def sampling_rate(options: dict) -> int:
+    """The 1-in-N of an exporter of OVS_SCENARIOS."""
+    return 65535 // options["probability"] if options["kind"] == "perflow" else options["sampling"]
+
+
+def run_scenario(name: str, work: Path, attempts: int = 3) -> dict:
+    """:func:`ovs_run` of one of OVS_SCENARIOS."""
+    scenario = OVS_SCENARIOS[name]
+
+    def enabler(options: dict):
+        kind, rest = options["kind"], {k: v for k, v in options.items() if k != "kind"}
+        method = {"sflow": "enable_sflow", "ipfix": "enable_ipfix", "perflow": "enable_perflow_ipfix"}[kind]
+        return lambda lab, port: getattr(lab, method)(port, **rest)
+
+    exporters = {n: enabler(o) for n, o in scenario["exporters"].items()}
+    return ovs_run(work, exporters, scenario["traffic"], attempts)

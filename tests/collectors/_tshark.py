@@ -190,3 +190,31 @@ def sflow_sums(pcap: str, port: int) -> dict:
         s[0] += 1
         s[1] += f["bytes"]
     return sums
+
+
+def ipfix_values(pcap: str, port: int, field: str) -> list[str | None]:
+    """One IPFIX / NetFlow field (e.g. ``cflow.observation_point_id``) of every flow data record, in order."""
+    return [_get(flow, field) for flow in _flows(pcap, port) if _get(flow, "cflow.direction") is not None]
+
+
+def psamp_sums(pcap: str, port: int) -> dict:
+    """5-tuple → [packets, bytes] of IPFIX / PSAMP packet reports: each record is one packet, keyed by tshark's
+    dissection of its dataLinkFrameSection, counted with its sectionExportedOctets (the frame size here)."""
+    sums: dict = {}
+    for flow in _flows(pcap, port):
+        tree = _get(flow, "cflow.data_link_frame_section_tree")
+        if tree is None:
+            continue
+        ip = _get(tree, "ip", default=None) or _get(tree, "ipv6", default=[])
+        l4 = next((_get(tree, n) for n in ("tcp", "udp") if _get(tree, n)), [])
+        key = _key(
+            _get(ip, "ip.src", "ipv6.src", default="::"),
+            _get(ip, "ip.dst", "ipv6.dst", default="::"),
+            _proto(tree, ip),
+            int(_get(l4, "tcp.srcport", "udp.srcport", default=0)),
+            int(_get(l4, "tcp.dstport", "udp.dstport", default=0)),
+        )
+        s = sums.setdefault(key, [0, 0])
+        s[0] += 1
+        s[1] += int(_get(flow, "cflow.section_exported_octets", default=0))
+    return sums

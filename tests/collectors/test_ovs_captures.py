@@ -17,7 +17,7 @@ import pytest
 
 from collectors.decode import iter_records
 from collectors.decoder import Decoder
-from tests.collectors import _tshark
+from tests.collectors import _pmacct, _tshark
 from tests.services._require import unavailable
 
 DATA = Path(__file__).parent.parent / "testdata"
@@ -103,6 +103,24 @@ def test_same_as_tshark_record_by_record(name):
     for i, (t, o) in enumerate(zip(theirs, ours, strict=True)):
         o = {**o, "flow_start": _ms(o["flow_start"]), "flow_end": _ms(o["flow_end"])}
         assert {k: o[k] for k in t} == t, f"record {i}"
+
+
+@pytest.fixture(scope="module")
+def pmacct_sums(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """pmacct's per-5-tuple sums of both captures (sfacctd renormalized by the samples' rate, nfacctd as is)."""
+    if reason := _pmacct.missing():
+        unavailable(reason)
+    jobs = {name: (_pcap(name), "sflow" if "sflow" in name else "nfacct", True) for name in CAPTURES}
+    return _pmacct.sums_many(jobs, tmp_path_factory.mktemp("pmacct"))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", CAPTURES)
+def test_same_sums_as_pmacct(name, pmacct_sums):
+    """A second independent decoder: every IP 5-tuple's packets and bytes (IPFIX: both directions summed)."""
+    ours = _pmacct.netobs_capture_sums(_pcap(name), scale=True)
+    assert _pmacct.compare(ours, pmacct_sums[name]) == []
+    assert len(ours) > 20
 
 
 def _ingress_packets(path: Path) -> dict:

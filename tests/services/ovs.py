@@ -34,7 +34,7 @@ import pytest
 from tests.services._require import unavailable
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
-BINARIES = "ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-appctl ip ethtool".split()
+BINARIES = "ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-appctl ovs-ofctl ip ethtool".split()
 NETDEV_LOCK = "/run/lock/netobs-ovs-netdev.lock"
 SFLOW_TICK = 1.2  # the sFlow agent ships its buffered samples once a second
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -134,6 +134,7 @@ class OvsLab:
         self.pods: list[Pod] = []
         self.sflow: dict[str, Any] | None = None
         self.ipfix: dict[str, Any] | None = None
+        self.perflow: dict[str, Any] | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._netns: list[str] = []
         self._host_ifs: list[str] = []
@@ -225,7 +226,8 @@ class OvsLab:
                 self._run("ip", "link", "del", dev, check=False)
         for ns in self._netns:
             self._run("ip", "netns", "del", ns, check=False)
-        self._host_ifs, self._netns, self.pods, self.sflow, self.ipfix = [], [], [], None, None
+        self._host_ifs, self._netns, self.pods = [], [], []
+        self.sflow = self.ipfix = self.perflow = None
         if self._lock:
             self._lock.close()
             self._lock = None
@@ -253,17 +255,58 @@ class OvsLab:
         self.ipfix = dict(targets=f"127.0.0.1:{target_port}", sampling=sampling, **options)
         self._vs(f"-- --id=@i create IPFIX {_columns(self.ipfix)} -- set bridge {self.bridge} ipfix=@i")
 
+    def enable_perflow_ipfix(
+        self,
+        target_port: int,
+        probability: int = 65535,
+        collector_set_id: int = 1,
+        obs_domain_id: int = 1,
+        obs_point_id: int = 1,
+        match: str = "ip",
+        cache_active_timeout: int = 2,
+    ) -> None:
+        """Per-flow IPFIX: a Flow_Sample_Collector_Set with its IPFIX row, and an OpenFlow rule matching ``match``
+        whose ``sample`` action samples probability/65535 of the packets before NORMAL forwarding. The records'
+        message header carries obs_domain_id, each record carries obs_point_id (IE 138). No template is sent
+        before the first sampled packet. No sampling rate is exported: the counts are already multiplied by
+        65535 // probability (an estimate of the matched packets)."""
+        if not 1 <= probability <= 65535:
+            raise ValueError("probability is in 1/65535 units: 1..65535")
+        ipfix = {"targets": f"127.0.0.1:{target_port}", "cache_active_timeout": cache_active_timeout}
+        ipfix["cache_max_flows"] = 1024
+        self._vs(
+            f"-- --id=@br get Bridge {self.bridge} -- --id=@i create IPFIX {_columns(ipfix)}",
+            f"-- create Flow_Sample_Collector_Set id={collector_set_id} bridge=@br ipfix=@i",
+        )
+        ids = f"collector_set_id={collector_set_id},obs_domain_id={obs_domain_id},obs_point_id={obs_point_id}"
+        self.ofctl(
+            "add-flow",
+            self.bridge,
+            f"priority=10,{match},actions=sample(probability={probability},{ids}),NORMAL",
+        )
+        self.perflow = dict(
+            ipfix,
+            probability=probability,
+            collector_set_id=collector_set_id,
+            obs_domain_id=obs_domain_id,
+            obs_point_id=obs_point_id,
+            match=match,
+        )
+
     def flush_exports(self) -> None:
         """Wait until everything sampled so far has been exported (sFlow tick, IPFIX active timeout)."""
-        ipfix_wait = self.ipfix["cache_active_timeout"] + SFLOW_TICK if self.ipfix else 0.0
-        time.sleep(max(ipfix_wait, SFLOW_TICK if self.sflow else 0.0))
+        timeouts = [e["cache_active_timeout"] + SFLOW_TICK for e in (self.ipfix, self.perflow) if e]
+        time.sleep(max(timeouts + [SFLOW_TICK if self.sflow else 0.0]))
 
     def disable_exports(self) -> None:
-        """Let sFlow ship its buffer, then remove both exporters; removing IPFIX exports its cache (forced end)."""
+        """Let sFlow ship its buffer, then remove every exporter; removing IPFIX exports its cache (forced end)."""
         if self.sflow:
             time.sleep(SFLOW_TICK)
         self.vsctl("clear", "bridge", self.bridge, "sflow", "ipfix")
-        self.sflow = self.ipfix = None
+        if self.perflow:
+            self.ofctl("--strict", "del-flows", self.bridge, f"priority=10,{self.perflow['match']}")
+            self.vsctl("--", "--all", "destroy", "Flow_Sample_Collector_Set")
+        self.sflow = self.ipfix = self.perflow = None
 
     # --- traffic ---------------------------------------------------------------------------------------------
     def pod(self, name: str) -> Pod:
@@ -385,6 +428,10 @@ class OvsLab:
 
     def ovs_version(self) -> str:
         return self._run("ovs-vswitchd", "--version").split()[-1]
+
+    def ofctl(self, *args: str) -> str:
+        """ovs-ofctl on this lab's bridge socket (found in OVS_RUNDIR)."""
+        return self._run("ovs-ofctl", *args).strip()
 
     def vsctl(self, *args: str) -> str:
         return self._run("ovs-vsctl", f"--db=unix:{self.workdir}/db.sock", "--timeout=20", *args).strip()
