@@ -12,22 +12,33 @@ means the packet was dropped, e.g. ``0x40000000 | 256`` unknown; format 2
 (``0x80000000 | n``) means it went out of ``n`` interfaces (flooded; ``n = 0`` unknown).
 Expanded samples (format and value in separate words) are folded into the same form, so
 one query (``out_if >= 0x40000000``) finds all discards and floods.
+
+The per-datagram work runs in C (``collectors/_native/sflow.c``) when that extension is
+built: it parses the flow samples into native column buffers and keeps the sequence
+state, while counter samples are still decoded here. This Python code stays the
+reference and the fallback (``NETOBS_NATIVE=0`` forces it); the tests compare the two.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
 import struct
+from types import ModuleType
 
 import numpy as np
 
 from collectors import packet
 from collectors._columns import PackedRows, directions, transpose
-from collectors._sequence import SequenceTracker
+from collectors._sequence import LATE_WINDOW, MAX_STREAMS, SequenceTracker
 from collectors._sflow_counters import counter_row
 from collectors.counters import COUNTER_COLUMNS, COUNTER_NAMES, CounterBatch
 from collectors.stats import ExporterStats
 from netobs import schema
 from netobs.batch import FlowBatch
+
+log = logging.getLogger(__name__)
 
 IF_FORMAT_SHIFT = 30
 IF_VALUE_MASK = 0x3FFFFFFF
@@ -69,21 +80,64 @@ _TUNNEL_NAMES = np.array(["", "geneve", "vxlan", "gre"], dtype=object)
 _TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
 _TUNNEL_AT = packet.PacketInfo._fields.index("tunnel_type")
 _VLAN_AT = packet.PacketInfo._fields.index("vlan")
+_COLUMN_DTYPES = tuple(np.dtype(dt) for _, dt in ROW_FIELDS)
+
+
+def native_module(force: bool = False) -> ModuleType | None:
+    """The C decoder (``collectors._native_sflow``), or None if not built or, unless
+    ``force``, if ``NETOBS_NATIVE=0``."""
+    if not force and os.environ.get("NETOBS_NATIVE", "") == "0":
+        return None
+    try:
+        _native_sflow = importlib.import_module("collectors._native_sflow")
+    except ImportError:
+        return None
+    if _native_sflow.WIDTHS != tuple(dt.itemsize for dt in _COLUMN_DTYPES):  # a stale build
+        log.warning("collectors._native_sflow does not match ROW_FIELDS; using the Python decoder")
+        return None
+    return _native_sflow
 
 
 class SflowDecoder:
-    """Accumulates samples from many datagrams; :meth:`flush` returns the batches."""
+    """Accumulates samples from many datagrams; :meth:`flush` returns the batches.
 
-    def __init__(self, default_sampling_rate: int = 0) -> None:
+    ``native`` chooses the C decoder (True: required, whatever ``NETOBS_NATIVE`` says;
+    False: never); by default it is used when built and ``NETOBS_NATIVE`` is not 0.
+    """
+
+    def __init__(self, default_sampling_rate: int = 0, native: bool | None = None) -> None:
         self.default_sampling_rate = default_sampling_rate
         self._rows = PackedRows(ROW_FIELDS)
         self._counters: list[tuple] = []
         self.sequences = SequenceTracker("sflow", "datagrams")
         # Per data source and sample kind: a sample's number counts that source's samples.
         self.sample_sequences = SequenceTracker("sflow", "samples", gaps=False)
+        module = native_module(force=bool(native)) if native is not False else None
+        if native and module is None:
+            raise ImportError("collectors._native_sflow is not built")
+        # In native mode the C state holds the pending rows and both sequence trackers.
+        self._native = module.State(MAX_STREAMS, LATE_WINDOW) if module is not None else None
+
+    @property
+    def native(self) -> bool:
+        """Whether datagrams go through the C decoder."""
+        return self._native is not None
+
+    def streams(self) -> tuple[int, int]:
+        """How many (datagram, sample) sequence streams are tracked."""
+        if self._native is not None:
+            return self._native.streams()
+        return len(self.sequences), len(self.sample_sequences)
 
     def feed(self, buf: bytes, exporter_addr: bytes, time_ms: int, stats: ExporterStats) -> None:
         """Decode one datagram into the pending rows; problems go to ``stats``."""
+        if self._native is not None:
+            found = self._native.feed(buf, exporter_addr, time_ms, stats)
+            if found is not None:  # counter samples: (records offset, end, count, source) each
+                agent, sub_agent, samples = found
+                for off, end, nrec, source in samples:
+                    self._counter(buf, off, end, nrec, (time_ms, agent, sub_agent, source), stats)
+            return
         if len(buf) < 8 or _U32.unpack_from(buf, 0)[0] != 5:
             stats.error("sflow:bad_version")
             return
@@ -104,7 +158,7 @@ class SflowDecoder:
     @property
     def pending(self) -> bool:
         """Whether a flush would return anything."""
-        return bool(self._rows.buf or self._counters)
+        return bool(self._rows.buf or self._counters or (self._native is not None and len(self._native)))
 
     def flush(self) -> tuple[FlowBatch, CounterBatch]:
         """Everything fed since the last flush, as one flow batch and one counter batch."""
@@ -112,13 +166,12 @@ class SflowDecoder:
         counters = (
             CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else CounterBatch.empty()
         )
-        rows = self._rows.take()
-        n = len(rows)
-        if not n:
+        cols = self._take()
+        if cols is None:
             return FlowBatch.empty(), counters
-        cols = {name: rows[name] for name, _ in ROW_FIELDS}
-        cols["direction"] = directions(rows["direction"])
-        cols["tunnel_type"] = _TUNNEL_NAMES[rows["tunnel_type"]]
+        n = len(cols["time_received"])
+        cols["direction"] = directions(cols["direction"])
+        cols["tunnel_type"] = _TUNNEL_NAMES[cols["tunnel_type"]]
         if self.default_sampling_rate:
             rate = cols["sampling_rate"]
             cols["sampling_rate"] = np.where(rate == 0, np.uint32(self.default_sampling_rate), rate)
@@ -126,6 +179,21 @@ class SflowDecoder:
         cols["type"] = np.full(n, "sflow", dtype=object)
         cols["packets"] = np.ones(n, dtype=np.uint64)
         return FlowBatch(cols, n), counters
+
+    def _take(self) -> dict[str, np.ndarray] | None:
+        """The pending rows as raw columns (text columns still as codes), or None."""
+        if self._native is not None:
+            raw = self._native.take()
+            if raw is None:
+                return None
+            return {
+                name: np.frombuffer(col, dtype=dt)
+                for (name, _), dt, col in zip(ROW_FIELDS, _COLUMN_DTYPES, raw, strict=True)
+            }
+        rows = self._rows.take()
+        if not len(rows):
+            return None
+        return {name: rows[name] for name, _ in ROW_FIELDS}
 
     def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
         end = len(buf)
