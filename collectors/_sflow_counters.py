@@ -19,6 +19,7 @@ OPENFLOW_PORT = struct.Struct(">QI")  # datapath id, port number
 _UNKNOWN_GENERIC = [(1 << (64 if c == "Q" else 32)) - 1 for c in GENERIC.format[1:]]
 _ALL_ONES = 0xFFFFFFFF
 _MAX_NAME = 255  # ifName is at most 255 bytes (RFC 2863)
+_MAIN = 13  # the generic values that precede the Ethernet columns in a row
 
 #: Column names the Ethernet record fills, in its order (dot3Stats*, RFC 3635).
 ETHERNET_NAMES = (
@@ -65,13 +66,15 @@ def counter_row(buf: bytes, off: int, end: int, nrec: int, head: tuple, stats: E
             name = buf[body + 4 : body + 4 + size].decode("utf-8", "replace")
     if generic is None:
         return None
-    return head + generic + ethernet + (dpid, port, name)
+    # Row order: netobs.schema.COUNTER_COLUMNS (the per-kind packet counters come last).
+    return head + generic[:_MAIN] + ethernet + (dpid, port, name) + generic[_MAIN:]
 
 
 def _generic(buf: bytes, body: int) -> tuple:
     c = [0 if v == _UNKNOWN_GENERIC[i] else v for i, v in enumerate(GENERIC.unpack_from(buf, body))]
     # if_index, type, speed, direction, status; in: octets, packets (ucast+mcast+bcast),
-    # errors, discards; out: the same.
+    # errors, discards; out: the same. Then (after the Ethernet and OVS columns): in ucast,
+    # mcast, bcast, unknown protos; out ucast, mcast, bcast; promiscuous mode.
     return (
         c[0],
         c[1],
@@ -86,4 +89,12 @@ def _generic(buf: bytes, body: int) -> tuple:
         c[13] + c[14] + c[15],
         c[17],
         c[16],
+        c[6],
+        c[7],
+        c[8],
+        c[11],
+        c[13],
+        c[14],
+        c[15],
+        c[18],
     )

@@ -3,9 +3,11 @@
 One row per sFlow counter sample with a generic interface record (0:1, the RFC 2863
 ifTable subset), plus the Ethernet errors (0:2, dot3StatsTable) and OVS's OpenFlow
 datapath / port number and port name (0:1004, 0:1005) when the sample has them (0
-and '' otherwise). Packet columns are the sums of the unicast, multicast and broadcast
-counters; a counter the agent marks unknown (all ones, as OVS does for broadcast and
-multicast) counts as 0.
+and '' otherwise). ``in_packets``/``out_packets`` are the sums of the unicast, multicast
+and broadcast counters, which are also kept one by one; a counter the agent marks
+unknown (all ones, as OVS does for broadcast and multicast) counts as 0. The columns are
+``netobs.schema.COUNTER_COLUMNS``; the batch travels as its own record kind
+(:func:`CounterBatch.to_arrow`) into the ``interface_counters`` table.
 """
 
 from __future__ import annotations
@@ -13,35 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
 
-from collectors._sflow_counters import ETHERNET_NAMES
+from netobs import schema
+from netobs.batch import arrow_array
 
 #: name → numpy dtype, in row order. ``exporter`` is the 16-byte address (IPv4 mapped).
-COUNTER_COLUMNS: dict[str, np.dtype] = {
-    name: np.dtype(dt)
-    for name, dt in (
-        ("time_received", "int64"),
-        ("type", object),
-        ("exporter", "V16"),
-        ("observation_domain", "uint32"),
-        ("source_id", "uint32"),
-        ("if_index", "uint32"),
-        ("if_type", "uint32"),
-        ("if_speed", "uint64"),
-        ("if_direction", "uint32"),
-        ("if_status", "uint32"),
-        ("in_octets", "uint64"),
-        ("in_packets", "uint64"),
-        ("in_errors", "uint32"),
-        ("in_discards", "uint32"),
-        ("out_octets", "uint64"),
-        ("out_packets", "uint64"),
-        ("out_errors", "uint32"),
-        ("out_discards", "uint32"),
-    )
-    + tuple((name, "uint32") for name in ETHERNET_NAMES)
-    + (("of_dpid", "uint64"), ("of_port", "uint32"), ("if_name", object))
-}
+COUNTER_COLUMNS: dict[str, np.dtype] = schema.numpy_dtypes(schema.COUNTER_COLLECT_COLUMNS)
 COUNTER_NAMES: tuple[str, ...] = tuple(COUNTER_COLUMNS)
 
 
@@ -75,6 +55,12 @@ class CounterBatch:
             return batches[0] if batches else cls.empty()
         names = batches[0].columns.keys()
         return cls({n: np.concatenate([b.columns[n] for b in batches]) for n in names})
+
+    def to_arrow(self) -> pa.RecordBatch:
+        """Arrow record batch of the ``counters`` kind: every collect column, zero-filled when absent."""
+        cols = schema.COUNTER_COLLECT_COLUMNS
+        arrays = [arrow_array(c, self.columns.get(c.name), self.length) for c in cols]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow_schema(cols, schema.COUNTERS))
 
     def rows(self) -> Iterator[dict]:
         """One dict per record (offline use: ``netobs decode``, tests)."""

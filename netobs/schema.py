@@ -4,6 +4,8 @@ From ``FLOW_COLUMNS`` come the ClickHouse DDL (single node and cluster variants,
 legacy dialect for old servers), the Arrow schema used on the wire and for inserts, the
 numpy dtypes the decoders fill, and the insert column list. Raw packet and byte counts
 are stored with the sampling rate; scaling happens in queries (``bytes * sampling_rate``).
+``COUNTER_COLUMNS`` does the same for interface counter records (sFlow counter samples),
+the second record kind (``KINDS``) that travels on the wire and has its own table.
 """
 
 from __future__ import annotations
@@ -155,12 +157,110 @@ COLLECT_COLUMNS: tuple[Column, ...] = tuple(c for c in FLOW_COLUMNS if c.group =
 BY_NAME: dict[str, Column] = {c.name: c for c in FLOW_COLUMNS}
 
 
-def arrow_schema(columns: tuple[Column, ...] = FLOW_COLUMNS) -> pa.Schema:
-    """The Arrow schema of a flow batch on the wire and at insert."""
-    return pa.schema(
-        [pa.field(c.name, c.arrow, nullable=False) for c in columns],
-        metadata={b"netobs.schema_version": str(SCHEMA_VERSION).encode()},
+# ---- interface counters (sFlow counter samples) ------------------------------------------------
+#: Bumped like SCHEMA_VERSION, for the interface counter record.
+COUNTER_SCHEMA_VERSION = 1
+#: Record kinds a transport message can carry (:mod:`netobs.wire` puts the kind in its header).
+FLOWS, COUNTERS = "flows", "counters"
+KIND_KEY = b"netobs.kind"
+
+_C32 = "32-bit counter as exported (0 when the agent does not have it)."
+_C64 = "64-bit counter as exported."
+#: Counters of RFC 3635's dot3StatsTable (sFlow Ethernet record 0:2), in the record's order.
+ETHERNET_COUNTERS = (
+    "alignment_errors",
+    "fcs_errors",
+    "single_collisions",
+    "multiple_collisions",
+    "sqe_test_errors",
+    "deferred_transmissions",
+    "late_collisions",
+    "excessive_collisions",
+    "internal_mac_tx_errors",
+    "carrier_sense_errors",
+    "frame_too_longs",
+    "internal_mac_rx_errors",
+    "symbol_errors",
+)
+
+
+def _u32(name: str, doc: str = _C32) -> Column:
+    return Column(name, "UInt32", pa.uint32(), doc, codec="T64, ZSTD(1)")
+
+
+def _u64(name: str, doc: str = _C64) -> Column:
+    return Column(name, "UInt64", pa.uint64(), doc, codec="T64, ZSTD(1)")
+
+
+#: One row per counter sample, in the order the decoder builds its rows (collectors.counters).
+#: Counters are raw snapshots; per-interval deltas, wrap and reset handling are query-time
+#: (:mod:`netobs.counter_rates`), like the sampling rate of flows.
+COUNTER_COLUMNS: tuple[Column, ...] = (
+    (
+        BY_NAME["time_received"],
+        Column("type", "LowCardinality(String)", _STR, "Export protocol: sflow."),
+        Column("exporter", "IPv6", _IP, "sFlow agent address (IPv4 mapped into IPv6)."),
+        Column("observation_domain", "UInt32", pa.uint32(), "sFlow sub-agent id."),
+        Column("source_id", "UInt32", pa.uint32(), "sFlow data source: class << 24 | index."),
+        Column("if_index", "UInt32", pa.uint32(), "ifIndex of the interface."),
+        Column("if_type", "UInt32", pa.uint32(), "ifType (IANA; 6: ethernetCsmacd)."),
+        Column("if_speed", "UInt64", pa.uint64(), "ifSpeed in bits per second (0: unknown)."),
+        Column("if_direction", "UInt32", pa.uint32(), "0 unknown, 1 full duplex, 2 half, 3 in, 4 out."),
+        Column("if_status", "UInt32", pa.uint32(), "Bit 0: ifAdminStatus up, bit 1: ifOperStatus up."),
+        _u64("in_octets"),
+        _u64("in_packets", "Unicast + multicast + broadcast packets received (each a 32-bit counter)."),
+        _u32("in_errors"),
+        _u32("in_discards"),
+        _u64("out_octets"),
+        _u64("out_packets", "Unicast + multicast + broadcast packets sent (each a 32-bit counter)."),
+        _u32("out_errors"),
+        _u32("out_discards"),
     )
+    + tuple(_u32(name, f"dot3Stats counter (RFC 3635). {_C32}") for name in ETHERNET_COUNTERS)
+    + (
+        Column("of_dpid", "UInt64", pa.uint64(), "OpenFlow datapath id (OVS record 0:1004; 0: none)."),
+        Column("of_port", "UInt32", pa.uint32(), "OpenFlow port number (OVS record 0:1004)."),
+        Column("if_name", "LowCardinality(String)", _STR, "ifName, when the agent sends it (OVS 0:1005)."),
+        _u32("in_unicast_packets"),
+        _u32("in_multicast_packets"),
+        _u32("in_broadcast_packets"),
+        _u32("in_unknown_protos"),
+        _u32("out_unicast_packets"),
+        _u32("out_multicast_packets"),
+        _u32("out_broadcast_packets"),
+        Column("promiscuous", "UInt32", pa.uint32(), "ifPromiscuousMode: 1 when promiscuous."),
+        Column("exporter_node", "LowCardinality(String)", _STR, "Node of the agent.", group="enrich"),
+        Column(
+            "exporter_center", "LowCardinality(String)", _STR, "Data center of the agent.", group="enrich"
+        ),
+    )
+)
+COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTER_COLUMNS)
+COUNTER_COLLECT_COLUMNS: tuple[Column, ...] = tuple(c for c in COUNTER_COLUMNS if c.group == "collect")
+COUNTER_BY_NAME: dict[str, Column] = {c.name: c for c in COUNTER_COLUMNS}
+#: Record kind → (its columns, its schema version).
+KINDS: dict[str, tuple[tuple[Column, ...], int]] = {
+    FLOWS: (FLOW_COLUMNS, SCHEMA_VERSION),
+    COUNTERS: (COUNTER_COLUMNS, COUNTER_SCHEMA_VERSION),
+}
+
+
+def arrow_schema(columns: tuple[Column, ...] = FLOW_COLUMNS, kind: str = FLOWS) -> pa.Schema:
+    """The Arrow schema of a batch of ``kind`` on the wire and at insert.
+
+    Flow batches carry no kind (their metadata is what it was before counters existed);
+    other kinds name themselves under ``netobs.kind`` so that consumers can dispatch.
+    """
+    metadata = {b"netobs.schema_version": str(KINDS[kind][1]).encode()}
+    if kind != FLOWS:
+        metadata[KIND_KEY] = kind.encode()
+    return pa.schema([pa.field(c.name, c.arrow, nullable=False) for c in columns], metadata=metadata)
+
+
+def kind_of(table: pa.Table | pa.RecordBatch) -> str:
+    """The record kind a batch declares in its schema metadata (flows when it declares none)."""
+    meta = table.schema.metadata or {}
+    return meta.get(KIND_KEY, FLOWS.encode()).decode("ascii", "replace")
 
 
 def numpy_dtypes(columns: tuple[Column, ...] = COLLECT_COLUMNS) -> dict[str, np.dtype]:

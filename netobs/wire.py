@@ -1,9 +1,17 @@
-"""Wire encoding of a flow batch: a small header and an Arrow IPC stream.
+"""Wire encoding of a batch: a small header and an Arrow IPC stream.
 
-Layout: ``b"NOBS"`` magic, one byte format version, two bytes (big-endian) schema
-version, then an Arrow IPC stream holding one record batch with zstd-compressed
-buffers. Many flows per message keeps Kafka's per-message cost negligible; the IPC
-stream carries its own schema so a consumer can check column names and types.
+Layout: ``b"NOBS"`` magic, one byte format version, two bytes (big-endian) schema, then
+an Arrow IPC stream holding one record batch with zstd-compressed buffers. Many records
+per message keeps Kafka's per-message cost negligible; the IPC stream carries its own
+schema so a consumer can check column names and types.
+
+The schema field names the record kind in its high byte (0: flows, 1: interface
+counters) and that kind's schema version in its low byte. Flow messages are thus
+byte for byte what they were before other kinds existed, and a consumer that predates a
+kind sees a schema "newer than its own" and refuses the message (counted, dead-lettered)
+instead of misreading counters as flows. A consumer refuses unknown kinds and newer
+versions the same way. The kind travels in the Arrow schema metadata too
+(:func:`netobs.schema.kind_of`), which is how the in-process transport carries it.
 """
 
 from __future__ import annotations
@@ -18,33 +26,61 @@ MAGIC = b"NOBS"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("!4sBH")
 _WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+#: Record kind → its code in the schema field's high byte.
+KIND_CODES: dict[str, int] = {schema.FLOWS: 0, schema.COUNTERS: 1}
+_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 
 class WireError(ValueError):
-    """A message that is not a flow batch netobs can read."""
+    """A message that is not a batch netobs can read."""
 
 
 def encode(rb: pa.RecordBatch) -> bytes:
-    """Serialise one record batch for the transport."""
+    """Serialise one record batch for the transport; its kind comes from its schema metadata."""
+    kind = schema.kind_of(rb)
+    code = KIND_CODES.get(kind)
+    if code is None:
+        raise WireError(f"cannot encode records of unknown kind {kind!r}")
+    field = code << 8 | schema.KINDS[kind][1]
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, field) + arrow_stream(rb)
+
+
+def arrow_stream(rb: pa.RecordBatch) -> bytes:
+    """The Arrow IPC stream of ``rb`` alone (no header): for bytes kept aside, e.g. dead letters
+    of a kind :func:`encode` refuses."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, rb.schema, options=_WRITE_OPTIONS) as writer:
         writer.write_batch(rb)
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, schema.SCHEMA_VERSION) + sink.getvalue().to_pybytes()
+    return sink.getvalue().to_pybytes()
 
 
 def decode(data: bytes) -> pa.Table:
-    """Parse a message produced by :func:`encode`; raises :class:`WireError`."""
+    """Parse a message produced by :func:`encode`; raises :class:`WireError`.
+
+    The table's schema metadata names its kind (as the header says), see
+    :func:`netobs.schema.kind_of`.
+    """
     if len(data) < _HEADER.size:
         raise WireError(f"message of {len(data)} bytes is shorter than the header")
-    magic, fmt, version = _HEADER.unpack_from(data)
+    magic, fmt, field = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise WireError(f"bad magic {magic!r}: not a netobs flow batch")
+        raise WireError(f"bad magic {magic!r}: not a netobs batch")
     if fmt != FORMAT_VERSION:
         raise WireError(f"unsupported wire format version {fmt}")
-    if version > schema.SCHEMA_VERSION:
-        raise WireError(f"schema version {version} is newer than this consumer's {schema.SCHEMA_VERSION}")
+    kind = _KINDS.get(field >> 8)
+    if kind is None:
+        raise WireError(f"unknown record kind {field >> 8} (schema {field}): newer than this consumer")
+    version, known = field & 0xFF, schema.KINDS[kind][1]
+    if version > known:
+        raise WireError(f"{kind} schema version {version} is newer than this consumer's {known}")
     try:
-        reader = pa.ipc.open_stream(pa.py_buffer(data)[_HEADER.size :])
-        return reader.read_all()
+        table = pa.ipc.open_stream(pa.py_buffer(data)[_HEADER.size :]).read_all()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         raise WireError(f"corrupt Arrow payload: {e}") from None
+    if schema.kind_of(table) != kind:  # the header is authoritative
+        meta = dict(table.schema.metadata or {})
+        meta.pop(schema.KIND_KEY, None)
+        if kind != schema.FLOWS:
+            meta[schema.KIND_KEY] = kind.encode()
+        table = table.replace_schema_metadata(meta)
+    return table

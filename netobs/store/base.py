@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from netobs import ddl
+from netobs import counter_rates, ddl
 from netobs.config import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -42,34 +42,49 @@ def converge(
     cluster: str | None = None,
     replicated: bool = False,
     rollup_retention: Mapping[str, int] | None = None,
+    counters_retention_days: int = 0,
 ) -> list[str]:
     """Bring a live database to the schema, idempotently; returns the statements run.
 
-    Rollups and the exporter-health table (materialized views) exist in the modern dialect
-    only; ``rollup_retention`` maps a :class:`netobs.ddl.Rollup`'s ``retention`` field name
-    to its TTL in days.
+    The tables of :data:`netobs.ddl.TABLES` (flows, interface counters) exist in every
+    dialect and layout. Rollups and the exporter-health table (materialized views) exist in
+    the modern dialect only; ``rollup_retention`` maps a :class:`netobs.ddl.Rollup`'s
+    ``retention`` field name to its TTL in days.
     """
+    days = {ddl.FLOWS: retention_days, ddl.INTERFACE_COUNTERS: counters_retention_days}
     ran = [ddl.create_database(database, cluster)]
-    ran += ddl.create_flows(
-        database,
-        retention_days=retention_days,
-        dialect=dialect,
-        cluster=cluster,
-        replicated=replicated and not cluster,
-    )
+    for spec in ddl.TABLES.values():
+        ran += ddl.create_table(
+            database,
+            spec,
+            retention_days=days[spec.name],
+            dialect=dialect,
+            cluster=cluster,
+            replicated=replicated and not cluster,
+        )
     for stmt in ran:
         execute(stmt)
-    alters = ddl.add_missing_columns(database, columns_of(ddl.FLOWS), dialect=dialect, cluster=cluster)
+    alters: list[str] = []
+    for spec in ddl.TABLES.values():
+        alters += ddl.add_missing_columns(
+            database,
+            columns_of(spec.name),
+            dialect=dialect,
+            cluster=cluster,
+            table=spec.name,
+            columns=spec.columns,
+        )
     for stmt in alters:
         log.info("schema: %s", stmt)
         execute(stmt)
     rollups: list[str] = []
     if dialect == "modern":
-        days = rollup_retention or {}
+        ttl = rollup_retention or {}
         for rollup in ddl.ROLLUPS:
             rollups += ddl.create_rollup(
-                database, rollup, retention_days=days.get(rollup.retention, 0), cluster=cluster
+                database, rollup, retention_days=ttl.get(rollup.retention, 0), cluster=cluster
             )
+        rollups.append(counter_rates.create_view(database, cluster))
         for stmt in rollups:
             execute(stmt)
     return ran + alters + rollups
@@ -86,4 +101,5 @@ def converge_store(store: Any, config: StoreConfig) -> list[str]:
         cluster=config.clickhouse.cluster if config.type == "clickhouse" else None,
         replicated=config.replicated,
         rollup_retention={r.retention: getattr(config, r.retention) for r in ddl.ROLLUPS},
+        counters_retention_days=getattr(config, ddl.COUNTERS_TABLE.retention),
     )
