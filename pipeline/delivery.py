@@ -40,7 +40,7 @@ class Batch:
 
     @property
     def last(self) -> int:
-        return self.messages[-1].position[2] if self.messages[-1].position else -1
+        return last_offset(self.messages[-1])
 
     @property
     def token(self) -> str | None:
@@ -49,6 +49,18 @@ class Batch:
             return None
         topic, partition = self.key
         return f"netobs:{topic}:{partition}:{self.first}-{self.last}:{self.rows}"
+
+
+def last_offset(msg: Message) -> int:
+    """Offset of the last record a message holds (-1 without a position).
+
+    A message usually is one record; a run of one-flow records (goflow2 input,
+    :class:`pipeline.goflow2.RunMessage`) spans ``position[2]..last_offset``.
+    """
+    last = getattr(msg, "last_offset", None)
+    if last is not None and last >= 0:
+        return int(last)
+    return msg.position[2] if msg.position else -1
 
 
 class Batcher:
@@ -74,7 +86,7 @@ class Batcher:
         n = msg.table.num_rows if msg.table is not None else 0
         cur.rows += n
         self.rows += n
-        offset = msg.position[2] if msg.position else 0
+        offset = last_offset(msg)
         if cur.plan_last is not None:
             cur.sealed = offset >= cur.plan_last
         elif cur.rows >= self.max_rows:

@@ -137,6 +137,10 @@ class MetadataStore:
 
         Open versions of those kinds from the same source that are not listed are closed at ``at``.
         """
+        return self.apply(self.replace_changes(kinds, objects, source), at, new_from)
+
+    def replace_changes(self, kinds: Iterable[str], objects: Iterable[Obj], source: str = "") -> list[Change]:
+        """The changes :meth:`replace_all` applies: deletions of the unlisted, upserts of the listed."""
         kinds = set(kinds)
         objs = {(o.kind, o.key): o for o in objects}
         with self._lock:
@@ -146,8 +150,13 @@ class MetadataStore:
                 if k[0] in kinds and k not in objs and self._versions[i].source == source
             ]
         changes = [Change.delete(kind, key, source) for kind, key in gone]
-        changes += [Change.upsert(o, source) for o in objs.values()]
-        return self.apply(changes, at, new_from)
+        return changes + [Change.upsert(o, source) for o in objs.values()]
+
+    def current(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Attributes of the version of ``(kind, key)`` in force now, or None."""
+        with self._lock:
+            idx = self._open.get((kind, key))
+            return self._versions[idx].attrs if idx is not None else None
 
     def _apply_one(self, ch: Change, t: int, first: int) -> list[Version]:
         k = (ch.kind, ch.key)
