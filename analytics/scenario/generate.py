@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -32,7 +33,7 @@ class ScenarioSpec:
 
 def analytics_config(spec: ScenarioSpec, anomalies: list[Anomaly]) -> dict:
     """The analytics section matching the scenario: planned windows and link capacities."""
-    windows = []
+    windows: list[dict[str, Any]] = []
     for a in anomalies:
         if a.label.planned:
             windows.append(

@@ -68,7 +68,8 @@ def load_inventory(path: str | Path, strict: bool = False) -> Inventory:
     except OSError as e:
         raise InventoryError([Problem(str(p), 0, "(file)", f"cannot read: {e.strerror}")]) from None
     except yaml.YAMLError as e:
-        line = e.problem_mark.line + 1 if getattr(e, "problem_mark", None) else 0
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
         raise InventoryError([Problem(str(p), line, "(file)", f"not valid YAML: {e}")]) from None
     inv = Inventory()
     _Loader(str(p), inv).top(root)
@@ -157,8 +158,9 @@ def _pop(node: yaml.Node, key: str) -> yaml.Node | None:
     return None
 
 
-def _node_at(node: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node | None:
+def _node_at(root: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node | None:
     """The YAML node at a pydantic error location, for its line number."""
+    node: yaml.Node | None = root
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == part), None)

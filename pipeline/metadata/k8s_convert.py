@@ -87,7 +87,7 @@ def subnet(obj: dict) -> Obj:
     return Network(
         name=_meta(obj).get("name"),
         cidr=spec.get("cidrBlock"),
-        kind="subnet",
+        kind_="subnet",
         vpc=spec.get("vpc") or "",
         tenant=labels.get(TENANT, ""),
         zone=labels.get(ZONE, ""),

@@ -86,13 +86,18 @@ class KubernetesSource:
 
         if res in CORE:
             core = client.CoreV1Api(self.api_client)
-            return {
+            listers: dict[str, Callable[..., Any]] = {
                 "pods": core.list_pod_for_all_namespaces,
                 "namespaces": core.list_namespace,
                 "nodes": core.list_node,
-            }[res]
+            }
+            return listers[res]
         custom = client.CustomObjectsApi(self.api_client)
-        return lambda **kw: custom.list_cluster_custom_object("kubeovn.io", "v1", res, **kw)
+
+        def list_crd(**kw: Any) -> Any:
+            return custom.list_cluster_custom_object("kubeovn.io", "v1", res, **kw)
+
+        return list_crd
 
     def _run(self, res: str) -> None:
         from kubernetes.client.rest import ApiException

@@ -169,7 +169,7 @@ class MetadataStore:
         start, end = _lifetime(ch.obj, t, cur is None, max(first, self._ended.get(k, first)))
         if end != OPEN and (ch.kind, ch.key, start) in self._starts:
             return []  # a static object with a known end, loaded again
-        if cur is not None:
+        if cur is not None and idx is not None:
             closed = replace(cur, valid_to=max(cur.valid_from + 1, t))
             self._versions[idx] = closed
             del self._open[k]
