@@ -22,6 +22,14 @@ published = counter("netobs_collector_published_flows_total", "Flows handed to t
 publish_errors = counter(
     "netobs_collector_publish_errors_total", "Flows lost because the transport refused them", ()
 )
+published_counters = counter(
+    "netobs_collector_published_counters_total", "Interface counter records handed to the transport", ()
+)
+counter_publish_errors = counter(
+    "netobs_collector_counter_publish_errors_total",
+    "Interface counter records lost because the transport refused them",
+    (),
+)
 publish_latency = histogram("netobs_collector_publish_seconds", "Time to hand one batch to the transport", ())
 socket_drops = gauge(
     "netobs_collector_socket_drops",

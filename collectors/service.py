@@ -5,6 +5,18 @@ thread owns its decoder, hence its template state, and batches flows per exporte
 transport messages are keyed by exporter. A batch is published when it holds
 ``batch_max_records`` flows or is ``batch_max_delay_ms`` old. With ``state_dir``, each
 listener's template state is loaded at start and saved periodically and at stop.
+
+The loop works in rounds to keep per-datagram Python work small: it waits until the
+socket is readable, drains it without blocking (up to ``drain_max_datagrams``; the rest
+stays queued in the kernel for the next round), feeds every datagram of the round to the
+decoder, flushes once (a flush costs far more than a feed), splits the rows back by
+exporter (:mod:`collectors._split`) and updates the metrics once per exporter and round.
+
+A listener pinned to one protocol (``listeners[].protocol`` other than ``auto``) skips
+detection: every datagram goes to that protocol's decoder, so another protocol's datagrams
+are not decoded but counted as decode errors under the pinned decoder's reason
+(``sflow:bad_version``, ``ipfix:bad_header``, ...). ``psamp`` pins IPFIX, which PSAMP is on
+the wire.
 """
 
 from __future__ import annotations
@@ -12,19 +24,36 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import select
 import socket
 import threading
 import time
+from collections import Counter
 
-from collectors import metrics
+from collectors import _split, metrics
 from collectors._templates import Limits
+from collectors.counters import CounterBatch
 from collectors.decoder import Decoded, Decoder
 from collectors.sockstats import socket_drops
-from netobs.batch import FlowBatch
+from netobs.batch import FlowBatch, ip_str
 from netobs.config import CollectorConfig, ListenerConfig
 from netobs.transport import Producer, TransportError
 
 log = logging.getLogger(__name__)
+
+#: ListenerConfig.protocol → what Decoder.feed is told (None: detect per datagram).
+#: PSAMP travels as IPFIX (RFC 5476) and the IPFIX decoder tells its packet reports apart.
+PROTOCOLS: dict[str, str | None] = {
+    "auto": None,
+    "sflow": "sflow",
+    "ipfix": "ipfix",
+    "psamp": "ipfix",
+    "netflow9": "netflow9",
+    "netflow5": "netflow5",
+}
+_MAX_DATAGRAM = 65535
+_IDLE_WAIT_S = 0.1  # longest sleep in poll(): bounds how late stop() and housekeeping run
+_DROPS_EVERY_S = 5.0
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -43,9 +72,13 @@ class UdpCollector:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
+        self._listeners: list[ListenerConfig] = []
         self._lock = threading.Lock()
+        self.datagrams = 0  # accepted datagrams handed to the decoder
         self.published = 0
         self.lost = 0
+        self.counters_published = 0  # interface counter records (sFlow counter samples)
+        self.counters_lost = 0
         self.rejected = 0
         self.socket_drops: dict[str, int] = {}
         try:
@@ -63,6 +96,7 @@ class UdpCollector:
         for lc in self.config.listeners:
             sock = _bind(lc)
             self._sockets.append(sock)
+            self._listeners.append(lc)
             t = threading.Thread(
                 target=self._serve, args=(sock, lc), name=f"collector-{lc.listen}", daemon=True
             )
@@ -82,6 +116,14 @@ class UdpCollector:
             self.producer.flush()
         except TransportError as e:
             log.error("final flush failed: %s", e)
+
+    def read_socket_drops(self) -> dict[str, int]:
+        """Read every listener's kernel drop count now (also done every few seconds)."""
+        for sock, lc in zip(self._sockets, self._listeners, strict=True):
+            if sock.fileno() != -1:
+                self._read_drops(sock, lc)
+        with self._lock:
+            return dict(self.socket_drops)
 
     def state_path(self, lc: ListenerConfig):
         """Where the template state of one listener lives (None without ``state_dir``)."""
@@ -110,51 +152,7 @@ class UdpCollector:
             log.error("cannot save template state to %s: %s", path, e)
 
     def _serve(self, sock: socket.socket, lc: ListenerConfig) -> None:
-        decoder = self._decoder(lc)
-        saved = time.monotonic()
-        drops_read = 0.0
-        pending: dict[str, list[FlowBatch]] = {}
-        counts: dict[str, int] = {}
-        oldest: dict[str, float] = {}
-        max_delay = self.config.batch_max_delay_ms / 1000
-        sock.settimeout(min(0.1, max_delay))
-        while not self._stop.is_set():
-            try:
-                data, addr = sock.recvfrom(65535)
-            except TimeoutError:
-                data = None
-            except OSError as e:
-                log.error("listener %s: %s", lc.listen, e)
-                break
-            now = time.time()
-            if data is not None and not self._allowed(addr[0]):
-                metrics.rejected.labels(lc.listen, "exporter_not_allowed").inc()
-                self.rejected += 1
-                data = None
-            if data is not None:
-                exporter = addr[0]
-                metrics.datagrams.labels(exporter, lc.listen).inc()
-                decoded = decoder.decode(data, exporter, int(now * 1000))
-                _count(decoded)
-                flows = decoded.flows
-                if len(flows):
-                    metrics.records.labels(exporter, flows.columns["type"][0]).inc(len(flows))
-                    pending.setdefault(exporter, []).append(flows)
-                    counts[exporter] = counts.get(exporter, 0) + len(flows)
-                    oldest.setdefault(exporter, now)
-            for exporter in list(pending):
-                if counts[exporter] >= self.config.batch_max_records or now - oldest[exporter] >= max_delay:
-                    self._publish(exporter, pending.pop(exporter))
-                    del counts[exporter], oldest[exporter]
-            if time.monotonic() - saved >= self.config.state_save_interval_s:
-                self._save(decoder, lc)
-                saved = time.monotonic()
-            if now - drops_read >= 5.0:
-                self._read_drops(sock, lc)
-                drops_read = now
-        for exporter, batches in pending.items():
-            self._publish(exporter, batches)
-        self._save(decoder, lc)
+        _Listener(self, sock, lc, self._decoder(lc)).run()
 
     def _allowed(self, exporter: str) -> bool:
         """Whether datagrams from ``exporter`` are accepted (the allowlist, cached per address)."""
@@ -184,7 +182,7 @@ class UdpCollector:
         started = time.perf_counter()
         try:
             self.producer.send(batch.to_arrow(), key=exporter.encode())
-        except TransportError as e:
+        except Exception as e:  # TransportError, or a transport bug: counted either way
             with self._lock:
                 self.lost += len(batch)
             metrics.publish_errors.inc(len(batch))
@@ -195,9 +193,205 @@ class UdpCollector:
         with self._lock:
             self.published += len(batch)
 
+    def _publish_counters(self, exporter: str, batches: list[CounterBatch]) -> None:
+        """Interface counters go as their own record kind (the pipeline's interface_counters)."""
+        batch = CounterBatch.concat(batches)
+        try:
+            self.producer.send(batch.to_arrow(), key=exporter.encode())
+        except Exception as e:  # TransportError, or a transport bug: counted either way
+            with self._lock:
+                self.counters_lost += len(batch)
+            metrics.counter_publish_errors.inc(len(batch))
+            log.error("dropped %d interface counter records from %s: %s", len(batch), exporter, e)
+            return
+        metrics.published_counters.inc(len(batch))
+        with self._lock:
+            self.counters_published += len(batch)
+
+
+class _Listener:
+    """The receive → decode → batch loop of one listener socket (one thread)."""
+
+    def __init__(self, owner: UdpCollector, sock: socket.socket, lc: ListenerConfig, decoder: Decoder):
+        self.owner = owner
+        self.sock = sock
+        self.lc = lc
+        self.decoder = decoder
+        self.protocol = PROTOCOLS[lc.protocol]
+        self.cap = owner.config.drain_max_datagrams
+        self.max_records = owner.config.batch_max_records
+        self.max_delay = owner.config.batch_max_delay_ms / 1000
+        self.pending: dict[str, list[FlowBatch]] = {}  # exporter → decoded, not yet published
+        self.counts: dict[str, int] = {}  # exporter → flows pending
+        self.oldest: dict[str, float] = {}  # exporter → when its first pending flow arrived
+        self.counters: dict[str, list[CounterBatch]] = {}  # exporter → counter samples, not yet published
+        self.counters_since: dict[str, float] = {}  # exporter → when its first pending counter arrived
+        self.addresses: dict[str, bytes] = {}  # exporter → its 16-byte form (see collectors._split)
+        sock.setblocking(False)  # drained until EAGAIN; waiting happens in poll()
+
+    def run(self) -> None:
+        sock, owner = self.sock, self.owner
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        saved = drops_read = time.monotonic()
+        owner._read_drops(sock, self.lc)
+        while not owner._stop.is_set():
+            try:
+                if poller.poll(self._wait_ms()):
+                    burst = self._drain()
+                    if burst:
+                        self._decode(burst)
+            except OSError as e:  # the socket itself failed: nothing more will arrive on it
+                log.error("listener %s stopped: %s", self.lc.listen, e)
+                break
+            except Exception as e:  # a bug must not stop the listener; the round's flows are lost
+                log.exception("listener %s: a round of datagrams failed", self.lc.listen)
+                metrics.decode_errors.labels("*", f"internal:{type(e).__name__}").inc()
+            self._publish_due(time.monotonic())
+            now = time.monotonic()
+            if now - saved >= owner.config.state_save_interval_s:
+                owner._save(self.decoder, self.lc)
+                saved = now
+            if now - drops_read >= _DROPS_EVERY_S:
+                owner._read_drops(sock, self.lc)
+                drops_read = now
+        self._publish_due(float("inf"))
+        owner._save(self.decoder, self.lc)
+
+    def _wait_ms(self) -> int:
+        """How long poll() may sleep: until the oldest pending batch is due, at most 100 ms."""
+        wait = _IDLE_WAIT_S
+        if self.oldest or self.counters_since:
+            first = min([*self.oldest.values(), *self.counters_since.values()])
+            wait = min(wait, first + self.max_delay - time.monotonic())
+        return max(0, int(wait * 1000 + 0.999))
+
+    def _drain(self) -> dict[str, list[bytes]]:
+        """Up to ``cap`` queued datagrams, grouped by exporter in arrival order.
+
+        ``recvfrom`` (not ``recvfrom_into`` a reused buffer): every payload must become a
+        bytes object the decoder may keep until its flush anyway, and CPython shrinks the
+        received bytes in place, which measured faster than receiving into a buffer and copying.
+        """
+        burst: dict[str, list[bytes]] = {}
+        rejected = 0
+        recvfrom, allowed = self.sock.recvfrom, self.owner._allowed
+        for _ in range(self.cap):
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            exporter = addr[0]
+            if not allowed(exporter):
+                rejected += 1
+                continue
+            queue = burst.get(exporter)
+            if queue is None:
+                queue = burst[exporter] = []
+            queue.append(data)
+        if rejected:
+            metrics.rejected.labels(self.lc.listen, "exporter_not_allowed").inc(rejected)
+            with self.owner._lock:
+                self.owner.rejected += rejected
+        return burst
+
+    def _decode(self, burst: dict[str, list[bytes]]) -> None:
+        """Decode one drained round; every exporter's flows join its pending batch.
+
+        One flush for the whole round, its rows split back by exporter (see
+        :mod:`collectors._split`); exporter by exporter when two of them claim one address.
+        """
+        wall_ms = int(time.time() * 1000)
+        now = time.monotonic()
+        for exporter, payloads in burst.items():
+            metrics.datagrams.labels(exporter, self.lc.listen).inc(len(payloads))
+        owners = _split.owners(burst, self.protocol, self.addresses) if len(burst) > 1 else None
+        rounds = [burst] if owners is not None or len(burst) == 1 else [{e: p} for e, p in burst.items()]
+        for part in rounds:
+            decoded = self._feed(part, wall_ms)
+            if decoded is None:
+                continue
+            if owners is None:  # one exporter: all its rows are its own
+                (exporter,) = part
+                self._take(exporter, decoded.flows, decoded.counters, now)
+                continue
+            for address, columns, n in _split.split(decoded.flows.columns, len(decoded.flows)):
+                self._take(self._owner(address, owners), FlowBatch(columns, n), None, now)
+            for address, columns, n in _split.split(decoded.counters.columns, len(decoded.counters)):
+                self._take(self._owner(address, owners), None, CounterBatch(columns, n), now)
+        with self.owner._lock:
+            self.owner.datagrams += sum(map(len, burst.values()))
+
+    def _feed(self, part: dict[str, list[bytes]], wall_ms: int) -> Decoded | None:
+        """Feed and flush; None when the decoder failed (a bug: the part is counted lost)."""
+        feed, protocol = self.decoder.feed, self.protocol
+        try:
+            for exporter, payloads in part.items():
+                for payload in payloads:
+                    feed(payload, exporter, wall_ms, None, protocol)
+            decoded = self.decoder.flush()
+        except Exception as e:
+            self._discard(part, e)
+            return None
+        _count(decoded)
+        return decoded
+
+    @staticmethod
+    def _owner(address: bytes | None, owners: dict[bytes, str]) -> str:
+        """The source exporter of rows carrying ``address`` (the address itself if unforeseen)."""
+        exporter = owners.get(address) if address is not None else None
+        return exporter or (ip_str(address) if address is not None else "unknown")
+
+    def _take(
+        self, exporter: str, flows: FlowBatch | None, counters: CounterBatch | None, now: float
+    ) -> None:
+        """Add decoded rows of ``exporter`` to its pending batches."""
+        if flows is not None and len(flows):
+            for kind, n in _types(flows).items():
+                metrics.records.labels(exporter, kind).inc(n)
+            self.pending.setdefault(exporter, []).append(flows)
+            self.counts[exporter] = self.counts.get(exporter, 0) + len(flows)
+            self.oldest.setdefault(exporter, now)
+        if counters is not None and len(counters):
+            self.counters.setdefault(exporter, []).append(counters)
+            self.counters_since.setdefault(exporter, now)
+
+    def _discard(self, part: dict[str, list[bytes]], error: Exception) -> None:
+        """Count datagrams the decoder failed on, and drop what it holds of them, so that
+        their flows cannot end up in a later batch."""
+        lost = sum(map(len, part.values()))
+        log.error("listener %s: %d datagrams lost to a decoder failure", self.lc.listen, lost, exc_info=error)
+        for exporter, payloads in part.items():
+            metrics.decode_errors.labels(exporter, f"internal:{type(error).__name__}").inc(len(payloads))
+        try:
+            self.decoder.flush()
+        except Exception:
+            log.exception("listener %s: the decoder cannot flush either", self.lc.listen)
+
+    def _publish_due(self, now: float) -> None:
+        """Publish every exporter's batch that is full or old enough (all with ``now=inf``)."""
+        for exporter in list(self.pending):
+            if self.counts[exporter] >= self.max_records or now - self.oldest[exporter] >= self.max_delay:
+                batches = self.pending.pop(exporter)
+                del self.counts[exporter], self.oldest[exporter]
+                self.owner._publish(exporter, batches)
+        for exporter in list(self.counters):  # few: one per interface and polling interval
+            if now - self.counters_since[exporter] >= self.max_delay:
+                del self.counters_since[exporter]
+                self.owner._publish_counters(exporter, self.counters.pop(exporter))
+
+
+def _types(flows: FlowBatch) -> dict[str, int]:
+    """Flows per export type (sflow, ipfix, psamp, ...); usually one type per exporter."""
+    types = flows.columns["type"]
+    first = types[0]
+    if types[-1] == first and bool((types == first).all()):
+        return {first: len(types)}
+    return Counter(types.tolist())
+
 
 def _count(decoded: Decoded) -> None:
-    """Decode errors and sequence findings of one datagram into the metrics."""
+    """Decode errors and sequence findings of one flush into the metrics."""
     for (exp, reason), n in decoded.errors.items():
         metrics.decode_errors.labels(exp, reason).inc(n)
     for (exp, protocol, unit, kind), n in decoded.sequences.items():

@@ -66,7 +66,7 @@ class FlowBatch:
 
     def to_arrow(self, columns: tuple[schema.Column, ...] = schema.FLOW_COLUMNS) -> pa.RecordBatch:
         """Arrow record batch with every column of ``columns``, zero-filling the absent."""
-        arrays = [_to_arrow(c, self.columns.get(c.name), self.length) for c in columns]
+        arrays = [arrow_array(c, self.columns.get(c.name), self.length) for c in columns]
         return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow_schema(columns))
 
     @classmethod
@@ -86,8 +86,10 @@ def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
     return np.zeros(n, dtype=dtype)
 
 
-def _to_arrow(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Array:
+def arrow_array(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Array:
     if values is None:
+        if col.numpy == np.dtype(object):  # absent text (enrichment at the collector): 30x faster in C
+            return pa.repeat(pa.scalar("", type=col.arrow), n)
         values = _zeros(col.numpy, n)
     if pa.types.is_fixed_size_binary(col.arrow):
         buf = np.ascontiguousarray(values).view(np.uint8).tobytes()
@@ -95,6 +97,26 @@ def _to_arrow(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Array
     if pa.types.is_timestamp(col.arrow):
         return pa.array(values.astype("int64", copy=False), type=pa.int64()).cast(col.arrow)
     return pa.array(values, type=col.arrow)
+
+
+def conform(table: pa.Table, kind: str = schema.FLOWS) -> pa.Table:
+    """``table`` with exactly the columns of ``kind``, in schema order and types.
+
+    Batches from older producers may lack new columns (zero-filled here); columns this
+    schema does not know are left out. Flow batches keep going through :class:`FlowBatch`.
+    """
+    columns = schema.KINDS[kind][0]
+    target = schema.arrow_schema(columns, kind)
+    if table.schema.equals(target, check_metadata=False):
+        return table
+    if kind == schema.FLOWS:
+        return pa.Table.from_batches([FlowBatch.from_arrow(table).to_arrow()])
+    n, names = table.num_rows, set(table.schema.names)
+    arrays = [
+        table.column(c.name).cast(c.arrow).combine_chunks() if c.name in names else arrow_array(c, None, n)
+        for c in columns
+    ]
+    return pa.Table.from_arrays(arrays, schema=target)
 
 
 def _from_arrow(col: schema.Column, arr: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -27,8 +27,11 @@ class TLSConfig(Section):
 
 
 class ListenerConfig(Section):
-    protocol: Literal["auto", "sflow", "ipfix"] = Field(
-        "auto", description="Expected protocol; 'auto' detects it from each datagram."
+    protocol: Literal["auto", "sflow", "ipfix", "psamp", "netflow9", "netflow5"] = Field(
+        "auto",
+        description="Protocol of this port: 'auto' detects it from each datagram; any other value decodes "
+        "every datagram as that protocol, so another protocol's datagrams are counted as decode errors "
+        "(psamp is IPFIX on the wire and is decoded as such).",
     )
     listen: str = Field("0.0.0.0:6343", description="UDP address:port to receive exports on.")
     receive_buffer: int = Field(8 << 20, ge=0, description="SO_RCVBUF in bytes (0 = kernel default).")
@@ -42,6 +45,12 @@ class CollectorConfig(Section):
     )
     batch_max_records: int = Field(8192, ge=1, description="Publish a batch once it holds this many flows.")
     batch_max_delay_ms: int = Field(200, ge=1, description="Publish a non-empty batch at least this often.")
+    drain_max_datagrams: int = Field(
+        256,
+        ge=1,
+        description="Datagrams read from a socket before they are decoded together; more wait in the socket "
+        "for the next round (a bound on latency and memory per round, not a loss).",
+    )
     default_sampling_rate: int = Field(
         0,
         ge=0,
@@ -145,6 +154,9 @@ class StoreConfig(Section):
     exporter_health_retention_days: int = Field(
         90, ge=0, description="TTL of the per-exporter, per-minute health table in days (0: keep forever)."
     )
+    interface_counters_retention_days: int = Field(
+        90, ge=0, description="TTL of the interface counter table in days (0: keep forever)."
+    )
     replicated: bool = Field(
         False,
         description="Single server with ZooKeeper: ReplicatedMergeTree tables (path /clickhouse/tables/"
@@ -167,6 +179,16 @@ class PipelineConfig(Section):
         None,
         description="Directory for dead letters when the transport has no dead-letter topic (in-process); "
         "unset: unprocessable messages are only logged and counted.",
+    )
+    goflow2_topics: tuple[str, ...] = Field(
+        (),
+        description="Kafka topics written by goflow2 collectors (goflow2 -transport=kafka -format=bin: one "
+        "protobuf FlowMessage per record), consumed besides transport.kafka.topic by the same consumer "
+        "group and enriched and stored like netobs batches; records that are not FlowMessages are "
+        "counted and dead-lettered. Needs transport.type kafka.",
+    )
+    goflow2_records_per_poll: int = Field(
+        20_000, ge=1, description="Most goflow2 records (one flow each) taken by one poll."
     )
 
 
@@ -192,11 +214,37 @@ class KubernetesEnrichConfig(Section):
     max_backoff_s: float = Field(30.0, gt=0, description="Longest wait between reconnects after errors.")
 
 
+class MetadataTopicConfig(Section):
+    enabled: bool = Field(
+        False,
+        description="Distributed mode: the metadata sources (inventory, Kubernetes) publish every change to "
+        "a compacted Kafka topic (connection settings from transport.kafka) and every pipeline replica "
+        "builds its metadata view from that topic, so all replicas name flows alike. Off: each process "
+        "applies its sources directly (embedded mode, no Kafka needed).",
+    )
+    topic: str = Field(
+        "netobs-metadata",
+        description="The topic: cleanup.policy=compact, one partition (one order for every replica), keyed "
+        "by object (pod/<namespace>/<name>, network/<name>, ...), tombstones for deletions; created "
+        "when missing.",
+    )
+    replication_factor: int = Field(
+        1, ge=1, description="Replication factor when netobs creates the topic (3 on a production cluster)."
+    )
+    sync_timeout_s: float = Field(
+        60,
+        gt=0,
+        description="How long a starting replica waits to have read the topic up to its end before it "
+        "names flows (then it goes on, logging a warning).",
+    )
+
+
 class EnrichConfig(Section):
     inventory: Path | None = Field(
         None, description="Inventory YAML (sites, centers, nodes, networks, namespaces, static pods)."
     )
     kubernetes: KubernetesEnrichConfig = Field(default_factory=KubernetesEnrichConfig)
+    metadata_topic: MetadataTopicConfig = Field(default_factory=MetadataTopicConfig)
 
 
 class Settings(BaseSettings):

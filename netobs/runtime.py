@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netobs import __version__, metrics
-from netobs.config import Settings
+from netobs.config import ConfigError, Settings
 from netobs.control import ControlServer
 from netobs.store import make_store
 from netobs.transport import make_transport
@@ -42,7 +42,7 @@ class Scheduler:
 
     def jobs(self) -> list[tuple[str, int, int, Callable[[datetime, datetime], None]]]:
         a, p = self.settings.analytics, self.settings.policy
-        out = []
+        out: list[tuple[str, int, int, Callable[[datetime, datetime], None]]] = []
         if a.schedule_interval_s:
             out.append(("analytics", a.schedule_interval_s, a.lag_s, self._analyze))
         if p.file is not None:
@@ -121,14 +121,15 @@ class Runtime:
 
             self.store = make_store(s.store)
             self.store.start()
-            self.enricher = make_enricher(s, self.store)
+            self.enricher = self._enricher(make_enricher)
             self.enricher.start()
             self.pipeline = Pipeline(
                 s.pipeline,
-                transport.consumer(),
+                self._consumer(transport),
                 self.store,
                 drain=s.transport.type == "inprocess",
                 transform=self.enricher.enrich,
+                counter_transform=self.enricher.enrich_exporters,
             )
             self.pipeline.start()
             self.scheduler = Scheduler(s, self.store)
@@ -144,6 +145,32 @@ class Runtime:
         self.started = time.time()
         log.info("netobs ready: control endpoint http://%s", self.control.address)
 
+    def _consumer(self, transport: Any) -> Any:
+        """The pipeline's consumer: the transport's, or one that also reads goflow2 topics."""
+        s = self.settings
+        if not s.pipeline.goflow2_topics:
+            return transport.consumer()
+        if s.transport.type != "kafka":
+            raise ConfigError("pipeline.goflow2_topics needs transport.type: kafka")
+        if s.transport.kafka.topic in s.pipeline.goflow2_topics:
+            raise ConfigError(
+                f"pipeline.goflow2_topics names transport.kafka.topic ({s.transport.kafka.topic}), "
+                "where netobs batches travel; goflow2 needs a topic of its own"
+            )
+        from pipeline.goflow2 import Goflow2Consumer
+
+        p = s.pipeline
+        return Goflow2Consumer(s.transport.kafka, p.goflow2_topics, p.goflow2_records_per_poll)
+
+    def _enricher(self, make_enricher: Callable[..., Any]) -> Any:
+        """The enricher; with ``enrich.metadata_topic.enabled`` its view comes from the Kafka topic."""
+        s = self.settings
+        if not s.enrich.metadata_topic.enabled:
+            return make_enricher(s, self.store)
+        from pipeline.metadata.topic import make_topic_enricher
+
+        return make_topic_enricher(s, self.store)
+
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 1)}
         if self.collector is not None:
@@ -158,6 +185,13 @@ class Runtime:
         if self.pipeline is not None:
             out["rows_inserted"] = self.pipeline.rows_inserted
             out["bad_messages"] = self.pipeline.bad_messages
+        for source in getattr(self.enricher, "sources", ()):
+            if hasattr(source, "malformed"):  # the metadata topic subscriber (distributed mode)
+                out["metadata_topic"] = {
+                    "position": source.position,
+                    "synced": source.synced.is_set(),
+                    "malformed_records": source.malformed,
+                }
         return out
 
     def stop(self) -> None:

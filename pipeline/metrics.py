@@ -7,6 +7,9 @@ bad_messages = counter(
     "netobs_pipeline_bad_messages_total", "Messages that could not be read (kept aside)", ("reason",)
 )
 rows_inserted = counter("netobs_pipeline_rows_inserted_total", "Rows inserted into the store", ())
+counter_rows_inserted = counter(
+    "netobs_pipeline_counter_rows_inserted_total", "Interface counter rows inserted into the store", ()
+)
 insert_failures = counter("netobs_pipeline_insert_failures_total", "Inserts that failed and were retried", ())
 buffered_rows = gauge("netobs_pipeline_buffered_rows", "Rows waiting for the next insert", ())
 insert_latency = histogram("netobs_pipeline_insert_seconds", "Duration of one insert", ())

@@ -1,0 +1,232 @@
+"""Replaying real export captures over loopback, for bench/bench_collector.py.
+
+The export captures of ``tests/testdata`` (OVS sFlow and IPFIX, pmacct sFlow, IPFIX and
+NetFlow v9, softflowd IPFIX, NetFlow v9, v5 and PSAMP), each sent from its own loopback
+address (127.0.0.10, .11, ...) as separate exporters would, interleaved datagram by
+datagram and repeated with their sequence numbers rewritten so that every repetition
+continues the previous one. The set is built and sent by separate processes (this file
+with ``--build`` / ``--send``) so that neither weighs on the collector being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CAPTURES = (
+    "ovs-sflow",
+    "ovs-ipfix",
+    "pmacct-sflow",
+    "pmacct-ipfix",
+    "pmacct-netflow9",
+    "softflowd-ipfix",
+    "softflowd-netflow9",
+    "softflowd-netflow5",
+    "softflowd-psamp",
+)
+FIRST_SOURCE = 10  # capture i is sent from 127.0.0.(10 + i)
+_RECORD = struct.Struct(">BHI")  # replay file: source index, flows in it, payload length
+_U32 = struct.Struct(">I")
+
+
+@dataclass
+class Run:
+    flows: int  # published
+    seconds: float  # first datagram sent → last flow published
+    drops: int  # datagrams dropped (socket, and for goflow2 its queue)
+    offered: dict  # the sender's report
+    cpu: float  # CPU seconds the collector used meanwhile (robust to a busy machine)
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _streams(kind: str, buf: bytes):
+    """(stream, offset of its sequence number, units it covers or None) in one datagram.
+
+    Units are what the protocol numbers: sFlow datagrams and samples, NetFlow v9 packets,
+    NetFlow v5 flows; None for IPFIX, whose records are counted by decoding (the caller).
+    """
+    if kind == "sflow":
+        agent_len = 4 if _U32.unpack_from(buf, 4)[0] == 1 else 16
+        yield ("sflow", buf[8 : 12 + agent_len]), 12 + agent_len, 1
+        off = 24 + agent_len
+        for _ in range(_U32.unpack_from(buf, off - 4)[0]):
+            tag, length = struct.unpack_from(">II", buf, off)
+            if tag in (1, 2, 3, 4):  # flow / counter samples, compact and expanded
+                source = buf[off + 12 : off + (16 if tag < 3 else 20)]
+                yield ("sample", tag & 1, source), off + 8, 1
+            off += 8 + length
+    elif kind == "ipfix":
+        yield ("ipfix", buf[12:16]), 8, None
+    elif kind == "netflow9":
+        yield ("netflow9", buf[16:20]), 12, 1
+    elif kind == "netflow5":
+        yield ("netflow5", buf[20:22]), 16, struct.unpack_from(">H", buf, 2)[0]
+
+
+def _decode_counts(payloads: list[bytes]) -> tuple[list[int], list[int]]:
+    """Flows and data records (flows plus options records) netobs decodes in each datagram."""
+    from collectors.decoder import Decoder
+
+    decoder, flows, records, seen = Decoder(), [], [], 0
+    for payload in payloads:
+        flows.append(len(decoder.decode(payload, "127.0.0.1", 0).flows))
+        stats = decoder.stats["127.0.0.1"]
+        total = stats.flow_records + stats.options_records
+        records.append(max(flows[-1], total - seen))
+        seen = total
+    return flows, records
+
+
+def replay_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
+    """(source index, flows, payload) of every datagram, and the flows per loop.
+
+    The captures are interleaved datagram by datagram; loop k shifts every stream's sequence
+    numbers by k times the span the capture covers, so exporters look like they keep running.
+    """
+    from collectors.decoder import Decoder
+    from collectors.replay import load_payloads
+
+    per_capture = []
+    for name in CAPTURES:
+        payloads = load_payloads(ROOT / "tests" / "testdata" / f"{name}.pcap")
+        flows, records = _decode_counts(payloads)
+        kind = Decoder.detect(payloads[0])
+        first: dict = {}
+        end: dict = {}  # stream → the number expected after the capture (reordering aside)
+        for payload, n in zip(payloads, records, strict=True):
+            for stream, off, units in _streams(kind, payload):
+                seq = _U32.unpack_from(payload, off)[0]
+                first.setdefault(stream, seq)
+                end[stream] = max(end.get(stream, 0), seq + (n if units is None else units))
+        span = {s: end[s] - first[s] for s in first}
+        per_capture.append((kind, payloads, flows, span))
+    out = []
+    for k in range(loops):
+        longest = max(len(p) for _, p, _, _ in per_capture)
+        for i in range(longest):
+            for source, (kind, payloads, flows, span) in enumerate(per_capture):
+                if i < len(payloads):
+                    buf = bytearray(payloads[i])
+                    for stream, off, _ in _streams(kind, payloads[i]):
+                        seq = _U32.unpack_from(buf, off)[0]
+                        _U32.pack_into(buf, off, (seq + k * span[stream]) & 0xFFFFFFFF)
+                    out.append((source, flows[i], bytes(buf)))
+    return out, sum(sum(f) for _, _, f, _ in per_capture)
+
+
+def build_main(args: argparse.Namespace) -> None:
+    """Write the replay set to --build (run apart, so that it is not in the collector's RSS)."""
+    datagrams, flows_per_loop = replay_set(args.loops)
+    with open(args.build, "wb") as f:
+        for source, flows, payload in datagrams:
+            f.write(_RECORD.pack(source, flows, len(payload)) + payload)
+    print(json.dumps({"datagrams": len(datagrams), "flows": flows_per_loop * args.loops}))
+
+
+def build_replay(path: Path, loops: int) -> dict:
+    cmd = [sys.executable, __file__, "--build", str(path), "--loops", str(loops)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def send_main(args: argparse.Namespace) -> None:
+    """Send the replay file to --port for --seconds, cycling it, at --rate datagrams/s (0: max)."""
+    raw = Path(args.send).read_bytes()
+    datagrams, off = [], 0
+    while off < len(raw):
+        source, flows, n = _RECORD.unpack_from(raw, off)
+        off += _RECORD.size
+        datagrams.append((source, flows, raw[off : off + n]))
+        off += n
+    socks = {}
+    for source in sorted({d[0] for d in datagrams}):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((f"127.0.0.{FIRST_SOURCE + source}", 0))
+        s.connect(("127.0.0.1", args.port))
+        socks[source] = s.send
+    plan = [(socks[source], flows, payload) for source, flows, payload in datagrams]
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go"
+    sent = offered = 0
+    started = time.perf_counter()
+    stop_at = started + args.seconds
+    while True:
+        for send, flows, payload in plan:
+            send(payload)
+            sent += 1
+            offered += flows
+            if sent & 31 == 0:
+                now = time.perf_counter()
+                if now >= stop_at:
+                    break
+                if args.rate and (ahead := sent / args.rate - (now - started)) > 0:
+                    time.sleep(ahead)
+        else:
+            continue
+        break
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"sent": sent, "flows": offered, "seconds": elapsed}), flush=True)
+
+
+class Sender:
+    """The sender process, started ready; :meth:`go` starts sending, :meth:`result` waits."""
+
+    def __init__(self, replay: Path, port: int, seconds: float, rate: float = 0):
+        cmd = [sys.executable, __file__, "--send", str(replay), "--port", str(port)]
+        cmd += ["--seconds", str(seconds), "--rate", str(rate)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: the replay sender did not start")
+
+    def go(self) -> float:
+        started = time.perf_counter()
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return started
+
+    def result(self) -> dict:
+        out = json.loads(self.proc.stdout.readline())
+        self.proc.wait(30)
+        return out
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", help="write the replay set of --loops repetitions to this file")
+    ap.add_argument("--loops", type=int, default=100)
+    ap.add_argument("--send", help="send this replay file to 127.0.0.1:--port")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rate", type=float, default=0, help="datagrams/s (0: as fast as possible)")
+    args = ap.parse_args()
+    if args.build:
+        build_main(args)
+    elif args.send:
+        send_main(args)
+    else:
+        ap.error("--build or --send")
+
+
+if __name__ == "__main__":
+    main()

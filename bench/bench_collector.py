@@ -1,0 +1,237 @@
+"""The collector end to end (socket → published batches) beside goflow2, on replayed captures.
+
+    python bench/bench_collector.py [--rounds 3] [--seconds 2] [--loops 100] [--quick]
+
+The real export captures of ``tests/testdata`` (nine of them: sFlow, IPFIX, NetFlow v9 and
+v5, PSAMP from OVS, pmacct and softflowd), each from its own loopback address, interleaved
+and repeated ``--loops`` times with continuing sequence numbers (``bench/_replay.py``).
+Another process sends them over loopback for ``--seconds``, as fast as it can or paced,
+and reports what it offered.
+
+Figures (medians over ``--rounds``; socket drops are the worst round):
+
+- ``collector.e2e``: flows/s the real :class:`collectors.service.UdpCollector` (default
+  config, one listener) publishes while offered the sender's maximum rate, timed from the
+  first datagram to the last publish; the producer does the Kafka transport's work
+  without a broker (the zstd Arrow IPC wire encoding of every batch).
+  ``collector.e2e_offered`` is what the sender offered meanwhile (the figure cannot exceed
+  it) and ``collector.e2e_drops`` the datagrams the kernel dropped for the collector.
+- ``collector.e2e_per_cpu_s``: the same flows per CPU second the collector used, a figure
+  that a busy machine (other processes taking the cores) distorts less.
+- ``collector.e2e_half_*``: the same while offered half of ``collector.e2e``
+  (``collector.e2e_half_drops``: 0 is the goal); ``collector.e2e_rss``: peak resident
+  memory of this process.
+- ``collector.e2e_goflow2*``: goflow2 (its ``-format=bin`` FlowMessages written to a file,
+  counted; ``GOMAXPROCS=1`` as the collector's decoding is one core too) on the same
+  replay at the maximum rate and at netobs's half rate, its peak RSS;
+  ``collector.e2e.vs_goflow2`` = netobs / goflow2 at the maximum rate, and
+  ``collector.e2e_half_per_cpu_s.vs_goflow2`` the flows per CPU second of both under the
+  same, bearable, load (the steadier comparison on a shared machine).
+- ``ipfix.decode.vs_goflow2`` and ``sflow.decode.vs_goflow2``: ``Decoder.decode`` per datagram
+  (as ``bench/bench_decode.py`` times it, on the datagram sets it builds) against
+  goflow2's decoders plus its protobuf producer on one core (``bench/goflow2``, built here
+  with the module cache in ``$NETOBS_CACHE/go/mod``); ``*.decode_goflow2`` are goflow2's rates.
+
+Without Go or goflow2 the goflow2 figures are skipped with a ``bench: note`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from _goflow2 import build_goflow2_decoder, decode_rates, note, run_goflow2  # noqa: E402
+from _replay import Run, Sender, build_replay, peak_rss_mb  # noqa: E402
+from _util import report  # noqa: E402
+
+# --- netobs -----------------------------------------------------------------------------------
+
+
+class CountingProducer:
+    """The Kafka producer's own work, without a broker: wire-encode each batch, count it."""
+
+    def __init__(self) -> None:
+        self.rows = self.counter_rows = self.messages = self.bytes = 0
+        self.last = self.seconds = 0.0  # last send; time spent encoding
+
+    def send(self, rb, key: bytes) -> None:
+        from netobs import schema, wire
+
+        started = time.perf_counter()
+        self.bytes += len(wire.encode(rb))
+        self.seconds += time.perf_counter() - started
+        if schema.kind_of(rb) == schema.FLOWS:
+            self.rows += rb.num_rows
+        else:  # interface counters (sFlow counter samples) travel as their own kind
+            self.counter_rows += rb.num_rows
+        self.messages += 1
+        self.last = time.perf_counter()
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def run_netobs(replay: Path, seconds: float, rate: float = 0) -> Run:
+    from collectors.service import UdpCollector
+    from netobs.config import CollectorConfig, ListenerConfig
+
+    producer = CountingProducer()
+    collector = UdpCollector(CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),)), producer)
+    collector.start()
+    try:
+        sender = Sender(replay, collector.addresses[0][1], seconds, rate)
+        cpu = time.process_time()  # this process: the collector (the main thread only waits)
+        started = sender.go()
+        offered = sender.result()
+        deadline, drops, seen = time.monotonic() + 120, 0, -1
+        while time.monotonic() < deadline:  # until every datagram is decoded or dropped
+            time.sleep(0.02)
+            if collector.datagrams == seen:  # idle: read the kernel's drops (not while busy)
+                drops = sum(collector.read_socket_drops().values())
+                if collector.datagrams + drops >= offered["sent"]:
+                    break
+            seen = collector.datagrams
+    finally:
+        collector.stop()  # publishes what is pending
+    print(
+        f"  wire encoding: {producer.messages} messages, {producer.bytes / max(producer.rows, 1):.1f} "
+        f"bytes/flow, {producer.seconds:.2f}s",
+        file=sys.stderr,
+    )
+    if producer.rows != collector.published or collector.lost:
+        raise SystemExit(
+            f"bench_collector: published {collector.published}, producer got {producer.rows}, lost {collector.lost}"
+        )
+    return Run(producer.rows, producer.last - started, drops, offered, time.process_time() - cpu)
+
+
+def netobs_decode_rate(datagrams: list[bytes], count: int, rounds: int) -> float:
+    """Records/s of Decoder.decode per datagram, a fresh decoder per round (median)."""
+    from collectors.decoder import Decoder
+
+    rates = []
+    for _ in range(rounds):
+        decoder, flows = Decoder(), 0
+        started = time.perf_counter()
+        for payload in datagrams:
+            flows += len(decoder.decode(payload, "10.0.0.1", 1_700_000_000_000).flows)
+        rates.append(flows / (time.perf_counter() - started))
+        if flows != count:
+            raise SystemExit(f"bench_collector: netobs decoded {flows} records, expected {count}")
+    return statistics.median(rates)
+
+
+def decode_comparison(workdir: Path, n: int, rounds: int) -> None:
+    """The IPFIX and sFlow sets of bench/bench_decode.py through both decoders."""
+    from bench_decode import ipfix_datagrams, sflow_datagrams
+
+    binary = build_goflow2_decoder(workdir)
+    if binary is None:
+        return
+    sets = {
+        "ipfix": ("records/s", *ipfix_datagrams(n, interface_names=False)),
+        "sflow": ("samples/s", *sflow_datagrams(n)),
+    }
+    for name, (unit, datagrams, count) in sets.items():
+        peer = decode_rates(binary, name, datagrams, rounds, workdir)
+        if peer is None:
+            continue
+        if peer["flow_messages"] != count:
+            note(f"goflow2 made {peer['flow_messages']} flows of the {count} {name} records")
+        ours = netobs_decode_rate(datagrams, count, rounds)
+        print(
+            f"{name} decode: netobs {ours:.0f} {unit}, goflow2 decoder {peer['decode_records_per_s']:.0f}, "
+            f"decoder+producer {peer['decode_produce_flows_per_s']:.0f}",
+            file=sys.stderr,
+        )
+        report(f"{name}.decode_goflow2", peer["decode_produce_flows_per_s"], unit)
+        report(f"{name}.decode.vs_goflow2", ours / peer["decode_produce_flows_per_s"], "ratio")
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def e2e(replay: Path, flows_per_datagram: float, args: argparse.Namespace, workdir: Path) -> None:
+    """Rounds of: netobs at the maximum rate, netobs at half its figure, goflow2 at both rates."""
+    from tests.services.goflow2 import goflow2_binary
+
+    binary = goflow2_binary()
+    if binary is None:
+        note("goflow2 not found (scripts/install-services.sh builds it): collector.e2e_goflow2 skipped")
+    runs: dict[str, list[Run]] = {"netobs": [], "netobs_half": [], "goflow2": [], "goflow2_half": []}
+    peer_rss = []
+    if not args.quick:
+        run_netobs(replay, 0.3)  # warm-up: lazy imports, first Arrow/zstd encodings
+    for _ in range(args.rounds):
+        runs["netobs"].append(ours := run_netobs(replay, args.seconds))
+        half_rate = ours.flows / ours.seconds / 2 / flows_per_datagram  # datagrams/s
+        runs["netobs_half"].append(run_netobs(replay, args.seconds, half_rate))
+        if binary is not None:
+            for name, rate in (("goflow2", 0.0), ("goflow2_half", half_rate)):
+                run, rss = run_goflow2(binary, replay, args.seconds, workdir, rate)
+                runs[name].append(run)
+                peer_rss.append(rss)
+        for name, done in runs.items():
+            if done:
+                r = done[-1]
+                print(
+                    f"{name}: published {r.flows} flows in {r.seconds:.2f}s ({r.cpu:.2f} CPU s), drops "
+                    f"{r.drops}, offered {r.offered['flows']} flows in {r.offered['seconds']:.2f}s",
+                    file=sys.stderr,
+                )
+    ours = _summary("collector.e2e", runs["netobs"])
+    if min(r.drops for r in runs["netobs"]) == 0:
+        note("the collector kept up with all the sender offered: collector.e2e is a lower bound")
+    ours_half = _summary("collector.e2e_half", runs["netobs_half"])
+    report("collector.e2e_rss", peak_rss_mb(), "MB")
+    if binary is not None:
+        peer = _summary("collector.e2e_goflow2", runs["goflow2"])
+        peer_half = _summary("collector.e2e_goflow2_half", runs["goflow2_half"])
+        report("collector.e2e_goflow2_rss", max(peer_rss), "MB")
+        report("collector.e2e.vs_goflow2", ours[0] / peer[0], "ratio")
+        report("collector.e2e_half_per_cpu_s.vs_goflow2", ours_half[1] / peer_half[1], "ratio")
+
+
+def _summary(name: str, runs: list[Run]) -> tuple[float, float]:
+    """Print the figures of a kind of run; returns (flows/s, flows per CPU second), medians."""
+    rate = statistics.median(r.flows / r.seconds for r in runs)
+    per_cpu = statistics.median(r.flows / max(r.cpu, 0.01) for r in runs)
+    offered = statistics.median(r.offered["flows"] / r.offered["seconds"] for r in runs)
+    report(name, rate, "flows/s")
+    report(f"{name}_per_cpu_s", per_cpu, "flows/cpu-s")
+    report(f"{name}_offered", offered, "flows/s")
+    report(f"{name}_drops", max(r.drops for r in runs), "datagrams")
+    return rate, per_cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=2.0, help="sending time of each run")
+    ap.add_argument("--loops", type=int, default=100, help="repetitions of the captures in the replay set")
+    ap.add_argument("--datagrams", type=int, default=1000, help="datagrams of each decode comparison set")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.loops, args.datagrams = 1, 0.2, 2, 50
+    with tempfile.TemporaryDirectory(prefix="netobs-bench-") as tmp:
+        workdir = Path(tmp)
+        replay = workdir / "replay.bin"
+        built = build_replay(replay, args.loops)
+        print(f"replay set: {built['datagrams']} datagrams, {built['flows']} flows", file=sys.stderr)
+        e2e(replay, built["flows"] / built["datagrams"], args, workdir)
+        decode_comparison(workdir, args.datagrams, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
