@@ -13,7 +13,7 @@ import logging
 import os
 import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from collectors._templates import Limits
@@ -21,9 +21,11 @@ from collectors.counters import CounterBatch
 from collectors.ipfix import IpfixDecoder
 from collectors.netflow5 import Netflow5Decoder
 from collectors.netflow9 import Netflow9Decoder
+from collectors.sampling import SamplingDefaults
 from collectors.sflow import SflowDecoder
 from collectors.stats import ExporterStats
 from netobs.batch import FlowBatch, ip_bytes
+from netobs.config import CollectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +68,42 @@ class Decoded:
     #: (exporter, protocol, unit, kind) → count: sequence findings of this call only
     #: (kind: missing, late, reset; see collectors._sequence).
     sequences: Counter = field(default_factory=Counter)
+    #: exporter → flows of this call with no sampling rate from the export or the
+    #: configuration (kept at 0, counted once; see collectors.sampling).
+    unsampled: Counter = field(default_factory=Counter)
 
 
 class Decoder:
     """sFlow v5, IPFIX (and PSAMP), NetFlow v9 and v5 decoding with per-exporter state."""
 
-    def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
-        self.sflow = SflowDecoder(default_sampling_rate)
-        self.ipfix = IpfixDecoder(default_sampling_rate, limits)
-        self.netflow9 = Netflow9Decoder(default_sampling_rate, limits)
-        self.netflow5 = Netflow5Decoder(default_sampling_rate)
+    def __init__(
+        self,
+        default_sampling_rate: int = 0,
+        limits: Limits | None = None,
+        exporter_sampling: Sequence[tuple[Sequence[str], int]] = (),
+    ):
+        """``exporter_sampling``: (CIDRs, rate) rules for exporters whose exports carry no rate,
+        tried in order before ``default_sampling_rate`` (a bad CIDR raises ValueError)."""
+        self.sampling = SamplingDefaults(exporter_sampling, default_sampling_rate)
+        # The per-protocol decoders keep 0 where the export gives no rate; flush() fills it.
+        self.sflow = SflowDecoder(0)
+        self.ipfix = IpfixDecoder(0, limits)
+        self.netflow9 = Netflow9Decoder(0, limits)
+        self.netflow5 = Netflow5Decoder(0)
         self.stats: dict[str, ExporterStats] = {}
         self._addresses: dict[str, bytes] = {}
         self._touched: set[str] = set()
 
     detect = staticmethod(detect)
+
+    @classmethod
+    def from_config(cls, cfg: CollectorConfig) -> Decoder:
+        """A decoder with the collector section's sampling rules and template limits."""
+        return cls(
+            default_sampling_rate=cfg.default_sampling_rate,
+            limits=Limits(cfg.max_templates_per_exporter, cfg.max_fields_per_template),
+            exporter_sampling=[(r.exporters, r.sampling_rate) for r in cfg.exporter_sampling],
+        )
 
     def decode(
         self,
@@ -147,10 +170,12 @@ class Decoder:
             more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
             if more:
                 flows = FlowBatch.concat([flows, *more])
+            unsampled = self.sampling.apply(flows.columns)
         except Exception as e:  # pragma: no cover - a bug; the pending records are lost
             errors[("*", f"internal:{type(e).__name__}")] += 1
             log.exception("decoder flush failed")
-        return Decoded(flows, counters, errors, sequences)
+            unsampled = Counter()
+        return Decoded(flows, counters, errors, sequences, unsampled)
 
     def _dispatch(self, kind, payload, exporter, session, time_ms, stats) -> None:
         if kind == "sflow":

@@ -15,6 +15,12 @@ sequence = counter(
     "(exporter restarts); unit=datagrams, samples or records. Loss estimate: missing - late.",
     ("exporter", "type", "unit", "kind"),
 )
+unsampled = counter(
+    "netobs_collector_unsampled_flows_total",
+    "Flows whose sampling rate neither the export nor the configuration (exporter_sampling, "
+    "default_sampling_rate) gives; stored with sampling_rate 0 and counted once",
+    ("exporter",),
+)
 rejected = counter(
     "netobs_collector_rejected_total", "Datagrams dropped before decoding", ("listener", "reason")
 )

@@ -31,7 +31,6 @@ import time
 from collections import Counter
 
 from collectors import _split, metrics
-from collectors._templates import Limits
 from collectors.counters import CounterBatch
 from collectors.decoder import Decoded, Decoder
 from collectors.sockstats import socket_drops
@@ -133,8 +132,7 @@ class UdpCollector:
 
     def _decoder(self, lc: ListenerConfig) -> Decoder:
         cfg = self.config
-        limits = Limits(cfg.max_templates_per_exporter, cfg.max_fields_per_template)
-        decoder = Decoder(default_sampling_rate=cfg.default_sampling_rate, limits=limits)
+        decoder = Decoder.from_config(cfg)
         path = self.state_path(lc)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -396,6 +394,18 @@ def _count(decoded: Decoded) -> None:
         metrics.decode_errors.labels(exp, reason).inc(n)
     for (exp, protocol, unit, kind), n in decoded.sequences.items():
         metrics.sequence.labels(exp, protocol, unit, kind).inc(n)
+    for exp, n in decoded.unsampled.items():
+        metrics.unsampled.labels(exp).inc(n)
+        if exp not in _WARNED_UNSAMPLED and len(_WARNED_UNSAMPLED) < 4096:
+            _WARNED_UNSAMPLED.add(exp)
+            log.warning(
+                "exporter %s sends flows without a sampling rate and none is configured "
+                "(collector.exporter_sampling); they are counted once each",
+                exp,
+            )
+
+
+_WARNED_UNSAMPLED: set[str] = set()
 
 
 def _bind(lc: ListenerConfig) -> socket.socket:

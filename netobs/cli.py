@@ -52,12 +52,13 @@ def _enrich_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _decoded(path: str):
-    """(flows, counters, rejects) per datagram of a capture, template state kept across it."""
+def _decoded(path: str, settings: Settings | None = None):
+    """(flows, counters, rejects) per datagram of a capture, template state kept across it;
+    with ``settings`` the collector section's sampling rules and limits apply."""
     from collectors.decoder import Decoder
     from collectors.pcap import PcapReader
 
-    decoder = Decoder()
+    decoder = Decoder.from_config(settings.collector) if settings is not None else Decoder()
     for d in PcapReader(path):
         out = decoder.decode(
             d.payload, d.src_ip, d.timestamp_ns // 1_000_000, session=f"{d.src_ip}:{d.src_port}"
@@ -77,7 +78,7 @@ def cmd_decode_enriched(args: argparse.Namespace) -> int:
     enricher = make_enricher(settings, None)
 
     def records():
-        for flows, counters, _ in _decoded(args.capture):
+        for flows, counters, _ in _decoded(args.capture, settings):
             extra = enriched_fields(enricher, flows) if len(flows) else {}
             for i, row in enumerate(flow_dicts(flows)):
                 yield {**row, **{k: v[i] for k, v in extra.items()}}
@@ -100,7 +101,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         enricher = make_enricher(settings, store)
         ingest = Ingest(enricher, store, progress=sys.stderr)
         for path in args.captures:
-            for flows, _, rejects in _decoded(path):
+            for flows, _, rejects in _decoded(path, settings):
                 ingest.add(flows, rejects)
         ingest.flush()
         print(ingest.summary(), file=sys.stderr)

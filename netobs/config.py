@@ -7,11 +7,12 @@ their path; the loaded tree is frozen. Plug-ins are chosen by a ``type`` field.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from netobs.config_analytics import AnalyticsConfig, PolicyScheduleConfig
@@ -38,6 +39,29 @@ class ListenerConfig(Section):
     reuse_port: bool = Field(True, description="SO_REUSEPORT so several collector processes share a port.")
 
 
+class ExporterSamplingConfig(Section):
+    exporters: tuple[str, ...] = Field(
+        ..., min_length=1, description="Exporter addresses or CIDRs this sampling rate applies to."
+    )
+    sampling_rate: int = Field(
+        ...,
+        ge=1,
+        description="1-in-N rate assumed when neither the datagram nor options data give one. 1 means the "
+        "exported counts are already scaled (Open vSwitch IPFIX multiplies by its sampling period itself).",
+    )
+    note: str = Field("", description="Why (shown in `config --dump`; e.g. the exporter's own setting).")
+
+    @field_validator("exporters")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or CIDR: {cidr!r}") from None
+        return value
+
+
 class CollectorConfig(Section):
     listeners: tuple[ListenerConfig, ...] = Field(
         (ListenerConfig(listen="0.0.0.0:6343"), ListenerConfig(listen="0.0.0.0:4739")),
@@ -51,10 +75,16 @@ class CollectorConfig(Section):
         description="Datagrams read from a socket before they are decoded together; more wait in the socket "
         "for the next round (a bound on latency and memory per round, not a loss).",
     )
+    exporter_sampling: tuple[ExporterSamplingConfig, ...] = Field(
+        (),
+        description="Per-exporter sampling rates for exports that carry none, tried in order before "
+        "default_sampling_rate.",
+    )
     default_sampling_rate: int = Field(
         0,
         ge=0,
-        description="Sampling rate assumed when neither datagram nor options data give one (0: unknown).",
+        description="Sampling rate assumed when neither datagram, options data nor exporter_sampling give one "
+        "(0: unknown; such flows are counted once and reported as unsampled per exporter).",
     )
     state_dir: Path | None = Field(
         None,
