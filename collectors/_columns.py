@@ -16,7 +16,7 @@ import numpy as np
 from netobs import schema
 
 _DTYPES = schema.numpy_dtypes()
-_DIRECTIONS = np.array(["ingress", "egress", "unknown"], dtype=object)
+DIRECTION_NAMES = np.array(["ingress", "egress", "unknown"], dtype=object)
 
 
 _STRUCT_CODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i8": "q", "V16": "16s"}
@@ -79,18 +79,56 @@ def repeat(values: Sequence, counts: Sequence[int], dtype: np.dtype) -> np.ndarr
     if len(values) == 1:  # the common case of one datagram per flush: skip the boxing
         if dtype.kind == "V":
             return np.frombuffer(bytearray(values[0] * counts[0]), dtype=dtype)
+        if dtype == _OBJECT and isinstance(values[0], str):
+            return constant_text(values[0], counts[0])
         return np.full(counts[0], values[0], dtype=dtype)
     return np.repeat(column(values, dtype), np.asarray(counts, dtype=np.int64))
 
 
+_OBJECT = np.dtype(object)
+_CONSTANTS: dict[str, np.ndarray] = {}
+_MAX_CONSTANTS = 64  # distinct texts kept (protocol names, directions, tunnel types, '')
+_MAX_CONSTANT_ROWS = 1 << 20
+
+
+def constant_text(value: str, n: int) -> np.ndarray:
+    """``n`` times ``value`` as a text column: a read-only view of one shared array.
+
+    Filling an object column costs a reference per row (``np.full`` even builds a new
+    str per row); the type of a batch, a direction or tunnel type shared by all its
+    rows and the absent text columns are views of a cached array instead. Read-only,
+    so that no consumer can change the shared values in place.
+    """
+    arr = _CONSTANTS.get(value)
+    if arr is None or len(arr) < n:
+        size = max(n, 1024, 2 * len(arr) if arr is not None else 0)
+        if size > _MAX_CONSTANT_ROWS or (arr is None and len(_CONSTANTS) >= _MAX_CONSTANTS):
+            fresh = np.empty(n, dtype=object)
+            fresh.fill(value)
+            return fresh
+        arr = np.empty(size, dtype=object)
+        arr.fill(value)
+        arr.flags.writeable = False
+        _CONSTANTS[value] = arr
+    return arr[:n]
+
+
+def text(names: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``names[codes]`` (an object array of texts indexed by small codes); when every row
+    has the same code, a constant column (see :func:`constant_text`)."""
+    if len(codes) and not (codes != codes[0]).any():
+        return constant_text(names[codes[0]], len(codes))
+    return names.take(codes)
+
+
 def directions(codes: np.ndarray) -> np.ndarray:
     """IPFIX flowDirection codes (0 ingress, 1 egress, other unknown) as text."""
-    return _DIRECTIONS[np.minimum(codes, 2).astype(np.int64)]
+    return text(DIRECTION_NAMES, np.minimum(codes, 2))
 
 
 def complete(cols: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """Add every collect column a decoder did not fill: zeros, or '' for text."""
     for name, dtype in _DTYPES.items():
         if name not in cols:
-            cols[name] = np.full(n, "", dtype=object) if dtype == np.dtype(object) else np.zeros(n, dtype)
+            cols[name] = constant_text("", n) if dtype == _OBJECT else np.zeros(n, dtype)
     return cols

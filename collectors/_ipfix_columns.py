@@ -4,7 +4,9 @@ Every function takes a :class:`Records` (one template's records, already split i
 numpy fields) plus per-record metadata arrays (export time, sampling state...) and
 returns whole columns: no Python work per record. Each column is read straight into its
 schema dtype (one numpy operation) where the template has it; absent ones are left to
-the caller to zero-fill.
+the caller to zero-fill. The native decoder's layouts are compiled here too
+(:func:`native_layout`), from the same element preferences, so both paths read the same
+elements; its C code mirrors the conversions below (tests/collectors/test_native_ipfix.py).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from collectors import _ipfix_fields as F
-from collectors._columns import directions
-from collectors._ipfix_fields import Records
+from collectors._columns import DIRECTION_NAMES, complete, constant_text, directions, text
+from collectors._ipfix_fields import Records, Template
 from collectors._psamp import packet_columns
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
@@ -34,6 +36,23 @@ _DIRECT = {
     "dst_mac": (_U64, (F.DST_MAC, F.POST_DST_MAC)),
     "etype": (_U16, (F.ETYPE,)),
 }
+
+
+_TIME_MODES = {  # time element → conversion code of the native decoder (see flow_time)
+    **dict.fromkeys((F.START_MS, F.END_MS, F.OBS_MS), "T_MS"),
+    **dict.fromkeys((F.START_S, F.END_S, F.OBS_S), "T_S"),
+    **dict.fromkeys((F.START_US, F.END_US, F.START_NS, F.END_NS, F.OBS_US, F.OBS_NS), "T_NTP"),
+    **dict.fromkeys((F.START_DELTA_US, F.END_DELTA_US), "T_DELTA_US"),
+    **dict.fromkeys((F.START_UPTIME, F.END_UPTIME), "T_UPTIME"),
+}
+_ADDRESS_ROLES = (
+    ("src_v4", F.SRC_V4, 4),
+    ("src_v6", F.SRC_V6, 16),
+    ("dst_v4", F.DST_V4, 4),
+    ("dst_v6", F.DST_V6, 16),
+    ("tunnel_src", F.TUNNEL_SRC_V4, 4),
+    ("tunnel_dst", F.TUNNEL_DST_V4, 4),
+)
 
 
 def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -65,27 +84,31 @@ def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return cols
 
 
+#: Time elements in order of preference, for flow_start and flow_end.
+_TIMES = tuple(
+    (
+        (F.START_MS, F.END_MS)[k],
+        (F.START_S, F.END_S)[k],
+        (F.START_US, F.END_US)[k],
+        (F.START_NS, F.END_NS)[k],
+        (F.START_DELTA_US, F.END_DELTA_US)[k],
+        (F.START_UPTIME, F.END_UPTIME)[k],
+        F.OBS_MS,  # PSAMP packet reports: the observation time is both ends
+        F.OBS_US,
+        F.OBS_NS,
+        F.OBS_S,
+    )
+    for k in (0, 1)
+)
+
+
 def flow_time(r: Records, meta: dict[str, np.ndarray], start: bool) -> np.ndarray:
     """Flow start or end in ms since the epoch, from the most precise element present.
 
     Falls back to the export time when the template carries no time at all, and for
     sysUpTime-relative times (IE 21/22) when systemInitTimeMilliseconds is unknown.
     """
-    k = 0 if start else 1
-    key = r.template.choose(
-        (
-            (F.START_MS, F.END_MS)[k],
-            (F.START_S, F.END_S)[k],
-            (F.START_US, F.END_US)[k],
-            (F.START_NS, F.END_NS)[k],
-            (F.START_DELTA_US, F.END_DELTA_US)[k],
-            (F.START_UPTIME, F.END_UPTIME)[k],
-            F.OBS_MS,  # PSAMP packet reports: the observation time is both ends
-            F.OBS_US,
-            F.OBS_NS,
-            F.OBS_S,
-        )
-    )
+    key = r.template.choose(_TIMES[0 if start else 1])
     if key is None:
         return meta["export_s"] * 1000
     if key in (F.START_MS, F.END_MS, F.OBS_MS):
@@ -172,7 +195,7 @@ def _tunnel(r: Records, cols: dict) -> None:
     """OVS tunnel elements (enterprise 6876): type, key (VNI), outer IPv4 addresses."""
     kind = r.first(F.TUNNEL_TYPE, dtype=_U8)
     if kind is not None:
-        cols["tunnel_type"] = _TUNNEL_NAMES[np.where(kind < len(_TUNNEL_NAMES), kind, 0)]
+        cols["tunnel_type"] = text(_TUNNEL_NAMES, np.where(kind < len(_TUNNEL_NAMES), kind, 0))
     key = r.first(F.TUNNEL_KEY)
     if key is not None:
         cols["tunnel_id"] = (key & _U64(0xFFFFFFFF)).astype(_U32)
@@ -180,3 +203,72 @@ def _tunnel(r: Records, cols: dict) -> None:
         addr = r.address(field, (-1, -1))
         if addr is not None:
             cols[name] = addr
+
+
+# --- the native decoder (collectors/_native/ipfix.c) ----------------------------------------
+
+
+def native_layout(t: Template, native):
+    """``t`` compiled for the native decoder: for each role (the source of a column) where
+    its element sits, chosen by the same preferences as :func:`flow_columns`; False when
+    the records need the Python path (options data, PSAMP packet sections)."""
+    if t.is_options or t.section is not None:
+        return False
+    roles: dict[str, tuple[int, int, int]] = {}
+
+    def source(role: str, *keys: tuple[int, int]) -> tuple[int, int] | None:
+        key = t.choose(keys)
+        if key is not None:
+            roles[role] = t.places[key]
+        return key
+
+    for name, (_, keys) in _DIRECT.items():
+        source(name, *keys)
+    for role, keys in (
+        ("ip_version", (F.IP_VERSION,)),
+        ("direction", (F.DIRECTION,)),
+        ("vlan", (F.VLAN, F.DOT1Q_VLAN)),
+        ("dst_port", (F.DST_PORT,)),
+        ("tunnel_type", (F.TUNNEL_TYPE,)),
+        ("tunnel_key", (F.TUNNEL_KEY,)),
+        ("system_init", (F.SYSTEM_INIT_MS,)),
+    ):
+        source(role, *keys)
+    if source("icmp", F.ICMP_V4, F.ICMP_V6) is None:
+        kind = source("icmp_type", F.ICMP_TYPE_V4, F.ICMP_TYPE_V6)
+        if kind is not None:
+            source("icmp_code", F.ICMP_CODE_V4 if kind == F.ICMP_TYPE_V4 else F.ICMP_CODE_V6)
+    for role, key, width in _ADDRESS_ROLES:  # Records.address: fixed fields of the exact size only
+        place = t.places.get(key)
+        if key in t.names and place is not None and place[2] == width:
+            roles[role] = place
+    sampling = native.S_NONE
+    if source("sampling", F.SAMPLING_INTERVAL, F.SAMPLER_RANDOM_INTERVAL) is not None:
+        sampling = native.S_DIRECT
+    elif t.has(F.PACKET_INTERVAL) and t.has(F.PACKET_SPACE):
+        sampling = native.S_INTERVAL
+        roles["sampling_a"], roles["sampling_b"] = t.places[F.PACKET_INTERVAL], t.places[F.PACKET_SPACE]
+    elif t.has(F.SAMPLING_SIZE) and t.has(F.SAMPLING_POPULATION):
+        sampling = native.S_SIZE
+        roles["sampling_a"], roles["sampling_b"] = t.places[F.SAMPLING_SIZE], t.places[F.SAMPLING_POPULATION]
+    start, end = (_time_mode(native, source(role, *_TIMES[k])) for k, role in enumerate(("start", "end")))
+    guess = 0x86DD if t.has(F.SRC_V6) else 0x0800 if t.has(F.SRC_V4) else 0
+    unknown = roles.keys() - set(native.ROLES)
+    if unknown:  # a role the C side does not know would be silently dropped
+        raise ValueError(f"roles unknown to the native decoder: {sorted(unknown)}")
+    return native.Layout(t.segments, tuple(roles.get(r) for r in native.ROLES), start, end, sampling, guess)
+
+
+def _time_mode(native, key: tuple[int, int] | None) -> int:
+    return getattr(native, _TIME_MODES[key]) if key is not None else native.T_EXPORT
+
+
+def native_columns(columns: tuple, n: int, buffers: tuple, kind: str) -> dict[str, np.ndarray]:
+    """Flow columns from the native decoder's buffers; ``columns`` is (name, dtype) per buffer."""
+    cols = {
+        name: np.frombuffer(buf, dtype=dtype) for (name, dtype), buf in zip(columns, buffers, strict=True)
+    }
+    cols["direction"] = text(DIRECTION_NAMES, cols["direction"])
+    cols["tunnel_type"] = text(_TUNNEL_NAMES, cols["tunnel_type"])
+    cols["type"] = constant_text(kind, n)
+    return complete(cols, n)  # schema columns the native decoder does not fill: zeros, as in Python

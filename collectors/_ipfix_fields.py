@@ -86,6 +86,8 @@ class Template:
         "byte_run",
         "byte_offset",
         "section",
+        "places",
+        "native",
         "_choices",
     )
 
@@ -97,17 +99,26 @@ class Template:
         self.names: dict[tuple[int, int], str] = {}  # wanted fixed field → dtype field name
         self.masks: dict[str, int] = {}  # fields read wider than they are (odd sizes)
         self._choices: dict[tuple, tuple[int, int] | None] = {}
-        wanted, segments, var_keys, pos, run = [], [], [], 0, 0
+        #: wanted field → (run, offset in the run, length); variable ones: (-1 - index, 0, -1)
+        self.places: dict[tuple[int, int], tuple[int, int, int]] = {}
+        self.native = None  # its native Batch once compiled (ipfix._native_set); False: Python only
+        wanted: list[tuple] = []
+        segments: list[int] = []
+        var_keys: list[tuple[int, int] | None] = []
+        pos = run = 0
         for ie, length, pen in fields:
             key = (pen, ie)
             first = key in WANTED and key not in self.names and key not in var_keys
             if length == VARIABLE:
+                if first:
+                    self.places[key] = (-1 - len(segments), 0, -1)
                 segments.append(run)
                 var_keys.append(key if first else None)
                 run = 0
                 continue
             if first and length:
                 self.names[key] = f"e{pen}_{ie}"
+                self.places[key] = (len(segments), run, length)
                 wanted.append((key, length, pos, len(segments), run))
             pos += length
             run += length

@@ -39,6 +39,11 @@ class TemplateStore:
     def __len__(self) -> int:
         return len(self._templates)
 
+    @property
+    def table(self) -> dict[tuple[str, int, int], Template]:
+        """The (session, domain, template id) → Template dict itself (the native fast path reads it)."""
+        return self._templates
+
     def get(self, session: str, domain: int, tid: int) -> Template | None:
         return self._templates.get((session, domain, tid))
 

@@ -8,17 +8,25 @@ for fixed-length records, one fancy-index gather for records with variable-lengt
 fields (whose fixed runs the feed located), then vectorised mapping to flow columns.
 OVS sends one record per data set and message (``MAX_MESSAGE_LEN`` 1024), so feeding
 many messages before a flush is what keeps numpy's per-call cost off each record.
+
+With the native extension (``collectors._native_ipfix``, built from
+``collectors/_native/ipfix.c``) flow data sets are decoded at feed time straight into
+column buffers instead; options data and PSAMP packet reports keep the Python path,
+which stays the reference (``NETOBS_NATIVE=0`` forces it for everything).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import struct
+from typing import Any
 
 import numpy as np
 
 from collectors import _ipfix_fields as F
 from collectors._columns import complete, repeat
-from collectors._ipfix_columns import flow_columns, sampling_from
+from collectors._ipfix_columns import flow_columns, native_columns, native_layout, sampling_from
 from collectors._ipfix_fields import Field, Records, Template
 from collectors._sequence import SequenceTracker
 from collectors._templates import MAX_DOMAINS, Limits, TemplateStore, check_template
@@ -40,6 +48,16 @@ _META = (
     ("sampling_rate", "uint32"),
     ("system_init", "int64"),
 )
+
+
+def load_native():
+    """The native data-set decoder, or None (not built, or ``NETOBS_NATIVE=0``)."""
+    if os.environ.get("NETOBS_NATIVE", "1").strip() in ("0", "false", "no", "off"):
+        return None
+    try:
+        return importlib.import_module("collectors._native_ipfix")
+    except ImportError:
+        return None
 
 
 class _Domain:
@@ -80,18 +98,24 @@ class IpfixDecoder:
     """Template and domain state for every exporter; queues records until :meth:`flush`."""
 
     TYPE = "ipfix"
+    VERSION = 10
 
     def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         self.default_sampling_rate = default_sampling_rate
         self.templates = TemplateStore(limits)
         self.sequences = SequenceTracker(self.TYPE, "records")
         self._domains: dict[tuple[str, int], _Domain] = {}
-        self._pending: dict[Template, _Pending] = {}
+        #: Template → queued records: a _Pending, or a native Batch of decoded columns.
+        self._pending: dict[Template, Any] = {}
+        self.native = load_native()
+        self._table = self.templates.table  # (the same dict for the decoder's life)
 
     def feed(
         self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats
     ) -> None:
         """Decode one message; data records wait in the queue, problems go to ``stats``."""
+        if self.native is not None and self._native_message(buf, session, exporter_addr, time_ms, stats):
+            return
         if len(buf) < _HEADER.size:
             stats.error("ipfix:short_header")
             return
@@ -141,6 +165,10 @@ class IpfixDecoder:
         pending, self._pending = self._pending, {}
         batches = []
         for template, queue in pending.items():
+            if not isinstance(queue, _Pending):  # a native Batch: columns already decoded
+                n, buffers = queue.take()
+                batches.append(FlowBatch(native_columns(self.native.COLUMNS, n, buffers, self.TYPE), n))
+                continue
             records = queue.records(template)
             meta = {
                 name: repeat(values, queue.counts, np.dtype(dt))
@@ -215,6 +243,10 @@ class IpfixDecoder:
         if template is None:
             stats.unknown_templates += 1
             return None
+        if self.native is not None:
+            n = self._native_set(template, buf, off, end, ctx, stats)
+            if n is not None:
+                return n
         queue = _Pending(template) if template.is_options else self._pending.get(template)
         if queue is None:
             queue = _Pending(template)
@@ -234,6 +266,49 @@ class IpfixDecoder:
             _apply_options(queue.records(template), domain)
             stats.options_records += n
         else:
+            stats.flow_records += n
+        return n
+
+    def _native_message(self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats) -> bool:
+        """A message made only of data sets of templates with a native Batch, decoded in C
+        (header, set walk, records); False, nothing done, when the Python walk must take it."""
+        done = self.native.feed(
+            buf,
+            self.VERSION,
+            session,
+            exporter_addr,
+            time_ms,
+            self._table,
+            self._domains,
+            self._pending,
+            self.sequences.expected,
+            stats,
+        )
+        if done is None:
+            return False
+        if done is not True:  # (True: the sequence number was the expected one, advanced in C)
+            self.sequences.check((session, done[0]), done[1], done[2], stats)
+        return True
+
+    def _native_set(
+        self, template: Template, buf: bytes, off: int, end: int, ctx: tuple, stats
+    ) -> int | None:
+        """Decode a flow data set natively; None when the template needs the Python path.
+
+        ``template.native`` is the template's Batch (its compiled layout and the columns
+        decoded since the last flush), False for options and PSAMP templates.
+        """
+        batch = template.native
+        if batch is None:
+            layout = native_layout(template, self.native)
+            batch = template.native = layout and self.native.Batch(layout)
+        queued = self._pending.get(template, batch)
+        if batch is False or queued is not batch:  # (a Python queue if the switch was flipped)
+            return None
+        domain, head = ctx[2], ctx[3]
+        n = batch.decode(buf, off, end, *head, domain.sampling_rate, domain.system_init, stats)
+        if n:
+            self._pending[template] = batch  # (first records decide the batch order, as queues do)
             stats.flow_records += n
         return n
 

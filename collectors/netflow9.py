@@ -32,6 +32,7 @@ class Netflow9Decoder(IpfixDecoder):
     """Template and source-id state for every NetFlow v9 exporter."""
 
     TYPE = "netflow9"
+    VERSION = 9
 
     def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         super().__init__(default_sampling_rate, limits)
@@ -41,6 +42,8 @@ class Netflow9Decoder(IpfixDecoder):
         self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats
     ) -> None:
         """Decode one export packet; data records wait in the queue, problems go to ``stats``."""
+        if self.native is not None and self._native_message(buf, session, exporter_addr, time_ms, stats):
+            return
         if len(buf) < _HEADER.size:
             stats.error("netflow9:short_header")
             return

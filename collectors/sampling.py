@@ -70,7 +70,12 @@ class SamplingDefaults:
             return Counter()
         exporters = columns["exporter"]
         unknown: Counter = Counter()
-        keys, inverse = np.unique(exporters[missing], return_inverse=True)
+        ex = exporters[missing]
+        pairs = ex.view(np.uint64).reshape(-1, 2)
+        if (pairs == pairs[0]).all():  # one exporter (a flush of one socket round): no sort
+            keys, inverse = ex[:1], np.zeros(len(ex), dtype=np.intp)
+        else:
+            keys, inverse = np.unique(ex, return_inverse=True)
         fill = np.array([self.rate_for(bytes(k)) for k in keys], dtype=rate.dtype)
         if self:
             rate = rate.copy()  # the decoders' columns may be read-only views of their buffers
