@@ -21,7 +21,7 @@ from netobs.batch import FlowBatch, ip_str, mac_str
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMES = ("time_received", "flow_start", "flow_end")
-_ADDRS = ("exporter", "src_addr", "dst_addr", "tunnel_src", "tunnel_dst")
+_ADDRS = ("exporter", "src_addr", "dst_addr", "tunnel_src", "tunnel_dst", "next_hop")
 _MACS = ("src_mac", "dst_mac")
 _FLOW_KEYS = (
     "kind",
@@ -52,6 +52,14 @@ _FLOW_KEYS = (
     "tunnel_id",
     "tunnel_src",
     "tunnel_dst",
+    "tunnel_ovn_ingress_port",
+    "tunnel_ovn_egress_port",
+    "next_hop",
+    "src_as",
+    "dst_as",
+    "src_mask",
+    "dst_mask",
+    "observation_point",
 )
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from collectors._columns import complete
 from collectors._templates import Limits
 from collectors.counters import CounterBatch
 from collectors.ipfix import IpfixDecoder
@@ -92,6 +93,8 @@ class Decoder:
         self.netflow5 = Netflow5Decoder(0)
         self.stats: dict[str, ExporterStats] = {}
         self._addresses: dict[str, bytes] = {}
+        # exporter → (its stats, its 16-byte address): one lookup per datagram on the hot path
+        self._exporters: dict[str, tuple[ExporterStats, bytes]] = {}
         self._touched: set[str] = set()
 
     detect = staticmethod(detect)
@@ -136,13 +139,20 @@ class Decoder:
         protocol: str | None = None,
     ) -> str | None:
         """Decode into the pending batch; returns the detected protocol."""
-        stats = self.stats.get(exporter)
-        if stats is None:
-            stats = self.stats[exporter] = ExporterStats()
+        known = self._exporters.get(exporter)
+        if known is None:
+            stats = self.stats.get(exporter)
+            if stats is None:
+                stats = self.stats[exporter] = ExporterStats()
+            known = self._exporters[exporter] = (stats, self._address(exporter))
+        stats, address = known
         stats.datagrams += 1
-        kind = protocol if protocol not in (None, "auto") else detect(payload)
+        kind = protocol if protocol is not None and protocol != "auto" else detect(payload)
         try:
-            self._dispatch(kind, payload, exporter, session, time_received_ms, stats)
+            if kind == "ipfix":  # the usual case first, without a call more
+                self.ipfix.feed(payload, session or exporter, address, time_received_ms, stats)
+            else:
+                self._dispatch(kind, payload, exporter, session, time_received_ms, stats)
         except Exception as e:  # a decoder bug must not take the collector down
             stats.error(f"internal:{type(e).__name__}")
             log.debug("decoder failure on a datagram from %s", exporter, exc_info=True)
@@ -170,6 +180,8 @@ class Decoder:
             more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
             if more:
                 flows = FlowBatch.concat([flows, *more])
+            if len(flows):  # every collect column, zeros where a decoder has none (yet)
+                complete(flows.columns, len(flows))
             unsampled = self.sampling.apply(flows.columns)
         except Exception as e:  # pragma: no cover - a bug; the pending records are lost
             errors[("*", f"internal:{type(e).__name__}")] += 1

@@ -4,7 +4,8 @@ Used for sFlow raw packet header records and PSAMP sections: Ethernet, 802.1Q / 
 tags, MPLS label stacks, IPv4 (with options and fragments), IPv6 (skipping common
 extension headers), TCP / UDP / ICMP / ICMPv6, and the overlay tunnels of Kube-OVN / OVN
 (Geneve), VXLAN and GRE (with its key), whose inner frame becomes the flow while the
-outer addresses go to ``tunnel_src`` / ``tunnel_dst``.
+outer addresses go to ``tunnel_src`` / ``tunnel_dst``. OVN's Geneve option gives the
+logical ingress / egress port keys (``tunnel_ovn_ingress_port`` / ``_egress_port``).
 
 Samples are cut at an arbitrary length (128 bytes by default in OVS), so every step
 checks the remaining length and returns what it could read: this module never raises
@@ -44,6 +45,15 @@ _PORTS = struct.Struct(">HH")
 _TCP = struct.Struct(">HH8xH")  # ports, then the data offset / flags word
 _GENEVE = struct.Struct(">BBHI")  # ver|opt_len, O|C|rsvd, protocol type, VNI<<8|rsvd
 _VXLAN = struct.Struct(">II")  # flags<<24, VNI<<8
+_GENEVE_OPT = struct.Struct(">HBB")  # option class, type, reserved(3) | length(5)
+
+# OVN's Geneve option (ovn controller/physical.h: OVN_GENEVE_CLASS 0x0102, OVN_GENEVE_TYPE
+# 0x80, OVN_GENEVE_LEN 4). physical.c put_encapsulation() loads the logical egress port
+# key into bits 0-15 and moves the logical ingress port key (15 bits) into bits 16-30;
+# bit 31 is reserved (ovn-architecture(7), "Tunnel Encapsulations"). Egress keys from
+# 32768 up are logical multicast groups.
+OVN_GENEVE_CLASS = 0x0102
+OVN_GENEVE_TYPE = 0x80
 
 
 class PacketInfo(NamedTuple):
@@ -64,11 +74,13 @@ class PacketInfo(NamedTuple):
     tunnel_id: int = 0
     tunnel_src: bytes = ZERO_ADDR
     tunnel_dst: bytes = ZERO_ADDR
+    tunnel_ovn_ingress_port: int = 0  # OVN logical port keys from the Geneve option
+    tunnel_ovn_egress_port: int = 0
 
 
 EMPTY = PacketInfo()
 _EMPTY = tuple(EMPTY)  # internally results are plain tuples in PacketInfo order (cheaper)
-_NO_TUNNEL = ("", 0, ZERO_ADDR, ZERO_ADDR)
+_NO_TUNNEL = ("", 0, ZERO_ADDR, ZERO_ADDR, 0, 0)
 _NO_FLOW = (ZERO_ADDR, ZERO_ADDR, 0, 0, 0, 0, 0) + _NO_TUNNEL
 _as_info = tuple.__new__  # builds a PacketInfo without its Python-level __new__
 
@@ -144,13 +156,13 @@ def _network(buf: bytes, off: int, src_mac: int, dst_mac: int, vlan: int, etype:
     src, dst, proto, tos, sport, dport, flags, payload = l3
     if outer and payload >= 0:
         if proto == _GRE:
-            inner = _gre(buf, payload)
+            inner = _gre(buf, payload, src, dst)
         elif dport == GENEVE_PORT or dport == VXLAN_PORT:
-            inner = _tunnel(buf, payload, dport)
+            inner = _tunnel(buf, payload, dport, src, dst)
         else:
             inner = None
         if inner is not None:
-            return inner + (src, dst)
+            return inner
     if not src:
         return (src_mac, dst_mac, vlan, etype) + _NO_FLOW
     return (src_mac, dst_mac, vlan, etype, src, dst, proto, tos, sport, dport, flags) + _NO_TUNNEL
@@ -230,17 +242,21 @@ def _l4(buf: bytes, off: int, proto: int) -> tuple:
     return _NO_L4
 
 
-def _tunnel(buf: bytes, off: int, port: int) -> tuple | None:
-    """The frame inside a Geneve or VXLAN header, up to tunnel_id; None if it is not one."""
+def _tunnel(buf: bytes, off: int, port: int, src: bytes, dst: bytes) -> tuple | None:
+    """The frame inside a Geneve or VXLAN header with the tunnel fields; None if it is not one."""
     if len(buf) < off + 8:
         return None
+    ovn = (0, 0)
     if port == GENEVE_PORT:
         ver_optlen, _flags, ptype, vni = _GENEVE.unpack_from(buf, off)
         if ver_optlen >> 6:  # only version 0 exists (RFC 8926 §3.4)
             return None
-        # Opt Len counts the option TLVs in 4-byte words; skipping them as a block is
-        # exact whatever the individual options (OVN's 0x0102 metadata among them).
-        off += 8 + (ver_optlen & 0x3F) * 4
+        # Opt Len counts the option TLVs in 4-byte words: the inner frame starts after
+        # them whatever the individual options; OVN's is read on the way.
+        opt_end = off + 8 + (ver_optlen & 0x3F) * 4
+        if opt_end > off + 8:
+            ovn = _ovn_option(buf, off + 8, opt_end)
+        off = opt_end
         kind = "geneve"
     else:
         flags, vni = _VXLAN.unpack_from(buf, off)
@@ -255,10 +271,30 @@ def _tunnel(buf: bytes, off: int, port: int) -> tuple | None:
         inner = _network(buf, off, 0, 0, 0, ptype, False)
     else:
         inner = _EMPTY
-    return inner[:11] + (kind, vni >> 8)
+    return inner[:11] + (kind, vni >> 8, src, dst) + ovn
 
 
-def _gre(buf: bytes, off: int) -> tuple | None:
+def _ovn_option(buf: bytes, off: int, end: int) -> tuple[int, int]:
+    """(ingress, egress) OVN logical port keys from the Geneve options in ``buf[off:end]``.
+
+    Each option is a 4-byte header (class, type, 5-bit length in 4-byte words) and its
+    data (RFC 8926 §3.5). An option overrunning the options block, or cut off by the
+    sample's end, is ignored: (0, 0) unless OVN's option was read whole before it.
+    """
+    end = min(end, len(buf))
+    while off + 4 <= end:
+        opt_class, opt_type, length = _GENEVE_OPT.unpack_from(buf, off)
+        size = 4 + (length & 0x1F) * 4
+        if off + size > end:
+            break
+        if opt_class == OVN_GENEVE_CLASS and opt_type == OVN_GENEVE_TYPE and size == 8:
+            data = buf[off + 4] << 24 | buf[off + 5] << 16 | buf[off + 6] << 8 | buf[off + 7]
+            return (data >> 16) & 0x7FFF, data & 0xFFFF
+        off += size
+    return 0, 0
+
+
+def _gre(buf: bytes, off: int, src: bytes, dst: bytes) -> tuple | None:
     """The packet inside GRE (RFC 2784 / 2890): C, K, S flags add 4 bytes each, K is the key."""
     if len(buf) < off + 4:
         return None
@@ -279,4 +315,4 @@ def _gre(buf: bytes, off: int) -> tuple | None:
         inner = _network(buf, off, 0, 0, 0, ptype, False)
     else:
         return None
-    return inner[:11] + ("gre", key)
+    return inner[:11] + ("gre", key, src, dst, 0, 0)

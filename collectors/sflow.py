@@ -13,6 +13,14 @@ means the packet was dropped, e.g. ``0x40000000 | 256`` unknown; format 2
 Expanded samples (format and value in separate words) are folded into the same form, so
 one query (``out_if >= 0x40000000``) finds all discards and floods.
 
+Extended router records (0:1002) give ``next_hop`` and the prefix lengths ``src_mask`` /
+``dst_mask``; extended gateway records (0:1003) give ``src_as`` / ``dst_as`` (and
+``next_hop``, its BGP next hop, when no router record came). Like goflow2 (producer_sf.go),
+``dst_as`` is the last AS of the destination AS path (the origin AS; sflowtool and pmacct
+read it there too), or the router's own AS when the path is empty (a local destination),
+and ``src_as`` falls back to the router's AS when the agent sends 0. Unlike goflow2, which
+reads only the first path segment, every segment is walked: the last AS of the last one.
+
 The per-datagram work runs in C (``collectors/_native/sflow.c``) when that extension is
 built: it parses the flow samples into native column buffers and keeps the sequence
 state, while counter samples are still decoded here. This Python code stays the
@@ -58,6 +66,11 @@ _ETH_REC = struct.Struct(">I6s2x6s2xI")  # length, src mac, dst mac, type
 _IPV4_REC = struct.Struct(">II4s4sIIII")  # length, proto, src, dst, sport, dport, flags, tos
 _IPV6_REC = struct.Struct(">II16s16sIIII")
 _SWITCH_REC = struct.Struct(">IIII")  # src vlan, src prio, dst vlan, dst prio
+_ROUTER_MASKS = struct.Struct(">II")  # extended router, after the next hop: src, dst mask length
+_GATEWAY_AS = struct.Struct(">IIII")  # after the next hop: router AS, src AS, src peer AS, segments
+#: next_hop, src_as, dst_as, src_mask, dst_mask of a sample with no router / gateway record.
+_NO_ROUTE = (packet.ZERO_ADDR, 0, 0, 0, 0)
+ROUTE_FIELDS = ("next_hop", "src_as", "dst_as", "src_mask", "dst_mask")
 
 _DTYPES = schema.numpy_dtypes()
 _CODE = np.dtype("u1")  # text columns travel as small codes in the packed row
@@ -75,6 +88,7 @@ ROW_FIELDS = tuple(
         "bytes",
     )
     + packet.PacketInfo._fields
+    + ROUTE_FIELDS
 )
 _TUNNEL_NAMES = np.array(["", "geneve", "vxlan", "gre"], dtype=object)
 _TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
@@ -243,7 +257,7 @@ class SflowDecoder:
     def _flow(self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats) -> None:
         """One flow sample: its records give the packet; pack one row."""
         time_ms, agent, sub_agent, source, rate, in_if, out_if = sample
-        info, frame_len = _flow_records(buf, off, end, nrec, stats)
+        info, frame_len, route = _flow_records(buf, off, end, nrec, stats)
         # The data source (an ifIndex, class 0) is the side the packet was sampled on;
         # OVS samples per bridge (class 2, index 1000+), which says nothing.
         direction = 2 if source >> 24 else 0 if source == in_if else 1 if source == out_if else 2
@@ -259,6 +273,7 @@ class SflowDecoder:
             *info[:_TUNNEL_AT],
             _TUNNEL_CODES[info[_TUNNEL_AT]],
             *info[_TUNNEL_AT + 1 :],
+            *route,
         )
 
     def _counter(
@@ -274,12 +289,14 @@ class SflowDecoder:
 
 
 def _flow_records(buf: bytes, off: int, end: int, nrec: int, stats: ExporterStats) -> tuple:
-    """(PacketInfo-ordered tuple, frame length) from a flow sample's records.
+    """(PacketInfo-ordered tuple, frame length, route) from a flow sample's records.
 
     The raw packet header wins; sampled IPv4/IPv6, Ethernet and extended switch
     records fill in when an agent sends no header (or for the VLAN when untagged).
+    ``route`` is (next_hop, src_as, dst_as, src_mask, dst_mask) from the extended
+    router and gateway records; a malformed one is counted and left out.
     """
-    info = fallback = None
+    info = fallback = router = gateway = None
     frame_len = other_len = vlan = 0
     for _ in range(nrec):
         if off + 8 > end:
@@ -308,11 +325,77 @@ def _flow_records(buf: bytes, off: int, end: int, nrec: int, stats: ExporterStat
             other_len = elen
         elif fmt == 1001 and length >= _SWITCH_REC.size:
             vlan = _SWITCH_REC.unpack_from(buf, body)[0] & 0x0FFF
+        elif fmt == 1002:
+            parsed = _router(buf, body, off)
+            if parsed is None:
+                stats.error("sflow:bad_router_record")
+            else:
+                router = parsed
+        elif fmt == 1003:
+            parsed = _gateway(buf, body, off)
+            if parsed is None:
+                stats.error("sflow:bad_gateway_record")
+            else:
+                gateway = parsed
     if info is None:
         info, frame_len = fallback or packet.EMPTY, other_len
     if vlan and not info[_VLAN_AT]:
         info = info[:_VLAN_AT] + (vlan,) + info[_VLAN_AT + 1 :]
-    return info, frame_len
+    if router is None and gateway is None:
+        return info, frame_len, _NO_ROUTE
+    hop, src_mask, dst_mask = router or (packet.ZERO_ADDR, 0, 0)
+    gw_hop, src_as, dst_as = gateway or (packet.ZERO_ADDR, 0, 0)
+    return info, frame_len, (hop if router else gw_hop, src_as, dst_as, src_mask, dst_mask)
+
+
+def _next_hop(buf: bytes, off: int, end: int) -> tuple[bytes, int] | None:
+    """An sFlow ``address`` (type 1 IPv4, 2 IPv6, 0 unknown and empty) as 16 bytes, and
+    the offset after it; None when the type is unknown or it overruns ``end``."""
+    if off + 4 > end:
+        return None
+    atype = _U32.unpack_from(buf, off)[0]
+    off += 4
+    if atype == 0:
+        return packet.ZERO_ADDR, off
+    if atype == 1 and off + 4 <= end:
+        return packet.V4_PREFIX + buf[off : off + 4], off + 4
+    if atype == 2 and off + 16 <= end:
+        return buf[off : off + 16], off + 16
+    return None
+
+
+def _router(buf: bytes, body: int, end: int) -> tuple | None:
+    """Extended router (0:1002): (next hop, src mask, dst mask), None if malformed."""
+    hop = _next_hop(buf, body, end)
+    if hop is None or hop[1] + 8 > end:
+        return None
+    src_mask, dst_mask = _ROUTER_MASKS.unpack_from(buf, hop[1])
+    if src_mask > 128 or dst_mask > 128:  # a prefix length, of IPv4 or IPv6
+        return None
+    return hop[0], src_mask, dst_mask
+
+
+def _gateway(buf: bytes, body: int, end: int) -> tuple | None:
+    """Extended gateway (0:1003): (BGP next hop, src AS, dst AS), None if malformed.
+
+    The destination AS path is a list of segments (type: 1 AS_SET, 2 AS_SEQUENCE; a
+    counted list of AS numbers); communities and local preference after it are not kept.
+    """
+    hop = _next_hop(buf, body, end)
+    if hop is None or hop[1] + _GATEWAY_AS.size > end:
+        return None
+    router_as, src_as, _src_peer_as, segments = _GATEWAY_AS.unpack_from(buf, hop[1])
+    off, dst_as = hop[1] + _GATEWAY_AS.size, router_as
+    for _ in range(segments):  # each segment takes 8 bytes at least: bounded by the record
+        if off + 8 > end:
+            return None
+        count = _U32.unpack_from(buf, off + 4)[0]
+        off += 8 + 4 * count
+        if off > end:
+            return None
+        if count:
+            dst_as = _U32.unpack_from(buf, off - 4)[0]
+    return hop[0], src_as or router_as, dst_as
 
 
 def _parse_header(proto: int, hdr: bytes) -> tuple:

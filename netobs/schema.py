@@ -17,7 +17,7 @@ import pyarrow as pa
 
 #: Bumped whenever a column is added, removed or changes type. Carried in every wire
 #: message so that a consumer can refuse batches it does not understand.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: OVN Geneve ports, next hop / AS / masks, observation point
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,35 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("tunnel_id", "UInt32", pa.uint32(), "Geneve VNI / VXLAN VNI / GRE key."),
     Column("tunnel_src", "IPv6", _IP, "Outer (node) source address of a tunnelled packet."),
     Column("tunnel_dst", "IPv6", _IP, "Outer (node) destination address of a tunnelled packet."),
+    Column(
+        "tunnel_ovn_ingress_port",
+        "UInt16",
+        pa.uint16(),
+        "OVN logical ingress port key from the Geneve OVN option (class 0x0102 type 0x80); 0: none.",
+    ),
+    Column(
+        "tunnel_ovn_egress_port",
+        "UInt16",
+        pa.uint16(),
+        "OVN logical egress port key from the Geneve OVN option (>= 32768: a multicast group); with "
+        "tunnel_id (the datapath key) it names the logical port. 0: none.",
+    ),
+    Column(
+        "next_hop",
+        "IPv6",
+        _IP,
+        "Next hop router (sFlow extended router, else gateway BGP next hop); :: when unknown.",
+    ),
+    Column("src_as", "UInt32", pa.uint32(), "Source autonomous system (0: unknown)."),
+    Column("dst_as", "UInt32", pa.uint32(), "Destination (origin) autonomous system (0: unknown)."),
+    Column("src_mask", "UInt8", pa.uint8(), "Source address prefix length (0: unknown)."),
+    Column("dst_mask", "UInt8", pa.uint8(), "Destination address prefix length (0: unknown)."),
+    Column(
+        "observation_point",
+        "UInt32",
+        pa.uint32(),
+        "IPFIX observationPointId (IE 138; OVS per-flow IPFIX sends it); 0: none.",
+    ),
 )
 
 #: What the pipeline names each end with (filled by enrichment; '' when unknown).

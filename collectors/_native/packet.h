@@ -2,7 +2,8 @@
  *
  * Ethernet, 802.1Q / QinQ tags, MPLS label stacks, IPv4 (options, fragments), IPv6 (common
  * extension headers), TCP / UDP / ICMP / ICMPv6, and the Geneve / VXLAN / GRE tunnels whose
- * inner frame becomes the flow while the outer addresses become tunnel_src / tunnel_dst.
+ * inner frame becomes the flow while the outer addresses become tunnel_src / tunnel_dst, and
+ * OVN's Geneve option gives the logical ingress / egress port keys.
  * Every read checks the remaining length: a cut or malformed header yields the fields that
  * could be read, never an over-read. Header-only (static functions) so that the sFlow and
  * the IPFIX/PSAMP extensions can both include it. The tests compare both parsers.
@@ -25,6 +26,11 @@ enum { PKT_TUNNEL_NONE = 0, PKT_TUNNEL_GENEVE = 1, PKT_TUNNEL_VXLAN = 2, PKT_TUN
 #define PKT_GRE 47
 #define PKT_GENEVE_PORT 6081 /* RFC 8926 §3.3 */
 #define PKT_VXLAN_PORT 4789  /* RFC 7348 §5 */
+/* OVN's Geneve option (ovn controller/physical.h OVN_GENEVE_CLASS / _TYPE / _LEN 4): physical.c
+ * put_encapsulation() loads the logical egress port key into bits 0-15 and moves the 15-bit
+ * logical ingress port key into bits 16-30; bit 31 is reserved (ovn-architecture(7)). */
+#define PKT_OVN_GENEVE_CLASS 0x0102
+#define PKT_OVN_GENEVE_TYPE 0x80
 
 /* The flow fields of one sampled frame (zeros for what was not reached); addresses are
  * 16 bytes, IPv4 mapped into IPv6. Field for field collectors.packet.PacketInfo. */
@@ -37,6 +43,7 @@ typedef struct {
     uint8_t tunnel_type;                    /* PKT_TUNNEL_* */
     uint32_t tunnel_id;
     uint8_t tunnel_src[16], tunnel_dst[16];
+    uint16_t ovn_ingress_port, ovn_egress_port; /* OVN logical port keys (Geneve option) */
 } pkt_info;
 
 static const uint8_t PKT_V4_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
@@ -208,12 +215,34 @@ static void pkt_ethernet(const uint8_t *b, size_t len, size_t off, int outer, pk
     pkt_network(b, len, off, smac, dmac, vlan, etype, outer, out);
 }
 
+/* OVN's logical port keys from the Geneve options in b[off, end): each option is a 4-byte
+ * header (class, type, 5-bit length in 4-byte words) and its data (RFC 8926 §3.5). An option
+ * overrunning the block, or cut by the sample's end, stops the walk (ports stay 0). */
+static void pkt_ovn_option(const uint8_t *b, size_t len, size_t off, size_t end, uint16_t *ingress,
+                           uint16_t *egress)
+{
+    if (end > len)
+        end = len;
+    while (off + 4 <= end) {
+        size_t size = 4 + (size_t)(b[off + 3] & 0x1F) * 4;
+        if (off + size > end)
+            return;
+        if (pkt_be16(b + off) == PKT_OVN_GENEVE_CLASS && b[off + 2] == PKT_OVN_GENEVE_TYPE && size == 8) {
+            uint32_t data = pkt_be32(b + off + 4);
+            *ingress = (uint16_t)((data >> 16) & 0x7FFF);
+            *egress = (uint16_t)(data & 0xFFFF);
+            return;
+        }
+        off += size;
+    }
+}
+
 /* The inner packet after a Geneve or VXLAN header at off; 0 if it is not one. */
 static int pkt_udp_tunnel(const uint8_t *b, size_t len, size_t off, uint16_t port, pkt_info *out)
 {
     if (len < off + 8)
         return 0;
-    uint16_t ptype;
+    uint16_t ptype, ovn_in = 0, ovn_out = 0;
     uint32_t vni;
     uint8_t kind;
     if (port == PKT_GENEVE_PORT) {
@@ -222,9 +251,11 @@ static int pkt_udp_tunnel(const uint8_t *b, size_t len, size_t off, uint16_t por
         vni = pkt_be32(b + off + 4);
         if (ver_optlen >> 6) /* only version 0 exists (RFC 8926 §3.4) */
             return 0;
-        /* Opt Len counts the option TLVs in 4-byte words; skipping them as a block is exact
-         * whatever the individual options (OVN's 0x0102 metadata among them). */
-        off += 8 + (size_t)(ver_optlen & 0x3F) * 4;
+        /* Opt Len counts the option TLVs in 4-byte words: the inner frame starts after them
+         * whatever the individual options; OVN's is read on the way. */
+        size_t opt_end = off + 8 + (size_t)(ver_optlen & 0x3F) * 4;
+        pkt_ovn_option(b, len, off + 8, opt_end, &ovn_in, &ovn_out);
+        off = opt_end;
         kind = PKT_TUNNEL_GENEVE;
     } else {
         uint32_t flags = pkt_be32(b + off);
@@ -243,6 +274,8 @@ static int pkt_udp_tunnel(const uint8_t *b, size_t len, size_t off, uint16_t por
         memset(out, 0, sizeof *out);
     out->tunnel_type = kind;
     out->tunnel_id = vni >> 8;
+    out->ovn_ingress_port = ovn_in;
+    out->ovn_egress_port = ovn_out;
     return 1;
 }
 

@@ -2,7 +2,7 @@
  *
  * The C twin of collectors/sflow.py (which stays the reference and the fallback): the
  * datagram header, flow samples and expanded flow samples with their records (raw packet
- * header through packet.h, sampled IPv4 / IPv6, Ethernet, extended switch), the datagram
+ * header through packet.h, sampled IPv4 / IPv6, Ethernet, extended switch / router / gateway), the datagram
  * and sample sequence numbers, and one row per flow sample appended to growable column
  * buffers that flush() hands to numpy. Counter samples are only located here: their
  * (offset, end, records, source) go back to Python, which decodes them as before.
@@ -26,11 +26,14 @@ enum {
     E_UNKNOWN_SAMPLE_FORMAT,
     E_TRUNCATED_RECORD,
     E_TOO_MANY_STREAMS,
+    E_BAD_ROUTER_RECORD,
+    E_BAD_GATEWAY_RECORD,
     E_COUNT
 };
 static const char *const ERROR_NAMES[E_COUNT] = {
     "sflow:bad_version",         "sflow:bad_header",           "sflow:truncated_sample", "sflow:short_sample",
     "sflow:unknown_sample_format", "sflow:truncated_record", "sequence:too_many_streams",
+    "sflow:bad_router_record",     "sflow:bad_gateway_record",
 };
 enum { S_MISSING, S_LATE, S_RESET, S_KINDS };
 static const char *const SEQUENCE_KINDS[S_KINDS] = {"missing", "late", "reset"};
@@ -160,9 +163,11 @@ static int seq_check(seq_table *t, const seq_limits *lim, const uint8_t *key, ui
 enum {
     C_TIME, C_EXPORTER, C_DOMAIN, C_RATE, C_IN_IF, C_OUT_IF, C_DIRECTION, C_BYTES, C_SRC_MAC, C_DST_MAC,
     C_VLAN, C_ETYPE, C_SRC_ADDR, C_DST_ADDR, C_PROTO, C_TOS, C_SRC_PORT, C_DST_PORT, C_TCP_FLAGS,
-    C_TUNNEL_TYPE, C_TUNNEL_ID, C_TUNNEL_SRC, C_TUNNEL_DST, NCOLS
+    C_TUNNEL_TYPE, C_TUNNEL_ID, C_TUNNEL_SRC, C_TUNNEL_DST, C_OVN_INGRESS, C_OVN_EGRESS, C_NEXT_HOP, C_SRC_AS,
+    C_DST_AS, C_SRC_MASK, C_DST_MASK, NCOLS
 };
-static const size_t WIDTHS[NCOLS] = {8, 16, 4, 4, 4, 4, 1, 8, 8, 8, 2, 2, 16, 16, 1, 1, 2, 2, 2, 1, 4, 16, 16};
+static const size_t WIDTHS[NCOLS] = {8, 16, 4, 4, 4, 4, 1, 8, 8, 8, 2, 2, 16, 16, 1, 1, 2, 2, 2, 1, 4, 16, 16,
+                                     2, 2, 16, 4, 4, 1, 1};
 #define MAX_KEPT_ROWS 65536 /* capacity kept across flushes; more is given back */
 
 typedef struct {
@@ -203,8 +208,15 @@ typedef struct {
     uint32_t sub_agent;
 } dgram;
 
+/* What the extended router and gateway records say (sflow.py's route tuple). */
+typedef struct {
+    uint8_t next_hop[16];
+    uint32_t src_as, dst_as;
+    uint8_t src_mask, dst_mask;
+} route;
+
 static int append_row(State *st, const dgram *d, uint32_t rate, uint32_t in_if, uint32_t out_if,
-                      uint8_t direction, uint64_t frame_len, const pkt_info *p)
+                      uint8_t direction, uint64_t frame_len, const pkt_info *p, const route *rt)
 {
     if (reserve(st) < 0)
         return -1;
@@ -232,6 +244,13 @@ static int append_row(State *st, const dgram *d, uint32_t rate, uint32_t in_if, 
     PUT(C_TUNNEL_ID, uint32_t, p->tunnel_id);
     memcpy(st->cols[C_TUNNEL_SRC] + n * 16, p->tunnel_src, 16);
     memcpy(st->cols[C_TUNNEL_DST] + n * 16, p->tunnel_dst, 16);
+    PUT(C_OVN_INGRESS, uint16_t, p->ovn_ingress_port);
+    PUT(C_OVN_EGRESS, uint16_t, p->ovn_egress_port);
+    memcpy(st->cols[C_NEXT_HOP] + n * 16, rt->next_hop, 16);
+    PUT(C_SRC_AS, uint32_t, rt->src_as);
+    PUT(C_DST_AS, uint32_t, rt->dst_as);
+    PUT(C_SRC_MASK, uint8_t, rt->src_mask);
+    PUT(C_DST_MASK, uint8_t, rt->dst_mask);
     st->rows = n + 1;
     return 0;
 }
@@ -260,14 +279,82 @@ static void sampled_ip(pkt_info *fb, const uint8_t *rec, int v6)
     fb->tos = (uint8_t)pkt_be32(tail + 12);
 }
 
-/* A flow sample's records → the packet and its frame length (sflow.py's _flow_records):
+/* An sFlow address at off (type 1 IPv4, 2 IPv6, 0 unknown and empty) into out (16 bytes,
+ * IPv4 mapped); the offset after it, or 0 when the type is unknown or it overruns end. */
+static uint64_t next_hop(const uint8_t *b, uint64_t off, uint64_t end, uint8_t *out)
+{
+    if (off + 4 > end)
+        return 0;
+    uint32_t atype = pkt_be32(b + off);
+    off += 4;
+    memset(out, 0, 16);
+    if (atype == 0)
+        return off;
+    if (atype == 1 && off + 4 <= end) {
+        memcpy(out, PKT_V4_PREFIX, 12);
+        memcpy(out + 12, b + off, 4);
+        return off + 4;
+    }
+    if (atype == 2 && off + 16 <= end) {
+        memcpy(out, b + off, 16);
+        return off + 16;
+    }
+    return 0;
+}
+
+/* Extended router (0:1002): next hop, src and dst prefix lengths; 0 if malformed. */
+static int router_record(const uint8_t *b, uint64_t body, uint64_t end, uint8_t *hop, uint8_t *src_mask,
+                         uint8_t *dst_mask)
+{
+    uint64_t off = next_hop(b, body, end, hop);
+    if (!off || off + 8 > end)
+        return 0;
+    uint32_t s = pkt_be32(b + off), d = pkt_be32(b + off + 4);
+    if (s > 128 || d > 128) /* a prefix length, of IPv4 or IPv6 */
+        return 0;
+    *src_mask = (uint8_t)s;
+    *dst_mask = (uint8_t)d;
+    return 1;
+}
+
+/* Extended gateway (0:1003): BGP next hop, src AS (the router's when 0), dst AS (the last AS
+ * of the last path segment, the router's when the path is empty); 0 if malformed. */
+static int gateway_record(const uint8_t *b, uint64_t body, uint64_t end, uint8_t *hop, uint32_t *src_as,
+                          uint32_t *dst_as)
+{
+    uint64_t off = next_hop(b, body, end, hop);
+    if (!off || off + 16 > end)
+        return 0;
+    uint32_t router_as = pkt_be32(b + off), src = pkt_be32(b + off + 4), segments = pkt_be32(b + off + 12);
+    uint32_t dst = router_as;
+    off += 16;
+    for (uint32_t i = 0; i < segments; i++) { /* each segment takes 8 bytes at least: bounded */
+        if (off + 8 > end)
+            return 0;
+        uint32_t count = pkt_be32(b + off + 4);
+        off += 8 + 4 * (uint64_t)count;
+        if (off > end)
+            return 0;
+        if (count)
+            dst = pkt_be32(b + off - 4);
+    }
+    *src_as = src ? src : router_as;
+    *dst_as = dst;
+    return 1;
+}
+
+/* A flow sample's records → the packet, its frame length and route (sflow.py's _flow_records):
  * the raw packet header wins; sampled IPv4 / IPv6 and Ethernet records fill in when an
- * agent sends no header, and the extended switch record gives an untagged packet its VLAN. */
+ * agent sends no header, and the extended switch record gives an untagged packet its VLAN.
+ * The last well-formed extended router / gateway records give the route. */
 static void flow_records(const uint8_t *b, uint64_t off, uint64_t end, uint32_t nrec, tally *tl, pkt_info *info,
-                         uint64_t *frame_len_out)
+                         uint64_t *frame_len_out, route *rt)
 {
     pkt_info fallback;
-    int have_info = 0, have_fallback = 0;
+    uint8_t router_hop[16], gateway_hop[16], hop[16];
+    uint8_t src_mask = 0, dst_mask = 0, m1, m2;
+    uint32_t src_as = 0, dst_as = 0, a1, a2;
+    int have_info = 0, have_fallback = 0, have_router = 0, have_gateway = 0;
     uint64_t frame_len = 0, other_len = 0;
     uint16_t vlan = 0;
     for (uint32_t i = 0; i < nrec; i++) {
@@ -312,8 +399,36 @@ static void flow_records(const uint8_t *b, uint64_t off, uint64_t end, uint32_t 
             other_len = pkt_be32(r);
         } else if (fmt == 1001 && length >= 16) { /* extended switch: src vlan first */
             vlan = pkt_be32(r) & 0x0FFF;
+        } else if (fmt == 1002) {
+            if (router_record(b, body, off, hop, &m1, &m2)) {
+                memcpy(router_hop, hop, 16);
+                src_mask = m1;
+                dst_mask = m2;
+                have_router = 1;
+            } else {
+                tl->errors[E_BAD_ROUTER_RECORD]++;
+            }
+        } else if (fmt == 1003) {
+            if (gateway_record(b, body, off, hop, &a1, &a2)) {
+                memcpy(gateway_hop, hop, 16);
+                src_as = a1;
+                dst_as = a2;
+                have_gateway = 1;
+            } else {
+                tl->errors[E_BAD_GATEWAY_RECORD]++;
+            }
         }
     }
+    memset(rt, 0, sizeof *rt);
+    if (have_router) {
+        memcpy(rt->next_hop, router_hop, 16);
+        rt->src_mask = src_mask;
+        rt->dst_mask = dst_mask;
+    } else if (have_gateway) {
+        memcpy(rt->next_hop, gateway_hop, 16);
+    }
+    rt->src_as = src_as;
+    rt->dst_as = dst_as;
     if (!have_info) {
         if (have_fallback)
             *info = fallback;
@@ -341,12 +456,13 @@ static int flow_sample(State *st, const uint8_t *b, uint64_t off, uint64_t end, 
                        uint32_t rate, uint32_t in_if, uint32_t out_if, uint32_t nrec, tally *tl)
 {
     pkt_info info;
+    route rt;
     uint64_t frame_len;
-    flow_records(b, off, end, nrec, tl, &info, &frame_len);
+    flow_records(b, off, end, nrec, tl, &info, &frame_len, &rt);
     /* The data source (an ifIndex, class 0) is the side the packet was sampled on; OVS
      * samples per bridge (class 2, index 1000+), which says nothing. */
     uint8_t direction = source >> 24 ? 2 : source == in_if ? 0 : source == out_if ? 1 : 2;
-    if (append_row(st, d, rate, in_if, out_if, direction, frame_len, &info) < 0)
+    if (append_row(st, d, rate, in_if, out_if, direction, frame_len, &info, &rt) < 0)
         return -1;
     tl->flows++;
     return 0;

@@ -71,6 +71,18 @@ def ovn_geneve_option(value: int = 0x00010002) -> bytes:
     return struct.pack(">HBBI", 0x0102, 0x80, 1, value)
 
 
+def geneve_option(opt_class: int, opt_type: int, data: bytes, length: int | None = None) -> bytes:
+    """One Geneve option TLV (RFC 8926 §3.5); ``length`` (4-byte words) overrides the true one."""
+    words = len(data) // 4 if length is None else length
+    return struct.pack(">HBB", opt_class, opt_type, words & 0x1F) + data
+
+
+def ovn_ports_option(ingress: int, egress: int, reserved: int = 0) -> bytes:
+    """OVN's option from its logical port keys: 1 reserved bit, 15-bit ingress, 16-bit egress
+    (ovn-architecture(7); controller/physical.c put_encapsulation)."""
+    return geneve_option(0x0102, 0x80, struct.pack(">HH", reserved << 15 | ingress, egress))
+
+
 def addr16(text: str) -> bytes:
     ip = ipaddress.ip_address(text)
     return (b"\x00" * 10 + b"\xff\xff" + ip.packed) if ip.version == 4 else ip.packed
@@ -122,6 +134,36 @@ def sampled_ipv6_record(src, dst, proto, sport, dport, flags=0, prio=0, length=1
 
 def switch_record(src_vlan=0, dst_vlan=0):
     return _tlv(1001, struct.pack(">IIII", src_vlan, 0, dst_vlan, 0))
+
+
+def sflow_address(addr: str | None) -> bytes:
+    """An sFlow ``address``: type 1 IPv4 / 2 IPv6 and its bytes; None is type 0 (unknown)."""
+    if addr is None:
+        return struct.pack(">I", 0)
+    ip = ipaddress.ip_address(addr)
+    return struct.pack(">I", 1 if ip.version == 4 else 2) + ip.packed
+
+
+def router_record(next_hop: str | None = "192.0.2.254", src_mask=24, dst_mask=16) -> bytes:
+    """Extended router data (0:1002): next hop, source and destination prefix lengths."""
+    return _tlv(1002, sflow_address(next_hop) + struct.pack(">II", src_mask, dst_mask))
+
+
+def gateway_record(
+    next_hop: str | None = "192.0.2.253",
+    as_=64500,
+    src_as=64501,
+    src_peer_as=64502,
+    path=((2, (64510, 64511, 64512)),),
+    communities=(),
+    local_pref=100,
+) -> bytes:
+    """Extended gateway data (0:1003); ``path`` is (segment type 1 set / 2 sequence, ASes) each."""
+    body = sflow_address(next_hop) + struct.pack(">IIII", as_, src_as, src_peer_as, len(path))
+    for seg_type, ases in path:
+        body += struct.pack(f">II{len(ases)}I", seg_type, len(ases), *ases)
+    body += struct.pack(f">I{len(communities)}II", len(communities), *communities, local_pref)
+    return _tlv(1003, body)
 
 
 def flow_sample(records, rate=100, source=(0, 3), inp=3, out=4, seq=1, pool=1000, drops=0):

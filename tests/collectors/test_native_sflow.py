@@ -151,6 +151,22 @@ def _frames() -> dict[str, bytes]:
         "mpls": mpls + bytes(b.udp4()),
         "mpls_not_ip": mpls + b"\x10" * 30,
         "geneve_ovn": geneve,
+        "geneve_ovn_ports": b.eth(
+            b.geneve(
+                b.eth(b.tcp6()),
+                vni=0x0A0B,
+                options=b.geneve_option(0x0101, 1, b"\x11" * 8)
+                + b.ovn_ports_option(0x7FFF, 0xFFFF, reserved=1),
+            )
+        ),
+        "geneve_ovn_wrong_length": b.eth(
+            b.geneve(
+                b.eth(b.udp4()), options=b.geneve_option(0x0102, 0x80, bytes(8)) + b.ovn_ports_option(1, 2)
+            )
+        ),
+        "geneve_option_overruns": b.eth(
+            b.geneve(b.eth(b.udp4()), options=b.geneve_option(0x0101, 1, bytes(4), length=9) + bytes(4))
+        ),
         "geneve_ipv6_inner": b.eth(b.geneve(b.eth(b.tcp6()), vni=7)),
         "geneve_ip_inner": _geneve(b.tcp4(), 0x0800),
         "geneve_unknown_inner": _geneve(b.tcp4(), 0x1234),
@@ -234,6 +250,24 @@ def _cases() -> dict[str, list[bytes]]:
         _flow([b.raw_header_record(FRAMES["udp4"]), b.raw_header_record(FRAMES["tcp6"], frame_length=99)]),
         _flow([b.switch_record(0xFFFF)]),
         _flow([]),
+    ]
+    raw = b.raw_header_record(FRAMES["tcp4"])
+    cases["router_gateway"] = [
+        _flow([raw, b.router_record("192.0.2.254", 24, 16)]),
+        _flow([raw, b.router_record("2001:db8::1", 48, 128), b.gateway_record("2001:db8::fe")]),
+        _flow([b.gateway_record("10.9.9.9"), raw, b.router_record(None, 0, 0)]),
+        _flow([raw, b.gateway_record(as_=65000, src_as=0, path=())]),
+        _flow([raw, b.gateway_record(path=((2, (1, 2)), (1, (70000, 70001)), (2, ())), communities=(7, 8))]),
+        _flow([b.sampled_ipv4_record("10.1.1.1", "10.2.2.2", 6, 1, 2), b.gateway_record(next_hop=None)]),
+        _flow(
+            [raw, b.router_record("10.0.0.1", 129, 8), b.gateway_record(), b.router_record("10.0.0.2", 1, 2)]
+        ),
+        _flow([raw, b._tlv(1002, struct.pack(">I4sII", 3, bytes(4), 1, 1)), b._tlv(1003, b"")]),
+        _flow([raw, b._tlv(1002, struct.pack(">I8s", 2, bytes(8))), b._tlv(1003, struct.pack(">I", 2))]),
+        _flow(
+            [raw, b._tlv(1003, struct.pack(">I4sIIIIII", 1, bytes(4), 1, 2, 3, 0xFFFFFFFF, 2, 1) + bytes(4))]
+        ),
+        _flow([raw, b._tlv(1003, struct.pack(">I4sIIIIII", 1, bytes(4), 1, 2, 3, 1, 2, 500) + bytes(8))]),
     ]
     counters = [
         b.counter_sample([b.generic_if_counters(if_index=9), b._tlv(2, b"\x00" * 52)], source=(0, 9)),
@@ -332,6 +366,14 @@ MALFORMED = {  # payload, the reason counted when fed as sFlow
             [b._tlv(1, struct.pack(">IIIIIIII", 1, 3, 1, 1, 0, 3, 4, 0xFFFFFFFF) + b.switch_record(3))]
         ),
         "sflow:truncated_record",
+    ),
+    "bad_router_record": (
+        _flow([b._tlv(1002, struct.pack(">I4sI", 1, bytes(4), 1))]),
+        "sflow:bad_router_record",
+    ),
+    "bad_gateway_record": (
+        _flow([b._tlv(1003, struct.pack(">I4sIIIIII", 1, bytes(4), 1, 2, 3, 2, 2, 0))]),
+        "sflow:bad_gateway_record",
     ),
     "huge_header_length": (  # cut at the record's end: no error, the header that is there
         _flow([b._tlv(1, struct.pack(">IIII", 1, 64, 4, 0xFFFFFFFF) + FRAMES["tcp4"][:40])]),

@@ -119,3 +119,53 @@ def test_truncated_inner_keeps_tunnel_and_what_it_reached():
     frame = b.eth(b.geneve(b.eth(b.tcp4()), vni=3))
     info = parse_ethernet(frame[: 14 + 20 + 8 + 8 + 14 + 20 + 2])  # inner TCP cut after 2 bytes
     assert (info.tunnel_type, info.tunnel_id, info.src_addr, info.src_port) == ("geneve", 3, A4, 0)
+
+
+def _ovn_frame(options: bytes) -> bytes:
+    return b.eth(b.geneve(b.eth(b.udp4()), vni=0x000A0B, options=options))
+
+
+OTHER_OPTION = b.geneve_option(0x0101, 0x01, b"\x11" * 8)  # another vendor's option, 8 bytes of data
+OVN_CASES = {  # Geneve options → (ingress, egress) OVN logical port keys
+    "none": (b"", (0, 0)),
+    "ovn": (b.ovn_ports_option(3, 7), (3, 7)),
+    "max_keys": (b.ovn_ports_option(0x7FFF, 0xFFFF), (0x7FFF, 0xFFFF)),
+    "reserved_bit_ignored": (b.ovn_ports_option(5, 6, reserved=1), (5, 6)),
+    "after_another_option": (OTHER_OPTION + b.ovn_ports_option(9, 10), (9, 10)),
+    "first_ovn_option_wins": (b.ovn_ports_option(1, 2) + b.ovn_ports_option(3, 4), (1, 2)),
+    "other_class": (b.geneve_option(0x0103, 0x80, b"\x00\x01\x00\x02"), (0, 0)),
+    "non_critical_type": (b.geneve_option(0x0102, 0x00, b"\x00\x01\x00\x02"), (0, 0)),
+    "wrong_length": (b.geneve_option(0x0102, 0x80, b"\x00\x01\x00\x02\x00\x00\x00\x00"), (0, 0)),
+    "zero_length_then_ovn": (b.geneve_option(0x0101, 2, b"") + b.ovn_ports_option(4, 8), (4, 8)),
+    # The option claims 8 words, beyond the options block: the walk stops, the option is ignored.
+    "overruns_block": (b.geneve_option(0x0101, 1, b"\x00" * 4, length=8) + b.ovn_ports_option(1, 2), (0, 0)),
+}
+
+
+@pytest.mark.parametrize("options,ports", OVN_CASES.values(), ids=OVN_CASES.keys())
+def test_geneve_ovn_option_gives_the_logical_ports(options, ports):
+    info = parse_ethernet(_ovn_frame(options))
+    assert (info.tunnel_ovn_ingress_port, info.tunnel_ovn_egress_port) == ports
+    # The inner frame is found after the options whatever they hold.
+    assert (info.tunnel_type, info.tunnel_id, info.src_addr, info.dst_port) == ("geneve", 0x0A0B, A4, 53)
+
+
+def test_ovn_option_cut_by_the_sample_end_is_ignored():
+    frame = _ovn_frame(OTHER_OPTION + b.ovn_ports_option(9, 10))
+    options_at = 14 + 20 + 8 + 8
+    whole = options_at + len(OTHER_OPTION) + 8
+    for cut in range(options_at, len(frame) + 1):
+        info = parse_ethernet(frame[:cut])
+        want = (9, 10) if cut >= whole else (0, 0)
+        assert (info.tunnel_ovn_ingress_port, info.tunnel_ovn_egress_port) == want, cut
+        assert (info.tunnel_type, info.tunnel_id) == ("geneve", 0x0A0B)
+
+
+def test_ovn_ports_only_from_geneve():
+    vxlan = parse_ethernet(b.eth(b.vxlan(b.eth(b.tcp4()))))
+    gre = parse_ethernet(
+        b.eth(IP(src="1.1.1.1", dst="2.2.2.2", proto=47) / (b"\x00\x00\x08\x00" + bytes(b.tcp4())))
+    )
+    assert (vxlan.tunnel_type, gre.tunnel_type) == ("vxlan", "gre")
+    for info in (vxlan, gre):
+        assert (info.tunnel_ovn_ingress_port, info.tunnel_ovn_egress_port) == (0, 0)

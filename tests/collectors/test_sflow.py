@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
+from scapy.layers.l2 import Ether
 
 from collectors.decode import iter_records
 from collectors.decoder import Decoder
-from collectors.sflow import IF_DISCARDED, IF_MULTIPLE
+from collectors.sflow import IF_DISCARDED, IF_MULTIPLE, SflowDecoder
+from collectors.sflow import native_module as sflow_native_module
 from netobs.batch import ip_str
 from tests.collectors import _builders as b
+from tests.services.ovs import in_netns
 
 DATA = Path(__file__).parent.parent / "testdata"
 
@@ -214,3 +219,158 @@ def test_ovs_counter_samples_name_the_pods_ports():
         if r["kind"] == "counter"
     }
     assert got == want
+
+
+@pytest.fixture(params=["native", "python"])
+def both_paths(request, monkeypatch):
+    """Run the test on the C decoder (when built) and on the Python reference."""
+    if request.param == "python":
+        monkeypatch.setenv("NETOBS_NATIVE", "0")
+    elif not Decoder().sflow.native:
+        pytest.skip("collectors._native_sflow not built (make setup)")
+    assert Decoder().sflow.native == (request.param == "native")
+    return request.param
+
+
+def test_ovn_logical_ports_from_a_geneve_header(both_paths):
+    frame = b.eth(b.geneve(b.eth(b.tcp4()), vni=0x000102, options=b.ovn_ports_option(0x12, 0x8003)))
+    out, stats = decode(b.flow_sample([b.raw_header_record(frame)]))
+    r = row(out.flows)
+    assert (r["tunnel_type"], r["tunnel_id"]) == ("geneve", 0x102)  # the OVN datapath key
+    assert (r["tunnel_ovn_ingress_port"], r["tunnel_ovn_egress_port"]) == (0x12, 0x8003)
+    assert stats.error_count == 0
+
+
+def _route(out, i=0):
+    r = row(out.flows, i)
+    return (ip_str(r["next_hop"].tobytes()), r["src_as"], r["dst_as"], r["src_mask"], r["dst_mask"])
+
+
+ROUTES = {  # records besides the raw header → (next_hop, src_as, dst_as, src_mask, dst_mask)
+    "none": ([], ("::", 0, 0, 0, 0)),
+    "router_v4": ([b.router_record("192.0.2.254", 24, 16)], ("192.0.2.254", 0, 0, 24, 16)),
+    "router_v6": ([b.router_record("2001:db8::1", 48, 64)], ("2001:db8::1", 0, 0, 48, 64)),
+    "router_unknown_address": ([b.router_record(None, 8, 9)], ("::", 0, 0, 8, 9)),
+    "gateway": ([b.gateway_record()], ("192.0.2.253", 64501, 64512, 0, 0)),
+    "router_next_hop_wins": (
+        [b.gateway_record("10.9.9.9"), b.router_record("10.1.1.1", 32, 30)],
+        ("10.1.1.1", 64501, 64512, 32, 30),
+    ),
+    # goflow2's fallbacks: no source AS or an empty path mean the router's own AS.
+    "gateway_local_source": ([b.gateway_record(as_=65000, src_as=0)], ("192.0.2.253", 65000, 64512, 0, 0)),
+    "gateway_empty_path": ([b.gateway_record(as_=65000, path=())], ("192.0.2.253", 64501, 65000, 0, 0)),
+    # The origin AS: the last AS of the last non-empty segment (an AS_SET, here).
+    "gateway_path_segments": (
+        [b.gateway_record(path=((2, (1, 2)), (1, (70000, 70001)), (2, ())), communities=(7, 8))],
+        ("192.0.2.253", 64501, 70001, 0, 0),
+    ),
+    "gateway_v6_next_hop": ([b.gateway_record("2001:db8::fe")], ("2001:db8::fe", 64501, 64512, 0, 0)),
+}
+
+
+@pytest.mark.parametrize("records,want", ROUTES.values(), ids=ROUTES.keys())
+def test_extended_router_and_gateway_records(records, want, both_paths):
+    out, stats = decode(b.flow_sample([b.raw_header_record(b.eth(b.tcp4())), *records]))
+    assert _route(out) == want
+    assert stats.error_count == 0 and row(out.flows)["dst_port"] == 443
+
+
+BAD_ROUTES = {  # malformed extended records: counted, left out, the sample kept
+    "router_bad_address_type": (b._tlv(1002, struct.pack(">I4sII", 3, b"\x01" * 4, 24, 24)), "router"),
+    "router_short": (b._tlv(1002, struct.pack(">I4sI", 1, b"\x01" * 4, 24)), "router"),
+    "router_v6_cut": (b._tlv(1002, struct.pack(">I8s", 2, b"\x20" * 8)), "router"),
+    "router_mask_too_long": (b.router_record("10.0.0.1", 129, 8), "router"),
+    "gateway_short": (b._tlv(1003, struct.pack(">I4sIII", 1, b"\x01" * 4, 1, 2, 3)), "gateway"),
+    "gateway_path_overruns": (
+        b._tlv(1003, struct.pack(">I4sIIIIII", 1, b"\x01" * 4, 1, 2, 3, 1, 2, 500) + bytes(8)),
+        "gateway",
+    ),
+    "gateway_huge_segment_count": (
+        b._tlv(1003, struct.pack(">I4sIIIIII", 1, b"\x01" * 4, 1, 2, 3, 0xFFFFFFFF, 2, 1) + bytes(4)),
+        "gateway",
+    ),
+    "gateway_empty": (b._tlv(1003, b""), "gateway"),
+}
+
+
+@pytest.mark.parametrize("record,kind", BAD_ROUTES.values(), ids=BAD_ROUTES.keys())
+def test_malformed_router_and_gateway_records_are_counted(record, kind, both_paths):
+    good = b.router_record("10.1.1.1", 8, 8) if kind == "gateway" else b.gateway_record()
+    out, stats = decode(b.flow_sample([b.raw_header_record(b.eth(b.tcp4())), good, record]))
+    assert stats.errors == {f"sflow:bad_{kind}_record": 1}
+    assert len(out.flows) == 1 and row(out.flows)["dst_port"] == 443  # the sample is kept
+    hop, src_as, dst_as, src_mask, _ = _route(out)
+    if kind == "gateway":  # the router record still counts; the broken gateway adds nothing
+        assert (hop, src_as, dst_as, src_mask) == ("10.1.1.1", 0, 0, 8)
+    else:
+        assert (hop, src_as, dst_as, src_mask) == ("192.0.2.253", 64501, 64512, 0)
+
+
+def test_older_consumers_refuse_batches_with_the_new_columns(monkeypatch):
+    """Schema 2 added the OVN port and route columns: a consumer that knows schema 1 would
+    silently drop them, so it must refuse the message instead (and dead-letter it)."""
+    from netobs import schema, wire
+
+    out, _ = decode(b.flow_sample([b.raw_header_record(b.eth(b.tcp4())), b.router_record()]))
+    data = wire.encode(out.flows.to_arrow())
+    assert schema.SCHEMA_VERSION >= 2 and wire.decode(data).column("src_mask").to_pylist() == [24]
+    monkeypatch.setitem(schema.KINDS, schema.FLOWS, (schema.FLOW_COLUMNS, 1))
+    newer = f"flows schema version {schema.SCHEMA_VERSION} is newer than this consumer's 1"
+    with pytest.raises(wire.WireError, match=newer):
+        wire.decode(data)
+
+
+@pytest.mark.integration
+def test_real_ovs_samples_of_geneve_carry_the_ovn_ports(ovs_lab):
+    """Open vSwitch's own sFlow agent (sampling 1, 128-byte headers) exports Geneve frames with
+    OVN's option that pod1 puts on the wire (the committed OVS captures carry no tunnel traffic):
+    both decoders read the port keys and the datapath key out of the real export."""
+    pod1, pod2 = ovs_lab.pod("pod1"), ovs_lab.pod("pod2")
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(0.2)
+    inner = b.eth(b.tcp4("10.16.0.5", "10.16.0.9", sport=41000, dport=8443), src=b.MAC_A, dst=b.MAC_B)
+    frame = bytes(
+        Ether(src=pod1.mac, dst=pod2.mac)
+        / b.geneve(inner, vni=0x000123, options=b.ovn_ports_option(0x0011, 0x8022), outer=(pod1.ip, pod2.ip))
+    )
+
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+            raw.bind(("eth0", 0))
+            for _ in range(5):
+                raw.send(frame)
+
+    try:
+        ovs_lab.enable_sflow(sink.getsockname()[1], sampling=1, header=128)
+        in_netns(pod1.netns, send)
+        ovs_lab.flush_exports()
+        datagrams, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                datagrams.append(sink.recv(65535))
+            except TimeoutError:
+                if datagrams:
+                    break
+    finally:
+        sink.close()
+    rows = {}
+    for native in (False, True) if sflow_native_module(force=True) else (False,):
+        d = Decoder()
+        d.sflow = SflowDecoder(native=native)
+        out = d.decode_many((p, "127.0.0.1", T) for p in datagrams)
+        assert not out.errors, out.errors
+        f = out.flows.columns
+        rows[native] = [
+            (f["tunnel_type"][i], f["tunnel_id"][i], ip_str(f["src_addr"][i].tobytes()), f["dst_port"][i])
+            + (
+                ip_str(f["tunnel_src"][i].tobytes()),
+                f["tunnel_ovn_ingress_port"][i],
+                f["tunnel_ovn_egress_port"][i],
+            )
+            for i in range(len(out.flows))
+            if f["tunnel_type"][i]
+        ]
+    want = ("geneve", 0x123, "10.16.0.5", 8443, pod1.ip, 0x0011, 0x8022)
+    assert rows[False] == [want] * 5  # sampling 1: each frame once, at pod1's port
+    assert rows.get(True, rows[False]) == rows[False]

@@ -178,7 +178,7 @@ def test_counter_batches_travel_as_their_own_kind():
     assert schema.kind_of(back) == schema.COUNTERS
     assert back.column("in_octets").to_pylist() == [9] and back.column("if_index").to_pylist() == [3]
     flows = wire.encode(FlowBatch({"packets": np.ones(1, "uint64")}).to_arrow())
-    assert flows[4:7] == b"\x01\x00\x01"  # flow messages are what they always were
+    assert flows[4:7] == b"\x01\x00" + bytes([schema.SCHEMA_VERSION])  # kind 0, as they always were
     assert schema.kind_of(wire.decode(flows)) == schema.FLOWS
 
 
