@@ -5,7 +5,9 @@ Records of many datagrams are queued as raw bytes and decoded at :meth:`flush` w
 sysUptime milliseconds, made absolute with the header's clock; the sampling interval
 is the low 14 bits of the header's last field (the top 2 are the mode; 0 = unknown,
 then the configured default applies). ``observation_domain`` is engine type << 8 |
-engine id, and ``flow_sequence`` counts flows, so a gap is a count of lost records.
+engine id, and ``flow_sequence`` counts flows, so a gap is a count of lost records. The
+record's next hop, source/destination AS (16-bit in v5) and prefix masks fill ``next_hop``,
+``src_as``, ``dst_as``, ``src_mask`` and ``dst_mask``.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ class Netflow5Decoder:
             "tcp_flags",
             "proto",
             "tos",
+            "src_as",
+            "dst_as",
+            "src_mask",
+            "dst_mask",
         ):
             cols[name] = recs[name].astype(_DTYPES[name])
         for name, field in (("src_addr", "src"), ("dst_addr", "dst")):
@@ -133,6 +139,14 @@ class Netflow5Decoder:
             addr[:, 10:12] = 0xFF
             addr[:, 12:] = recs[field]
             cols[name] = addr.view("V16").reshape(n)
+        # The next hop is IPv4 mapped like the other addresses; 0.0.0.0 (none) stays all zeros,
+        # as the other decoders leave an absent next hop.
+        hop = np.zeros((n, 16), dtype=np.uint8)
+        nexthop = recs["nexthop"]
+        some = nexthop != 0
+        hop[some, 10:12] = 0xFF
+        hop[:, 12:] = nexthop.astype(">u4").view(np.uint8).reshape(n, 4) * some[:, None]
+        cols["next_hop"] = hop.view("V16").reshape(n)
         cols["etype"] = np.full(n, 0x0800, dtype=np.uint16)
         cols["direction"] = np.full(n, "unknown", dtype=object)
         cols["type"] = np.full(n, self.TYPE, dtype=object)

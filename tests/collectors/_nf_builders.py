@@ -36,12 +36,29 @@ def v9_packet(flowsets: list[bytes], seq=0, source_id=0, uptime=10_000, unix_sec
     return struct.pack(">HHIIII", 9, len(flowsets), uptime, unix_secs, seq, source_id) + b"".join(flowsets)
 
 
-def v5_record(src, dst, sport, dport, proto=6, packets=1, octets=100, first=0, last=0, flags=0, tos=0):
+def v5_record(
+    src,
+    dst,
+    sport,
+    dport,
+    proto=6,
+    packets=1,
+    octets=100,
+    first=0,
+    last=0,
+    flags=0,
+    tos=0,
+    nexthop="0.0.0.0",
+    src_as=0,
+    dst_as=0,
+    src_mask=24,
+    dst_mask=24,
+):
     return struct.pack(
         ">4s4s4sHHIIIIHHBBBBHHBBH",
         ipaddress.ip_address(src).packed,
         ipaddress.ip_address(dst).packed,
-        bytes(4),
+        ipaddress.ip_address(nexthop).packed,
         1,
         2,
         packets,
@@ -54,10 +71,10 @@ def v5_record(src, dst, sport, dport, proto=6, packets=1, octets=100, first=0, l
         flags,
         proto,
         tos,
-        0,
-        0,
-        24,
-        24,
+        src_as,
+        dst_as,
+        src_mask,
+        dst_mask,
         0,
     )
 
