@@ -1,30 +1,35 @@
 """Kernel hot paths: wire encode/decode, chdb insert, in-process pipeline into chdb.
 
-Prints: wire.encode, wire.decode (rows/s), chdb.insert (rows/s), pipeline.inprocess (rows/s,
-in-process transport → pipeline → chdb), pipeline.rss_per_million (MiB of RSS growth per
-million flows buffered as Arrow).
+Prints: wire.encode, wire.decode (rows/s), chdb.insert (rows/s, 100k flows whose enrichment
+columns are empty), chdb.insert.enriched and its .cpu (200k flows between 100k pods, enriched
+into dictionary columns as the pipeline inserts them; per CPU-second of the process, chdb's
+threads included), pipeline.inprocess (rows/s, in-process transport → pipeline → chdb) and
+pipeline.inprocess.enriched (the same with the enricher as the pipeline's transform),
+pipeline.rss_per_million (MiB of RSS growth per million flows buffered as Arrow).
 """
 
 from __future__ import annotations
 
-import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_enrich  # noqa: E402
 from _util import median_rate, report  # noqa: E402
 
 from netobs import wire  # noqa: E402
 from netobs.batch import FlowBatch  # noqa: E402
 from netobs.config import ChdbStoreConfig, InprocessTransportConfig, PipelineConfig, StoreConfig  # noqa: E402
-from netobs.store import make_store  # noqa: E402
+from netobs.store import Store, make_store  # noqa: E402
 from netobs.transport.inprocess import InprocessTransport  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
+from pipeline.enrich import Enricher  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 1) -> pa.RecordBatch:
@@ -55,6 +60,37 @@ def synthetic(n: int, seed: int = 1) -> pa.RecordBatch:
     return FlowBatch(cols).to_arrow()
 
 
+def pod_flows(n: int, seed: int = 1) -> pa.RecordBatch:
+    """:func:`synthetic` flows between bench_enrich's pods (and legacy hosts), so both ends get named."""
+    rb = synthetic(n, seed)
+    ends = bench_enrich.flows(n, seed)
+    arrays = [
+        ends.column(c).combine_chunks() if c in ("src_addr", "dst_addr") else rb.column(c)
+        for c in rb.schema.names
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=rb.schema)
+
+
+def through_pipeline(
+    store: Store, rb: pa.RecordBatch, transform: Callable[[pa.Table], pa.Table] | None = None
+) -> int:
+    """Ten 10k-row messages through the in-process transport and a pipeline into ``store``."""
+    t = InprocessTransport(InprocessTransportConfig(max_batches=16))
+    p = Pipeline(
+        PipelineConfig(max_batch_rows=200_000, max_batch_delay_ms=200),
+        t.consumer(),
+        store,
+        drain=True,
+        transform=transform,
+    )
+    p.start()
+    prod = t.producer()
+    for i in range(10):
+        prod.send(rb.slice((i % 10) * 10_000, 10_000), b"e")
+    p.stop()
+    return p.rows_inserted
+
+
 def main() -> None:
     rb = synthetic(100_000)
     data = wire.encode(rb)
@@ -68,30 +104,32 @@ def main() -> None:
         table = pa.Table.from_batches([rb])
         report("chdb.insert", median_rate(lambda: (store.insert(table), table.num_rows)[1]), "rows/s")
 
-        def through_pipeline() -> int:
-            t = InprocessTransport(InprocessTransportConfig(max_batches=16))
-            p = Pipeline(
-                PipelineConfig(max_batch_rows=200_000, max_batch_delay_ms=200),
-                t.consumer(),
-                store,
-                drain=True,
-            )
-            p.start()
-            prod = t.producer()
-            for i in range(10):
-                prod.send(rb.slice((i % 10) * 10_000, 10_000), b"e")
-            p.stop()
-            return p.rows_inserted
+        report("pipeline.inprocess", median_rate(lambda: through_pipeline(store, rb), rounds=3), "rows/s")
 
-        report("pipeline.inprocess", median_rate(through_pipeline, rounds=3), "rows/s")
+        enricher = Enricher(bench_enrich.metadata(), dictionary=True)  # as make_enricher builds it
+        enricher.tables()
+        pods = pod_flows(200_000)
+        enriched = enricher.enrich(pa.Table.from_batches([pods]))
+
+        def run() -> int:
+            store.insert(enriched)
+            return enriched.num_rows
+
+        report("chdb.insert.enriched", median_rate(run), "rows/s")
+        report("chdb.insert.enriched.cpu", bench_enrich.median_cpu_rate(run), "rows/s")
+        inproc = lambda: through_pipeline(store, pods, enricher.enrich)  # noqa: E731
+        report("pipeline.inprocess.enriched", median_rate(inproc, rounds=3), "rows/s")
         store.stop()
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = rss_mib()  # current RSS, not the peak: the inserts above peaked higher
     held = [synthetic(100_000, seed=i) for i in range(10)]
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report(
-        "pipeline.rss_per_million", (after - before) / 1024 * 1_000_000 / sum(b.num_rows for b in held), "MiB"
-    )
+    after = rss_mib()
+    report("pipeline.rss_per_million", (after - before) * 1_000_000 / sum(b.num_rows for b in held), "MiB")
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Two dialects: ``modern`` (current ClickHouse and chdb: LowCardinality, IPv6,
 DateTime64, codecs, TTL) and ``legacy`` (servers before 19.x, such as Debian's 18.16,
 which the driver path is tested against). Two layouts: single node (MergeTree) and
 cluster (ReplicatedMergeTree ``*_local`` tables ``ON CLUSTER`` + a Distributed table).
+Two tables take inserts (:data:`TABLES`): ``flows`` and ``interface_counters`` (sFlow
+counter samples); rollups and exporter health are materialized views over ``flows``.
 
 Storage decisions (see README "Design"):
 - time axis is ``time_received`` (the collector's clock): partitions and TTL never
@@ -65,6 +67,34 @@ def create_database(database: str, cluster: str | None = None) -> str:
     return f"CREATE DATABASE IF NOT EXISTS `{database}`{on}"
 
 
+@dataclass(frozen=True)
+class TableSpec:
+    """A table written by the pipeline: its columns and sort keys, generated per dialect."""
+
+    name: str
+    columns: tuple[schema.Column, ...]
+    order_by: tuple[str, ...]
+    legacy_order_by: tuple[str, ...]
+    retention: str  # the StoreConfig field holding the TTL in days
+
+
+#: Raw sFlow counter samples, one row per interface and polling interval (see
+#: :mod:`netobs.counter_rates` for deltas and utilisation). Sorted by interface within the
+#: hour so that the per-interface window of a rate query reads in order.
+INTERFACE_COUNTERS = "interface_counters"
+_COUNTER_ORDER = ("exporter", "observation_domain", "if_index", "time_received")
+FLOWS_TABLE = TableSpec(FLOWS, schema.FLOW_COLUMNS, _ORDER_BY, _LEGACY_ORDER_BY, "retention_days")
+COUNTERS_TABLE = TableSpec(
+    INTERFACE_COUNTERS,
+    schema.COUNTER_COLUMNS,
+    ("toStartOfHour(time_received)", *_COUNTER_ORDER),
+    ("toStartOfHour(time_received)", *_COUNTER_ORDER),
+    "interface_counters_retention_days",
+)
+#: Record kind (:data:`netobs.schema.KINDS`) → the table its batches are inserted into.
+TABLES: dict[str, TableSpec] = {schema.FLOWS: FLOWS_TABLE, schema.COUNTERS: COUNTERS_TABLE}
+
+
 def create_flows(
     database: str,
     *,
@@ -74,15 +104,38 @@ def create_flows(
     table: str = FLOWS,
     replicated: bool = False,
 ) -> list[str]:
-    """Statements that create the flows table(s), each idempotent (IF NOT EXISTS).
+    """Statements that create the flows table(s); see :func:`create_table`."""
+    return create_table(
+        database,
+        FLOWS_TABLE,
+        retention_days=retention_days,
+        dialect=dialect,
+        cluster=cluster,
+        name=table,
+        replicated=replicated,
+    )
+
+
+def create_table(
+    database: str,
+    spec: TableSpec,
+    *,
+    retention_days: int = 0,
+    dialect: str = "modern",
+    cluster: str | None = None,
+    name: str | None = None,
+    replicated: bool = False,
+) -> list[str]:
+    """Statements that create ``spec``'s table(s) (named ``name``), each idempotent (IF NOT EXISTS).
 
     ``replicated`` (single server with ZooKeeper, no cluster): a ReplicatedMergeTree at
     ``/clickhouse/tables/<database>/<table>``. Replicated tables drop a re-inserted block
     identical to one of the last ``replicated_deduplication_window`` blocks, which is how
     pre-19 servers (no ``insert_deduplication_token``) make a replayed batch harmless.
     """
-    cols = _column_defs(schema.FLOW_COLUMNS, dialect)
-    order_by = _ORDER_BY if dialect == "modern" else _LEGACY_ORDER_BY
+    table = name or spec.name
+    cols = _column_defs(spec.columns, dialect)
+    order_by = spec.order_by if dialect == "modern" else spec.legacy_order_by
     ttl = ""
     if retention_days and dialect == "modern":
         ttl = f"\nTTL toDateTime(time_received) + INTERVAL {int(retention_days)} DAY DELETE"
@@ -123,8 +176,9 @@ def add_missing_columns(
     dialect: str = "modern",
     cluster: str | None = None,
     table: str = FLOWS,
+    columns: tuple[schema.Column, ...] = schema.FLOW_COLUMNS,
 ) -> list[str]:
-    """ALTERs that converge a live table to the schema (new columns only).
+    """ALTERs that converge a live table to ``columns`` (new columns only).
 
     ``existing`` maps column name → live type. A column whose live type differs is a
     change ALTER ADD cannot express: it is reported, and belongs in a numbered migration.
@@ -133,7 +187,7 @@ def add_missing_columns(
     on = f" ON CLUSTER '{cluster}'" if cluster else ""
     targets = [f"{table}_local", table] if cluster else [table]
     previous = None
-    for col in schema.FLOW_COLUMNS:
+    for col in columns:
         want = column_type(col, dialect)
         have = existing.get(col.name)
         if have is None:
@@ -143,7 +197,7 @@ def add_missing_columns(
                     f"ALTER TABLE `{database}`.`{t}`{on} ADD COLUMN IF NOT EXISTS `{col.name}` {want}{after}"
                 )
         elif _normal(have) != _normal(want):
-            raise SchemaDrift(f"column {col.name}: live type {have}, schema wants {want}; needs a migration")
+            raise SchemaDrift(f"{table}.{col.name}: live type {have}, schema wants {want}; needs a migration")
         previous = col.name
     return out
 
@@ -216,13 +270,20 @@ class Rollup:
     engine: str
     retention: str  # the StoreConfig field holding the TTL in days
     where: str = ""
+    source: str = FLOWS  # the table whose inserts feed the view
+    time_of: str = "toDateTime(time_received, 'UTC')"  # the source's time axis, as a DateTime
 
+
+#: The hourly traffic rollup is fed from the 1-minute one (a chained view), not from ``flows``:
+#: it aggregates the minute rows of each insert instead of every flow again (about 10% less
+#: insert CPU with three views). Sums of sums are the same sums, and ``flows`` counts add up.
+_ROLLED_UP_MEASURES = tuple((n, t, f"sum(f.{n})", doc) for n, t, _, doc in _TRAFFIC_MEASURES)
 
 ROLLUPS: tuple[Rollup, ...] = (
     Rollup("flows_1m", "toStartOfMinute", ROLLUP_KEYS, _TRAFFIC_MEASURES, "SummingMergeTree",
            "rollup_1m_retention_days", ROLLUP_WHERE),
-    Rollup("flows_1h", "toStartOfHour", ROLLUP_KEYS, _TRAFFIC_MEASURES, "SummingMergeTree",
-           "rollup_1h_retention_days", ROLLUP_WHERE),
+    Rollup("flows_1h", "toStartOfHour", ROLLUP_KEYS, _ROLLED_UP_MEASURES, "SummingMergeTree",
+           "rollup_1h_retention_days", source="flows_1m", time_of="f.time"),
     Rollup("exporter_health_1m", "toStartOfMinute", ("exporter", "type", "observation_domain"),
            _HEALTH_MEASURES, "AggregatingMergeTree", "exporter_health_retention_days"),
 )  # fmt: skip
@@ -236,11 +297,11 @@ def create_rollup(
     cols = ["    `time` DateTime('UTC') COMMENT 'Start of the bucket.'"]
     cols += [f"    `{k}` {schema.BY_NAME[k].ch_type}" for k in rollup.keys]
     cols += [f"    `{n}` {t} COMMENT '{doc}'" for n, t, _, doc in rollup.measures]
-    local, source = rollup.table, FLOWS
+    local, source = rollup.table, rollup.source
     settings = "\nSETTINGS non_replicated_deduplication_window = 1000"
     args = []
     if cluster:
-        local, source, settings = f"{rollup.table}_local", f"{FLOWS}_local", ""
+        local, source, settings = f"{rollup.table}_local", f"{rollup.source}_local", ""
         args = [f"'/clickhouse/tables/{{shard}}/{database}/{local}'", "'{replica}'"]
     if rollup.engine == "SummingMergeTree":
         args.append("(" + ", ".join(n for n, *_ in rollup.measures) + ")")
@@ -260,7 +321,7 @@ def create_rollup(
     aggs = ",\n    ".join(f"{expr} AS `{n}`" for n, _, expr, _ in rollup.measures)
     out.append(
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`{rollup.table}_mv`{on} TO {db}.`{local}` AS\n"
-        f"SELECT\n    {rollup.bucket}(toDateTime(time_received, 'UTC')) AS `time`,\n    "
+        f"SELECT\n    {rollup.bucket}({rollup.time_of}) AS `time`,\n    "
         + ",\n    ".join(f"`{k}`" for k in rollup.keys)
         + f",\n    {aggs}\nFROM {db}.`{source}` AS f{where}\nGROUP BY time, {', '.join(rollup.keys)}"
     )

@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pipeline.enrich_index import Addresses
+from pipeline.enrich_index import Addresses, clip_times
 from pipeline.enrich_tables import ATTRS, Tables
 from pipeline.metadata.store import MetadataStore
 
@@ -42,9 +41,11 @@ class Enricher:
     a reloaded inventory); ``sources`` (e.g. a Kubernetes watcher) start and stop with it.
     """
 
-    def __init__(self, metadata: MetadataStore, sources: tuple[Any, ...] = ()):
+    def __init__(self, metadata: MetadataStore, sources: tuple[Any, ...] = (), dictionary: bool = False):
         self.metadata = metadata
         self.sources = sources
+        #: Dictionary-encoded output columns (see :meth:`enrich`); off: plain strings.
+        self.dictionary = dictionary
         self._tables: Tables | None = None
         self._generation = -1
         self._lock = threading.Lock()
@@ -70,39 +71,48 @@ class Enricher:
                 log.debug("enrichment index rebuilt in %.3fs", self.index_build_s)
             return self._tables
 
-    def enrich(self, table: pa.Table) -> pa.Table:
-        """``table`` with the enrichment columns filled (added if absent), other columns untouched."""
+    def enrich(self, table: pa.Table, dictionary: bool | None = None) -> pa.Table:
+        """``table`` with the enrichment columns filled (added if absent), other columns untouched.
+
+        The columns are strings, or with ``dictionary`` (default: the enricher's setting)
+        dictionary-encoded: int32 indices into the values each attribute can take, which is
+        what the store's LowCardinality columns hold, so no string is copied per flow.
+        """
         tab = self.tables()
-        times = _times(table)
+        encode = self.dictionary if dictionary is None else dictionary
+        times = clip_times(_times(table))
         src = self.resolve(tab, Addresses.from_arrow(table.column("src_addr")), times)
         dst = self.resolve(tab, Addresses.from_arrow(table.column("dst_addr")), times)
         out = table
         for end, codes in (("src", src), ("dst", dst)):
             for attr in ATTRS:
-                out = _set(out, f"{end}_{attr}", pc.take(tab.strings, codes[attr]))
-        out = _set(out, "path", pc.take(tab.strings, tab.path_codes[path_of(src, dst)]))
+                out = _set(out, f"{end}_{attr}", _column(tab.dicts[attr], codes[attr], encode))
+        out = _set(out, "path", _column(tab.paths, path_of(src, dst), encode))
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
-            node, center = tab.exporter(Addresses.from_arrow(table.column("exporter")), times)
-            out = _set(out, "exporter_node", pc.take(tab.strings, node))
-            out = _set(out, "exporter_center", pc.take(tab.strings, center))
+            out = _exporter_columns(tab, out, times, encode)
         return out
 
+    def enrich_exporters(self, table: pa.Table) -> pa.Table:
+        """``table`` (interface counters) with ``exporter_node``/``exporter_center`` filled."""
+        return _exporter_columns(self.tables(), table, clip_times(_times(table)), False)
+
     def resolve(self, tab: Tables, addrs: Addresses, times: np.ndarray) -> dict[str, np.ndarray]:
-        """Pool codes of every attribute of one end, plus ``inside`` (in a known center)."""
-        ep = _exact(tab, addrs, times)
-        prof = np.where(ep >= 0, ep, -1)
-        open_rows = np.flatnonzero(ep < 0)
-        net = None
+        """Codes of every attribute of one end in its dictionary (``Tables.dicts``), plus
+        ``inside`` (in a known center); ``times`` from :func:`clip_times`."""
+        ep, open_rows = _exact(tab, addrs, times)
+        prof = ep
         if len(open_rows):
-            net = tab.prefix.lookup(addrs.take(open_rows), times[open_rows])
+            net = tab.prefix.lookup_clipped(addrs.take(open_rows), times[open_rows])
+            prof = ep.copy()
             prof[open_rows] = np.where(net >= 0, tab.n_ep + net, -1)
-        codes = {name: col[prof] for name, col in tab.profile.items()}
-        moving = np.flatnonzero(~tab.static[prof])
+        codes = {name: tab.prof_codes[name][prof] for name in ATTRS}
+        codes["inside"] = tab.inside[prof]
+        moving = np.flatnonzero(~tab.static[prof]) if not tab.all_static else ()
         if len(moving):  # a namespace, node or center changed during this address owner's life
             ep_m = ep[moving]
             net_m = np.where(ep_m >= 0, tab.ep_net[ep_m], prof[moving] - tab.n_ep)
             for name, values in tab.attributes(ep_m, net_m, times[moving]).items():
-                codes[name][moving] = values
+                codes[name][moving] = values if name == "inside" else tab.local[name][values]
         return codes
 
 
@@ -121,23 +131,44 @@ def path_of(src: dict[str, np.ndarray], dst: dict[str, np.ndarray]) -> np.ndarra
     return np.where(both, inner, path)
 
 
-def _exact(tab: Tables, addrs: Addresses, times: np.ndarray) -> np.ndarray:
-    """Endpoint row of each address at each time (pods first, then IPs, then nodes); -1 if none."""
+def _exact(tab: Tables, addrs: Addresses, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Endpoint row of each address at each time (pods first, then IPs, then nodes; -1 if
+    none), and the rows left without one."""
     ep = np.full(addrs.n, -1, dtype=np.int64)
-    rows = np.arange(addrs.n)
+    rows: np.ndarray | None = None  # None: every row is still open
     sub = addrs
     for aset, idx, offset in tab.exact:
         if not len(aset):
             continue
-        hit = idx.lookup(aset.lookup(sub), times[rows])
-        found = hit >= 0
-        ep[rows[found]] = hit[found] + offset
-        if found.all():
+        hit = idx.lookup_clipped(aset.lookup(sub), times if rows is None else times[rows])
+        if rows is None:
+            ep = np.where(hit >= 0, hit + offset, -1) if offset else hit
+            rest = np.flatnonzero(ep < 0)
+            rows = rest
+        else:
+            found = np.flatnonzero(hit >= 0)
+            ep[rows[found]] = hit[found] + offset
+            rest = np.flatnonzero(hit < 0)
+            rows = rows[rest]
+        if not len(rows):
             break
-        if found.any():
-            keep = np.flatnonzero(~found)
-            rows, sub = rows[keep], sub.take(keep)
-    return ep
+        sub = sub.take(rest)
+    return ep, (np.arange(addrs.n) if rows is None else rows)
+
+
+def _exporter_columns(tab: Tables, table: pa.Table, times: np.ndarray, encode: bool) -> pa.Table:
+    """``exporter_node`` and ``exporter_center`` of each row's exporter (a node address) at ``times``."""
+    node, center = tab.exporter(Addresses.from_arrow(table.column("exporter")), times)
+    out = _set(table, "exporter_node", _column(tab.dicts["node"], tab.local["node"][node], encode))
+    return _set(out, "exporter_center", _column(tab.dicts["center"], tab.local["center"][center], encode))
+
+
+def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:
+    """``values[codes]``: dictionary-encoded, or as plain strings."""
+    indices = pa.array(np.asarray(codes, dtype=np.int32))
+    if dictionary:  # codes come from the index's own tables: always within ``values``
+        return pa.DictionaryArray.from_arrays(indices, values, safe=False)
+    return values.take(indices)
 
 
 def _times(table: pa.Table) -> np.ndarray:
@@ -161,7 +192,7 @@ def _ms(table: pa.Table, name: str) -> np.ndarray | None:
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     i = table.schema.get_field_index(name)
-    field = pa.field(name, pa.string(), nullable=False)
+    field = pa.field(name, values.type, nullable=False)
     return table.set_column(i, field, values) if i >= 0 else table.append_column(field, values)
 
 
@@ -172,6 +203,7 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
     and written to ClickHouse; without, it lives in memory. The inventory file, if any, is
     applied (its objects are valid since ever until the file changes); with
     ``kubernetes.enabled`` a watcher is attached and starts with :meth:`Enricher.start`.
+    Its columns are dictionary-encoded: every store takes them (chdb as they are).
     """
     from pipeline.metadata.inventory import apply_inventory
 
@@ -191,4 +223,4 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
         from pipeline.metadata.kubernetes import KubernetesSource
 
         sources = (KubernetesSource.from_config(meta, cfg.kubernetes),)
-    return Enricher(meta, sources)
+    return Enricher(meta, sources, dictionary=True)

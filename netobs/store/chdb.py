@@ -1,7 +1,9 @@
 """Embedded store: the ClickHouse engine in-process (chdb), one owning process per directory.
 
-Inserts go from Arrow through chdb's ``Python()`` table function (no text round trip);
-reads come back as Arrow. chdb sessions are shared between threads under one lock.
+Inserts go from Arrow through chdb's ``Python()`` table function (no text round trip;
+dictionary-encoded columns go to LowCardinality ones as they are); reads come back as Arrow.
+``Python()`` measured ahead of ``INSERT ... FORMAT ArrowStream`` through ``send_insert``
+(~230k against ~160k enriched rows per CPU-second into ``flows`` and its views). chdb sessions are shared between threads under one lock.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class ChdbStore:
     def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> None:
         cols = ", ".join(f"`{n}`" for n in table.schema.names)
         settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
+        # One chunk per column: chdb reads a chunked table batch by batch, each batch paying the
+        # per-column setup again (a dictionary column: its whole dictionary), which made a
+        # 200k-row insert of 20 concatenated messages ~1.5x slower than the one copy here.
+        if any(col.num_chunks > 1 for col in table.columns):
+            table = table.combine_chunks()
         data = table  # chdb's Python() finds the object by this local name
         self._run(
             f"INSERT INTO `{self.database}`.`{target}` ({cols}){settings} SELECT {cols} FROM Python(data)"

@@ -66,10 +66,32 @@ def test_one_minute_rollup_sql():
     assert ddl.create_rollup("n", rollup("flows_1m"), retention_days=30) == [EXPECTED_1M, EXPECTED_1M_MV]
 
 
-def test_hourly_rollup_differs_only_in_bucket_and_name():
+EXPECTED_1H_MV = """CREATE MATERIALIZED VIEW IF NOT EXISTS `n`.`flows_1h_mv` TO `n`.`flows_1h` AS
+SELECT
+    toStartOfHour(f.time) AS `time`,
+    `src_center`,
+    `dst_center`,
+    `src_tenant`,
+    `dst_tenant`,
+    `src_zone`,
+    `dst_zone`,
+    `dst_port`,
+    `proto`,
+    `type`,
+    `direction`,
+    sum(f.bytes) AS `bytes`,
+    sum(f.packets) AS `packets`,
+    sum(f.raw_bytes) AS `raw_bytes`,
+    sum(f.raw_packets) AS `raw_packets`,
+    sum(f.flows) AS `flows`
+FROM `n`.`flows_1m` AS f
+GROUP BY time, src_center, dst_center, src_tenant, dst_tenant, src_zone, dst_zone, dst_port, proto, type, direction"""
+
+
+def test_hourly_rollup_table_differs_only_in_name_and_its_view_chains_the_minute_rollup():
     table, mv = ddl.create_rollup("n", rollup("flows_1h"), retention_days=30)
     assert table == EXPECTED_1M.replace("flows_1m", "flows_1h")
-    assert mv == EXPECTED_1M_MV.replace("flows_1m", "flows_1h").replace("toStartOfMinute", "toStartOfHour")
+    assert mv == EXPECTED_1H_MV  # fed from flows_1m's inserts (already filtered), not every flow again
 
 
 def test_no_ttl_when_retention_is_zero():
@@ -189,7 +211,7 @@ def test_converge_is_idempotent_and_applies_rollup_ttl(store):
     names = [e["name"] for e in engine]
     assert names == [
         "exporter_health_1m", "exporter_health_1m_mv", "flows", "flows_1h", "flows_1h_mv", "flows_1m",
-        "flows_1m_mv",
+        "flows_1m_mv", "interface_counter_rates", "interface_counters",
     ]  # fmt: skip
     by = {e["name"]: e["engine_full"] for e in engine}
     assert "toIntervalDay(7)" in by["flows_1m"] and "toIntervalDay(1830)" in by["flows_1h"]
