@@ -35,6 +35,8 @@ _DIRECT = {
     "src_mac": (_U64, (F.SRC_MAC, F.POST_SRC_MAC)),
     "dst_mac": (_U64, (F.DST_MAC, F.POST_DST_MAC)),
     "etype": (_U16, (F.ETYPE,)),
+    "src_as": (_U32, (F.SRC_AS,)),
+    "dst_as": (_U32, (F.DST_AS,)),
 }
 
 
@@ -52,7 +54,15 @@ _ADDRESS_ROLES = (
     ("dst_v6", F.DST_V6, 16),
     ("tunnel_src", F.TUNNEL_SRC_V4, 4),
     ("tunnel_dst", F.TUNNEL_DST_V4, 4),
+    ("next_hop_v4", F.NEXT_HOP_V4, 4),
+    ("next_hop_v6", F.NEXT_HOP_V6, 16),
+    ("bgp_next_hop_v4", F.BGP_NEXT_HOP_V4, 4),
+    ("bgp_next_hop_v6", F.BGP_NEXT_HOP_V6, 16),
 )
+#: next_hop: (IPv4, IPv6) element pairs in order of preference, per record (see _route).
+_NEXT_HOPS = ((F.NEXT_HOP_V4, F.NEXT_HOP_V6), (F.BGP_NEXT_HOP_V4, F.BGP_NEXT_HOP_V6))
+#: src_mask / dst_mask: (IPv4 prefix length, IPv6 prefix length) elements.
+_MASKS = (("src_mask", F.SRC_MASK_V4, F.SRC_MASK_V6), ("dst_mask", F.DST_MASK_V4, F.DST_MASK_V6))
 
 
 def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -79,6 +89,7 @@ def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarra
     _addresses(r, cols)
     _icmp(r, cols)
     _tunnel(r, cols)
+    _route(r, cols)
     if r.template.section is not None:
         packet_columns(r, cols)
     return cols
@@ -205,6 +216,36 @@ def _tunnel(r: Records, cols: dict) -> None:
             cols[name] = addr
 
 
+def _route(r: Records, cols: dict) -> None:
+    """Next hop, prefix lengths and observation point (AS numbers are plain copies).
+
+    next_hop: the IP next hop (IE 15 / 62: where the exporter forwarded the packet), else
+    the BGP next hop (IE 18 / 63), per record: the first that is set (not 0.0.0.0 or ::;
+    IPv6 before IPv4 within a pair, as for addresses); none set: ``::``. The same choice
+    as sFlow's, where the extended router record's next hop wins over the gateway's.
+    Masks: the IPv6 prefix length where it is set, else the IPv4 one; lengths out of
+    their family's range (> 32, > 128) are unknown (0). observation_point: 0 when the
+    exporter's value (unsigned64 in the IANA registry) does not fit the 32-bit column.
+    """
+    hop = None
+    for v4, v6 in _NEXT_HOPS:
+        raw = r.address_bytes(v4, v6, unset_zero=True)
+        if raw is not None:
+            hop = raw if hop is None else np.where(hop.any(axis=1, keepdims=True), hop, raw)
+    if hop is not None:
+        cols["next_hop"] = np.ascontiguousarray(hop).view("V16").reshape(r.n)
+    for name, v4, v6 in _MASKS:
+        m4, m6 = r.first(v4), r.first(v6)
+        if m4 is None and m6 is None:
+            continue
+        m4 = np.zeros(r.n, _U64) if m4 is None else np.where(m4 <= 32, m4, _U64(0))
+        m6 = np.zeros(r.n, _U64) if m6 is None else np.where(m6 <= 128, m6, _U64(0))
+        cols[name] = np.where(m6 != 0, m6, m4).astype(_U8)
+    point = r.first(F.OBSERVATION_POINT)
+    if point is not None:
+        cols["observation_point"] = np.where(point <= 0xFFFFFFFF, point, _U64(0)).astype(_U32)
+
+
 # --- the native decoder (collectors/_native/ipfix.c) ----------------------------------------
 
 
@@ -232,6 +273,11 @@ def native_layout(t: Template, native):
         ("tunnel_type", (F.TUNNEL_TYPE,)),
         ("tunnel_key", (F.TUNNEL_KEY,)),
         ("system_init", (F.SYSTEM_INIT_MS,)),
+        ("src_mask_v4", (F.SRC_MASK_V4,)),
+        ("src_mask_v6", (F.SRC_MASK_V6,)),
+        ("dst_mask_v4", (F.DST_MASK_V4,)),
+        ("dst_mask_v6", (F.DST_MASK_V6,)),
+        ("observation_point", (F.OBSERVATION_POINT,)),
     ):
         source(role, *keys)
     if source("icmp", F.ICMP_V4, F.ICMP_V6) is None:

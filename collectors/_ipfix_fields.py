@@ -41,12 +41,20 @@ PACKET_INTERVAL, PACKET_SPACE = iana(305), iana(306)
 SAMPLING_SIZE, SAMPLING_POPULATION = iana(309), iana(310)
 TUNNEL_TYPE, TUNNEL_KEY = (PEN_VMWARE, 891), (PEN_VMWARE, 892)
 TUNNEL_SRC_V4, TUNNEL_DST_V4 = (PEN_VMWARE, 893), (PEN_VMWARE, 894)
+# Routing state of the exporter (router IEs; NetFlow v9 field types of the same numbers).
+NEXT_HOP_V4, NEXT_HOP_V6, BGP_NEXT_HOP_V4, BGP_NEXT_HOP_V6 = iana(15), iana(62), iana(18), iana(63)
+SRC_AS, DST_AS = iana(16), iana(17)  # unsigned32; 2-byte reduced size from 16-bit AS exporters
+SRC_MASK_V4, DST_MASK_V4, SRC_MASK_V6, DST_MASK_V6 = iana(9), iana(13), iana(29), iana(30)
+OBSERVATION_POINT = iana(138)  # observationPointId (OVS per-flow IPFIX: its obs_point_id)
 # PSAMP (RFC 5477): packet sections and what describes them.
 FRAME_SECTION, IP_SECTION, L2_SECTION = iana(315), iana(313), iana(104)
 FRAME_SIZE, IP_TOTAL_LENGTH, SECTION_OCTETS = iana(312), iana(224), iana(410)
 OBS_S, OBS_MS, OBS_US, OBS_NS = iana(322), iana(323), iana(324), iana(325)
 
-ADDRESS_KEYS = frozenset((SRC_V4, DST_V4, SRC_V6, DST_V6, TUNNEL_SRC_V4, TUNNEL_DST_V4))
+ADDRESS_KEYS = frozenset(
+    (SRC_V4, DST_V4, SRC_V6, DST_V6, TUNNEL_SRC_V4, TUNNEL_DST_V4)
+    + (NEXT_HOP_V4, NEXT_HOP_V6, BGP_NEXT_HOP_V4, BGP_NEXT_HOP_V6)
+)
 WANTED = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, tuple))
 #: Packet sections, kept as their first SECTION_CAP bytes (headers; never the payload).
 SECTION_KEYS = (FRAME_SECTION, L2_SECTION, IP_SECTION)
@@ -274,18 +282,27 @@ class Records:
 
     def address(self, v4: tuple[int, int], v6: tuple[int, int]) -> np.ndarray | None:
         """16-byte addresses (IPv4 mapped) from an IPv4 and/or an IPv6 element."""
+        raw = self.address_bytes(v4, v6)
+        return None if raw is None else np.ascontiguousarray(raw).view("V16").reshape(self.n)
+
+    def address_bytes(
+        self, v4: tuple[int, int], v6: tuple[int, int], unset_zero: bool = False
+    ) -> np.ndarray | None:
+        """(n, 16) bytes of :meth:`address`: IPv6 where it is set, else the IPv4 one mapped.
+        With ``unset_zero``, an IPv4 0.0.0.0 gives 16 zero bytes (``::``, "none") rather
+        than ::ffff:0.0.0.0 (next hops: 0.0.0.0 means the exporter has none)."""
         a6 = self._raw(v6, 16)
         a4 = self._raw(v4, 4)
         if a4 is not None:
             mapped = np.zeros((self.n, 16), dtype=np.uint8)
             mapped[:, 10:12] = 0xFF
             mapped[:, 12:] = a4
+            if unset_zero:
+                mapped[~a4.any(axis=1)] = 0
             if a6 is not None:  # both in one template: IPv6 where it is set
                 mapped = np.where(a6.any(axis=1, keepdims=True), a6, mapped)
             a6 = mapped
-        if a6 is None:
-            return None
-        return np.ascontiguousarray(a6).view("V16").reshape(self.n)
+        return a6
 
     def sections(self, key: tuple[int, int]) -> list[bytes]:
         """The packet section of each record (PSAMP), at most SECTION_CAP bytes."""

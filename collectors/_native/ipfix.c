@@ -26,6 +26,8 @@ enum {
     R_SRC_V4, R_SRC_V6, R_DST_V4, R_DST_V6, R_DST_PORT, R_ICMP, R_ICMP_TYPE, R_ICMP_CODE,
     R_TUNNEL_TYPE, R_TUNNEL_KEY, R_TUNNEL_SRC, R_TUNNEL_DST,
     R_START, R_END, R_SYSTEM_INIT, R_SAMPLING, R_SAMPLING_A, R_SAMPLING_B,
+    R_SRC_AS, R_DST_AS, R_NEXT_HOP_V4, R_NEXT_HOP_V6, R_BGP_NEXT_HOP_V4, R_BGP_NEXT_HOP_V6,
+    R_SRC_MASK_V4, R_SRC_MASK_V6, R_DST_MASK_V4, R_DST_MASK_V6, R_OBSERVATION_POINT,
     NROLES
 };
 static const char *const ROLE_NAMES[NROLES] = {
@@ -34,6 +36,8 @@ static const char *const ROLE_NAMES[NROLES] = {
     "src_v4", "src_v6", "dst_v4", "dst_v6", "dst_port", "icmp", "icmp_type", "icmp_code",
     "tunnel_type", "tunnel_key", "tunnel_src", "tunnel_dst",
     "start", "end", "system_init", "sampling", "sampling_a", "sampling_b",
+    "src_as", "dst_as", "next_hop_v4", "next_hop_v6", "bgp_next_hop_v4", "bgp_next_hop_v6",
+    "src_mask_v4", "src_mask_v6", "dst_mask_v4", "dst_mask_v6", "observation_point",
 };
 
 /* Time conversions (collectors._ipfix_columns.flow_time) and sampling rules (sampling_from). */
@@ -45,7 +49,8 @@ enum {
     C_TIME_RECEIVED, C_FLOW_START, C_FLOW_END, C_EXPORTER, C_DOMAIN, C_SAMPLING_RATE,
     C_DIRECTION, C_IN_IF, C_OUT_IF, C_SRC_ADDR, C_DST_ADDR, C_SRC_PORT, C_DST_PORT,
     C_PROTO, C_ETYPE, C_TCP_FLAGS, C_TOS, C_SRC_MAC, C_DST_MAC, C_VLAN, C_PACKETS,
-    C_BYTES, C_TUNNEL_TYPE, C_TUNNEL_ID, C_TUNNEL_SRC, C_TUNNEL_DST, NCOLS
+    C_BYTES, C_TUNNEL_TYPE, C_TUNNEL_ID, C_TUNNEL_SRC, C_TUNNEL_DST, C_NEXT_HOP, C_SRC_AS, C_DST_AS,
+    C_SRC_MASK, C_DST_MASK, C_OBSERVATION_POINT, NCOLS
 };
 typedef struct {
     const char *name;
@@ -62,6 +67,8 @@ static const ColSpec COLS[NCOLS] = {
     {"vlan", "=u2", 2}, {"packets", "=u8", 8}, {"bytes", "=u8", 8},
     {"tunnel_type", "u1", 1}, /* index into the tunnel type names (0-7) */
     {"tunnel_id", "=u4", 4}, {"tunnel_src", "V16", 16}, {"tunnel_dst", "V16", 16},
+    {"next_hop", "V16", 16}, {"src_as", "=u4", 4}, {"dst_as", "=u4", 4},
+    {"src_mask", "u1", 1}, {"dst_mask", "u1", 1}, {"observation_point", "=u4", 4},
 };
 
 #if defined(__GNUC__)
@@ -91,6 +98,7 @@ typedef struct {
     Source roles[NROLES];
     int start_mode, end_mode, sampling_mode;
     unsigned etype_guess; /* ethertype when neither ETYPE nor IP_VERSION is present */
+    int routing;          /* any next hop or prefix length role: else those columns are 0 */
 } Layout;
 
 static void Layout_dealloc(Layout *self)
@@ -120,8 +128,9 @@ static int parse_source(Layout *self, int role, PyObject *spec)
         PyErr_Format(PyExc_ValueError, "role %s: no such variable-length field", ROLE_NAMES[role]);
         return -1;
     }
-    int address = role == R_SRC_V4 || role == R_DST_V4 || role == R_TUNNEL_SRC || role == R_TUNNEL_DST;
-    int address6 = role == R_SRC_V6 || role == R_DST_V6;
+    int address = role == R_SRC_V4 || role == R_DST_V4 || role == R_TUNNEL_SRC || role == R_TUNNEL_DST ||
+                  role == R_NEXT_HOP_V4 || role == R_BGP_NEXT_HOP_V4;
+    int address6 = role == R_SRC_V6 || role == R_DST_V6 || role == R_NEXT_HOP_V6 || role == R_BGP_NEXT_HOP_V6;
     if ((address || address6) && (seg < 0 || len != (address ? 4 : 16))) {
         PyErr_Format(PyExc_ValueError, "role %s: addresses are fixed 4 or 16 bytes", ROLE_NAMES[role]);
         return -1;
@@ -205,6 +214,8 @@ static PyObject *Layout_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "a sampling mode without its elements");
         return NULL;
     }
+    for (int r = R_NEXT_HOP_V4; r <= R_DST_MASK_V6; r++)
+        self->routing |= self->roles[r].present;
     self->start_mode = start;
     self->end_mode = end;
     self->sampling_mode = sampling;
@@ -327,6 +338,44 @@ static void address(const Layout *L, const Record *rec, int v4, int v6, uint8_t 
         return;
     }
     memset(out, 0, 16);
+}
+
+/* A next hop from an (IPv4, IPv6) pair: 1 and `out` set if one of them is set (IPv6
+ * first), 0 if both are absent or unspecified (0.0.0.0, ::). Mirrors
+ * Records.address_bytes(unset_zero=True). */
+static int next_hop(const Layout *L, const Record *rec, int v4, int v6, uint8_t *out)
+{
+    Py_ssize_t len;
+    int any = 0;
+    if (HAS(v6)) {
+        const uint8_t *a6 = field(L, rec, v6, &len);
+        for (int i = 0; i < 16; i++)
+            any |= a6[i];
+        if (any) {
+            memcpy(out, a6, 16);
+            return 1;
+        }
+    }
+    if (HAS(v4)) {
+        const uint8_t *a4 = field(L, rec, v4, &len);
+        any = a4[0] | a4[1] | a4[2] | a4[3];
+        if (any) {
+            memset(out, 0, 10);
+            out[10] = out[11] = 0xFF;
+            memcpy(out + 12, a4, 4);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A prefix length: the IPv6 one where set, else the IPv4 one; out of range: 0 (unknown). */
+static uint8_t prefix_length(const Layout *L, const Record *rec, int v4, int v6)
+{
+    uint64_t m6 = GET(v6), m4 = GET(v4);
+    m6 = m6 <= 128 ? m6 : 0;
+    m4 = m4 <= 32 ? m4 : 0;
+    return (uint8_t)(m6 ? m6 : m4);
 }
 
 /* --- Batch: growable column buffers ------------------------------------------------- */
@@ -483,6 +532,16 @@ static void emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Reco
     PUT(C_TUNNEL_ID, uint32_t, GET(R_TUNNEL_KEY) & 0xFFFFFFFFu);
     address(L, rec, R_TUNNEL_SRC, -1, AT16(C_TUNNEL_SRC));
     address(L, rec, R_TUNNEL_DST, -1, AT16(C_TUNNEL_DST));
+    /* routing (collectors._ipfix_columns._route): IP next hop, else BGP next hop */
+    if (!L->routing || (!next_hop(L, rec, R_NEXT_HOP_V4, R_NEXT_HOP_V6, AT16(C_NEXT_HOP)) &&
+                        !next_hop(L, rec, R_BGP_NEXT_HOP_V4, R_BGP_NEXT_HOP_V6, AT16(C_NEXT_HOP))))
+        memset(AT16(C_NEXT_HOP), 0, 16);
+    PUT(C_SRC_AS, uint32_t, GET(R_SRC_AS));
+    PUT(C_DST_AS, uint32_t, GET(R_DST_AS));
+    PUT(C_SRC_MASK, uint8_t, L->routing ? prefix_length(L, rec, R_SRC_MASK_V4, R_SRC_MASK_V6) : 0);
+    PUT(C_DST_MASK, uint8_t, L->routing ? prefix_length(L, rec, R_DST_MASK_V4, R_DST_MASK_V6) : 0);
+    uint64_t point = GET(R_OBSERVATION_POINT); /* unsigned64 in the registry, a 32-bit column */
+    PUT(C_OBSERVATION_POINT, uint32_t, point <= 0xFFFFFFFFu ? point : 0);
 #undef PUT
 #undef AT16
 }

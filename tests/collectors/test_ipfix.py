@@ -309,6 +309,68 @@ def test_icmp_type_code_as_dst_port(fields, values, dport):
     assert out.flows.columns["dst_port"][0] == dport
 
 
+#: Router elements → (next_hop, src_as, dst_as, src_mask, dst_mask, observation_point).
+ROUTE = {
+    "ipv4_ip_next_hop_over_bgp_2_byte_as": (
+        [(8, 4), (15, 4), (18, 4), (16, 2), (17, 4), (9, 1), (13, 1), (138, 4)],
+        {
+            8: "10.0.0.1",
+            15: "10.9.0.1",
+            18: "192.0.2.1",
+            16: 64512,
+            17: 4_200_000_000,
+            9: 24,
+            13: 16,
+            138: 4242,
+        },
+        ("10.9.0.1", 64512, 4_200_000_000, 24, 16, 4242),
+    ),
+    "ipv4_bgp_next_hop_when_ip_is_0.0.0.0": (
+        [(15, 4), (18, 4), (16, 4), (17, 2)],
+        {15: "0.0.0.0", 18: "192.0.2.1", 16: 65551, 17: 64500},
+        ("192.0.2.1", 65551, 64500, 0, 0, 0),
+    ),
+    "no_next_hop_is_unspecified": ([(15, 4), (18, 4)], {}, ("::", 0, 0, 0, 0, 0)),
+    "ipv6_ip_next_hop_and_prefix_lengths": (
+        [(27, 16), (62, 16), (63, 16), (16, 4), (17, 4), (29, 1), (30, 1), (138, 8)],
+        {27: "fd00::1", 62: "fe80::1", 63: "2001:db8::1", 16: 1, 17: 2, 29: 64, 30: 128, 138: 7},
+        ("fe80::1", 1, 2, 64, 128, 7),
+    ),
+    "ipv6_bgp_next_hop": ([(62, 16), (63, 16)], {63: "2001:db8::1"}, ("2001:db8::1", 0, 0, 0, 0, 0)),
+    "dual_stack_ipv6_where_set": (
+        [(15, 4), (62, 16), (9, 1), (29, 1), (13, 1), (30, 1)],
+        {15: "10.0.0.254", 62: "fd00::fe", 9: 24, 29: 56, 13: 16},
+        ("fd00::fe", 0, 0, 56, 16, 0),
+    ),
+    "ipv4_next_hop_beside_an_unset_ipv6_one": (
+        [(15, 4), (62, 16), (63, 16)],
+        {15: "10.0.0.254", 63: "2001:db8::1"},
+        ("10.0.0.254", 0, 0, 0, 0, 0),
+    ),
+    "prefix_lengths_out_of_range_are_unknown": (
+        [(9, 1), (13, 2), (29, 1), (30, 1)],
+        {9: 33, 13: 0x118, 29: 129, 30: 255},
+        ("::", 0, 0, 0, 0, 0),
+    ),
+    "observation_point_wider_than_32_bits_is_unknown": ([(138, 8)], {138: 1 << 32}, ("::", 0, 0, 0, 0, 0)),
+    "observation_point_reduced_size": ([(138, 2)], {138: 0xFFFF}, ("::", 0, 0, 0, 0, 0xFFFF)),
+    "variable_length_encodings": (
+        [(16, VAR), (9, VAR), (138, VAR)],
+        {16: b"\xfd\xe8", 9: b"\x18", 138: b"\x00\x00\x10\x92"},
+        ("::", 65000, 0, 24, 0, 4242),
+    ),
+}
+
+
+@pytest.mark.parametrize("fields,values,expected", ROUTE.values(), ids=ROUTE.keys())
+def test_next_hop_as_prefix_lengths_and_observation_point(fields, values, expected):
+    msg = b.ipfix_message([b.template_set({256: fields}), b.data_set(256, [b.record(fields, values)])])
+    _, (out,) = decoder_with(msg)
+    r = row(out.flows)
+    got = (ip_str(r["next_hop"]), *(int(r[k]) for k in ("src_as", "dst_as", "src_mask", "dst_mask")))
+    assert (*got, int(r["observation_point"])) == expected
+
+
 def test_ipv6_and_unknown_enterprise_fields():
     fields = [(27, 16), (28, 16), (1, 4, 9), (100, 2, 29305), (7, 2), (200, VAR, 1234), (11, 2)]
     values = {27: "fd00::1", 28: "fd00::2", 7: 1, 11: 2, (1234, 200): b"zz"}

@@ -137,6 +137,21 @@ def test_golden_summaries_on_both_paths(name, monkeypatch):
         assert summary(DATA / f"{name}.pcap") == golden, f"NETOBS_NATIVE={setting}"
 
 
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_ovs_perflow_observation_point_through_netobs_decode(setting, monkeypatch, capsys):
+    """OVS per-flow IPFIX sends the sample action's obs_point_id (IE 138): 4242 in every record of the
+    committed capture, on both paths; it has no next hop, AS or prefix lengths (all 0, ``::``)."""
+    from netobs.cli import main
+
+    monkeypatch.setenv("NETOBS_NATIVE", setting)
+    assert main(["decode", str(DATA / "ovs-perflow-perflow.pcap")]) == 0
+    flows = [r for r in map(json.loads, capsys.readouterr().out.splitlines()) if r["kind"] == "flow"]
+    assert len(flows) == 5
+    assert {r["observation_point"] for r in flows} == {4242}
+    route = ("next_hop", "src_as", "dst_as", "src_mask", "dst_mask")
+    assert {tuple(r[k] for k in route) for r in flows} == {("::", 0, 0, 0, 0)}
+
+
 def test_native_path_is_used_and_can_be_switched_off(monkeypatch):
     monkeypatch.delenv("NETOBS_NATIVE", raising=False)
     assert load_native() is NATIVE
@@ -162,6 +177,11 @@ ICMP6_SPLIT = [(27, 16), (28, 16), (178, 1), (179, 1)]
 OVS_TUNNEL = b.ovs_fields(egress=True, tunnel=True)
 OVS_FIXED = b.ovs_fields(interface_names=False)
 WIDE_VAR = [(8, 4), (82, VAR), (12, 4), (892, VAR, PEN), (2, 8)]
+# Router elements: next hops (IP 15/62, BGP 18/63), AS numbers, prefix lengths, observation point.
+ROUTE4 = [(8, 4), (12, 4), (15, 4), (18, 4), (16, 2), (17, 4), (9, 1), (13, 1), (138, 4), (2, 4)]
+ROUTE6 = [(27, 16), (28, 16), (62, 16), (63, 16), (16, 4), (17, 2), (29, 1), (30, 1), (138, 8)]
+ROUTE_BOTH = [(15, 4), (62, 16), (18, 4), (63, 16), (9, 1), (29, 1), (13, 2), (30, 2)]
+ROUTE_VAR = [(8, 4), (16, VAR), (82, VAR), (9, VAR), (138, VAR), (62, 16), (2, 4)]
 ENTERPRISE = [
     (8, 4),
     (12, 4),
@@ -217,6 +237,49 @@ def _one_template_cases():
         (
             ENTERPRISE,
             [b.record(ENTERPRISE, {(PEN, 891): k, (PEN, 892): 1 << 40 | k} | {2: 1}) for k in range(9)],
+        ),
+        (
+            ROUTE4,
+            [
+                b.record(
+                    ROUTE4, {15: hop, 18: bgp, 16: 64512 + i, 17: 4_200_000_000, 9: m, 13: 33 - i, 138: i}
+                )
+                for i, (hop, bgp, m) in enumerate(
+                    [("10.9.0.1", "192.0.2.1", 24), ("0.0.0.0", "192.0.2.1", 32), ("0.0.0.0", "0.0.0.0", 255)]
+                )
+            ],
+        ),
+        (
+            ROUTE6,
+            [
+                b.record(ROUTE6, {62: hop, 63: "2001:db8::1", 16: 65551, 17: 64500, 29: m, 30: 128, 138: p})
+                for hop, m, p in (("fe80::1", 64, 4242), ("::", 129, 1 << 32), ("::", 0, (1 << 32) - 1))
+            ],
+        ),
+        (
+            ROUTE_BOTH,
+            [
+                b.record(
+                    ROUTE_BOTH, {15: h4, 62: h6, 18: "192.0.2.7", 63: g6, 9: 24, 29: m6, 13: 0x118, 30: 48}
+                )
+                for h4, h6, g6, m6 in (
+                    ("10.0.0.254", "::", "::", 0),
+                    ("10.0.0.254", "fd00::fe", "::", 56),
+                    ("0.0.0.0", "::", "2001:db8::7", 200),
+                    ("0.0.0.0", "::", "::", 0),
+                )
+            ],
+        ),
+        (
+            ROUTE_VAR,
+            [
+                b.record(ROUTE_VAR, {16: a, 82: b"eth0", 9: m, 138: p, 62: "fd00::1"})
+                for a, m, p in (
+                    (b"\x01\x02", b"\x18", b"\x00\x00\x10\x92"),
+                    (b"", b"", b""),
+                    (bytes(9) + b"\x07", b"\x21", bytes(12)),
+                )
+            ],
         ),
         ([(8, 4), (34, 4)], [b.record([(8, 4), (34, 4)], {34: r}) for r in (0, 1, 100, 0xFFFFFFFF)]),
         ([(50, 8)], [b.record([(50, 8)], {50: r}) for r in (0, 7, 1 << 32, (1 << 32) - 1)]),
@@ -353,12 +416,19 @@ def test_netflow9():
         b.record(fields, {8: "10.1.0.1", 12: "10.1.0.2", 22: 100 + i, 21: 900, 2: i, 34: i % 3})
         for i in range(4)
     ]
+    route = [
+        b.record(ROUTE4, {15: h, 18: "192.0.2.1", 16: 65000, 17: 3356, 9: 24, 13: 8})
+        for h in ("10.0.0.1", "0.0.0.0")
+    ]
     opts = nf.v9_options_flowset(1100, [(1, 4)], [(34, 4), (35, 1)])
     msgs = [
         nf.v9_packet([nf.v9_template_flowset({1024: fields}), nf.v9_data_flowset(1024, recs)], seq=1),
         nf.v9_packet([opts, nf.v9_data_flowset(1100, [b"\x00\x00\x00\x01\x00\x00\x00\x40\x02"])], seq=2),
         nf.v9_packet([nf.v9_data_flowset(1024, recs[:2]), nf.v9_data_flowset(1025, recs)], seq=3, uptime=5),
         nf.v9_packet([nf.v9_data_flowset(1024, recs)], seq=9, source_id=3)[:-5],
+        nf.v9_packet(  # router fields: the same numbers as the IPFIX elements
+            [nf.v9_template_flowset({1026: ROUTE4}), nf.v9_data_flowset(1026, route)], seq=4, uptime=5
+        ),
     ]
     for per_flush in (1, 4):
         assert differential(_messages(*msgs), per_flush) > 0
@@ -375,6 +445,11 @@ def test_layout_refuses_what_would_read_outside_a_record():
         ((4,), none[: at("packets")] + ((1, 0, 4),) + none[at("packets") + 1 :]),  # no such run
         ((4, 4), none[: at("bytes")] + ((-2, 0, -1),) + none[at("bytes") + 1 :]),  # no such varlen field
         ((8,), none[: at("src_v4")] + ((0, 0, 8),) + none[at("src_v4") + 1 :]),  # an address of 8 bytes
+        ((8,), none[: at("next_hop_v6")] + ((0, 0, 8),) + none[at("next_hop_v6") + 1 :]),  # nor a next hop
+        (
+            (4, 4),
+            none[: at("bgp_next_hop_v4")] + ((-1, 0, -1),) + none[at("bgp_next_hop_v4") + 1 :],
+        ),  # varlen
     ]
     for segments, roles in bad:
         with pytest.raises(ValueError):
@@ -393,6 +468,7 @@ def test_layout_refuses_what_would_read_outside_a_record():
 # --- property tests ---------------------------------------------------------------------------
 
 _IES = [1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 14, 21, 22, 27, 28, 32, 34, 50, 56, 58, 60, 61, 80, 85, 86, 139]
+_IES += [9, 13, 15, 16, 17, 18, 29, 30, 62, 63, 138]  # routing: masks, next hops, AS, observation point
 _IES += [*range(150, 161), 176, 177, 178, 179, 243, 256, 305, 306, 309, 310, 323, 324, 352, 353, 82, 315, 312]
 _FIELD = st.one_of(
     st.tuples(st.sampled_from(_IES), st.sampled_from([0, 1, 2, 3, 4, 5, 6, 8, 9, 16, VAR])),

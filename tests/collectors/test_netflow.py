@@ -66,6 +66,42 @@ def test_v9_template_options_sampling_and_uptime_times():
     assert d.stats[EXP].options_records == 1 and d.stats[EXP].templates == 2
 
 
+#: What routers put in v9 templates: NEXT_HOP (15), BGP_NEXTHOP (18), SRC_AS / DST_AS (16 / 17,
+#: 2 bytes from 16-bit AS exporters, 4 with RFC 6793), SRC_MASK / DST_MASK (9 / 13), and their IPv6 forms.
+V9_ROUTE4 = [(8, 4), (12, 4), (15, 4), (18, 4), (16, 2), (17, 2), (9, 1), (13, 1), (2, 4)]
+V9_ROUTE6 = [(27, 16), (28, 16), (62, 16), (63, 16), (16, 4), (17, 4), (29, 1), (30, 1), (2, 4)]
+
+
+def test_v9_next_hop_as_and_prefix_lengths_both_families():
+    recs4 = [
+        b.record(V9_ROUTE4, {15: "10.0.0.254", 18: "192.0.2.1", 16: 64512, 17: 3356, 9: 24, 13: 16}),
+        b.record(V9_ROUTE4, {15: "0.0.0.0", 18: "192.0.2.1", 16: 65535, 17: 0, 9: 32, 13: 8}),
+    ]
+    recs6 = [
+        b.record(V9_ROUTE6, {62: "fe80::1", 63: "2001:db8::1", 16: 4_200_000_000, 17: 65551, 29: 48, 30: 64}),
+        b.record(V9_ROUTE6, {63: "2001:db8::1", 29: 200, 30: 128}),
+    ]
+    packet = nf.v9_packet(
+        [
+            nf.v9_template_flowset({261: V9_ROUTE4, 262: V9_ROUTE6}),
+            nf.v9_data_flowset(261, recs4),
+            nf.v9_data_flowset(262, recs6),
+        ]
+    )
+    out = Decoder().decode(packet, EXP, T)
+    assert not out.errors
+    got = [
+        (ip_str(r["next_hop"]), r["src_as"], r["dst_as"], r["src_mask"], r["dst_mask"])
+        for r in rows(out.flows)
+    ]
+    assert got == [
+        ("10.0.0.254", 64512, 3356, 24, 16),
+        ("192.0.2.1", 65535, 0, 32, 8),  # NEXT_HOP 0.0.0.0: the BGP next hop
+        ("fe80::1", 4_200_000_000, 65551, 48, 64),
+        ("2001:db8::1", 0, 0, 0, 128),  # a prefix length of 200 is not one: unknown
+    ]
+
+
 def test_v9_templates_are_per_source_id_and_exporter():
     d = Decoder()
     d.decode(v9_with_sampling(), EXP, T)

@@ -154,12 +154,13 @@ def test_perflow_counts_every_packet_of_the_matched_flows(perflow):
 
 def test_perflow_observation_ids(perflow):
     """The sample action's obs_domain_id is the message's observation domain (netobs: observation_domain);
-    its obs_point_id is IE 138 in every record, which tshark shows and netobs's schema has no column for."""
+    its obs_point_id is IE 138 in every record (netobs: observation_point), as tshark shows it."""
     flows = [r for r in perflow["records"]["perflow"] if r["kind"] == "flow"]
     assert flows and {r["observation_domain"] for r in flows} == {ex.OBS_DOMAIN}
     path, port = str(perflow["pcaps"]["perflow"]), perflow["ports"]["perflow"]
     points = _tshark.ipfix_values(path, port, "cflow.observation_point_id")
     assert len(points) == len(flows) and set(points) == {str(ex.OBS_POINT)}
+    assert [r["observation_point"] for r in flows] == [int(p) for p in points]
 
 
 def test_perflow_same_as_tshark_record_by_record(perflow):
