@@ -123,7 +123,8 @@ FLOW_COLUMNS: tuple[Column, ...] = (
         "next_hop",
         "IPv6",
         _IP,
-        "Next hop router (sFlow extended router, else gateway BGP next hop); :: when unknown.",
+        "Next hop router: sFlow extended router (else gateway BGP next hop), IPFIX/v9 IE 15/62 (else "
+        "18/63), NetFlow v5 nexthop; :: when unknown.",
     ),
     Column("src_as", "UInt32", pa.uint32(), "Source autonomous system (0: unknown)."),
     Column("dst_as", "UInt32", pa.uint32(), "Destination (origin) autonomous system (0: unknown)."),
