@@ -23,7 +23,10 @@ Mapping (goflow2 → netobs column; raw counters stay raw, as netobs stores them
 destination port, where ``dst_port`` = icmp_type*256 + icmp_code as netobs decodes it;
 ``proto``; ``etype``; ``tcp_flags``; ``ip_tos`` → ``tos``; ``src_mac``/``dst_mac``;
 ``vlan_id`` (802.1Q tag of a sampled packet) else ``src_vlan`` (IPFIX/NetFlow) → ``vlan``;
-``packets``; ``bytes``; ``layer_stack`` containing Geneve/GRE → ``tunnel_type``.
+``packets``; ``bytes``; ``layer_stack`` containing Geneve/GRE → ``tunnel_type``;
+``next_hop`` (else ``bgp_next_hop``) → ``next_hop``; ``src_as``/``dst_as``;
+``src_net``/``dst_net`` (prefix lengths) → ``src_mask``/``dst_mask``;
+``observation_point_id`` → ``observation_point``.
 
 ``direction``: goflow2 has none by default (stored as ``unknown``, so OVS bridge IPFIX
 from goflow2 would count both observations); run goflow2 with the ``-mapping`` of its
@@ -32,8 +35,7 @@ docs/mapping.md that adds ``flow_direction`` (IE 61) as field 42 and it is ingre
 No counterpart: ``tunnel_id``/``tunnel_src``/``tunnel_dst``
 (goflow2 keeps only the addresses it decoded last). goflow2 fields with no netobs column:
 sequence_num, forwarding_status, ip_ttl, ip_flags, ipv6_flow_label, fragment_id/offset,
-src_as/dst_as, next_hop(_as), src_net/dst_net, bgp_*, as_path, mpls_*,
-observation_point_id, layer_size, ipv6_routing_header_*.
+next_hop_as, bgp_communities, as_path, mpls_*, layer_size, ipv6_routing_header_*.
 """
 
 from __future__ import annotations
@@ -86,9 +88,14 @@ _SCALARS = (
     "bytes",
     "icmp_type",
     "icmp_code",
+    "src_as",
+    "dst_as",
+    "src_net",
+    "dst_net",
+    "observation_point_id",
 )
 #: The length-delimited fields read (addresses, and the decoded layer stack for tunnels).
-_BYTES = ("sampler_address", "src_addr", "dst_addr", "layer_stack")
+_BYTES = ("sampler_address", "src_addr", "dst_addr", "layer_stack", "next_hop", "bgp_next_hop")
 #: goflow2's documented custom field for IPFIX/NetFlow v9 flowDirection (IE 61), which its
 #: ``-mapping`` file adds (docs/mapping.md: ``flow_direction``, index 42, varint; 0 ingress,
 #: 1 egress). Absent (the default goflow2 setup): direction ``unknown``.
@@ -199,6 +206,12 @@ def columns(f: _protowire.Parsed, n: int) -> tuple[dict[str, np.ndarray], dict[i
         "packets": v["packets"],
         "bytes": v["bytes"],
         "tunnel_type": _tunnels(f, n),
+        "next_hop": _next_hop(f, n, problems),
+        "src_as": v["src_as"].astype(np.uint32),
+        "dst_as": v["dst_as"].astype(np.uint32),
+        "src_mask": np.where(v["src_net"] <= 128, v["src_net"], 0).astype(np.uint8),
+        "dst_mask": np.where(v["dst_net"] <= 128, v["dst_net"], 0).astype(np.uint8),
+        "observation_point": v["observation_point_id"].astype(np.uint32),
     }
     return cols, problems
 
@@ -249,6 +262,17 @@ def _addresses(f: _protowire.Parsed, k: int, n: int, problems: dict[int, str]) -
     for i in np.flatnonzero((ln != 0) & (ln != 4) & (ln != 16)):
         problems.setdefault(int(i), f"{_BYTES[k]} of {ln[i]} bytes (expected 4 or 16)")
     return out.view(np.dtype(("V", 16))).reshape(n)
+
+
+def _next_hop(f: _protowire.Parsed, n: int, problems: dict[int, str]) -> np.ndarray:
+    """``next_hop``, else ``bgp_next_hop``, as netobs keeps it: an unset (0.0.0.0 / ::) hop is ``::``."""
+    out = np.zeros(n, dtype=np.dtype(("V", 16)))
+    for k in (5, 4):  # the IP next hop wins over the BGP one, as the netobs decoders choose
+        hop = _addresses(f, k, n, problems)
+        raw = hop.view(np.uint8).reshape(n, 16)
+        unset = ~raw[:, 12:].any(axis=1) & ~raw[:, :10].any(axis=1)  # :: or ::ffff:0.0.0.0
+        out = np.where(unset, out, hop)
+    return out
 
 
 def _tunnels(f: _protowire.Parsed, n: int) -> np.ndarray:

@@ -68,6 +68,10 @@ def random_message(rng: random.Random) -> FlowMessage:
         ("dst_mac", 1 << 48),
         ("observation_domain_id", 1 << 32),
         ("src_as", 1 << 32),
+        ("dst_as", 1 << 32),
+        ("src_net", 129),
+        ("dst_net", 129),
+        ("observation_point_id", 1 << 32),
         ("ip_ttl", 256),
     ):
         if rng.random() < 0.8:
@@ -76,6 +80,10 @@ def random_message(rng: random.Random) -> FlowMessage:
         m.vlan_id = rng.randrange(1, 4096)
     if rng.random() < 0.3:
         m.src_vlan = rng.randrange(1, 4096)
+    if rng.random() < 0.4:
+        m.next_hop = rng.choice([bytes(4), bytes(16), rng.randbytes(4), rng.randbytes(16)])
+    if rng.random() < 0.4:
+        m.bgp_next_hop = rng.choice([bytes(4), rng.randbytes(4), rng.randbytes(16)])
     m.layer_stack.extend(rng.choice([[0, 1, 4], [0, 1, 4, 12, 0, 1, 3], [0, 2, 9, 1, 3], []]))
     m.layer_size.extend([rng.randrange(1, 2000) for _ in m.layer_stack])
     m.as_path.extend(rng.randrange(1 << 32) for _ in range(rng.randrange(3)))
@@ -115,6 +123,11 @@ def test_decoder_agrees_with_upb_on_random_messages():
             "geneve" if 12 in m.layer_stack else "gre" if 9 in m.layer_stack else ""
         )
         assert row["direction"] == "unknown"
+        assert (row["src_as"], row["dst_as"]) == (m.src_as, m.dst_as)
+        assert (row["src_mask"], row["dst_mask"]) == (m.src_net, m.dst_net)
+        assert row["observation_point"] == m.observation_point_id
+        hops = [addr16(h) for h in (m.next_hop, m.bgp_next_hop) if h.strip(b"\x00")]
+        assert row["next_hop"] == (hops[0] if hops else bytes(16))  # the IP next hop, else BGP's
 
 
 def test_icmp_type_and_code_become_the_destination_port_as_netobs_decodes_them():
