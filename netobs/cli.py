@@ -101,8 +101,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         enricher = make_enricher(settings, store)
         ingest = Ingest(enricher, store, progress=sys.stderr)
         for path in args.captures:
-            for flows, _, rejects in _decoded(path, settings):
-                ingest.add(flows, rejects)
+            for flows, counters, rejects in _decoded(path, settings):
+                ingest.add(flows, rejects, counters)
         ingest.flush()
         print(ingest.summary(), file=sys.stderr)
     finally:

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from netobs import schema
+from netobs import ddl, schema
 from netobs.batch import FlowBatch
 from pipeline.enrich import Enricher
 
@@ -26,7 +26,15 @@ def enriched_fields(enricher: Enricher, batch: FlowBatch) -> dict[str, list[str]
 
 
 class Ingest:
-    """Decoded batches → enrich → store, in inserts of ``batch_rows``; counts for the summary."""
+    """Decoded batches → enrich → store, in inserts of ``batch_rows``; counts for the summary.
+
+    Flows go to ``flows``; interface counter records (sFlow counter samples), when given, to
+    ``interface_counters`` with the exporter's node and center named. Progress is one
+    rewritten line on a terminal, and a plain line every ``log_interval_s`` otherwise (a
+    log file or a CI console gets no carriage returns).
+    """
+
+    log_interval_s = 10.0
 
     def __init__(
         self, enricher: Enricher, store: Any, progress: IO[str] | None = None, batch_rows: int = 100_000
@@ -34,16 +42,23 @@ class Ingest:
         self.enricher, self.store, self.progress = enricher, store, progress
         self.batch_rows = batch_rows
         self._pending: list[FlowBatch] = []
+        self._counters: list[
+            Any
+        ] = []  # collectors.counters.CounterBatch (pipeline does not import collectors)
         self._rows = 0
-        self.records = self.rejects = self.datagrams = 0
+        self.records = self.rejects = self.datagrams = self.counter_records = 0
+        self._tty = bool(progress is not None and getattr(progress, "isatty", lambda: False)())
         self.first_ms: int | None = None
         self.last_ms: int | None = None
         self._shown = 0.0
 
-    def add(self, flows: FlowBatch, rejects: int = 0) -> None:
-        """One decoded datagram's flows, and how many of its records the decoder refused."""
+    def add(self, flows: FlowBatch, rejects: int = 0, counters: Any = None) -> None:
+        """One decoded datagram's flows (and counter records), and how many records were refused."""
         self.datagrams += 1
         self.rejects += rejects
+        if counters is not None and len(counters):
+            self._counters.append(counters)
+            self._rows += len(counters)
         if len(flows):
             self._pending.append(flows)
             self._rows += len(flows)
@@ -57,32 +72,43 @@ class Ingest:
         self._show()
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.Table.from_batches([FlowBatch.concat(self._pending).to_arrow()])
-        self.store.insert(self.enricher.enrich(table))
-        self.records += table.num_rows
-        self._pending, self._rows = [], 0
+        if self._pending:
+            table = pa.Table.from_batches([FlowBatch.concat(self._pending).to_arrow()])
+            self.store.insert(self.enricher.enrich(table))
+            self.records += table.num_rows
+        if self._counters:
+            batch = type(self._counters[0]).concat(self._counters)
+            table = pa.Table.from_batches([batch.to_arrow()])
+            target = ddl.TABLES[schema.COUNTERS].name
+            self.store.insert(self.enricher.enrich_exporters(table), target=target)
+            self.counter_records += table.num_rows
+        self._pending, self._counters, self._rows = [], [], 0
 
     def _show(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.progress is None or (not force and now - self._shown < 0.5):
+        interval = 0.5 if self._tty else self.log_interval_s
+        if self.progress is None or (not force and now - self._shown < interval):
             return
         self._shown = now
-        self.progress.write(
-            f"\ringest: {self.datagrams} datagrams, {self.records + self._rows} records, {self.rejects} rejects"
+        line = (
+            f"ingest: {self.datagrams} datagrams, {self.records + self.counter_records + self._rows} records, "
+            f"{self.rejects} rejects"
         )
+        self.progress.write(f"\r{line}" if self._tty else f"{line}\n")
         self.progress.flush()
 
     def summary(self) -> str:
         """records, rejects and the flow_start range of what was stored."""
         self._show(force=True)
-        if self.progress is not None:
+        if self.progress is not None and self._tty:
             self.progress.write("\n")
         span = "no flows"
         if self.first_ms is not None:
             span = f"{_iso(self.first_ms)} .. {_iso(self.last_ms or self.first_ms)}"
-        return f"ingested {self.records} records, {self.rejects} rejects, flow_start {span}"
+        return (
+            f"ingested {self.records} records, {self.counter_records} interface counter records, "
+            f"{self.rejects} rejects, flow_start {span}"
+        )
 
 
 def _iso(ms: int) -> str:

@@ -36,7 +36,14 @@ def test_ingest_stores_enriched_flows_with_a_summary(tmp_path):
     r = netobs("ingest", "--inventory", str(DATA / "inventory.yaml"), *captures, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "ingest:" in r.stderr and "rejects, flow_start 2026-" in r.stderr
+    assert "\r" not in r.stderr  # not a terminal: plain progress lines
     n = int(r.stderr.split("ingested ")[1].split()[0])
+    counters = int(r.stderr.split("ingested ")[1].split(" records, ")[1].split()[0])  # OVS sFlow counters
+    c = netobs(
+        "query", "SELECT count() FROM netobs.interface_counters", "--format", "tsv", env=env, cwd=tmp_path
+    )
+    assert c.returncode == 0, c.stderr
+    assert int(c.stdout.strip().splitlines()[-1]) == counters > 0
     q = netobs(
         "query",
         "SELECT count() AS n, countIf(src_pod = 'pod-b') AS b FROM netobs.flows",
