@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics.policy.access import open_store, parse_duration, parse_time
-from analytics.policy.evaluate import evaluate, last_window
+from analytics.policy.conformance import SourceError, resolve
+from analytics.policy.evaluate import align, evaluate, last_window
 from analytics.policy.loader import PolicyError, load_policy
 from analytics.policy.model import SEVERITIES
 from analytics.policy.results import computed, jsonl, stored, table
@@ -39,6 +40,9 @@ def cmd_check(args, settings) -> int:
     start, end = _range(args)
     window = parse_duration(args.window)
     with open_store(settings) as store:
+        policy, warnings = resolve(policy, store.query_arrow, store.database, *align(start, end, window))
+        for w in warnings:
+            print(f"netobs: warning: {w}", file=sys.stderr)
         if args.dry_run:
             records = computed(store.query_arrow, store.database, policy, start, end, window_s=window)
         else:
@@ -107,13 +111,16 @@ def cmd_whatif(args, settings) -> int:
 
 
 def _guard(handler):
-    """Turn an invalid policy into exit 2 with its located problems."""
+    """Turn an invalid policy (or an unreadable NetworkPolicy source) into exit 2 with its problems."""
 
     def run(args, settings) -> int:
         try:
             return handler(args, settings)
         except PolicyError as e:
             print(f"netobs: invalid policy:\n{e}", file=sys.stderr)
+            return EXIT_USAGE
+        except SourceError as e:
+            print(f"netobs: {e}", file=sys.stderr)
             return EXIT_USAGE
 
     run.__doc__ = handler.__doc__

@@ -4,16 +4,25 @@ Each flow row gets 64-bit masks of the rules it violates (one bit per rule condi
 mask per 64 rules); rows with a violation are exploded per rule and aggregated twice: by
 5-tuple (for evidence), then by rule × window × endpoint entities (the violation; entities
 are grouped by one 64-bit hash). Bytes and packets are scaled by the sampling rate here.
-A violation id hashes (rule, window, entities), so re-evaluating a window replaces its rows
-(delete of the policy's windows, then insert; ReplacingMergeTree on the id as a net).
+
+Re-evaluating a window is idempotent without DELETE (so it works the same on one server and
+on a cluster of ReplicatedReplacingMergeTree shards behind a Distributed table): a violation
+id hashes (rule, window, entities); an evaluation inserts its rows with version ``2t+1`` and
+then a tombstone (``deleted = 1``) with version ``2t`` for every id of the policy's windows
+whose newest row is older and still live. Reads take the newest row per id (``FINAL``) and
+drop tombstones. A tombstone written before the new rows arrive (asynchronous Distributed
+inserts) loses to them, its version being lower; a crash between the two steps leaves each
+id either old or new, and the next evaluation completes it.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+from analytics.policy.conformance import resolve
 from analytics.policy.model import Policy
-from analytics.policy.rules import rule_condition
+from analytics.policy.rules import rule_condition, rule_detail
 from analytics.policy.sql import DEDUP, quote, ts
 
 VIOLATIONS = "violations"
@@ -24,31 +33,96 @@ ENTITY = ("tenant", "namespace", "workload", "zone", "center", "site", "ip")
 ENTITY_COLUMNS = tuple(f"{end}_{a}" for end in ("src", "dst") for a in ENTITY)
 _EVIDENCE_TYPE = (
     "Array(Tuple(src_addr String, dst_addr String, src_port UInt16, dst_port UInt16, proto UInt8, "
-    "bytes UInt64, packets UInt64, flows UInt64, first_seen DateTime64(3, 'UTC')))"
+    "bytes UInt64, packets UInt64, flows UInt64, first_seen DateTime64(3, 'UTC'), detail String))"
 )
+_TS = "DateTime64(3, 'UTC')"
+#: The violations table, in order: the INSERT ... SELECT is positional.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "String"),
+    ("policy", "LowCardinality(String)"),
+    ("rule", "LowCardinality(String)"),
+    ("rule_type", "LowCardinality(String)"),
+    ("severity", "LowCardinality(String)"),
+    ("owner", "String"),
+    ("regulations", "Array(String)"),
+    ("window_start", _TS),
+    ("window_end", _TS),
+    *((c, "LowCardinality(String)") for c in ENTITY_COLUMNS),
+    ("bytes", "UInt64"),
+    ("packets", "UInt64"),
+    ("flows", "UInt64"),
+    ("first_seen", _TS),
+    ("last_seen", _TS),
+    ("evidence", _EVIDENCE_TYPE),
+    ("version", "UInt64"),
+    ("deleted", "UInt8"),
+)
+_ORDER_BY = "ORDER BY (window_start, policy, rule, id)"
+_PARTITION = "PARTITION BY toYYYYMM(window_start)"
 
 
-def create_violations(database: str) -> list[str]:
-    """DDL of the violations table and its evidence view (modern dialect)."""
-    entities = ",\n".join(f"    `{c}` LowCardinality(String)" for c in ENTITY_COLUMNS)
+class ViolationsSchemaError(RuntimeError):
+    """The live violations table differs from the one this version writes."""
+
+
+def create_violations(database: str, cluster: str | None = None) -> list[str]:
+    """DDL of the violations table(s) and the evidence view (modern dialect).
+
+    Single node: a ReplacingMergeTree. Cluster: ReplicatedReplacingMergeTree ``violations_local``
+    tables ON CLUSTER and a Distributed ``violations`` over them, sharded by (policy, id) so that
+    every version of a violation lands on one shard and ``FINAL`` sees them together.
+    """
+    db = f"`{database}`"
+    cols = ",\n".join(f"    `{n}` {t}" for n, t in COLUMNS)
+    on = f" ON CLUSTER '{cluster}'" if cluster else ""
+    view = (
+        f"CREATE VIEW IF NOT EXISTS {db}.`{EVIDENCE}`{on} AS SELECT id, policy, rule, window_start, "
+        "e.src_addr AS src_addr, e.dst_addr AS dst_addr, e.src_port AS src_port, e.dst_port AS dst_port, "
+        "e.proto AS proto, e.bytes AS bytes, e.packets AS packets, e.flows AS flows, "
+        f"e.first_seen AS first_seen, e.detail AS detail FROM {db}.`{VIOLATIONS}` FINAL "
+        "ARRAY JOIN evidence AS e WHERE deleted = 0"
+    )
+    if not cluster:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {db}.`{VIOLATIONS}` (\n{cols}\n)\n"
+            f"ENGINE = ReplacingMergeTree(version)\n{_PARTITION}\n{_ORDER_BY}",
+            view,
+        ]
+    local = f"{VIOLATIONS}_local"
+    engine = f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local}', '{{replica}}', version)"
     return [
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{VIOLATIONS}` (\n"
-        "    `id` String, `policy` LowCardinality(String), `rule` LowCardinality(String),\n"
-        "    `rule_type` LowCardinality(String), `severity` LowCardinality(String),\n"
-        "    `owner` String, `regulations` Array(String),\n"
-        "    `window_start` DateTime64(3, 'UTC'), `window_end` DateTime64(3, 'UTC'),\n"
-        f"{entities},\n"
-        "    `bytes` UInt64, `packets` UInt64, `flows` UInt64,\n"
-        "    `first_seen` DateTime64(3, 'UTC'), `last_seen` DateTime64(3, 'UTC'),\n"
-        f"    `evidence` {_EVIDENCE_TYPE},\n"
-        "    `version` UInt64\n"
-        ")\nENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(window_start)\n"
-        "ORDER BY (window_start, policy, rule, id)",
-        f"CREATE VIEW IF NOT EXISTS `{database}`.`{EVIDENCE}` AS SELECT id, policy, rule, window_start, "
-        f"e.src_addr AS src_addr, e.dst_addr AS dst_addr, e.src_port AS src_port, e.dst_port AS dst_port, "
-        f"e.proto AS proto, e.bytes AS bytes, e.packets AS packets, e.flows AS flows, "
-        f"e.first_seen AS first_seen FROM `{database}`.`{VIOLATIONS}` FINAL ARRAY JOIN evidence AS e",
+        f"CREATE TABLE IF NOT EXISTS {db}.`{local}`{on} (\n{cols}\n)\nENGINE = {engine}\n{_PARTITION}\n{_ORDER_BY}",
+        f"CREATE TABLE IF NOT EXISTS {db}.`{VIOLATIONS}`{on} AS {db}.`{local}`\n"
+        f"ENGINE = Distributed('{cluster}', '{database}', '{local}', cityHash64(policy, id))",
+        view,
     ]
+
+
+def live(database: str, where: str) -> str:
+    """The live violations (newest row per id, tombstones dropped) among those ``where`` selects.
+
+    ``where`` may only use sorting-key columns (policy, window_start, rule, id): they are the
+    same in every version of a row, so filtering before FINAL is safe.
+    """
+    return f"(SELECT * FROM `{database}`.`{VIOLATIONS}` FINAL WHERE {where}) WHERE deleted = 0"
+
+
+def _check_live_table(store, database: str) -> None:
+    """Refuse to write into a violations table of another shape (an older netobs)."""
+    t = store.query_arrow(
+        f"SELECT name, type FROM system.columns WHERE database = {quote(database)} "
+        f"AND table = {quote(VIOLATIONS)} ORDER BY position"
+    )
+    have = [
+        (n, "".join(ty.split()))
+        for n, ty in zip(t.column("name").to_pylist(), t.column("type").to_pylist(), strict=True)
+    ]
+    want = [(n, "".join(ty.split())) for n, ty in COLUMNS]
+    if have != want:
+        raise ViolationsSchemaError(
+            f"{database}.{VIOLATIONS} was created by another netobs version (columns differ). It holds "
+            "derived data: rename or drop it and the violation_evidence view, then evaluate the windows again."
+        )
 
 
 def _ip(col: str) -> str:
@@ -116,12 +190,15 @@ def violations_select(
     seen_start = "if(toUnixTimestamp64Milli(flow_start) > 0, flow_start, time_received)"
     seen_end = "if(toUnixTimestamp64Milli(flow_end) > 0, flow_end, time_received)"
     tuple5 = "src_addr, dst_addr, src_port, dst_port, proto"
+    details = [(i, rule_detail(policy, r)) for i, r in enumerate(rules)]
+    arms = [f"rule_idx = {i}, {d}" for i, d in details if d is not None]
+    detail = f"multiIf({', '.join(arms)}, '')" if arms else "''"
     # Entities are grouped by one hash of their columns (cheap numeric keys); their values ride along.
     entity_any = ", ".join(f"any({e}) AS e_{c}" for e, c in zip(_entity_exprs(), ENTITY_COLUMNS, strict=True))
     inner = (
         f"SELECT rule_idx, window_start, ek, {tuple5}, {entity_any},\n"
         f"  sum(bytes * {scale}) AS b, sum(packets * {scale}) AS p, count() AS n,\n"
-        f"  min({seen_start}) AS fs, max({seen_end}) AS ls\n"
+        f"  min({seen_start}) AS fs, max({seen_end}) AS ls, any({detail}) AS d\n"
         f"FROM (\n  SELECT *, {masks},\n"
         f"    toDateTime64(toStartOfInterval(time_received, INTERVAL {int(window_s)} SECOND), 3, 'UTC')"
         f" AS window_start,\n    {_entity_hash()} AS ek\n"
@@ -133,9 +210,9 @@ def violations_select(
     entity_keys = ", ".join(f"any(e_{c}) AS {c}" for c in ENTITY_COLUMNS)
     key = ", '|', ".join(["rule", "toString(window_start)", f"'{int(window_s)}'", *ENTITY_COLUMNS])
     ev = (
-        f"CAST(arrayMap(x -> ({_ip('x.2')}, {_ip('x.3')}, x.4, x.5, x.6, toUInt64(-x.1), x.7, x.8, x.9),\n"
+        f"CAST(arrayMap(x -> ({_ip('x.2')}, {_ip('x.3')}, x.4, x.5, x.6, toUInt64(-x.1), x.7, x.8, x.9, x.10),\n"
         f"    groupArraySorted({int(evidence)})((-toInt64(b), src_addr, dst_addr, src_port, dst_port, proto,"
-        f" p, n, fs))) AS {_EVIDENCE_TYPE})"
+        f" p, n, fs, d))) AS {_EVIDENCE_TYPE})"
     )
     pick = lambda attr: _pick([getattr(r, attr) for r in rules])  # noqa: E731
     regs = "[" + ", ".join(_array_literal(r.regulations) for r in rules) + "]"
@@ -146,7 +223,7 @@ def violations_select(
         f"  arrayElement(CAST({regs} AS Array(Array(String))), rule_idx + 1) AS regulations,\n"
         f"  window_start, window_start + INTERVAL {int(window_s)} SECOND AS window_end, {entity_keys},\n"
         f"  sum(b) AS bytes, sum(p) AS packets, sum(n) AS flows, min(fs) AS first_seen, max(ls) AS last_seen,\n"
-        f"  {ev} AS evidence, toUInt64({int(version)}) AS version\n"
+        f"  {ev} AS evidence, toUInt64({int(version)}) AS version, toUInt8(0) AS deleted\n"
         f"FROM (\n{inner}\n)\nGROUP BY rule_idx, window_start, ek"
     )
 
@@ -176,28 +253,64 @@ def chunks(policy: Policy) -> list[list]:
     return [c for c in out if c]
 
 
+_versions = threading.Lock()
+_last_version = [0]
+
+
+def next_version(now: datetime | None = None) -> int:
+    """An odd version above every one this process handed out: 2 × milliseconds + 1."""
+    t = int((now or datetime.now(UTC)).timestamp() * 1000)
+    with _versions:
+        _last_version[0] = max(2 * t + 1, _last_version[0] + 2)
+        return _last_version[0]
+
+
+def cluster_of(store) -> str | None:
+    """The ClickHouse cluster the store's tables live on, if any."""
+    cfg = getattr(store, "config", None)
+    if cfg is None or getattr(cfg, "type", "") != "clickhouse":
+        return None
+    return cfg.clickhouse.cluster or None
+
+
+def ensure_violations(store) -> None:
+    """Create the violations table(s) and view if missing; refuse a table of another shape."""
+    *tables, view = create_violations(store.database, cluster_of(store))
+    for stmt in tables:
+        store.execute(stmt)
+    _check_live_table(store, store.database)
+    store.execute(view)
+
+
+def tombstones(database: str, policy: str, start: datetime, end: datetime, version: int) -> str:
+    """INSERT of a tombstone (version - 1) for each live violation of the windows older than ``version``."""
+    scope = f"policy = {quote(policy)} AND window_start >= {ts(start)} AND window_start < {ts(end)}"
+    # The filter sits in a subquery: in ClickHouse, WHERE would see the REPLACEd version/deleted.
+    return (
+        f"INSERT INTO `{database}`.`{VIOLATIONS}` SELECT * REPLACE (toUInt64({version - 1}) AS version, "
+        f"toUInt8(1) AS deleted) FROM (SELECT * FROM {live(database, scope)} AND version < {version})"
+    )
+
+
 def evaluate(
     store, policy: Policy, start: datetime, end: datetime, *, window_s: int = 3600, evidence: int = 5
 ) -> tuple[datetime, datetime]:
     """Evaluate the policy over whole windows covering [start, end) into the violations table.
 
-    The windows' previous rows of this policy are deleted first, so a re-evaluation updates
-    (including violations that disappeared, e.g. after a new exemption) instead of duplicating.
+    New rows first, then tombstones for the windows' violations that this evaluation did not
+    find again (e.g. after a new exemption): see the module docstring. No DELETE is needed.
     """
     db = store.database
-    for stmt in create_violations(db):
-        store.execute(stmt)
+    ensure_violations(store)
     start, end = align(start, end, window_s)
-    store.execute(
-        f"DELETE FROM `{db}`.`{VIOLATIONS}` WHERE policy = {quote(policy.name)} "
-        f"AND window_start >= {ts(start)} AND window_start < {ts(end)}"
-    )
-    version = int(datetime.now(UTC).timestamp() * 1000)
+    policy, _ = resolve(policy, store.query_arrow, db, start, end)
+    version = next_version()
     for rules in chunks(policy):
         select = violations_select(
             policy, rules, start, end, window_s=window_s, database=db, evidence=evidence, version=version
         )
         store.execute(f"INSERT INTO `{db}`.`{VIOLATIONS}` {select}")
+    store.execute(tombstones(db, policy.name, start, end, version))
     return start, end
 
 

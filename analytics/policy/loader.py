@@ -106,5 +106,16 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
 
 
 def load_policy(path: str | Path) -> Policy:
-    """Read and validate a policy file."""
-    return parse_policy(Path(path).read_text(), str(path))
+    """Read and validate a policy file (relative NetworkPolicy paths are relative to it)."""
+    return relative_to(parse_policy(Path(path).read_text(), str(path)), Path(path).parent)
+
+
+def relative_to(policy: Policy, base: Path) -> Policy:
+    """The policy with its rules' relative ``files`` made relative to ``base``."""
+    rules = []
+    for rule in policy.rules:
+        files = getattr(rule, "files", ())
+        if files:
+            rule = rule.model_copy(update={"files": tuple(str(base / f) for f in files)})
+        rules.append(rule)
+    return policy.model_copy(update={"rules": tuple(rules)})

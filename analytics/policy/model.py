@@ -12,7 +12,7 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 #: Clear-text protocols by default. 1433 (TDS) is left out: TLS is negotiated inside the protocol,
@@ -169,6 +169,32 @@ class CrossCenterRule(_Rule):
     services: tuple[Service, ...] = ()
 
 
+class KubernetesApi(_Model):
+    """Where to read NetworkPolicies from a Kubernetes API server (the official client)."""
+
+    in_cluster: bool = Field(False, description="Use the pod's service account.")
+    kubeconfig: str | None = Field(None, description="Kubeconfig file (default: ~/.kube/config).")
+    context: str | None = None
+
+
+class NetworkPolicyRule(_Rule):
+    """Observed flows that the declared Kubernetes NetworkPolicies would deny: an enforcement gap."""
+
+    type: Literal["networkpolicy_conformance"]
+    files: tuple[str, ...] = Field((), description="NetworkPolicy YAML files or directories.")
+    kubernetes: KubernetesApi | None = Field(None, description="Read them from the API server.")
+    replies: Literal["infer", "none"] = Field(
+        "infer",
+        description="infer: a flow from a lower to a higher port whose reverse is allowed is a reply.",
+    )
+
+    @model_validator(mode="after")
+    def _source(self) -> NetworkPolicyRule:
+        if not self.files and self.kubernetes is None:
+            raise ValueError("give files and/or kubernetes as the NetworkPolicy source")
+        return self
+
+
 Rule = Annotated[
     DenyRule
     | AllowRule
@@ -179,7 +205,8 @@ Rule = Annotated[
     | ManagementAccessRule
     | PlaintextRule
     | ResidencyRule
-    | CrossCenterRule,
+    | CrossCenterRule
+    | NetworkPolicyRule,
     Field(discriminator="type"),
 ]
 
@@ -219,6 +246,14 @@ class Policy(_Model):
     zones: dict[str, Zone] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     exemptions: tuple[Exemption, ...] = ()
+    #: Rule id → (condition, detail) SQL of rules resolved against outside data (NetworkPolicies).
+    _resolved: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
+
+    def resolved_with(self, resolved: dict[str, tuple[str, str]]) -> Policy:
+        """A copy of the policy carrying the resolved SQL of its external rules."""
+        out = self.model_copy()
+        out._resolved = dict(resolved)
+        return out
 
 
 Loc = tuple[str | int, ...]

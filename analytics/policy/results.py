@@ -13,7 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from analytics.policy.evaluate import ENTITY, VIOLATIONS, align, chunks, violations_select
+from analytics.policy.conformance import resolve
+from analytics.policy.evaluate import ENTITY, align, chunks, live, violations_select
 from analytics.policy.model import Policy
 from analytics.policy.sql import quote, ts
 
@@ -61,11 +62,9 @@ def stored(
     query: Query, database: str, policy: str, start: datetime, end: datetime, *, evidence: bool = True
 ) -> list[dict[str, Any]]:
     """Violations of ``policy`` stored for windows starting in [start, end)."""
-    cols = "* EXCEPT (version)" if evidence else "* EXCEPT (version, evidence)"
-    sql = (
-        f"SELECT {cols} FROM `{database}`.`{VIOLATIONS}` FINAL WHERE policy = {quote(policy)} "
-        f"AND window_start >= {ts(start)} AND window_start < {ts(end)} {_ORDER}"
-    )
+    cols = "* EXCEPT (version, deleted)" if evidence else "* EXCEPT (version, deleted, evidence)"
+    scope = f"policy = {quote(policy)} AND window_start >= {ts(start)} AND window_start < {ts(end)}"
+    sql = f"SELECT {cols} FROM {live(database, scope)} {_ORDER}"
     try:
         return [to_record(r) for r in query(sql).to_pylist()]
     except Exception as e:  # the table does not exist before the first check
@@ -87,12 +86,13 @@ def computed(
 ) -> list[dict[str, Any]]:
     """Violations the policy finds over [start, end), computed without storing them."""
     start, end = align(start, end, window_s)
+    policy, _ = resolve(policy, query, database, start, end)
     rows: list[dict[str, Any]] = []
     for rules in chunks(policy):
         sql = violations_select(
             policy, rules, start, end, window_s=window_s, database=database, table=table, evidence=evidence
         )
-        rows += query(f"SELECT * EXCEPT (version) FROM ({sql}) {_ORDER}").to_pylist()
+        rows += query(f"SELECT * EXCEPT (version, deleted) FROM ({sql}) {_ORDER}").to_pylist()
     rows.sort(key=lambda r: (r["window_start"], r["rule"], r["id"]))
     return [to_record(r) for r in rows]
 

@@ -16,6 +16,7 @@ from analytics.policy.model import (
     Exemption,
     GatewayRule,
     ManagementAccessRule,
+    NetworkPolicyRule,
     PlaintextRule,
     PlaneSeparationRule,
     Policy,
@@ -118,6 +119,19 @@ def cross_center_sql(p: Policy, r: CrossCenterRule) -> str:
     return and_([crossing, scope, not_(or_(services))])
 
 
+class UnresolvedRule(RuntimeError):
+    """A rule needs outside data (NetworkPolicies, the pod inventory) that was not loaded."""
+
+
+def networkpolicy_sql(p: Policy, r: NetworkPolicyRule) -> str:
+    """Resolved beforehand from the NetworkPolicies and the pod inventory (``conformance.resolve``)."""
+    if r.id not in p._resolved:
+        raise UnresolvedRule(
+            f"rule {r.id}: NetworkPolicies not loaded (analytics.policy.conformance.resolve)"
+        )
+    return p._resolved[r.id][0]
+
+
 #: Rule type → condition builder.
 RULE_SQL: dict[str, Callable[[Policy, Any], str]] = {
     "deny": deny_sql,
@@ -130,6 +144,7 @@ RULE_SQL: dict[str, Callable[[Policy, Any], str]] = {
     "plaintext": plaintext_sql,
     "residency": residency_sql,
     "cross_center": cross_center_sql,
+    "networkpolicy_conformance": networkpolicy_sql,
 }
 
 
@@ -148,3 +163,9 @@ def rule_condition(p: Policy, rule) -> str:
         if e.rule == rule.id and cond != FALSE:
             cond = and_([cond, not_(exemption_sql(p, e))])
     return cond
+
+
+def rule_detail(p: Policy, rule) -> str | None:
+    """SQL text explaining a violating flow row (the NetworkPolicies that isolate its ends), if any."""
+    resolved = p._resolved.get(rule.id)
+    return resolved[1] if resolved and resolved[1] != "''" else None

@@ -212,6 +212,7 @@ EVIDENCE_HEADER = [
     "packets",
     "bytes",
     "first seen",
+    "detail",
 ]
 _EVIDENCE_KEYS = (
     "src_addr",
@@ -223,12 +224,13 @@ _EVIDENCE_KEYS = (
     "packets",
     "bytes",
     "first_seen",
+    "detail",  # e.g. the NetworkPolicies isolating the pod; '' for most rule types
 )
 
 
 def evidence_rows(evidence: dict) -> list[list]:
     """One row per evidence flow of a violation, in :data:`EVIDENCE_HEADER` order."""
-    return [[f[k] for k in _EVIDENCE_KEYS] for f in evidence["flows"]]
+    return [[f.get(k, "") for k in _EVIDENCE_KEYS] for f in evidence["flows"]]
 
 
 #: The violations-by-rule table's columns, shared by the HTML and PDF layouts.

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
+from fpdf.enums import TableCellFillMode
+from fpdf.fonts import FontFace
 
 from analytics.report.charts import bars, colour
 from analytics.report.data import EVIDENCE_HEADER, RULE_HEADER, evidence_rows, rule_rows
 from analytics.report.html import _entity
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+_HEADING = (215, 215, 215)
+_ZEBRA = (244, 244, 244)
 
 
 class _Doc(FPDF):
@@ -56,9 +60,17 @@ class _Doc(FPDF):
         self.ln(1)
 
     def grid(self, headers: list[str], rows: list[list[Any]]) -> None:
+        """A table: bold headings on grey, body rows white and light grey in turn (zebra)."""
         self.set_font(self.family, "", 7)
-        self.set_fill_color(235, 235, 235)  # headings; charts change the fill colour
-        with self.table(text_align="LEFT", line_height=4, first_row_as_headings=True) as t:
+        self.set_fill_color(255, 255, 255)  # the body's base colour; charts change the fill colour
+        with self.table(
+            text_align="LEFT",
+            line_height=4,
+            first_row_as_headings=True,
+            headings_style=FontFace(emphasis="BOLD", fill_color=_HEADING),
+            cell_fill_color=_ZEBRA,
+            cell_fill_mode=TableCellFillMode.ROWS,
+        ) as t:
             t.row([self.text_of(h) for h in headers])
             for row in rows or [["none"] + [""] * (len(headers) - 1)]:
                 t.row([self.text_of(c) for c in row])

@@ -115,8 +115,14 @@ def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path)
     s = make_store(settings.store)
     s.start()
     try:
-        n = s.query_arrow("SELECT count() AS n FROM netobs.violations").column("n").to_pylist()
-        assert n == [3]
+        # no DELETE: the vanished violation is a tombstone, the newest row per id wins (FINAL)
+        t = s.query_arrow("SELECT rule, deleted FROM netobs.violations FINAL ORDER BY rule").to_pylist()
+        assert [(r["rule"], r["deleted"]) for r in t] == [
+            ("mgmt-from-bastion", 1),
+            ("plane-separation", 0),
+            ("prod-nonprod-separation", 0),
+            ("tenant-isolation", 0),
+        ]
     finally:
         s.stop()
 
@@ -210,3 +216,34 @@ def test_check_through_a_running_process(settings, capsys):
     finally:
         server.stop()
         owner.stop()
+
+
+def test_check_networkpolicy_conformance(settings, capsys, tmp_path):
+    s = make_store(settings.store)
+    s.start()
+    web, db = {**WEB, "pod": "web-7f9c-x2"}, {**DB, "pod": "pg-0"}
+    s.insert(
+        flows_table(
+            [
+                flow(web, db, 5433, time="2026-06-01T10:20:00Z"),  # denied: only 5432 is allowed
+                flow(web, db, 5432, time="2026-06-01T10:21:00Z"),
+                flow(db, web, 40000, sport=5432, time="2026-06-01T10:21:00Z"),  # the reply
+            ]
+        )
+    )
+    s.stop()
+    argv = ["policy", "check", "--policy", str(TESTDATA / "policy_k8s.yaml"), *RANGE, "--output", "jsonl"]
+    code, out, err = run(argv, settings, capsys)
+    (v,) = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and v["rule"] == "netpol-enforcement" and v["severity"] == "critical"
+    assert v["dst"]["namespace"] == "retail-db" and v["evidence"][0]["dst_port"] == 5433
+    assert (
+        v["evidence"][0]["detail"] == "ingress of dst isolated by retail-db/allow-web, retail-db/default-deny"
+    )
+    # no metadata store in this database: pods are known by name only, matched as unlabeled pods
+    assert "metadata_versions does not exist" in err
+
+    missing = tmp_path / "k8s.yaml"
+    missing.write_text("rules: [{id: n, type: networkpolicy_conformance, files: [nowhere]}]\n")
+    code, _, err = run(["policy", "check", "--policy", str(missing), *RANGE], settings, capsys)
+    assert code == 2 and "NetworkPolicy files not found" in err and "nowhere" in err

@@ -6,11 +6,24 @@ The endpoints and the module-scoped ``store`` fixture are shared with the other 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from analytics.policy.evaluate import (
+    ViolationsSchemaError,
+    chunks,
+    create_violations,
+    ensure_violations,
+    evaluate,
+    next_version,
+    tombstones,
+    violations_select,
+)
+from analytics.policy.fixtures import flows_table
 from analytics.policy.loader import load_policy
+from analytics.policy.results import stored
 from analytics.policy.testing import evaluate_flows
 from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.store import make_store
@@ -146,7 +159,11 @@ def test_every_rule_type_is_covered(bank):
     covered = {r.type for r in bank.rules if r.id in {c[0] for c in CASES}}
     from analytics.policy.rules import RULE_SQL
 
-    assert covered == set(RULE_SQL)
+    # NetworkPolicy conformance needs a pod inventory: its cases are in test_networkpolicy.py
+    from tests.analytics.test_networkpolicy import CASES as NETPOL_CASES
+
+    assert NETPOL_CASES
+    assert covered | {"networkpolicy_conformance"} == set(RULE_SQL)
 
 
 def test_sampling_scales_bytes_and_packets(store, bank):
@@ -184,3 +201,84 @@ def test_evidence_lists_top_flows_by_scaled_bytes(store, bank):
     assert v["evidence"][0]["src_addr"] == "10.244.1.10" and v["evidence"][0]["bytes"] == 3000
     assert v["src"] == {k: WEB[k] for k in ("tenant", "namespace", "workload", "zone", "center", "site")}
     assert v["dst"]["tenant"] == "corporate"
+
+
+# ---- the violations table: idempotent re-evaluation without DELETE, one server or a cluster ----
+T2 = "2026-07-01T10:15:00Z"
+W2 = (datetime(2026, 7, 1, 10, tzinfo=UTC), datetime(2026, 7, 1, 11, tzinfo=UTC))
+
+
+def _stored(store, policy):
+    return stored(store.query_arrow, store.database, policy.name, *W2)
+
+
+def _raw(store):
+    sql = f"SELECT rule, deleted, version FROM `{store.database}`.violations ORDER BY rule, version"
+    return store.query_arrow(sql).to_pylist()
+
+
+def test_reevaluation_is_idempotent_and_converges_without_delete(store, bank):
+    store.insert(flows_table([flow(WEB, CORP, time=T2), flow(WEB, STAGING, time=T2)]))
+    evaluate(store, bank, *W2)
+    first = _stored(store, bank)
+    assert {v["rule"] for v in first} == {"tenant-isolation", "prod-nonprod-separation"}
+    evaluate(store, bank, *W2)
+    assert _stored(store, bank) == first  # same ids, same rows, nothing doubled
+
+    # the separation rule dropped: its violation disappears (a tombstone), the other stays
+    without = bank.model_copy(update={"rules": tuple(r for r in bank.rules if r.type != "separation")})
+    evaluate(store, without, *W2)
+    assert [v["rule"] for v in _stored(store, without)] == ["tenant-isolation"]
+    assert ("prod-nonprod-separation", 1) in {(r["rule"], r["deleted"]) for r in _raw(store)}
+    evaluate(store, bank, *W2)  # and it comes back: the newer version beats the tombstone
+    assert _stored(store, bank) == first
+
+
+def test_rows_arriving_after_their_tombstone_still_win(store, bank):
+    """On a cluster, inserts through the Distributed table arrive late: order must not matter."""
+    store.insert(flows_table([flow(WEB, CORP, time=T2)]))
+    evaluate(store, bank, *W2)
+    before = _stored(store, bank)
+    version = next_version()
+    store.execute(tombstones(store.database, bank.name, *W2, version))  # tombstones first ...
+    assert _stored(store, bank) == []
+    for rules in chunks(bank):  # ... then the evaluation's rows
+        select = violations_select(bank, rules, *W2, database=store.database, version=version)
+        store.execute(f"INSERT INTO `{store.database}`.violations {select}")
+    assert _stored(store, bank) == before
+
+
+def test_a_table_of_another_shape_is_refused(store):
+    class Other:
+        database = "old_netobs"
+        execute = staticmethod(store.execute)
+        query_arrow = staticmethod(store.query_arrow)
+
+    store.execute("CREATE DATABASE IF NOT EXISTS old_netobs")
+    store.execute(
+        "CREATE TABLE IF NOT EXISTS old_netobs.violations (id String, version UInt64) "
+        "ENGINE = ReplacingMergeTree(version) ORDER BY id"
+    )
+    with pytest.raises(ViolationsSchemaError, match="old_netobs.violations was created by another netobs"):
+        ensure_violations(Other())
+
+
+def test_cluster_ddl_parses_on_a_current_clickhouse(store):
+    """No ClickHouse cluster runs here (the 18.16 fixture has no remote_servers, DateTime64 or
+    LowCardinality): the cluster DDL is checked by chdb's parser (EXPLAIN AST) and by its text."""
+    stmts = create_violations("netobs", cluster="bank")
+    for stmt in stmts:
+        ast = store.query_arrow(f"EXPLAIN AST {stmt}").column(0).to_pylist()
+        assert ast and ast[0].startswith(("CreateQuery", "CreateQuery netobs"))
+    local, dist, view = stmts
+    assert local.startswith("CREATE TABLE IF NOT EXISTS `netobs`.`violations_local` ON CLUSTER 'bank'")
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/netobs/violations_local', "
+        "'{replica}', version)" in local
+    )
+    assert dist == (
+        "CREATE TABLE IF NOT EXISTS `netobs`.`violations` ON CLUSTER 'bank' AS `netobs`.`violations_local`\n"
+        "ENGINE = Distributed('bank', 'netobs', 'violations_local', cityHash64(policy, id))"
+    )
+    assert "ON CLUSTER 'bank' AS SELECT" in view and "FROM `netobs`.`violations` FINAL" in view
+    assert "DELETE" not in " ".join(stmts)

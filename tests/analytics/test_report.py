@@ -145,6 +145,15 @@ def test_pdf_renders_pages_with_content(settings, capsys, policy, tmp_path):
     first = Image.open(pages[0]).convert("RGB")
     colours = {c for _, c in first.getcolors(1 << 16)}
     assert (178, 24, 43) in colours or any(r > 150 and g < 80 and b < 80 for r, g, b in colours)  # chart bars
+    # tables: grey headings, body rows white and light grey in turn (not every cell grey)
+    assert _filled_lines(first, (215, 215, 215)) > 0 and _filled_lines(first, (244, 244, 244)) > 0
+
+
+def _filled_lines(img, colour) -> int:
+    """Pixel rows where ``colour`` covers over 40% of the width: a fill, not anti-aliased text."""
+    w, h = img.size
+    px = img.load()
+    return sum(1 for y in range(h) if sum(px[x, y] == colour for x in range(w)) > 0.4 * w)
 
 
 def test_tampering_is_detected(settings, capsys, policy, tmp_path):

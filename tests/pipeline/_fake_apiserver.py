@@ -1,8 +1,9 @@
 """A small Kubernetes API server for tests: list and watch in the real wire format.
 
 No kube-apiserver can run on the project's machines, so the official ``kubernetes``
-client is tested against this server instead. It serves ``/api/v1/{pods,namespaces,nodes}``
-and ``/apis/kubeovn.io/v1/{subnets,vpcs,ips}``: a list returns ``{kind}List`` with
+client is tested against this server instead. It serves ``/api/v1/{pods,namespaces,nodes}``,
+``/apis/kubeovn.io/v1/{subnets,vpcs,ips}`` and ``/apis/networking.k8s.io/v1/networkpolicies``
+(every namespace's, as ``list_network_policy_for_all_namespaces`` asks): a list returns ``{kind}List`` with
 ``metadata.resourceVersion``; ``?watch=true`` returns a chunked stream of JSON watch
 events (``{"type": ..., "object": ...}``, one per line) after the given resourceVersion,
 and, when that version is older than the compacted history, the apiserver's
@@ -24,6 +25,11 @@ _PATHS = {
     "/apis/kubeovn.io/v1/subnets": ("subnets", "kubeovn.io/v1", "Subnet"),
     "/apis/kubeovn.io/v1/vpcs": ("vpcs", "kubeovn.io/v1", "Vpc"),
     "/apis/kubeovn.io/v1/ips": ("ips", "kubeovn.io/v1", "IP"),
+    "/apis/networking.k8s.io/v1/networkpolicies": (
+        "networkpolicies",
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+    ),
 }
 _KINDS = {res: (api, kind) for res, api, kind in _PATHS.values()}
 
