@@ -1,4 +1,7 @@
-"""Replaying real export captures over loopback, for bench/bench_collector.py.
+"""Replaying export captures over loopback, for bench/bench_collector.py.
+
+Two scenarios. ``dense`` (:func:`dense_set`): what loaded bank nodes export, many records
+per datagram. ``testcaptures`` (:func:`replay_set`), described below: few records per datagram.
 
 The export captures of ``tests/testdata`` (OVS sFlow and IPFIX, pmacct sFlow, IPFIX and
 NetFlow v9, softflowd IPFIX, NetFlow v9, v5 and PSAMP), each sent from its own loopback
@@ -135,17 +138,77 @@ def replay_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
     return out, sum(sum(f) for _, _, f, _ in per_capture)
 
 
+DENSE_IPFIX_NODES = 6  # OVS nodes exporting IPFIX (127.0.0.10 .. 15)
+DENSE_SFLOW_NODES = 2  # OVS nodes exporting sFlow (127.0.0.16, 17)
+
+
+def dense_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
+    """A loaded bank node's exports: many records per datagram, like a busy OVS sends them.
+
+    Six nodes export IPFIX through the scenario exporter (``analytics/scenario/exporter.py``:
+    a data template and a sampling options message, then 24 records per datagram, the most
+    that fit a 1500-byte MTU), with varied pod 5-tuples and counters; two export sFlow
+    (9 flow samples of 128-byte headers per datagram: plain, VLAN, IPv6, Geneve with the
+    OVN option, VXLAN, as ``bench/bench_decode.py`` builds them). Each loop is one export
+    second per node; sequence numbers run on across loops. Returns what :func:`replay_set` does.
+    """
+    import numpy as np
+    from bench_decode import sflow_datagrams
+
+    from analytics.scenario.exporter import MAX_RECORDS, RECORD, Exporter
+
+    rng = np.random.default_rng(7)
+    # RFC 7011 §3.1 counts options data records in the sequence number too; the scenario
+    # exporter leaves its sampling record out, which a collector would count as late records.
+    shift = [0] * DENSE_IPFIX_NODES
+    exporters = [Exporter(f"127.0.0.{FIRST_SOURCE + i}", 512, domain=1) for i in range(DENSE_IPFIX_NODES)]
+    per_export = 4 * MAX_RECORDS  # records of one node in one export second
+    sflow, _ = sflow_datagrams(loops)  # numbered 1, 2, ... (datagrams and samples alike)
+    out = []
+    for k in range(loops):
+        for source, exporter in enumerate(exporters):
+            rec = np.zeros(per_export, dtype=RECORD)
+            rec["start"] = (1_700_000_000 + k) * 1000 - rng.integers(0, 60_000, per_export)
+            rec["end"] = (1_700_000_000 + k) * 1000
+            rec["src"] = 0x0A100000 + rng.integers(1, 60_000, per_export)  # 10.16.0.0/16 pods
+            rec["dst"] = 0x0A100000 + rng.integers(1, 60_000, per_export)
+            rec["sport"] = rng.integers(32768, 61000, per_export)
+            rec["dport"] = rng.choice([443, 5432, 8080, 53, 9092], per_export)
+            rec["proto"] = 6
+            rec["flags"] = 0x18
+            rec["in_if"], rec["out_if"] = 3 + source, 4
+            rec["packets"] = rng.integers(1, 2000, per_export)
+            rec["bytes"] = rec["packets"] * rng.integers(60, 1500, per_export)
+            for payload in exporter.datagrams(rec, 1_700_000_000 + k):
+                data = _U32.unpack_from(payload, 16)[0] >> 16 == 256  # else templates and the options record
+                n = (len(payload) - 20) // RECORD.itemsize if data else 0
+                if shift[source]:
+                    buf = bytearray(payload)
+                    _U32.pack_into(buf, 8, (_U32.unpack_from(buf, 8)[0] + shift[source]) & 0xFFFFFFFF)
+                    payload = bytes(buf)
+                shift[source] += 0 if data else 1
+                out.append((source, n, payload))
+        for j in range(DENSE_SFLOW_NODES):  # 9 samples each; the builder numbers them on
+            buf = bytearray(sflow[k])
+            buf[8:12] = bytes((192, 0, 2, 1 + j))  # each node its own agent address (IPv4)
+            out.append((DENSE_IPFIX_NODES + j, 9, bytes(buf)))
+    return out, DENSE_IPFIX_NODES * per_export + 9 * DENSE_SFLOW_NODES
+
+
+SCENARIOS = {"testcaptures": replay_set, "dense": dense_set}
+
+
 def build_main(args: argparse.Namespace) -> None:
     """Write the replay set to --build (run apart, so that it is not in the collector's RSS)."""
-    datagrams, flows_per_loop = replay_set(args.loops)
+    datagrams, flows_per_loop = SCENARIOS[args.scenario](args.loops)
     with open(args.build, "wb") as f:
         for source, flows, payload in datagrams:
             f.write(_RECORD.pack(source, flows, len(payload)) + payload)
     print(json.dumps({"datagrams": len(datagrams), "flows": flows_per_loop * args.loops}))
 
 
-def build_replay(path: Path, loops: int) -> dict:
-    cmd = [sys.executable, __file__, "--build", str(path), "--loops", str(loops)]
+def build_replay(path: Path, loops: int, scenario: str = "testcaptures") -> dict:
+    cmd = [sys.executable, __file__, "--build", str(path), "--loops", str(loops), "--scenario", scenario]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
@@ -212,9 +275,11 @@ class Sender:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", help="write the replay set of --loops repetitions to this file")
     ap.add_argument("--loops", type=int, default=100)
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="testcaptures")
     ap.add_argument("--send", help="send this replay file to 127.0.0.1:--port")
     ap.add_argument("--port", type=int)
     ap.add_argument("--seconds", type=float, default=2.0)

@@ -2,13 +2,18 @@
 
     python bench/bench_collector.py [--rounds 3] [--seconds 2] [--loops 100] [--quick]
 
-The real export captures of ``tests/testdata`` (nine of them: sFlow, IPFIX, NetFlow v9 and
-v5, PSAMP from OVS, pmacct and softflowd), each from its own loopback address, interleaved
-and repeated ``--loops`` times with continuing sequence numbers (``bench/_replay.py``).
+Two replay scenarios (``bench/_replay.py``), each exporter from its own loopback address:
+``dense`` (``collector.e2e``): loaded OVS nodes, six exporting IPFIX through the scenario
+exporter (24 records per datagram) and two sFlow (9 samples per datagram), ``--dense-loops``
+export seconds; ``testcaptures`` (``collector.e2e_testcaptures``): the real export captures
+of ``tests/testdata`` (nine of them: sFlow, IPFIX, NetFlow v9 and v5, PSAMP from OVS, pmacct
+and softflowd, mostly few records per datagram), interleaved and repeated ``--loops`` times
+with continuing sequence numbers. ``<name>_flows_per_datagram`` says which is which.
 Another process sends them over loopback for ``--seconds``, as fast as it can or paced,
 and reports what it offered.
 
-Figures (medians over ``--rounds``; socket drops are the worst round):
+Figures of each scenario (medians over ``--rounds``; socket drops are the worst round),
+named here for ``collector.e2e``:
 
 - ``collector.e2e``: flows/s the real :class:`collectors.service.UdpCollector` (default
   config, one listener) publishes while offered the sender's maximum rate, timed from the
@@ -161,8 +166,9 @@ def decode_comparison(workdir: Path, n: int, rounds: int) -> None:
 # --- main -------------------------------------------------------------------------------------
 
 
-def e2e(replay: Path, flows_per_datagram: float, args: argparse.Namespace, workdir: Path) -> None:
-    """Rounds of: netobs at the maximum rate, netobs at half its figure, goflow2 at both rates."""
+def e2e(name: str, replay: Path, flows_per_datagram: float, args: argparse.Namespace, workdir: Path) -> None:
+    """Rounds of: netobs at the maximum rate, netobs at half its figure, goflow2 at both rates;
+    figures named ``name`` (``collector.e2e`` or ``collector.e2e_<scenario>``)."""
     from tests.services.goflow2 import goflow2_binary
 
     binary = goflow2_binary()
@@ -177,29 +183,30 @@ def e2e(replay: Path, flows_per_datagram: float, args: argparse.Namespace, workd
         half_rate = ours.flows / ours.seconds / 2 / flows_per_datagram  # datagrams/s
         runs["netobs_half"].append(run_netobs(replay, args.seconds, half_rate))
         if binary is not None:
-            for name, rate in (("goflow2", 0.0), ("goflow2_half", half_rate)):
+            for peer_kind, rate in (("goflow2", 0.0), ("goflow2_half", half_rate)):
                 run, rss = run_goflow2(binary, replay, args.seconds, workdir, rate)
-                runs[name].append(run)
+                runs[peer_kind].append(run)
                 peer_rss.append(rss)
-        for name, done in runs.items():
+        for kind, done in runs.items():
             if done:
                 r = done[-1]
                 print(
-                    f"{name}: published {r.flows} flows in {r.seconds:.2f}s ({r.cpu:.2f} CPU s), drops "
+                    f"{kind}: published {r.flows} flows in {r.seconds:.2f}s ({r.cpu:.2f} CPU s), drops "
                     f"{r.drops}, offered {r.offered['flows']} flows in {r.offered['seconds']:.2f}s",
                     file=sys.stderr,
                 )
-    ours = _summary("collector.e2e", runs["netobs"])
+    ours = _summary(name, runs["netobs"])
     if min(r.drops for r in runs["netobs"]) == 0:
-        note("the collector kept up with all the sender offered: collector.e2e is a lower bound")
-    ours_half = _summary("collector.e2e_half", runs["netobs_half"])
-    report("collector.e2e_rss", peak_rss_mb(), "MB")
+        note(f"the collector kept up with all the sender offered: {name} is a lower bound")
+    ours_half = _summary(f"{name}_half", runs["netobs_half"])
+    report(f"{name}_flows_per_datagram", flows_per_datagram, "flows/datagram")
+    report(f"{name}_rss", peak_rss_mb(), "MB")
     if binary is not None:
-        peer = _summary("collector.e2e_goflow2", runs["goflow2"])
-        peer_half = _summary("collector.e2e_goflow2_half", runs["goflow2_half"])
-        report("collector.e2e_goflow2_rss", max(peer_rss), "MB")
-        report("collector.e2e.vs_goflow2", ours[0] / peer[0], "ratio")
-        report("collector.e2e_half_per_cpu_s.vs_goflow2", ours_half[1] / peer_half[1], "ratio")
+        peer = _summary(f"{name}_goflow2", runs["goflow2"])
+        peer_half = _summary(f"{name}_goflow2_half", runs["goflow2_half"])
+        report(f"{name}_goflow2_rss", max(peer_rss), "MB")
+        report(f"{name}.vs_goflow2", ours[0] / peer[0], "ratio")
+        report(f"{name}_half_per_cpu_s.vs_goflow2", ours_half[1] / peer_half[1], "ratio")
 
 
 def _summary(name: str, runs: list[Run]) -> tuple[float, float]:
@@ -219,17 +226,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0, help="sending time of each run")
     ap.add_argument("--loops", type=int, default=100, help="repetitions of the captures in the replay set")
+    ap.add_argument("--dense-loops", type=int, default=1000, help="export seconds of the dense replay set")
+    ap.add_argument("--scenario", choices=("all", "dense", "testcaptures"), default="all")
     ap.add_argument("--datagrams", type=int, default=1000, help="datagrams of each decode comparison set")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     args = ap.parse_args()
     if args.quick:
-        args.rounds, args.seconds, args.loops, args.datagrams = 1, 0.2, 2, 50
+        args.rounds, args.seconds, args.loops, args.dense_loops, args.datagrams = 1, 0.2, 2, 20, 50
     with tempfile.TemporaryDirectory(prefix="netobs-bench-") as tmp:
         workdir = Path(tmp)
-        replay = workdir / "replay.bin"
-        built = build_replay(replay, args.loops)
-        print(f"replay set: {built['datagrams']} datagrams, {built['flows']} flows", file=sys.stderr)
-        e2e(replay, built["flows"] / built["datagrams"], args, workdir)
+        for scenario, name, loops in (
+            ("dense", "collector.e2e", args.dense_loops),
+            ("testcaptures", "collector.e2e_testcaptures", args.loops),
+        ):
+            if args.scenario not in ("all", scenario):
+                continue
+            replay = workdir / f"replay-{scenario}.bin"
+            built = build_replay(replay, loops, scenario)
+            per = built["flows"] / built["datagrams"]
+            print(
+                f"{scenario} replay set: {built['datagrams']} datagrams, {built['flows']} flows, "
+                f"{per:.2f} flows/datagram",
+                file=sys.stderr,
+            )
+            e2e(name, replay, per, args, workdir)
         decode_comparison(workdir, args.datagrams, args.rounds)
 
 

@@ -91,12 +91,20 @@ def arrow_array(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Arr
         if col.numpy == np.dtype(object):  # absent text (enrichment at the collector): 30x faster in C
             return pa.repeat(pa.scalar("", type=col.arrow), n)
         values = _zeros(col.numpy, n)
+    elif values.dtype == object and n and _constant(values):  # one value (a type, no tunnel): 5x faster
+        return pa.repeat(pa.scalar(values[0], type=col.arrow), n)
     if pa.types.is_fixed_size_binary(col.arrow):
         buf = np.ascontiguousarray(values).view(np.uint8).tobytes()
         return pa.FixedSizeBinaryArray.from_buffers(col.arrow, n, [None, pa.py_buffer(buf)])
     if pa.types.is_timestamp(col.arrow):
         return pa.array(values.astype("int64", copy=False), type=pa.int64()).cast(col.arrow)
     return pa.array(values, type=col.arrow)
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether every item of an object column is its first one (the last compared first: cheap)."""
+    first = values[0]
+    return isinstance(first, str) and values[-1] == first and bool((values == first).all())
 
 
 def conform(table: pa.Table, kind: str = schema.FLOWS) -> pa.Table:
