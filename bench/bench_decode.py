@@ -3,12 +3,22 @@
     python bench/bench_decode.py [--rounds 5] [--datagrams 1000]
 
 Prints ``bench: <name> <value> <unit>`` lines, each the median of several rounds:
-``ipfix.decode`` (30 records of an OVS-like all-fixed template per datagram, the numpy
-fast path), ``ipfix.decode_varlen`` (the same with OVS 3.x's variable-length interface
-names), ``ipfix.decode_many`` (OVS's real pattern of one record per data set, decoded
-in batches of datagrams), and ``sflow.decode`` (9 flow samples of 128-byte headers per
-datagram, a mix of plain, VLAN, Geneve and VXLAN traffic), ``netflow9.decode`` (30 records
-of a softflowd-like template per packet) and ``netflow5.decode`` (30 records per datagram,
+``ipfix.decode`` (30 records of an OVS-like all-fixed template per datagram, fed with
+``Decoder.feed`` and flushed once per 64 datagrams as the collector service does; the
+native decoder of collectors/_native/ipfix.c), ``ipfix.decode_cpu`` (the same, in the
+process's CPU time rather than wall time: single-core cost on a shared machine),
+``ipfix.decode_python`` (the same through the pure-Python reference, ``NETOBS_NATIVE=0``),
+``ipfix.decode_single`` (one ``Decoder.decode``, feed and flush, per datagram),
+``ipfix.decode_varlen`` (like ``ipfix.decode`` with OVS 3.x's variable-length interface
+names), ``ipfix.decode_many`` (OVS's real pattern of one record per data set, flushed
+per 64 datagrams), and ``sflow.decode`` (9 flow samples of 128-byte headers per
+datagram, a mix of plain, VLAN, Geneve and VXLAN traffic, fed per datagram and flushed
+once per 64 as the collector service drains its socket; ``sflow.decode_cpu`` the same in
+CPU time; ``sflow.decode_single`` is one
+``Decoder.decode`` per datagram, ``sflow.decode_python`` the pure-Python decoder that
+``NETOBS_NATIVE=0`` forces, flushed like ``sflow.decode``), ``netflow9.decode`` (30 records
+of a softflowd-like template per packet, flushed per 64 packets; ``netflow9.decode_python``
+the same in pure Python) and ``netflow5.decode`` (30 records per datagram,
 the v5 maximum). Each datagram goes through
 ``Decoder.decode`` as the collector service does, unless the name says ``_many``.
 """
@@ -16,6 +26,7 @@ the v5 maximum). Each datagram goes through
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -98,6 +109,50 @@ def sflow_datagrams(n: int) -> tuple[list[bytes], int]:
     return [b.sflow_datagram(samples(d), seq=d + 1) for d in range(n)], 9 * n
 
 
+def python_sflow(run):
+    """``run`` with the decoders built as ``NETOBS_NATIVE=0`` builds them (the pure-Python sFlow)."""
+
+    def forced(datagrams: list[bytes]) -> tuple[float, int]:
+        saved = os.environ.get("NETOBS_NATIVE")
+        os.environ["NETOBS_NATIVE"] = "0"
+        try:
+            return run(datagrams)
+        finally:
+            if saved is None:
+                del os.environ["NETOBS_NATIVE"]
+            else:
+                os.environ["NETOBS_NATIVE"] = saved
+
+    return forced
+
+
+def ipfix_python(run):
+    """``run`` with IPFIX and NetFlow v9 decoded by the pure-Python reference (``NETOBS_NATIVE=0``)."""
+
+    def forced(datagrams: list[bytes]) -> tuple[float, int]:
+        saved = os.environ.get("NETOBS_NATIVE")
+        os.environ["NETOBS_NATIVE"] = "0"
+        try:
+            return run(datagrams)
+        finally:
+            os.environ.pop("NETOBS_NATIVE")
+            if saved is not None:
+                os.environ["NETOBS_NATIVE"] = saved
+
+    return forced
+
+
+def batched_cpu(datagrams: list[bytes], batch: int = 64) -> tuple[float, int]:
+    """:func:`batched` timed in the process's CPU time (other load on the machine excluded)."""
+    decoder = Decoder()
+    flows = 0
+    start = time.process_time()
+    for i in range(0, len(datagrams), batch):
+        out = decoder.decode_many((p, EXPORTER, 1_700_000_000_000) for p in datagrams[i : i + batch])
+        flows += len(out.flows)
+    return time.process_time() - start, flows
+
+
 def per_datagram(datagrams: list[bytes]) -> tuple[float, int]:
     decoder = Decoder()
     flows = 0
@@ -133,8 +188,12 @@ def main() -> None:
     ap.add_argument("--datagrams", type=int, default=1000)
     args = ap.parse_args()
     n, rounds = args.datagrams, args.rounds
-    bench("ipfix.decode", "records/s", per_datagram, *ipfix_datagrams(n, interface_names=False), rounds)
-    bench("ipfix.decode_varlen", "records/s", per_datagram, *ipfix_datagrams(n, interface_names=True), rounds)
+    ovs = ipfix_datagrams(n, interface_names=False)
+    bench("ipfix.decode", "records/s", batched, *ovs, rounds)
+    bench("ipfix.decode_cpu", "records/s", batched_cpu, *ovs, rounds)
+    bench("ipfix.decode_python", "records/s", ipfix_python(batched), *ovs, rounds)
+    bench("ipfix.decode_single", "records/s", per_datagram, *ovs, rounds)
+    bench("ipfix.decode_varlen", "records/s", batched, *ipfix_datagrams(n, interface_names=True), rounds)
     bench(
         "ipfix.decode_many",
         "records/s",
@@ -142,9 +201,14 @@ def main() -> None:
         *ipfix_datagrams(n, interface_names=True, per_set=1),
         rounds,
     )
-    bench("sflow.decode", "samples/s", per_datagram, *sflow_datagrams(n), rounds)
-    bench("sflow.decode_many", "samples/s", batched, *sflow_datagrams(n), rounds)
-    bench("netflow9.decode", "records/s", per_datagram, *netflow9_datagrams(n), rounds)
+    sflow = sflow_datagrams(n)
+    bench("sflow.decode", "samples/s", batched, *sflow, rounds)
+    bench("sflow.decode_cpu", "samples/s", batched_cpu, *sflow, rounds)
+    bench("sflow.decode_single", "samples/s", per_datagram, *sflow, rounds)
+    bench("sflow.decode_python", "samples/s", python_sflow(batched), *sflow, rounds)
+    v9 = netflow9_datagrams(n)
+    bench("netflow9.decode", "records/s", batched, *v9, rounds)
+    bench("netflow9.decode_python", "records/s", ipfix_python(batched), *v9, rounds)
     bench("netflow5.decode", "records/s", per_datagram, *netflow5_datagrams(n), rounds)
 
 

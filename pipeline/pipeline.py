@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from netobs import schema, wire
+from netobs import ddl, schema, wire
+from netobs.batch import conform
 from netobs.config import PipelineConfig
 from netobs.store import Store, StoreError, StoreUnavailable
 from netobs.transport import Consumer, Message, TransportError
@@ -41,6 +42,7 @@ class Pipeline:
         drain: bool = False,
         transform: Callable[[pa.Table], pa.Table] | None = None,
         dead_letters: DeadLetters | None = None,
+        counter_transform: Callable[[pa.Table], pa.Table] | None = None,
     ):
         self.config = config
         #: On stop, take everything still in the transport first (the in-process queue
@@ -51,6 +53,8 @@ class Pipeline:
         #: Applied to each batch before its insert (enrichment); must be deterministic, or a
         #: replayed batch would not be recognised as a duplicate on servers without tokens.
         self.transform = transform
+        #: The same for interface counter batches (names the exporter's node and center).
+        self.counter_transform = counter_transform
         self.dead_letters = dead_letters
         self._batcher = Batcher(config.max_batch_rows)
         self._stop = threading.Event()
@@ -59,6 +63,11 @@ class Pipeline:
         self._retry_at = 0.0
         self._backoff = 0.5
         self.rows_inserted = 0
+        self.counters_inserted = 0
+        #: id(batch) → (batch, kinds already inserted): a batch holding flows and counters is
+        #: two inserts; when the second fails and the batch is retried, the first is not redone
+        #: (batches without a deduplication token would duplicate it).
+        self._inserted: dict[int, tuple[Batch, set[str]]] = {}
         self.bad_messages = 0
         self.dead_lettered = 0
         handler = getattr(consumer, "set_rebalance_handler", None)
@@ -141,11 +150,13 @@ class Pipeline:
         if not keys:
             return
         dropped = self._batcher.drop(keys)
+        self._forget(keys)
         metrics.dropped_on_rebalance.inc(dropped)
         log.info("partitions revoked: %s; dropped %d uncommitted buffered rows", keys, dropped)
 
     def _assigned(self, plans: dict[tuple[str, int], tuple[int, int] | None]) -> None:
         self._batcher.drop(list(plans))
+        self._forget(list(plans))
         self._batcher.set_plans({k: v for k, v in plans.items() if v is not None})
         self._paused = False  # a fresh assignment is not paused
 
@@ -178,27 +189,70 @@ class Pipeline:
             commit_offsets({batch.key: (batch.last + 1, "")})
         else:
             self.consumer.commit()
+        self._inserted.pop(id(batch), None)
+
+    def _forget(self, keys: list[tuple[str, int]]) -> None:
+        gone = set(keys)
+        for ident, (batch, _) in list(self._inserted.items()):
+            if batch.key in gone:
+                del self._inserted[ident]
 
     def _insert(self, batch: Batch, good: list[Message]) -> list[tuple[Message, str, str]]:
-        """Insert the batch; the messages to dead-letter when the store rejects it outright."""
-        table = pa.concat_tables([_conform(m.table) for m in good if m.table is not None])
+        """Insert each record kind of the batch into its table (same token: deduplication is
+        per table); the messages to dead-letter (a kind this consumer has no table for, or
+        rows the store rejects outright)."""
+        by_kind: dict[str, list[Message]] = {}
+        for m in good:
+            if m.table is not None:
+                by_kind.setdefault(schema.kind_of(m.table), []).append(m)
+        done = self._inserted.setdefault(id(batch), (batch, set()))[1]
+        bad: list[tuple[Message, str, str]] = []
+        for kind, msgs in by_kind.items():
+            if kind not in ddl.TABLES:
+                bad += [(m, "unknown_kind", f"record kind {kind!r} has no table here") for m in msgs]
+            elif kind not in done:
+                bad += self._insert_kind(batch, kind, msgs)
+                done.add(kind)
+        return bad
+
+    def _insert_kind(self, batch: Batch, kind: str, good: list[Message]) -> list[tuple[Message, str, str]]:
         started = time.perf_counter()
+        tables: list[pa.Table] = []
+        readable: list[Message] = []
+        bad: list[tuple[Message, str, str]] = []
+        for m in good:  # a message whose columns cannot be read as this kind goes aside alone
+            try:
+                assert m.table is not None
+                tables.append(_conform(m.table) if kind == schema.FLOWS else conform(m.table, kind))
+                readable.append(m)
+            except (pa.ArrowException, ValueError, KeyError, TypeError) as e:
+                log.error("unreadable %s columns at %s: %s", kind, m.position, e)
+                bad.append((m, "unreadable_columns", f"{type(e).__name__}: {e}"))
+        if not tables:
+            return bad
+        rows = sum(t.num_rows for t in tables)
         try:
-            if self.transform is not None:
-                table = self.transform(table)
-            self.store.insert(table, token=batch.token)
+            table = pa.concat_tables(tables)
+            transform = self.transform if kind == schema.FLOWS else self.counter_transform
+            if transform is not None:
+                table = transform(table)
+            self.store.insert(table, token=batch.token, target=ddl.TABLES[kind].name)
         except (StoreUnavailable, TransportError):
             raise
         except StoreError as e:
-            log.error("store rejected %d rows of %s: %s", table.num_rows, batch.key, e)
-            return [(m, "rejected_by_store", str(e)) for m in good]
+            log.error("store rejected %d %s rows of %s: %s", rows, kind, batch.key, e)
+            return bad + [(m, "rejected_by_store", str(e)) for m in readable]
         except Exception as e:  # a transform that cannot handle this batch
-            log.exception("transform failed on %d rows of %s", table.num_rows, batch.key)
-            return [(m, "transform_failed", f"{type(e).__name__}: {e}") for m in good]
+            log.exception("transform failed on %d %s rows of %s", rows, kind, batch.key)
+            return bad + [(m, "transform_failed", f"{type(e).__name__}: {e}") for m in readable]
         metrics.insert_latency.observe(time.perf_counter() - started)
-        metrics.rows_inserted.inc(table.num_rows)
-        self.rows_inserted += table.num_rows
-        return []
+        if kind == schema.FLOWS:
+            metrics.rows_inserted.inc(table.num_rows)
+            self.rows_inserted += table.num_rows
+        else:
+            metrics.counter_rows_inserted.inc(table.num_rows)
+            self.counters_inserted += table.num_rows
+        return bad
 
     def _dead_letter(self, letters: list[tuple[Message, str, str]]) -> None:
         for msg, reason, error in letters:
@@ -220,7 +274,11 @@ def _raw(msg: Message) -> bytes:
         return msg.raw
     assert msg.table is not None
     batches = msg.table.combine_chunks().to_batches()
-    return wire.encode(batches[0] if batches else pa.RecordBatch.from_pylist([], schema=msg.table.schema))
+    rb = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=msg.table.schema)
+    try:
+        return wire.encode(rb)
+    except wire.WireError:  # a record kind the wire format has no code for: the bare Arrow stream
+        return wire.arrow_stream(rb)
 
 
 def _conform(table: pa.Table) -> pa.Table:
