@@ -35,6 +35,9 @@ class TemplateStore:
         self.limits = limits or Limits()
         self._templates: dict[tuple[str, int, int], Template] = {}
         self._per_session: Counter = Counter()
+        #: Bumped on every change (a new or different template, a withdrawal): a template set
+        #: seen before with the same bytes and no change since is known to change nothing.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -65,6 +68,7 @@ class TemplateStore:
                 return False
             self._per_session[session] += 1
         self._templates[key] = Template(tid, fields, scope)
+        self.generation += 1
         stats.templates += 1
         return True
 
@@ -72,6 +76,7 @@ class TemplateStore:
         """Forget one template (RFC 7011 §8.1); whether it was known."""
         if self._templates.pop((session, domain, tid), None) is None:
             return False
+        self.generation += 1
         self._per_session[session] -= 1
         return True
 
@@ -84,6 +89,7 @@ class TemplateStore:
         ]
         for k in gone:
             del self._templates[k]
+        self.generation += bool(gone)
         self._per_session[session] -= len(gone)
         return len(gone)
 

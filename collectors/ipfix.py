@@ -103,6 +103,8 @@ class IpfixDecoder:
     def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         self.default_sampling_rate = default_sampling_rate
         self.templates = TemplateStore(limits)
+        #: (session, domain, options) → (set bytes, templates in it, store generation); see _template_set.
+        self._template_sets: dict[tuple[str, int, bool], tuple[bytes, int, int]] = {}
         self.sequences = SequenceTracker(self.TYPE, "records")
         self._domains: dict[tuple[str, int], _Domain] = {}
         #: Template → queued records: a _Pending, or a native Batch of decoded columns.
@@ -204,7 +206,29 @@ class IpfixDecoder:
 
     def _template_set(self, buf: bytes, off: int, end: int, options: bool, ctx: tuple, stats) -> None:
         session, domain_id = ctx[0], ctx[1]
+        # Exporters refresh their templates often (OVS with almost every message when traffic is
+        # light). A set with the same bytes as the last one of this (session, domain, kind), with
+        # no template change since it was learned cleanly, would change nothing: count it, skip it.
+        key, body = (session, domain_id, options), buf[off:end]
+        seen = self._template_sets.get(key)
+        if seen is not None and seen[0] == body and seen[2] == self.templates.generation:
+            stats.templates += seen[1]
+            return
+        learned = stats.templates
+        clean = self._template_walk(buf, off, end, options, session, domain_id, stats)
+        if clean:
+            if len(self._template_sets) >= 65536:  # bounded like the template store itself
+                self._template_sets.clear()
+            self._template_sets[key] = (body, stats.templates - learned, self.templates.generation)
+        else:
+            self._template_sets.pop(key, None)
+
+    def _template_walk(
+        self, buf: bytes, off: int, end: int, options: bool, session: str, domain_id: int, stats
+    ) -> bool:
+        """Learn or withdraw the templates of one set; whether all of it was taken without error."""
         head = 6 if options else 4
+        clean = True
         while end - off >= 4:  # anything shorter is padding (RFC 7011 §3.3.1)
             tid, count = _SET.unpack_from(buf, off)
             if tid == 0 and count == 0:
@@ -218,6 +242,7 @@ class IpfixDecoder:
                 else:
                     self.templates.withdraw(session, domain_id, tid)
                 stats.template_withdrawals += 1
+                clean = False  # a withdrawal is counted each time it comes: never skipped
                 off += 4
                 continue
             if end - off < head:
@@ -226,16 +251,18 @@ class IpfixDecoder:
             off += head
             if count > self.templates.limits.max_fields:
                 stats.error("ipfix:template_too_many_fields")
-                return
+                return False
             fields, off = _read_fields(buf, off, end, count)
             if fields is None:
                 stats.error("ipfix:template_truncated")
-                return
+                return False
             reason = check_template(tid, fields, scope, options)
             if reason:
                 stats.error(f"ipfix:{reason}")
+                clean = False
                 continue
-            self.templates.add(session, domain_id, tid, fields, scope, stats, "ipfix")
+            clean &= self.templates.add(session, domain_id, tid, fields, scope, stats, "ipfix")
+        return clean
 
     def _data_set(self, buf: bytes, off: int, end: int, tid: int, ctx: tuple, stats) -> int | None:
         session, domain_id, domain, head = ctx
