@@ -20,7 +20,7 @@ from netobs.batch import FlowBatch, ip_bytes
 from pipeline.enrich import Enricher
 from pipeline.metadata.inventory import apply_inventory
 from pipeline.metadata.model import Namespace, Pod
-from pipeline.metadata.store import Change, MetadataStore
+from pipeline.metadata.store import OPEN, Change, MetadataStore
 from pipeline.metadata.topic import (
     MetadataSubscriber,
     MetadataTopicError,
@@ -41,6 +41,17 @@ def view(meta: MetadataStore) -> list[tuple]:
     return sorted(
         (v.kind, v.key, v.valid_from, v.valid_to, repr(sorted(v.attrs.items()))) for v in meta.versions()
     )
+
+
+def closed_at(meta: MetadataStore, kind: str, key: str) -> int | None:
+    """``valid_to`` of the newest version of ``(kind, key)`` once a deletion closed it; None while that
+    version is open or the replica has not read the object at all.
+
+    Waiting for "nothing valid at t" on a replica is not waiting for a deletion: a replica that has
+    not read the object yet satisfies it too (issue 4).
+    """
+    mine = [v for v in meta.versions(kind) if v.key == key]
+    return mine[-1].valid_to if mine and mine[-1].valid_to != OPEN else None
 
 
 def named(meta: MetadataStore, addr: str, times: list[int]) -> list[tuple[str, str, str]]:
@@ -227,9 +238,14 @@ def test_kubernetes_watch_publishes_through_the_topic(apiserver, kafka_broker, o
     src.start()
     try:
         assert src.wait_synced(30)  # every publish waits for the broker: slower than a local store
+        # synced means the writer's own replica (a) read the list; b may still lag behind the topic
+        assert wait_for(lambda: "retail/web" in replica_b.snapshot(T0).get("pod", {}), 30)
         clock.t = T0 + 10_000
         apiserver.delete("pods", "retail", "web")
-        assert wait_for(lambda: not replica_b.snapshot(T0 + 10_000).get("pod"), 30)
+        # the tombstone itself, read by b: only then may the clock move on (the source stamps the
+        # deletion with the time it sees the event)
+        assert wait_for(lambda: closed_at(replica_b, "pod", "retail/web") is not None, 30)
+        assert closed_at(replica_b, "pod", "retail/web") == T0 + 10_000
         clock.t = T0 + 20_000
         apiserver.put("pods", pod("pay", "payments", "10.16.0.7", "node-1", T0 + 20_000))
         assert wait_for(lambda: "payments/pay" in replica_b.snapshot(T0 + 20_000).get("pod", {}), 30)
@@ -238,6 +254,63 @@ def test_kubernetes_watch_publishes_through_the_topic(apiserver, kafka_broker, o
         writer.stop()
         sub_a.stop()
         sub_b.stop()
+    assert view(replica_a) == view(replica_b)
+    times = [T0 - 1, T0 + 5_000, T0 + 15_000, T0 + 25_000]
+    want = [
+        ("web", "retail", "retail"),
+        ("web", "retail", "retail"),
+        ("", "", "shared"),
+        ("pay", "payments", "payments"),
+    ]
+    assert named(replica_a, "10.16.0.7", times) == named(replica_b, "10.16.0.7", times) == want
+
+
+def test_a_replica_lagging_the_topic_is_not_taken_for_one_that_read_a_deletion(
+    apiserver,  # noqa: F811
+    kafka_broker,
+    options,
+):
+    """Issue 4, the interleaving driven explicitly: replica b reads the topic only after the source
+    published the pod, its deletion and the IP's reuse. Before that, "no pod valid at the deletion
+    time" already holds on b, so a wait on it proves nothing; :func:`closed_at` does not hold until b
+    read the tombstone. Once b catches up it has a's history: every record carries the source's time,
+    not the time a replica happens to apply it."""
+    from tests.pipeline.test_kubernetes import T0, Clock, pod, source, wait_for
+
+    topic = f"meta-k8s-lag-{time.time_ns()}"
+    ensure_topic(options, topic)
+    replica_a, replica_b = MetadataStore(), MetadataStore()
+    sub_a = subscriber(replica_a, topic, options)
+    writer = TopicWriter(replica_a, topic, options, sub_a)
+    clock = Clock(T0)
+    src = source(writer, apiserver, clock)
+    apiserver.put("pods", pod("web", "retail", "10.16.0.7", "node-1", T0 - 60_000))
+    sub_b = None
+    src.start()
+    try:
+        assert src.wait_synced(30)
+        assert "retail/web" in replica_a.snapshot(T0)["pod"]
+        assert not replica_b.snapshot(T0 + 10_000).get("pod")  # the old wait: already true on b
+        assert closed_at(replica_b, "pod", "retail/web") is None
+        clock.t = T0 + 10_000
+        apiserver.delete("pods", "retail", "web")
+        # a is read before every publish returns: in step with the source
+        assert wait_for(lambda: closed_at(replica_a, "pod", "retail/web") is not None, 30)
+        clock.t = T0 + 20_000
+        apiserver.put("pods", pod("pay", "payments", "10.16.0.7", "node-1", T0 + 20_000))
+        assert wait_for(lambda: "payments/pay" in replica_a.snapshot(T0 + 20_000).get("pod", {}), 30)
+        assert closed_at(replica_b, "pod", "retail/web") is None  # b has still read nothing
+        sub_b = subscriber(replica_b, topic, options)  # returns once b read the topic to its end
+        assert sub_b.synced.is_set()
+    finally:
+        src.stop()
+        writer.stop()
+        sub_a.stop()
+        if sub_b is not None:
+            sub_b.stop()
+    assert (
+        closed_at(replica_a, "pod", "retail/web") == closed_at(replica_b, "pod", "retail/web") == T0 + 10_000
+    )
     assert view(replica_a) == view(replica_b)
     times = [T0 - 1, T0 + 5_000, T0 + 15_000, T0 + 25_000]
     want = [
