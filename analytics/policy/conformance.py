@@ -2,8 +2,11 @@
 
 The NetworkPolicies are read (files and/or the Kubernetes API) and the pod inventory of the
 evaluated range is read from the metadata store each time a policy is evaluated, so the
-condition follows the cluster. Malformed NetworkPolicy objects and unresolvable named ports
-come back as warnings naming the object; an unreachable source is an error.
+condition follows the cluster. The larger lookup maps of the condition are written to a lookup
+table of the store through ``query`` before the condition is returned (see
+:mod:`analytics.policy.netpol_sql`), so the SQL stays small at bank scale. Malformed
+NetworkPolicy objects and unresolvable named ports come back as warnings naming the object;
+an unreachable source is an error.
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ def resolve(policy: Policy, query, database: str, start: datetime, end: datetime
         policies, problems = network_policies(rule)
         alias = "np_" + hashlib.sha1(rule.id.encode()).hexdigest()[:8]  # unique per rule in one query
         compiler = Compiler(policies, inventory, start, end, alias)
-        resolved[rule.id] = (compiler.condition(rule.replies), compiler.detail())
+        condition, detail = compiler.condition(rule.replies), compiler.detail()
+        table = compiler.store_lookups(query, database)
+        resolved[rule.id] = (compiler.bind(condition, table), compiler.bind(detail, table))
         warnings += problems + [f"rule {rule.id}: {w}" for w in compiler.warnings]
         size = len(resolved[rule.id][0]) + len(resolved[rule.id][1])
         if size > LARGE_SQL:

@@ -235,10 +235,14 @@ def parse_all(objs: list[tuple[str, Any]]) -> tuple[list[NetworkPolicy], list[st
     return [out[k] for k in sorted(out)], problems
 
 
+#: libyaml's safe loader when PyYAML has it (~20x faster: a bank's ~1,000 policies in a second).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _documents(path: Path) -> list[tuple[str, Any]]:
     """(where, object) of every NetworkPolicy document or List item in one file."""
     try:
-        docs = list(yaml.safe_load_all(path.read_text()))
+        docs = list(yaml.load_all(path.read_text(), Loader=_LOADER))
     except (OSError, yaml.YAMLError) as e:
         raise NetworkPolicyError(f"{path}: cannot read NetworkPolicies: {e}") from None
     out = []

@@ -5,10 +5,30 @@ metadata store's ``metadata_versions`` table. Pods are grouped in Python by (nam
 labels); groups isolated by the same set of policies form a class. Everything a peer can
 admit gets a code (a group, a namespace, any pod, anything, an ipBlock), every port clause
 too, and each class's allowed (class, peer code, port clause) triples become one set of
-numbers. Per flow row the SQL then does a few hash lookups (``transform`` over literal
+numbers. Per flow row the SQL then does a few hash lookups (``transform`` over constant
 arrays): each end's group, the class of the isolated end, the codes of the other end and
 the port clauses the flow satisfies, and whether one triple is allowed. The cost per row does
 not grow with the number of classes, and the whole flow scan stays in ClickHouse.
+
+Where the lookup data lives: small maps are literals in the SQL; larger ones (a bank cluster:
+3,000 pods and ~1,000 policies make ~450k entries, ~500 KiB of SQL inlined, beyond the
+server's default ``max_query_size`` and ``max_ast_elements``) are rows of one ``Log`` table per
+compiled (inventory, policies) — ``netpol_lookup_<day>_<content hash>`` — and the SQL reads
+each map with a scalar subquery, ``transform(key, tupleElement((SELECT (groupArray(k),
+groupArray(v)) FROM ...), 1), ...)``. Why this and not ``IN``/``JOIN``/``Join``/dictionaries:
+ClickHouse runs a scalar subquery once, on the server that received the query, before the
+scan, and hands its result to the scan (and, on a Distributed table, to every shard) as a
+constant, so the per-row lookup stays the same hash ``transform`` as with literals (results
+are unchanged by construction), the lookup table need exist only where the query is sent (no
+``ON CLUSTER`` DDL, no ``GLOBAL`` rewrite of the scan), the scan's SQL keeps its shape (no
+JOIN added to the shared violations SELECT), and no dictionary configuration is needed.
+The table is written through the same ``query`` callable that reads the inventory (an
+``INSERT ... VALUES`` whose data ClickHouse's streaming parser reads outside
+``max_query_size``), so every caller (evaluation, dry run, what-if, policy tests) works
+unchanged. Named by content, the table is shared by identical evaluations (two concurrent
+ones of the same policy write identical rows; the second finds or renames onto the first),
+filled under a scratch name and renamed (atomic: never read half-written), and dropped two
+days later by the next evaluation (see :meth:`Compiler.store_lookups`).
 
 Semantics (``networking.k8s.io/v1``): a pod is isolated for ingress (egress) when a policy of
 its namespace selects it with that policy type; a flow is allowed when, for each isolated
@@ -24,7 +44,10 @@ the metadata store): it matches no traffic, and a warning names the policy.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +65,12 @@ SEEN_MS = (
 )
 #: Versions starting up to this long before the window still name its flows (long-lived flows).
 MARGIN_MS = 3_600_000
+#: Lookup maps up to this many entries are inlined in the SQL; larger ones go to the lookup table.
+INLINE_MAX = 64
+#: Stands for the lookup table in the SQL until :meth:`Compiler.bind` names it.
+LOOKUP_TABLE = "__netpol_lookup__"
+LOOKUP_PREFIX = "netpol_lookup_"
+LOOKUP_COLUMNS = "m UInt32, s String, i UInt64, v UInt32, t String"
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,14 @@ class Compiler:
         self.by_workload: dict[tuple[str, str], list[PodVersion]] = defaultdict(list)
         for p in inv.pods:
             self.by_workload[(p.namespace, p.workload)].append(p)
+        # Lookup maps too large to inline: rows of the lookup table (see :meth:`_lookup`).
+        self.maps: list[dict] = []
+        # Per namespace, its groups' ids and labels (peer selectors are matched against them).
+        self.ns_groups: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
+        for key in sorted(self.groups):
+            self.ns_groups[key[0]].append((self.gid[key], dict(key[1])))
+        self._peer_codes: dict[tuple[str, Peer], list[int]] = {}
+        self._classes: dict[str, dict[tuple[str, ...], list[tuple[str, tuple]]]] = {}
 
     # ---- membership -------------------------------------------------------------------------
     def _stable(self, p: PodVersion) -> bool:
@@ -157,9 +194,9 @@ class Compiler:
                         f" AND {SEEN_MS} < {v.valid_to}",
                         str(self.gid[(v.namespace, v.labels)]),
                     ]
-        lookup = _transform(ns, {n: self.gid[(n, ())] for n in self.ns_labels}, "toUInt32(0)")
-        lookup = _transform(f"concat({ns}, '/', {wl})", workloads, lookup)
-        lookup = _transform(f"concat({ns}, '/', {pod})", pods, lookup)
+        lookup = self._lookup(ns, {n: self.gid[(n, ())] for n in self.ns_labels}, "toUInt32(0)")
+        lookup = self._lookup(f"concat({ns}, '/', {wl})", workloads, lookup)
+        lookup = self._lookup(f"concat({ns}, '/', {pod})", pods, lookup)
         return f"multiIf({', '.join(arms)}, {lookup})"
 
     # ---- peers and ports as codes ---------------------------------------------------------------
@@ -170,10 +207,16 @@ class Compiler:
         return table[key]
 
     def _groups_in(self, namespaces: list[str], pods: Selector) -> list[int]:
-        return [self.gid[k] for k in sorted(self.groups) if k[0] in namespaces and pods.matches(dict(k[1]))]
+        return [gid for ns in namespaces for gid, labels in self.ns_groups[ns] if pods.matches(labels)]
 
     def peer_codes(self, np: NetworkPolicy, peer: Peer) -> list[int]:
-        """Codes of the endpoints a peer admits (see :meth:`codes_of`)."""
+        """Codes of the endpoints a peer admits (see :meth:`codes_of`); computed once per namespace."""
+        key = (np.namespace, peer)
+        if key not in self._peer_codes:
+            self._peer_codes[key] = self._peer_codes_of(np, peer)
+        return self._peer_codes[key]
+
+    def _peer_codes_of(self, np: NetworkPolicy, peer: Peer) -> list[int]:
         if peer.ip_block is not None:
             return [self._code(self.blocks, peer.ip_block)]
         pods = peer.pods or Selector()
@@ -215,14 +258,20 @@ class Compiler:
     # ---- isolation classes --------------------------------------------------------------------
     def classes(self, direction: str) -> dict[tuple[str, ...], list[tuple[str, tuple]]]:
         """Policy refs isolating a group in ``direction`` → the groups isolated by exactly them."""
+        if direction not in self._classes:
+            self._classes[direction] = self._classes_of(direction)
+        return self._classes[direction]
+
+    def _classes_of(self, direction: str) -> dict[tuple[str, ...], list[tuple[str, tuple]]]:
         out: dict[tuple[str, ...], list] = defaultdict(list)
+        in_ns: dict[str, list[NetworkPolicy]] = defaultdict(list)
+        for p in self.policies:
+            if direction in p.types:
+                in_ns[p.namespace].append(p)
         for key in sorted(self.groups):
             ns, labels = key
-            refs = tuple(
-                p.ref
-                for p in self.policies
-                if p.namespace == ns and direction in p.types and p.pod_selector.matches(dict(labels))
-            )
+            lab = dict(labels)
+            refs = tuple(p.ref for p in in_ns.get(ns, ()) if p.pod_selector.matches(lab))
             if refs:
                 out[refs].append(key)
         return dict(sorted(out.items()))
@@ -230,20 +279,24 @@ class Compiler:
     def table(self, direction: str) -> tuple[dict[int, int], set[int]]:
         """Group id → class index of the isolated groups, and the allowed (class, peer, port) keys."""
         by_ref = {p.ref: p for p in self.policies}
+        allows: dict[str, set[int]] = {}  # policy → its (peer, port) pairs, as _key(0, peer, port)
         klass: dict[int, int] = {}
         keys: set[int] = set()
         for k, (refs, groups) in enumerate(self.classes(direction).items(), start=1):
             klass.update((self.gid[g], k) for g in groups)
             for ref in refs:
-                np = by_ref[ref]
-                for rule in np.ingress if direction == INGRESS else np.egress:
-                    codes = (
-                        sorted({c for p in rule.peers for c in self.peer_codes(np, p)})
-                        if rule.peers
-                        else [self.anything]
-                    )
-                    keys.update(_key(k, c, sp) for c in codes for sp in self.port_specs(np, rule.ports))
+                if ref not in allows:
+                    allows[ref] = self._allows(by_ref[ref], direction)
+                keys.update(_key(k, 0, 0) + pair for pair in allows[ref])
         return klass, keys
+
+    def _allows(self, np: NetworkPolicy, direction: str) -> set[int]:
+        out: set[int] = set()
+        for rule in np.ingress if direction == INGRESS else np.egress:
+            codes = {c for p in rule.peers for c in self.peer_codes(np, p)} if rule.peers else {self.anything}
+            specs = self.port_specs(np, rule.ports)
+            out.update(_key(0, c, sp) for c in codes for sp in specs)
+        return out
 
     def codes_of(self, end: str) -> str:
         """SQL: the codes an endpoint answers to: its group, its namespace, any pod, anything, and
@@ -259,7 +312,10 @@ class Compiler:
         for block, code in self.blocks.items():
             match = and_([cidr_in(end, [block.cidr]), not_(cidr_in(end, block.excepts))])
             items.append(f"if({match}, {code}, 0)")
-        known = f"{end}_namespace NOT IN ({', '.join(map(quote, self.ns_labels))})"
+        if self.unknown_ns:
+            known = self._name(
+                f"unknown_ns_{end}", f"{end}_namespace NOT IN ({', '.join(map(quote, self.ns_labels))})"
+            )
         for sel, code in self.unknown_ns.items():
             items.append(f"if({and_([pod, known, _name_only(sel, end)])}, {code}, 0)")
         return "CAST([" + ", ".join(items) + "] AS Array(UInt32))"
@@ -285,15 +341,91 @@ class Compiler:
                 continue
             k = self._name(
                 f"k{direction[0].lower()}_{isolated}",
-                _transform(f"{self.alias}_{isolated}", klass, "toUInt32(0)"),
+                self._lookup(f"{self.alias}_{isolated}", klass, "toUInt32(0)"),
             )
             key = f"bitShiftLeft(toUInt64({k}), 40) + bitShiftLeft(toUInt64(np_c), 16) + np_s"
-            lookup = _transform(key, dict.fromkeys(sorted(keys), 1), "toUInt32(0)")
+            lookup = self._lookup(key, dict.fromkeys(sorted(keys), 1), "toUInt32(0)")
             specs = self._name(f"s_{port_col}", self.specs_of(port_col))
             codes = self._name(f"c_{peer}", self.codes_of(peer))
             allowed = f"arrayExists(np_c -> arrayExists(np_s -> {lookup} = 1, {specs}), {codes})"
             out.append(and_([f"{k} != 0", not_(allowed)]))
         return or_(out)
+
+    def _lookup(self, key: str, mapping: dict, default: str) -> str:
+        """SQL: ``mapping[key]`` (string or integer keys; UInt32 or string values), else ``default``.
+
+        Small maps are inlined as literal arrays. Larger ones become rows of the lookup table
+        (:meth:`store_lookups`), read back by one scalar subquery: ClickHouse runs it once per
+        query, before the scan, and uses its arrays as constants (one hash lookup per row, as
+        with literals), so the SQL text stays small whatever the cluster's size.
+        """
+        if not mapping:
+            return default
+        texts = isinstance(next(iter(mapping.values())), str)
+        if len(mapping) <= INLINE_MAX:
+            if not texts:
+                return _transform(key, mapping, default)
+            keys = ", ".join(map(str, mapping))
+            values = ", ".join(map(quote, mapping.values()))
+            return f"transform({key}, CAST([{keys}] AS Array(UInt64)), [{values}], {default})"
+        self.maps.append(mapping)
+        m = len(self.maps)
+        kcol = "i" if isinstance(next(iter(mapping)), int) else "s"
+        vcol = "t" if texts else "v"
+        sub = (
+            f"(SELECT (groupArray({kcol}), groupArray({vcol})) FROM (SELECT {kcol}, {vcol} FROM {LOOKUP_TABLE} "
+            f"WHERE m = {m} ORDER BY {kcol}))"
+        )
+        return f"transform({key}, tupleElement({sub}, 1), tupleElement({sub}, 2), {default})"
+
+    def store_lookups(self, query, database: str) -> str | None:
+        """Write the lookup rows to their table; the table's name (None: nothing to store).
+
+        The name is the day and a hash of the content, so evaluations of the same inventory and
+        policies share one table and a concurrent evaluation never sees another's data. The table
+        is filled under a scratch name and renamed (atomic): it is complete once it is visible.
+        Tables named for a day before yesterday are dropped on the way (no evaluation still
+        running can read them; one that crashed leaves nothing behind for long).
+        """
+        if not self.maps:
+            return None
+        rows = []
+        for m, mapping in enumerate(self.maps, start=1):
+            k, v = next(iter(mapping.items()))
+            if isinstance(k, str):
+                rows += [f"({m},{quote(k)},0,{v},'')" for k, v in mapping.items()]
+            elif isinstance(v, str):
+                rows += [f"({m},'',{k},0,{quote(v)})" for k, v in mapping.items()]
+            else:
+                rows += [f"({m},'',{k},{v},'')" for k, v in mapping.items()]
+        values = ",".join(rows)
+        day = int(time.time()) // 86_400
+        name = f"{LOOKUP_PREFIX}{day}_{hashlib.sha1(values.encode()).hexdigest()[:20]}"
+        full = f"`{database}`.`{name}`"
+        _drop_stale(query, database, day)
+        if _exists(query, database, name):
+            return full
+        scratch = f"`{database}`.`{name}_{uuid.uuid4().hex[:12]}`"
+        query(f"CREATE TABLE {scratch} ({LOOKUP_COLUMNS}) ENGINE = Log")
+        try:
+            # Data after VALUES is read by ClickHouse's streaming parser: max_query_size does not apply.
+            query(f"INSERT INTO {scratch} (m, s, i, v, t) VALUES {values}")
+            if not _exists(query, database, name):
+                query(f"RENAME TABLE {scratch} TO {full}")
+        except Exception:
+            if not _exists(query, database, name):  # not a lost race with an identical evaluation
+                raise
+        finally:
+            query(f"DROP TABLE IF EXISTS {scratch}")
+        return full
+
+    def bind(self, sql: str, table: str | None) -> str:
+        """``sql`` reading the lookup table ``table`` (as returned by :meth:`store_lookups`)."""
+        if LOOKUP_TABLE not in sql:
+            return sql
+        if table is None:
+            raise ValueError("the condition reads lookup maps, but they were not stored")
+        return sql.replace(LOOKUP_TABLE, table)
 
     def _name(self, name: str, expr: str) -> str:
         """A per-row value computed once: defined in the condition's preamble, used by name."""
@@ -326,16 +458,31 @@ class Compiler:
                 for k in keys:
                     text[self.gid[k]] = f"{direction.lower()} of {end} isolated by {', '.join(refs)}"
             if text:
-                ids = ", ".join(map(str, text))
-                texts = ", ".join(map(quote, text.values()))
-                parts.append(
-                    f"transform({self.group_of(end)}, CAST([{ids}] AS Array(UInt32)), [{texts}], '')"
-                )
+                parts.append(self._lookup(self.group_of(end), text, "''"))
         if not parts:
             return "''"
         if len(parts) == 1:
             return parts[0]
         return f"arrayStringConcat(arrayFilter(x -> x != '', [{', '.join(parts)}]), '; ')"
+
+
+def _exists(query, database: str, name: str) -> bool:
+    t = query(
+        f"SELECT count() AS n FROM system.tables WHERE database = {quote(database)} AND name = {quote(name)}"
+    )
+    return t.column("n").to_pylist()[0] > 0
+
+
+def _drop_stale(query, database: str, today: int) -> None:
+    """Drop the lookup tables (and scratch tables) named for a day before yesterday."""
+    t = query(
+        f"SELECT name FROM system.tables WHERE database = {quote(database)} AND startsWith(name, "
+        f"{quote(LOOKUP_PREFIX)})"
+    )
+    for name in t.column("name").to_pylist():
+        day = name[len(LOOKUP_PREFIX) :].split("_")[0]
+        if day.isdigit() and int(day) < today - 1:
+            query(f"DROP TABLE IF EXISTS `{database}`.`{name}`")
 
 
 def _own_node(node_end: str, pod_end: str) -> str:
