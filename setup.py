@@ -17,7 +17,14 @@ EXTENSIONS = [
         f"collectors._native_{Path(source).stem}",
         sources=[source],
         depends=HEADERS,
-        extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"],
+        extra_compile_args=[
+            "-O2",
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Wno-unused-parameter",
+            "-fno-strict-aliasing",
+        ],
     )
     for source in sorted(glob("collectors/_native/*.c"))
 ]

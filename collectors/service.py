@@ -340,7 +340,7 @@ class _Listener:
         burst: dict[str, list[bytes]] = {}
         rejected = truncated = 0
         allowed, cap = self.owner._allowed, self.cap if limit is None else limit
-        if self.recv_many is not None:
+        if self.recv_many is not None and self.buffer is not None:
             fd, left, view = self.sock.fileno(), cap, memoryview(self.buffer)
             while left > 0:
                 asked = min(self.slots, left)

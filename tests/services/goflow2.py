@@ -17,7 +17,9 @@ def goflow2_binary() -> str | None:
     """Path of a goflow2 binary: $NETOBS_GOFLOW2, the install script's cache, then PATH."""
     candidates = [
         os.environ.get("NETOBS_GOFLOW2", ""),
-        str(Path(os.environ.get("NETOBS_CACHE", Path.home() / ".cache" / "netobs")) / "go" / "bin" / "goflow2"),
+        str(
+            Path(os.environ.get("NETOBS_CACHE", Path.home() / ".cache" / "netobs")) / "go" / "bin" / "goflow2"
+        ),
         shutil.which("goflow2") or "",
         str(Path.home() / "go" / "bin" / "goflow2"),
     ]
