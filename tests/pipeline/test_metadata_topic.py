@@ -320,3 +320,21 @@ def test_a_replica_lagging_the_topic_is_not_taken_for_one_that_read_a_deletion(
         ("pay", "payments", "payments"),
     ]
     assert named(replica_a, "10.16.0.7", times) == named(replica_b, "10.16.0.7", times) == want
+
+
+def test_a_write_not_read_back_is_counted_and_logged_not_silent(kafka_broker, options, caplog):
+    """A replica that cannot read its own writes back (here: its subscriber is stopped) diffs
+    against a lagging view; the writer says so instead of carrying on silently."""
+    topic = f"meta-lag-{time.time_ns()}"
+    ensure_topic(options, topic)
+    meta = MetadataStore()
+    sub = subscriber(meta, topic, options)
+    sub.stop()
+    writer = TopicWriter(meta, topic, options, sub)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pipeline.metadata.topic"):
+            writer.apply([Change.upsert(Namespace(name="retail", tenant="retail"), "test")], 1_000)
+    finally:
+        writer.stop()
+    assert writer.published == 1 and writer.unconfirmed == 1
+    assert any("not read back" in r.getMessage() for r in caplog.records)
