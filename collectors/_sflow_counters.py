@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from collectors.stats import ExporterStats
+from netobs import schema
 
 _TLV = struct.Struct(">II")
 GENERIC = struct.Struct(">IIQIIQIIIIIIQIIIIII")  # 88 bytes
@@ -21,22 +22,8 @@ _ALL_ONES = 0xFFFFFFFF
 _MAX_NAME = 255  # ifName is at most 255 bytes (RFC 2863)
 _MAIN = 13  # the generic values that precede the Ethernet columns in a row
 
-#: Column names the Ethernet record fills, in its order (dot3Stats*, RFC 3635).
-ETHERNET_NAMES = (
-    "alignment_errors",
-    "fcs_errors",
-    "single_collisions",
-    "multiple_collisions",
-    "sqe_test_errors",
-    "deferred_transmissions",
-    "late_collisions",
-    "excessive_collisions",
-    "internal_mac_tx_errors",
-    "carrier_sense_errors",
-    "frame_too_longs",
-    "internal_mac_rx_errors",
-    "symbol_errors",
-)
+#: Column names the Ethernet record fills, in its order (dot3Stats*, RFC 3635): the schema's list.
+ETHERNET_NAMES = schema.ETHERNET_COUNTERS
 _NO_ETHERNET = (0,) * len(ETHERNET_NAMES)
 
 

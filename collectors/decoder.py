@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from collectors._columns import complete
 from collectors._templates import Limits
 from collectors.counters import CounterBatch
 from collectors.ipfix import IpfixDecoder
@@ -180,8 +179,6 @@ class Decoder:
             more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
             if more:
                 flows = FlowBatch.concat([flows, *more])
-            if len(flows):  # every collect column, zeros where a decoder has none (yet)
-                complete(flows.columns, len(flows))
             unsampled = self.sampling.apply(flows.columns)
         except Exception as e:  # pragma: no cover - a bug; the pending records are lost
             errors[("*", f"internal:{type(e).__name__}")] += 1

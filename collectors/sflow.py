@@ -38,7 +38,7 @@ from types import ModuleType
 import numpy as np
 
 from collectors import packet
-from collectors._columns import PackedRows, directions, transpose
+from collectors._columns import PackedRows, complete, directions, transpose
 from collectors._sequence import LATE_WINDOW, MAX_STREAMS, SequenceTracker
 from collectors._sflow_counters import counter_row
 from collectors.counters import COUNTER_COLUMNS, COUNTER_NAMES, CounterBatch
@@ -192,7 +192,7 @@ class SflowDecoder:
         cols["flow_start"] = cols["flow_end"] = cols["time_received"]
         cols["type"] = np.full(n, "sflow", dtype=object)
         cols["packets"] = np.ones(n, dtype=np.uint64)
-        return FlowBatch(cols, n), counters
+        return FlowBatch(complete(cols, n), n), counters
 
     def _take(self) -> dict[str, np.ndarray] | None:
         """The pending rows as raw columns (text columns still as codes), or None."""

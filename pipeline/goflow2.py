@@ -52,7 +52,7 @@ from netobs import schema, wire
 from netobs.batch import FlowBatch
 from netobs.config import KafkaTransportConfig
 from netobs.transport.base import Message, TransportError
-from netobs.transport.kafka import KafkaBatchConsumer, _Listener  # its rebalance listener, reused
+from netobs.transport.kafka import KafkaBatchConsumer
 from pipeline import _goflow2_pb2 as flowpb
 from pipeline import _protowire
 
@@ -309,16 +309,14 @@ class Goflow2Consumer(KafkaBatchConsumer):
     def __init__(
         self, cfg: KafkaTransportConfig, goflow2_topics: Sequence[str], records_per_poll: int = 20_000
     ):
-        super().__init__(cfg)
         self.goflow2_topics = frozenset(goflow2_topics)
         self.records_per_poll = records_per_poll
         self.bad_records = 0
         self._plan_ends: dict[tuple[str, int], int] = {}
-        try:
-            topics = [cfg.topic, *sorted(self.goflow2_topics - {cfg.topic})]
-            self._c.subscribe(topics, listener=_Listener(self))
-        except KafkaError as e:
-            raise TransportError(f"cannot subscribe to {sorted(self.goflow2_topics)}: {e}") from None
+        super().__init__(cfg)  # subscribes to topics()
+
+    def topics(self) -> list[str]:
+        return [self.config.topic, *sorted(self.goflow2_topics - {self.config.topic})]
 
     def set_rebalance_handler(
         self,

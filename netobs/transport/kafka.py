@@ -128,9 +128,13 @@ class KafkaBatchConsumer:
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
                 **client_options(cfg),
             )
-            self._c.subscribe([cfg.topic], listener=_Listener(self))
+            self._c.subscribe(self.topics(), listener=_Listener(self))
         except KafkaError as e:
             raise TransportError(f"Kafka {list(cfg.bootstrap_servers)} unreachable: {e}") from None
+
+    def topics(self) -> list[str]:
+        """The topics this consumer subscribes to (subclasses add input topics)."""
+        return [self.config.topic]
 
     def set_rebalance_handler(
         self,
