@@ -76,6 +76,10 @@ class TableSpec:
     order_by: tuple[str, ...]
     legacy_order_by: tuple[str, ...]
     retention: str  # the StoreConfig field holding the TTL in days
+    #: Parts smaller than this (uncompressed) are written compact, one file for all columns,
+    #: instead of two files per column: a pipeline batch of flows (58 columns) is one such
+    #: part, and merges make the large parts wide again (0: the server's default, 10 MiB).
+    compact_below_bytes: int = 0
 
 
 #: Raw sFlow counter samples, one row per interface and polling interval (see
@@ -83,7 +87,11 @@ class TableSpec:
 #: hour so that the per-interface window of a rate query reads in order.
 INTERFACE_COUNTERS = "interface_counters"
 _COUNTER_ORDER = ("exporter", "observation_domain", "if_index", "time_received")
-FLOWS_TABLE = TableSpec(FLOWS, schema.FLOW_COLUMNS, _ORDER_BY, _LEGACY_ORDER_BY, "retention_days")
+#: About 400k enriched flows: every batch the pipeline inserts (max_batch_rows) fits.
+FLOWS_COMPACT_BELOW_BYTES = 128 * 2**20
+FLOWS_TABLE = TableSpec(
+    FLOWS, schema.FLOW_COLUMNS, _ORDER_BY, _LEGACY_ORDER_BY, "retention_days", FLOWS_COMPACT_BELOW_BYTES
+)
 COUNTERS_TABLE = TableSpec(
     INTERFACE_COUNTERS,
     schema.COUNTER_COLUMNS,
@@ -140,22 +148,23 @@ def create_table(
     if retention_days and dialect == "modern":
         ttl = f"\nTTL toDateTime(time_received) + INTERVAL {int(retention_days)} DAY DELETE"
     settings = ""
+    compact = f", min_bytes_for_wide_part = {spec.compact_below_bytes}" if spec.compact_below_bytes else ""
     if dialect == "modern":
         # Needed for insert_deduplication_token on a non-replicated MergeTree (PEERS.md).
-        settings = "\nSETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000"
+        settings = f"\nSETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000{compact}"
     part = "toDate(time_received)" if dialect == "modern" else "toYYYYMMDD(time_received)"
     if not cluster:
         engine = "MergeTree"
         if replicated:
             engine = f"ReplicatedMergeTree('{zookeeper_path(database, table)}', 'r1')"
-            settings = "\nSETTINGS index_granularity = 8192" if dialect == "modern" else ""
+            settings = f"\nSETTINGS index_granularity = 8192{compact}" if dialect == "modern" else ""
         return [
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` (\n{cols}\n)\n"
             f"ENGINE = {engine}\nPARTITION BY {part}\nORDER BY ({', '.join(order_by)}){ttl}{settings}"
         ]
     local = f"{table}_local"
     engine = f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{database}/{local}', '{{replica}}')"
-    replicated_settings = "\nSETTINGS index_granularity = 8192" if dialect == "modern" else ""
+    replicated_settings = f"\nSETTINGS index_granularity = 8192{compact}" if dialect == "modern" else ""
     return [
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{local}` ON CLUSTER '{cluster}' (\n{cols}\n)\n"
         f"ENGINE = {engine}\nPARTITION BY {part}\nORDER BY ({', '.join(order_by)}){ttl}{replicated_settings}",
@@ -178,10 +187,11 @@ def add_missing_columns(
     table: str = FLOWS,
     columns: tuple[schema.Column, ...] = schema.FLOW_COLUMNS,
 ) -> list[str]:
-    """ALTERs that converge a live table to ``columns`` (new columns only).
+    """ALTERs that converge a live table to ``columns``: new columns, and the type changes
+    that keep every value (:data:`_IN_PLACE_CHANGES`, e.g. LowCardinality(String) → String).
 
-    ``existing`` maps column name → live type. A column whose live type differs is a
-    change ALTER ADD cannot express: it is reported, and belongs in a numbered migration.
+    ``existing`` maps column name → live type. Any other column whose live type differs is
+    a change ALTER cannot do safely: it is reported, and belongs in a numbered migration.
     """
     out = []
     on = f" ON CLUSTER '{cluster}'" if cluster else ""
@@ -196,10 +206,20 @@ def add_missing_columns(
                 out.append(
                     f"ALTER TABLE `{database}`.`{t}`{on} ADD COLUMN IF NOT EXISTS `{col.name}` {want}{after}"
                 )
+        elif (_normal(have), _normal(want)) in _IN_PLACE_CHANGES:
+            for t in targets:  # rewrites the column's data in the background (a mutation)
+                out.append(f"ALTER TABLE `{database}`.`{t}`{on} MODIFY COLUMN `{col.name}` {want}")
         elif _normal(have) != _normal(want):
             raise SchemaDrift(f"{table}.{col.name}: live type {have}, schema wants {want}; needs a migration")
         previous = col.name
     return out
+
+
+#: Type changes that keep every value and that MODIFY COLUMN does in place.
+_IN_PLACE_CHANGES = {
+    ("LowCardinality(String)", "String"),
+    ("String", "LowCardinality(String)"),
+}
 
 
 def _normal(typ: str) -> str:

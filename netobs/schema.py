@@ -152,11 +152,21 @@ ENDPOINT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("site", "Site (a city)."),
 )
 
+#: Attributes stored as plain ``String``: a bank has some 100k pods, and a batch of flows names
+#: tens of thousands of them. LowCardinality pays a hash insert per distinct value per insert
+#: (measured: the two pod columns were 60% of the whole Arrow → ClickHouse conversion of a
+#: flow, and plain strings made the insert 35% faster and the parts 5% smaller).
+HIGH_CARDINALITY_ATTRIBUTES = frozenset({"pod"})
+
 FLOW_COLUMNS = (
     FLOW_COLUMNS
     + tuple(
         Column(
-            f"{end}_{attr}", "LowCardinality(String)", _STR, f"{doc[:-1]} of the {end} end.", group="enrich"
+            f"{end}_{attr}",
+            "String" if attr in HIGH_CARDINALITY_ATTRIBUTES else "LowCardinality(String)",
+            _STR,
+            f"{doc[:-1]} of the {end} end.",
+            group="enrich",
         )
         for end in ("src", "dst")
         for attr, doc in ENDPOINT_ATTRIBUTES

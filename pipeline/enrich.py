@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from netobs import schema
 from pipeline.enrich_index import Addresses, clip_times
 from pipeline.enrich_tables import ATTRS, Tables
 from pipeline.metadata.store import MetadataStore
@@ -76,7 +77,8 @@ class Enricher:
 
         The columns are strings, or with ``dictionary`` (default: the enricher's setting)
         dictionary-encoded: int32 indices into the values each attribute can take, which is
-        what the store's LowCardinality columns hold, so no string is copied per flow.
+        what the store's LowCardinality columns hold, so no string is copied per flow (not
+        the pod columns, which the store keeps as plain strings).
         """
         tab = self.tables()
         encode = self.dictionary if dictionary is None else dictionary
@@ -86,7 +88,8 @@ class Enricher:
         out = table
         for end, codes in (("src", src), ("dst", dst)):
             for attr in ATTRS:
-                out = _set(out, f"{end}_{attr}", _column(tab.dicts[attr], codes[attr], encode))
+                keep = encode and attr not in schema.HIGH_CARDINALITY_ATTRIBUTES  # those are String
+                out = _set(out, f"{end}_{attr}", _column(tab.dicts[attr], codes[attr], keep))
         out = _set(out, "path", _column(tab.paths, path_of(src, dst), encode))
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
             out = _exporter_columns(tab, out, times, encode)

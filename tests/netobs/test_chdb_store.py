@@ -127,3 +127,33 @@ def test_ddl_statements_run_on_chdb(store_factory):
         s.execute(stmt)
     ttl = s.query_arrow("SELECT engine_full FROM system.tables WHERE database='other' AND name='flows2'")
     assert "TTL" in ttl.column(0)[0].as_py()
+
+
+def test_store_from_before_string_pods_converges_and_keeps_its_rows(store_factory):
+    s = store_factory()
+    s.start()
+    rows = batch(3)
+    rows = rows.set_column(
+        rows.schema.get_field_index("src_pod"), "src_pod", pa.array(["pod-a", "pod-b", ""])
+    )
+    s.execute("ALTER TABLE netobs.flows MODIFY COLUMN src_pod LowCardinality(String)")
+    s.insert(rows)
+    s.stop()
+    s = store_factory()
+    s.start()  # converges: the column becomes String in place
+    types = s.query_arrow(
+        "SELECT type FROM system.columns WHERE database='netobs' AND table='flows' AND name='src_pod'"
+    )
+    assert types.column("type").to_pylist() == ["String"]
+    pods = s.query_arrow("SELECT src_pod FROM netobs.flows ORDER BY src_pod").column("src_pod")
+    assert pods.to_pylist() == ["", "pod-a", "pod-b"]
+
+
+def test_inserted_flow_parts_are_compact(store_factory):
+    s = store_factory()
+    s.start()
+    s.insert(batch(1000))
+    parts = s.query_arrow(
+        "SELECT part_type FROM system.parts WHERE database='netobs' AND table='flows' AND active"
+    )
+    assert parts.column("part_type").to_pylist() == ["Compact"]

@@ -121,3 +121,36 @@ def test_text_helpers():
     assert mac_str(0x0242AC110002) == "02:42:ac:11:00:02"
     assert ip_str(ip_bytes("192.0.2.1")) == "192.0.2.1"
     assert pa.types.is_fixed_size_binary(schema.BY_NAME["exporter"].arrow)
+
+
+def test_pod_columns_are_plain_strings_the_rest_low_cardinality():
+    assert schema.BY_NAME["src_pod"].ch_type == schema.BY_NAME["dst_pod"].ch_type == "String"
+    assert schema.BY_NAME["src_workload"].ch_type == "LowCardinality(String)"
+
+
+def test_flows_parts_are_compact_up_to_a_batch_in_every_modern_layout():
+    setting = f"min_bytes_for_wide_part = {ddl.FLOWS_COMPACT_BELOW_BYTES}"
+    assert setting in ddl.create_flows("netobs")[0]
+    assert setting in ddl.create_flows("netobs", replicated=True)[0]
+    assert setting in ddl.create_flows("netobs", cluster="bank")[0]
+    assert "min_bytes_for_wide_part" not in ddl.create_flows("netobs", dialect="legacy")[0]
+    (counters,) = ddl.create_table("netobs", ddl.COUNTERS_TABLE)
+    assert "min_bytes_for_wide_part" not in counters
+
+
+def test_low_cardinality_to_string_is_changed_in_place_elsewhere_refused():
+    existing = {c.name: c.ch_type for c in schema.FLOW_COLUMNS}
+    existing["src_pod"] = existing["dst_pod"] = "LowCardinality(String)"  # before pods became String
+    existing["src_zone"] = "String"
+    assert ddl.add_missing_columns("netobs", existing) == [
+        "ALTER TABLE `netobs`.`flows` MODIFY COLUMN `src_pod` String",
+        "ALTER TABLE `netobs`.`flows` MODIFY COLUMN `src_zone` LowCardinality(String)",
+        "ALTER TABLE `netobs`.`flows` MODIFY COLUMN `dst_pod` String",
+    ]
+    assert ddl.add_missing_columns("netobs", existing, cluster="bank")[:2] == [
+        "ALTER TABLE `netobs`.`flows_local` ON CLUSTER 'bank' MODIFY COLUMN `src_pod` String",
+        "ALTER TABLE `netobs`.`flows` ON CLUSTER 'bank' MODIFY COLUMN `src_pod` String",
+    ]
+    existing["src_pod"] = "Nullable(String)"
+    with pytest.raises(ddl.SchemaDrift, match="src_pod"):
+        ddl.add_missing_columns("netobs", existing)
