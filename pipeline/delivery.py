@@ -33,6 +33,8 @@ class Batch:
     #: The range is recorded in the transport (nothing may join the batch any more).
     planned: bool = False
     sealed: bool = False
+    #: Handed to the inserter; not handed out again until it is done or given back.
+    inflight: bool = False
 
     @property
     def first(self) -> int:
@@ -120,16 +122,19 @@ class Batcher:
 
     def next_ready(self, max_delay_s: float, everything: bool = False) -> Batch | None:
         """The oldest batch of some partition that is full, recorded, old enough (or any, when
-        ``everything``); sealed from then on, so its range stays what gets recorded.
+        ``everything``); sealed from then on, so its range stays what gets recorded. While a
+        partition's oldest batch is being inserted, the one after it is its candidate.
 
         A replayed batch still short of its recorded end is never ready: inserting part of
         it would change its composition. On stop it stays uncommitted for the next owner.
         """
         now = time.monotonic()
         for batches in self._batches.values():
-            if not batches:
+            # The one batch being inserted is the head; the one after it may be prepared.
+            i = 1 if batches and batches[0].inflight else 0
+            if i >= len(batches):
                 continue
-            head = batches[0]
+            head = batches[i]
             if head.plan_last is not None and not head.sealed:
                 continue
             if head.sealed or everything or now - head.since >= max_delay_s:

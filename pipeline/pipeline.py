@@ -14,10 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from netobs import ddl, schema, wire
+from netobs import ddl, schema, sortkey, wire
 from netobs.batch import conform
 from netobs.config import PipelineConfig
 from netobs.store import Store, StoreError, StoreUnavailable
@@ -31,8 +33,23 @@ log = logging.getLogger(__name__)
 _TARGET = schema.arrow_schema()
 
 
+@dataclass
+class _Job:
+    """A batch prepared on the pipeline thread for the inserter thread."""
+
+    batch: Batch
+    #: Kinds of this batch already inserted (shared with ``Pipeline._inserted``).
+    done: set[str]
+    #: (kind, table ready to insert, the messages it holds)
+    tables: list[tuple[str, pa.Table, list[Message]]] = field(default_factory=list)
+    bad: list[tuple[Message, str, str]] = field(default_factory=list)
+    future: Future[list[tuple[Message, str, str]]] | None = None
+
+
 class Pipeline:
-    """Consume → (transform) → insert → commit, in one background thread. Constructed inert."""
+    """Consume → (transform) → insert → commit in a background thread, inserts in a second one.
+
+    Constructed inert."""
 
     def __init__(
         self,
@@ -68,6 +85,10 @@ class Pipeline:
         #: two inserts; when the second fails and the batch is retried, the first is not redone
         #: (batches without a deduplication token would duplicate it).
         self._inserted: dict[int, tuple[Batch, set[str]]] = {}
+        #: One insert at a time runs here, while this pipeline's thread polls and prepares the
+        #: next batch (the embedded store and the driver release the GIL while they work).
+        self._inserter = ThreadPoolExecutor(1, thread_name_prefix="pipeline-insert")
+        self._inflight: _Job | None = None
         self.bad_messages = 0
         self.dead_lettered = 0
         handler = getattr(consumer, "set_rebalance_handler", None)
@@ -88,6 +109,7 @@ class Pipeline:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout_s)
+        self._inserter.shutdown(wait=False)  # idle unless the join timed out mid-insert
         self.consumer.close()
         if self.dead_letters is not None:
             self.dead_letters.close()
@@ -120,9 +142,12 @@ class Pipeline:
         depth = getattr(self.consumer, "depth", None)
         return bool(depth and depth() > 0)
 
+    def _buffer_full(self) -> bool:
+        return self._batcher.rows >= self.config.max_buffered_rows
+
     def _poll(self) -> None:
         timeout = min(0.2, self.config.max_batch_delay_ms / 1000)
-        blocked = self._batcher.rows >= self.config.max_buffered_rows or time.monotonic() < self._retry_at
+        blocked = self._buffer_full() or time.monotonic() < self._retry_at
         if blocked != self._paused:
             self._set_paused(blocked)
         if blocked and not hasattr(self.consumer, "pause"):
@@ -149,12 +174,14 @@ class Pipeline:
     def _revoked(self, keys: list[tuple[str, int]]) -> None:
         if not keys:
             return
+        self._settle_before_rebalance()
         dropped = self._batcher.drop(keys)
         self._forget(keys)
         metrics.dropped_on_rebalance.inc(dropped)
         log.info("partitions revoked: %s; dropped %d uncommitted buffered rows", keys, dropped)
 
     def _assigned(self, plans: dict[tuple[str, int], tuple[int, int] | None]) -> None:
+        self._settle_before_rebalance()
         self._batcher.drop(list(plans))
         self._forget(list(plans))
         self._batcher.set_plans({k: v for k, v in plans.items() if v is not None})
@@ -166,23 +193,133 @@ class Pipeline:
         self._flush_ready(everything=True)
 
     def _flush_ready(self, everything: bool) -> None:
-        delay = self.config.max_batch_delay_ms / 1000
-        while (batch := self._batcher.next_ready(delay, everything)) is not None:
-            self._deliver(batch)
-            self._batcher.done(batch)
-            metrics.buffered_rows.set(self._batcher.rows)
+        """Hand the ready batches to the inserter thread, one in flight at a time.
 
-    def _deliver(self, batch: Batch) -> None:
-        """Record the range, insert (or dead-letter), then commit: a crash anywhere replays it."""
+        The next batch is prepared here (columns conformed, transform, sorted by the table's
+        key) while the previous one is being inserted; offsets are committed here, in the
+        consumer's thread, once an insert is over, and the next batch is handed over (its
+        range recorded) only then, so batches of one partition go strictly in order.
+        """
+        delay = self.config.max_batch_delay_ms / 1000
+        self._settle(wait=False)
+        # A full buffer pauses consumption: waiting for batches to fill (or to age) would then
+        # only stall, so the oldest go now, full or not.
+        while (batch := self._batcher.next_ready(delay, everything or self._buffer_full())) is not None:
+            job = self._prepare(batch)
+            self._settle(wait=True)  # raises if the previous insert failed: this one waits
+            self._record_range(batch)
+            batch.inflight = True
+            job.future = self._inserter.submit(self._insert_job, job)
+            self._inflight = job
+        if everything:
+            self._settle(wait=True)
+
+    def _record_range(self, batch: Batch) -> None:
+        """Record the batch's range in the transport: a crash from here on replays exactly
+        this batch. Only once the batch before it in its partition is committed, because
+        the record moves the partition's committed offset to this batch's start."""
         if batch.key is not None and not batch.planned:
             commit_plan = getattr(self.consumer, "commit_plan", None)
             if commit_plan is not None:
                 commit_plan(batch.key[0], batch.key[1], batch.first, batch.last)
-            batch.planned = True
-        good = [m for m in batch.messages if m.table is not None]
-        bad = [(m, "unreadable", m.error or "") for m in batch.messages if m.table is None]
-        if batch.rows:
-            bad += self._insert(batch, good)
+        batch.planned = True
+
+    def _prepare(self, batch: Batch) -> _Job:
+        """The tables to insert, one per record kind; unreadable messages go aside. Runs
+        while the previous batch (possibly of the same partition) is being inserted."""
+        done = self._inserted.setdefault(id(batch), (batch, set()))[1]
+        job = _Job(
+            batch, done, bad=[(m, "unreadable", m.error or "") for m in batch.messages if m.table is None]
+        )
+        if not batch.rows:
+            return job
+        by_kind: dict[str, list[Message]] = {}
+        for m in batch.messages:
+            if m.table is not None:
+                by_kind.setdefault(schema.kind_of(m.table), []).append(m)
+        for kind, msgs in by_kind.items():
+            if kind not in ddl.TABLES:
+                job.bad += [(m, "unknown_kind", f"record kind {kind!r} has no table here") for m in msgs]
+            elif kind not in done:
+                self._prepare_kind(job, kind, msgs)
+        return job
+
+    def _prepare_kind(self, job: _Job, kind: str, msgs: list[Message]) -> None:
+        tables: list[pa.Table] = []
+        readable: list[Message] = []
+        for m in msgs:  # a message whose columns cannot be read as this kind goes aside alone
+            try:
+                assert m.table is not None
+                tables.append(_conform(m.table) if kind == schema.FLOWS else conform(m.table, kind))
+                readable.append(m)
+            except (pa.ArrowException, ValueError, KeyError, TypeError) as e:
+                log.error("unreadable %s columns at %s: %s", kind, m.position, e)
+                job.bad.append((m, "unreadable_columns", f"{type(e).__name__}: {e}"))
+        if not tables:
+            return
+        try:
+            table = pa.concat_tables(tables)
+            transform = self.transform if kind == schema.FLOWS else self.counter_transform
+            if transform is not None:
+                table = transform(table)
+        except Exception as e:  # a transform that cannot handle this batch
+            log.exception("transform failed on %d %s rows of %s", len(readable), kind, job.batch.key)
+            job.bad += [(m, "transform_failed", f"{type(e).__name__}: {e}") for m in readable]
+            return
+        spec = ddl.TABLES[kind]
+        try:
+            modern = getattr(self.store, "dialect", "modern") == "modern"
+            table = sortkey.presort(table, spec.order_by if modern else spec.legacy_order_by)
+        except Exception:  # an optimisation only: the store sorts what arrives unsorted
+            log.exception(
+                "could not sort %d %s rows of %s; inserting them as they are",
+                table.num_rows,
+                kind,
+                job.batch.key,
+            )
+        job.tables.append((kind, table, readable))
+
+    def _insert_job(self, job: _Job) -> list[tuple[Message, str, str]]:
+        """On the inserter thread: insert each kind (same token: deduplication is per table);
+        the messages the store refused. Raises when the store is unavailable."""
+        bad: list[tuple[Message, str, str]] = []
+        for kind, table, msgs in job.tables:
+            if kind in job.done:
+                continue
+            started = time.perf_counter()
+            try:
+                self.store.insert(table, token=job.batch.token, target=ddl.TABLES[kind].name)
+            except (StoreUnavailable, TransportError):
+                raise
+            except Exception as e:  # StoreError, or anything else the store could not take
+                if isinstance(e, StoreError):
+                    log.error("store rejected %d %s rows of %s: %s", table.num_rows, kind, job.batch.key, e)
+                else:
+                    log.exception("insert of %d %s rows of %s failed", table.num_rows, kind, job.batch.key)
+                bad += [(m, "rejected_by_store", f"{type(e).__name__}: {e}") for m in msgs]
+                job.done.add(kind)
+                continue
+            job.done.add(kind)
+            metrics.insert_latency.observe(time.perf_counter() - started)
+            if kind == schema.FLOWS:
+                metrics.rows_inserted.inc(table.num_rows)
+                self.rows_inserted += table.num_rows
+            else:
+                metrics.counter_rows_inserted.inc(table.num_rows)
+                self.counters_inserted += table.num_rows
+        return bad
+
+    def _settle(self, wait: bool) -> None:
+        """Finish the batch in flight once its insert is over (``wait``: wait for it):
+        dead letters, then the offset commit, then it leaves the buffer. Re-raises the
+        insert's StoreUnavailable; the batch then stays buffered and is retried."""
+        job = self._inflight
+        if job is None or job.future is None or (not wait and not job.future.done()):
+            return
+        self._inflight = None
+        batch = job.batch
+        batch.inflight = False
+        bad = job.bad + job.future.result()
         self._dead_letter(bad)
         commit_offsets = getattr(self.consumer, "commit_offsets", None)
         if batch.key is not None and commit_offsets is not None:
@@ -190,69 +327,22 @@ class Pipeline:
         else:
             self.consumer.commit()
         self._inserted.pop(id(batch), None)
+        self._batcher.done(batch)
+        metrics.buffered_rows.set(self._batcher.rows)
+
+    def _settle_before_rebalance(self) -> None:
+        """Let the insert in flight finish and commit while its partition is still ours; if
+        it failed, whoever owns the partition next replays the recorded batch."""
+        try:
+            self._settle(wait=True)
+        except (StoreUnavailable, TransportError) as e:
+            log.warning("insert in flight at a rebalance failed (%s); its batch will be replayed", e)
 
     def _forget(self, keys: list[tuple[str, int]]) -> None:
         gone = set(keys)
         for ident, (batch, _) in list(self._inserted.items()):
             if batch.key in gone:
                 del self._inserted[ident]
-
-    def _insert(self, batch: Batch, good: list[Message]) -> list[tuple[Message, str, str]]:
-        """Insert each record kind of the batch into its table (same token: deduplication is
-        per table); the messages to dead-letter (a kind this consumer has no table for, or
-        rows the store rejects outright)."""
-        by_kind: dict[str, list[Message]] = {}
-        for m in good:
-            if m.table is not None:
-                by_kind.setdefault(schema.kind_of(m.table), []).append(m)
-        done = self._inserted.setdefault(id(batch), (batch, set()))[1]
-        bad: list[tuple[Message, str, str]] = []
-        for kind, msgs in by_kind.items():
-            if kind not in ddl.TABLES:
-                bad += [(m, "unknown_kind", f"record kind {kind!r} has no table here") for m in msgs]
-            elif kind not in done:
-                bad += self._insert_kind(batch, kind, msgs)
-                done.add(kind)
-        return bad
-
-    def _insert_kind(self, batch: Batch, kind: str, good: list[Message]) -> list[tuple[Message, str, str]]:
-        started = time.perf_counter()
-        tables: list[pa.Table] = []
-        readable: list[Message] = []
-        bad: list[tuple[Message, str, str]] = []
-        for m in good:  # a message whose columns cannot be read as this kind goes aside alone
-            try:
-                assert m.table is not None
-                tables.append(_conform(m.table) if kind == schema.FLOWS else conform(m.table, kind))
-                readable.append(m)
-            except (pa.ArrowException, ValueError, KeyError, TypeError) as e:
-                log.error("unreadable %s columns at %s: %s", kind, m.position, e)
-                bad.append((m, "unreadable_columns", f"{type(e).__name__}: {e}"))
-        if not tables:
-            return bad
-        rows = sum(t.num_rows for t in tables)
-        try:
-            table = pa.concat_tables(tables)
-            transform = self.transform if kind == schema.FLOWS else self.counter_transform
-            if transform is not None:
-                table = transform(table)
-            self.store.insert(table, token=batch.token, target=ddl.TABLES[kind].name)
-        except (StoreUnavailable, TransportError):
-            raise
-        except StoreError as e:
-            log.error("store rejected %d %s rows of %s: %s", rows, kind, batch.key, e)
-            return bad + [(m, "rejected_by_store", str(e)) for m in readable]
-        except Exception as e:  # a transform that cannot handle this batch
-            log.exception("transform failed on %d %s rows of %s", rows, kind, batch.key)
-            return bad + [(m, "transform_failed", f"{type(e).__name__}: {e}") for m in readable]
-        metrics.insert_latency.observe(time.perf_counter() - started)
-        if kind == schema.FLOWS:
-            metrics.rows_inserted.inc(table.num_rows)
-            self.rows_inserted += table.num_rows
-        else:
-            metrics.counter_rows_inserted.inc(table.num_rows)
-            self.counters_inserted += table.num_rows
-        return bad
 
     def _dead_letter(self, letters: list[tuple[Message, str, str]]) -> None:
         for msg, reason, error in letters:

@@ -128,3 +128,153 @@ def test_unreadable_messages_are_counted_not_fatal(store):
     time.sleep(0.5)
     p.stop()
     assert p.bad_messages == 1 and count(store)["n"] == 3
+
+
+class PartitionConsumer(ListConsumer):
+    """A partitioned consumer (positions, recorded ranges, explicit offsets) that logs, in
+    order, what the pipeline records and commits; it can revoke a partition during a poll."""
+
+    def __init__(self, messages, log, revoke_on_poll=None):
+        super().__init__(messages)
+        self.log = log
+        self.revoke_on_poll = revoke_on_poll
+        self.polls = 0
+        self.revoked = None
+
+    def set_rebalance_handler(self, revoked, assigned):
+        self.revoked = revoked
+
+    def poll(self, timeout_s, max_messages=100):
+        self.polls += 1
+        if self.revoke_on_poll is not None and self.polls == self.revoke_on_poll:
+            self.log.append(("revoke",))
+            self.revoked([("t", 0)])
+            self.log.append(("revoked",))
+            self.messages = []  # no longer ours
+        return super().poll(timeout_s, max_messages=2)
+
+    def commit_plan(self, topic, partition, first, last):
+        self.log.append(("plan", partition, first, last))
+
+    def commit_offsets(self, offsets):
+        for (_, partition), (offset, _) in offsets.items():
+            self.log.append(("commit", partition, offset))
+
+
+class LoggingStore:
+    """The real store; logs each insert's start and end, and can hold an insert back."""
+
+    dialect = "modern"
+
+    def __init__(self, inner, log, hold_s=0.0):
+        self.inner, self.log, self.hold_s = inner, log, hold_s
+
+    def insert(self, table, token=None, target="flows"):
+        self.log.append(("insert", token))
+        time.sleep(self.hold_s)
+        self.inner.insert(table, token, target)
+        self.log.append(("inserted", token))
+
+
+def partition_messages(partition, count, rows=10):
+    return [
+        Message(pa.Table.from_batches([flows(rows, (partition * 100 + i) * rows)]), ("t", partition, i))
+        for i in range(count)
+    ]
+
+
+def test_next_batch_is_prepared_while_the_previous_one_is_inserted(store):
+    log: list = []
+
+    def transform(table):
+        log.append(("transform", table.num_rows))
+        return table
+
+    consumer = PartitionConsumer(partition_messages(0, 6), log)
+    p = Pipeline(
+        PipelineConfig(max_batch_rows=20, max_batch_delay_ms=10_000),
+        consumer,
+        LoggingStore(store, log, hold_s=0.3),
+        transform=transform,
+    )
+    p.start()
+    deadline = time.monotonic() + 15
+    while p.rows_inserted < 60 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.stop()
+    assert count(store) == {"n": 60, "p": sum(range(60))}
+    first, second = "netobs:t:0:0-1:20", "netobs:t:0:2-3:20"
+    # the second batch was transformed while the first was being inserted ...
+    assert log.index(("insert", first)) < log.index(("transform", 20), log.index(("insert", first)))
+    assert log.index(("transform", 20), log.index(("insert", first))) < log.index(("inserted", first))
+    # ... but its range is recorded only once the first is committed (the record moves the
+    # partition's committed offset to its start)
+    assert log.index(("inserted", first)) < log.index(("commit", 0, 2)) < log.index(("plan", 0, 2, 3))
+    assert log.index(("plan", 0, 2, 3)) < log.index(("insert", second))
+    plans = [e for e in log if e[0] in ("plan", "commit")]
+    assert plans == [
+        ("plan", 0, 0, 1), ("commit", 0, 2), ("plan", 0, 2, 3), ("commit", 0, 4), ("plan", 0, 4, 5), ("commit", 0, 6)
+    ]  # fmt: skip
+
+
+def test_partitions_are_prepared_and_committed_each_in_order(store):
+    log: list = []
+    messages = [
+        m for pair in zip(partition_messages(0, 4), partition_messages(1, 4), strict=True) for m in pair
+    ]
+    consumer = PartitionConsumer(messages, log)
+    p = Pipeline(
+        PipelineConfig(max_batch_rows=20, max_batch_delay_ms=10_000), consumer, LoggingStore(store, log)
+    )
+    p.start()
+    deadline = time.monotonic() + 15
+    while p.rows_inserted < 80 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.stop()
+    assert count(store)["n"] == 80
+    for partition in (0, 1):
+        mine = [e[1:] for e in log if e[0] in ("plan", "commit") and e[1] == partition]
+        assert mine == [(partition, 0, 1), (partition, 2), (partition, 2, 3), (partition, 4)]
+    inserts = [e for e in log if e[0] in ("insert", "inserted")]
+    assert all(
+        a[0] == "insert" and b == ("inserted", a[1]) for a, b in zip(inserts[::2], inserts[1::2], strict=True)
+    )
+
+
+def test_a_full_buffer_hands_batches_over_without_waiting_for_them_to_fill(store):
+    consumer = PartitionConsumer(partition_messages(0, 10) + partition_messages(1, 10), [])
+    p = Pipeline(
+        PipelineConfig(max_batch_rows=1_000_000, max_batch_delay_ms=600_000, max_buffered_rows=30),
+        consumer,
+        store,
+    )
+    p.start()
+    deadline = time.monotonic() + 20  # far less than max_batch_delay_ms
+    while p.rows_inserted < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.stop()
+    assert p.rows_inserted == 200 and count(store)["n"] == 200
+
+
+def test_insert_in_flight_at_a_revocation_is_finished_and_committed_first(store):
+    log: list = []
+    consumer = PartitionConsumer(partition_messages(0, 8), log, revoke_on_poll=3)
+    p = Pipeline(
+        PipelineConfig(max_batch_rows=20, max_batch_delay_ms=10_000),
+        consumer,
+        LoggingStore(store, log, hold_s=0.5),
+    )
+    p.start()
+    deadline = time.monotonic() + 15
+    while ("revoked",) not in log and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    p.stop()
+    revoke, revoked = log.index(("revoke",)), log.index(("revoked",))
+    _, _, first, last = [e for e in log[:revoke] if e[0] == "plan"][-1]
+    token = f"netobs:t:0:{first}-{last}:{10 * (last - first + 1)}"
+    assert ("commit", 0, last + 1) not in log[:revoke]  # handed to the inserter, not yet done
+    # it finished and its offsets were committed inside the revocation, while still ours
+    assert revoke < log.index(("inserted", token)) < log.index(("commit", 0, last + 1)) < revoked
+    assert count(store)["n"] == 10 * (last + 1)  # nothing after it: the rest belongs to the next owner
+    assert not [e for e in log[revoked:] if e[0] in ("plan", "commit", "insert")]
