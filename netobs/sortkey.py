@@ -103,6 +103,8 @@ def _fixed16(col: pa.ChunkedArray) -> np.ndarray:
     """(n, 2) big-endian uint64 words of a 16-byte column; NULL as zeros."""
     out = []
     for chunk in col.chunks:
+        if len(chunk) == 0:
+            continue
         data = np.frombuffer(chunk.buffers()[1], dtype=">u8")[
             chunk.offset * 2 : (chunk.offset + len(chunk)) * 2
         ]

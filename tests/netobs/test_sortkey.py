@@ -107,6 +107,14 @@ def test_an_unknown_key_leaves_the_batch_as_it_is(order_by):
     assert sortkey.presort(table, order_by) is table
 
 
+def test_empty_chunks_are_skipped():
+    table = flows(np.random.default_rng(5), 50)
+    chunked = pa.concat_tables([table.slice(0, 0), table, table.slice(50, 0)])
+    assert sortkey.presort(chunked, ddl.FLOWS_TABLE.order_by).equals(
+        sortkey.presort(table, ddl.FLOWS_TABLE.order_by)
+    )
+
+
 def test_other_time_units_and_buckets():
     seconds = pa.array([7200, 10, 3600], pa.timestamp("s", tz="UTC"))
     table = pa.table({"t": seconds, "i": pa.array([0, 1, 2])})
