@@ -186,6 +186,8 @@ class Pipeline:
         self._forget(list(plans))
         self._batcher.set_plans({k: v for k, v in plans.items() if v is not None})
         self._paused = False  # a fresh assignment is not paused
+        replays = {f"{t}:{p}": v for (t, p), v in plans.items() if v is not None}
+        log.info("partitions assigned: %s; recorded batches to replay: %s", sorted(plans), replays or "none")
 
     # ---- delivery ----------------------------------------------------------------------------
     def flush(self) -> None:

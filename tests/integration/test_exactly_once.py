@@ -9,6 +9,7 @@ goes away for a while: everything produced meanwhile arrives after it is back, o
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from netobs.batch import FlowBatch
 from netobs.config import KafkaTransportConfig
-from netobs.transport.kafka import KafkaTransport
+from netobs.transport.kafka import PLAN_PREFIX, KafkaTransport
 from tests.integration.test_distributed_cli import wait_health
 from tests.integration.test_embedded_run import free_port
 from tests.services.zookeeper import clickhouse_replicated, zookeeper  # noqa: F401
@@ -165,16 +166,70 @@ def setup(tmp_path, kafka_broker, topic_factory, clickhouse_replicated):  # noqa
     pipelines.stop_all()
 
 
+def recorded_batches(kafka: KafkaTransportConfig, partitions: set[int]) -> dict[int, str]:
+    """Of ``partitions``, those whose batch was recorded but not committed (committed offset
+    metadata ``netobs-batch:first-last``), with that record."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=list(kafka.bootstrap_servers), client_id="netobs-test-eo")
+    try:
+        offsets = admin.list_consumer_group_offsets(kafka.group_id)
+    finally:
+        admin.close()
+    return {
+        tp.partition: om.metadata
+        for tp, om in offsets.items()
+        if tp.topic == kafka.topic
+        and tp.partition in partitions
+        and (om.metadata or "").startswith(PLAN_PREFIX)
+    }
+
+
+def assigned_partitions(log_path, topic: str) -> set[int]:
+    """The partitions a pipeline owned last, from its log ("partitions assigned: [...]")."""
+    found = re.findall(r"partitions assigned: (\[[^\]]*\])", log_path.read_text())
+    return {p for t, p in ast.literal_eval(found[-1]) if t == topic} if found else set()
+
+
+def wait_split(tmp_path, names: list[str], topic: str, partitions: int = 3, timeout_s: float = 60) -> None:
+    """Wait until the pipelines' latest assignments share the partitions out between them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        owned = [assigned_partitions(tmp_path / f"{n}.log", topic) for n in names]
+        if all(owned) and sum(map(len, owned)) == partitions and len(set().union(*owned)) == partitions:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the group never split {partitions} partitions between {names}")
+
+
 def test_sigkill_one_of_two_pipelines_mid_insert_loses_and_doubles_nothing(setup, tmp_path):
     kafka, server, database, pipelines = setup
     victim = pipelines.start("p1")
     pipelines.start("p2")
+    wait_split(tmp_path, ["p1", "p2"], kafka.topic)
     produce(kafka, 0, 200)
-    assert kill_mid_insert(victim, server, database), "never saw the victim's INSERT in flight"
-    produce(kafka, 200, 100)
-    expected = 300 * ROWS_PER_MESSAGE
+    sent = 200
+    # The server may still list an INSERT whose answer the victim already has (and whose
+    # offsets it committed a millisecond later): then nothing is left to replay, and the
+    # kill is tried again on a fresh victim until it lands between record and commit.
+    name = "p1"
+    for attempt in range(1, 4):
+        assert kill_mid_insert(victim, server, database), "never saw the victim's INSERT in flight"
+        # read before the group notices the death (session timeout) and the partitions move
+        in_flight = recorded_batches(kafka, assigned_partitions(tmp_path / f"{name}.log", kafka.topic))
+        if in_flight:
+            break
+        name = f"p1-{attempt}"
+        victim = pipelines.start(name)
+        wait_split(tmp_path, ["p2", name], kafka.topic)
+        produce(kafka, sent, 100)
+        sent += 100
+    assert in_flight, "no kill landed while a batch was in flight"
+    produce(kafka, sent, 100)
+    expected = (sent + 100) * ROWS_PER_MESSAGE
     assert wait_count(server, database, expected) == (expected, expected)
-    replays = (tmp_path / "p2.log").read_text()
+    survivors = ["p2", *(f"p1-{k}" for k in range(1, attempt))]  # whoever took the partitions over
+    replays = "".join((tmp_path / f"{name}.log").read_text() for name in survivors)
     assert "replaying batch" in replays, replays[-3000:]
 
 
