@@ -1,6 +1,11 @@
-"""Alert sinks (Alertmanager, webhook, e-mail) for findings and violations.
+"""Alert sinks (Alertmanager, webhook, e-mail) for findings and policy violations.
 
-Empty until the analytics and policy engines produce findings.
+Reads the ``findings`` and ``violations`` tables by SQL (never the detectors' code), routes
+alerts by severity, source and labels, and delivers them with state kept in the store.
 """
 
-__all__: list[str] = []
+from alerts.model import Alert
+from alerts.service import Notifier, RunReport
+from alerts.sinks import SINKS, SinkError, make_sink
+
+__all__ = ["SINKS", "Alert", "Notifier", "RunReport", "SinkError", "make_sink"]

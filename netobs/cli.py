@@ -211,11 +211,13 @@ def _component_parsers():
 
     Their handlers take ``(args, settings)``; the kernel's own take ``(args)``.
     """
+    from alerts.cli import add_parsers as alerts
     from analytics.cli import add_parsers as analytics
     from analytics.policy.cli import add_parsers as policy
     from analytics.report.cli import add_parsers as report
+    from dashboards.cli import add_parsers as dashboards
 
-    return [analytics, policy, report]
+    return [analytics, policy, report, dashboards, alerts]
 
 
 def _environment_errors() -> tuple[type[BaseException], ...]:

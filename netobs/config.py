@@ -15,8 +15,10 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from netobs.config_alerts import AlertsConfig
 from netobs.config_analytics import AnalyticsConfig, PolicyScheduleConfig
 from netobs.config_base import Section
+from netobs.config_dashboards import DashboardsConfig
 
 
 class TLSConfig(Section):
@@ -293,6 +295,8 @@ class Settings(BaseSettings):
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
+    dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @classmethod
     def settings_customise_sources(

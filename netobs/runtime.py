@@ -108,6 +108,7 @@ class Runtime:
         self.pipeline: Any = None
         self.enricher: Any = None
         self.scheduler: Scheduler | None = None
+        self.notifier: Any = None
         self.control: ControlServer | None = None
         self.started = 0.0
 
@@ -134,6 +135,11 @@ class Runtime:
             self.pipeline.start()
             self.scheduler = Scheduler(s, self.store)
             self.scheduler.start()
+            if s.alerts.enabled:
+                from alerts.service import Notifier
+
+                self.notifier = Notifier(s.alerts, self.store.query_arrow, s.store.database)
+                self.notifier.start()
         if self.collect:
             from collectors.service import UdpCollector
 
@@ -200,6 +206,8 @@ class Runtime:
             self.collector.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.enricher is not None:

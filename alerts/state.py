@@ -1,0 +1,145 @@
+"""Delivery state in the store, so that nothing is lost or sent twice across restarts.
+
+``alert_notifications`` holds one row per (fingerprint, target) — a target is ``route/sink`` —
+with the alert as last known, the content hash last delivered and when. ``alert_cursors`` holds
+each source's read cursor. Both are ReplacingMergeTree tables versioned by a counter that only
+grows, read with FINAL; state is written before the cursor moves, so a crash in between re-reads
+rows (merged again, harmlessly) rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
+
+from alerts.model import Alert
+from alerts.source import Cursor, quote
+
+NOTIFICATIONS = "alert_notifications"
+CURSORS = "alert_cursors"
+Query = Callable[[str], pa.Table]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The state of one alert at one target."""
+
+    fingerprint: str
+    target: str
+    alert: Alert
+    sent_hash: str = ""
+    last_sent_ms: int = 0
+    failures: int = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.alert.firing and self.sent_hash == self.alert.content_hash
+
+    def due(self, now_ms: int, repeat_s: float) -> bool:
+        """New or changed since last delivered, or firing and not repeated for ``repeat_s``."""
+        if self.sent_hash != self.alert.content_hash:
+            return True
+        return self.alert.firing and now_ms - self.last_sent_ms >= repeat_s * 1000
+
+    def sent(self, now_ms: int) -> Delivery:
+        return replace(self, sent_hash=self.alert.content_hash, last_sent_ms=now_ms, failures=0)
+
+
+def create_tables(db: str, retention_days: int) -> list[str]:
+    ttl = f"\nTTL toDateTime(intDiv(updated_ms, 1000)) + INTERVAL {int(retention_days)} DAY"
+    return [
+        f"CREATE TABLE IF NOT EXISTS `{db}`.`{NOTIFICATIONS}` (\n"
+        "    `fingerprint` String,\n    `target` String,\n    `source` LowCardinality(String),\n"
+        "    `state` LowCardinality(String),\n    `alert` String COMMENT 'JSON',\n"
+        "    `content_hash` String,\n    `sent_hash` String,\n    `last_sent_ms` UInt64,\n"
+        "    `failures` UInt32,\n    `updated_ms` UInt64,\n    `version` UInt64\n"
+        f")\nENGINE = ReplacingMergeTree(version)\nORDER BY (target, fingerprint){ttl}",
+        f"CREATE TABLE IF NOT EXISTS `{db}`.`{CURSORS}` (\n"
+        "    `source` String,\n    `position` UInt64,\n    `last_id` String,\n    `version` UInt64\n"
+        ")\nENGINE = ReplacingMergeTree(version)\nORDER BY source",
+    ]
+
+
+_lock = threading.Lock()
+_last = [0]
+
+
+def next_version() -> int:
+    """A version above every one this process handed out (microseconds, strictly increasing)."""
+    with _lock:
+        _last[0] = max(int(time.time() * 1_000_000), _last[0] + 1)
+        return _last[0]
+
+
+def load(query: Query, db: str, fingerprints: Iterable[str]) -> dict[tuple[str, str], Delivery]:
+    """Deliveries not yet done, plus every delivery of ``fingerprints`` (to merge new evidence into)."""
+    fps = ", ".join(quote(f) for f in sorted(set(fingerprints)))
+    also = f" OR fingerprint IN ({fps})" if fps else ""
+    t = query(
+        f"SELECT fingerprint, target, alert, sent_hash, last_sent_ms, failures FROM "
+        f"(SELECT * FROM `{db}`.`{NOTIFICATIONS}` FINAL) "
+        f"WHERE NOT (state = 'resolved' AND sent_hash = content_hash){also}"
+    )
+    out = {}
+    for row in t.to_pylist():
+        alert = Alert.from_json(json.loads(row["alert"]))
+        d = Delivery(
+            row["fingerprint"],
+            row["target"],
+            alert,
+            row["sent_hash"],
+            int(row["last_sent_ms"]),
+            int(row["failures"]),
+        )
+        out[(d.fingerprint, d.target)] = d
+    return out
+
+
+def save(query: Query, db: str, deliveries: Iterable[Delivery]) -> int:
+    """Write deliveries (a new version of each); returns how many."""
+    now_ms = int(time.time() * 1000)
+    rows = []
+    for d in deliveries:
+        a = d.alert
+        rows.append(
+            json.dumps(
+                {
+                    "fingerprint": d.fingerprint,
+                    "target": d.target,
+                    "source": a.source,
+                    "state": a.state,
+                    "alert": json.dumps(a.to_json(), sort_keys=True),
+                    "content_hash": a.content_hash,
+                    "sent_hash": d.sent_hash,
+                    "last_sent_ms": d.last_sent_ms,
+                    "failures": d.failures,
+                    "updated_ms": now_ms,
+                    "version": next_version(),
+                }
+            )
+        )
+    if rows:
+        query(f"INSERT INTO `{db}`.`{NOTIFICATIONS}` FORMAT JSONEachRow\n" + "\n".join(rows))
+    return len(rows)
+
+
+def load_cursors(query: Query, db: str) -> dict[str, Cursor]:
+    t = query(f"SELECT source, position, last_id FROM `{db}`.`{CURSORS}` FINAL")
+    return {r["source"]: Cursor(int(r["position"]), r["last_id"]) for r in t.to_pylist()}
+
+
+def save_cursors(query: Query, db: str, cursors: dict[str, Cursor]) -> None:
+    rows = [
+        json.dumps({"source": s, "position": c.position, "last_id": c.last_id, "version": next_version()})
+        for s, c in sorted(cursors.items())
+    ]
+    if rows:
+        query(f"INSERT INTO `{db}`.`{CURSORS}` FORMAT JSONEachRow\n" + "\n".join(rows))
+
+
+__all__ = ["CURSORS", "NOTIFICATIONS", "Delivery", "create_tables", "load", "load_cursors", "save"]
