@@ -86,6 +86,10 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
 def cmd_scenario_generate(args: argparse.Namespace, settings) -> int:
     from analytics.scenario import ScenarioSpec, generate
 
-    info = generate(ScenarioSpec(args.tenants, args.days, args.sampling, args.seed), args.out)
-    print(json.dumps(info))
+    try:
+        spec = ScenarioSpec(args.tenants, args.days, args.sampling, args.seed)
+    except ValueError as e:
+        print(f"netobs: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(generate(spec, args.out)))
     return 0

@@ -60,7 +60,12 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     root: Path = args.dir
     if not (root / "labels.json").exists():
-        print(json.dumps(generate(ScenarioSpec(args.tenants, args.days), root)), file=sys.stderr)
+        try:
+            spec = ScenarioSpec(args.tenants, args.days)
+        except ValueError as e:
+            print(f"netobs: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(generate(spec, root)), file=sys.stderr)
     settings = _scenario_settings(settings, root)
     labels = json.loads((root / "labels.json").read_text())
     store = make_store(settings.store)

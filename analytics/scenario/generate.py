@@ -22,6 +22,10 @@ from analytics.scenario.traffic import normal_bucket, records
 BUCKET_MS = 300_000
 
 
+#: The default anomaly set puts each kind on its own tenant in the last week of the span.
+MIN_TENANTS, MIN_DAYS = 9, 7
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     tenants: int = 10
@@ -29,6 +33,15 @@ class ScenarioSpec:
     sampling: int = 1000
     seed: int = 7
     start_ms: int = 1_761_523_200_000  # Monday 2025-10-27 00:00 UTC
+
+    def __post_init__(self) -> None:
+        if self.tenants < MIN_TENANTS or self.days < MIN_DAYS:
+            raise ValueError(
+                f"a scenario needs at least {MIN_TENANTS} tenants and {MIN_DAYS} days (its labeled anomalies "
+                f"each take a tenant in the last week); got {self.tenants} tenants, {self.days} days"
+            )
+        if self.sampling < 1:
+            raise ValueError(f"sampling must be at least 1, got {self.sampling}")
 
 
 def analytics_config(spec: ScenarioSpec, anomalies: list[Anomaly]) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
 import yaml
 
 from analytics.scenario import ScenarioSpec, generate
@@ -38,3 +39,20 @@ def test_small_scenario(tmp_path):
     cfg = yaml.safe_load((tmp_path / "analytics.yaml").read_text())
     kinds = sorted(w["kind"] for w in cfg["windows"])
     assert kinds == ["dr_drill", "maintenance"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"tenants": 3}, "at least 9 tenants"), ({"days": 6}, "7 days"), ({"sampling": 0}, "sampling")],
+)
+def test_a_scenario_too_small_for_its_anomalies_is_refused_clearly(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ScenarioSpec(**kwargs)
+
+
+def test_cli_refuses_a_too_small_scenario_with_exit_2(tmp_path, capsys):
+    from netobs.cli import main
+
+    assert main(["scenario", "generate", "--tenants", "3", "--out", str(tmp_path / "s")]) == 2
+    assert "at least 9 tenants" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
