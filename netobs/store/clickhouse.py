@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from netobs import ddl
 from netobs.config import StoreConfig
 from netobs.store.base import StoreError, StoreUnavailable, converge_store
+
+__all__ = ["ClickHouseStore", "arrow_to_column"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,13 @@ _TRANSIENT_CODES = {
     242,  # TABLE_IS_READ_ONLY
     252,  # TOO_MANY_PARTS
     999,  # KEEPER_EXCEPTION
+}
+
+
+_INTEGER_TYPES = {
+    f"{sign}Int{bits}": getattr(pa, f"{sign.lower()}int{bits}")()
+    for sign in ("", "U")
+    for bits in (8, 16, 32, 64)
 }
 
 
@@ -103,7 +113,7 @@ class ClickHouseStore:
                 log.warning("clickhouse: %s; retry %d in %.1fs", e, attempt + 1, delay)
                 time.sleep(delay)
                 delay *= 2
-            except ch_errors.ServerException as e:
+            except (ch_errors.ServerException, ch_errors.TypeMismatchError) as e:
                 raise StoreError(" ".join(str(e).split())[:500]) from None
         raise AssertionError("unreachable")
 
@@ -124,29 +134,140 @@ class ClickHouseStore:
         names = [m[0] for m in meta]
         if not rows:
             return pa.table({n: pa.array([]) for n in names})
-        return pa.table({n: pa.array(list(col)) for n, col in zip(names, rows, strict=True)})
+        # Integer types by name: inference would make UInt64 values >= 2**63 overflow int64.
+        types = [_INTEGER_TYPES.get(m[1]) for m in meta]
+        return pa.table({m[0]: pa.array(list(col), t) for m, col, t in zip(meta, rows, types, strict=True)})
 
     def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> None:
+        """Insert ``table`` in one columnar query; values a column type cannot hold raise StoreError."""
         names = table.schema.names
-        columns = [self._column(table.schema.field(n).type, table.column(n)) for n in names]
+        legacy = self.dialect == "legacy"
+        try:
+            columns = [arrow_to_column(table.column(n), legacy) for n in names]
+        except ValueError as e:
+            raise StoreError(f"cannot insert {table.num_rows} rows into {target}: {e}") from None
         sql = f"INSERT INTO `{self.database}`.`{target}` ({', '.join(f'`{n}`' for n in names)}) VALUES"
-        settings = {"insert_deduplication_token": token} if token and self.dialect == "modern" else None
+        # numpy columns write numbers and times as one buffer; strings go as the bytes Arrow holds
+        # (no encoding per value: 3x faster to write than str).
+        settings: dict[str, Any] = {"use_numpy": True, "strings_as_bytes": True}
+        if token and not legacy:
+            settings["insert_deduplication_token"] = token
         self._call(lambda: self._client.execute(sql, columns, columnar=True, settings=settings))
 
-    def _column(self, typ: pa.DataType, col: pa.ChunkedArray) -> list:
-        """Arrow column → the Python values clickhouse-driver writes for the dialect's type."""
-        if pa.types.is_timestamp(typ):
-            ms = col.cast(pa.int64()).to_numpy()
-            if self.dialect == "legacy":
-                return [datetime.fromtimestamp(v // 1000, UTC).replace(tzinfo=None) for v in ms.tolist()]
-            return [datetime.fromtimestamp(v / 1000, UTC) for v in ms.tolist()]
-        if pa.types.is_fixed_size_binary(typ):
-            raw = col.to_pylist()
-            if self.dialect == "legacy":
-                return raw
-            import ipaddress
 
-            return [ipaddress.IPv6Address(b) for b in raw]
-        if pa.types.is_string(typ):
-            return col.to_pylist()
-        return np.asarray(col.to_numpy()).tolist()
+# ---- Arrow → clickhouse-driver (numpy) columns ---------------------------------------------------
+#: DateTime (the legacy dialect's time type) is unsigned 32-bit seconds: 1970-01-01 .. 2106-02-07.
+_DATETIME_MAX_S = 2**32 - 1
+
+
+class _QuietIPv6Fallback(logging.Filter):
+    """The driver has no numpy IPv6 column and warns, per insert, that it uses its generic one;
+    that one takes the 16-byte values :func:`arrow_to_column` gives it (the expected path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        return not (msg.startswith("NumPy support is not implemented") and record.args == ("IPv6",))
+
+
+_driver_log = logging.getLogger("clickhouse_driver.columns.service")
+if not any(isinstance(f, _QuietIPv6Fallback) for f in _driver_log.filters):
+    _driver_log.addFilter(_QuietIPv6Fallback())
+
+
+def arrow_to_column(col: pa.ChunkedArray | pa.Array, legacy: bool = False) -> np.ndarray:
+    """One Arrow column → the numpy array clickhouse-driver writes (``use_numpy`` and
+    ``strings_as_bytes``) for the column's ClickHouse type in the dialect (see :mod:`netobs.ddl`).
+
+    Vectorized: timestamps as integers (DateTime64(3): milliseconds; legacy DateTime:
+    seconds, floored), strings as their UTF-8 ``bytes``, 16-byte addresses sliced from the
+    Arrow buffer, dictionary columns decoded once per chunk through their (small)
+    dictionary. NULL becomes the type's default ('' / 0 / the epoch / ::), as ClickHouse
+    does for a non-Nullable column. A value the type cannot hold raises ValueError.
+    """
+    chunked = pa.chunked_array([col]) if isinstance(col, pa.Array) else col
+    typ = chunked.type
+    if pa.types.is_dictionary(typ):
+        return _dictionary(chunked, legacy)
+    if pa.types.is_timestamp(typ):
+        return _timestamps(chunked, legacy)
+    if pa.types.is_fixed_size_binary(typ):
+        return _fixed_binary(chunked)
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return np.asarray(_utf8(chunked).to_numpy(), dtype=object)
+    if chunked.null_count and (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+        chunked = pc.fill_null(chunked, 0)  # before to_numpy, which would make NULLs float NaN
+    return np.asarray(chunked.to_numpy())
+
+
+def _dictionary(col: pa.ChunkedArray, legacy: bool) -> np.ndarray:
+    """Decode a dictionary column: each chunk's dictionary becomes Python values once, and the
+    rows take them by index (every row of a value shares one object). ``ChunkedArray.to_numpy``
+    is not used: on chunks with NULL indices it returns other rows' values (pyarrow 26)."""
+    value_type = col.type.value_type
+    if not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
+        decoded = [c.dictionary.take(c.indices) for c in col.chunks]
+        return arrow_to_column(pa.chunked_array(decoded, value_type), legacy)
+    parts = []
+    for chunk in col.chunks:
+        values = np.empty(len(chunk.dictionary) + 1, dtype=object)
+        values[:-1] = _utf8(chunk.dictionary).to_numpy(zero_copy_only=False)
+        values[-1] = b""  # what a NULL index takes
+        indices = chunk.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, len(chunk.dictionary))
+        parts.append(values[indices.to_numpy()])
+    return _concat(parts, object)
+
+
+def _utf8(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Strings as binary (NULL: empty): ``to_numpy`` then makes ``bytes``, not ``str``."""
+    if values.null_count:
+        values = pc.fill_null(values, "")
+    return values.cast(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
+
+
+def _timestamps(col: pa.ChunkedArray, legacy: bool) -> np.ndarray:
+    """Milliseconds since the epoch (DateTime64(3)), or whole seconds, floored (DateTime)."""
+    if col.type.unit != "ms":
+        col = col.cast(pa.timestamp("ms", tz=col.type.tz), safe=False)
+    ms = col.cast(pa.int64())
+    if ms.null_count:
+        ms = pc.fill_null(ms, 0)
+    out = np.asarray(ms.to_numpy(), dtype=np.int64)
+    if not legacy:
+        return out
+    seconds = out // 1000
+    bad = (seconds < 0) | (seconds > _DATETIME_MAX_S)
+    if bad.any():
+        first = datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=int(out[bad][0]))
+        raise ValueError(
+            f"{int(bad.sum())} times outside DateTime's range 1970-01-01..2106-02-07, e.g. {first:%Y-%m-%d %H:%M:%S}"
+        )
+    return seconds.astype(np.uint32)
+
+
+def _fixed_binary(col: pa.ChunkedArray) -> np.ndarray:
+    """Each value as ``bytes`` of the type's width, sliced from the chunks' data buffers; NULLs
+    become zero bytes (the address ``::``)."""
+    width = col.type.byte_width
+    parts = []
+    for chunk in col.chunks:
+        n = len(chunk)
+        if not n:
+            continue
+        data = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=(chunk.offset + n) * width)
+        rows = data[chunk.offset * width :].reshape(n, width)
+        if chunk.null_count:
+            rows = rows.copy()
+            rows[~np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False))] = 0
+        parts.append(rows)
+    if not parts:
+        return np.empty(0, dtype=object)
+    rows = np.ascontiguousarray(_concat(parts, np.uint8))
+    return rows.view(f"V{width}").ravel().astype(object)
+
+
+def _concat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    if not parts:
+        return np.empty(0, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
