@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -56,8 +58,11 @@ class ManagedProcess:
     ports and data. Subclasses provide ``start(timeout)``."""
 
     proc: subprocess.Popen | None = None
+    #: Where the child's output goes (set by :meth:`spawn`).
+    spawn_log: Path | None = None
 
     def spawn(self, cmd: list[str], cwd: Path, log: Path) -> None:
+        self.spawn_log = log
         out = open(log, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
@@ -71,6 +76,45 @@ class ManagedProcess:
         finally:
             out.close()
         _RUNNING.add(self)
+
+    def launch(
+        self,
+        cmd: list[str],
+        cwd: Path,
+        log: Path,
+        ready: Callable[[], bool],
+        timeout: float,
+        error: type[Exception],
+        name: str,
+    ) -> None:
+        """Spawn, then poll ``ready()`` until it holds; if the child exits or ``timeout`` passes
+        first, stop it and raise ``error`` ending with the tail of its logs."""
+        self.spawn(cmd, cwd, log)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise error(f"{name} exited with {self.proc.returncode}\n{self.log_tail()}")
+                if ready():
+                    return
+                time.sleep(0.2)
+            raise error(f"{name} not ready after {timeout:.0f}s\n{self.log_tail()}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def log_files(self) -> list[Path]:
+        """The files whose tails explain a failed start; services add their own logs."""
+        return [self.spawn_log] if self.spawn_log else []
+
+    def log_tail(self, lines: int = 30) -> str:
+        parts = []
+        for path in self.log_files():
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path} ---\n" + "\n".join(text))
+        return "\n".join(parts) or "(no log)"
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds."""

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -83,12 +82,8 @@ class Alertmanager(ManagedProcess):
                 raise AlertmanagerError("no bcrypt available for Alertmanager basic auth")
             (self.work_dir / "web.yml").write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
             cmd.append(f"--web.config.file={self.work_dir / 'web.yml'}")
-        self.spawn(cmd, self.work_dir, self.work_dir / "alertmanager.log")
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        log = self.work_dir / "alertmanager.log"
+        self.launch(cmd, self.work_dir, log, self._ready, timeout, AlertmanagerError, "alertmanager")
         return self
 
     def _request(self, path: str) -> urllib.request.Request:
@@ -104,24 +99,12 @@ class Alertmanager(ManagedProcess):
         with urllib.request.urlopen(self._request("/api/v2/alerts"), timeout=10) as resp:
             return list(json.load(resp))
 
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.work_dir / "alertmanager.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AlertmanagerError(f"alertmanager exited with {self.proc.returncode}\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self._request("/-/ready"), timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise AlertmanagerError(f"alertmanager not ready after {timeout:.0f}s\n{self.log_tail()}")
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self._request("/-/ready"), timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
 
 @pytest.fixture(scope="module")

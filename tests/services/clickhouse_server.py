@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,30 +128,16 @@ class ClickHouseServer(ManagedProcess):
         if not self.config_file.exists():
             self.port, self.http_port = free_port(), free_port()
             self._write_config()
-        self.spawn(
-            [*self.command, f"--config-file={self.config_file}"], self.work_dir, self.work_dir / "stdout.log"
-        )
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        cmd = [*self.command, f"--config-file={self.config_file}"]
+        log = self.work_dir / "stdout.log"
+        self.launch(cmd, self.work_dir, log, self._ready, timeout, ClickHouseError, "clickhouse-server")
         return self
 
     def restart(self, timeout: float = 60.0) -> ClickHouseServer:
         return super().restart(timeout)
 
-    def log_tail(self, lines: int = 30) -> str:
-        parts = []
-        for path in (
-            self.work_dir / "stdout.log",
-            self.log_dir / "server.err.log",
-            self.log_dir / "server.log",
-        ):
-            if path.exists():
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {path} ---\n" + "\n".join(text))
-        return "\n".join(parts) or "(no server log)"
+    def log_files(self) -> list[Path]:
+        return [*super().log_files(), self.log_dir / "server.err.log", self.log_dir / "server.log"]
 
     def _write_config(self) -> None:
         data = self.work_dir / "data"
@@ -173,25 +158,14 @@ class ClickHouseServer(ManagedProcess):
             )
         )
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise ClickHouseError(
-                    f"clickhouse-server exited with {self.proc.returncode}\n{self.log_tail()}"
-                )
-            client = self.client(connect_timeout=1, send_receive_timeout=5)
-            try:
-                if client.execute("SELECT 1") == [(1,)]:
-                    return
-            except Exception as exc:  # not listening yet
-                last = exc
-            finally:
-                client.disconnect()
-            time.sleep(0.2)
-        raise ClickHouseError(f"clickhouse-server not ready after {timeout:.0f}s ({last})\n{self.log_tail()}")
+    def _ready(self) -> bool:
+        client = self.client(connect_timeout=1, send_receive_timeout=5)
+        try:
+            return bool(client.execute("SELECT 1") == [(1,)])
+        except Exception:  # not listening yet
+            return False
+        finally:
+            client.disconnect()
 
 
 @pytest.fixture(scope="session")

@@ -90,24 +90,16 @@ class KafkaBroker(ManagedProcess):
             self._write_config()
             self._format_storage()
             self._formatted = True
-        self._launch()
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        cmd = self._java("kafka.Kafka", str(self.work_dir / "server.properties"))
+        log = self.work_dir / "stdout.log"
+        self.launch(cmd, self.work_dir, log, self._ready_check(), timeout, KafkaError, "broker")
         return self
 
     def restart(self, timeout: float = 90.0) -> KafkaBroker:
         return super().restart(timeout)
 
-    def log_tail(self, lines: int = 40) -> str:
-        parts = []
-        for path in (self.work_dir / "stdout.log", self.log_file):
-            if path.exists():
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {path} ---\n" + "\n".join(text))
-        return "\n".join(parts) or "(no broker log)"
+    def log_files(self) -> list[Path]:
+        return [*super().log_files(), self.log_file]
 
     # ---- internals ---------------------------------------------------------------------------
     def _classpath(self) -> str:
@@ -172,27 +164,20 @@ class KafkaBroker(ManagedProcess):
         if res.returncode != 0:
             raise KafkaError(f"kafka storage format failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
 
-    def _launch(self) -> None:
-        cmd = self._java("kafka.Kafka", str(self.work_dir / "server.properties"))
-        self.spawn(cmd, self.work_dir, self.work_dir / "stdout.log")
-
-    def _wait_ready(self, timeout: float) -> None:
+    def _ready_check(self) -> Callable[[], bool]:
         """Ready = this run logged READY_LINE and an admin metadata call answers."""
         start_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        deadline = time.monotonic() + timeout
         seen = False
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise KafkaError(f"broker exited with {self.proc.returncode}\n{self.log_tail()}")
+
+        def ready() -> bool:
+            nonlocal seen
             if not seen and self.log_file.exists():
                 with open(self.log_file, "rb") as f:
                     f.seek(start_offset)
                     seen = READY_LINE.encode() in f.read()
-            if seen and _metadata_ok(self.bootstrap):
-                return
-            time.sleep(0.25)
-        raise KafkaError(f"broker not ready after {timeout:.0f}s\n{self.log_tail()}")
+            return seen and _metadata_ok(self.bootstrap)
+
+        return ready
 
 
 def _cluster_id() -> str:

@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,12 +78,15 @@ class ZooKeeper(ManagedProcess):
             MAIN,
             str(self.work_dir / "zoo.cfg"),
         ]
-        self.spawn(cmd, self.work_dir, self.work_dir / "zookeeper.log")
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.launch(
+            cmd,
+            self.work_dir,
+            self.work_dir / "zookeeper.log",
+            self.ruok,
+            timeout,
+            ZooKeeperError,
+            "zookeeper",
+        )
         return self
 
     def ruok(self) -> bool:
@@ -94,21 +96,6 @@ class ZooKeeper(ManagedProcess):
                 return s.recv(16) == b"imok"
         except OSError:
             return False
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.work_dir / "zookeeper.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise ZooKeeperError(f"zookeeper exited with {self.proc.returncode}\n{self.log_tail()}")
-            if self.ruok():
-                return
-            time.sleep(0.2)
-        raise ZooKeeperError(f"zookeeper not ready after {timeout:.0f}s\n{self.log_tail()}")
 
 
 def replicated_server(work_dir: Path, zk: ZooKeeper) -> ClickHouseServer:
