@@ -35,6 +35,10 @@ class Batch:
     sealed: bool = False
     #: Handed to the inserter; not handed out again until it is done or given back.
     inflight: bool = False
+    #: Record kinds already inserted: a batch holding flows and counters is two inserts; when
+    #: the second fails and the batch is retried, the first is not redone (batches without a
+    #: deduplication token would duplicate it).
+    inserted: set[str] = field(default_factory=set)
 
     @property
     def first(self) -> int:

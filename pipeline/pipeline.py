@@ -38,8 +38,6 @@ class _Job:
     """A batch prepared on the pipeline thread for the inserter thread."""
 
     batch: Batch
-    #: Kinds of this batch already inserted (shared with ``Pipeline._inserted``).
-    done: set[str]
     #: (kind, table ready to insert, the messages it holds)
     tables: list[tuple[str, pa.Table, list[Message]]] = field(default_factory=list)
     bad: list[tuple[Message, str, str]] = field(default_factory=list)
@@ -81,10 +79,6 @@ class Pipeline:
         self._backoff = 0.5
         self.rows_inserted = 0
         self.counters_inserted = 0
-        #: id(batch) → (batch, kinds already inserted): a batch holding flows and counters is
-        #: two inserts; when the second fails and the batch is retried, the first is not redone
-        #: (batches without a deduplication token would duplicate it).
-        self._inserted: dict[int, tuple[Batch, set[str]]] = {}
         #: One insert at a time runs here, while this pipeline's thread polls and prepares the
         #: next batch (the embedded store and the driver release the GIL while they work).
         self._inserter = ThreadPoolExecutor(1, thread_name_prefix="pipeline-insert")
@@ -176,14 +170,12 @@ class Pipeline:
             return
         self._settle_before_rebalance()
         dropped = self._batcher.drop(keys)
-        self._forget(keys)
         metrics.dropped_on_rebalance.inc(dropped)
         log.info("partitions revoked: %s; dropped %d uncommitted buffered rows", keys, dropped)
 
     def _assigned(self, plans: dict[tuple[str, int], tuple[int, int] | None]) -> None:
         self._settle_before_rebalance()
         self._batcher.drop(list(plans))
-        self._forget(list(plans))
         self._batcher.set_plans({k: v for k, v in plans.items() if v is not None})
         self._paused = False  # a fresh assignment is not paused
         replays = {f"{t}:{p}": v for (t, p), v in plans.items() if v is not None}
@@ -229,10 +221,7 @@ class Pipeline:
     def _prepare(self, batch: Batch) -> _Job:
         """The tables to insert, one per record kind; unreadable messages go aside. Runs
         while the previous batch (possibly of the same partition) is being inserted."""
-        done = self._inserted.setdefault(id(batch), (batch, set()))[1]
-        job = _Job(
-            batch, done, bad=[(m, "unreadable", m.error or "") for m in batch.messages if m.table is None]
-        )
+        job = _Job(batch, bad=[(m, "unreadable", m.error or "") for m in batch.messages if m.table is None])
         if not batch.rows:
             return job
         by_kind: dict[str, list[Message]] = {}
@@ -242,7 +231,7 @@ class Pipeline:
         for kind, msgs in by_kind.items():
             if kind not in ddl.TABLES:
                 job.bad += [(m, "unknown_kind", f"record kind {kind!r} has no table here") for m in msgs]
-            elif kind not in done:
+            elif kind not in batch.inserted:
                 self._prepare_kind(job, kind, msgs)
         return job
 
@@ -286,7 +275,7 @@ class Pipeline:
         the messages the store refused. Raises when the store is unavailable."""
         bad: list[tuple[Message, str, str]] = []
         for kind, table, msgs in job.tables:
-            if kind in job.done:
+            if kind in job.batch.inserted:
                 continue
             started = time.perf_counter()
             try:
@@ -299,9 +288,9 @@ class Pipeline:
                 else:
                     log.exception("insert of %d %s rows of %s failed", table.num_rows, kind, job.batch.key)
                 bad += [(m, "rejected_by_store", f"{type(e).__name__}: {e}") for m in msgs]
-                job.done.add(kind)
+                job.batch.inserted.add(kind)
                 continue
-            job.done.add(kind)
+            job.batch.inserted.add(kind)
             metrics.insert_latency.observe(time.perf_counter() - started)
             if kind == schema.FLOWS:
                 metrics.rows_inserted.inc(table.num_rows)
@@ -328,7 +317,6 @@ class Pipeline:
             commit_offsets({batch.key: (batch.last + 1, "")})
         else:
             self.consumer.commit()
-        self._inserted.pop(id(batch), None)
         self._batcher.done(batch)
         metrics.buffered_rows.set(self._batcher.rows)
 
@@ -339,12 +327,6 @@ class Pipeline:
             self._settle(wait=True)
         except (StoreUnavailable, TransportError) as e:
             log.warning("insert in flight at a rebalance failed (%s); its batch will be replayed", e)
-
-    def _forget(self, keys: list[tuple[str, int]]) -> None:
-        gone = set(keys)
-        for ident, (batch, _) in list(self._inserted.items()):
-            if batch.key in gone:
-                del self._inserted[ident]
 
     def _dead_letter(self, letters: list[tuple[Message, str, str]]) -> None:
         for msg, reason, error in letters:
