@@ -1,4 +1,5 @@
-"""``netobs dashboards export|check|push`` end to end: files on disk, the real store, a real HTTP server."""
+"""``netobs dashboards export|check|push`` end to end: files on disk, the real store, and for ``push`` a
+local HTTP server standing in for Grafana's API (no Grafana server can run here, see shared/PEERS.md)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def test_check_fails_on_any_error(tmp_path, capsys):
 
 
 class _Grafana(BaseHTTPRequestHandler):
-    """Just enough of Grafana's HTTP API: folders and dashboards/db, checking the token."""
+    """A stand-in for Grafana (which cannot run here): just enough of its HTTP API, folders and
+    dashboards/db, checking the token."""
 
     token = "glsa_test_token"
     requests: list[tuple[str, str, dict, dict]] = []
