@@ -17,7 +17,7 @@ import pyarrow as pa
 
 #: Bumped whenever a column is added, removed or changes type. Carried in every wire
 #: message so that a consumer can refuse batches it does not understand.
-SCHEMA_VERSION = 2  # 2: OVN Geneve ports, next hop / AS / masks, observation point
+SCHEMA_VERSION = 3  # 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,21 @@ FLOW_COLUMNS: tuple[Column, ...] = (
         pa.uint32(),
         "IPFIX observationPointId (IE 138; OVS per-flow IPFIX sends it); 0: none.",
     ),
+    Column(
+        "biflow",
+        "UInt8",
+        pa.uint8(),
+        "0: a one-way record; 1: the forward half of an RFC 5103 biflow record; 2: its reverse half "
+        "(ends swapped, counters from the reverse IEs of enterprise 29305).",
+    ),
+    Column(
+        "biflow_direction",
+        "UInt8",
+        pa.uint8(),
+        "RFC 5103 biflowDirection (IE 239) as exported for the record: 0 arbitrary or absent, "
+        "1 initiator (the record's source opened it), 2 reverseInitiator, 3 perimeter. Both halves "
+        "carry the record's value.",
+    ),
 )
 
 #: What the pipeline names each end with (filled by enrichment; '' when unknown).
@@ -187,6 +202,51 @@ FLOW_COLUMNS = (
             "LowCardinality(String)",
             _STR,
             "Data center of the exporting agent.",
+            group="enrich",
+        ),
+        # ---- the counting model (netobs.counting): filled by the pipeline, one decision per record
+        Column(
+            "observer",
+            "LowCardinality(String)",
+            _STR,
+            "Kind of observation point that exported the record (netobs.counting.OBSERVERS).",
+            group="enrich",
+        ),
+        Column(
+            "counted",
+            "UInt8",
+            pa.uint8(),
+            "1 when this record is the observation that counts its traffic (netobs.counting); 0 for "
+            "the other observations of the same packets, kept for path and loss analysis.",
+            group="enrich",
+        ),
+        Column(
+            "count_reason",
+            "LowCardinality(String)",
+            _STR,
+            "Why the record counts or not (netobs.counting.REASONS).",
+            group="enrich",
+        ),
+        Column(
+            "initiator",
+            "LowCardinality(String)",
+            _STR,
+            "Which end opened the conversation: 'src' (this record is a request), 'dst' (a reply) "
+            "or '' (not known).",
+            group="enrich",
+        ),
+        Column(
+            "role_method",
+            "LowCardinality(String)",
+            _STR,
+            "How the initiator was decided (netobs.counting.ROLE_METHODS).",
+            group="enrich",
+        ),
+        Column(
+            "role_confidence",
+            "UInt8",
+            pa.uint8(),
+            "Confidence in the initiator, in percent (0: not known).",
             group="enrich",
         ),
     )
