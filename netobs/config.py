@@ -19,6 +19,7 @@ from netobs.config_alerts import AlertsConfig
 from netobs.config_analytics import AnalyticsConfig, PolicyScheduleConfig
 from netobs.config_base import Section
 from netobs.config_dashboards import DashboardsConfig
+from netobs.counting import CountingConfig
 
 
 class TLSConfig(Section):
@@ -293,6 +294,9 @@ class Settings(BaseSettings):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
+    counting: CountingConfig = Field(
+        default_factory=CountingConfig, description="The counting model (netobs.counting)."
+    )
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
     dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netobs import schema
+from netobs import counting, schema
 
 FLOWS = "flows"
 
@@ -202,9 +202,11 @@ def add_missing_columns(
         have = existing.get(col.name)
         if have is None:
             after = f" AFTER `{previous}`" if previous else " FIRST"
+            default = f" DEFAULT {col.backfill}" if col.backfill and dialect == "modern" else ""
             for t in targets:
                 out.append(
-                    f"ALTER TABLE `{database}`.`{t}`{on} ADD COLUMN IF NOT EXISTS `{col.name}` {want}{after}"
+                    f"ALTER TABLE `{database}`.`{t}`{on} ADD COLUMN IF NOT EXISTS `{col.name}` {want}"
+                    f"{default}{after}"
                 )
         elif (_normal(have), _normal(want)) in _IN_PLACE_CHANGES:
             for t in targets:  # rewrites the column's data in the background (a mutation)
@@ -236,15 +238,20 @@ def insert_columns() -> list[str]:
 
 
 # ---- rollups and exporter health (modern dialect) ---------------------------------------------
-# Double counting: Open vSwitch bridge IPFIX reports every flow twice, once per direction
-# (PEERS.md). Rollups count a record unless it is an IPFIX record with direction 'egress':
-# the ingress record (or an exporter's only, 'unknown'-direction record) counts the flow once.
-# sFlow samples are independent packet samples and always count. Raw flows keep every record.
-# Measure expressions name source columns as ``f.<column>``: the measures reuse column names
-# (bytes, packets) as aliases, and an unqualified name would resolve to the alias.
-ROLLUP_WHERE = "NOT (type = 'ipfix' AND direction = 'egress')"
+# Counting: every rollup of traffic sums the records the counting model counts
+# (:mod:`netobs.counting`: one observation per packet, whatever the exporters' conventions).
+# Raw flows keep every record. Time: traffic rollups bucket by the flow's own time (its
+# [start, end], sanitized), spread over the minutes it spans in proportion to the overlap, not
+# by the collector's receive time. Measure expressions name source columns as ``f.<column>``:
+# the measures reuse column names (bytes, packets) as aliases, and an unqualified name would
+# resolve to the alias.
+ROLLUP_WHERE = counting.COUNTED
+#: Bumped when a rollup's definition changes: converge drops and rebuilds older rollups from
+#: the raw flows (they are derived data). Kept in the rollup table's COMMENT.
+ROLLUP_VERSION = 2
 
-#: Dimensions of the traffic rollups: center pair × tenant pair × zone pair × service × type/direction.
+#: Dimensions of the traffic rollups: center pair × tenant pair × zone pair × service × type/direction
+#: × who opened the conversation (``initiator``: replies are told apart from requests).
 ROLLUP_KEYS: tuple[str, ...] = (
     "src_center",
     "dst_center",
@@ -256,14 +263,22 @@ ROLLUP_KEYS: tuple[str, ...] = (
     "proto",
     "type",
     "direction",
+    "initiator",
 )
 _SCALE = "if(f.sampling_rate = 0, 1, f.sampling_rate)"  # an unknown rate (0) counts as 1 in 1
+#: Event-time spreading: ``_w`` is the share of a record's span that falls in the bucket.
+_EVENT_WITH = (
+    "toUnixTimestamp64Milli(f.event_end) AS _ee,\n    toUnixTimestamp64Milli(f.event_start) AS _es,\n"
+    "    if(_ee > _es, intDiv(_ee - 1, 60000), intDiv(_ee, 60000)) AS _last"
+)
+_EVENT_JOIN = "ARRAY JOIN range(toUInt64(intDiv(_es, 60000)), toUInt64(_last) + 1) AS _m"
+_EVENT_W = "if(_ee > _es, (least(_ee, (_m + 1) * 60000) - greatest(_es, _m * 60000)) / (_ee - _es), 1)"
 _TRAFFIC_MEASURES = (
-    ("bytes", "UInt64", f"sum(f.bytes * {_SCALE})", "Bytes scaled by the sampling rate."),
-    ("packets", "UInt64", f"sum(f.packets * {_SCALE})", "Packets scaled by the sampling rate."),
-    ("raw_bytes", "UInt64", "sum(f.bytes)", "Bytes as exported (unscaled)."),
-    ("raw_packets", "UInt64", "sum(f.packets)", "Packets as exported (unscaled)."),
-    ("flows", "UInt64", "count()", "Flow records."),
+    ("bytes", "Float64", f"sum(f.bytes * {_SCALE} * _w)", "Bytes scaled by the sampling rate."),
+    ("packets", "Float64", f"sum(f.packets * {_SCALE} * _w)", "Packets scaled by the sampling rate."),
+    ("raw_bytes", "Float64", "sum(f.bytes * _w)", "Bytes as exported (unscaled)."),
+    ("raw_packets", "Float64", "sum(f.packets * _w)", "Packets as exported (unscaled)."),
+    ("flows", "Float64", "sum(_w)", "Counted flow records (a record spread over buckets counts in shares)."),
 )
 _TS3 = "DateTime64(3, 'UTC')"
 _HEALTH_MEASURES = (
@@ -276,6 +291,16 @@ _HEALTH_MEASURES = (
     ),
     ("first_seen", f"SimpleAggregateFunction(min, {_TS3})", "min(f.time_received)", "First record."),
     ("last_seen", f"SimpleAggregateFunction(max, {_TS3})", "max(f.time_received)", "Last record."),
+)
+#: Honest coverage: every record received, by what the counting model did with it and whether
+#: either end has a name (a pod, a node or a named network).
+NAMED = (
+    "(f.src_pod != '' OR f.src_node != '' OR f.src_subnet != '' OR "
+    "f.dst_pod != '' OR f.dst_node != '' OR f.dst_subnet != '')"
+)
+_COVERAGE_MEASURES = (
+    ("flows", "UInt64", "count()", "Flow records received."),
+    ("bytes", "UInt64", f"sum(f.bytes * {_SCALE})", "Bytes scaled by the sampling rate."),
 )
 
 
@@ -292,6 +317,10 @@ class Rollup:
     where: str = ""
     source: str = FLOWS  # the table whose inserts feed the view
     time_of: str = "toDateTime(time_received, 'UTC')"  # the source's time axis, as a DateTime
+    #: Spread each record over the minutes of its event time (traffic rollups fed from ``flows``).
+    event_time: bool = False
+    #: Keys computed from the source: (name, ClickHouse type, expression).
+    computed: tuple[tuple[str, str, str], ...] = ()
 
 
 #: The hourly traffic rollup is fed from the 1-minute one (a chained view), not from ``flows``:
@@ -301,11 +330,15 @@ _ROLLED_UP_MEASURES = tuple((n, t, f"sum(f.{n})", doc) for n, t, _, doc in _TRAF
 
 ROLLUPS: tuple[Rollup, ...] = (
     Rollup("flows_1m", "toStartOfMinute", ROLLUP_KEYS, _TRAFFIC_MEASURES, "SummingMergeTree",
-           "rollup_1m_retention_days", ROLLUP_WHERE),
+           "rollup_1m_retention_days", ROLLUP_WHERE, time_of="toDateTime(intDiv(_m * 60000, 1000), 'UTC')",
+           event_time=True),
     Rollup("flows_1h", "toStartOfHour", ROLLUP_KEYS, _ROLLED_UP_MEASURES, "SummingMergeTree",
            "rollup_1h_retention_days", source="flows_1m", time_of="f.time"),
     Rollup("exporter_health_1m", "toStartOfMinute", ("exporter", "type", "observation_domain"),
            _HEALTH_MEASURES, "AggregatingMergeTree", "exporter_health_retention_days"),
+    Rollup("counting_1m", "toStartOfMinute", ("exporter", "type", "observer", "count_reason", "counted"),
+           _COVERAGE_MEASURES, "SummingMergeTree", "exporter_health_retention_days",
+           computed=(("named", "UInt8", NAMED),)),
 )  # fmt: skip
 
 
@@ -314,8 +347,10 @@ def create_rollup(
 ) -> list[str]:
     """The rollup's target table(s) and its materialized view, each idempotent (modern dialect)."""
     db, on = f"`{database}`", f" ON CLUSTER '{cluster}'" if cluster else ""
+    keys = rollup.keys + tuple(n for n, _, _ in rollup.computed)
     cols = ["    `time` DateTime('UTC') COMMENT 'Start of the bucket.'"]
     cols += [f"    `{k}` {schema.BY_NAME[k].ch_type}" for k in rollup.keys]
+    cols += [f"    `{n}` {t}" for n, t, _ in rollup.computed]
     cols += [f"    `{n}` {t} COMMENT '{doc}'" for n, t, _, doc in rollup.measures]
     local, source = rollup.table, rollup.source
     settings = "\nSETTINGS non_replicated_deduplication_window = 1000"
@@ -330,19 +365,38 @@ def create_rollup(
     out = [
         f"CREATE TABLE IF NOT EXISTS {db}.`{local}`{on} (\n" + ",\n".join(cols) + "\n)\n"
         f"ENGINE = {engine}\nPARTITION BY toYYYYMM(time)\n"
-        f"ORDER BY (time, {', '.join(rollup.keys)}){ttl}{settings}"
+        f"ORDER BY (time, {', '.join(keys)}){ttl}{settings}\nCOMMENT '{rollup_comment()}'"
     ]
     if cluster:
         out.append(
             f"CREATE TABLE IF NOT EXISTS {db}.`{rollup.table}`{on} AS {db}.`{local}`\n"
             f"ENGINE = Distributed('{cluster}', '{database}', '{local}', rand())"
         )
-    where = f"\nWHERE {rollup.where}" if rollup.where else ""
-    aggs = ",\n    ".join(f"{expr} AS `{n}`" for n, _, expr, _ in rollup.measures)
     out.append(
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`{rollup.table}_mv`{on} TO {db}.`{local}` AS\n"
-        f"SELECT\n    {rollup.bucket}({rollup.time_of}) AS `time`,\n    "
-        + ",\n    ".join(f"`{k}`" for k in rollup.keys)
-        + f",\n    {aggs}\nFROM {db}.`{source}` AS f{where}\nGROUP BY time, {', '.join(rollup.keys)}"
+        + rollup_select(database, rollup, source)
     )
     return out
+
+
+def rollup_select(database: str, rollup: Rollup, source: str | None = None) -> str:
+    """The SELECT that feeds ``rollup`` from ``source`` (its view's query; also used to rebuild it)."""
+    db = f"`{database}`"
+    keys = rollup.keys + tuple(n for n, _, _ in rollup.computed)
+    where = f"\nWHERE {rollup.where}" if rollup.where else ""
+    aggs = ",\n    ".join(f"{expr} AS `{n}`" for n, _, expr, _ in rollup.measures)
+    with_, join = "", ""
+    if rollup.event_time:
+        with_ = f"WITH\n    {_EVENT_WITH},\n    {_EVENT_W} AS _w\n"
+        join = f"\n{_EVENT_JOIN}"
+    computed = "".join(f",\n    {expr} AS `{n}`" for n, _, expr in rollup.computed)
+    return (
+        f"{with_}SELECT\n    {rollup.bucket}({rollup.time_of}) AS `time`,\n    "
+        + ",\n    ".join(f"`{k}`" for k in rollup.keys)
+        + f"{computed},\n    {aggs}\nFROM {db}.`{source or rollup.source}` AS f{join}{where}\n"
+        f"GROUP BY time, {', '.join(keys)}"
+    )
+
+
+def rollup_comment() -> str:
+    return f"netobs rollup v{ROLLUP_VERSION}"

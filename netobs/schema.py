@@ -31,6 +31,9 @@ class Column:
     #: ``collect`` columns are filled by decoders; ``enrich`` ones by the pipeline.
     group: str = "collect"
     codec: str = ""
+    #: DEFAULT expression given when converge adds the column to an existing table, so that rows
+    #: stored before it existed read a meaningful value ('' : the type's default).
+    backfill: str = ""
 
     @property
     def numpy(self) -> np.dtype:
@@ -153,6 +156,18 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
+# Event time of rows stored before the counting model (the pipeline computes it for new rows;
+# the rule is netobs.counting's, repeated here as SQL because the kernel's schema is its base).
+_MS = "toUnixTimestamp64Milli"
+_EVENT_END_SQL = (
+    f"if({_MS}(flow_end) > {_MS}(time_received) - 86400000 AND {_MS}(flow_end) <= {_MS}(time_received) + 300000, "
+    "flow_end, time_received)"
+)
+_EVENT_START_SQL = (
+    f"if({_MS}(flow_start) > 0 AND flow_start <= {_EVENT_END_SQL}, "
+    f"greatest(flow_start, {_EVENT_END_SQL} - INTERVAL 1 DAY), {_EVENT_END_SQL})"
+)
+
 #: What the pipeline names each end with (filled by enrichment; '' when unknown).
 ENDPOINT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("pod", "Pod name."),
@@ -206,6 +221,25 @@ FLOW_COLUMNS = (
         ),
         # ---- the counting model (netobs.counting): filled by the pipeline, one decision per record
         Column(
+            "event_start",
+            "DateTime64(3, 'UTC')",
+            _TS,
+            "Start of the record's event time: flow_start, sanitized (netobs.counting).",
+            group="enrich",
+            codec="Delta, ZSTD(1)",
+            backfill=_EVENT_START_SQL,
+        ),
+        Column(
+            "event_end",
+            "DateTime64(3, 'UTC')",
+            _TS,
+            "End of the record's event time: flow_end, or time_received when the exporter's clock is off "
+            "by more than a day behind or five minutes ahead. Buckets, windows and baselines use it.",
+            group="enrich",
+            codec="Delta, ZSTD(1)",
+            backfill=_EVENT_END_SQL,
+        ),
+        Column(
             "observer",
             "LowCardinality(String)",
             _STR,
@@ -219,6 +253,7 @@ FLOW_COLUMNS = (
             "1 when this record is the observation that counts its traffic (netobs.counting); 0 for "
             "the other observations of the same packets, kept for path and loss analysis.",
             group="enrich",
+            backfill="NOT (type = 'ipfix' AND direction = 'egress')",  # the rule before the model
         ),
         Column(
             "count_reason",
@@ -226,6 +261,7 @@ FLOW_COLUMNS = (
             _STR,
             "Why the record counts or not (netobs.counting.REASONS).",
             group="enrich",
+            backfill="'legacy_rule'",
         ),
         Column(
             "initiator",

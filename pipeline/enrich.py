@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from netobs import schema
+from pipeline.counting import Counter, Listening, Observations
 from pipeline.enrich_index import Addresses, clip_times
 from pipeline.enrich_tables import ATTRS, Tables
 from pipeline.metadata.store import MetadataStore
@@ -42,9 +43,18 @@ class Enricher:
     a reloaded inventory); ``sources`` (e.g. a Kubernetes watcher) start and stop with it.
     """
 
-    def __init__(self, metadata: MetadataStore, sources: tuple[Any, ...] = (), dictionary: bool = False):
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        sources: tuple[Any, ...] = (),
+        dictionary: bool = False,
+        counter: Counter | None = None,
+    ):
         self.metadata = metadata
         self.sources = sources
+        #: The counting model (observer, counted, count_reason, initiator, role columns).
+        self.counter = counter or Counter(Observations())
+        self._listening = Listening()
         #: Dictionary-encoded output columns (see :meth:`enrich`); off: plain strings.
         self.dictionary = dictionary
         self._tables: Tables | None = None
@@ -66,7 +76,9 @@ class Enricher:
             gen = self.metadata.generation
             if self._tables is None or gen != self._generation:
                 started = time.perf_counter()
-                self._tables = Tables(self.metadata.versions())
+                versions = self.metadata.versions()
+                self._tables = Tables(versions)
+                self._listening = Listening(versions)
                 self.index_build_s = time.perf_counter() - started
                 self._generation = gen
                 log.debug("enrichment index rebuilt in %.3fs", self.index_build_s)
@@ -93,6 +105,7 @@ class Enricher:
         out = _set(out, "path", _column(tab.paths, path_of(src, dst), encode))
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
             out = _exporter_columns(tab, out, times, encode)
+            out = self.counter.apply(out, self._listening, dictionary=encode)
         return out
 
     def enrich_exporters(self, table: pa.Table) -> pa.Table:
@@ -219,6 +232,7 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
     if store is not None:
         meta.ensure()
         meta.reload()
+    counter = Counter(observation_points(settings, store))
     if cfg.inventory:
         apply_inventory(meta, cfg.inventory, strict=False)
     sources: tuple[Any, ...] = ()
@@ -226,4 +240,14 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
         from pipeline.metadata.kubernetes import KubernetesSource
 
         sources = (KubernetesSource.from_config(meta, cfg.kubernetes),)
-    return Enricher(meta, sources, dictionary=True)
+    return Enricher(meta, sources, dictionary=True, counter=counter)
+
+
+def observation_points(settings: Any, store: Any = None) -> Observations:
+    """The exporters learned so far (from the store when there is one), configured by ``counting``."""
+    from pipeline.counting import ObservationTable
+
+    obs = Observations(settings.counting)
+    if store is not None and getattr(store, "dialect", "modern") == "modern":
+        ObservationTable(store, settings.store.database).attach(obs)
+    return obs

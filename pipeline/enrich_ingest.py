@@ -22,7 +22,14 @@ ENRICH_FIELDS = tuple(c.name for c in schema.FLOW_COLUMNS if c.group == "enrich"
 def enriched_fields(enricher: Enricher, batch: FlowBatch) -> dict[str, list[str]]:
     """The enrichment columns of a decoded batch, as lists (for the decode contract's dicts)."""
     table = enricher.enrich(pa.Table.from_batches([batch.to_arrow()]))
-    return {name: table.column(name).to_pylist() for name in ENRICH_FIELDS}
+    out = {}
+    for name in ENRICH_FIELDS:
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):  # as the decode contract writes times: ISO-8601 UTC, ms
+            out[name] = [t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" for t in col.to_pylist()]
+        else:
+            out[name] = col.to_pylist()
+    return out
 
 
 class Ingest:

@@ -43,6 +43,7 @@ def converge(
     replicated: bool = False,
     rollup_retention: Mapping[str, int] | None = None,
     counters_retention_days: int = 0,
+    query: Callable[[str], pa.Table] | None = None,
 ) -> list[str]:
     """Bring a live database to the schema, idempotently; returns the statements run.
 
@@ -80,6 +81,11 @@ def converge(
     rollups: list[str] = []
     if dialect == "modern":
         ttl = rollup_retention or {}
+        stale = _stale_rollups(query, database) if query is not None else []
+        drops = _drop_rollups(database, stale, cluster)
+        for stmt in drops:
+            log.warning("schema: %s (its definition changed; rebuilt from the raw flows)", stmt)
+            execute(stmt)
         for rollup in ddl.ROLLUPS:
             rollups += ddl.create_rollup(
                 database, rollup, retention_days=ttl.get(rollup.retention, 0), cluster=cluster
@@ -87,7 +93,48 @@ def converge(
         rollups.append(counter_rates.create_view(database, cluster))
         for stmt in rollups:
             execute(stmt)
+        rebuilds = _rebuild_rollups(database, stale, cluster)
+        for stmt in rebuilds:
+            log.warning("schema: %s", stmt.splitlines()[0])
+            execute(stmt)
+        rollups = drops + rollups + rebuilds
     return ran + alters + rollups
+
+
+def _stale_rollups(query: Callable[[str], pa.Table], database: str) -> list[ddl.Rollup]:
+    """Rollups whose live table was made by another rollup definition (its COMMENT says which)."""
+    names = ", ".join(f"'{r.table}'" for r in ddl.ROLLUPS) + ", " + ", ".join(
+        f"'{r.table}_local'" for r in ddl.ROLLUPS
+    )
+    rows = query(
+        f"SELECT name, comment FROM system.tables WHERE database = '{database}' AND name IN ({names})"
+    ).to_pylist()
+    live = {r["name"].removesuffix("_local"): r["comment"] for r in rows}
+    return [r for r in ddl.ROLLUPS if r.table in live and live[r.table] != ddl.rollup_comment()]
+
+
+def _drop_rollups(database: str, stale: list[ddl.Rollup], cluster: str | None) -> list[str]:
+    on = f" ON CLUSTER '{cluster}'" if cluster else ""
+    out = []
+    for r in stale:
+        out.append(f"DROP VIEW IF EXISTS `{database}`.`{r.table}_mv`{on}")
+        out.append(f"DROP TABLE IF EXISTS `{database}`.`{r.table}`{on}")
+        if cluster:
+            out.append(f"DROP TABLE IF EXISTS `{database}`.`{r.table}_local`{on}")
+    return out
+
+
+def _rebuild_rollups(database: str, stale: list[ddl.Rollup], cluster: str | None) -> list[str]:
+    """Fill rebuilt rollups from the raw flows (chained rollups fill through their views)."""
+    rebuilt = {r.table for r in stale}
+    out = []
+    for r in stale:
+        if r.source != ddl.FLOWS and r.source in rebuilt:
+            continue  # its view fills it while its source is rebuilt
+        target = f"{r.table}_local" if cluster else r.table
+        source = f"{r.source}_local" if cluster else r.source
+        out.append(f"INSERT INTO `{database}`.`{target}`\n" + ddl.rollup_select(database, r, source))
+    return out
 
 
 def converge_store(store: Any, config: StoreConfig) -> list[str]:
@@ -102,4 +149,5 @@ def converge_store(store: Any, config: StoreConfig) -> list[str]:
         replicated=config.replicated,
         rollup_retention={r.retention: getattr(config, r.retention) for r in ddl.ROLLUPS},
         counters_retention_days=getattr(config, ddl.COUNTERS_TABLE.retention),
+        query=store.query_arrow if store.dialect == "modern" else None,
     )

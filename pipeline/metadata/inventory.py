@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipeline.metadata.model import Center, IPAddress, Namespace, Network, Node, Obj, Pod, Site, Vpc
+from pipeline.metadata.model import Center, IPAddress, Namespace, Network, Node, Obj, Pod, Service, Site, Vpc
 
 #: Top-level list sections and the model of their items (``sites`` is nested, see below).
 _FLAT: dict[str, type[Obj]] = {
@@ -24,6 +24,7 @@ _FLAT: dict[str, type[Obj]] = {
     "pods": Pod,
     "ips": IPAddress,
     "vpcs": Vpc,
+    "services": Service,
 }
 _SECTIONS = ("sites", *_FLAT)
 
@@ -190,7 +191,7 @@ def apply_inventory(meta, path: str | Path, strict: bool = False, at: Any = None
     inv = load_inventory(path, strict=strict)
     for problem in inv.problems:
         logging.getLogger(__name__).error("inventory: %s", problem)
-    kinds = ("site", "center", "node", "network", "namespace", "pod", "ip", "vpc")
+    kinds = ("site", "center", "node", "network", "namespace", "pod", "ip", "vpc", "service")
     now = at if at is not None else int(time.time() * 1000)
     meta.replace_all(kinds, inv.objects, now, source=f"inventory:{Path(path).name}", new_from=0)
     return inv

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.metadata.model import IPAddress, Namespace, Network, Node, Obj, Pod, Vpc
+from pipeline.metadata.model import IPAddress, Namespace, Network, Node, Obj, Pod, Service, Vpc
 
 TENANT, ZONE, CENTER = "netobs.io/tenant", "netobs.io/zone", "netobs.io/center"
 
@@ -55,7 +55,34 @@ def pod(obj: dict) -> Obj | None:
         node=spec.get("nodeName") or "",
         workload=workload_of(meta),
         labels=_labels(obj),
+        ports=_container_ports(spec),
         start=meta.get("creationTimestamp"),
+    )
+
+
+def _container_ports(spec: dict) -> tuple[int, ...]:
+    ports = {
+        int(p["containerPort"])
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for p in c.get("ports") or []
+        if isinstance(p, dict) and str(p.get("containerPort", "")).isdigit()
+    }
+    return tuple(sorted(ports))
+
+
+def service(obj: dict) -> Obj | None:
+    """A Service's listening ports; ``targetPort`` names (not numbers) are left to container ports."""
+    meta, spec = _meta(obj), obj.get("spec") or {}
+    ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None"]
+    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+    targets = [int(p["targetPort"]) for p in ports if str(p.get("targetPort", "")).isdigit()]
+    return Service(
+        name=meta.get("name"),
+        namespace=meta.get("namespace"),
+        cluster_ips=ips,
+        ports=tuple(int(p["port"]) for p in ports if str(p.get("port", "")).isdigit()),
+        target_ports=tuple(targets),
+        selector=dict(spec.get("selector") or {}),
     )
 
 
@@ -120,7 +147,8 @@ def ip(obj: dict) -> Obj:
 def key_of(kind: str, obj: dict) -> str:
     """The store key of a wire object (to delete it even when it no longer converts)."""
     meta = _meta(obj)
-    return f"{meta.get('namespace')}/{meta.get('name')}" if kind == "pod" else str(meta.get("name"))
+    namespaced = kind in ("pod", "service")
+    return f"{meta.get('namespace')}/{meta.get('name')}" if namespaced else str(meta.get("name"))
 
 
 #: Metadata kind and converter of each watched resource.
@@ -128,6 +156,7 @@ CONVERTERS: dict[str, tuple[str, Callable[[dict], Any]]] = {
     "pods": ("pod", pod),
     "namespaces": ("namespace", namespace),
     "nodes": ("node", node),
+    "services": ("service", service),
     "subnets": ("network", subnet),
     "vpcs": ("vpc", vpc),
     "ips": ("ip", ip),

@@ -22,7 +22,7 @@ from pipeline.metadata.store import Change, MetadataStore
 
 log = logging.getLogger(__name__)
 SOURCE = "kubernetes"
-CORE = ("pods", "namespaces", "nodes")
+CORE = ("pods", "namespaces", "nodes", "services")
 _MALFORMED = object()
 KUBE_OVN = ("subnets", "vpcs", "ips")
 
@@ -90,6 +90,7 @@ class KubernetesSource:
                 "pods": core.list_pod_for_all_namespaces,
                 "namespaces": core.list_namespace,
                 "nodes": core.list_node,
+                "services": core.list_service_for_all_namespaces,
             }
             return listers[res]
         custom = client.CustomObjectsApi(self.api_client)

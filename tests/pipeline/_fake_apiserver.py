@@ -1,7 +1,7 @@
 """A small Kubernetes API server for tests: list and watch in the real wire format.
 
 No kube-apiserver can run on the project's machines, so the official ``kubernetes``
-client is tested against this server instead. It serves ``/api/v1/{pods,namespaces,nodes}``,
+client is tested against this server instead. It serves ``/api/v1/{pods,namespaces,nodes,services}``,
 ``/apis/kubeovn.io/v1/{subnets,vpcs,ips}`` and ``/apis/networking.k8s.io/v1/networkpolicies``
 (every namespace's, as ``list_network_policy_for_all_namespaces`` asks): a list returns ``{kind}List`` with
 ``metadata.resourceVersion``; ``?watch=true`` returns a chunked stream of JSON watch
@@ -22,6 +22,7 @@ _PATHS = {
     "/api/v1/pods": ("pods", "v1", "Pod"),
     "/api/v1/namespaces": ("namespaces", "v1", "Namespace"),
     "/api/v1/nodes": ("nodes", "v1", "Node"),
+    "/api/v1/services": ("services", "v1", "Service"),
     "/apis/kubeovn.io/v1/subnets": ("subnets", "kubeovn.io/v1", "Subnet"),
     "/apis/kubeovn.io/v1/vpcs": ("vpcs", "kubeovn.io/v1", "Vpc"),
     "/apis/kubeovn.io/v1/ips": ("ips", "kubeovn.io/v1", "IP"),

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from netobs import ddl
 from netobs.batch import FlowBatch, ip_bytes
 from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.schema import BY_NAME
@@ -199,11 +200,19 @@ def test_chained_hourly_rollup_equals_aggregating_the_flows(enricher, tmp_path):
             f"SELECT time, {keys}, sum(bytes) AS b, sum(flows) AS n FROM netobs.flows_1h "
             f"GROUP BY time, {keys} ORDER BY time, {keys}"
         ).to_pylist()
+        # The same counted records, spread over their event time, aggregated by hour in one query.
+        minute = next(r for r in ddl.ROLLUPS if r.table == "flows_1m")
         direct = store.query_arrow(
-            f"SELECT toStartOfHour(toDateTime(time_received, 'UTC')) AS time, {keys}, sum(bytes) AS b, "
-            f"count() AS n FROM netobs.flows GROUP BY time, {keys} ORDER BY time, {keys}"
+            f"SELECT toStartOfHour(time) AS time, {keys}, sum(bytes) AS b, sum(flows) AS n "
+            f"FROM ({ddl.rollup_select('netobs', minute)}) GROUP BY time, {keys} ORDER BY time, {keys}"
         ).to_pylist()
         assert len({r["time"] for r in rolled}) >= 3
-        assert rolled == direct
+        assert [{k: v for k, v in r.items() if k not in "bn"} for r in rolled] == [
+            {k: v for k, v in r.items() if k not in "bn"} for r in direct
+        ]
+        for got, want in zip(rolled, direct, strict=True):
+            assert got["b"] == pytest.approx(want["b"]) and got["n"] == pytest.approx(want["n"])
+        counted = store.query_arrow("SELECT sum(bytes) AS b FROM netobs.flows WHERE counted = 1").column("b")
+        assert sum(r["b"] for r in rolled) == pytest.approx(counted.to_pylist()[0])
     finally:
         store.stop()

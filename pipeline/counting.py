@@ -1,0 +1,658 @@
+"""The counting model applied to flow batches: ``observer``, ``counted``, ``count_reason`` and roles.
+
+The rule itself is documented once, in :mod:`netobs.counting`; this module evaluates it over
+Arrow batches with numpy, per record and without state across records, except for what it
+learns about exporters (:class:`Observations`: which exporters report both directions,
+which nodes and centers have exporters), which only grows and is persisted in the store's
+``observation_points`` table so that restarts and other pipeline replicas agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netobs import counting
+from netobs.counting import CountingConfig
+
+log = logging.getLogger(__name__)
+
+_K1, _K2, _K3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+_SYN, _ACK = 0x02, 0x10
+#: Ports below this are well known (IANA system ports); ephemeral ranges: Linux and IANA.
+_WELL_KNOWN = 1024
+_EPHEMERAL_LO = 32768
+#: Registered service ports a bank runs (databases, brokers, caches, web, directory, mail).
+REGISTERED_PORTS = np.array(
+    sorted(
+        {1433, 1521, 2049, 2181, 2379, 2380, 3000, 3306, 3389, 4222, 5000, 5044, 5432, 5601, 5671, 5672,
+         6379, 6443, 7000, 7001, 8000, 8008, 8080, 8081, 8443, 8888, 9000, 9042, 9090, 9092, 9093, 9200,
+         9300, 9443, 10250, 11211, 15672, 27017}
+    ),
+    dtype=np.int64,
+)  # fmt: skip
+
+
+def addr_words(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The two 64-bit halves of a 16-byte address column."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    buf = np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * 16 : (col.offset + len(col)) * 16]
+    words = buf.view("<u8").reshape(-1, 2)
+    return words[:, 0], words[:, 1]
+
+
+def endpoint_keys(hi: np.ndarray, lo: np.ndarray, port: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of (address, port), for set lookups."""
+    with np.errstate(over="ignore"):
+        return (hi * _K1) ^ (lo * _K2) ^ (np.asarray(port, dtype=np.uint64) * _K3)
+
+
+def flow_keys(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash of each record's (src, dst, src port, dst port, proto)."""
+    sh, sl = addr_words(table.column("src_addr"))
+    dh, dl = addr_words(table.column("dst_addr"))
+    sp = _np(table, "src_port", np.uint64)
+    dp = _np(table, "dst_port", np.uint64)
+    pr = _np(table, "proto", np.uint64)
+    with np.errstate(over="ignore"):
+        return endpoint_keys(sh, sl, sp) ^ (endpoint_keys(dh, dl, dp) * _K3) ^ (pr << np.uint64(56))
+
+
+def _np(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
+    col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _strings(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """Codes and values of a string (or dictionary) column."""
+    col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    return np.asarray(col.indices.to_numpy(zero_copy_only=False), dtype=np.int64), col.dictionary.to_pylist()
+
+
+# ---- listening ports from metadata ------------------------------------------------------------
+class Listening:
+    """(address, port) pairs where something listens: container ports, Service ports, Service
+    target ports on the pods a Service selects. Built from metadata versions (current view)."""
+
+    def __init__(self, versions: Iterable[Any] = ()):
+        pods: dict[str, dict[str, Any]] = {}
+        services: list[dict[str, Any]] = []
+        for v in versions:
+            if v.kind == "pod" and v.valid_to >= _now_ms():
+                pods[v.key] = v.attrs
+            elif v.kind == "service" and v.valid_to >= _now_ms():
+                services.append(v.attrs)
+        pairs: list[tuple[str, int]] = []
+        for attrs in pods.values():
+            for ip in _addresses(attrs):
+                pairs += [(ip, int(p)) for p in attrs.get("ports") or ()]
+        for svc in services:
+            for ip in svc.get("cluster_ips") or ():
+                pairs += [(ip, int(p)) for p in svc.get("ports") or ()]
+            selector = svc.get("selector") or {}
+            targets = svc.get("target_ports") or svc.get("ports") or ()
+            if not selector:
+                continue
+            for attrs in pods.values():
+                if attrs.get("namespace") == svc.get("namespace") and _selects(selector, attrs.get("labels")):
+                    for ip in _addresses(attrs):
+                        pairs += [(ip, int(p)) for p in targets]
+        self.size = len(pairs)
+        if pairs:
+            raw = np.frombuffer(b"".join(_addr16(a) for a, _ in pairs), dtype="<u8").reshape(-1, 2)
+            ports = np.array([p for _, p in pairs], dtype=np.uint64)
+            self.keys = np.unique(endpoint_keys(raw[:, 0], raw[:, 1], ports))
+        else:
+            self.keys = np.zeros(0, dtype=np.uint64)
+
+    def contains(self, hi: np.ndarray, lo: np.ndarray, ports: np.ndarray) -> np.ndarray:
+        if not len(self.keys):
+            return np.zeros(len(hi), dtype=bool)
+        k = endpoint_keys(hi, lo, ports)
+        pos = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
+        return self.keys[pos] == k
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _addresses(attrs: dict[str, Any]) -> list[str]:
+    return [a for a in ([attrs.get("ip")] + list(attrs.get("ips") or ())) if a]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str] | None) -> bool:
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _addr16(text: str) -> bytes:
+    ip = ipaddress.ip_address(text)
+    return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+
+
+# ---- what the pipeline learns about exporters ---------------------------------------------------
+@dataclass
+class Exporter:
+    """One (exporter address, export protocol) as an observation point."""
+
+    address: str
+    type: str
+    node: str = ""
+    center: str = ""
+    #: 'dual' (reports ingress and egress of the same packets), 'single', or '' (not known yet).
+    directions: str = ""
+    perflow: bool = False  # sends observationPointId (OVS per-flow IPFIX)
+    examined: int = 0
+    count: str = "auto"
+    observer_override: str = ""
+    recent: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def observer(self, biflow: bool = False) -> str:
+        if self.observer_override and self.observer_override != "auto":
+            return self.observer_override
+        on_node = bool(self.node)
+        if biflow:
+            return "node_biflow" if on_node else "device_biflow"
+        if self.type == "sflow":
+            return "ovs_sflow" if on_node else "device_sflow"
+        if not on_node:
+            return "device_flow"
+        if self.type == "netflow5":
+            return "node_netflow5"
+        if self.directions == "dual":
+            return "ovs_bridge_ipfix"
+        return "ovs_perflow_ipfix" if self.perflow else "node_ipfix"
+
+
+class Observations:
+    """Exporters as observation points: their kind, direction convention and coverage.
+
+    Thread-safe; grows only. ``on_change`` (if set) is called with the exporters whose
+    classification changed, for persistence.
+    """
+
+    def __init__(self, config: CountingConfig | None = None):
+        self.config = config or CountingConfig()
+        self._rules = [
+            (tuple(ipaddress.ip_network(m) for m in e.match), e) for e in self.config.exporters
+        ]
+        self.exporters: dict[tuple[str, str], Exporter] = {}
+        self.covered_nodes: set[str] = set()
+        self.device_centers: set[str] = set()
+        self._lock = threading.Lock()
+        self.on_change: Any = None
+
+    def exporter(self, address: str, type_: str, node: str, center: str) -> Exporter:
+        key = (address, type_)
+        e = self.exporters.get(key)
+        if e is None:
+            e = Exporter(address, type_, node, center)
+            rule = self._rule(address)
+            if rule is not None:
+                e.count, e.observer_override = rule.count, rule.observer
+                if rule.directions != "auto":
+                    e.directions = rule.directions
+                if rule.center and not node:
+                    e.center = rule.center
+            self.exporters[key] = e
+            self._cover(e)
+        elif node and not e.node:
+            e.node, e.center = node, center
+            self._cover(e)
+        return e
+
+    def _cover(self, e: Exporter) -> None:
+        if e.count == "never":
+            return
+        if e.node:
+            self.covered_nodes.add(e.node)
+        elif e.center:
+            self.device_centers.add(e.center)
+
+    def _rule(self, address: str) -> Any:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        for nets, rule in self._rules:
+            for n in nets:
+                cand = ip
+                if n.version == 4 and ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
+                    cand = ip.ipv4_mapped  # type: ignore[union-attr]
+                if cand.version == n.version and cand in n:
+                    return rule
+        return None
+
+    def restore(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Exporters learned earlier (``observation_points`` rows)."""
+        with self._lock:
+            for r in rows:
+                e = self.exporter(r["exporter"], r["type"], r.get("node", ""), r.get("center", ""))
+                if r.get("directions") and not e.directions:
+                    e.directions = r["directions"]
+                e.perflow = e.perflow or bool(r.get("perflow"))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_row(e) for e in self.exporters.values()]
+
+
+def _row(e: Exporter) -> dict[str, Any]:
+    return {
+        "exporter": e.address,
+        "type": e.type,
+        "node": e.node,
+        "center": e.center,
+        "observer": e.observer(),
+        "directions": e.directions,
+        "perflow": int(e.perflow),
+        "count": e.count,
+    }
+
+
+# ---- the decision -------------------------------------------------------------------------------
+REASON_NAMES: tuple[str, ...] = tuple(counting.REASONS)
+OBSERVER_NAMES: tuple[str, ...] = ("", *counting.OBSERVERS)
+METHOD_NAMES: tuple[str, ...] = ("", *counting.ROLE_METHODS)
+INITIATOR_NAMES: tuple[str, ...] = ("", "src", "dst")
+_R = {name: i for i, name in enumerate(REASON_NAMES)}
+_COUNTING = np.array([name in counting.COUNTING_REASONS for name in REASON_NAMES], dtype=np.uint8)
+_CONFIDENCE = np.array([0] + list(counting.ROLE_METHODS.values()), dtype=np.uint8)
+
+
+class Counter:
+    """Fills the counting model's columns of an enriched flow batch."""
+
+    def __init__(self, observations: Observations | None = None):
+        self.observations = observations or Observations()
+
+    def apply(self, table: pa.Table, listening: Listening | None = None, dictionary: bool = True) -> pa.Table:
+        n = table.num_rows
+        if n == 0:
+            return _with_columns(table, {}, n, dictionary)
+        obs = self.observations
+        exp_codes, exporters = self._exporters(table)
+        changed = self._learn(table, exp_codes, exporters)
+        nodes = _Codes(table, ("src_node", "dst_node", "exporter_node"))
+        centers = _Codes(table, ("src_center", "dst_center", "exporter_center"))
+        e_node = nodes.codes_of([e.node for e in exporters])[exp_codes]
+        e_center = centers.codes_of([e.center for e in exporters])[exp_codes]
+        dual = np.array([e.directions == "dual" for e in exporters] + [False])[exp_codes]
+        force = np.array([{"always": 1, "never": 2}.get(e.count, 0) for e in exporters] + [0])[exp_codes]
+        src_node, dst_node = nodes["src_node"], nodes["dst_node"]
+        src_center, dst_center = centers["src_center"], centers["dst_center"]
+        if obs.config.covered_nodes == "learned":
+            cov = nodes.mask(obs.covered_nodes)
+            src_cov, dst_cov = cov[src_node], cov[dst_node]
+        else:
+            src_cov, dst_cov = src_node != 0, dst_node != 0
+        dev = centers.mask(obs.device_centers)
+        reason = decide(
+            e_node, e_center, dual, _direction_codes(table), src_node, dst_node, src_cov, dst_cov,
+            src_center, dst_center, dev[src_center], dev[dst_center], force,
+        )  # fmt: skip
+        biflow = _np(table, "biflow", np.uint8) if "biflow" in table.schema.names else np.zeros(n, np.uint8)
+        initiator, method = roles(table, listening)
+        event_start, event_end = event_times(table)
+        cols = {
+            "event_start": event_start,
+            "event_end": event_end,
+            "observer": (_observers(exporters, exp_codes, biflow), OBSERVER_NAMES),
+            "counted": _COUNTING[reason],
+            "count_reason": (reason, REASON_NAMES),
+            "initiator": (initiator, INITIATOR_NAMES),
+            "role_method": (method, METHOD_NAMES),
+            "role_confidence": _CONFIDENCE[method],
+        }
+        if changed and obs.on_change is not None:
+            obs.on_change([_row(e) for e in changed])
+        return _with_columns(table, cols, n, dictionary)
+
+    def _exporters(self, table: pa.Table) -> tuple[np.ndarray, list[Exporter]]:
+        """Per row, the index of its (exporter, type) in the returned list."""
+        addr = pc.dictionary_encode(table.column("exporter").combine_chunks())
+        tcodes, types = _strings(table, "type")
+        acodes = np.asarray(addr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        combined = acodes * (len(types) + 1) + tcodes
+        uniq, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        addrs = [_text(a) for a in addr.dictionary.to_pylist()]
+        names = table.schema.names
+        node_codes, nodes = _strings(table, "exporter_node") if "exporter_node" in names else (None, [])
+        cen_codes, centers = _strings(table, "exporter_center") if "exporter_center" in names else (None, [])
+        out = []
+        with self.observations._lock:
+            for k, row in zip(uniq.tolist(), first.tolist(), strict=True):
+                a, t = divmod(k, len(types) + 1)
+                node = nodes[node_codes[row]] if node_codes is not None else ""
+                center = centers[cen_codes[row]] if cen_codes is not None else ""
+                out.append(self.observations.exporter(addrs[a], types[t], node or "", center or ""))
+        return inverse.astype(np.int64).reshape(-1), out
+
+    def _learn(self, table: pa.Table, codes: np.ndarray, exporters: list[Exporter]) -> list[Exporter]:
+        """Classify exporters not yet known as dual or single (the same flow key at ingress and egress)."""
+        limit = self.observations.config.dual_detect_rows
+        changed = []
+        if "observation_point" in table.schema.names:
+            pending_pf = [i for i, e in enumerate(exporters) if not e.perflow and e.type in ("ipfix", "netflow9")]
+            if pending_pf:
+                has_point = _np(table, "observation_point", np.uint32) != 0
+                for i in pending_pf:
+                    if np.any(has_point & (codes == i)):
+                        exporters[i].perflow = True
+                        changed.append(exporters[i])
+        pending = [i for i, e in enumerate(exporters) if not e.directions and limit]
+        if not pending:
+            return changed
+        direction = _direction_codes(table)
+        keys = flow_keys(table)
+        for i in pending:
+            e = exporters[i]
+            rows = np.flatnonzero(codes == i)
+            ing, egr = keys[rows[direction[rows] == 0]], keys[rows[direction[rows] == 1]]
+            with self.observations._lock:
+                if e.directions:
+                    continue
+                for name, ks in (("in", ing), ("out", egr)):
+                    if len(ks):
+                        prev = e.recent.get(name)
+                        e.recent[name] = ks[-50_000:] if prev is None else np.concatenate([prev, ks])[-50_000:]
+                e.examined += len(rows)
+                a, b = e.recent.get("in"), e.recent.get("out")
+                if a is not None and b is not None and len(np.intersect1d(a, b)):
+                    e.directions = "dual"
+                elif e.examined >= limit:
+                    e.directions = "single"
+                if e.directions:
+                    e.recent.clear()
+                    changed.append(e)
+                    what = "ingress and egress of the same flows" if e.directions == "dual" else "each flow once"
+                    log.info("exporter %s (%s): reports %s", e.address, e.type, what)
+        return changed
+
+
+class _Codes:
+    """Several string columns coded in one shared space (0 is '')."""
+
+    def __init__(self, table: pa.Table, names: tuple[str, ...]):
+        self.values: list[str] = [""]
+        self._index: dict[str, int] = {"": 0}
+        self.cols: dict[str, np.ndarray] = {}
+        for name in names:
+            if name not in table.schema.names:
+                self.cols[name] = np.zeros(table.num_rows, dtype=np.int64)
+                continue
+            codes, values = _strings(table, name)
+            lut = self.codes_of(values)
+            self.cols[name] = lut[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+    def codes_of(self, values: list[str]) -> np.ndarray:
+        """Codes of ``values``, with a trailing 0 (so that -1 gathers '')."""
+        out = []
+        for v in values:
+            v = v or ""
+            code = self._index.get(v)
+            if code is None:
+                code = self._index[v] = len(self.values)
+                self.values.append(v)
+            out.append(code)
+        return np.array(out + [0], dtype=np.int64)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+    def mask(self, members: set[str]) -> np.ndarray:
+        """Per code, whether its value is in ``members`` ('' never is)."""
+        return np.array([bool(v) and v in members for v in self.values], dtype=bool)
+
+
+def decide(
+    e_node: np.ndarray,
+    e_center: np.ndarray,
+    dual: np.ndarray,
+    direction: np.ndarray,
+    src_node: np.ndarray,
+    dst_node: np.ndarray,
+    src_cov: np.ndarray,
+    dst_cov: np.ndarray,
+    src_center: np.ndarray,
+    dst_center: np.ndarray,
+    src_dev: np.ndarray,
+    dst_dev: np.ndarray,
+    force: np.ndarray,
+) -> np.ndarray:
+    """Index into :data:`REASON_NAMES` of each record; the rule of :mod:`netobs.counting`.
+
+    Node and center arguments are integer codes with 0 for '' (unknown)."""
+    on_node = e_node != 0
+    at_src = on_node & (e_node == src_node) & (src_node != 0)
+    at_dst = on_node & (e_node == dst_node) & (dst_node != 0)
+    any_cov = src_cov | dst_cov
+    dev_src = ~on_node & (e_center == src_center) & (src_center != 0)
+    dev_dst = ~on_node & (e_center == dst_center) & (dst_center != 0)
+    rules = (
+        (force == 2, "excluded"),
+        (force == 1, "forced"),
+        (dual & (direction == 1), "dual_direction_copy"),
+        (at_src, "source_node"),
+        (at_dst & ~src_cov, "destination_node"),
+        (at_dst, "seen_at_source_node"),
+        (on_node & ~any_cov, "transit_only"),
+        (on_node & src_cov, "seen_at_source_node"),
+        (on_node, "seen_at_destination_node"),
+        (any_cov, "seen_by_node"),
+        (dev_src, "device_source_center"),
+        (dev_dst & ~src_dev, "device_destination_center"),
+        ((e_center == 0) | (~src_dev & ~dst_dev), "device_only"),
+    )
+    return np.select([c for c, _ in rules], [_R[r] for _, r in rules], default=_R["seen_by_other_device"])
+
+
+def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes into :data:`INITIATOR_NAMES` and :data:`METHOD_NAMES` of each record."""
+    n = table.num_rows
+    sp = _np(table, "src_port", np.int64)
+    dp = _np(table, "dst_port", np.int64)
+    proto = _np(table, "proto", np.int64)
+    flags = _np(table, "tcp_flags", np.int64) if "tcp_flags" in table.schema.names else np.zeros(n, np.int64)
+    packets = _np(table, "packets", np.int64)
+    names = table.schema.names
+    bif = _np(table, "biflow", np.int64) if "biflow" in names else np.zeros(n, np.int64)
+    bdir = _np(table, "biflow_direction", np.int64) if "biflow_direction" in names else np.zeros(n, np.int64)
+    tcp, icmp = proto == 6, (proto == 1) | (proto == 58)
+    icmp_type = dp >> 8
+    # biflow: forward half (1) keeps the record's orientation, the reverse half (2) is swapped.
+    bif_src = ((bif == 1) & (bdir == 1)) | ((bif == 2) & (bdir == 2))
+    bif_dst = ((bif == 1) & (bdir == 2)) | ((bif == 2) & (bdir == 1))
+    echo_req = icmp & np.isin(icmp_type, (8, 128, 13, 15, 17))
+    echo_rep = icmp & np.isin(icmp_type, (0, 129, 14, 16, 18))
+    syn = tcp & ((flags & _SYN) != 0) & ((flags & _ACK) == 0)
+    synack = tcp & ((flags & (_SYN | _ACK)) == (_SYN | _ACK)) & ((flags & ~(_SYN | _ACK) & 0xFF) == 0) & (packets <= 1)
+    ports = ~icmp
+    if listening is not None and len(listening.keys):
+        sh, sl = addr_words(table.column("src_addr"))
+        dh, dl = addr_words(table.column("dst_addr"))
+        dst_listen = ports & listening.contains(dh, dl, dp.astype(np.uint64))
+        src_listen = ports & listening.contains(sh, sl, sp.astype(np.uint64))
+    else:
+        dst_listen = src_listen = np.zeros(n, dtype=bool)
+    wk_d = ports & (dp < _WELL_KNOWN) & (dp > 0) & (sp >= _WELL_KNOWN)
+    wk_s = ports & (sp < _WELL_KNOWN) & (sp > 0) & (dp >= _WELL_KNOWN)
+    reg_d = ports & np.isin(dp, REGISTERED_PORTS) & ~np.isin(sp, REGISTERED_PORTS)
+    reg_s = ports & np.isin(sp, REGISTERED_PORTS) & ~np.isin(dp, REGISTERED_PORTS)
+    eph_s = ports & (sp >= _EPHEMERAL_LO) & (dp < _EPHEMERAL_LO)
+    eph_d = ports & (dp >= _EPHEMERAL_LO) & (sp < _EPHEMERAL_LO)
+    low_d = ports & (dp < sp) & (dp > 0)
+    low_s = ports & (sp < dp) & (sp > 0)
+    steps = (
+        ("biflow", bif_src, bif_dst),
+        ("icmp", echo_req, echo_rep),
+        ("tcp_syn", syn, np.zeros(n, bool)),
+        ("tcp_synack", np.zeros(n, bool), synack),
+        ("service_port", dst_listen & ~src_listen, src_listen & ~dst_listen),
+        ("well_known", wk_d, wk_s),
+        ("registered_port", reg_d, reg_s),
+        ("ephemeral", eph_s, eph_d),
+        ("lower_port", low_d, low_s),
+    )
+    conds, inits, methods = [], [], []
+    for name, src_opens, dst_opens in steps:
+        conds += [src_opens, dst_opens]
+        inits += [1, 2]
+        methods += [METHOD_NAMES.index(name)] * 2
+    return np.select(conds, inits, default=0), np.select(conds, methods, default=0)
+
+
+def _observers(exporters: list[Exporter], codes: np.ndarray, biflow: np.ndarray) -> np.ndarray:
+    plain = np.array([OBSERVER_NAMES.index(e.observer()) for e in exporters] + [0])[codes]
+    if not np.any(biflow):
+        return plain
+    bi = np.array([OBSERVER_NAMES.index(e.observer(biflow=True)) for e in exporters] + [0])[codes]
+    return np.where(biflow > 0, bi, plain)
+
+
+def _ms(table: pa.Table, name: str) -> np.ndarray | None:
+    if name not in table.schema.names:
+        return None
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("ms", tz=col.type.tz)).cast(pa.int64())
+    return np.asarray(col.to_numpy(), dtype=np.int64)
+
+
+def event_times(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """``event_start`` and ``event_end`` (ms) of each record: the rule of :mod:`netobs.counting`."""
+    n = table.num_rows
+    recv = _ms(table, "time_received")
+    end = _ms(table, "flow_end")
+    start = _ms(table, "flow_start")
+    if recv is None:
+        recv = end if end is not None else np.full(n, _now_ms(), dtype=np.int64)
+    if end is None:
+        end = recv
+    if start is None:
+        start = end
+    ok = (end > recv - counting.MAX_EXPORT_LAG_S * 1000) & (end <= recv + counting.MAX_CLOCK_AHEAD_S * 1000)
+    ee = np.where(ok, end, recv)
+    es = np.where((start > 0) & (start <= ee), np.maximum(start, ee - counting.MAX_SPAN_S * 1000), ee)
+    return es, ee
+
+
+def _direction_codes(table: pa.Table) -> np.ndarray:
+    """0 ingress, 1 egress, 2 other."""
+    codes, values = _strings(table, "direction")
+    lut = np.array([{"ingress": 0, "egress": 1}.get(v, 2) for v in values] + [2], dtype=np.int8)
+    return lut[codes]
+
+
+def _text(raw: bytes) -> str:
+    ip = ipaddress.IPv6Address(raw)
+    return str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
+
+
+_TS = pa.timestamp("ms", tz="UTC")
+_TYPES = {
+    "event_start": _TS,
+    "event_end": _TS,
+    "observer": pa.string(),
+    "counted": pa.uint8(),
+    "count_reason": pa.string(),
+    "initiator": pa.string(),
+    "role_method": pa.string(),
+    "role_confidence": pa.uint8(),
+}
+
+
+def _with_columns(table: pa.Table, cols: dict[str, Any], n: int, dictionary: bool) -> pa.Table:
+    out = table
+    for name, typ in _TYPES.items():
+        values = cols.get(name)
+        if typ == pa.string():
+            codes, names = values if values is not None else (np.zeros(n, np.int64), ("",))
+            dict_arr = pa.array(list(names), pa.string())
+            indices = pa.array(np.asarray(codes, dtype=np.int32))
+            arr = pa.DictionaryArray.from_arrays(indices, dict_arr, safe=False)
+            if not dictionary:
+                arr = dict_arr.take(indices)
+        elif typ == _TS:
+            ms = np.asarray(values if values is not None else np.zeros(n), dtype=np.int64)
+            arr = pa.array(ms, pa.int64()).cast(_TS)
+        else:
+            arr = pa.array(np.asarray(values if values is not None else np.zeros(n), dtype=np.uint8))
+        i = out.schema.get_field_index(name)
+        f = pa.field(name, arr.type, nullable=False)
+        out = out.set_column(i, f, arr) if i >= 0 else out.append_column(f, arr)
+    return out
+
+
+# ---- persistence -------------------------------------------------------------------------------
+OBSERVATION_POINTS = "observation_points"
+
+
+def create_observation_table(database: str) -> str:
+    """DDL of the learned observation points (modern dialect); the newest row per exporter wins."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{OBSERVATION_POINTS}` (\n"
+        "    `exporter` String COMMENT 'exporter address',\n"
+        "    `type` LowCardinality(String) COMMENT 'export protocol',\n"
+        "    `node` LowCardinality(String) COMMENT 'node of the exporter (empty: a device)',\n"
+        "    `center` LowCardinality(String) COMMENT 'center of the exporter',\n"
+        "    `observer` LowCardinality(String) COMMENT 'kind of observation point (netobs.counting)',\n"
+        "    `directions` LowCardinality(String) COMMENT 'dual, single or empty (not known yet)',\n"
+        "    `perflow` UInt8 COMMENT 'sends observationPointId',\n"
+        "    `count` LowCardinality(String) COMMENT 'auto, always or never (counting.exporters)',\n"
+        "    `updated` DateTime64(3, 'UTC')\n"
+        ")\nENGINE = ReplacingMergeTree(updated)\nORDER BY (exporter, type)"
+    )
+
+
+class ObservationTable:
+    """Keeps :class:`Observations` in the store: loaded at start, reloaded now and then (other
+    replicas learn too), written when an exporter's classification changes."""
+
+    reload_interval_s = 60.0
+
+    def __init__(self, store: Any, database: str):
+        self.store, self.database = store, database
+        self._loaded = 0.0
+
+    def attach(self, obs: Observations) -> None:
+        self.store.execute(create_observation_table(self.database))
+        self.load(obs)
+        obs.on_change = self.save
+
+    def load(self, obs: Observations) -> None:
+        t = self.store.query_arrow(
+            f"SELECT exporter, type, node, center, directions, perflow "
+            f"FROM `{self.database}`.`{OBSERVATION_POINTS}` FINAL"
+        )
+        obs.restore(t.to_pylist())
+        self._loaded = time.monotonic()
+
+    def save(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        now = int(time.time() * 1000)
+        cols = {k: [r[k] for r in rows] for k in rows[0]}
+        cols["perflow"] = pa.array(cols["perflow"], pa.uint8())
+        cols["updated"] = pa.array([now] * len(rows), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        try:
+            self.store.insert(pa.table(cols), target=OBSERVATION_POINTS)
+        except Exception as e:  # learned state is rebuilt from the data; a lost write is not data loss
+            log.warning("observation points not saved: %s", e)
