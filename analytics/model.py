@@ -1,18 +1,23 @@
 """The traffic model: SQL pushed down to ClickHouse, pandas only for the statistics.
 
-Volumes come from the 1-minute rollups (already scaled by sampling and counting a flow
-once: bridge IPFIX's egress duplicates are left out); questions about individual hosts and
-services (dependencies, fan-out, asymmetric paths, top flows) read the raw flows with the
-same rules. Every builder is a pure function of its arguments, so it can be tested as text
-and executed on the real engine.
+Volumes come from the 1-minute rollups (scaled by sampling, each packet counted once by the
+counting model of :mod:`netobs.counting`, bucketed by the flow's own time); questions about
+individual hosts and services (dependencies, fan-out, top flows) read the raw flows with the
+same rule (:data:`ONCE`) and the same event time, and orient conversations by who opened them
+(``initiator``), not by port numbers. Every builder is a pure function of its arguments, so it
+can be tested as text and executed on the real engine.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-ONCE = "NOT (type = 'ipfix' AND direction = 'egress')"  # count each flow once (see netobs.ddl)
+from netobs import counting
+
+ONCE = counting.COUNTED  # count each packet once (see netobs.counting)
 SCALE = "if(sampling_rate = 0, 1, sampling_rate)"
+#: Requests and records whose initiator is not known: what a client sends (fan-out, scans).
+OPENED = "initiator != 'dst'"
 
 
 def addr(column: str) -> str:
@@ -42,33 +47,36 @@ def rollup_series(
 def _bucket(bucket_s: int | None) -> tuple[str, str]:
     if not bucket_s:
         return "", ""
-    return f"toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, ", "t, "
+    return f"toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t, ", "t, "
+
+
+def _range(start: datetime, end: datetime) -> str:
+    """Raw flows whose event time is in [start, end)."""
+    return counting.in_event_range(ts(start), ts(end))
 
 
 def peer_series(db: str, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...]) -> str:
     """Distinct peers (address pairs) per bucket and ``keys``, from the raw flows (rollups cannot count them)."""
     k = "".join(f", {c}" for c in keys)
     return (
-        f"SELECT toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t{k}, "
+        f"SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t{k}, "
         "uniqExact(src_addr, dst_addr) AS peers\n"
-        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE}\n"
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE}\n"
         f"GROUP BY t{k}\nORDER BY t{k}"
     )
 
 
 def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None = None) -> str:
-    """Service-to-service pairs with their centers, scaled bytes and first appearance (per bucket if given)."""
+    """Service-to-service pairs (client → server, by who opened the conversation) with their
+    centers, scaled bytes and first appearance (per bucket if given)."""
     t, g = _bucket(bucket_s)
+    c, v = counting.client, counting.server
     return (
-        # The client is the end with the higher (ephemeral) port: responses count for their request.
-        f"SELECT {t}if(src_port >= dst_port, concat(src_namespace, '/', src_workload), "
-        "concat(dst_namespace, '/', dst_workload)) AS src_service, "
-        "if(src_port >= dst_port, concat(dst_namespace, '/', dst_workload), "
-        "concat(src_namespace, '/', src_workload)) AS dst_service, "
-        "if(src_port >= dst_port, src_center, dst_center) AS client_center, "
-        "if(src_port >= dst_port, dst_center, src_center) AS server_center, "
-        f"sum(bytes * {SCALE}) AS bytes, min(flow_start) AS first_seen\n"
-        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE} "
+        f"SELECT {t}concat({c('namespace')}, '/', {c('workload')}) AS src_service, "
+        f"concat({v('namespace')}, '/', {v('workload')}) AS dst_service, "
+        f"{c('center')} AS client_center, {v('center')} AS server_center, "
+        f"sum(bytes * {SCALE}) AS bytes, min(event_start) AS first_seen\n"
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} "
         "AND src_workload != '' AND dst_workload != ''\n"
         f"GROUP BY {g}src_service, dst_service, client_center, server_center"
     )
@@ -82,7 +90,7 @@ def conversations_by_exporter_center(
     return (
         f"SELECT {t}{addr('src_addr')} AS src, {addr('dst_addr')} AS dst, proto, src_port, dst_port, "
         f"exporter_center, sum(bytes * {SCALE}) AS bytes\n"
-        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} "
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} "
         "AND src_center != dst_center AND src_center != '' AND dst_center != '' AND exporter_center != ''\n"
         f"GROUP BY {g}src, dst, proto, src_port, dst_port, exporter_center"
     )
@@ -91,10 +99,10 @@ def conversations_by_exporter_center(
 def fanout(db: str, start: datetime, end: datetime, bucket_s: int, min_distinct: int) -> str:
     """Per bucket and source: distinct destinations and destination ports, above ``min_distinct``."""
     return (
-        f"SELECT toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, "
+        f"SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t, "
         f"{addr('src_addr')} AS src, uniqExact(dst_addr) AS distinct_dst, "
         "uniqExact(dst_port) AS distinct_ports\n"
-        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE}\n"
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} AND {OPENED}\n"
         f"GROUP BY t, src\nHAVING greatest(distinct_dst, distinct_ports) >= {int(min_distinct)}\nORDER BY t, src"
     )
 
@@ -103,9 +111,9 @@ def usual_fanout(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
     """Each source's typical fan-out over history: the 90th percentile of its per-bucket fan-out."""
     return (
         "SELECT src, quantileExact(0.9)(fan) AS usual FROM (\n"
-        f"  SELECT toStartOfInterval(time_received, INTERVAL {int(bucket_s)} SECOND) AS t, "
+        f"  SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t, "
         f"{addr('src_addr')} AS src, greatest(uniqExact(dst_addr), uniqExact(dst_port)) AS fan\n"
-        f"  FROM `{db}`.flows WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE}\n"
+        f"  FROM `{db}`.flows WHERE {_range(start, end)} AND {ONCE} AND {OPENED}\n"
         "  GROUP BY t, src)\nGROUP BY src"
     )
 
@@ -115,7 +123,7 @@ def top_flows(db: str, start: datetime, end: datetime, limit: int = 20) -> str:
     return (
         f"SELECT src_center, dst_center, {addr('src_addr')} AS src, {addr('dst_addr')} AS dst, "
         f"dst_port, sum(bytes * {SCALE}) AS bytes\n"
-        f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {ONCE} "
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} "
         "AND src_center != dst_center\n"
         f"GROUP BY src_center, dst_center, src, dst, dst_port\nORDER BY bytes DESC\nLIMIT {int(limit)}"
     )

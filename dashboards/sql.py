@@ -4,12 +4,13 @@ Traffic panels read the rollups and pick one by the panel's interval: ``flows_1m
 bucket is shorter than an hour, ``flows_1h`` from there on (both halves of a UNION ALL carry
 the condition, ClickHouse drops the constant-false one at once). Rollups are
 SummingMergeTree tables, so every read sums again. Raw ``flows`` reads scale by the sampling
-rate and skip the egress copy of IPFIX records, like the rollups (``ddl.ROLLUP_WHERE``).
+rate, sum only the records the counting model counts and bucket by the flow's own time
+(``event_end``), like the rollups (:mod:`netobs.counting`).
 """
 
 from __future__ import annotations
 
-from netobs import ddl
+from netobs import counting, ddl
 
 #: From this bucket length (seconds) on, traffic panels read the hourly rollup.
 HOURLY_FROM_S = 3600
@@ -44,8 +45,8 @@ def raw_flows(database: str, where: str = "") -> str:
     """A FROM source of raw flows in the time range, each flow counted once."""
     extra = f" AND ({where})" if where else ""
     return (
-        f"(SELECT * FROM {table(database, ddl.FLOWS)} WHERE $__timeFilter_ms(time_received) "
-        f"AND {ddl.ROLLUP_WHERE}{extra})"
+        f"(SELECT * FROM {table(database, ddl.FLOWS)} WHERE $__timeFilter_ms({counting.EVENT_TIME}) "
+        f"AND {counting.COUNTED}{extra})"
     )
 
 

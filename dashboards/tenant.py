@@ -73,7 +73,7 @@ def build(database: str, uid: str) -> Dashboard:
         ),
         Panel(
             "timeseries", "Path mix over time",
-            f"SELECT $__timeInterval(time_received) AS time, if(path = '', 'unknown', path) AS path, "
+            f"SELECT $__timeInterval(event_end) AS time, if(path = '', 'unknown', path) AS path, "
             f"sum({SCALED_BYTES}) * 8 / $__interval_s AS bps FROM {raw_flows(database, scope)} "
             f"WHERE {out_of} OR {into} GROUP BY time, path ORDER BY time",
             width=16, unit="bps",

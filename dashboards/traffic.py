@@ -83,7 +83,7 @@ def build(database: str, uid: str, dr_centers: tuple[str, ...] = ()) -> Dashboar
         ),
         Panel(
             "timeseries", "Cross-site traffic",
-            f"SELECT $__timeInterval(time_received) AS time, sum({SCALED_BYTES}) * 8 / $__interval_s AS bps "
+            f"SELECT $__timeInterval(event_end) AS time, sum({SCALED_BYTES}) * 8 / $__interval_s AS bps "
             f"FROM {raw_flows(database, centers)} WHERE path = 'cross_site' GROUP BY time ORDER BY time",
             unit="bps", description="Raw flows whose path crosses sites (sites are not rollup keys).",
         ),

@@ -8,7 +8,7 @@ across records, whether it is *the* observation that counts its packets. Every f
 netobs shows a person (rollups, dashboards, detectors, policy, reports) sums ``counted = 1``
 rows only, through :data:`COUNTED` or the rollups built on it.
 
-The rule (first that applies; evaluated in the pipeline, ``pipeline.counting``):
+The rule (first that applies; evaluated over batches by :mod:`netobs.observations` in the pipeline):
 
 1. **One observation per exporter.** An exporter that reports the same packets at ingress and
    at egress (``dual``: OVS bridge IPFIX, a router exporting both directions of an interface)
@@ -116,7 +116,7 @@ def server(column: str) -> str:
 #: Event time. A record's packets belong to [flow_start, flow_end]; exporters with broken
 #: clocks (1970, the future) fall back to the collector's receive time. A record is spread
 #: over at most MAX_SPAN_S before its end. The pipeline stores both ends as ``event_start`` and
-#: ``event_end`` (pipeline.counting.event_times).
+#: ``event_end`` (netobs.observations.event_times).
 MAX_EXPORT_LAG_S = 86_400
 MAX_CLOCK_AHEAD_S = 300
 MAX_SPAN_S = 86_400

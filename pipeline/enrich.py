@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from netobs import schema
-from pipeline.counting import Counter, Listening, Observations
+from netobs.observations import Counter, Listening, Observations
 from pipeline.enrich_index import Addresses, clip_times
 from pipeline.enrich_tables import ATTRS, Tables
 from pipeline.metadata.store import MetadataStore
@@ -245,7 +245,7 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
 
 def observation_points(settings: Any, store: Any = None) -> Observations:
     """The exporters learned so far (from the store when there is one), configured by ``counting``."""
-    from pipeline.counting import ObservationTable
+    from netobs.observations import ObservationTable
 
     obs = Observations(settings.counting)
     if store is not None and getattr(store, "dialect", "modern") == "modern":

@@ -24,6 +24,7 @@ from analytics.policy.conformance import resolve
 from analytics.policy.model import Policy
 from analytics.policy.rules import rule_condition, rule_detail
 from analytics.policy.sql import DEDUP, quote, ts
+from netobs import counting
 
 VIOLATIONS = "violations"
 EVIDENCE = "violation_evidence"
@@ -187,9 +188,9 @@ def violations_select(
     positions[0] = "bitPositionsToArray(m0)"
     rule_positions = positions[0] if len(positions) == 1 else f"arrayConcat({', '.join(positions)})"
     scale = "greatest(sampling_rate, 1)"
-    seen_start = "if(toUnixTimestamp64Milli(flow_start) > 0, flow_start, time_received)"
-    seen_end = "if(toUnixTimestamp64Milli(flow_end) > 0, flow_end, time_received)"
+    seen_start, seen_end = "event_start", "event_end"
     tuple5 = "src_addr, dst_addr, src_port, dst_port, proto"
+    scope = f"{counting.in_event_range(ts(start), ts(end))} AND {DEDUP}"
     details = [(i, rule_detail(policy, r)) for i, r in enumerate(rules)]
     arms = [f"rule_idx = {i}, {d}" for i, d in details if d is not None]
     detail = f"multiIf({', '.join(arms)}, '')" if arms else "''"
@@ -200,10 +201,11 @@ def violations_select(
         f"  sum(bytes * {scale}) AS b, sum(packets * {scale}) AS p, count() AS n,\n"
         f"  min({seen_start}) AS fs, max({seen_end}) AS ls, any({detail}) AS d\n"
         f"FROM (\n  SELECT *, {masks},\n"
-        f"    toDateTime64(toStartOfInterval(time_received, INTERVAL {int(window_s)} SECOND), 3, 'UTC')"
+        f"    toDateTime64(toStartOfInterval(event_end, INTERVAL {int(window_s)} SECOND), 3, 'UTC')"
         f" AS window_start,\n    {_entity_hash()} AS ek\n"
-        f"  FROM `{database}`.`{table}`\n"
-        f"  WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {DEDUP} AND ({any_hit})\n"
+        # Conversations turned client → server: rules judge who opens, replies are not requests.
+        f"  FROM {counting.oriented(f'`{database}`.`{table}`', scope)}\n"
+        f"  WHERE {any_hit}\n"
         f")\nARRAY JOIN {rule_positions} AS rule_idx\n"
         f"GROUP BY rule_idx, window_start, ek, {tuple5}"
     )

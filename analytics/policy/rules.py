@@ -149,10 +149,10 @@ RULE_SQL: dict[str, Callable[[Policy, Any], str]] = {
 
 
 def exemption_sql(p: Policy, e: Exemption) -> str:
-    """Flows the exemption covers: its zones and ports, received while it was in force."""
-    time = [f"time_received < {ts(e.expires)}"]
+    """Flows the exemption covers: its zones and ports, that happened while it was in force (flow time)."""
+    time = [f"event_end < {ts(e.expires)}"]
     if e.starts is not None:
-        time.insert(0, f"time_received >= {ts(e.starts)}")
+        time.insert(0, f"event_end >= {ts(e.starts)}")
     return and_([pair_sql(p, e.from_, e.to), ports_sql(e.ports, ()), *time])
 
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from analytics.policy.model import PROTOCOLS, Matcher, Policy
+from netobs import counting
 
 TRUE, FALSE = "1", "0"
-#: Bridge IPFIX reports each flow twice (ingress and egress observation): count ingress only.
-#: sFlow and other exporters report one direction ('unknown'), counted as they come.
-DEDUP = "(type != 'ipfix' OR direction != 'egress')"
+#: Each packet counted once, whatever the exporters' conventions (netobs.counting).
+DEDUP = counting.COUNTED
 _FIELDS = ("namespace", "pod", "workload", "node", "tenant", "subnet", "vpc", "zone", "center", "site")
 
 

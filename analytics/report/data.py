@@ -14,7 +14,14 @@ from typing import Any
 
 from analytics.policy.model import Policy
 from analytics.policy.results import Query, _iso, stored
-from analytics.policy.sql import DEDUP, ts
+from analytics.policy.sql import ts
+from netobs import counting
+
+#: A pod, a node or a named network on either end (what "enriched" means in a report).
+NAMED = (
+    "(src_pod != '' OR src_namespace != '' OR src_node != '' OR src_subnet != '' OR "
+    "dst_pod != '' OR dst_namespace != '' OR dst_node != '' OR dst_subnet != '')"
+)
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 
@@ -79,17 +86,33 @@ def scope(query: Query, db: str, start: datetime, end: datetime) -> dict[str, An
         f"WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND c != '' "
         f"GROUP BY c ORDER BY c"
     ).to_pylist()
-    enriched = query(
-        f"SELECT count() AS flows, countIf(path != '') AS enriched FROM `{db}`.flows "
-        f"WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND {DEDUP}"
-    ).to_pylist()[0]
+    window = counting.in_event_range(ts(start), ts(end))
+    by_reason = query(
+        f"SELECT count_reason AS reason, counted, count() AS records, countIf({NAMED}) AS named "
+        f"FROM `{db}`.flows WHERE {window} GROUP BY reason, counted ORDER BY counted DESC, reason"
+    ).to_pylist()
+    counted = [r for r in by_reason if r["counted"]]
+    n_counted = sum(r["records"] for r in counted)
+    n_named = sum(r["named"] for r in counted)
     return {
         "bucket_seconds": step,
         "buckets": len(buckets),
         "centers": centers,
         "exporters": exporters,
-        "flows": enriched["flows"],
-        "enriched_share": round(enriched["enriched"] / enriched["flows"], 4) if enriched["flows"] else 0.0,
+        "flows": n_counted,
+        # A pod, a node or a named network on at least one end of the counted records.
+        "enriched_share": round(n_named / n_counted, 4) if n_counted else 0.0,
+        "counting": {
+            "records": sum(r["records"] for r in by_reason),
+            "counted": n_counted,
+            "counted_unnamed": n_counted - n_named,
+            "not_counted": [
+                {"reason": r["reason"], "records": r["records"], "why": counting.REASONS.get(r["reason"], "")}
+                for r in by_reason
+                if not r["counted"]
+            ],
+            "method": "netobs.counting: each packet counted once, at the first covered observation point",
+        },
     }
 
 

@@ -52,12 +52,19 @@ def _scope(s: dict[str, Any]) -> str:
         ),
     )
     centers = table(["center", "flow records"], ([c["center"], c["flows"]] for c in s["centers"]))
+    c = s["counting"]
+    excluded = table(
+        ["not counted", "records", "why"], ([r["reason"], r["records"], r["why"]] for r in c["not_counted"])
+    )
     return (
         "<h2>1. Scope and data coverage</h2>"
-        f"<p>{s['flows']:,} flow records observed; {s['enriched_share']:.1%} of them enriched with "
-        f"pod/tenant/zone/center names. Coverage is measured in {s['buckets']} buckets of "
+        f"<p>{c['records']:,} flow records received in the period; {c['counted']:,} counted (each packet "
+        f"once, at the first observation point that saw it); {s['enriched_share']:.1%} of the counted "
+        f"records name a pod, a node or a known network on at least one end ({c['counted_unnamed']:,} name "
+        f"neither end). Coverage is measured in {s['buckets']} buckets of "
         f"{s['bucket_seconds']} s; a gap is a bucket without any record from the exporter, i.e. "
         "traffic that was <b>not observed</b>.</p>"
+        f"<h3>Records not counted</h3>{excluded}"
         f"<h3>Centers</h3>{centers}<h3>Exporters</h3>{exporters}"
     )
 

@@ -169,11 +169,18 @@ def render_pdf(data: dict[str, Any]) -> bytes:
 
 def _scope(doc: _Doc, s: dict[str, Any]) -> None:
     doc.heading("1. Scope and data coverage")
+    c = s["counting"]
     doc.para(
-        f"{s['flows']:,} flow records observed; {s['enriched_share']:.1%} enriched. Coverage in {s['buckets']} "
-        f"buckets of {s['bucket_seconds']} s; a gap is a bucket without any record from the exporter "
-        "(traffic that was not observed)."
+        f"{c['records']:,} flow records received; {c['counted']:,} counted (each packet once, at the first "
+        f"observation point that saw it); {s['enriched_share']:.1%} of the counted records name a pod, a node "
+        f"or a known network on at least one end ({c['counted_unnamed']:,} name neither). Coverage in "
+        f"{s['buckets']} buckets of {s['bucket_seconds']} s; a gap is a bucket without any record from the "
+        "exporter (traffic that was not observed)."
     )
+    if c["not_counted"]:
+        doc.grid(
+            ["not counted", "records", "why"], [[r["reason"], r["records"], r["why"]] for r in c["not_counted"]]
+        )
     doc.grid(["center", "flow records"], [[c["center"], c["flows"]] for c in s["centers"]])
     doc.grid(
         ["exporter", "type", "flows", "sampling rates", "coverage", "collection gaps"],

@@ -77,7 +77,10 @@ OTHER = {"addr": "198.51.100.10"}
 
 
 def flow(src, dst, dport=80, proto="tcp", sport=40000):
-    return {"time": T, "src": src, "dst": dst, "src_port": sport, "dst_port": dport, "proto": proto}
+    # Connections as written (the source opened them): these tests are about NetworkPolicy semantics,
+    # not about the counting model's initiator, which would turn a 5432 -> 40000 record around.
+    return {"time": T, "src": src, "dst": dst, "src_port": sport, "dst_port": dport, "proto": proto,
+            "initiator": "src"}  # fmt: skip
 
 
 def np_(name, ns, spec):
@@ -671,7 +674,8 @@ def test_bank_scale_cluster_matches_a_per_flow_reference(store, tmp_path):
         proto = "udp" if rng.random() < 0.1 else "tcp"
         dport = rng.choice((53, 80, 443, 5432, 8000, 8050, 8200))
         sport = rng.choice((40000, 51000, 80, 443)) if proto == "tcp" else 40000
-        f = {"time": BANK_T, "src": src, "dst": dst, "src_port": sport, "dst_port": dport, "proto": proto}
+        f = {"time": BANK_T, "src": src, "dst": dst, "src_port": sport, "dst_port": dport, "proto": proto,
+             "initiator": "src"}  # fmt: skip
         flows.append(f)
 
     policy = policy_for(tmp_path, [])

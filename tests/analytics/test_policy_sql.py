@@ -38,7 +38,7 @@ exemptions:
 EXPECTED = {
     "deny": "(((src_zone IN ('prod') AND dst_zone IN ('test')) AND (dst_port IN (22) AND proto IN (6))) AND "
     "NOT (((src_zone IN ('prod') AND dst_zone IN ('test')) AND "
-    "time_received < toDateTime64('2027-01-01 00:00:00.000', 3, 'UTC'))))",
+    "event_end < toDateTime64('2027-01-01 00:00:00.000', 3, 'UTC'))))",
     "allow": "((src_zone IN ('prod') AND dst_zone IN ('test')) AND NOT (dst_port IN (443)))",
     "ti": "(src_tenant != '' AND dst_tenant != '' AND src_tenant != dst_tenant AND "
     "NOT (src_tenant IN ('platform')) AND NOT (dst_tenant IN ('platform')))",
@@ -109,16 +109,18 @@ def test_ports_quote_ts():
 def test_violations_select_shape():
     start, end = datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC)
     sql = violations_select(P, list(P.rules[:2]), start, end, window_s=900, database="db", evidence=3)
-    assert "FROM `db`.`flows`" in sql
-    assert "time_received >= toDateTime64('2026-06-01 00:00:00.000', 3, 'UTC')" in sql
-    assert "(type != 'ipfix' OR direction != 'egress') AND (m0 != 0)" in sql
+    assert "FROM `db`.`flows` WHERE" in sql  # inside the oriented view: replies turned client -> server
+    assert "SELECT * REPLACE (if(initiator = 'dst', dst_addr, src_addr) AS src_addr" in sql
+    assert "time_received >= toDateTime64('2026-06-01 00:00:00.000', 3, 'UTC') - INTERVAL 300 SECOND" in sql
+    assert "event_end >= toDateTime64('2026-06-01 00:00:00.000', 3, 'UTC')" in sql
+    assert "AND counted = 1)" in sql and "WHERE m0 != 0" in sql
     assert "ARRAY JOIN bitPositionsToArray(m0) AS rule_idx" in sql
     assert f"if({EXPECTED['deny']}, toUInt64(1), toUInt64(0)) + if({EXPECTED['allow']}, toUInt64(2)" in sql
     assert "sum(bytes * greatest(sampling_rate, 1)) AS b" in sql
     assert "arrayElement(['deny', 'allow'], rule_idx + 1) AS rule" in sql
     assert "groupArraySorted(3)" in sql and "INTERVAL 900 SECOND" in sql
     wide = violations_select(P, list(P.rules) * 7, start, end)  # 70 rules: two masks, one scan
-    assert "AND (m0 != 0 OR m1 != 0)" in wide
+    assert "WHERE m0 != 0 OR m1 != 0" in wide
     assert "arrayConcat(bitPositionsToArray(m0), arrayMap(x -> x + 64, bitPositionsToArray(m1)))" in wide
     with pytest.raises(AssertionError):
         violations_select(P, list(P.rules) * 52, start, end)  # more than 512 rules per scan

@@ -104,7 +104,9 @@ def test_html_report_content(settings, capsys, policy, tmp_path):
     assert "192.0.2.2" in html and "66.7%" in html  # 4 of 6 hours covered
     assert "2026-06-01T02:00:00.000Z – 2026-06-01T04:00:00.000Z" in html  # the collection gap
     assert "512" in html  # the sampling rate seen
-    assert "54.5% of them enriched" in html  # 6 of 11 records carry names
+    # Every record names a pod's namespace on an end; the ipfix pairs are counted once each.
+    assert "11 flow records received in the period; 11 counted" in html
+    assert "100.0% of the counted records name a pod" in html
     assert "EX-2026-077" in html and "EX-2026-014" not in html  # expired exemptions are not in force
     assert "<svg" in html and "PCI DSS 4.0 1.3.1" in html
     assert "2026-11" not in html  # nothing from the time of generation

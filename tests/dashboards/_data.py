@@ -7,7 +7,8 @@ Three hours from T0, one record set per minute:
 - pod-a (dc1) → pod-d (dc2), IPFIX 1:1 from node-1, ingress + egress copy (one counts), except
   for 40 minutes of silence of node-1 (a collection gap) from T0+60min;
 - pod-d (dc2) → pod-dr (dc3, the DR center, other site), sFlow 1:512 from node-3;
-- pod-b → pod-a inside dc1, sFlow with an unknown rate (0: counted once) from node-3;
+- pod-b → pod-a inside dc1, sFlow with an unknown rate from node-3, which is not their node: node-1
+  covers them, so the counting model does not count node-3's observation;
 - pod-c (payments, dc1) → the mainframe database (core-banking, dc1) on 5432 from node-1,
   silent with it.
 Interface counters: node-9's uplink every 30 s at 1 Gbit/s, 10% busy.

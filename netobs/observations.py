@@ -1,4 +1,4 @@
-"""The counting model applied to flow batches: ``observer``, ``counted``, ``count_reason`` and roles.
+"""The counting model evaluated over flow batches: ``observer``, ``counted``, ``count_reason``, roles, event time.
 
 The rule itself is documented once, in :mod:`netobs.counting`; this module evaluates it over
 Arrow batches with numpy, per record and without state across records, except for what it
