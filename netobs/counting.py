@@ -146,7 +146,9 @@ def oriented(source: str, where: str = "") -> str:
     """``source`` (a table) with each reply turned around: ``src_*`` is the client, ``dst_*`` the
     server, for every record (requests as they are). ``is_reply`` says which rows were turned."""
     swaps = ", ".join(
-        f"if({IS_REPLY}, {b}_{c}, {a}_{c}) AS {a}_{c}" for c in _PAIRS for a, b in (("src", "dst"), ("dst", "src"))
+        f"if({IS_REPLY}, {b}_{c}, {a}_{c}) AS {a}_{c}"
+        for c in _PAIRS
+        for a, b in (("src", "dst"), ("dst", "src"))
     )
     w = f" WHERE {where}" if where else ""
     return f"(SELECT * REPLACE ({swaps}), {IS_REPLY} AS is_reply FROM {source}{w})"

@@ -190,9 +190,7 @@ class Observations:
 
     def __init__(self, config: CountingConfig | None = None):
         self.config = config or CountingConfig()
-        self._rules = [
-            (tuple(ipaddress.ip_network(m) for m in e.match), e) for e in self.config.exporters
-        ]
+        self._rules = [(tuple(ipaddress.ip_network(m) for m in e.match), e) for e in self.config.exporters]
         self.exporters: dict[tuple[str, str], Exporter] = {}
         self.covered_nodes: set[str] = set()
         self.device_centers: set[str] = set()
@@ -350,7 +348,9 @@ class Counter:
         limit = self.observations.config.dual_detect_rows
         changed = []
         if "observation_point" in table.schema.names:
-            pending_pf = [i for i, e in enumerate(exporters) if not e.perflow and e.type in ("ipfix", "netflow9")]
+            pending_pf = [
+                i for i, e in enumerate(exporters) if not e.perflow and e.type in ("ipfix", "netflow9")
+            ]
             if pending_pf:
                 has_point = _np(table, "observation_point", np.uint32) != 0
                 for i in pending_pf:
@@ -372,7 +372,9 @@ class Counter:
                 for name, ks in (("in", ing), ("out", egr)):
                     if len(ks):
                         prev = e.recent.get(name)
-                        e.recent[name] = ks[-50_000:] if prev is None else np.concatenate([prev, ks])[-50_000:]
+                        e.recent[name] = (
+                            ks[-50_000:] if prev is None else np.concatenate([prev, ks])[-50_000:]
+                        )
                 e.examined += len(rows)
                 a, b = e.recent.get("in"), e.recent.get("out")
                 if a is not None and b is not None and len(np.intersect1d(a, b)):
@@ -382,7 +384,9 @@ class Counter:
                 if e.directions:
                     e.recent.clear()
                     changed.append(e)
-                    what = "ingress and egress of the same flows" if e.directions == "dual" else "each flow once"
+                    what = (
+                        "ingress and egress of the same flows" if e.directions == "dual" else "each flow once"
+                    )
                     log.info("exporter %s (%s): reports %s", e.address, e.type, what)
         return changed
 
@@ -483,7 +487,12 @@ def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarr
     echo_req = icmp & np.isin(icmp_type, (8, 128, 13, 15, 17))
     echo_rep = icmp & np.isin(icmp_type, (0, 129, 14, 16, 18))
     syn = tcp & ((flags & _SYN) != 0) & ((flags & _ACK) == 0)
-    synack = tcp & ((flags & (_SYN | _ACK)) == (_SYN | _ACK)) & ((flags & ~(_SYN | _ACK) & 0xFF) == 0) & (packets <= 1)
+    synack = (
+        tcp
+        & ((flags & (_SYN | _ACK)) == (_SYN | _ACK))
+        & ((flags & ~(_SYN | _ACK) & 0xFF) == 0)
+        & (packets <= 1)
+    )
     ports = ~icmp
     if listening is not None and len(listening.keys):
         sh, sl = addr_words(table.column("src_addr"))

@@ -17,7 +17,9 @@ import pyarrow as pa
 
 #: Bumped whenever a column is added, removed or changes type. Carried in every wire
 #: message so that a consumer can refuse batches it does not understand.
-SCHEMA_VERSION = 3  # 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model
+SCHEMA_VERSION = (
+    3  # 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model
+)
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,8 @@ def _scope(doc: _Doc, s: dict[str, Any]) -> None:
     )
     if c["not_counted"]:
         doc.grid(
-            ["not counted", "records", "why"], [[r["reason"], r["records"], r["why"]] for r in c["not_counted"]]
+            ["not counted", "records", "why"],
+            [[r["reason"], r["records"], r["why"]] for r in c["not_counted"]],
         )
     doc.grid(["center", "flow records"], [[c["center"], c["flows"]] for c in s["centers"]])
     doc.grid(

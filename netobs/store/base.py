@@ -103,8 +103,10 @@ def converge(
 
 def _stale_rollups(query: Callable[[str], pa.Table], database: str) -> list[ddl.Rollup]:
     """Rollups whose live table was made by another rollup definition (its COMMENT says which)."""
-    names = ", ".join(f"'{r.table}'" for r in ddl.ROLLUPS) + ", " + ", ".join(
-        f"'{r.table}_local'" for r in ddl.ROLLUPS
+    names = (
+        ", ".join(f"'{r.table}'" for r in ddl.ROLLUPS)
+        + ", "
+        + ", ".join(f"'{r.table}_local'" for r in ddl.ROLLUPS)
     )
     rows = query(
         f"SELECT name, comment FROM system.tables WHERE database = '{database}' AND name IN ({names})"
