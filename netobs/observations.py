@@ -559,7 +559,7 @@ def event_times(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         start = end
     ok = (end > recv - counting.MAX_EXPORT_LAG_S * 1000) & (end <= recv + counting.MAX_CLOCK_AHEAD_S * 1000)
     ee = np.where(ok, end, recv)
-    es = np.where((start > 0) & (start <= ee), np.maximum(start, ee - counting.MAX_SPAN_S * 1000), ee)
+    es = np.where(ok & (start > 0) & (start <= ee), np.maximum(start, ee - counting.MAX_SPAN_S * 1000), ee)
     return es, ee
 
 

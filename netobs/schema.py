@@ -166,7 +166,7 @@ _EVENT_END_SQL = (
     "flow_end, time_received)"
 )
 _EVENT_START_SQL = (
-    f"if({_MS}(flow_start) > 0 AND flow_start <= {_EVENT_END_SQL}, "
+    f"if({_MS}(flow_start) > 0 AND flow_start <= flow_end AND {_EVENT_END_SQL} = flow_end, "
     f"greatest(flow_start, {_EVENT_END_SQL} - INTERVAL 1 DAY), {_EVENT_END_SQL})"
 )
 
