@@ -107,6 +107,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(ingest.summary(), file=sys.stderr)
     finally:
         store.stop()
+    if ingest.refused_retention and not ingest.records:
+        return EXIT_FAILURE  # nothing was stored: say so in the exit code too
     return EXIT_OK
 
 

@@ -55,6 +55,11 @@ class Enricher:
         #: The counting model (observer, counted, count_reason, initiator, role columns).
         self.counter = counter or Counter(Observations())
         self._listening = Listening()
+        #: Rows received longer ago than the store keeps them (0: keep all) are refused, counted
+        #: and logged here instead of being inserted and deleted by the TTL at once.
+        self.retention_days = 0
+        self.refused_retention = 0
+        self._warned = 0.0
         #: Dictionary-encoded output columns (see :meth:`enrich`); off: plain strings.
         self.dictionary = dictionary
         self._tables: Tables | None = None
@@ -92,6 +97,7 @@ class Enricher:
         what the store's LowCardinality columns hold, so no string is copied per flow (not
         the pod columns, which the store keeps as plain strings).
         """
+        table = self._within_retention(table)
         tab = self.tables()
         encode = self.dictionary if dictionary is None else dictionary
         times = clip_times(_times(table))
@@ -107,6 +113,28 @@ class Enricher:
             out = _exporter_columns(tab, out, times, encode)
             out = self.counter.apply(out, self._listening, dictionary=encode)
         return out
+
+    def _within_retention(self, table: pa.Table) -> pa.Table:
+        if not self.retention_days or "time_received" not in table.schema.names or not table.num_rows:
+            return table
+        received = _ms(table, "time_received")
+        assert received is not None
+        oldest = int(time.time() * 1000) - self.retention_days * 86_400_000
+        old = received < oldest
+        n = int(old.sum())
+        if not n:
+            return table
+        self.refused_retention += n
+        now = time.monotonic()
+        if now - self._warned > 60:  # loud, but one line a minute
+            self._warned = now
+            log.warning(
+                "refused %d records received before %s: older than the store keeps (retention_days=%d); "
+                "%d refused so far",
+                n, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(oldest / 1000)), self.retention_days,
+                self.refused_retention,
+            )  # fmt: skip
+        return table.filter(pa.array(~old))
 
     def enrich_exporters(self, table: pa.Table) -> pa.Table:
         """``table`` (interface counters) with ``exporter_node``/``exporter_center`` filled."""
@@ -233,6 +261,7 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
         meta.ensure()
         meta.reload()
     counter = Counter(observation_points(settings, store))
+    retention = settings.store.retention_days
     if cfg.inventory:
         apply_inventory(meta, cfg.inventory, strict=False)
     sources: tuple[Any, ...] = ()
@@ -240,7 +269,9 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
         from pipeline.metadata.kubernetes import KubernetesSource
 
         sources = (KubernetesSource.from_config(meta, cfg.kubernetes),)
-    return Enricher(meta, sources, dictionary=True, counter=counter)
+    enricher = Enricher(meta, sources, dictionary=True, counter=counter)
+    enricher.retention_days = retention
+    return enricher
 
 
 def observation_points(settings: Any, store: Any = None) -> Observations:

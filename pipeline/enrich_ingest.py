@@ -53,7 +53,7 @@ class Ingest:
             Any
         ] = []  # collectors.counters.CounterBatch (pipeline does not import collectors)
         self._rows = 0
-        self.records = self.rejects = self.datagrams = self.counter_records = 0
+        self.records = self.rejects = self.datagrams = self.counter_records = self.refused_retention = 0
         self._tty = bool(progress is not None and getattr(progress, "isatty", lambda: False)())
         self.first_ms: int | None = None
         self.last_ms: int | None = None
@@ -81,8 +81,12 @@ class Ingest:
     def flush(self) -> None:
         if self._pending:
             table = pa.Table.from_batches([FlowBatch.concat(self._pending).to_arrow()])
-            self.store.insert(self.enricher.enrich(table))
-            self.records += table.num_rows
+            refused = self.enricher.refused_retention
+            enriched = self.enricher.enrich(table)
+            if enriched.num_rows:
+                self.store.insert(enriched)
+            self.refused_retention += self.enricher.refused_retention - refused
+            self.records += enriched.num_rows
         if self._counters:
             batch = type(self._counters[0]).concat(self._counters)
             table = pa.Table.from_batches([batch.to_arrow()])
@@ -112,9 +116,15 @@ class Ingest:
         span = "no flows"
         if self.first_ms is not None:
             span = f"{_iso(self.first_ms)} .. {_iso(self.last_ms or self.first_ms)}"
+        refused = ""
+        if self.refused_retention:
+            refused = (
+                f"; REFUSED {self.refused_retention} records received longer ago than the store keeps "
+                f"(store.retention_days={self.enricher.retention_days}): they were not stored"
+            )
         return (
             f"ingested {self.records} records, {self.counter_records} interface counter records, "
-            f"{self.rejects} rejects, flow_start {span}"
+            f"{self.rejects} rejects, flow_start {span}{refused}"
         )
 
 

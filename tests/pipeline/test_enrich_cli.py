@@ -56,3 +56,22 @@ def test_ingest_stores_enriched_flows_with_a_summary(tmp_path):
     rows = [line.split("\t") for line in q.stdout.strip().splitlines()]
     total, named = (int(x) for x in rows[-1])
     assert total == n > 0 and named > 0
+
+
+def test_ingest_refuses_records_older_than_the_store_keeps_loudly(tmp_path):
+    """The captures are days old; a store keeping one day would delete them at once (TTL): refused,
+    said in the summary and the exit code, and nothing half-stored."""
+    import os
+
+    env = {
+        **os.environ,
+        "NETOBS__STORE__CHDB__PATH": str(tmp_path / "chdb"),
+        "NETOBS__STORE__RETENTION_DAYS": "1",
+    }
+    r = netobs("ingest", "--inventory", str(DATA / "inventory.yaml"), str(DATA / "ovs-ipfix.pcap"), env=env,
+               cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert "ingested 0 records" in r.stderr and "REFUSED" in r.stderr and "retention_days=1" in r.stderr
+    assert "refused" in r.stderr and "older than the store keeps" in r.stderr  # the log line too
+    q = netobs("query", "SELECT count() FROM netobs.flows", "--format", "tsv", env=env, cwd=tmp_path)
+    assert q.stdout.strip().splitlines()[-1] == "0"
