@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from netobs import schema
 from netobs.observations import Counter, Listening, Observations
+from pipeline import metrics
 from pipeline.enrich_index import Addresses, clip_times
 from pipeline.enrich_tables import ATTRS, Tables
 from pipeline.metadata.store import MetadataStore
@@ -125,6 +126,7 @@ class Enricher:
         if not n:
             return table
         self.refused_retention += n
+        metrics.refused_retention.inc(n)
         now = time.monotonic()
         if now - self._warned > 60:  # loud, but one line a minute
             self._warned = now

@@ -20,3 +20,13 @@ dropped_on_rebalance = counter(
     "netobs_pipeline_rebalance_dropped_rows_total", "Buffered rows dropped when partitions were revoked", ()
 )
 paused = gauge("netobs_pipeline_paused", "1 while consumption is paused (buffer full or store down)", ())
+refused_retention = counter(
+    "netobs_pipeline_refused_retention_total",
+    "Flow records refused because they were received longer ago than the store keeps (store.retention_days)",
+    (),
+)
+counted_records = counter(
+    "netobs_pipeline_counting_records_total",
+    "Flow records by what the counting model did with them (netobs.counting.REASONS)",
+    ("reason",),
+)
