@@ -280,6 +280,8 @@ class Counter:
 
     def __init__(self, observations: Observations | None = None):
         self.observations = observations or Observations()
+        #: Records of the last batch per reason (index into REASON_NAMES).
+        self.reason_counts = np.zeros(len(REASON_NAMES), dtype=np.int64)
 
     def apply(self, table: pa.Table, listening: Listening | None = None, dictionary: bool = True) -> pa.Table:
         n = table.num_rows
@@ -306,6 +308,7 @@ class Counter:
             e_node, e_center, dual, _direction_codes(table), src_node, dst_node, src_cov, dst_cov,
             src_center, dst_center, dev[src_center], dev[dst_center], force,
         )  # fmt: skip
+        self.reason_counts = np.bincount(reason, minlength=len(REASON_NAMES))
         biflow = _np(table, "biflow", np.uint8) if "biflow" in table.schema.names else np.zeros(n, np.uint8)
         initiator, method = roles(table, listening)
         event_start, event_end = event_times(table)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from netobs import schema
-from netobs.observations import Counter, Listening, Observations
+from netobs.observations import REASON_NAMES, Counter, Listening, Observations
 from pipeline import metrics
 from pipeline.enrich_index import Addresses, clip_times
 from pipeline.enrich_tables import ATTRS, Tables
@@ -113,6 +113,8 @@ class Enricher:
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
             out = _exporter_columns(tab, out, times, encode)
             out = self.counter.apply(out, self._listening, dictionary=encode)
+            for code in np.flatnonzero(self.counter.reason_counts):
+                metrics.counted_records.labels(REASON_NAMES[code]).inc(int(self.counter.reason_counts[code]))
         return out
 
     def _within_retention(self, table: pa.Table) -> pa.Table:
