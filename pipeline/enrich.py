@@ -123,7 +123,7 @@ class Enricher:
         received = _ms(table, "time_received")
         assert received is not None
         oldest = int(time.time() * 1000) - self.retention_days * 86_400_000
-        old = received < oldest
+        old = (received > 0) & (received < oldest)  # 0: not known (crafted tables), never refused
         n = int(old.sum())
         if not n:
             return table
