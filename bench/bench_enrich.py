@@ -76,9 +76,29 @@ def flows(n: int, seed: int = 1) -> pa.Table:
         cols[f"{end}_addr"] = b.view("V16").ravel()
     ts = pa.timestamp("ms", tz="UTC")
     start = T0 + rng.integers(0, 7_200_000, n)
+    # What the counting model reads (netobs.counting): the exporting node (200 nodes, bridge IPFIX
+    # with ingress and egress records, as OVS sends them), ports, protocol, flags and counters.
+    node = rng.integers(0, NODES, n)
+    exporter = np.zeros((n, 16), dtype=np.uint8)
+    exporter[:, 10:12], exporter[:, 12:14], exporter[:, 15] = 0xFF, (192, 0), node % 250
+    exporter[:, 14] = 2
+    sport = rng.choice([443, 8080, 5432, 6379], n)
+    dport = rng.integers(32768, 61000, n)
+    swap = rng.random(n) < 0.5
     table = {
         "flow_start": pa.array(start, pa.int64()).cast(ts),
+        "flow_end": pa.array(start + 500, pa.int64()).cast(ts),
         "time_received": pa.array(start + 1000, pa.int64()).cast(ts),
+        "type": pa.array(np.full(n, "ipfix", dtype=object), pa.string()),
+        "direction": pa.array(np.where(rng.random(n) < 0.5, "ingress", "egress").astype(object), pa.string()),
+        "src_port": pa.array(np.where(swap, sport, dport).astype(np.uint16)),
+        "dst_port": pa.array(np.where(swap, dport, sport).astype(np.uint16)),
+        "proto": pa.array(np.full(n, 6, dtype=np.uint8)),
+        "tcp_flags": pa.array(np.full(n, 0x18, dtype=np.uint16)),
+        "packets": pa.array(rng.integers(1, 100, n).astype(np.uint64)),
+        "exporter": pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(16), n, [None, pa.py_buffer(exporter.view("V16").tobytes())]
+        ),
     }
     for k, v in cols.items():
         table[k] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(v.tobytes())])

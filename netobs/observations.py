@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,9 @@ from netobs.counting import CountingConfig
 log = logging.getLogger(__name__)
 
 _K1, _K2, _K3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+#: Flow keys kept (per direction, all exporters still being classified) to pair ingress with egress
+#: records across batches.
+_RECENT = 200_000
 _SYN, _ACK = 0x02, 0x10
 #: Ports below this are well known (IANA system ports); ephemeral ranges: Linux and IANA.
 _WELL_KNOWN = 1024
@@ -40,6 +43,45 @@ REGISTERED_PORTS = np.array(
     ),
     dtype=np.int64,
 )  # fmt: skip
+
+
+_REGISTERED = np.zeros(65536, dtype=bool)
+_REGISTERED[REGISTERED_PORTS] = True
+_ECHO_REQUEST = np.zeros(256, dtype=bool)
+_ECHO_REQUEST[[8, 128, 13, 15, 17]] = True  # echo, ICMPv6 echo, timestamp, information, mask requests
+_ECHO_REPLY = np.zeros(256, dtype=bool)
+_ECHO_REPLY[[0, 129, 14, 16, 18]] = True
+
+
+REASON_NAMES: tuple[str, ...] = tuple(counting.REASONS)
+OBSERVER_NAMES: tuple[str, ...] = ("", *counting.OBSERVERS)
+METHOD_NAMES: tuple[str, ...] = ("", *counting.ROLE_METHODS)
+INITIATOR_NAMES: tuple[str, ...] = ("", "src", "dst")
+
+# Port ranks for roles: 0 none (port 0), 1 ephemeral, 2 other, 3 registered service port, 4 well known.
+_RANK = np.full(65536, 2, dtype=np.uint8)
+_RANK[_EPHEMERAL_LO:] = 1
+_RANK[_REGISTERED] = 3
+_RANK[1:_WELL_KNOWN] = 4
+_RANK[0] = 0
+
+
+def _method_code(name: str) -> int:
+    return METHOD_NAMES.index(name) * 3
+
+
+_LOWER, _SERVICE, _SYNACK, _SYNONLY, _ICMP, _BIFLOW = (
+    _method_code(m) for m in ("lower_port", "service_port", "tcp_synack", "tcp_syn", "icmp", "biflow")
+)
+_BY_RANK = {4: "well_known", 3: "registered_port", 2: "ephemeral"}
+#: (source rank, destination rank) → method * 3 + initiator (1: the source opened it, 2: the destination).
+_PAIR = np.zeros((5, 5), dtype=np.int16)
+for _s in range(1, 5):
+    for _d in range(1, 5):
+        if _s != _d:
+            _PAIR[_s, _d] = _method_code(_BY_RANK[max(_s, _d)]) + (1 if _d > _s else 2)
+_WHO = np.array([i % 3 for i in range(len(METHOD_NAMES) * 3)], dtype=np.int8)
+_HOW = np.array([i // 3 for i in range(len(METHOD_NAMES) * 3)], dtype=np.int8)
 
 
 def addr_words(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +204,6 @@ class Exporter:
     examined: int = 0
     count: str = "auto"
     observer_override: str = ""
-    recent: dict[str, np.ndarray] = field(default_factory=dict)
 
     def observer(self, biflow: bool = False) -> str:
         if self.observer_override and self.observer_override != "auto":
@@ -196,6 +237,8 @@ class Observations:
         self.device_centers: set[str] = set()
         self._lock = threading.Lock()
         self.on_change: Any = None
+        #: Recent (exporter, flow key) hashes at ingress and at egress of exporters not yet classified.
+        self.recent: dict[str, np.ndarray] = {"in": np.zeros(0, np.uint64), "out": np.zeros(0, np.uint64)}
 
     def exporter(self, address: str, type_: str, node: str, center: str) -> Exporter:
         key = (address, type_)
@@ -266,10 +309,6 @@ def _row(e: Exporter) -> dict[str, Any]:
 
 
 # ---- the decision -------------------------------------------------------------------------------
-REASON_NAMES: tuple[str, ...] = tuple(counting.REASONS)
-OBSERVER_NAMES: tuple[str, ...] = ("", *counting.OBSERVERS)
-METHOD_NAMES: tuple[str, ...] = ("", *counting.ROLE_METHODS)
-INITIATOR_NAMES: tuple[str, ...] = ("", "src", "dst")
 _R = {name: i for i, name in enumerate(REASON_NAMES)}
 _COUNTING = np.array([name in counting.COUNTING_REASONS for name in REASON_NAMES], dtype=np.uint8)
 _CONFIDENCE = np.array([0] + list(counting.ROLE_METHODS.values()), dtype=np.uint8)
@@ -288,8 +327,9 @@ class Counter:
         if n == 0:
             return _with_columns(table, {}, n, dictionary)
         obs = self.observations
+        direction = _direction_codes(table)
         exp_codes, exporters = self._exporters(table)
-        changed = self._learn(table, exp_codes, exporters)
+        changed = self._learn(table, exp_codes, exporters, direction)
         nodes = _Codes(table, ("src_node", "dst_node", "exporter_node"))
         centers = _Codes(table, ("src_center", "dst_center", "exporter_center"))
         e_node = nodes.codes_of([e.node for e in exporters])[exp_codes]
@@ -305,7 +345,7 @@ class Counter:
             src_cov, dst_cov = src_node != 0, dst_node != 0
         dev = centers.mask(obs.device_centers)
         reason = decide(
-            e_node, e_center, dual, _direction_codes(table), src_node, dst_node, src_cov, dst_cov,
+            e_node, e_center, dual, direction, src_node, dst_node, src_cov, dst_cov,
             src_center, dst_center, dev[src_center], dev[dst_center], force,
         )  # fmt: skip
         self.reason_counts = np.bincount(reason, minlength=len(REASON_NAMES))
@@ -329,63 +369,79 @@ class Counter:
     def _exporters(self, table: pa.Table) -> tuple[np.ndarray, list[Exporter]]:
         """Per row, the index of its (exporter, type) in the returned list."""
         addr = pc.dictionary_encode(table.column("exporter").combine_chunks())
-        tcodes, types = _strings(table, "type")
+        tcodes, types = _type_codes(table)
         acodes = np.asarray(addr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        combined = acodes * (len(types) + 1) + tcodes
-        uniq, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        width = len(types) + 1
+        combined = acodes * width + tcodes
+        # Dense ids over the few (exporter, type) pairs: no sort of the batch.
+        size = (len(addr.dictionary) + 1) * width
+        row_of = np.full(size, -1, dtype=np.int64)
+        row_of[combined] = np.arange(len(combined))  # any row of each pair (the last)
+        uniq = np.flatnonzero(row_of >= 0)
+        lut = np.zeros(size, dtype=np.int64)
+        lut[uniq] = np.arange(len(uniq))
         addrs = [_text(a) for a in addr.dictionary.to_pylist()]
         names = table.schema.names
         node_codes, nodes = _strings(table, "exporter_node") if "exporter_node" in names else (None, [])
         cen_codes, centers = _strings(table, "exporter_center") if "exporter_center" in names else (None, [])
         out = []
         with self.observations._lock:
-            for k, row in zip(uniq.tolist(), first.tolist(), strict=True):
-                a, t = divmod(k, len(types) + 1)
+            for k in uniq.tolist():
+                a, t = divmod(k, width)
+                row = row_of[k]
                 node = nodes[node_codes[row]] if node_codes is not None else ""
                 center = centers[cen_codes[row]] if cen_codes is not None else ""
                 out.append(self.observations.exporter(addrs[a], types[t], node or "", center or ""))
-        return inverse.astype(np.int64).reshape(-1), out
+        return lut[combined], out
 
-    def _learn(self, table: pa.Table, codes: np.ndarray, exporters: list[Exporter]) -> list[Exporter]:
-        """Classify exporters not yet known as dual or single (the same flow key at ingress and egress)."""
+    def _learn(
+        self, table: pa.Table, codes: np.ndarray, exporters: list[Exporter], direction: np.ndarray
+    ) -> list[Exporter]:
+        """Classify exporters not yet known as dual or single: dual when one exporter reports the same
+        flow key at ingress and at egress (in this batch or the recent ones)."""
         limit = self.observations.config.dual_detect_rows
         changed = []
         if "observation_point" in table.schema.names:
-            pending_pf = [
-                i for i, e in enumerate(exporters) if not e.perflow and e.type in ("ipfix", "netflow9")
-            ]
-            if pending_pf:
+            todo = np.array([not e.perflow and e.type in ("ipfix", "netflow9") for e in exporters])
+            if todo.any():
                 has_point = _np(table, "observation_point", np.uint32) != 0
-                for i in pending_pf:
-                    if np.any(has_point & (codes == i)):
-                        exporters[i].perflow = True
-                        changed.append(exporters[i])
-        pending = [i for i, e in enumerate(exporters) if not e.directions and limit]
-        if not pending:
+                hit = np.unique(codes[has_point])
+                for i in hit[todo[hit]].tolist():
+                    exporters[i].perflow = True
+                    changed.append(exporters[i])
+        pending = np.array([not e.directions and bool(limit) for e in exporters])
+        if not pending.any():
             return changed
-        direction = _direction_codes(table)
-        keys = flow_keys(table)
-        for i in pending:
-            e = exporters[i]
-            rows = np.flatnonzero(codes == i)
-            ing, egr = keys[rows[direction[rows] == 0]], keys[rows[direction[rows] == 1]]
+        mine = pending[codes]
+        examined = np.bincount(codes[mine], minlength=len(exporters))
+        # A sixteenth of the flows, chosen by their ports: both copies of a flow are chosen or neither.
+        sp, dp = _np(table, "src_port", np.int64), _np(table, "dst_port", np.int64)
+        rows = np.flatnonzero(mine & (direction < 2) & (((sp ^ dp) & 15) == 0))
+        if len(rows):
+            with np.errstate(over="ignore"):
+                keyed = flow_keys(table.take(rows)) ^ (codes[rows].astype(np.uint64) * _K1)
+            d = direction[rows]
             with self.observations._lock:
+                recent = self.observations.recent
+                ins = np.concatenate([recent["in"], keyed[d == 0]])[-_RECENT:]
+                outs = np.concatenate([recent["out"], keyed[d == 1]])[-_RECENT:]
+                recent["in"], recent["out"] = ins, outs
+                both = np.intersect1d(ins, outs)
+                dual_rows = rows[np.isin(keyed, both)] if len(both) else rows[:0]
+        else:
+            dual_rows = rows
+        dual = set(np.unique(codes[dual_rows]).tolist())
+        with self.observations._lock:
+            for i in np.flatnonzero(pending).tolist():
+                e = exporters[i]
                 if e.directions:
                     continue
-                for name, ks in (("in", ing), ("out", egr)):
-                    if len(ks):
-                        prev = e.recent.get(name)
-                        e.recent[name] = (
-                            ks[-50_000:] if prev is None else np.concatenate([prev, ks])[-50_000:]
-                        )
-                e.examined += len(rows)
-                a, b = e.recent.get("in"), e.recent.get("out")
-                if a is not None and b is not None and len(np.intersect1d(a, b)):
+                e.examined += int(examined[i])
+                if i in dual:
                     e.directions = "dual"
                 elif e.examined >= limit:
                     e.directions = "single"
                 if e.directions:
-                    e.recent.clear()
                     changed.append(e)
                     what = (
                         "ingress and egress of the same flows" if e.directions == "dual" else "each flow once"
@@ -468,67 +524,60 @@ def decide(
         (dev_dst & ~src_dev, "device_destination_center"),
         ((e_center == 0) | (~src_dev & ~dst_dev), "device_only"),
     )
-    return np.select([c for c, _ in rules], [_R[r] for _, r in rules], default=_R["seen_by_other_device"])
+    out = np.full(len(e_node), _R["seen_by_other_device"], dtype=np.int64)
+    for cond, name in reversed(rules):  # the first rule that applies wins
+        np.putmask(out, cond, _R[name])
+    return out
 
 
 def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indexes into :data:`INITIATOR_NAMES` and :data:`METHOD_NAMES` of each record."""
+    """Indexes into :data:`INITIATOR_NAMES` and :data:`METHOD_NAMES` of each record.
+
+    Ports first (one rank per port: well known > registered > other > ephemeral; the end with the
+    higher rank is the server, the lower port when they tie), then the sparser, surer methods on
+    top: listening ports from metadata, a lone SYN or SYN-ACK, ICMP echo, biflowDirection."""
     n = table.num_rows
-    sp = _np(table, "src_port", np.int64)
-    dp = _np(table, "dst_port", np.int64)
-    proto = _np(table, "proto", np.int64)
-    flags = _np(table, "tcp_flags", np.int64) if "tcp_flags" in table.schema.names else np.zeros(n, np.int64)
-    packets = _np(table, "packets", np.int64)
     names = table.schema.names
-    bif = _np(table, "biflow", np.int64) if "biflow" in names else np.zeros(n, np.int64)
-    bdir = _np(table, "biflow_direction", np.int64) if "biflow_direction" in names else np.zeros(n, np.int64)
-    tcp, icmp = proto == 6, (proto == 1) | (proto == 58)
-    icmp_type = dp >> 8
-    # biflow: forward half (1) keeps the record's orientation, the reverse half (2) is swapped.
-    bif_src = ((bif == 1) & (bdir == 1)) | ((bif == 2) & (bdir == 2))
-    bif_dst = ((bif == 1) & (bdir == 2)) | ((bif == 2) & (bdir == 1))
-    echo_req = icmp & np.isin(icmp_type, (8, 128, 13, 15, 17))
-    echo_rep = icmp & np.isin(icmp_type, (0, 129, 14, 16, 18))
-    syn = tcp & ((flags & _SYN) != 0) & ((flags & _ACK) == 0)
-    synack = (
-        tcp
-        & ((flags & (_SYN | _ACK)) == (_SYN | _ACK))
-        & ((flags & ~(_SYN | _ACK) & 0xFF) == 0)
-        & (packets <= 1)
-    )
-    ports = ~icmp
+    sp = _np(table, "src_port", np.uint16)
+    dp = _np(table, "dst_port", np.uint16)
+    proto = _np(table, "proto", np.uint8)
+    icmp = (proto == 1) | (proto == 58)
+    rs, rd = _RANK[sp], _RANK[dp]
+    code = _PAIR[rs, rd]  # method * 3 + initiator, from the two ranks
+    tie = (rs == rd) & (rs > 0)
+    np.putmask(code, tie & (dp < sp), _LOWER + 1)
+    np.putmask(code, tie & (sp < dp), _LOWER + 2)
+    np.putmask(code, icmp, 0)
     if listening is not None and len(listening.keys):
         sh, sl = addr_words(table.column("src_addr"))
         dh, dl = addr_words(table.column("dst_addr"))
-        dst_listen = ports & listening.contains(dh, dl, dp.astype(np.uint64))
-        src_listen = ports & listening.contains(sh, sl, sp.astype(np.uint64))
-    else:
-        dst_listen = src_listen = np.zeros(n, dtype=bool)
-    wk_d = ports & (dp < _WELL_KNOWN) & (dp > 0) & (sp >= _WELL_KNOWN)
-    wk_s = ports & (sp < _WELL_KNOWN) & (sp > 0) & (dp >= _WELL_KNOWN)
-    reg_d = ports & np.isin(dp, REGISTERED_PORTS) & ~np.isin(sp, REGISTERED_PORTS)
-    reg_s = ports & np.isin(sp, REGISTERED_PORTS) & ~np.isin(dp, REGISTERED_PORTS)
-    eph_s = ports & (sp >= _EPHEMERAL_LO) & (dp < _EPHEMERAL_LO)
-    eph_d = ports & (dp >= _EPHEMERAL_LO) & (sp < _EPHEMERAL_LO)
-    low_d = ports & (dp < sp) & (dp > 0)
-    low_s = ports & (sp < dp) & (sp > 0)
-    steps = (
-        ("biflow", bif_src, bif_dst),
-        ("icmp", echo_req, echo_rep),
-        ("tcp_syn", syn, np.zeros(n, bool)),
-        ("tcp_synack", np.zeros(n, bool), synack),
-        ("service_port", dst_listen & ~src_listen, src_listen & ~dst_listen),
-        ("well_known", wk_d, wk_s),
-        ("registered_port", reg_d, reg_s),
-        ("ephemeral", eph_s, eph_d),
-        ("lower_port", low_d, low_s),
-    )
-    conds, inits, methods = [], [], []
-    for name, src_opens, dst_opens in steps:
-        conds += [src_opens, dst_opens]
-        inits += [1, 2]
-        methods += [METHOD_NAMES.index(name)] * 2
-    return np.select(conds, inits, default=0), np.select(conds, methods, default=0)
+        dst_listen = listening.contains(dh, dl, dp.astype(np.uint64)) & ~icmp
+        src_listen = listening.contains(sh, sl, sp.astype(np.uint64)) & ~icmp
+        np.putmask(code, src_listen & ~dst_listen, _SERVICE + 2)
+        np.putmask(code, dst_listen & ~src_listen, _SERVICE + 1)
+    if "tcp_flags" in names:
+        flags = _np(table, "tcp_flags", np.uint16)
+        tcp = proto == 6
+        synack = tcp & ((flags & 0xFF) == (_SYN | _ACK))
+        if synack.any():
+            np.putmask(code, synack & (_np(table, "packets", np.uint64) <= 1), _SYNACK + 2)
+        np.putmask(code, tcp & ((flags & (_SYN | _ACK)) == _SYN), _SYNONLY + 1)
+    if icmp.any():
+        icmp_type = (dp >> 8).astype(np.uint8)
+        np.putmask(code, icmp & _ECHO_REPLY[icmp_type], _ICMP + 2)
+        np.putmask(code, icmp & _ECHO_REQUEST[icmp_type], _ICMP + 1)
+    if "biflow" in names:
+        bif = _np(table, "biflow", np.uint8)
+        if bif.any():
+            bdir = (
+                _np(table, "biflow_direction", np.uint8)
+                if "biflow_direction" in names
+                else np.zeros(n, np.uint8)
+            )
+            # the forward half (1) keeps the record's orientation, the reverse half (2) is swapped
+            np.putmask(code, ((bif == 1) & (bdir == 2)) | ((bif == 2) & (bdir == 1)), _BIFLOW + 2)
+            np.putmask(code, ((bif == 1) & (bdir == 1)) | ((bif == 2) & (bdir == 2)), _BIFLOW + 1)
+    return _WHO[code], _HOW[code]
 
 
 def _observers(exporters: list[Exporter], codes: np.ndarray, biflow: np.ndarray) -> np.ndarray:
@@ -567,10 +616,62 @@ def event_times(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _direction_codes(table: pa.Table) -> np.ndarray:
-    """0 ingress, 1 egress, 2 other."""
-    codes, values = _strings(table, "direction")
-    lut = np.array([{"ingress": 0, "egress": 1}.get(v, 2) for v in values] + [2], dtype=np.int8)
-    return lut[codes]
+    """0 ingress, 1 egress, 2 other (from each value's first byte: the values are an enum)."""
+    col = table.column("direction")
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_dictionary(col.type) or not pa.types.is_string(col.type):
+        codes, values = _strings(table, "direction")
+        lut = np.array([{"ingress": 0, "egress": 1}.get(v, 2) for v in values] + [2], dtype=np.int8)
+        return lut[codes]
+    return _FIRST_BYTE[_first_bytes(col)]
+
+
+#: Export protocols (the ``type`` column) by their last byte: sflow, ipfix, netflow9, netflow5, psamp.
+_EXPORT_TYPES = ("sflow", "ipfix", "netflow9", "netflow5", "psamp")
+_LAST_BYTE = np.full(256, len(_EXPORT_TYPES), dtype=np.int64)
+for _i, _t in enumerate(_EXPORT_TYPES):
+    _LAST_BYTE[ord(_t[-1])] = _i
+
+
+def _type_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
+    """Codes and values of the ``type`` column; an enum, read from each value's last byte."""
+    col = table.column("type")
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not pa.types.is_string(col.type):
+        return _strings(table, "type")
+    codes = _LAST_BYTE[_last_bytes(col)]
+    if (codes == len(_EXPORT_TYPES)).any():  # a value outside the enum: the general way
+        return _strings(table, "type")
+    return codes, list(_EXPORT_TYPES)
+
+
+def _last_bytes(col: pa.Array) -> np.ndarray:
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
+    data = col.buffers()[2]
+    if data is None or not len(data):
+        return np.zeros(len(col), dtype=np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = offsets[1:]
+    last = buf[np.clip(ends - 1, 0, len(buf) - 1)]
+    return np.where(ends > offsets[:-1], last, 0).astype(np.uint8)
+
+
+_FIRST_BYTE = np.full(256, 2, dtype=np.int8)
+_FIRST_BYTE[ord("i")], _FIRST_BYTE[ord("e")] = 0, 1
+
+
+def _first_bytes(col: pa.Array) -> np.ndarray:
+    """The first byte of each string (0 for empty ones), read from Arrow's buffers without a copy."""
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
+    data = col.buffers()[2]
+    if data is None or not len(data):
+        return np.zeros(len(col), dtype=np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts = offsets[:-1]
+    first = buf[np.minimum(starts, len(buf) - 1)]
+    return np.where(offsets[1:] > starts, first, 0).astype(np.uint8)
 
 
 def _text(raw: bytes) -> str:
