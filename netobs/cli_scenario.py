@@ -145,6 +145,8 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
     """The same conversations exported under each convention, through decode → enrich → store."""
     import numpy as np
 
+    from analytics.policy.evaluate import evaluate
+    from analytics.policy.model import Policy
     from analytics.scenario.bank import Bank
     from analytics.scenario.conventions import (
         CONVENTIONS,
@@ -154,7 +156,7 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
         write,
         write_bank,
     )
-    from analytics.scenario.counting_eval import passed, score
+    from analytics.scenario.counting_eval import POLICY, passed, policy_score, score
     from netobs.counting import CountingConfig
     from netobs.store import make_store
     from pipeline.enrich import make_enricher
@@ -172,6 +174,8 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
     rng = np.random.default_rng(seed)
     convs = conversations(bank, rng, now_ms - 45 * 60_000, 30 * 60_000, args.conversations)
     write_bank(bank, root)
+    workloads = {p.ip: p.service for p in bank.pods}
+    workload = lambda ip: workloads.get(ip, "")  # noqa: E731
     results = []
     for name in wanted:
         exp = export(convs, name, np.random.default_rng([seed, CONVENTIONS.index(name)]))
@@ -194,11 +198,18 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
                 ingest.add(flows, rejects)
             ingest.flush()
             result = score(store.query_arrow, cfg.store.database, convs, exp)
+            policy = Policy.model_validate(POLICY)
+            evaluate(store, policy, datetime.fromtimestamp(now_ms / 1000 - 7200, UTC),
+                     datetime.fromtimestamp(now_ms / 1000 + 3600, UTC), evidence=10_000)  # fmt: skip
+            result["policy"] = policy_score(store.query_arrow, cfg.store.database, convs, exp, workload)
         finally:
             store.stop()
         result["datagrams"] = len(exp.datagrams)
         result["decode_rejects"] = ingest.rejects
-        result["passed"] = passed(result)
+        result["passed"] = passed(result) and all(
+            v["precision"] == 1.0 and v["recall"] == 1.0 and not v["replies_flagged"]
+            for v in result["policy"].values()
+        )
         results.append(result)
     if args.output == "json":
         print(json.dumps({"seed": seed, "results": results}, indent=1, default=str))
@@ -208,6 +219,9 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
               f"{'roles ok':>8} {'passed':>6}  totals (estimate/truth)")  # fmt: skip
         for r in results:
             totals = ", ".join(f"{k} {v['ratio']}" for k, v in r["totals"].items())
+            totals += "; policy " + ", ".join(
+                f"{k} P={v['precision']} R={v['recall']}" for k, v in r["policy"].items()
+            )
             print(f"{r['convention']:<18} {json.dumps(r['sampling']):<44} {r['scored']:>6} {r['unobservable']:>5} "
                   f"{len(r['outside_bound']):>7} {r['roles_right']!s:>8} {r['passed']!s:>6}  {totals}")  # fmt: skip
     return 0 if all(r["passed"] for r in results) else 1

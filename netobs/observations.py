@@ -30,6 +30,8 @@ _K1, _K2, _K3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np
 #: Flow keys kept (per direction, all exporters still being classified) to pair ingress with egress
 #: records across batches.
 _RECENT = 200_000
+#: Rows of a batch examined for ingress/egress pairs at most (beyond, a share chosen by ports).
+_DETECT_ROWS = 65_536
 _SYN, _ACK = 0x02, 0x10
 #: Ports below this are well known (IANA system ports); ephemeral ranges: Linux and IANA.
 _WELL_KNOWN = 1024
@@ -414,9 +416,12 @@ class Counter:
             return changed
         mine = pending[codes]
         examined = np.bincount(codes[mine], minlength=len(exporters))
-        # A sixteenth of the flows, chosen by their ports: both copies of a flow are chosen or neither.
-        sp, dp = _np(table, "src_port", np.int64), _np(table, "dst_port", np.int64)
-        rows = np.flatnonzero(mine & (direction < 2) & (((sp ^ dp) & 15) == 0))
+        rows = np.flatnonzero(mine & (direction < 2))
+        if len(rows) > _DETECT_ROWS:
+            # A share of the flows chosen by their ports, so both copies of a flow are chosen or neither.
+            sp, dp = _np(table, "src_port", np.int64)[rows], _np(table, "dst_port", np.int64)[rows]
+            keep = 1 << max(0, (len(rows) // _DETECT_ROWS).bit_length())
+            rows = rows[((sp ^ dp) & (keep - 1)) == 0]
         if len(rows):
             with np.errstate(over="ignore"):
                 keyed = flow_keys(table.take(rows)) ^ (codes[rows].astype(np.uint64) * _K1)

@@ -134,3 +134,85 @@ def passed(result: dict[str, Any], min_roles: float = 0.95) -> bool:
         and all(t["within_bound"] for t in result["totals"].values())
         and (result["roles_right"] or 0) >= min_roles
     )
+
+
+# ---- policy verdicts on the same conversations ----------------------------------------------------------
+#: Rules about who opens a conversation; replies must never be judged as requests.
+POLICY = {
+    "name": "convention-bank",
+    "zones": {
+        "pods": {"match": [{"cidr": ["10.0.0.0/8"]}]},
+        "internet": {"match": [{"cidr": ["198.51.100.0/24", "203.0.113.0/24"]}]},
+        "web": {"match": [{"workload": ["web"]}]},
+        "cache": {"match": [{"workload": ["cache"]}]},
+        "api-dc1": {"match": [{"workload": ["api"], "center": ["dc1"]}]},
+        "db-dc2": {"match": [{"workload": ["db"], "center": ["dc2"]}]},
+    },
+    "rules": [
+        {"id": "no-pod-to-internet", "type": "deny", "from": "pods", "to": "internet", "severity": "high"},
+        {"id": "web-not-to-cache", "type": "deny", "from": "web", "to": "cache", "severity": "medium"},
+        {
+            "id": "api-dc1-not-to-db-dc2",
+            "type": "deny",
+            "from": "api-dc1",
+            "to": "db-dc2",
+            "severity": "medium",
+        },
+    ],
+}
+
+
+def policy_truth(c: Conversation, bank_workload: Callable[[str], str]) -> set[str]:
+    """The rules ``c`` violates (its client opened it)."""
+    out = set()
+    client_w, server_w = bank_workload(c.client.ip), bank_workload(c.server.ip)
+    if c.client.is_pod and not c.server.is_pod:
+        out.add("no-pod-to-internet")
+    if client_w == "web" and server_w == "cache":
+        out.add("web-not-to-cache")
+    if client_w == "api" and c.client.center == 1 and server_w == "db" and c.server.center == 2:
+        out.add("api-dc1-not-to-db-dc2")
+    return out
+
+
+def policy_score(
+    query: Query, database: str, convs: list[Conversation], exp: Exported, workload: Callable[[str], str]
+) -> dict[str, Any]:
+    """Precision and recall of each rule over the conversations the convention let anyone see."""
+    rows = query(
+        f"SELECT rule, evidence FROM `{database}`.violations FINAL WHERE deleted = 0 AND policy = '{POLICY['name']}'"
+    ).to_pylist()
+    flagged: dict[str, set[tuple]] = defaultdict(set)
+    for r in rows:
+        for e in r["evidence"]:
+            flagged[r["rule"]].add((_text(e["src_addr"]), e["src_port"], _text(e["dst_addr"]), e["dst_port"]))
+    seen = measured(query, database)
+    out: dict[str, Any] = {}
+    for rule in (x["id"] for x in POLICY["rules"]):
+        tp = fp = fn = 0
+        for c in convs:
+            observed = any(
+                k in seen
+                for k in (
+                    (_text(c.client.ip), _text(c.server.ip), c.sport, c.dport, c.proto),
+                    (_text(c.server.ip), _text(c.client.ip), c.dport, c.sport, c.proto),
+                )
+            )
+            if not observed:
+                continue
+            key = (_text(c.client.ip), c.sport, _text(c.server.ip), c.dport)
+            hit = key in flagged[rule]
+            want = rule in policy_truth(c, workload)
+            tp += hit and want
+            fp += hit and not want
+            fn += want and not hit
+        reversed_hits = sum(
+            1 for c in convs if (_text(c.server.ip), c.dport, _text(c.client.ip), c.sport) in flagged[rule]
+        )
+        out[rule] = {
+            "violations": tp + fn,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+            "replies_flagged": reversed_hits,
+        }
+    return out

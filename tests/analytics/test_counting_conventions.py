@@ -1,7 +1,7 @@
 """The counting model under every exporter convention: one bank's conversations exported as OVS bridge
 IPFIX, OVS per-flow IPFIX, OVS sFlow, a probe marking egress, routers exporting ingress only, NetFlow v5,
 RFC 5103 biflows, a mix across centers, and late out-of-order records, each through decode -> enrich ->
-the embedded store. The seed is drawn when the test runs (printed, and in the failure message): a
+the embedded store; then a policy about who opens what is evaluated on each store. The seed is drawn when the test runs (printed, and in the failure message): a
 convention that only passes for the seeds someone tried is not a pass."""
 
 from __future__ import annotations
@@ -30,4 +30,6 @@ def test_every_conversation_is_counted_once_with_its_roles(convention, tmp_path,
     assert all(t["within_bound"] for t in result["totals"].values()), context
     assert result["roles_right"] >= 0.95, context
     assert result["unobservable"] == 0 or convention == "router_ingress", context  # routers miss intra-node
+    for rule, v in result["policy"].items():  # who opened it: replies are never judged as requests
+        assert (v["precision"], v["recall"], v["replies_flagged"]) == (1.0, 1.0, 0), f"{rule}: {context}"
     assert code == 0, context
