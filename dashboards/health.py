@@ -45,6 +45,7 @@ def build(database: str, uid: str) -> Dashboard:
         ),
     ]
     src = f"(SELECT * FROM {health} WHERE $__timeFilter(time) AND {exporters})"
+    counting_src = f"(SELECT * FROM {table(database, 'counting_1m')} WHERE $__timeFilter(time) AND {exporters})"
     d.panels = [
         Panel(
             "stat", "Exporters sending", f"SELECT uniqExact(exporter) AS exporters FROM {src}",
@@ -92,6 +93,17 @@ def build(database: str, uid: str) -> Dashboard:
             f"WHERE nth > 1 AND gap_s > {GAP_S} GROUP BY exporter_ip ORDER BY longest_gap_s DESC",
             unit="short", overrides=[_unit("longest_gap_s", "s"), _unit("last_resumed", "dateTimeAsIso")],
             description=f"Minutes after a silence of more than {GAP_S} s, per exporter.",
+        ),
+        Panel(
+            "table", "What was counted, and why not",
+            f"SELECT {name} AS exporter_ip, type, observer, count_reason, counted, sum(flows) AS records, "
+            "sumIf(flows, named = 0) AS unnamed_records, sum(bytes) AS scaled_bytes "
+            f"FROM {counting_src} GROUP BY exporter_ip, type, observer, count_reason, counted "
+            "ORDER BY exporter_ip, type, counted DESC, records DESC",
+            unit="short", overrides=[_unit("scaled_bytes", "bytes")],
+            description="Every record received, by what the counting model did with it (netobs.counting): "
+            "counted once at the first observation point of its packets, or left out as another observation "
+            "of packets counted elsewhere. Unnamed: neither end is a pod, a node or a known network.",
         ),
         Panel(
             "timeseries", "Interface utilisation (max of in/out)",

@@ -70,7 +70,7 @@ def test_check_runs_every_panel_on_the_store(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert len(lines) == 37 + 9 and all(line.startswith("ok ") for line in lines), captured.out
+    assert len(lines) == 38 + 9 and all(line.startswith("ok ") for line in lines), captured.out
     assert "0 errors" in captured.err
     assert any("'Center × center matrix': 3 rows (src_center, dst_center" in line for line in lines), lines
 
