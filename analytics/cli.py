@@ -41,6 +41,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--days", type=int, default=28)
     g.add_argument("--sampling", type=int, default=1000)
     g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--convention", default="probe_both_ends", help="how the exporters report the traffic")
     g.set_defaults(func=cmd_scenario_generate)
     # Evaluation joins ingest (pipeline) and analysis, so it belongs to the CLI proper.
     from netobs.cli_scenario import add_parser
@@ -87,7 +88,7 @@ def cmd_scenario_generate(args: argparse.Namespace, settings) -> int:
     from analytics.scenario import ScenarioSpec, generate
 
     try:
-        spec = ScenarioSpec(args.tenants, args.days, args.sampling, args.seed)
+        spec = ScenarioSpec(args.tenants, args.days, args.sampling, args.seed, convention=args.convention)
     except ValueError as e:
         print(f"netobs: {e}", file=sys.stderr)
         return 2

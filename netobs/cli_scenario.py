@@ -31,6 +31,12 @@ def add_parser(scenario_sub: argparse._SubParsersAction) -> None:
         "--analyze-days", type=int, default=7, help="the last N days are analysed, the rest is history"
     )
     e.add_argument("--output", choices=["table", "json"], default="table")
+    e.add_argument(
+        "--convention",
+        default="probe_both_ends",
+        help="how the exporters report the traffic, when generating (analytics.scenario.traffic.CONVENTIONS)",
+    )
+    e.add_argument("--seed", type=int, default=7, help="random seed, when generating")
     e.set_defaults(func=cmd_evaluate)
     c = scenario_sub.add_parser(
         "counting",
@@ -56,7 +62,16 @@ def _scenario_settings(settings: Settings, root: Path) -> Settings:
         }
     )
     enrich = settings.enrich.model_copy(update={"inventory": root / "inventory.yaml"})
-    return settings.model_copy(update={"store": store, "enrich": enrich})
+    update: dict = {"store": store, "enrich": enrich}
+    if (root / "counting.yaml").exists():  # the scenario's routers and their centers
+        import yaml
+
+        from netobs.counting import CountingConfig
+
+        update["counting"] = CountingConfig.model_validate(
+            yaml.safe_load((root / "counting.yaml").read_text())
+        )
+    return settings.model_copy(update=update)
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     root: Path = args.dir
     if not (root / "labels.json").exists():
         try:
-            spec = ScenarioSpec(args.tenants, args.days)
+            spec = ScenarioSpec(args.tenants, args.days, seed=args.seed, convention=args.convention)
         except ValueError as e:
             print(f"netobs: {e}", file=sys.stderr)
             return 2

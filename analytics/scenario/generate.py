@@ -17,7 +17,7 @@ import yaml
 from analytics.scenario.anomalies import HOUR_MS, Anomaly, default_anomalies
 from analytics.scenario.bank import Bank
 from analytics.scenario.exporter import Exporter, PcapWriter
-from analytics.scenario.traffic import normal_bucket, records
+from analytics.scenario.traffic import CONVENTIONS, ROUTERS, normal_bucket, records
 
 BUCKET_MS = 300_000
 
@@ -33,6 +33,7 @@ class ScenarioSpec:
     sampling: int = 1000
     seed: int = 7
     start_ms: int = 1_761_523_200_000  # Monday 2025-10-27 00:00 UTC
+    convention: str = "probe_both_ends"  # how the exporters report the traffic (traffic.CONVENTIONS)
 
     def __post_init__(self) -> None:
         if self.tenants < MIN_TENANTS or self.days < MIN_DAYS:
@@ -40,6 +41,8 @@ class ScenarioSpec:
                 f"a scenario needs at least {MIN_TENANTS} tenants and {MIN_DAYS} days (its labeled anomalies "
                 f"each take a tenant in the last week); got {self.tenants} tenants, {self.days} days"
             )
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"unknown convention {self.convention!r}; known: {', '.join(CONVENTIONS)}")
         if self.sampling < 1:
             raise ValueError(f"sampling must be at least 1, got {self.sampling}")
 
@@ -96,11 +99,16 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
                 if a.active(t):
                     a.apply(bank, bucket, rng)
             export_s = (t + BUCKET_MS) // 1000
-            for address, recs in sorted(records(bucket, spec.sampling, rng).items()):
+            for address, recs in sorted(records(bucket, spec.sampling, rng, spec.convention).items()):
                 exp = exporters.setdefault(address, Exporter(address, spec.sampling))
                 for d in exp.datagrams(recs, export_s):
                     pcap.write(export_s, address, d)
                 n_records += len(recs)
     (out / "labels.json").write_text(json.dumps([a.label.to_json() for a in anomalies], indent=1))
     (out / "analytics.yaml").write_text(yaml.safe_dump(analytics_config(spec, anomalies), sort_keys=False))
+    # Routers are not nodes: the bank names their centers in the counting section.
+    routers = [
+        {"match": [ip], "observer": "device_flow", "center": f"dc{c}"} for c, ip in sorted(ROUTERS.items())
+    ]
+    (out / "counting.yaml").write_text(yaml.safe_dump({"exporters": routers}, sort_keys=False))
     return {"records": n_records, "exporters": len(exporters), "labels": len(anomalies), "dir": str(out)}

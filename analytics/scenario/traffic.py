@@ -72,8 +72,46 @@ def normal_bucket(bank: Bank, start_ms: int, rng: np.random.Generator, tenant_sc
     return b
 
 
-def records(bucket: Bucket, sampling: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The bucket's conversations as IPFIX records, grouped by exporter address."""
+#: Export conventions the detection scenario can be written in (see analytics.scenario.conventions for
+#: the counting matrix, which also covers sFlow, NetFlow v5 and biflows).
+CONVENTIONS = ("probe_both_ends", "ovs_bridge_ipfix", "probe_egress", "router_ingress", "mixed")
+ROUTERS = {1: "198.18.1.1", 2: "198.18.2.1", 3: "198.18.3.1"}
+_MIXED = {1: "ovs_bridge_ipfix", 2: "probe_egress", 3: "probe_both_ends"}
+_NODE_CENTER = {f"192.0.2.{c * 10 + n}": c for c in (1, 2, 3) for n in range(1, 10)}
+
+
+def _observations(convention: str, src: Pod, dst: Pod, at: tuple[str, ...] | None) -> list[tuple[str, int]]:
+    """(exporter, flowDirection) of every record one direction of a conversation gets; 255: no direction.
+
+    probe_both_ends: the sending node marks ingress, the receiving node egress (the project's first
+    convention); ovs_bridge_ipfix: every node the packets cross reports ingress and egress; probe_egress:
+    the sending node only, marked egress; router_ingress: the router of each center the packets cross,
+    no direction, nothing for traffic inside one node; mixed: per center."""
+    nodes = at or ((src.node_ip,) if src.node_ip == dst.node_ip else (src.node_ip, dst.node_ip))
+    if convention == "router_ingress":
+        if not at and src.node_ip == dst.node_ip:
+            return []
+        centers = dict.fromkeys(_NODE_CENTER.get(n, 1) for n in nodes)
+        return [(ROUTERS[c], 255) for c in centers]
+    out: list[tuple[str, int]] = []
+    for exp in nodes:
+        style = _MIXED[_NODE_CENTER.get(exp, 1)] if convention == "mixed" else convention
+        sender = exp == src.node_ip
+        if style == "ovs_bridge_ipfix":
+            out += [(exp, 0), (exp, 1)]
+        elif style == "probe_egress":
+            if sender or (at and exp == nodes[0]):
+                out.append((exp, 1))
+        else:
+            out.append((exp, 0 if sender else 1))
+    return out
+
+
+def records(
+    bucket: Bucket, sampling: int, rng: np.random.Generator, convention: str = "probe_both_ends"
+) -> dict[str, np.ndarray]:
+    """The bucket's conversations as IPFIX records, grouped by exporter address, as ``convention`` exports
+    them (one sampled count per direction, shared by every observation point: a simplification)."""
     rows: dict[str, list[tuple]] = {}
     for conv in bucket.conversations:
         port = conv.port or SERVICES[conv.server.service]
@@ -93,11 +131,9 @@ def records(bucket: Bucket, sampling: int, rng: np.random.Generator) -> dict[str
                 continue
             packets = max(1, raw_bytes // 900)
             start = bucket.start_ms + int(rng.integers(0, 240_000))
-            exporters = at or ((src.node_ip,) if src.node_ip == dst.node_ip else (src.node_ip, dst.node_ip))
-            for exp in exporters:
+            for exp, direction in _observations(convention, src, dst, at):
                 if exp in bucket.silent_exporters:
                     continue
-                direction = 0 if exp == src.node_ip else 1
                 rows.setdefault(exp, []).append(
                     (
                         start,
