@@ -206,6 +206,7 @@ class Exporter:
     examined: int = 0
     count: str = "auto"
     observer_override: str = ""
+    uid: int = 0  # stable while the process runs
 
     def observer(self, biflow: bool = False) -> str:
         if self.observer_override and self.observer_override != "auto":
@@ -246,7 +247,7 @@ class Observations:
         key = (address, type_)
         e = self.exporters.get(key)
         if e is None:
-            e = Exporter(address, type_, node, center)
+            e = Exporter(address, type_, node, center, uid=len(self.exporters))
             rule = self._rule(address)
             if rule is not None:
                 e.count, e.observer_override = rule.count, rule.observer
@@ -423,8 +424,10 @@ class Counter:
             keep = 1 << max(0, (len(rows) // _DETECT_ROWS).bit_length())
             rows = rows[((sp ^ dp) & (keep - 1)) == 0]
         if len(rows):
+            # The exporter's stable id (not this batch's code): the memory spans batches.
+            uid = np.array([e.uid for e in exporters], dtype=np.uint64)[codes[rows]]
             with np.errstate(over="ignore"):
-                keyed = flow_keys(table.take(rows)) ^ (codes[rows].astype(np.uint64) * _K1)
+                keyed = flow_keys(table.take(rows)) ^ ((uid + np.uint64(1)) * _K1)
             d = direction[rows]
             with self.observations._lock:
                 recent = self.observations.recent

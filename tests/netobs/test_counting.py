@@ -218,3 +218,16 @@ def test_learned_exporters_survive_a_restart_in_the_store(tmp_path):
         assert again.covered_nodes == {"n1"}
     finally:
         store.stop()
+
+
+def test_pairs_are_matched_per_exporter_across_batches():
+    """A flow seen at ingress by its sender's node in one batch and at egress by the receiver's node in
+    the next is not one exporter reporting both directions (batch-local exporter codes once said so)."""
+    counter = Counter(Observations())
+    first = [{"exporter": "192.0.2.11", "exporter_node": "n1", "direction": "ingress", "sport": 40000 + i,
+              "dport": 443} for i in range(10)]  # fmt: skip
+    second = [{"exporter": "192.0.2.12", "exporter_node": "n2", "direction": "egress", "sport": 40000 + i,
+               "dport": 443} for i in range(10)]  # fmt: skip
+    counter.apply(flows(first))
+    counter.apply(flows(second))
+    assert {e.directions for e in counter.observations.exporters.values()} == {""}  # neither is dual
