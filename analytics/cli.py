@@ -81,6 +81,13 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
         print(f"{len(findings)} findings in [{args.start.isoformat()}, {args.end.isoformat()})")
         for k in sorted(by):
             print(f"  {k}: {by[k]}")
+    with Querier(settings) as query:
+        from analytics import coverage
+
+        print(
+            coverage.line(coverage.coverage(query, settings.store.database, args.start, args.end)),
+            file=sys.stderr,
+        )
     return 0
 
 

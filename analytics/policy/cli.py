@@ -48,6 +48,9 @@ def cmd_check(args, settings) -> int:
         else:
             start, end = evaluate(store, policy, start, end, window_s=window)
             records = stored(store.query_arrow, store.database, policy.name, start, end)
+        from analytics import coverage
+
+        counted = coverage.line(coverage.coverage(store.query_arrow, store.database, start, end))
     out = jsonl(records) if args.output == "jsonl" else table(records)
     sys.stdout.write(out)
     if args.fail_on and any(_rank(r["severity"]) >= _rank(args.fail_on) for r in records):
@@ -56,7 +59,7 @@ def cmd_check(args, settings) -> int:
         code = EXIT_OK
     print(
         f"policy {policy.name}: {len(records)} violations in [{start:%Y-%m-%dT%H:%M:%SZ}, "
-        f"{end:%Y-%m-%dT%H:%M:%SZ})",
+        f"{end:%Y-%m-%dT%H:%M:%SZ}); {counted}",
         file=sys.stderr,
     )
     return code

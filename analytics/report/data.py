@@ -12,16 +12,10 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from analytics.coverage import coverage
 from analytics.policy.model import Policy
 from analytics.policy.results import Query, _iso, stored
 from analytics.policy.sql import ts
-from netobs import counting
-
-#: A pod, a node or a named network on either end (what "enriched" means in a report).
-NAMED = (
-    "(src_pod != '' OR src_namespace != '' OR src_node != '' OR src_subnet != '' OR "
-    "dst_pod != '' OR dst_namespace != '' OR dst_node != '' OR dst_subnet != '')"
-)
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 
@@ -86,14 +80,9 @@ def scope(query: Query, db: str, start: datetime, end: datetime) -> dict[str, An
         f"WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND c != '' "
         f"GROUP BY c ORDER BY c"
     ).to_pylist()
-    window = counting.in_event_range(ts(start), ts(end))
-    by_reason = query(
-        f"SELECT count_reason AS reason, counted, count() AS records, countIf({NAMED}) AS named "
-        f"FROM `{db}`.flows WHERE {window} GROUP BY reason, counted ORDER BY counted DESC, reason"
-    ).to_pylist()
-    counted = [r for r in by_reason if r["counted"]]
-    n_counted = sum(r["records"] for r in counted)
-    n_named = sum(r["named"] for r in counted)
+    cov = coverage(query, db, start, end)
+    n_counted = cov["counted"]
+    n_named = n_counted - cov["counted_unnamed"]
     return {
         "bucket_seconds": step,
         "buckets": len(buckets),
@@ -102,17 +91,7 @@ def scope(query: Query, db: str, start: datetime, end: datetime) -> dict[str, An
         "flows": n_counted,
         # A pod, a node or a named network on at least one end of the counted records.
         "enriched_share": round(n_named / n_counted, 4) if n_counted else 0.0,
-        "counting": {
-            "records": sum(r["records"] for r in by_reason),
-            "counted": n_counted,
-            "counted_unnamed": n_counted - n_named,
-            "not_counted": [
-                {"reason": r["reason"], "records": r["records"], "why": counting.REASONS.get(r["reason"], "")}
-                for r in by_reason
-                if not r["counted"]
-            ],
-            "method": "netobs.counting: each packet counted once, at the first covered observation point",
-        },
+        "counting": cov,
     }
 
 
