@@ -95,10 +95,18 @@ def addr_words(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]
     return words[:, 0], words[:, 1]
 
 
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: every input bit reaches every output bit (no XOR-linear collisions)."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 def endpoint_keys(hi: np.ndarray, lo: np.ndarray, port: np.ndarray) -> np.ndarray:
     """A 64-bit hash of (address, port), for set lookups."""
     with np.errstate(over="ignore"):
-        return (hi * _K1) ^ (lo * _K2) ^ (np.asarray(port, dtype=np.uint64) * _K3)
+        return _mix(_mix(hi ^ _K1) ^ lo ^ (np.asarray(port, dtype=np.uint64) * _K3))
 
 
 def flow_keys(table: pa.Table) -> np.ndarray:
@@ -109,7 +117,7 @@ def flow_keys(table: pa.Table) -> np.ndarray:
     dp = _np(table, "dst_port", np.uint64)
     pr = _np(table, "proto", np.uint64)
     with np.errstate(over="ignore"):
-        return endpoint_keys(sh, sl, sp) ^ (endpoint_keys(dh, dl, dp) * _K3) ^ (pr << np.uint64(56))
+        return _mix(endpoint_keys(sh, sl, sp) ^ _mix(endpoint_keys(dh, dl, dp) ^ pr))
 
 
 def _np(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
@@ -427,7 +435,7 @@ class Counter:
             # The exporter's stable id (not this batch's code): the memory spans batches.
             uid = np.array([e.uid for e in exporters], dtype=np.uint64)[codes[rows]]
             with np.errstate(over="ignore"):
-                keyed = flow_keys(table.take(rows)) ^ ((uid + np.uint64(1)) * _K1)
+                keyed = _mix(flow_keys(table.take(rows)) ^ _mix(uid + np.uint64(1)))
             d = direction[rows]
             with self.observations._lock:
                 recent = self.observations.recent

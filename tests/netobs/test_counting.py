@@ -231,3 +231,21 @@ def test_pairs_are_matched_per_exporter_across_batches():
     counter.apply(flows(first))
     counter.apply(flows(second))
     assert {e.directions for e in counter.observations.exporters.values()} == {""}  # neither is dual
+
+
+def test_no_exporter_is_taken_for_dual_by_a_hash_collision():
+    """Many flows, each sent by one node (ingress) and received by another (egress): no exporter reports
+    a flow both ways, and none may be classified so (a linear hash once paired unrelated flows)."""
+    rng = np.random.default_rng()
+    n = 40_000
+    nodes = rng.integers(1, 40, (n, 2))
+    rows = []
+    for i in range(n):
+        a, b = (int(x) for x in nodes[i])
+        src, dst = f"10.{a}.{i % 250}.{i // 250 % 250}", f"10.{b}.{i % 7}.{i // 7 % 250}"
+        common = {"src": src, "dst": dst, "sport": int(rng.integers(1024, 65535)), "dport": 443}
+        rows.append({**common, "exporter": f"192.0.2.{a}", "exporter_node": f"n{a}", "direction": "ingress"})
+        rows.append({**common, "exporter": f"192.0.2.{b + 100}", "exporter_node": f"m{b}", "direction": "egress"})
+    counter = Counter(Observations(CountingConfig(dual_detect_rows=10**9)))
+    counter.apply(flows(rows))
+    assert not [e for e in counter.observations.exporters.values() if e.directions == "dual"]
