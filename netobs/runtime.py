@@ -42,11 +42,13 @@ class Scheduler:
 
     def jobs(self) -> list[tuple[str, int, int, Callable[[datetime, datetime], None]]]:
         a, p = self.settings.analytics, self.settings.policy
+        # A window is judged once final: after the counting model's watermark (late records arrive).
+        late = self.settings.counting.allowed_lateness_s
         out: list[tuple[str, int, int, Callable[[datetime, datetime], None]]] = []
         if a.schedule_interval_s:
-            out.append(("analytics", a.schedule_interval_s, a.lag_s, self._analyze))
+            out.append(("analytics", a.schedule_interval_s, max(a.lag_s, late), self._analyze))
         if p.file is not None:
-            out.append(("policy", p.window_s, p.lag_s, self._policy))
+            out.append(("policy", p.window_s, max(p.lag_s, late), self._policy))
         return out
 
     def start(self) -> None:

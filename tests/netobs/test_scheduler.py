@@ -25,6 +25,7 @@ def store_and_settings(tmp_path, monkeypatch):
             f"store: {{chdb: {{path: '{tmp_path / 'chdb'}'}}}}\n"
             "analytics: {schedule_interval_s: 300, lag_s: 60}\n"
             f"policy: {{file: '{policy}', window_s: 3600, lag_s: 60}}\n"
+            "counting: {allowed_lateness_s: 30}\n"  # below the jobs' lag: the lag decides here
         )
         settings = load(cfg)
         store = make_store(settings.store)
@@ -63,3 +64,14 @@ def test_a_failing_job_does_not_stop_the_other(store_and_settings):
     sched = Scheduler(settings, store)
     sched.tick(NOW)
     assert sched.runs == {"analytics": 1} and sched.errors == {"policy": 1}
+
+
+def test_windows_wait_for_the_counting_watermark(tmp_path):
+    """Late records still arrive until counting.allowed_lateness_s after a window: it is judged after."""
+    from netobs.config import Settings
+
+    settings = Settings.model_validate(
+        {"analytics": {"schedule_interval_s": 300, "lag_s": 60}, "counting": {"allowed_lateness_s": 900}}
+    )
+    (job,) = Scheduler(settings, None).jobs()
+    assert job[0] == "analytics" and job[2] == 900
