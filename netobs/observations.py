@@ -518,32 +518,55 @@ def decide(
 ) -> np.ndarray:
     """Index into :data:`REASON_NAMES` of each record; the rule of :mod:`netobs.counting`.
 
-    Node and center arguments are integer codes with 0 for '' (unknown)."""
+    Node and center arguments are integer codes with 0 for '' (unknown). The facts of a record are
+    packed into 13 bits and looked up in a table made once by :func:`rule` (the rule, written once)."""
     on_node = e_node != 0
-    at_src = on_node & (e_node == src_node) & (src_node != 0)
-    at_dst = on_node & (e_node == dst_node) & (dst_node != 0)
-    any_cov = src_cov | dst_cov
-    dev_src = ~on_node & (e_center == src_center) & (src_center != 0)
-    dev_dst = ~on_node & (e_center == dst_center) & (dst_center != 0)
+    state = force.astype(np.uint16)
+    for bit, fact in (
+        (2, dual & (direction == 1)),
+        (3, on_node),
+        (4, (e_node == src_node) & (src_node != 0)),
+        (5, (e_node == dst_node) & (dst_node != 0)),
+        (6, src_cov),
+        (7, dst_cov),
+        (8, (e_center == src_center) & (src_center != 0)),
+        (9, (e_center == dst_center) & (dst_center != 0)),
+        (10, src_dev),
+        (11, dst_dev),
+        (12, e_center == 0),
+    ):
+        state |= fact.astype(np.uint16) << np.uint16(bit)
+    return _DECISIONS[state]
+
+
+def rule(state: int) -> str:
+    """The counting rule for one record's facts (bits as :func:`decide` packs them): first match wins."""
+    force = state & 3
+    dual_egress, on_node, at_src, at_dst, src_cov, dst_cov, dev_src, dev_dst, src_dev, dst_dev, no_center = (
+        bool(state >> b & 1) for b in range(2, 13)
+    )
+    at_src, at_dst = on_node and at_src, on_node and at_dst
+    dev_src, dev_dst = not on_node and dev_src, not on_node and dev_dst
+    any_cov = src_cov or dst_cov
     rules = (
         (force == 2, "excluded"),
         (force == 1, "forced"),
-        (dual & (direction == 1), "dual_direction_copy"),
+        (dual_egress, "dual_direction_copy"),
         (at_src, "source_node"),
-        (at_dst & ~src_cov, "destination_node"),
+        (at_dst and not src_cov, "destination_node"),
         (at_dst, "seen_at_source_node"),
-        (on_node & ~any_cov, "transit_only"),
-        (on_node & src_cov, "seen_at_source_node"),
+        (on_node and not any_cov, "transit_only"),
+        (on_node and src_cov, "seen_at_source_node"),
         (on_node, "seen_at_destination_node"),
         (any_cov, "seen_by_node"),
         (dev_src, "device_source_center"),
-        (dev_dst & ~src_dev, "device_destination_center"),
-        ((e_center == 0) | (~src_dev & ~dst_dev), "device_only"),
+        (dev_dst and not src_dev, "device_destination_center"),
+        (no_center or (not src_dev and not dst_dev), "device_only"),
     )
-    out = np.full(len(e_node), _R["seen_by_other_device"], dtype=np.int64)
-    for cond, name in reversed(rules):  # the first rule that applies wins
-        np.putmask(out, cond, _R[name])
-    return out
+    return next((name for cond, name in rules if cond), "seen_by_other_device")
+
+
+_DECISIONS = np.array([_R[rule(state)] for state in range(1 << 13)], dtype=np.int8)
 
 
 def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarray, np.ndarray]:
