@@ -10,12 +10,15 @@ rows only, through :data:`COUNTED` or the rollups built on it.
 
 The rule (first that applies; evaluated over batches by :mod:`netobs.observations` in the pipeline):
 
-1. **One observation per exporter.** An exporter that reports the same packets at ingress and
+1. **One observation per exporter, one exporter per node.** An exporter that reports the same packets at ingress and
    at egress (``dual``: OVS bridge IPFIX, a router exporting both directions of an interface)
    counts its ingress observation; its egress copy is ``dual_direction_copy``. ``dual`` is
    detected from the data (the same flow key at ingress and egress of one exporter) or set in
    ``counting.exporters``. Exporters that report once (probes marked egress, sFlow, per-flow
-   IPFIX, NetFlow v5 without a direction) count every record they send.
+   IPFIX, NetFlow v5 without a direction) count every record they send. An exporter is one
+   (address, protocol, observation domain); a node that runs several (sFlow and IPFIX, bridge IPFIX and
+   a probe) counts through one of them, complete flow records before sampled packets
+   (``other_exporter_of_node`` for the others; ``count: always`` keeps one counting).
 2. **The packet's first covered node.** A node exporter (its address is a Kubernetes/OVS node)
    counts what it observed when the source end lives on its node (``source_node``). When the
    source end is not on a node that has a node exporter (an external client, a legacy host, a
@@ -75,6 +78,7 @@ REASONS: dict[str, str] = {
     "device_only": "counted: no node saw it and no device in either end's center; this device did",
     "forced": "counted: counting.exporters says count: always",
     "dual_direction_copy": "not counted: the egress copy of an exporter that reports ingress and egress",
+    "other_exporter_of_node": "not counted: another exporter of the same node counts these packets",
     "seen_at_source_node": "not counted: the source's node reports the same packets",
     "seen_at_destination_node": "not counted: the destination's node reports the same packets",
     "seen_by_node": "not counted: a node reports the same packets",

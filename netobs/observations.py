@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -202,7 +203,8 @@ def _addr16(text: str) -> bytes:
 # ---- what the pipeline learns about exporters ---------------------------------------------------
 @dataclass
 class Exporter:
-    """One (exporter address, export protocol) as an observation point."""
+    """One (exporter address, export protocol, observation domain) as an observation point: a node may
+    run several exporting processes (bridge IPFIX and a probe, each in its own domain)."""
 
     address: str
     type: str
@@ -215,6 +217,7 @@ class Exporter:
     count: str = "auto"
     observer_override: str = ""
     uid: int = 0  # stable while the process runs
+    domain: int = 0
 
     def observer(self, biflow: bool = False) -> str:
         if self.observer_override and self.observer_override != "auto":
@@ -243,7 +246,7 @@ class Observations:
     def __init__(self, config: CountingConfig | None = None):
         self.config = config or CountingConfig()
         self._rules = [(tuple(ipaddress.ip_network(m) for m in e.match), e) for e in self.config.exporters]
-        self.exporters: dict[tuple[str, str], Exporter] = {}
+        self.exporters: dict[tuple[str, str, int], Exporter] = {}
         self.covered_nodes: set[str] = set()
         self.device_centers: set[str] = set()
         self._lock = threading.Lock()
@@ -251,11 +254,11 @@ class Observations:
         #: Recent (exporter, flow key) hashes at ingress and at egress of exporters not yet classified.
         self.recent: dict[str, np.ndarray] = {"in": np.zeros(0, np.uint64), "out": np.zeros(0, np.uint64)}
 
-    def exporter(self, address: str, type_: str, node: str, center: str) -> Exporter:
-        key = (address, type_)
+    def exporter(self, address: str, type_: str, node: str, center: str, domain: int = 0) -> Exporter:
+        key = (address, type_, domain)
         e = self.exporters.get(key)
         if e is None:
-            e = Exporter(address, type_, node, center, uid=len(self.exporters))
+            e = Exporter(address, type_, node, center, uid=len(self.exporters), domain=domain)
             rule = self._rule(address)
             if rule is not None:
                 e.count, e.observer_override = rule.count, rule.observer
@@ -296,7 +299,9 @@ class Observations:
         """Exporters learned earlier (``observation_points`` rows)."""
         with self._lock:
             for r in rows:
-                e = self.exporter(r["exporter"], r["type"], r.get("node", ""), r.get("center", ""))
+                e = self.exporter(
+                    r["exporter"], r["type"], r.get("node", ""), r.get("center", ""), int(r.get("domain", 0))
+                )
                 if r.get("directions") and not e.directions:
                     e.directions = r["directions"]
                 e.perflow = e.perflow or bool(r.get("perflow"))
@@ -305,11 +310,46 @@ class Observations:
         with self._lock:
             return [_row(e) for e in self.exporters.values()]
 
+    def secondary(self, exporters: list[Exporter]) -> np.ndarray:
+        """For each exporter, whether another exporter of its node counts the node's packets instead.
+
+        A node exporting twice (sFlow and IPFIX, or bridge IPFIX and a probe) would count its packets
+        twice; one of them counts, by :data:`PREFERRED` kind (a ``count: always`` exporter is never
+        secondary)."""
+        best: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            for e in self.exporters.values():
+                if e.node and e.count == "auto":
+                    rank = (_PREFERENCE.get(e.observer(), len(PREFERRED)), e.uid)
+                    if e.node not in best or rank < best[e.node]:
+                        best[e.node] = rank
+        return np.array(
+            [
+                bool(e.node) and e.count == "auto" and best.get(e.node, (0, e.uid))[1] != e.uid
+                for e in exporters
+            ]
+            + [False]
+        )
+
+
+#: Which exporter of a node counts its packets when it has several: complete flow records first, then
+#: sampled packets (configure ``count`` to choose otherwise).
+PREFERRED = (
+    "ovs_bridge_ipfix",
+    "node_biflow",
+    "node_ipfix",
+    "ovs_perflow_ipfix",
+    "node_netflow5",
+    "ovs_sflow",
+)
+_PREFERENCE = {name: i for i, name in enumerate(PREFERRED)}
+
 
 def _row(e: Exporter) -> dict[str, Any]:
     return {
         "exporter": e.address,
         "type": e.type,
+        "domain": e.domain,
         "node": e.node,
         "center": e.center,
         "observer": e.observer(),
@@ -347,6 +387,7 @@ class Counter:
         e_center = centers.codes_of([e.center for e in exporters])[exp_codes]
         dual = np.array([e.directions == "dual" for e in exporters] + [False])[exp_codes]
         force = np.array([{"always": 1, "never": 2}.get(e.count, 0) for e in exporters] + [0])[exp_codes]
+        secondary = obs.secondary(exporters)[exp_codes]
         src_node, dst_node = nodes["src_node"], nodes["dst_node"]
         src_center, dst_center = centers["src_center"], centers["dst_center"]
         if obs.config.covered_nodes == "learned":
@@ -357,7 +398,7 @@ class Counter:
         dev = centers.mask(obs.device_centers)
         reason = decide(
             e_node, e_center, dual, direction, src_node, dst_node, src_cov, dst_cov,
-            src_center, dst_center, dev[src_center], dev[dst_center], force,
+            src_center, dst_center, dev[src_center], dev[dst_center], force, secondary,
         )  # fmt: skip
         self.reason_counts = np.bincount(reason, minlength=len(REASON_NAMES))
         biflow = _np(table, "biflow", np.uint8) if "biflow" in table.schema.names else np.zeros(n, np.uint8)
@@ -378,12 +419,23 @@ class Counter:
         return _with_columns(table, cols, n, dictionary)
 
     def _exporters(self, table: pa.Table) -> tuple[np.ndarray, list[Exporter]]:
-        """Per row, the index of its (exporter, type) in the returned list."""
+        """Per row, the index of its (exporter, type, observation domain) in the returned list."""
         addr = pc.dictionary_encode(table.column("exporter").combine_chunks())
         tcodes, types = _type_codes(table)
         acodes = np.asarray(addr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         width = len(types) + 1
         combined = acodes * width + tcodes
+        if "observation_domain" in table.schema.names:
+            dom = _np(table, "observation_domain", np.uint64)
+            if dom.any():  # a handful of (exporter, type, domain): hashed, no sort of the batch
+                key = (combined.astype(np.uint64) << np.uint64(32)) | dom
+                codes, uniq_keys = pd.factorize(key)
+                first = np.full(len(uniq_keys), -1, dtype=np.int64)
+                first[codes] = np.arange(len(codes))
+                return codes.astype(np.int64), self._lookup(
+                    table, addr, types, width, [int(k) >> 32 for k in uniq_keys],
+                    [int(k) & 0xFFFFFFFF for k in uniq_keys], first,
+                )  # fmt: skip
         # Dense ids over the few (exporter, type) pairs: no sort of the batch.
         size = (len(addr.dictionary) + 1) * width
         row_of = np.full(size, -1, dtype=np.int64)
@@ -391,19 +443,26 @@ class Counter:
         uniq = np.flatnonzero(row_of >= 0)
         lut = np.zeros(size, dtype=np.int64)
         lut[uniq] = np.arange(len(uniq))
+        return lut[combined], self._lookup(
+            table, addr, types, width, uniq.tolist(), [0] * len(uniq), row_of[uniq]
+        )
+
+    def _lookup(
+        self, table: pa.Table, addr: Any, types: list[str], width: int, pairs: list[int], domains: list[int],
+        rows: np.ndarray,
+    ) -> list[Exporter]:  # fmt: skip
         addrs = [_text(a) for a in addr.dictionary.to_pylist()]
         names = table.schema.names
         node_codes, nodes = _strings(table, "exporter_node") if "exporter_node" in names else (None, [])
         cen_codes, centers = _strings(table, "exporter_center") if "exporter_center" in names else (None, [])
         out = []
         with self.observations._lock:
-            for k in uniq.tolist():
+            for k, dom, row in zip(pairs, domains, rows.tolist(), strict=True):
                 a, t = divmod(k, width)
-                row = row_of[k]
                 node = nodes[node_codes[row]] if node_codes is not None else ""
                 center = centers[cen_codes[row]] if cen_codes is not None else ""
-                out.append(self.observations.exporter(addrs[a], types[t], node or "", center or ""))
-        return lut[combined], out
+                out.append(self.observations.exporter(addrs[a], types[t], node or "", center or "", dom))
+        return out
 
     def _learn(
         self, table: pa.Table, codes: np.ndarray, exporters: list[Exporter], direction: np.ndarray
@@ -515,11 +574,12 @@ def decide(
     src_dev: np.ndarray,
     dst_dev: np.ndarray,
     force: np.ndarray,
+    secondary: np.ndarray | None = None,
 ) -> np.ndarray:
     """Index into :data:`REASON_NAMES` of each record; the rule of :mod:`netobs.counting`.
 
     Node and center arguments are integer codes with 0 for '' (unknown). The facts of a record are
-    packed into 13 bits and looked up in a table made once by :func:`rule` (the rule, written once)."""
+    packed into 14 bits and looked up in a table made once by :func:`rule` (the rule, written once)."""
     on_node = e_node != 0
     state = force.astype(np.uint16)
     for bit, fact in (
@@ -534,6 +594,7 @@ def decide(
         (10, src_dev),
         (11, dst_dev),
         (12, e_center == 0),
+        (13, secondary if secondary is not None else np.zeros(len(e_node), dtype=bool)),
     ):
         state |= fact.astype(np.uint16) << np.uint16(bit)
     return _DECISIONS[state]
@@ -542,9 +603,8 @@ def decide(
 def rule(state: int) -> str:
     """The counting rule for one record's facts (bits as :func:`decide` packs them): first match wins."""
     force = state & 3
-    dual_egress, on_node, at_src, at_dst, src_cov, dst_cov, dev_src, dev_dst, src_dev, dst_dev, no_center = (
-        bool(state >> b & 1) for b in range(2, 13)
-    )
+    (dual_egress, on_node, at_src, at_dst, src_cov, dst_cov, dev_src, dev_dst, src_dev, dst_dev, no_center,
+     secondary) = (bool(state >> b & 1) for b in range(2, 14))  # fmt: skip
     at_src, at_dst = on_node and at_src, on_node and at_dst
     dev_src, dev_dst = not on_node and dev_src, not on_node and dev_dst
     any_cov = src_cov or dst_cov
@@ -552,6 +612,7 @@ def rule(state: int) -> str:
         (force == 2, "excluded"),
         (force == 1, "forced"),
         (dual_egress, "dual_direction_copy"),
+        (secondary, "other_exporter_of_node"),
         (at_src, "source_node"),
         (at_dst and not src_cov, "destination_node"),
         (at_dst, "seen_at_source_node"),
@@ -566,7 +627,7 @@ def rule(state: int) -> str:
     return next((name for cond, name in rules if cond), "seen_by_other_device")
 
 
-_DECISIONS = np.array([_R[rule(state)] for state in range(1 << 13)], dtype=np.int8)
+_DECISIONS = np.array([_R[rule(state)] for state in range(1 << 14)], dtype=np.int8)
 
 
 def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -763,6 +824,7 @@ def create_observation_table(database: str) -> str:
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{OBSERVATION_POINTS}` (\n"
         "    `exporter` String COMMENT 'exporter address',\n"
         "    `type` LowCardinality(String) COMMENT 'export protocol',\n"
+        "    `domain` UInt32 COMMENT 'observation domain (IPFIX) / source id (NetFlow v9) / sub-agent (sFlow)',\n"
         "    `node` LowCardinality(String) COMMENT 'node of the exporter (empty: a device)',\n"
         "    `center` LowCardinality(String) COMMENT 'center of the exporter',\n"
         "    `observer` LowCardinality(String) COMMENT 'kind of observation point (netobs.counting)',\n"
@@ -770,7 +832,7 @@ def create_observation_table(database: str) -> str:
         "    `perflow` UInt8 COMMENT 'sends observationPointId',\n"
         "    `count` LowCardinality(String) COMMENT 'auto, always or never (counting.exporters)',\n"
         "    `updated` DateTime64(3, 'UTC')\n"
-        ")\nENGINE = ReplacingMergeTree(updated)\nORDER BY (exporter, type)"
+        ")\nENGINE = ReplacingMergeTree(updated)\nORDER BY (exporter, type, domain)"
     )
 
 
@@ -791,7 +853,7 @@ class ObservationTable:
 
     def load(self, obs: Observations) -> None:
         t = self.store.query_arrow(
-            f"SELECT exporter, type, node, center, directions, perflow "
+            f"SELECT exporter, type, domain, node, center, directions, perflow "
             f"FROM `{self.database}`.`{OBSERVATION_POINTS}` FINAL"
         )
         obs.restore(t.to_pylist())
@@ -803,6 +865,7 @@ class ObservationTable:
         now = int(time.time() * 1000)
         cols = {k: [r[k] for r in rows] for k in rows[0]}
         cols["perflow"] = pa.array(cols["perflow"], pa.uint8())
+        cols["domain"] = pa.array(cols["domain"], pa.uint32())
         cols["updated"] = pa.array([now] * len(rows), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
         try:
             self.store.insert(pa.table(cols), target=OBSERVATION_POINTS)

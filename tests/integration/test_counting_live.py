@@ -15,8 +15,8 @@ up to framing, and the same client and server in all three, those of the traffic
 the bridge's egress copies must be stored and not counted, and the bridge must be recognised as
 reporting each flow twice from the conversations alone (without the ARP broadcasts).
 
-An xfail (strict) test records what the model does when a probe and the bridge export IPFIX from the
-same node address to one collector (see its reason).
+A probe and the bridge exporting IPFIX from the same node address to one collector are two observation
+points (other observation domain) of one node, which counts through one of them.
 """
 
 from __future__ import annotations
@@ -475,14 +475,6 @@ def test_event_time_of_every_record_is_in_the_run(observed):
             assert first <= span[0] <= span[1] <= last, f"{name}: {span} outside {(first, last)}: {r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="observation points are keyed by (exporter address, protocol): a probe's IPFIX (softflowd, "
-    "observation domain 0) sent from the node address that also sends OVS bridge IPFIX (domain 1) is taken "
-    "for the bridge exporter; its bidirectional halves (flowDirection 0/1 by address order) become "
-    "ingress/egress, the 'egress' half is dropped as dual_direction_copy",
-)
 def test_a_probe_and_bridge_ipfix_from_one_node_address_are_two_observation_points(observed):
     """softflowd and OVS bridge IPFIX exporting from the same node address to one collector (two IPFIX
     exporting processes: other source port, other observation domain) are two observation points."""
@@ -496,6 +488,13 @@ def test_a_probe_and_bridge_ipfix_from_one_node_address_are_two_observation_poin
     copies = [r for r in rows if r["count_reason"] == "dual_direction_copy"]
     bridge_egress = [r for r in observed["ours"]["ovs_ipfix"] if r["direction"] == "egress"]
     assert len(copies) == len(bridge_egress), summary
+    # One node, two exporting processes: the bridge counts, the probe's records are the same packets.
+    counted = [r for r in rows if r["counted"]]
+    assert {(r["observer"], r["count_reason"]) for r in counted} == {("ovs_bridge_ipfix", "source_node")}, (
+        summary
+    )
+    probe = [r for r in rows if r["observer"] == "node_ipfix"]
+    assert probe and {r["count_reason"] for r in probe} == {"other_exporter_of_node"}, summary
 
 
 @pytest.mark.parametrize("per_datagram", [False, True], ids=["one-batch", "batch-per-datagram"])

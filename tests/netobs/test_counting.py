@@ -140,7 +140,9 @@ def test_service_selectors_name_the_listening_pods():
                                "target_ports": [8080], "selector": {"app": "x"}}),
     ]  # fmt: skip
     lst = Listening(versions)
-    table = flows([{"dst": d, "dport": p} for d, p in (("10.0.0.5", 8080), ("10.0.0.6", 8080), ("10.96.0.10", 80))])
+    table = flows(
+        [{"dst": d, "dport": p} for d, p in (("10.0.0.5", 8080), ("10.0.0.6", 8080), ("10.96.0.10", 80))]
+    )
     from netobs.observations import addr_words
 
     hi, lo = addr_words(table.column("dst_addr"))
@@ -189,12 +191,14 @@ def test_a_probe_marking_egress_only_is_single_and_counts_everything():
              "sport": 40000 + i, "dport": 443} for i in range(40)]  # fmt: skip
     out = counter.apply(flows(rows))
     assert out.column("counted").to_pylist() == [1] * 40
-    assert counter.observations.exporters[("192.0.2.12", "ipfix")].directions == "single"
+    assert counter.observations.exporters[("192.0.2.12", "ipfix", 0)].directions == "single"
     assert set(out.column("observer").to_pylist()) == {"node_ipfix"}
 
 
 def test_config_declares_a_router_with_its_center():
-    cfg = CountingConfig.model_validate({"exporters": [{"match": "198.18.0.0/16", "center": "dc1", "count": "auto"}]})
+    cfg = CountingConfig.model_validate(
+        {"exporters": [{"match": "198.18.0.0/16", "center": "dc1", "count": "auto"}]}
+    )
     counter = Counter(Observations(cfg))
     table = flows([{"exporter": "198.18.1.1", "src": "203.0.113.1", "dport": 443, "sport": 50000}])
     table = table.set_column(table.schema.get_field_index("dst_node"), "dst_node", pa.array([""]))
@@ -213,7 +217,7 @@ def test_learned_exporters_survive_a_restart_in_the_store(tmp_path):
         Counter(obs).apply(_same_flows_both_ways("192.0.2.11", "n1"))
         again = Observations()
         ObservationTable(store, "netobs").attach(again)
-        e = again.exporters[("192.0.2.11", "ipfix")]
+        e = again.exporters[("192.0.2.11", "ipfix", 0)]
         assert (e.directions, e.node) == ("dual", "n1")
         assert again.covered_nodes == {"n1"}
     finally:
@@ -245,7 +249,33 @@ def test_no_exporter_is_taken_for_dual_by_a_hash_collision():
         src, dst = f"10.{a}.{i % 250}.{i // 250 % 250}", f"10.{b}.{i % 7}.{i // 7 % 250}"
         common = {"src": src, "dst": dst, "sport": int(rng.integers(1024, 65535)), "dport": 443}
         rows.append({**common, "exporter": f"192.0.2.{a}", "exporter_node": f"n{a}", "direction": "ingress"})
-        rows.append({**common, "exporter": f"192.0.2.{b + 100}", "exporter_node": f"m{b}", "direction": "egress"})
+        rows.append(
+            {**common, "exporter": f"192.0.2.{b + 100}", "exporter_node": f"m{b}", "direction": "egress"}
+        )
     counter = Counter(Observations(CountingConfig(dual_detect_rows=10**9)))
     counter.apply(flows(rows))
     assert not [e for e in counter.observations.exporters.values() if e.directions == "dual"]
+
+
+def test_a_node_exporting_twice_counts_once_through_its_preferred_exporter():
+    """One node sends sFlow and bridge IPFIX, and a probe in another observation domain: one counts."""
+    rows = []
+    for i in range(10):
+        common = {"exporter": "192.0.2.11", "exporter_node": "n1", "src_node": "n1", "sport": 40000 + i,
+                  "dport": 443}  # fmt: skip
+        rows += [{**common, "type": "ipfix", "direction": d} for d in ("ingress", "egress")]
+        rows += [{**common, "type": "sflow"}, {**common, "type": "ipfix", "domain": 7}]
+    table = flows(rows)
+    table = table.set_column(
+        table.schema.get_field_index("observation_domain"), "observation_domain",
+        pa.array([r.get("domain", 1) for r in rows], pa.uint32()),
+    )  # fmt: skip
+    out = Counter(Observations()).apply(table).to_pylist()
+    got = {(r["type"], r["direction"], r["count_reason"]) for r in out}
+    assert got == {
+        ("ipfix", "ingress", "source_node"),
+        ("ipfix", "egress", "dual_direction_copy"),
+        ("sflow", "unknown", "other_exporter_of_node"),
+        ("ipfix", "unknown", "other_exporter_of_node"),  # the probe, in its own domain
+    }
+    assert sum(r["counted"] for r in out) == 10
