@@ -692,9 +692,15 @@ def _ms(table: pa.Table, name: str) -> np.ndarray | None:
     if name not in table.schema.names:
         return None
     col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     if pa.types.is_timestamp(col.type):
-        col = col.cast(pa.timestamp("ms", tz=col.type.tz)).cast(pa.int64())
-    return np.asarray(col.to_numpy(), dtype=np.int64)
+        if col.type.unit != "ms":
+            col = col.cast(pa.timestamp("ms", tz=col.type.tz))
+        if col.null_count == 0:  # the values buffer as it is: no copy, no cast
+            return np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + len(col)]
+        col = col.cast(pa.int64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def event_times(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -804,8 +810,8 @@ def _with_columns(table: pa.Table, cols: dict[str, Any], n: int, dictionary: boo
             if not dictionary:
                 arr = dict_arr.take(indices)
         elif typ == _TS:
-            ms = np.asarray(values if values is not None else np.zeros(n), dtype=np.int64)
-            arr = pa.array(ms, pa.int64()).cast(_TS)
+            ms = np.ascontiguousarray(values if values is not None else np.zeros(n), dtype=np.int64)
+            arr = pa.Array.from_buffers(_TS, n, [None, pa.py_buffer(ms)])
         else:
             arr = pa.array(np.asarray(values if values is not None else np.zeros(n), dtype=np.uint8))
         i = out.schema.get_field_index(name)
