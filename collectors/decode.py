@@ -63,9 +63,17 @@ _FLOW_KEYS = (
 )
 
 
-def iso_ms(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds: ``2026-11-30T05:19:39.123Z``."""
-    t = _EPOCH + timedelta(milliseconds=int(ms))
+_ISO_MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z, datetime's first instant
+_ISO_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, its last
+
+
+def iso_ms(ms: int) -> str | None:
+    """ISO-8601 UTC with milliseconds: ``2026-11-30T05:19:39.123Z``; None (JSON null) for a
+    time no date can show. (The decoders keep flow times in range: collectors._times.)"""
+    ms = int(ms)
+    if not _ISO_MIN_MS <= ms <= _ISO_MAX_MS:
+        return None
+    t = _EPOCH + timedelta(milliseconds=ms)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 

@@ -95,6 +95,7 @@ class Decoder:
         # exporter → (its stats, its 16-byte address): one lookup per datagram on the hot path
         self._exporters: dict[str, tuple[ExporterStats, bytes]] = {}
         self._touched: set[str] = set()
+        self._late = False  # whether the last decoders' flush may have counted errors itself
 
     detect = staticmethod(detect)
 
@@ -161,9 +162,16 @@ class Decoder:
 
     def flush(self) -> Decoded:
         """Everything fed since the last flush."""
+        flows, counters, unsampled, failure = self._flush_decoders()
         errors: Counter = Counter()
         sequences: Counter = Counter()
-        for exporter in self._touched:
+        if failure:
+            errors[("*", failure)] += 1
+        # (after the decoders' flush: the Python IPFIX path counts bad times as it decodes)
+        touched = (
+            self._touched | {e for e, s in self.stats.items() if s.fresh} if self._late else self._touched
+        )
+        for exporter in touched:
             stats = self.stats[exporter]
             for reason, count in stats.fresh.items():
                 errors[(exporter, reason)] += count
@@ -172,19 +180,22 @@ class Decoder:
             stats.fresh.clear()
             stats.fresh_sequences.clear()
         self._touched.clear()
+        return Decoded(flows, counters, errors, sequences, unsampled)
+
+    def _flush_decoders(self) -> tuple[FlowBatch, CounterBatch, Counter, str]:
         flows, counters = FlowBatch.empty(), CounterBatch.empty()
+        # Decoders that decode at flush (Python IPFIX / v9 queues, v5) may count errors now.
+        self._late = self.netflow5.pending or self.ipfix.python_pending or self.netflow9.python_pending
         try:
             if self.sflow.pending:
                 flows, counters = self.sflow.flush()
             more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
             if more:
                 flows = FlowBatch.concat([flows, *more])
-            unsampled = self.sampling.apply(flows.columns)
+            return flows, counters, self.sampling.apply(flows.columns), ""
         except Exception as e:  # pragma: no cover - a bug; the pending records are lost
-            errors[("*", f"internal:{type(e).__name__}")] += 1
             log.exception("decoder flush failed")
-            unsampled = Counter()
-        return Decoded(flows, counters, errors, sequences, unsampled)
+            return flows, counters, Counter(), f"internal:{type(e).__name__}"
 
     def _dispatch(self, kind, payload, exporter, session, time_ms, stats) -> None:
         if kind == "sflow":

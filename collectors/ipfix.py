@@ -30,6 +30,7 @@ from collectors._ipfix_columns import flow_columns, native_columns, native_layou
 from collectors._ipfix_fields import Field, Records, Template
 from collectors._sequence import SequenceTracker
 from collectors._templates import MAX_DOMAINS, Limits, TemplateStore, check_template
+from collectors._times import guard_times
 from collectors.stats import ExporterStats
 from netobs import schema
 from netobs.batch import FlowBatch
@@ -77,9 +78,10 @@ class _Pending:
     the set bodies plus where each record's fixed runs start (see Records.gathered).
     """
 
-    __slots__ = ("chunks", "data", "starts", "counts", "meta", "var")
+    __slots__ = ("chunks", "data", "starts", "counts", "meta", "var", "stats")
 
-    def __init__(self, template: Template):
+    def __init__(self, template: Template, stats: ExporterStats):
+        self.stats = stats  # the exporter's (a template belongs to one session): bad times go there
         self.chunks: list[bytes] = []
         self.data = bytearray()
         self.starts: list[int] = []
@@ -162,6 +164,11 @@ class IpfixDecoder:
         """Whether a flush would return anything."""
         return bool(self._pending)
 
+    @property
+    def python_pending(self) -> bool:
+        """Whether records wait in Python queues (decoded, and bad times counted, at flush)."""
+        return any(isinstance(q, _Pending) for q in self._pending.values())
+
     def flush(self) -> FlowBatch:
         """Decode every queued record into one flow batch."""
         pending, self._pending = self._pending, {}
@@ -177,6 +184,9 @@ class IpfixDecoder:
                 for (name, dt), values in zip(_META, zip(*queue.meta, strict=True), strict=True)
             }
             cols = flow_columns(records, meta)
+            bad = guard_times(cols)
+            if bad is not None:
+                queue.stats.error(f"{self.TYPE}:time_out_of_range", int(bad.sum()))
             kind = "psamp" if template.section is not None and self.TYPE == "ipfix" else self.TYPE
             cols["type"] = repeat((kind,), (records.n,), _DTYPES["type"])
             batches.append(FlowBatch(complete(cols, records.n), records.n))
@@ -274,9 +284,9 @@ class IpfixDecoder:
             n = self._native_set(template, buf, off, end, ctx, stats)
             if n is not None:
                 return n
-        queue = _Pending(template) if template.is_options else self._pending.get(template)
+        queue = _Pending(template, stats) if template.is_options else self._pending.get(template)
         if queue is None:
-            queue = _Pending(template)
+            queue = _Pending(template, stats)
         if template.variable:
             n = _walk_variable(template, buf, off, end, queue, stats)
         else:
@@ -333,7 +343,7 @@ class IpfixDecoder:
         if batch is False or queued is not batch:  # (a Python queue if the switch was flipped)
             return None
         domain, head = ctx[2], ctx[3]
-        n = batch.decode(buf, off, end, *head, domain.sampling_rate, domain.system_init, stats)
+        n = batch.decode(buf, off, end, *head, domain.sampling_rate, domain.system_init, stats, self.VERSION)
         if n:
             self._pending[template] = batch  # (first records decide the batch order, as queues do)
             stats.flow_records += n

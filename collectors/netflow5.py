@@ -18,6 +18,7 @@ import numpy as np
 
 from collectors._columns import complete, repeat
 from collectors._sequence import SequenceTracker
+from collectors._times import guard_times
 from collectors.stats import ExporterStats
 from netobs import schema
 from netobs.batch import FlowBatch
@@ -71,6 +72,7 @@ class Netflow5Decoder:
         self._data = bytearray()
         self._counts: list[int] = []
         self._meta: list[tuple] = []
+        self._stats: list[ExporterStats] = []  # per queued datagram: who to count bad times to
 
     @property
     def pending(self) -> bool:
@@ -97,11 +99,12 @@ class Netflow5Decoder:
         self._data += buf[_HEADER.size : _HEADER.size + count * RECORD.itemsize]
         self._counts.append(count)
         self._meta.append((time_ms, exporter_addr, domain, rate, boot_ms, uptime))
+        self._stats.append(stats)
         stats.flow_records += count
 
     def flush(self) -> FlowBatch:
-        data, counts, meta = self._data, self._counts, self._meta
-        self._data, self._counts, self._meta = bytearray(), [], []
+        data, counts, meta, stats = self._data, self._counts, self._meta, self._stats
+        self._data, self._counts, self._meta, self._stats = bytearray(), [], [], []
         n = sum(counts)
         if not n:
             return FlowBatch.empty()
@@ -118,6 +121,12 @@ class Netflow5Decoder:
             t = recs[field].astype(np.int64)
             # sysUptime wraps after 49.7 days: a time "after" the header's uptime is from before the wrap.
             cols[name] = boot + np.where(t > uptime, t - (1 << 32), t)
+        bad = guard_times(cols)
+        if bad is not None:  # rare: count them on their datagrams' exporters
+            per_datagram = np.add.reduceat(bad.astype(np.int64), np.cumsum([0, *counts[:-1]]))
+            for s, k in zip(stats, per_datagram.tolist(), strict=True):
+                if k:
+                    s.error(f"{self.TYPE}:time_out_of_range", k)
         for name in (
             "in_if",
             "out_if",

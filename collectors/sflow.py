@@ -324,7 +324,10 @@ def _flow_records(buf: bytes, off: int, end: int, nrec: int, stats: ExporterStat
             fallback = base._replace(src_mac=int.from_bytes(src, "big"), dst_mac=int.from_bytes(dst, "big"))
             other_len = elen
         elif fmt == 1001 and length >= _SWITCH_REC.size:
-            vlan = _SWITCH_REC.unpack_from(buf, body)[0] & 0x0FFF
+            # src_vlan: 0xFFFFFFFF when unknown (sFlow v5 extended_switch); any value that is
+            # not a VLAN id is unknown (0), never its low 12 bits (4095).
+            vlan = _SWITCH_REC.unpack_from(buf, body)[0]
+            vlan = vlan if vlan <= 0x0FFF else 0
         elif fmt == 1002:
             parsed = _router(buf, body, off)
             if parsed is None:

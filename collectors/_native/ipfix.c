@@ -457,10 +457,24 @@ static void column_bases(Batch *self, uint8_t **base)
         base[c] = (uint8_t *)PyByteArray_AS_STRING(self->cols[c]);
 }
 
-/* One record's columns; rec locates its runs and variable fields. */
-static void emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Record *rec, const Meta *m)
+/* Flow times accepted (collectors/_times.py): 1970-01-01 up to 2200-01-01, in ms. */
+#define TIME_MIN_MS INT64_C(0)
+#define TIME_MAX_MS INT64_C(7258118400000)
+
+static HOT_INLINE int64_t guard_time(int64_t t, int64_t received, int *bad)
+{
+    if (t >= TIME_MIN_MS && t < TIME_MAX_MS)
+        return t;
+    *bad = 1;
+    return received;
+}
+
+/* One record's columns; rec locates its runs and variable fields. Returns 1 when a time
+ * was out of range (replaced by the receive time, counted by the caller). */
+static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Record *rec, const Meta *m)
 {
     int64_t export_s = m->export_s, init = m->init;
+    int bad_time = 0;
 #define AT16(c) (base[c] + i * 16) /* the 16-byte columns: addresses */
 #define PUT(c, type, v)                                                                                     \
     do {                                                                                                    \
@@ -468,8 +482,10 @@ static void emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Reco
         memcpy(base[c] + i * (Py_ssize_t)sizeof x_, &x_, sizeof x_);                                       \
     } while (0)
     PUT(C_TIME_RECEIVED, int64_t, m->time_ms);
-    PUT(C_FLOW_START, int64_t, flow_time(L, rec, L->start_mode, R_START, export_s, init));
-    PUT(C_FLOW_END, int64_t, flow_time(L, rec, L->end_mode, R_END, export_s, init));
+    PUT(C_FLOW_START, int64_t,
+        guard_time(flow_time(L, rec, L->start_mode, R_START, export_s, init), m->time_ms, &bad_time));
+    PUT(C_FLOW_END, int64_t,
+        guard_time(flow_time(L, rec, L->end_mode, R_END, export_s, init), m->time_ms, &bad_time));
     memcpy(AT16(C_EXPORTER), m->exporter, 16);
     PUT(C_DOMAIN, uint32_t, m->domain);
 
@@ -544,6 +560,7 @@ static void emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Reco
     PUT(C_OBSERVATION_POINT, uint32_t, point <= 0xFFFFFFFFu ? point : 0);
 #undef PUT
 #undef AT16
+    return bad_time;
 }
 
 /* Walk one record with variable-length fields (RFC 7011 section 7): 1 and *next set if it
@@ -578,6 +595,7 @@ static int walk(const Layout *L, const uint8_t *buf, Py_ssize_t off, Py_ssize_t 
 }
 
 static PyObject *TRUNCATED; /* "ipfix:record_truncated", the Python walker's reason */
+static PyObject *BAD_TIME, *BAD_TIME_V9; /* "ipfix:time_out_of_range", "netflow9:..." */
 static PyObject *ERROR, *NATIVE, *SAMPLING_RATE, *SYSTEM_INIT, *FLOW_RECORDS; /* method and attribute names */
 
 /* Decode the records of one data set, buf[off:end], into the batch; 1 in *truncated when
@@ -590,7 +608,7 @@ static void release(Batch *self)
 }
 
 static int decode_set(Batch *self, const uint8_t *buf, Py_ssize_t off, Py_ssize_t end, const Meta *m,
-                      int *truncated)
+                      int *truncated, Py_ssize_t *bad_times)
 {
     const Layout *L = self->layout;
     Py_ssize_t nvar = L->nseg - 1, i = self->n;
@@ -610,7 +628,7 @@ static int decode_set(Batch *self, const uint8_t *buf, Py_ssize_t off, Py_ssize_
         Py_ssize_t len = L->segments[0];
         for (Py_ssize_t p = off; end - p >= len; p += len) {
             run[0] = p;
-            emit(L, base, i++, &rec, m);
+            *bad_times += emit(L, base, i++, &rec, m);
         }
     } else {
         Py_ssize_t p = off, next;
@@ -625,7 +643,7 @@ static int decode_set(Batch *self, const uint8_t *buf, Py_ssize_t off, Py_ssize_
                     return -1;
                 column_bases(self, base);
             }
-            emit(L, base, i++, &rec, m);
+            *bad_times += emit(L, base, i++, &rec, m);
             p = next;
         }
     }
@@ -644,14 +662,32 @@ static int count_truncated(PyObject *stats)
     return 0;
 }
 
+/* stats.error("<ipfix|netflow9>:time_out_of_range", n) */
+static int count_bad_times(PyObject *stats, long version, Py_ssize_t n)
+{
+    if (n == 0)
+        return 0;
+    PyObject *count = PyLong_FromSsize_t(n);
+    if (count == NULL)
+        return -1;
+    PyObject *args[3] = {stats, version == 9 ? BAD_TIME_V9 : BAD_TIME, count};
+    PyObject *r = PyObject_VectorcallMethod(ERROR, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(count);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* decode(buf, off, end, export_s, time_ms, exporter, domain, sampling_rate, system_init, stats)
  * -> number of records appended; a truncated record calls stats.error(reason). */
 static PyObject *Batch_decode(Batch *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "decode() takes 10 arguments");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "decode() takes 11 arguments");
         return NULL;
     }
+    long version = PyLong_AsLong(args[10]);
     Py_ssize_t off = PyLong_AsSsize_t(args[1]);
     Py_ssize_t end = PyLong_AsSsize_t(args[2]);
     long long export_s = PyLong_AsLongLong(args[3]);
@@ -682,10 +718,10 @@ static PyObject *Batch_decode(Batch *self, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     Meta m = {export_s, time_ms, init, (const uint8_t *)exporter, (uint32_t)domain, (uint32_t)rate};
-    Py_ssize_t before = self->n;
-    int truncated, rc = decode_set(self, (const uint8_t *)view.buf, off, end, &m, &truncated);
+    Py_ssize_t before = self->n, bad_times = 0;
+    int truncated, rc = decode_set(self, (const uint8_t *)view.buf, off, end, &m, &truncated, &bad_times);
     PyBuffer_Release(&view);
-    if (rc < 0 || (truncated && count_truncated(args[9]) < 0))
+    if (rc < 0 || (truncated && count_truncated(args[9]) < 0) || count_bad_times(args[9], version, bad_times) < 0)
         return NULL;
     return PyLong_FromSsize_t(self->n - before);
 }
@@ -724,7 +760,8 @@ static Py_ssize_t Batch_len(Batch *self)
 
 static PyMethodDef Batch_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))Batch_decode, METH_FASTCALL,
-     "decode(buf, off, end, export_s, time_ms, exporter, domain, sampling_rate, system_init, stats) -> n"},
+     "decode(buf, off, end, export_s, time_ms, exporter, domain, sampling_rate, system_init, stats, version)"
+     " -> n"},
     {"take", (PyCFunction)Batch_take, METH_NOARGS, "take() -> (n, columns): the decoded columns."},
     {NULL},
 };
@@ -1016,8 +1053,9 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Batch *batch = (Batch *)sets[i].batch;
         Py_ssize_t before = batch->n;
         int truncated;
-        if (decode_set(batch, buf, sets[i].off, sets[i].end, &m, &truncated) < 0 ||
-            (truncated && count_truncated(stats) < 0))
+        Py_ssize_t bad_times = 0;
+        if (decode_set(batch, buf, sets[i].off, sets[i].end, &m, &truncated, &bad_times) < 0 ||
+            (truncated && count_truncated(stats) < 0) || count_bad_times(stats, version, bad_times) < 0)
             goto done;
         records += batch->n - before;
         if (batch->n > before) {
@@ -1098,6 +1136,10 @@ PyMODINIT_FUNC PyInit__native_ipfix(void)
     if (PyType_Ready(&LayoutType) < 0 || PyType_Ready(&BatchType) < 0)
         return NULL;
     TRUNCATED = PyUnicode_InternFromString("ipfix:record_truncated");
+    BAD_TIME = PyUnicode_InternFromString("ipfix:time_out_of_range");
+    BAD_TIME_V9 = PyUnicode_InternFromString("netflow9:time_out_of_range");
+    if (BAD_TIME == NULL || BAD_TIME_V9 == NULL)
+        return NULL;
     ERROR = PyUnicode_InternFromString("error");
     NATIVE = PyUnicode_InternFromString("native");
     SAMPLING_RATE = PyUnicode_InternFromString("sampling_rate");

@@ -398,7 +398,8 @@ static void flow_records(const uint8_t *b, uint64_t off, uint64_t end, uint32_t 
             fallback.dst_mac = pkt_mac(r + 12);
             other_len = pkt_be32(r);
         } else if (fmt == 1001 && length >= 16) { /* extended switch: src vlan first */
-            vlan = pkt_be32(r) & 0x0FFF;
+            uint32_t v = pkt_be32(r); /* 0xFFFFFFFF: unknown; not a VLAN id: unknown (0) */
+            vlan = v <= 0x0FFF ? (uint16_t)v : 0;
         } else if (fmt == 1002) {
             if (router_record(b, body, off, hop, &m1, &m2)) {
                 memcpy(router_hop, hop, 16);
