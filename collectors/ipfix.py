@@ -18,6 +18,7 @@ which stays the reference (``NETOBS_NATIVE=0`` forces it for everything).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import struct
 from typing import Any
@@ -34,6 +35,8 @@ from collectors._times import guard_times
 from collectors.stats import ExporterStats
 from netobs import schema
 from netobs.batch import FlowBatch
+
+log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">HHIII")  # version, length, export time, sequence, domain
 _SET = struct.Struct(">HH")  # set id, length
@@ -113,6 +116,9 @@ class IpfixDecoder:
         self._pending: dict[Template, Any] = {}
         self.native = load_native()
         self._table = self.templates.table  # (the same dict for the decoder's life)
+        #: (exporter address, domain, template id) → the session that defined it last.
+        self._origins: dict[tuple[bytes, int, int], str] = {}
+        self._warned: set[bytes] = set()  # exporters told about templates from another port
 
     def feed(
         self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats
@@ -225,7 +231,7 @@ class IpfixDecoder:
             stats.templates += seen[1]
             return
         learned = stats.templates
-        clean = self._template_walk(buf, off, end, options, session, domain_id, stats)
+        clean = self._template_walk(buf, off, end, options, session, domain_id, stats, ctx[3][2])
         if clean:
             if len(self._template_sets) >= 65536:  # bounded like the template store itself
                 self._template_sets.clear()
@@ -234,7 +240,15 @@ class IpfixDecoder:
             self._template_sets.pop(key, None)
 
     def _template_walk(
-        self, buf: bytes, off: int, end: int, options: bool, session: str, domain_id: int, stats
+        self,
+        buf: bytes,
+        off: int,
+        end: int,
+        options: bool,
+        session: str,
+        domain_id: int,
+        stats,
+        origin: bytes,
     ) -> bool:
         """Learn or withdraw the templates of one set; whether all of it was taken without error."""
         head = 6 if options else 4
@@ -272,13 +286,42 @@ class IpfixDecoder:
                 clean = False
                 continue
             clean &= self.templates.add(session, domain_id, tid, fields, scope, stats, "ipfix")
+            self._learned(origin, domain_id, tid, session)
         return clean
+
+    def _learned(self, origin: bytes, domain_id: int, tid: int, session: str) -> None:
+        """Remember which session of an exporter address defined a template (see _unknown)."""
+        if len(self._origins) >= 65536:  # bounded like the template store
+            self._origins.clear()
+        self._origins[(origin, domain_id, tid)] = session
+
+    def _unknown(self, session: str, domain_id: int, tid: int, origin: bytes, stats: ExporterStats) -> None:
+        """A data set of a template this session never defined. When another session of the
+        same exporter address (another source port) did, RFC 7011 §8 still scopes templates
+        to their transport session, so the data stay undecoded; but this is counted on its
+        own and logged once per exporter, not lost among the templates not yet received."""
+        stats.unknown_templates += 1
+        other = self._origins.get((origin, domain_id, tid))
+        if other is None or other == session:
+            return
+        stats.error(f"{self.TYPE}:template_from_other_port")
+        if origin not in self._warned and len(self._warned) < 4096:
+            self._warned.add(origin)
+            log.warning(
+                "%s: data of template %d (domain %d) from %s, whose template came from %s: not "
+                "decoded (templates are per transport session); is the exporter changing source ports?",
+                self.TYPE,
+                tid,
+                domain_id,
+                session,
+                other,
+            )
 
     def _data_set(self, buf: bytes, off: int, end: int, tid: int, ctx: tuple, stats) -> int | None:
         session, domain_id, domain, head = ctx
         template = self.templates.get(session, domain_id, tid)
         if template is None:
-            stats.unknown_templates += 1
+            self._unknown(session, domain_id, tid, head[2], stats)
             return None
         if self.native is not None:
             n = self._native_set(template, buf, off, end, ctx, stats)

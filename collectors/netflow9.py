@@ -112,6 +112,7 @@ class Netflow9Decoder(IpfixDecoder):
             stats.error(f"netflow9:{reason}")
             return
         self.templates.add(ctx[0], ctx[1], tid, fields, scope, stats, "netflow9")
+        self._learned(ctx[3][2], ctx[1], tid, ctx[0])
 
 
 def _fields(buf: bytes, off: int, count: int, pen: int) -> tuple[Field, ...]:

@@ -144,3 +144,36 @@ def test_sflow_switch_record_unknown_vlan(vlan, expected):
     py, nat = sflow_decoders()
     for d in (py, nat):
         assert col(d.decode(dgram, EXP, T), "vlan") == [expected]
+
+
+# --- 7. data whose template came from another source port ------------------------------------
+
+SIMPLE = [(8, 4), (12, 4), (2, 8), (1, 8)]
+
+
+def test_template_from_another_source_port_is_counted_and_logged_once(caplog):
+    template = b.ipfix_message([b.template_set({256: SIMPLE})])
+    data = b.ipfix_message([b.data_set(256, [b.record(SIMPLE, {8: "10.0.0.1", 2: 1})])])
+    # messages alternate between source ports 4739 and 4740 of the same exporter
+    out, native = both_ipfix([template, data, template, data], session=True)
+    assert len(out.flows) == 0  # RFC 7011 §8: templates are scoped to their transport session
+    assert out.errors[(EXP, "ipfix:template_from_other_port")] == 2
+    assert native.stats[EXP].unknown_templates == 2
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="collectors.ipfix"):
+        d = Decoder()
+        for i, p in enumerate([template, data, data]):
+            d.feed(p, EXP, T, session=f"{EXP}:{4739 + min(i, 1)}")
+        d.feed(data, "192.0.2.99", T, session="192.0.2.99:1")  # never defined anywhere: not this
+        d.flush()
+    assert len([r for r in caplog.records if "source ports" in r.getMessage()]) == 1  # once per exporter
+    assert d.stats[EXP].errors["ipfix:template_from_other_port"] == 2
+    assert "ipfix:template_from_other_port" not in d.stats["192.0.2.99"].errors
+
+
+def test_v9_template_from_another_source_port_is_counted():
+    fields = [(8, 4), (12, 4), (2, 4)]
+    template = nf.v9_packet([nf.v9_template_flowset({260: fields})])
+    data = nf.v9_packet([nf.v9_data_flowset(260, [b.record(fields, {8: "10.0.0.1"})])])
+    out, _ = both_ipfix([template, data], session=True)
+    assert out.errors[(EXP, "netflow9:template_from_other_port")] == 1
