@@ -19,7 +19,10 @@ from collectors._ipfix_fields import Records, Template
 from collectors._psamp import packet_columns
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
-_TUNNEL_NAMES = np.array(["", "vxlan", "gre", "lisp", "stt", "", "", "geneve"], dtype=object)
+#: Tunnel type codes: OVS's tunnelType (0-7), then those of an outer header (see _outer_tunnel).
+_TUNNEL_NAMES = np.array(
+    ["", "vxlan", "gre", "lisp", "stt", "", "", "geneve", "ipip", "udp", "ip"], dtype=object
+)
 _U8, _U16, _U32, _U64, _I64 = np.uint8, np.uint16, np.uint32, np.uint64, np.int64
 
 #: column → (dtype, IEs in order of preference): plain copies of one element.
@@ -58,6 +61,10 @@ _ADDRESS_ROLES = (
     ("next_hop_v6", F.NEXT_HOP_V6, 16),
     ("bgp_next_hop_v4", F.BGP_NEXT_HOP_V4, 4),
     ("bgp_next_hop_v6", F.BGP_NEXT_HOP_V6, 16),
+    ("outer_src_v4", F.OUTER_SRC_V4, 4),
+    ("outer_src_v6", F.OUTER_SRC_V6, 16),
+    ("outer_dst_v4", F.OUTER_DST_V4, 4),
+    ("outer_dst_v6", F.OUTER_DST_V6, 16),
 )
 #: next_hop: (IPv4, IPv6) element pairs in order of preference, per record (see _route).
 _NEXT_HOPS = ((F.NEXT_HOP_V4, F.NEXT_HOP_V6), (F.BGP_NEXT_HOP_V4, F.BGP_NEXT_HOP_V6))
@@ -65,8 +72,9 @@ _NEXT_HOPS = ((F.NEXT_HOP_V4, F.NEXT_HOP_V6), (F.BGP_NEXT_HOP_V4, F.BGP_NEXT_HOP
 _MASKS = (("src_mask", F.SRC_MASK_V4, F.SRC_MASK_V6), ("dst_mask", F.DST_MASK_V4, F.DST_MASK_V6))
 
 
-def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The flow columns the records of one template carry (plus the metadata ones)."""
+def flow_columns(r: Records, meta: dict[str, np.ndarray], srv6: bool = False) -> dict[str, np.ndarray]:
+    """The flow columns the records of one template carry (plus the metadata ones); ``srv6``:
+    open SRv6 packets in PSAMP packet sections."""
     cols = {
         "time_received": meta["time_received"],
         "exporter": meta["exporter"],
@@ -79,6 +87,11 @@ def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarra
         values = r.first(*keys, dtype=dtype)
         if values is not None:
             cols[name] = values
+    biflow_direction = r.first(F.BIFLOW_DIRECTION, dtype=_U8)
+    if biflow_direction is not None:
+        cols["biflow_direction"] = biflow_direction
+    if r.template.biflow:
+        cols["biflow"] = np.ones(r.n, _U8)
     direction = r.first(F.DIRECTION, dtype=_U8)
     cols["direction"] = directions(direction if direction is not None else np.full(r.n, 2, _U8))
     vlan = r.first(F.VLAN, F.DOT1Q_VLAN, dtype=_U16)
@@ -91,7 +104,7 @@ def flow_columns(r: Records, meta: dict[str, np.ndarray]) -> dict[str, np.ndarra
     _tunnel(r, cols)
     _route(r, cols)
     if r.template.section is not None:
-        packet_columns(r, cols)
+        packet_columns(r, cols, srv6)
     return cols
 
 
@@ -150,6 +163,29 @@ def sampling_rate(r: Records, state: np.ndarray) -> np.ndarray:
     return np.where((rate > 0) & (rate <= 0xFFFFFFFF), rate, state).astype(_U32)
 
 
+def sampler_rates(r: Records, state: np.ndarray, tables: tuple, counts: list[int]) -> np.ndarray:
+    """The rate options data gave each record's sampler (its FLOW_SAMPLER_ID / samplerId /
+    selectorId), else ``state`` (the domain's last rate). ``tables`` holds, per queued data
+    set, the domain's (id, rate) pairs when it came (``_Domain.sampler_table``)."""
+    ids = r.first(F.SAMPLER_ID, F.SELECTOR_ID)
+    if ids is None or not any(tables):
+        return state
+    out, start, k = state.copy(), 0, 0
+    while k < len(tables):  # runs of sets that saw the same table (usually one run)
+        table, end = tables[k], start + counts[k]
+        k += 1
+        while k < len(tables) and tables[k] is table:
+            end += counts[k]
+            k += 1
+        if table:
+            pairs = np.frombuffer(table, dtype=np.uint64).reshape(-1, 2)
+            seg = ids[start:end]
+            at = np.minimum(np.searchsorted(pairs[:, 0], seg), len(pairs) - 1)
+            out[start:end] = np.where(pairs[at, 0] == seg, pairs[at, 1], out[start:end])
+        start = end
+    return out
+
+
 def sampling_from(r: Records) -> np.ndarray | None:
     """Sampling rate the record's own elements describe (0 where they say nothing)."""
     direct = r.first(F.SAMPLING_INTERVAL, F.SAMPLER_RANDOM_INTERVAL)
@@ -203,17 +239,41 @@ def _icmp(r: Records, cols: dict) -> None:
 
 
 def _tunnel(r: Records, cols: dict) -> None:
-    """OVS tunnel elements (enterprise 6876): type, key (VNI), outer IPv4 addresses."""
+    """OVS tunnel elements (enterprise 6876): type, key (VNI), outer IPv4 addresses; else the
+    outer header of a template that repeats header fields (_ipfix_fields._layered_keys)."""
     kind = r.first(F.TUNNEL_TYPE, dtype=_U8)
     if kind is not None:
-        cols["tunnel_type"] = text(_TUNNEL_NAMES, np.where(kind < len(_TUNNEL_NAMES), kind, 0))
+        cols["tunnel_type"] = text(_TUNNEL_NAMES, np.where(kind < 8, kind, 0))
+    elif r.template.outer:
+        cols["tunnel_type"] = text(_TUNNEL_NAMES, _outer_tunnel(r))
     key = r.first(F.TUNNEL_KEY)
     if key is not None:
         cols["tunnel_id"] = (key & _U64(0xFFFFFFFF)).astype(_U32)
-    for name, field in (("tunnel_src", F.TUNNEL_SRC_V4), ("tunnel_dst", F.TUNNEL_DST_V4)):
+    for name, field, outer4, outer6 in (
+        ("tunnel_src", F.TUNNEL_SRC_V4, F.OUTER_SRC_V4, F.OUTER_SRC_V6),
+        ("tunnel_dst", F.TUNNEL_DST_V4, F.OUTER_DST_V4, F.OUTER_DST_V6),
+    ):
         addr = r.address(field, (-1, -1))
+        if addr is None and r.template.outer:
+            addr = r.address(outer4, outer6)
         if addr is not None:
             cols[name] = addr
+
+
+def _outer_tunnel(r: Records) -> np.ndarray:
+    """Tunnel type codes from the outer header's protocol (and destination port): IP in IP
+    (4, 41) ipip, GRE (47) gre, UDP to 4789 vxlan, to 6081 geneve, other UDP udp, else ip."""
+    proto = r.first(F.OUTER_PROTO, dtype=_U8)
+    if proto is None:
+        return np.full(r.n, 10, _U8)
+    dport = r.first(F.OUTER_DST_PORT, dtype=_U16)
+    dport = np.zeros(r.n, _U16) if dport is None else dport
+    udp = proto == 17
+    return np.select(
+        [(proto == 4) | (proto == 41), proto == 47, udp & (dport == 4789), udp & (dport == 6081), udp],
+        [8, 2, 1, 7, 9],
+        10,
+    ).astype(_U8)
 
 
 def _route(r: Records, cols: dict) -> None:
@@ -244,6 +304,61 @@ def _route(r: Records, cols: dict) -> None:
     point = r.first(F.OBSERVATION_POINT)
     if point is not None:
         cols["observation_point"] = np.where(point <= 0xFFFFFFFF, point, _U64(0)).astype(_U32)
+
+
+#: Columns of the two ends of a flow: exchanged in the reverse half of a biflow record.
+_ENDS = (
+    ("src_addr", "dst_addr"),
+    ("src_port", "dst_port"),
+    ("src_mac", "dst_mac"),
+    ("in_if", "out_if"),
+    ("src_as", "dst_as"),
+    ("src_mask", "dst_mask"),
+    ("tunnel_src", "tunnel_dst"),
+)
+
+
+def biflow_rows(r: Records, cols: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """The two halves of RFC 5103 biflow records, as rows: each record's forward half
+    (``biflow`` 1, its columns as decoded) then its reverse half (``biflow`` 2), unless the
+    reverse direction saw no packet and no byte.
+
+    The reverse half has the ends exchanged (addresses, ports, MACs, interfaces, AS numbers,
+    prefix lengths, tunnel ends), the reverse counters (enterprise 29305: packets, bytes),
+    the reverse TCP flags (0 when the record has none: the forward ones are not the reverse
+    direction's) and TOS (the forward one when absent). ICMP has no ports: the reverse half
+    of an ICMP record has 0 (its replies' type and code are not exported). Times, sampling
+    and everything else are the record's. ``cols`` must be complete (every column).
+    """
+    n = r.n
+    packets = r.first(*F.REV_PACKET_KEYS)
+    octets = r.first(*F.REV_OCTET_KEYS)
+    packets = np.zeros(n, _U64) if packets is None else packets
+    octets = np.zeros(n, _U64) if octets is None else octets
+    rev = dict(cols)
+    for a, b in _ENDS:
+        rev[a], rev[b] = cols[b], cols[a]
+    icmp = (cols["proto"] == 1) | (cols["proto"] == 58)
+    if icmp.any():
+        for name in ("src_port", "dst_port"):
+            rev[name] = np.where(icmp, _U16(0), rev[name])
+    rev["packets"], rev["bytes"] = packets, octets
+    flags = r.first(F.REV_TCP_FLAGS, dtype=_U16)
+    rev["tcp_flags"] = np.zeros(n, _U16) if flags is None else flags
+    tos = r.first(F.REV_TOS, dtype=_U8)
+    if tos is not None:
+        rev["tos"] = tos
+    rev["biflow"] = np.full(n, 2, _U8)
+    pairs = np.ones((n, 2), dtype=bool)
+    pairs[:, 1] = (packets != 0) | (octets != 0)
+    keep = pairs.reshape(2 * n)
+    out = {}
+    for name, forward in cols.items():
+        both = np.empty(2 * n, dtype=forward.dtype)
+        both[0::2] = forward
+        both[1::2] = rev[name]
+        out[name] = both[keep]
+    return out, int(keep.sum())
 
 
 # --- the native decoder (collectors/_native/ipfix.c) ----------------------------------------
@@ -278,6 +393,13 @@ def native_layout(t: Template, native):
         ("dst_mask_v4", (F.DST_MASK_V4,)),
         ("dst_mask_v6", (F.DST_MASK_V6,)),
         ("observation_point", (F.OBSERVATION_POINT,)),
+        ("rev_packets", F.REV_PACKET_KEYS),
+        ("rev_bytes", F.REV_OCTET_KEYS),
+        ("rev_tcp_flags", (F.REV_TCP_FLAGS,)),
+        ("rev_tos", (F.REV_TOS,)),
+        ("biflow_direction", (F.BIFLOW_DIRECTION,)),
+        ("outer_proto", (F.OUTER_PROTO,)),
+        ("outer_dst_port", (F.OUTER_DST_PORT,)),
     ):
         source(role, *keys)
     if source("icmp", F.ICMP_V4, F.ICMP_V6) is None:
@@ -288,6 +410,7 @@ def native_layout(t: Template, native):
         place = t.places.get(key)
         if key in t.names and place is not None and place[2] == width:
             roles[role] = place
+    source("sampler_id", F.SAMPLER_ID, F.SELECTOR_ID)
     sampling = native.S_NONE
     if source("sampling", F.SAMPLING_INTERVAL, F.SAMPLER_RANDOM_INTERVAL) is not None:
         sampling = native.S_DIRECT
@@ -302,7 +425,9 @@ def native_layout(t: Template, native):
     unknown = roles.keys() - set(native.ROLES)
     if unknown:  # a role the C side does not know would be silently dropped
         raise ValueError(f"roles unknown to the native decoder: {sorted(unknown)}")
-    return native.Layout(t.segments, tuple(roles.get(r) for r in native.ROLES), start, end, sampling, guess)
+    return native.Layout(
+        t.segments, tuple(roles.get(r) for r in native.ROLES), start, end, sampling, guess, outer=t.outer
+    )
 
 
 def _time_mode(native, key: tuple[int, int] | None) -> int:

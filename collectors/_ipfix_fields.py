@@ -51,8 +51,30 @@ FRAME_SECTION, IP_SECTION, L2_SECTION = iana(315), iana(313), iana(104)
 FRAME_SIZE, IP_TOTAL_LENGTH, SECTION_OCTETS = iana(312), iana(224), iana(410)
 OBS_S, OBS_MS, OBS_US, OBS_NS = iana(322), iana(323), iana(324), iana(325)
 
+# RFC 5103 biflows: the reverse direction's values are the forward IEs under enterprise 29305.
+PEN_REVERSE = 29305
+REV_OCTETS, REV_PACKETS = (PEN_REVERSE, 1), (PEN_REVERSE, 2)
+REV_OCTETS_TOTAL, REV_PACKETS_TOTAL = (PEN_REVERSE, 85), (PEN_REVERSE, 86)
+REV_L2_OCTETS, REV_L2_OCTETS_TOTAL = (PEN_REVERSE, 352), (PEN_REVERSE, 353)
+REV_TCP_FLAGS, REV_TOS = (PEN_REVERSE, 6), (PEN_REVERSE, 5)
+BIFLOW_DIRECTION = iana(239)  # 0 arbitrary, 1 initiator, 2 reverseInitiator, 3 perimeter
+# Sampler / selector ids (NetFlow v9 FLOW_SAMPLER_ID 48, IPFIX samplerId 48 / selectorId 302)
+# and the sampling probability of RFC 5477 selectors (float64).
+SAMPLER_ID, SELECTOR_ID, SAMPLING_PROBABILITY = iana(48), iana(302), iana(311)
+
+REV_PACKET_KEYS = (REV_PACKETS, REV_PACKETS_TOTAL)
+REV_OCTET_KEYS = (REV_OCTETS, REV_OCTETS_TOTAL, REV_L2_OCTETS, REV_L2_OCTETS_TOTAL)
+REV_COUNTER_KEYS = REV_PACKET_KEYS + REV_OCTET_KEYS
+
+# The outer header of a template that repeats header fields (see _layered_keys): its fields
+# under a pseudo enterprise number no real element has.
+OUTER = 0xFFFF_FFFD
+OUTER_SRC_V4, OUTER_DST_V4, OUTER_SRC_V6, OUTER_DST_V6 = (OUTER, 8), (OUTER, 12), (OUTER, 27), (OUTER, 28)
+OUTER_PROTO, OUTER_DST_PORT = (OUTER, 4), (OUTER, 11)
+
 ADDRESS_KEYS = frozenset(
     (SRC_V4, DST_V4, SRC_V6, DST_V6, TUNNEL_SRC_V4, TUNNEL_DST_V4)
+    + (OUTER_SRC_V4, OUTER_DST_V4, OUTER_SRC_V6, OUTER_DST_V6)
     + (NEXT_HOP_V4, NEXT_HOP_V6, BGP_NEXT_HOP_V4, BGP_NEXT_HOP_V6)
 )
 WANTED = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, tuple))
@@ -96,6 +118,8 @@ class Template:
         "section",
         "places",
         "native",
+        "biflow",
+        "outer",
         "_choices",
     )
 
@@ -114,9 +138,12 @@ class Template:
         segments: list[int] = []
         var_keys: list[tuple[int, int] | None] = []
         pos = run = 0
-        for ie, length, pen in fields:
-            key = (pen, ie)
-            first = key in WANTED and key not in self.names and key not in var_keys
+        keys = _layered_keys(fields)
+        #: A template repeating header fields (an encapsulation: outer header, then inner).
+        self.outer = keys is not None
+        for i, (ie, length, pen) in enumerate(fields):
+            key = (pen, ie) if keys is None else keys[i]
+            first = key is not None and key in WANTED and key not in self.names and key not in var_keys
             if length == VARIABLE:
                 if first:
                     self.places[key] = (-1 - len(segments), 0, -1)
@@ -125,7 +152,7 @@ class Template:
                 run = 0
                 continue
             if first and length:
-                self.names[key] = f"e{pen}_{ie}"
+                self.names[key] = f"e{key[0]}_{key[1]}"
                 self.places[key] = (len(segments), run, length)
                 wanted.append((key, length, pos, len(segments), run))
             pos += length
@@ -138,6 +165,8 @@ class Template:
         self.steps = tuple(zip(segments, var_keys))  # noqa: B905 - (run, variable field after it)
         self.min_len = pos + len(var_keys)  # each variable field takes >= 1 length byte
         self.section = next((k for k in SECTION_KEYS if k in self.names or k in var_keys), None)
+        #: An RFC 5103 biflow template: it carries a reverse counter (see _ipfix_columns.biflow_rows).
+        self.biflow = any(k in self.names or k in var_keys for k in REV_COUNTER_KEYS)
         if self.variable:
             self._gather_layout(wanted)
         else:
@@ -205,6 +234,50 @@ class Template:
         except KeyError:
             found = self._choices[keys] = next((k for k in keys if self.has(k)), None)
             return found
+
+
+#: Header fields by role. A template that repeats one of these elements describes two
+#: headers, outer then inner (Huawei: outer IPv6 addresses and protocol 4, then the inner
+#: IPv4 addresses, protocol and ports): see _layered_keys.
+_HEADER_ROLES = {
+    SRC_V4: "src",
+    SRC_V6: "src",
+    DST_V4: "dst",
+    DST_V6: "dst",
+    PROTO: "proto",
+    SRC_PORT: "sport",
+    DST_PORT: "dport",
+    IP_VERSION: "version",
+}
+
+
+def _layered_keys(fields: tuple[Field, ...]) -> list | None:
+    """Keys of a template's fields when it repeats a header element, else None.
+
+    Then, for each header role (source address of either family, destination address,
+    protocol, ports, IP version) that occurs more than once, the last occurrence is the
+    inner header's (the flow's: its plain key), the first the outer header's (its key under
+    the OUTER pseudo enterprise: tunnel columns), and any in between is not read. A role
+    that occurs once is the inner header's. Templates that only mix IPv4 and IPv6 fields,
+    without repeating an element, are not layered (exporters that fill one family per record).
+    """
+    plain = [(pen, ie) for ie, _, pen in fields]
+    header = [k for k in plain if k in _HEADER_ROLES]
+    if len(header) == len(set(header)):
+        return None
+    roles: dict[str, list[int]] = {}
+    for i, k in enumerate(plain):
+        role = _HEADER_ROLES.get(k)
+        if role is not None:
+            roles.setdefault(role, []).append(i)
+    keys: list = list(plain)
+    for at in roles.values():
+        if len(at) < 2:
+            continue
+        keys[at[0]] = (OUTER, plain[at[0]][1])
+        for i in at[1:-1]:
+            keys[i] = None
+    return keys
 
 
 def _layout(key: tuple[int, int], length: int, pos: int) -> tuple:

@@ -22,14 +22,15 @@ _DTYPES = schema.numpy_dtypes()
 _NAMES = packet.PacketInfo._fields
 
 
-def packet_columns(r: Records, cols: dict[str, np.ndarray]) -> None:
-    """Overwrite the header columns with what each record's packet section holds."""
+def packet_columns(r: Records, cols: dict[str, np.ndarray], srv6: bool = False) -> None:
+    """Overwrite the header columns with what each record's packet section holds (``srv6``:
+    SRv6 packets opened, see collectors.packet)."""
     key = r.template.section
     sections = r.sections(key) if key is not None else []
     if len(sections) != r.n:  # a variable section the walker could not keep: leave as is
         return
     parse = packet.ip_fields if key == F.IP_SECTION else packet.ethernet_fields
-    cols.update(transpose([parse(s) for s in sections], _NAMES, _DTYPES))
+    cols.update(transpose([parse(s, 0, srv6) for s in sections], _NAMES, _DTYPES))
     if "packets" not in cols:
         cols["packets"] = np.ones(r.n, dtype=np.uint64)
     if "bytes" not in cols:

@@ -18,6 +18,7 @@ from collectors.stats import ExporterStats
 
 MAX_RECORD = 65535 - 16 - 4  # a record has to fit in one message's one set
 MAX_DOMAINS = 4096  # per decoder: (session, domain) states kept before refusing new ones
+MAX_SAMPLERS = 256  # per domain: sampler / selector rates kept (options data)
 
 
 @dataclass(frozen=True)

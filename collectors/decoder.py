@@ -8,6 +8,7 @@ an unexpected exception (a decoder bug) is counted as ``internal:<Type>`` and lo
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from collectors.counters import CounterBatch
 from collectors.ipfix import IpfixDecoder
 from collectors.netflow5 import Netflow5Decoder
 from collectors.netflow9 import Netflow9Decoder
-from collectors.sampling import SamplingDefaults
+from collectors.sampling import SamplingDefaults, parse_rules
 from collectors.sflow import SflowDecoder
 from collectors.stats import ExporterStats
 from netobs.batch import FlowBatch, ip_bytes
@@ -81,10 +82,13 @@ class Decoder:
         default_sampling_rate: int = 0,
         limits: Limits | None = None,
         exporter_sampling: Sequence[tuple[Sequence[str], int]] = (),
+        srv6_exporters: Sequence[str] = (),
     ):
         """``exporter_sampling``: (CIDRs, rate) rules for exporters whose exports carry no rate,
-        tried in order before ``default_sampling_rate`` (a bad CIDR raises ValueError)."""
+        tried in order before ``default_sampling_rate``; ``srv6_exporters``: CIDRs of exporters
+        whose sampled headers are SRv6 decapsulated (a bad CIDR raises ValueError)."""
         self.sampling = SamplingDefaults(exporter_sampling, default_sampling_rate)
+        self._srv6 = parse_rules([(srv6_exporters, 1)])[0][0] if srv6_exporters else []
         # The per-protocol decoders keep 0 where the export gives no rate; flush() fills it.
         self.sflow = SflowDecoder(0)
         self.ipfix = IpfixDecoder(0, limits)
@@ -92,8 +96,8 @@ class Decoder:
         self.netflow5 = Netflow5Decoder(0)
         self.stats: dict[str, ExporterStats] = {}
         self._addresses: dict[str, bytes] = {}
-        # exporter → (its stats, its 16-byte address): one lookup per datagram on the hot path
-        self._exporters: dict[str, tuple[ExporterStats, bytes]] = {}
+        # exporter → (its stats, its 16-byte address, SRv6 decapsulation): one lookup per datagram
+        self._exporters: dict[str, tuple[ExporterStats, bytes, bool]] = {}
         self._touched: set[str] = set()
         self._late = False  # whether the last decoders' flush may have counted errors itself
 
@@ -106,6 +110,7 @@ class Decoder:
             default_sampling_rate=cfg.default_sampling_rate,
             limits=Limits(cfg.max_templates_per_exporter, cfg.max_fields_per_template),
             exporter_sampling=[(r.exporters, r.sampling_rate) for r in cfg.exporter_sampling],
+            srv6_exporters=cfg.srv6_exporters,
         )
 
     def decode(
@@ -144,15 +149,16 @@ class Decoder:
             stats = self.stats.get(exporter)
             if stats is None:
                 stats = self.stats[exporter] = ExporterStats()
-            known = self._exporters[exporter] = (stats, self._address(exporter))
-        stats, address = known
+            address = self._address(exporter)
+            known = self._exporters[exporter] = (stats, address, self._srv6_for(address))
+        stats, address, srv6 = known
         stats.datagrams += 1
         kind = protocol if protocol is not None and protocol != "auto" else detect(payload)
         try:
             if kind == "ipfix":  # the usual case first, without a call more
-                self.ipfix.feed(payload, session or exporter, address, time_received_ms, stats)
+                self.ipfix.feed(payload, session or exporter, address, time_received_ms, stats, srv6)
             else:
-                self._dispatch(kind, payload, exporter, session, time_received_ms, stats)
+                self._dispatch(kind, payload, exporter, session, time_received_ms, stats, srv6)
         except Exception as e:  # a decoder bug must not take the collector down
             stats.error(f"internal:{type(e).__name__}")
             log.debug("decoder failure on a datagram from %s", exporter, exc_info=True)
@@ -197,17 +203,25 @@ class Decoder:
             log.exception("decoder flush failed")
             return flows, counters, Counter(), f"internal:{type(e).__name__}"
 
-    def _dispatch(self, kind, payload, exporter, session, time_ms, stats) -> None:
+    def _dispatch(self, kind, payload, exporter, session, time_ms, stats, srv6=False) -> None:
         if kind == "sflow":
-            self.sflow.feed(payload, self._address(exporter), time_ms, stats)
+            self.sflow.feed(payload, self._address(exporter), time_ms, stats, srv6)
         elif kind == "ipfix":
-            self.ipfix.feed(payload, session or exporter, self._address(exporter), time_ms, stats)
+            self.ipfix.feed(payload, session or exporter, self._address(exporter), time_ms, stats, srv6)
         elif kind == "netflow9":
             self.netflow9.feed(payload, session or exporter, self._address(exporter), time_ms, stats)
         elif kind == "netflow5":
             self.netflow5.feed(payload, self._address(exporter), time_ms, stats)
         else:
             stats.error("unknown_protocol")
+
+    def _srv6_for(self, address: bytes) -> bool:
+        """Whether the exporter at this 16-byte address is in collector.srv6_exporters."""
+        if not self._srv6:
+            return False
+        v6 = ipaddress.IPv6Address(address)
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = v6.ipv4_mapped or v6
+        return any(ip.version == n.version and ip in n for n in self._srv6)
 
     def _address(self, exporter: str) -> bytes:
         """16-byte form of an exporter address (zeros if it is not an address)."""

@@ -27,10 +27,17 @@ import numpy as np
 
 from collectors import _ipfix_fields as F
 from collectors._columns import complete, repeat
-from collectors._ipfix_columns import flow_columns, native_columns, native_layout, sampling_from
+from collectors._ipfix_columns import (
+    biflow_rows,
+    flow_columns,
+    native_columns,
+    native_layout,
+    sampler_rates,
+    sampling_from,
+)
 from collectors._ipfix_fields import Field, Records, Template
 from collectors._sequence import SequenceTracker
-from collectors._templates import MAX_DOMAINS, Limits, TemplateStore, check_template
+from collectors._templates import MAX_DOMAINS, MAX_SAMPLERS, Limits, TemplateStore, check_template
 from collectors._times import guard_times
 from collectors.stats import ExporterStats
 from netobs import schema
@@ -67,11 +74,27 @@ def load_native():
 class _Domain:
     """Per (session, observation domain) state learned from options data and headers."""
 
-    __slots__ = ("sampling_rate", "system_init")
+    __slots__ = ("sampling_rate", "system_init", "samplers", "sampler_table")
 
-    def __init__(self, sampling_rate: int, system_init: int = -1):
-        self.sampling_rate = sampling_rate
+    def __init__(self, sampling_rate: int, system_init: int = -1, samplers=()):
+        self.sampling_rate = sampling_rate  # the last rate options data gave: flows with no sampler id
         self.system_init = system_init  # systemInitTimeMilliseconds, -1 unknown
+        #: sampler / selector id → its rate (RFC 3954 FLOW_SAMPLER_ID, RFC 5477 selectorId), and
+        #: the same as native (id, rate) uint64 pairs sorted by id, read by both decoding paths.
+        self.samplers: dict[int, int] = {}
+        self.sampler_table = b""
+        for sampler, rate in samplers:
+            self.set_sampler(int(sampler), int(rate))
+
+    def set_sampler(self, sampler: int, rate: int) -> None:
+        """Remember one sampler's rate (at most MAX_SAMPLERS per domain; more are not kept)."""
+        if self.samplers.get(sampler) == rate or (
+            sampler not in self.samplers and len(self.samplers) >= MAX_SAMPLERS
+        ):
+            return
+        self.samplers[sampler] = rate
+        pairs = sorted(self.samplers.items())
+        self.sampler_table = np.array(pairs, dtype=np.uint64).tobytes()
 
 
 class _Pending:
@@ -81,10 +104,11 @@ class _Pending:
     the set bodies plus where each record's fixed runs start (see Records.gathered).
     """
 
-    __slots__ = ("chunks", "data", "starts", "counts", "meta", "var", "stats")
+    __slots__ = ("chunks", "data", "starts", "counts", "meta", "var", "stats", "srv6")
 
-    def __init__(self, template: Template, stats: ExporterStats):
+    def __init__(self, template: Template, stats: ExporterStats, srv6: bool = False):
         self.stats = stats  # the exporter's (a template belongs to one session): bad times go there
+        self.srv6 = srv6  # its packet sections are SRv6 decapsulated (an exporter option)
         self.chunks: list[bytes] = []
         self.data = bytearray()
         self.starts: list[int] = []
@@ -119,11 +143,14 @@ class IpfixDecoder:
         #: (exporter address, domain, template id) → the session that defined it last.
         self._origins: dict[tuple[bytes, int, int], str] = {}
         self._warned: set[bytes] = set()  # exporters told about templates from another port
+        self._srv6 = False  # the option of the message being decoded
 
     def feed(
-        self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats
+        self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats, srv6=False
     ) -> None:
-        """Decode one message; data records wait in the queue, problems go to ``stats``."""
+        """Decode one message; data records wait in the queue, problems go to ``stats``. ``srv6``:
+        open SRv6 packets in PSAMP packet sections (collector.srv6_exporters)."""
+        self._srv6 = srv6
         if self.native is not None and self._native_message(buf, session, exporter_addr, time_ms, stats):
             return
         if len(buf) < _HEADER.size:
@@ -155,14 +182,18 @@ class IpfixDecoder:
 
     def state(self) -> dict:
         """Templates and domain state, JSON-ready (see :meth:`load_state`)."""
-        domains = [[s, d, v.sampling_rate, v.system_init] for (s, d), v in self._domains.items()]
+        domains = [
+            [s, d, v.sampling_rate, v.system_init, sorted(v.samplers.items())]
+            for (s, d), v in self._domains.items()
+        ]
         return {"templates": self.templates.dump(), "domains": domains}
 
     def load_state(self, state: dict, stats: ExporterStats) -> int:
         """Learn a saved :meth:`state` again; the number of templates taken."""
-        for session, domain_id, rate, init in state.get("domains", ()):
+        for session, domain_id, rate, init, *samplers in state.get("domains", ()):
             if len(self._domains) < MAX_DOMAINS:
-                self._domains[(str(session), int(domain_id))] = _Domain(int(rate), int(init))
+                kept = samplers[0] if samplers else ()
+                self._domains[(str(session), int(domain_id))] = _Domain(int(rate), int(init), kept)
         return self.templates.load(state.get("templates", ()), stats)
 
     @property
@@ -185,17 +216,22 @@ class IpfixDecoder:
                 batches.append(FlowBatch(native_columns(self.native.COLUMNS, n, buffers, self.TYPE), n))
                 continue
             records = queue.records(template)
+            *columns, tables = zip(*queue.meta, strict=True)
             meta = {
                 name: repeat(values, queue.counts, np.dtype(dt))
-                for (name, dt), values in zip(_META, zip(*queue.meta, strict=True), strict=True)
+                for (name, dt), values in zip(_META, columns, strict=True)
             }
-            cols = flow_columns(records, meta)
+            meta["sampling_rate"] = sampler_rates(records, meta["sampling_rate"], tables, queue.counts)
+            cols = flow_columns(records, meta, queue.srv6)
             bad = guard_times(cols)
             if bad is not None:
                 queue.stats.error(f"{self.TYPE}:time_out_of_range", int(bad.sum()))
             kind = "psamp" if template.section is not None and self.TYPE == "ipfix" else self.TYPE
             cols["type"] = repeat((kind,), (records.n,), _DTYPES["type"])
-            batches.append(FlowBatch(complete(cols, records.n), records.n))
+            cols, n = complete(cols, records.n), records.n
+            if template.biflow:
+                cols, n = biflow_rows(records, cols)
+            batches.append(FlowBatch(cols, n))
         return FlowBatch.concat(batches)
 
     def _sets(self, buf: bytes, end: int, ctx: tuple, stats: ExporterStats) -> int | None:
@@ -329,7 +365,7 @@ class IpfixDecoder:
                 return n
         queue = _Pending(template, stats) if template.is_options else self._pending.get(template)
         if queue is None:
-            queue = _Pending(template, stats)
+            queue = _Pending(template, stats, self._srv6)
         if template.variable:
             n = _walk_variable(template, buf, off, end, queue, stats)
         else:
@@ -341,7 +377,7 @@ class IpfixDecoder:
         if not template.is_options:
             self._pending[template] = queue
         queue.counts.append(n)
-        queue.meta.append(head + (domain.sampling_rate, domain.system_init))
+        queue.meta.append(head + (domain.sampling_rate, domain.system_init, domain.sampler_table))
         if template.is_options:
             _apply_options(queue.records(template), domain)
             stats.options_records += n
@@ -386,7 +422,17 @@ class IpfixDecoder:
         if batch is False or queued is not batch:  # (a Python queue if the switch was flipped)
             return None
         domain, head = ctx[2], ctx[3]
-        n = batch.decode(buf, off, end, *head, domain.sampling_rate, domain.system_init, stats, self.VERSION)
+        n = batch.decode(
+            buf,
+            off,
+            end,
+            *head,
+            domain.sampling_rate,
+            domain.system_init,
+            stats,
+            self.VERSION,
+            domain.sampler_table,
+        )
         if n:
             self._pending[template] = batch  # (first records decide the batch order, as queues do)
             stats.flow_records += n
@@ -459,10 +505,37 @@ def _walk_variable(template: Template, buf: bytes, off: int, end: int, queue: _P
 
 
 def _apply_options(records: Records, domain: _Domain) -> None:
-    """Options data: remember the exporter's sampling rate and system init time."""
+    """Options data: remember the exporter's sampling rates and system init time.
+
+    A record naming a sampler (FLOW_SAMPLER_ID / samplerId 48, selectorId 302, in its scope
+    or not) sets that sampler's rate, for the flows that carry its id; every rate is also
+    the domain's, for the flows that carry none (the last one wins, as before).
+    """
     rate = sampling_from(records)
+    if rate is None:
+        rate = _probability_rate(records)
+    if rate is not None and rate.size:
+        ids = records.first(F.SAMPLER_ID, F.SELECTOR_ID)
+        if ids is not None:
+            for sampler, r in zip(ids.tolist(), rate.tolist(), strict=True):
+                if 0 < r <= 0xFFFFFFFF:
+                    domain.set_sampler(sampler, r)
     if rate is not None and rate.size and 0 < rate[-1] <= 0xFFFFFFFF:
         domain.sampling_rate = int(rate[-1])
     if records.has(F.SYSTEM_INIT_MS) and records.n:
         init = int(records.uint(F.SYSTEM_INIT_MS)[-1])
         domain.system_init = init if init < 1 << 62 else -1  # absurd: keep "unknown"
+
+
+def _probability_rate(records: Records) -> np.ndarray | None:
+    """1-in-N from samplingProbability (IE 311, RFC 5477 §8.2.5: a float64, or float32 in
+    reduced size): N = 1 / p rounded; 0 where p is not in (0, 1]."""
+    place = records.template.places.get(F.SAMPLING_PROBABILITY)
+    if place is None or place[2] not in (4, 8):
+        return None
+    raw = records.uint(F.SAMPLING_PROBABILITY)
+    p = raw.view(np.float64) if place[2] == 8 else raw.astype(np.uint32).view(np.float32).astype(np.float64)
+    ok = (p > 0) & (p <= 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        n = np.where(ok, np.rint(1 / np.where(ok, p, 1)), 0)
+    return np.where(n <= 0xFFFFFFFF, n, 0).astype(np.uint64)

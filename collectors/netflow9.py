@@ -39,7 +39,7 @@ class Netflow9Decoder(IpfixDecoder):
         self.sequences = SequenceTracker(self.TYPE, "datagrams")
 
     def feed(
-        self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats
+        self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats, srv6=False
     ) -> None:
         """Decode one export packet; data records wait in the queue, problems go to ``stats``."""
         if self.native is not None and self._native_message(buf, session, exporter_addr, time_ms, stats):

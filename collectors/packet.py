@@ -6,6 +6,11 @@ extension headers), TCP / UDP / ICMP / ICMPv6, and the overlay tunnels of Kube-O
 (Geneve), VXLAN and GRE (with its key), whose inner frame becomes the flow while the
 outer addresses go to ``tunnel_src`` / ``tunnel_dst``. OVN's Geneve option gives the
 logical ingress / egress port keys (``tunnel_ovn_ingress_port`` / ``_egress_port``).
+Ethernet pseudowires over MPLS with a control word (RFC 4448 / 4385: EoMPLS, VPLS) are
+opened: the customer frame becomes the flow. With ``srv6`` (a per-exporter option), an
+IPv6 packet with a Segment Routing Header (routing type 4, RFC 8754) carrying an IPv4,
+IPv6 or Ethernet payload (RFC 8986 encapsulation) is opened too, its outer addresses going
+to the tunnel columns (``tunnel_type`` ``srv6``).
 
 Samples are cut at an arbitrary length (128 bytes by default in OVS), so every step
 checks the remaining length and returns what it could read: this module never raises
@@ -28,6 +33,8 @@ _MAX_VLAN_TAGS = 4
 _MPLS = frozenset((0x8847, 0x8848))  # unicast, multicast (RFC 3032 §5)
 _MAX_MPLS_LABELS = 8
 _GRE = 47
+_SRH = 43  # IPv6 routing header; routing type 4 is the Segment Routing Header (RFC 8754)
+_SRV6_PAYLOADS = frozenset((4, 41, 143))  # IPv4, IPv6, Ethernet (RFC 8986 §6.1)
 
 GENEVE_PORT = 6081  # RFC 8926 §3.3
 VXLAN_PORT = 4789  # RFC 7348 §5
@@ -79,36 +86,38 @@ class PacketInfo(NamedTuple):
 
 
 EMPTY = PacketInfo()
+_VLAN_AT = PacketInfo._fields.index("vlan")
 _EMPTY = tuple(EMPTY)  # internally results are plain tuples in PacketInfo order (cheaper)
 _NO_TUNNEL = ("", 0, ZERO_ADDR, ZERO_ADDR, 0, 0)
 _NO_FLOW = (ZERO_ADDR, ZERO_ADDR, 0, 0, 0, 0, 0) + _NO_TUNNEL
 _as_info = tuple.__new__  # builds a PacketInfo without its Python-level __new__
 
 
-def parse_ethernet(buf: bytes, off: int = 0) -> PacketInfo:
+def parse_ethernet(buf: bytes, off: int = 0, srv6: bool = False) -> PacketInfo:
     """Parse an Ethernet frame starting at ``off`` (sFlow header_protocol 1)."""
-    return _as_info(PacketInfo, ethernet_fields(buf, off))
+    return _as_info(PacketInfo, ethernet_fields(buf, off, srv6))
 
 
-def parse_ip(buf: bytes, off: int = 0) -> PacketInfo:
+def parse_ip(buf: bytes, off: int = 0, srv6: bool = False) -> PacketInfo:
     """Parse a bare IPv4 or IPv6 packet (sFlow header_protocol 11 / 12)."""
-    return _as_info(PacketInfo, ip_fields(buf, off))
+    return _as_info(PacketInfo, ip_fields(buf, off, srv6))
 
 
-def ethernet_fields(buf: bytes, off: int = 0) -> tuple:
+def ethernet_fields(buf: bytes, off: int = 0, srv6: bool = False) -> tuple:
     """:func:`parse_ethernet` as a plain tuple in :class:`PacketInfo` order (hot path)."""
-    return _ethernet(buf, off, True)
+    return _ethernet(buf, off, True, True, srv6)
 
 
-def ip_fields(buf: bytes, off: int = 0) -> tuple:
+def ip_fields(buf: bytes, off: int = 0, srv6: bool = False) -> tuple:
     """:func:`parse_ip` as a plain tuple in :class:`PacketInfo` order (hot path)."""
     if len(buf) <= off:
         return _EMPTY
     etype = ETH_IPV4 if buf[off] >> 4 == 4 else ETH_IPV6
-    return _network(buf, off, 0, 0, 0, etype, True)
+    return _network(buf, off, 0, 0, 0, etype, True, srv6)
 
 
-def _ethernet(buf: bytes, off: int, outer: bool) -> tuple:
+def _ethernet(buf: bytes, off: int, outer: bool, pw: bool = True, srv6: bool = False) -> tuple:
+    """``pw``: an MPLS Ethernet pseudowire may be opened (not inside one: bounded nesting)."""
     if len(buf) < off + 14:
         return _EMPTY
     dst_hi, dst_lo, src_hi, src_lo, etype = _ETH.unpack_from(buf, off)
@@ -126,12 +135,21 @@ def _ethernet(buf: bytes, off: int, outer: bool) -> tuple:
         tags += 1
     if etype in _MPLS:
         off, etype = _mpls(buf, off)
-    return _network(buf, off, src_mac, dst_mac, vlan, etype, outer)
+        if etype == ETH_TEB:  # an Ethernet pseudowire: the customer's frame
+            if not pw:
+                return (src_mac, dst_mac, vlan, 0) + _NO_FLOW
+            inner = _ethernet(buf, off, outer, False, srv6)
+            return (
+                inner if inner[_VLAN_AT] or not vlan else inner[:_VLAN_AT] + (vlan,) + inner[_VLAN_AT + 1 :]
+            )
+    return _network(buf, off, src_mac, dst_mac, vlan, etype, outer, srv6)
 
 
 def _mpls(buf: bytes, off: int) -> tuple[int, int]:
-    """Skip a label stack to its bottom (S bit); the payload's ethertype from its IP version
-    nibble, as label switching routers do (RFC 3032 carries no payload type)."""
+    """Skip a label stack to its bottom (S bit); the payload's ethertype from its first
+    nibble, as label switching routers do (RFC 3032 carries no payload type): 4 / 6 an IP
+    packet, 0 the control word of a pseudowire (RFC 4385 §3), which for an Ethernet
+    pseudowire (RFC 4448 §4.6) is followed by the customer frame (ETH_TEB, after the word)."""
     for _ in range(_MAX_MPLS_LABELS):
         if len(buf) < off + 4:
             return off, 0
@@ -140,23 +158,30 @@ def _mpls(buf: bytes, off: int) -> tuple[int, int]:
         if bottom:
             if len(buf) <= off:
                 return off, 0
-            version = buf[off] >> 4
-            return off, ETH_IPV4 if version == 4 else ETH_IPV6 if version == 6 else 0
+            nibble = buf[off] >> 4
+            if nibble == 0:
+                return (off + 4, ETH_TEB) if len(buf) >= off + 4 + 14 else (off, 0)
+            return off, ETH_IPV4 if nibble == 4 else ETH_IPV6 if nibble == 6 else 0
     return off, 0
 
 
-def _network(buf: bytes, off: int, src_mac: int, dst_mac: int, vlan: int, etype: int, outer: bool) -> tuple:
-    """The IP part; on an outer UDP packet to a tunnel port, the inner frame instead."""
+def _network(
+    buf: bytes, off: int, src_mac: int, dst_mac: int, vlan: int, etype: int, outer: bool, srv6: bool = False
+) -> tuple:
+    """The IP part; on an outer UDP packet to a tunnel port (GRE; SRv6 when asked), the inner
+    frame instead."""
     if etype == ETH_IPV4:
         l3 = _ipv4(buf, off)
     elif etype == ETH_IPV6:
-        l3 = _ipv6(buf, off)
+        l3 = _ipv6(buf, off, srv6 and outer)
     else:
         return (src_mac, dst_mac, vlan, etype) + _NO_FLOW
     src, dst, proto, tos, sport, dport, flags, payload = l3
     if outer and payload >= 0:
         if proto == _GRE:
             inner = _gre(buf, payload, src, dst)
+        elif proto in _SRV6_PAYLOADS:  # only returned with a payload for an SRH and srv6
+            inner = _srv6(buf, payload, proto, src_mac, dst_mac, vlan, src, dst)
         elif dport == GENEVE_PORT or dport == VXLAN_PORT:
             inner = _tunnel(buf, payload, dport, src, dst)
         else:
@@ -185,7 +210,9 @@ def _ipv4(buf: bytes, off: int) -> tuple:
     return (src, dst, proto, tos) + _l4(buf, off + ihl, proto)
 
 
-def _ipv6(buf: bytes, off: int) -> tuple:
+def _ipv6(buf: bytes, off: int, srv6: bool = False) -> tuple:
+    """With ``srv6``, a packet with a Segment Routing Header whose last next header is an
+    SRv6 payload (IPv4, IPv6, Ethernet) gives that payload's offset, to be opened."""
     if len(buf) < off + 40:
         return _NO_L3
     vtf, _plen, nh, _hlim, src, dst = _IPV6.unpack_from(buf, off)
@@ -193,10 +220,13 @@ def _ipv6(buf: bytes, off: int) -> tuple:
         return _NO_L3
     tclass = (vtf >> 20) & 0xFF
     off += 40
+    srh = False
     for _ in range(_MAX_IPV6_EXT):
         if nh in _IPV6_EXT:
             if len(buf) < off + 2:
                 return (src, dst, nh, tclass, 0, 0, 0, -1)
+            if nh == _SRH and len(buf) >= off + 3 and buf[off + 2] == 4:
+                srh = True
             # AH counts its length in 4-byte units minus 2 (RFC 4302 §2.2); the others in
             # 8-byte units not counting the first 8 (RFC 8200 §4.3).
             size = (buf[off + 1] + 2) * 4 if nh == 51 else (buf[off + 1] + 1) * 8
@@ -212,6 +242,8 @@ def _ipv6(buf: bytes, off: int) -> tuple:
                 return (src, dst, nh, tclass, 0, 0, 0, -1)
         else:
             break
+    if srh and srv6 and nh in _SRV6_PAYLOADS and len(buf) > off:
+        return (src, dst, nh, tclass, 0, 0, 0, off)
     return (src, dst, nh, tclass) + _l4(buf, off, nh)
 
 
@@ -292,6 +324,18 @@ def _ovn_option(buf: bytes, off: int, end: int) -> tuple[int, int]:
             return (data >> 16) & 0x7FFF, data & 0xFFFF
         off += size
     return 0, 0
+
+
+def _srv6(
+    buf: bytes, off: int, nh: int, src_mac: int, dst_mac: int, vlan: int, src: bytes, dst: bytes
+) -> tuple:
+    """The payload of an SRv6 packet (RFC 8986): an IP packet keeps the outer frame's MACs and
+    VLAN (it has none of its own); an Ethernet payload (End.DX2) brings its own."""
+    if nh == 143:
+        inner = _ethernet(buf, off, False)
+    else:
+        inner = _network(buf, off, src_mac, dst_mac, vlan, ETH_IPV4 if nh == 4 else ETH_IPV6, False)
+    return inner[:11] + ("srv6", 0, src, dst, 0, 0)
 
 
 def _gre(buf: bytes, off: int, src: bytes, dst: bytes) -> tuple | None:

@@ -90,7 +90,7 @@ ROW_FIELDS = tuple(
     + packet.PacketInfo._fields
     + ROUTE_FIELDS
 )
-_TUNNEL_NAMES = np.array(["", "geneve", "vxlan", "gre"], dtype=object)
+_TUNNEL_NAMES = np.array(["", "geneve", "vxlan", "gre", "srv6"], dtype=object)  # packet.h PKT_TUNNEL_*
 _TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
 _TUNNEL_AT = packet.PacketInfo._fields.index("tunnel_type")
 _VLAN_AT = packet.PacketInfo._fields.index("vlan")
@@ -123,6 +123,7 @@ class SflowDecoder:
         self.default_sampling_rate = default_sampling_rate
         self._rows = PackedRows(ROW_FIELDS)
         self._counters: list[tuple] = []
+        self._srv6 = False  # the option of the datagram being decoded (Python path)
         self.sequences = SequenceTracker("sflow", "datagrams")
         # Per data source and sample kind: a sample's number counts that source's samples.
         self.sample_sequences = SequenceTracker("sflow", "samples", gaps=False)
@@ -143,10 +144,13 @@ class SflowDecoder:
             return self._native.streams()
         return len(self.sequences), len(self.sample_sequences)
 
-    def feed(self, buf: bytes, exporter_addr: bytes, time_ms: int, stats: ExporterStats) -> None:
-        """Decode one datagram into the pending rows; problems go to ``stats``."""
+    def feed(
+        self, buf: bytes, exporter_addr: bytes, time_ms: int, stats: ExporterStats, srv6: bool = False
+    ) -> None:
+        """Decode one datagram into the pending rows; problems go to ``stats``. ``srv6``: open
+        SRv6 packets in raw headers (collector.srv6_exporters)."""
         if self._native is not None:
-            found = self._native.feed(buf, exporter_addr, time_ms, stats)
+            found = self._native.feed(buf, exporter_addr, time_ms, stats, srv6)
             if found is not None:  # counter samples: (records offset, end, count, source) each
                 agent, sub_agent, samples = found
                 for off, end, nrec, source in samples:
@@ -166,6 +170,7 @@ class SflowDecoder:
             agent = exporter_addr
         self.sequences.check((exporter_addr, agent, sub_agent), seq, 1, stats)
         before = len(self._rows)
+        self._srv6 = srv6
         self._samples(buf, 8 + head.size, nsamples, (time_ms, agent, sub_agent), stats)
         stats.flow_records += len(self._rows) - before
 
@@ -257,7 +262,7 @@ class SflowDecoder:
     def _flow(self, buf: bytes, off: int, end: int, nrec: int, sample: tuple, stats: ExporterStats) -> None:
         """One flow sample: its records give the packet; pack one row."""
         time_ms, agent, sub_agent, source, rate, in_if, out_if = sample
-        info, frame_len, route = _flow_records(buf, off, end, nrec, stats)
+        info, frame_len, route = _flow_records(buf, off, end, nrec, stats, self._srv6)
         # The data source (an ifIndex, class 0) is the side the packet was sampled on;
         # OVS samples per bridge (class 2, index 1000+), which says nothing.
         direction = 2 if source >> 24 else 0 if source == in_if else 1 if source == out_if else 2
@@ -288,7 +293,9 @@ class SflowDecoder:
             stats.counter_records += 1
 
 
-def _flow_records(buf: bytes, off: int, end: int, nrec: int, stats: ExporterStats) -> tuple:
+def _flow_records(
+    buf: bytes, off: int, end: int, nrec: int, stats: ExporterStats, srv6: bool = False
+) -> tuple:
     """(PacketInfo-ordered tuple, frame length, route) from a flow sample's records.
 
     The raw packet header wins; sampled IPv4/IPv6, Ethernet and extended switch
@@ -309,7 +316,7 @@ def _flow_records(buf: bytes, off: int, end: int, nrec: int, stats: ExporterStat
             break
         if fmt == 1 and length >= _RAW.size:
             proto, frame_len, _stripped, hlen = _RAW.unpack_from(buf, body)
-            info = _parse_header(proto, buf[body + 16 : min(body + 16 + hlen, off)])
+            info = _parse_header(proto, buf[body + 16 : min(body + 16 + hlen, off)], srv6)
         elif fmt == 3 and length >= _IPV4_REC.size:
             rec = _IPV4_REC.unpack_from(buf, body)
             fallback = _sampled_ip(rec, packet.V4_PREFIX, packet.ETH_IPV4, fallback)
@@ -401,13 +408,13 @@ def _gateway(buf: bytes, body: int, end: int) -> tuple | None:
     return hop[0], src_as or router_as, dst_as
 
 
-def _parse_header(proto: int, hdr: bytes) -> tuple:
+def _parse_header(proto: int, hdr: bytes, srv6: bool = False) -> tuple:
     """Fields of a raw header record, a plain tuple in PacketInfo order."""
     # header_protocol values from the sFlow v5 spec: 1 ethernet, 11 IPv4, 12 IPv6.
     if proto == 1:
-        return packet.ethernet_fields(hdr)
+        return packet.ethernet_fields(hdr, 0, srv6)
     if proto in (11, 12):
-        return packet.ip_fields(hdr)
+        return packet.ip_fields(hdr, 0, srv6)
     return packet.EMPTY
 
 

@@ -109,6 +109,13 @@ class CollectorConfig(Section):
     max_fields_per_template: int = Field(
         512, ge=1, description="Fields a template may have; longer ones are refused and counted."
     )
+    srv6_exporters: tuple[str, ...] = Field(
+        (),
+        description="CIDRs of exporters whose sampled packet headers (sFlow raw headers, PSAMP sections) are "
+        "SRv6 decapsulated: an IPv6 packet with a Segment Routing Header carrying IPv4, IPv6 or Ethernet "
+        "gives the inner addresses as the flow's, the outer ones as tunnel_src / tunnel_dst "
+        "(tunnel_type srv6). Empty: none.",
+    )
 
 
 class InprocessTransportConfig(Section):

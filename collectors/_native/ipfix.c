@@ -28,6 +28,8 @@ enum {
     R_START, R_END, R_SYSTEM_INIT, R_SAMPLING, R_SAMPLING_A, R_SAMPLING_B,
     R_SRC_AS, R_DST_AS, R_NEXT_HOP_V4, R_NEXT_HOP_V6, R_BGP_NEXT_HOP_V4, R_BGP_NEXT_HOP_V6,
     R_SRC_MASK_V4, R_SRC_MASK_V6, R_DST_MASK_V4, R_DST_MASK_V6, R_OBSERVATION_POINT,
+    R_REV_PACKETS, R_REV_BYTES, R_REV_TCP_FLAGS, R_REV_TOS, R_BIFLOW_DIRECTION, R_SAMPLER_ID,
+    R_OUTER_SRC_V4, R_OUTER_SRC_V6, R_OUTER_DST_V4, R_OUTER_DST_V6, R_OUTER_PROTO, R_OUTER_DST_PORT,
     NROLES
 };
 static const char *const ROLE_NAMES[NROLES] = {
@@ -38,6 +40,8 @@ static const char *const ROLE_NAMES[NROLES] = {
     "start", "end", "system_init", "sampling", "sampling_a", "sampling_b",
     "src_as", "dst_as", "next_hop_v4", "next_hop_v6", "bgp_next_hop_v4", "bgp_next_hop_v6",
     "src_mask_v4", "src_mask_v6", "dst_mask_v4", "dst_mask_v6", "observation_point",
+    "rev_packets", "rev_bytes", "rev_tcp_flags", "rev_tos", "biflow_direction", "sampler_id",
+    "outer_src_v4", "outer_src_v6", "outer_dst_v4", "outer_dst_v6", "outer_proto", "outer_dst_port",
 };
 
 /* Time conversions (collectors._ipfix_columns.flow_time) and sampling rules (sampling_from). */
@@ -50,7 +54,7 @@ enum {
     C_DIRECTION, C_IN_IF, C_OUT_IF, C_SRC_ADDR, C_DST_ADDR, C_SRC_PORT, C_DST_PORT,
     C_PROTO, C_ETYPE, C_TCP_FLAGS, C_TOS, C_SRC_MAC, C_DST_MAC, C_VLAN, C_PACKETS,
     C_BYTES, C_TUNNEL_TYPE, C_TUNNEL_ID, C_TUNNEL_SRC, C_TUNNEL_DST, C_NEXT_HOP, C_SRC_AS, C_DST_AS,
-    C_SRC_MASK, C_DST_MASK, C_OBSERVATION_POINT, NCOLS
+    C_SRC_MASK, C_DST_MASK, C_OBSERVATION_POINT, C_BIFLOW, C_BIFLOW_DIRECTION, NCOLS
 };
 typedef struct {
     const char *name;
@@ -69,6 +73,7 @@ static const ColSpec COLS[NCOLS] = {
     {"tunnel_id", "=u4", 4}, {"tunnel_src", "V16", 16}, {"tunnel_dst", "V16", 16},
     {"next_hop", "V16", 16}, {"src_as", "=u4", 4}, {"dst_as", "=u4", 4},
     {"src_mask", "u1", 1}, {"dst_mask", "u1", 1}, {"observation_point", "=u4", 4},
+    {"biflow", "u1", 1}, {"biflow_direction", "u1", 1},
 };
 
 #if defined(__GNUC__)
@@ -99,6 +104,8 @@ typedef struct {
     int start_mode, end_mode, sampling_mode;
     unsigned etype_guess; /* ethertype when neither ETYPE nor IP_VERSION is present */
     int routing;          /* any next hop or prefix length role: else those columns are 0 */
+    int biflow;           /* an RFC 5103 biflow template: a reverse counter role */
+    int outer;            /* a template repeating header fields: outer header roles */
 } Layout;
 
 static void Layout_dealloc(Layout *self)
@@ -129,8 +136,10 @@ static int parse_source(Layout *self, int role, PyObject *spec)
         return -1;
     }
     int address = role == R_SRC_V4 || role == R_DST_V4 || role == R_TUNNEL_SRC || role == R_TUNNEL_DST ||
-                  role == R_NEXT_HOP_V4 || role == R_BGP_NEXT_HOP_V4;
-    int address6 = role == R_SRC_V6 || role == R_DST_V6 || role == R_NEXT_HOP_V6 || role == R_BGP_NEXT_HOP_V6;
+                  role == R_NEXT_HOP_V4 || role == R_BGP_NEXT_HOP_V4 || role == R_OUTER_SRC_V4 ||
+                  role == R_OUTER_DST_V4;
+    int address6 = role == R_SRC_V6 || role == R_DST_V6 || role == R_NEXT_HOP_V6 || role == R_BGP_NEXT_HOP_V6 ||
+                   role == R_OUTER_SRC_V6 || role == R_OUTER_DST_V6;
     if ((address || address6) && (seg < 0 || len != (address ? 4 : 16))) {
         PyErr_Format(PyExc_ValueError, "role %s: addresses are fixed 4 or 16 bytes", ROLE_NAMES[role]);
         return -1;
@@ -144,12 +153,12 @@ static int parse_source(Layout *self, int role, PyObject *spec)
 
 static PyObject *Layout_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"segments", "roles", "start", "end", "sampling", "etype_guess", NULL};
+    static char *kwlist[] = {"segments", "roles", "start", "end", "sampling", "etype_guess", "outer", NULL};
     PyObject *segments, *roles;
-    int start, end, sampling;
+    int start, end, sampling, outer = 0;
     unsigned etype_guess;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!iiiI", kwlist, &PyTuple_Type, &segments,
-                                     &PyTuple_Type, &roles, &start, &end, &sampling, &etype_guess))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!iiiI|p", kwlist, &PyTuple_Type, &segments,
+                                     &PyTuple_Type, &roles, &start, &end, &sampling, &etype_guess, &outer))
         return NULL;
     Py_ssize_t nseg = PyTuple_GET_SIZE(segments);
     if (nseg < 1 || nseg > MAX_SEGMENTS) {
@@ -216,6 +225,8 @@ static PyObject *Layout_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     for (int r = R_NEXT_HOP_V4; r <= R_DST_MASK_V6; r++)
         self->routing |= self->roles[r].present;
+    self->biflow = self->roles[R_REV_PACKETS].present || self->roles[R_REV_BYTES].present;
+    self->outer = outer;
     self->start_mode = start;
     self->end_mode = end;
     self->sampling_mode = sampling;
@@ -290,6 +301,7 @@ static HOT_INLINE uint64_t value(const Layout *L, const Record *rec, int role)
 
 #define HAS(role) (L->roles[role].present)
 #define GET(role) (HAS(role) ? value(L, rec, role) : 0)
+#define GET_REVERSE(role) (L->roles[role].present ? value(L, rec, role) : 0)
 
 static inline int64_t floor_div(int64_t a, int64_t b)
 {
@@ -367,6 +379,23 @@ static int next_hop(const Layout *L, const Record *rec, int v4, int v6, uint8_t 
         }
     }
     return 0;
+}
+
+/* Tunnel type code from the outer header of a template repeating header fields
+ * (collectors._ipfix_columns._outer_tunnel): 8 ipip, 2 gre, 1 vxlan, 7 geneve, 9 udp, 10 ip. */
+static uint8_t outer_tunnel(const Layout *L, const Record *rec)
+{
+    if (!HAS(R_OUTER_PROTO))
+        return 10;
+    uint8_t proto = (uint8_t)value(L, rec, R_OUTER_PROTO);
+    uint16_t dport = (uint16_t)GET(R_OUTER_DST_PORT);
+    if (proto == 4 || proto == 41)
+        return 8;
+    if (proto == 47)
+        return 2;
+    if (proto == 17)
+        return dport == 4789 ? 1 : dport == 6081 ? 7 : 9;
+    return 10;
 }
 
 /* A prefix length: the IPv6 one where set, else the IPv4 one; out of range: 0 (unknown). */
@@ -448,7 +477,32 @@ typedef struct {
     int64_t export_s, time_ms, init;
     const uint8_t *exporter;
     uint32_t domain, rate;
+    const uint64_t *samplers; /* the domain's (sampler id, rate) pairs, sorted by id */
+    Py_ssize_t nsamplers;
 } Meta;
+
+/* The rate options data gave this sampler id, else the domain's (collectors._ipfix_columns.sampler_rates). */
+static uint32_t sampler_rate(const Meta *m, uint64_t id)
+{
+    Py_ssize_t lo = 0, hi = m->nsamplers;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        uint64_t v;
+        memcpy(&v, m->samplers + 2 * mid, 8);
+        if (v < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < m->nsamplers) {
+        uint64_t v, rate;
+        memcpy(&v, m->samplers + 2 * lo, 8);
+        memcpy(&rate, m->samplers + 2 * lo + 1, 8);
+        if (v == id)
+            return (uint32_t)rate;
+    }
+    return m->rate;
+}
 
 /* Where record i of the batch goes in each column (the buffers do not move during a set). */
 static void column_bases(Batch *self, uint8_t **base)
@@ -469,12 +523,45 @@ static HOT_INLINE int64_t guard_time(int64_t t, int64_t received, int *bad)
     return received;
 }
 
-/* One record's columns; rec locates its runs and variable fields. Returns 1 when a time
- * was out of range (replaced by the receive time, counted by the caller). */
-static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Record *rec, const Meta *m)
+/* The reverse half of a biflow record (collectors._ipfix_columns.biflow_rows), as row i + 1
+ * from the forward half at row i: ends exchanged, reverse counters, flags and TOS. */
+static int reverse_half(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Record *rec)
+{
+    uint64_t packets = GET_REVERSE(R_REV_PACKETS), bytes = GET_REVERSE(R_REV_BYTES);
+    if (!packets && !bytes)
+        return 0;
+    Py_ssize_t j = i + 1;
+    for (int c = 0; c < NCOLS; c++)
+        memcpy(base[c] + j * COLS[c].width, base[c] + i * COLS[c].width, (size_t)COLS[c].width);
+    static const int ends[][2] = {{C_SRC_ADDR, C_DST_ADDR}, {C_SRC_PORT, C_DST_PORT}, {C_SRC_MAC, C_DST_MAC},
+                                  {C_IN_IF, C_OUT_IF},       {C_SRC_AS, C_DST_AS},     {C_SRC_MASK, C_DST_MASK},
+                                  {C_TUNNEL_SRC, C_TUNNEL_DST}};
+    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++) {
+        int a = ends[k][0], b = ends[k][1];
+        Py_ssize_t w = COLS[a].width;
+        memcpy(base[a] + j * w, base[b] + i * w, (size_t)w);
+        memcpy(base[b] + j * w, base[a] + i * w, (size_t)w);
+    }
+    uint8_t proto = base[C_PROTO][i];
+    if (proto == 1 || proto == 58) /* ICMP: no ports; the replies' type and code are not exported */
+        memset(base[C_SRC_PORT] + j * 2, 0, 2), memset(base[C_DST_PORT] + j * 2, 0, 2);
+    uint16_t flags = (uint16_t)GET_REVERSE(R_REV_TCP_FLAGS);
+    memcpy(base[C_PACKETS] + j * 8, &packets, 8);
+    memcpy(base[C_BYTES] + j * 8, &bytes, 8);
+    memcpy(base[C_TCP_FLAGS] + j * 2, &flags, 2);
+    if (L->roles[R_REV_TOS].present)
+        base[C_TOS][j] = (uint8_t)value(L, rec, R_REV_TOS);
+    base[C_BIFLOW][j] = 2;
+    return 1;
+}
+
+/* One record's columns (two rows for a biflow record with reverse traffic); rec locates its
+ * runs and variable fields. Returns the rows written; *bad_time is set when a time was out
+ * of range (replaced by the receive time, counted by the caller). */
+static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Record *rec, const Meta *m,
+                int *bad_time)
 {
     int64_t export_s = m->export_s, init = m->init;
-    int bad_time = 0;
 #define AT16(c) (base[c] + i * 16) /* the 16-byte columns: addresses */
 #define PUT(c, type, v)                                                                                     \
     do {                                                                                                    \
@@ -483,9 +570,9 @@ static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Recor
     } while (0)
     PUT(C_TIME_RECEIVED, int64_t, m->time_ms);
     PUT(C_FLOW_START, int64_t,
-        guard_time(flow_time(L, rec, L->start_mode, R_START, export_s, init), m->time_ms, &bad_time));
+        guard_time(flow_time(L, rec, L->start_mode, R_START, export_s, init), m->time_ms, bad_time));
     PUT(C_FLOW_END, int64_t,
-        guard_time(flow_time(L, rec, L->end_mode, R_END, export_s, init), m->time_ms, &bad_time));
+        guard_time(flow_time(L, rec, L->end_mode, R_END, export_s, init), m->time_ms, bad_time));
     memcpy(AT16(C_EXPORTER), m->exporter, 16);
     PUT(C_DOMAIN, uint32_t, m->domain);
 
@@ -503,7 +590,8 @@ static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Recor
     default:
         break;
     }
-    PUT(C_SAMPLING_RATE, uint32_t, rate > 0 && rate <= 0xFFFFFFFFu ? rate : m->rate);
+    uint32_t state = HAS(R_SAMPLER_ID) && m->nsamplers ? sampler_rate(m, value(L, rec, R_SAMPLER_ID)) : m->rate;
+    PUT(C_SAMPLING_RATE, uint32_t, rate > 0 && rate <= 0xFFFFFFFFu ? rate : state);
 
     uint8_t direction = HAS(R_DIRECTION) ? (uint8_t)value(L, rec, R_DIRECTION) : 2;
     PUT(C_DIRECTION, uint8_t, direction < 2 ? direction : 2);
@@ -544,10 +632,19 @@ static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Recor
     PUT(C_PACKETS, uint64_t, GET(R_PACKETS));
     PUT(C_BYTES, uint64_t, GET(R_BYTES));
     uint8_t tunnel = (uint8_t)GET(R_TUNNEL_TYPE);
-    PUT(C_TUNNEL_TYPE, uint8_t, tunnel < 8 ? tunnel : 0);
+    tunnel = tunnel < 8 ? tunnel : 0;
+    if (!HAS(R_TUNNEL_TYPE) && L->outer)
+        tunnel = outer_tunnel(L, rec);
+    PUT(C_TUNNEL_TYPE, uint8_t, tunnel);
     PUT(C_TUNNEL_ID, uint32_t, GET(R_TUNNEL_KEY) & 0xFFFFFFFFu);
-    address(L, rec, R_TUNNEL_SRC, -1, AT16(C_TUNNEL_SRC));
-    address(L, rec, R_TUNNEL_DST, -1, AT16(C_TUNNEL_DST));
+    if (HAS(R_TUNNEL_SRC) || !L->outer)
+        address(L, rec, R_TUNNEL_SRC, -1, AT16(C_TUNNEL_SRC));
+    else
+        address(L, rec, R_OUTER_SRC_V4, R_OUTER_SRC_V6, AT16(C_TUNNEL_SRC));
+    if (HAS(R_TUNNEL_DST) || !L->outer)
+        address(L, rec, R_TUNNEL_DST, -1, AT16(C_TUNNEL_DST));
+    else
+        address(L, rec, R_OUTER_DST_V4, R_OUTER_DST_V6, AT16(C_TUNNEL_DST));
     /* routing (collectors._ipfix_columns._route): IP next hop, else BGP next hop */
     if (!L->routing || (!next_hop(L, rec, R_NEXT_HOP_V4, R_NEXT_HOP_V6, AT16(C_NEXT_HOP)) &&
                         !next_hop(L, rec, R_BGP_NEXT_HOP_V4, R_BGP_NEXT_HOP_V6, AT16(C_NEXT_HOP))))
@@ -558,9 +655,11 @@ static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Recor
     PUT(C_DST_MASK, uint8_t, L->routing ? prefix_length(L, rec, R_DST_MASK_V4, R_DST_MASK_V6) : 0);
     uint64_t point = GET(R_OBSERVATION_POINT); /* unsigned64 in the registry, a 32-bit column */
     PUT(C_OBSERVATION_POINT, uint32_t, point <= 0xFFFFFFFFu ? point : 0);
+    PUT(C_BIFLOW, uint8_t, L->biflow ? 1 : 0);
+    PUT(C_BIFLOW_DIRECTION, uint8_t, GET(R_BIFLOW_DIRECTION));
 #undef PUT
 #undef AT16
-    return bad_time;
+    return L->biflow ? 1 + reverse_half(L, base, i, rec) : 1;
 }
 
 /* Walk one record with variable-length fields (RFC 7011 section 7): 1 and *next set if it
@@ -597,6 +696,19 @@ static int walk(const Layout *L, const uint8_t *buf, Py_ssize_t off, Py_ssize_t 
 static PyObject *TRUNCATED; /* "ipfix:record_truncated", the Python walker's reason */
 static PyObject *BAD_TIME, *BAD_TIME_V9; /* "ipfix:time_out_of_range", "netflow9:..." */
 static PyObject *ERROR, *NATIVE, *SAMPLING_RATE, *SYSTEM_INIT, *FLOW_RECORDS; /* method and attribute names */
+static PyObject *SAMPLER_TABLE;
+
+/* A domain's sampler table (bytes of (id, rate) uint64 pairs) into m; the bytes must outlive m. */
+static int sampler_table(PyObject *table, Meta *m)
+{
+    if (!PyBytes_Check(table) || PyBytes_GET_SIZE(table) % 16) {
+        PyErr_SetString(PyExc_TypeError, "a sampler table is bytes of (id, rate) uint64 pairs");
+        return -1;
+    }
+    m->samplers = (const uint64_t *)PyBytes_AS_STRING(table);
+    m->nsamplers = PyBytes_GET_SIZE(table) / 16;
+    return 0;
+}
 
 /* Decode the records of one data set, buf[off:end], into the batch; 1 in *truncated when
  * a record is cut short (the walk stops there, as the Python walker does). */
@@ -608,27 +720,32 @@ static void release(Batch *self)
 }
 
 static int decode_set(Batch *self, const uint8_t *buf, Py_ssize_t off, Py_ssize_t end, const Meta *m,
-                      int *truncated, Py_ssize_t *bad_times)
+                      int *truncated, Py_ssize_t *bad_times, Py_ssize_t *records)
 {
     const Layout *L = self->layout;
-    Py_ssize_t nvar = L->nseg - 1, i = self->n;
+    Py_ssize_t nvar = L->nseg - 1, i = self->n, rows = L->biflow ? 2 : 1; /* rows per record, at most */
     *truncated = 0;
+    *records = 0;
     if (end - off < L->min_len)
         return 0;
     /* Fixed-length records: their count is exact. With variable-length fields, only a
      * bound (each record takes at least min_len >= 1 bytes) that hostile lengths can make
      * far larger than what decodes: the buffers grow as records are decoded instead. */
-    if (reserve(self, nvar == 0 ? (end - off) / L->segments[0] : 1) < 0)
+    if (reserve(self, nvar == 0 ? (end - off) / L->segments[0] * rows : rows) < 0)
         return -1;
     uint8_t *base[NCOLS];
     column_bases(self, base);
     Py_ssize_t *run = L->scratch, *var_pos = run + L->nseg, *var_len = var_pos + L->nseg;
     Record rec = {buf, run, var_pos, var_len};
+    int bad;
     if (nvar == 0) {
         Py_ssize_t len = L->segments[0];
         for (Py_ssize_t p = off; end - p >= len; p += len) {
             run[0] = p;
-            *bad_times += emit(L, base, i++, &rec, m);
+            bad = 0;
+            i += emit(L, base, i, &rec, m, &bad);
+            *bad_times += bad;
+            ++*records;
         }
     } else {
         Py_ssize_t p = off, next;
@@ -637,13 +754,16 @@ static int decode_set(Batch *self, const uint8_t *buf, Py_ssize_t off, Py_ssize_
                 *truncated = 1;
                 break;
             }
-            if (i == self->cap) {
+            if (i + rows > self->cap) {
                 self->n = i;
-                if (reserve(self, 1) < 0)
+                if (reserve(self, rows) < 0)
                     return -1;
                 column_bases(self, base);
             }
-            *bad_times += emit(L, base, i++, &rec, m);
+            bad = 0;
+            i += emit(L, base, i, &rec, m, &bad);
+            *bad_times += bad;
+            ++*records;
             p = next;
         }
     }
@@ -683,8 +803,8 @@ static int count_bad_times(PyObject *stats, long version, Py_ssize_t n)
  * -> number of records appended; a truncated record calls stats.error(reason). */
 static PyObject *Batch_decode(Batch *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "decode() takes 11 arguments");
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "decode() takes 12 arguments");
         return NULL;
     }
     long version = PyLong_AsLong(args[10]);
@@ -717,13 +837,18 @@ static PyObject *Batch_decode(Batch *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "set bounds outside the buffer");
         return NULL;
     }
-    Meta m = {export_s, time_ms, init, (const uint8_t *)exporter, (uint32_t)domain, (uint32_t)rate};
-    Py_ssize_t before = self->n, bad_times = 0;
-    int truncated, rc = decode_set(self, (const uint8_t *)view.buf, off, end, &m, &truncated, &bad_times);
+    Meta m = {export_s, time_ms, init, (const uint8_t *)exporter, (uint32_t)domain, (uint32_t)rate, NULL, 0};
+    if (sampler_table(args[11], &m) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_ssize_t bad_times = 0, records;
+    int truncated,
+        rc = decode_set(self, (const uint8_t *)view.buf, off, end, &m, &truncated, &bad_times, &records);
     PyBuffer_Release(&view);
     if (rc < 0 || (truncated && count_truncated(args[9]) < 0) || count_bad_times(args[9], version, bad_times) < 0)
         return NULL;
-    return PyLong_FromSsize_t(self->n - before);
+    return PyLong_FromSsize_t(records); /* records, not rows (a biflow record may make two) */
 }
 
 /* take() -> (n, (bytearray per column...)): the decoded columns; the batch starts empty. */
@@ -760,8 +885,8 @@ static Py_ssize_t Batch_len(Batch *self)
 
 static PyMethodDef Batch_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))Batch_decode, METH_FASTCALL,
-     "decode(buf, off, end, export_s, time_ms, exporter, domain, sampling_rate, system_init, stats, version)"
-     " -> n"},
+     "decode(buf, off, end, export_s, time_ms, exporter, domain, sampling_rate, system_init, stats, version,"
+     " sampler_table) -> records"},
     {"take", (PyCFunction)Batch_take, METH_NOARGS, "take() -> (n, columns): the decoded columns."},
     {NULL},
 };
@@ -903,6 +1028,13 @@ static Py_ssize_t data_sets(const uint8_t *buf, Py_ssize_t len, long version, Py
 
 static int domain_state(PyObject *state, const Header *h, long version, Meta *m)
 {
+    PyObject *table = PyObject_GetAttr(state, SAMPLER_TABLE);
+    if (table == NULL)
+        return -1;
+    int rc = sampler_table(table, m); /* (the domain object keeps the bytes alive) */
+    Py_DECREF(table);
+    if (rc < 0)
+        return -1;
     PyObject *rate = PyObject_GetAttr(state, SAMPLING_RATE);
     if (rate == NULL)
         return -1;
@@ -1053,11 +1185,11 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Batch *batch = (Batch *)sets[i].batch;
         Py_ssize_t before = batch->n;
         int truncated;
-        Py_ssize_t bad_times = 0;
-        if (decode_set(batch, buf, sets[i].off, sets[i].end, &m, &truncated, &bad_times) < 0 ||
+        Py_ssize_t bad_times = 0, set_records;
+        if (decode_set(batch, buf, sets[i].off, sets[i].end, &m, &truncated, &bad_times, &set_records) < 0 ||
             (truncated && count_truncated(stats) < 0) || count_bad_times(stats, version, bad_times) < 0)
             goto done;
-        records += batch->n - before;
+        records += set_records;
         if (batch->n > before) {
             int queued = PyDict_Contains(pending, sets[i].template);
             if (queued < 0 || (!queued && PyDict_SetItem(pending, sets[i].template, sets[i].batch) < 0))
@@ -1145,6 +1277,9 @@ PyMODINIT_FUNC PyInit__native_ipfix(void)
     SAMPLING_RATE = PyUnicode_InternFromString("sampling_rate");
     SYSTEM_INIT = PyUnicode_InternFromString("system_init");
     FLOW_RECORDS = PyUnicode_InternFromString("flow_records");
+    SAMPLER_TABLE = PyUnicode_InternFromString("sampler_table");
+    if (SAMPLER_TABLE == NULL)
+        return NULL;
     if (TRUNCATED == NULL || ERROR == NULL || NATIVE == NULL || SAMPLING_RATE == NULL || SYSTEM_INIT == NULL ||
         FLOW_RECORDS == NULL)
         return NULL;

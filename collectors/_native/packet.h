@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { PKT_TUNNEL_NONE = 0, PKT_TUNNEL_GENEVE = 1, PKT_TUNNEL_VXLAN = 2, PKT_TUNNEL_GRE = 3 };
+enum { PKT_TUNNEL_NONE = 0, PKT_TUNNEL_GENEVE = 1, PKT_TUNNEL_VXLAN = 2, PKT_TUNNEL_GRE = 3, PKT_TUNNEL_SRV6 = 4 };
 
 #define PKT_ETH_IPV4 0x0800
 #define PKT_ETH_IPV6 0x86DD
@@ -24,6 +24,7 @@ enum { PKT_TUNNEL_NONE = 0, PKT_TUNNEL_GENEVE = 1, PKT_TUNNEL_VXLAN = 2, PKT_TUN
 #define PKT_MAX_MPLS_LABELS 8
 #define PKT_MAX_IPV6_EXT 8
 #define PKT_GRE 47
+#define PKT_SRH 43 /* IPv6 routing header; routing type 4 is the Segment Routing Header (RFC 8754) */
 #define PKT_GENEVE_PORT 6081 /* RFC 8926 §3.3 */
 #define PKT_VXLAN_PORT 4789  /* RFC 7348 §5 */
 /* OVN's Geneve option (ovn controller/physical.h OVN_GENEVE_CLASS / _TYPE / _LEN 4): physical.c
@@ -68,7 +69,11 @@ typedef struct {
 } pkt_l3;
 
 static void pkt_network(const uint8_t *b, size_t len, size_t off, uint64_t smac, uint64_t dmac, uint16_t vlan,
-                        uint16_t etype, int outer, pkt_info *out);
+                        uint16_t etype, int outer, int srv6, pkt_info *out);
+static void pkt_ethernet(const uint8_t *b, size_t len, size_t off, int outer, int pw, int srv6, pkt_info *out);
+
+/* SRv6 payloads (RFC 8986 6.1): IPv4, IPv6, Ethernet. */
+static inline int pkt_srv6_payload(uint8_t nh) { return nh == 4 || nh == 41 || nh == 143; }
 
 static void pkt_l4(const uint8_t *b, size_t len, size_t off, uint8_t proto, pkt_l3 *r)
 {
@@ -127,8 +132,11 @@ static int pkt_ipv6_ext(uint8_t nh)
     return nh == 0 || nh == 43 || nh == 60 || nh == 51 || nh == 135 || nh == 139 || nh == 140;
 }
 
-static void pkt_ipv6(const uint8_t *b, size_t len, size_t off, pkt_l3 *r)
+/* With srv6, a packet with a Segment Routing Header whose last next header is an SRv6
+ * payload gives that payload's offset in r->payload, to be opened (packet.py's _ipv6). */
+static void pkt_ipv6(const uint8_t *b, size_t len, size_t off, int srv6, pkt_l3 *r)
 {
+    int srh = 0;
     if (len < off + 40)
         return;
     uint32_t vtf = pkt_be32(b + off);
@@ -149,6 +157,8 @@ static void pkt_ipv6(const uint8_t *b, size_t len, size_t off, pkt_l3 *r)
             /* AH counts its length in 4-byte units minus 2 (RFC 4302 §2.2); the others in
              * 8-byte units not counting the first 8 (RFC 8200 §4.3). */
             size_t size = nh == 51 ? ((size_t)b[off + 1] + 2) * 4 : ((size_t)b[off + 1] + 1) * 8;
+            if (nh == PKT_SRH && len >= off + 3 && b[off + 2] == 4)
+                srh = 1;
             nh = b[off];
             off += size;
         } else if (nh == 44) {
@@ -168,10 +178,16 @@ static void pkt_ipv6(const uint8_t *b, size_t len, size_t off, pkt_l3 *r)
         }
     }
     r->proto = nh;
+    if (srh && srv6 && pkt_srv6_payload(nh) && len > off) {
+        r->sport = r->dport = r->flags = 0;
+        r->payload = (int64_t)off;
+        return;
+    }
     pkt_l4(b, len, off, nh, r);
 }
 
-static void pkt_ethernet(const uint8_t *b, size_t len, size_t off, int outer, pkt_info *out)
+/* pw: an MPLS Ethernet pseudowire may be opened (not inside one: bounded nesting). */
+static void pkt_ethernet(const uint8_t *b, size_t len, size_t off, int outer, int pw, int srv6, pkt_info *out)
 {
     memset(out, 0, sizeof *out);
     if (len < off + 14)
@@ -193,8 +209,10 @@ static void pkt_ethernet(const uint8_t *b, size_t len, size_t off, int outer, pk
         off += 4;
     }
     if (etype == 0x8847 || etype == 0x8848) {
-        /* MPLS: skip the label stack to its bottom (S bit); the payload's type from its IP
-         * version nibble, as label switching routers do (RFC 3032 carries no payload type). */
+        /* MPLS: skip the label stack to its bottom (S bit); the payload's type from its first
+         * nibble, as label switching routers do (RFC 3032 carries no payload type): 4 / 6 an IP
+         * packet, 0 a pseudowire control word (RFC 4385), which on an Ethernet pseudowire
+         * (RFC 4448) is followed by the customer frame. */
         int found = 0;
         for (int i = 0; i < PKT_MAX_MPLS_LABELS && !found; i++) {
             if (len < off + 4)
@@ -205,14 +223,32 @@ static void pkt_ethernet(const uint8_t *b, size_t len, size_t off, int outer, pk
                 found = 1;
                 if (len <= off)
                     break;
-                unsigned version = b[off] >> 4;
-                etype = version == 4 ? PKT_ETH_IPV4 : version == 6 ? PKT_ETH_IPV6 : 0;
+                unsigned nibble = b[off] >> 4;
+                if (nibble == 0 && len >= off + 4 + 14) {
+                    off += 4;
+                    etype = PKT_ETH_TEB;
+                } else {
+                    etype = nibble == 4 ? PKT_ETH_IPV4 : nibble == 6 ? PKT_ETH_IPV6 : 0;
+                }
             }
         }
         if (etype == 0x8847 || etype == 0x8848)
             etype = 0; /* no bottom of stack, or nothing after it */
+        if (etype == PKT_ETH_TEB) {
+            if (!pw) {
+                memset(out, 0, sizeof *out);
+                out->src_mac = smac;
+                out->dst_mac = dmac;
+                out->vlan = vlan;
+                return;
+            }
+            pkt_ethernet(b, len, off, outer, 0, srv6, out);
+            if (!out->vlan)
+                out->vlan = vlan;
+            return;
+        }
     }
-    pkt_network(b, len, off, smac, dmac, vlan, etype, outer, out);
+    pkt_network(b, len, off, smac, dmac, vlan, etype, outer, srv6, out);
 }
 
 /* OVN's logical port keys from the Geneve options in b[off, end): each option is a 4-byte
@@ -267,9 +303,9 @@ static int pkt_udp_tunnel(const uint8_t *b, size_t len, size_t off, uint16_t por
         kind = PKT_TUNNEL_VXLAN;
     }
     if (ptype == PKT_ETH_TEB)
-        pkt_ethernet(b, len, off, 0, out);
+        pkt_ethernet(b, len, off, 0, 1, 0, out);
     else if (ptype == PKT_ETH_IPV4 || ptype == PKT_ETH_IPV6)
-        pkt_network(b, len, off, 0, 0, 0, ptype, 0, out);
+        pkt_network(b, len, off, 0, 0, 0, ptype, 0, 0, out);
     else
         memset(out, 0, sizeof *out);
     out->tunnel_type = kind;
@@ -297,9 +333,9 @@ static int pkt_gre(const uint8_t *b, size_t len, size_t off, pkt_info *out)
     }
     off += (flags & 0x1000) ? 4 : 0;
     if (ptype == PKT_ETH_TEB)
-        pkt_ethernet(b, len, off, 0, out);
+        pkt_ethernet(b, len, off, 0, 1, 0, out);
     else if (ptype == PKT_ETH_IPV4 || ptype == PKT_ETH_IPV6)
-        pkt_network(b, len, off, 0, 0, 0, ptype, 0, out);
+        pkt_network(b, len, off, 0, 0, 0, ptype, 0, 0, out);
     else
         return 0;
     out->tunnel_type = PKT_TUNNEL_GRE;
@@ -307,9 +343,25 @@ static int pkt_gre(const uint8_t *b, size_t len, size_t off, pkt_info *out)
     return 1;
 }
 
-/* The IP part; on an outer UDP packet to a tunnel port (or GRE), the inner frame instead. */
+/* The payload of an SRv6 packet (RFC 8986): an IP packet keeps the outer frame's MACs and
+ * VLAN (it has none of its own); an Ethernet payload (End.DX2) brings its own. */
+static int pkt_srv6(const uint8_t *b, size_t len, size_t off, uint8_t nh, uint64_t smac, uint64_t dmac,
+                    uint16_t vlan, pkt_info *out)
+{
+    if (nh == 143)
+        pkt_ethernet(b, len, off, 0, 1, 0, out);
+    else
+        pkt_network(b, len, off, smac, dmac, vlan, nh == 4 ? PKT_ETH_IPV4 : PKT_ETH_IPV6, 0, 0, out);
+    out->tunnel_type = PKT_TUNNEL_SRV6;
+    out->tunnel_id = 0;
+    out->ovn_ingress_port = out->ovn_egress_port = 0;
+    return 1;
+}
+
+/* The IP part; on an outer UDP packet to a tunnel port (or GRE; SRv6 when asked), the inner
+ * frame instead. */
 static void pkt_network(const uint8_t *b, size_t len, size_t off, uint64_t smac, uint64_t dmac, uint16_t vlan,
-                        uint16_t etype, int outer, pkt_info *out)
+                        uint16_t etype, int outer, int srv6, pkt_info *out)
 {
     pkt_l3 l3;
     memset(&l3, 0, sizeof l3);
@@ -317,11 +369,13 @@ static void pkt_network(const uint8_t *b, size_t len, size_t off, uint64_t smac,
     if (etype == PKT_ETH_IPV4)
         pkt_ipv4(b, len, off, &l3);
     else if (etype == PKT_ETH_IPV6)
-        pkt_ipv6(b, len, off, &l3);
+        pkt_ipv6(b, len, off, srv6 && outer, &l3);
     if (outer && l3.ok && l3.payload >= 0) {
         int inner = 0;
         if (l3.proto == PKT_GRE)
             inner = pkt_gre(b, len, (size_t)l3.payload, out);
+        else if (pkt_srv6_payload(l3.proto)) /* a payload only for an SRH with srv6 */
+            inner = pkt_srv6(b, len, (size_t)l3.payload, l3.proto, smac, dmac, vlan, out);
         else if (l3.dport == PKT_GENEVE_PORT || l3.dport == PKT_VXLAN_PORT)
             inner = pkt_udp_tunnel(b, len, (size_t)l3.payload, l3.dport, out);
         if (inner) {
@@ -346,17 +400,20 @@ static void pkt_network(const uint8_t *b, size_t len, size_t off, uint64_t smac,
     out->tcp_flags = l3.flags;
 }
 
-/* An Ethernet frame (sFlow header_protocol 1). */
-static inline void pkt_parse_ethernet(const uint8_t *b, size_t len, pkt_info *out) { pkt_ethernet(b, len, 0, 1, out); }
+/* An Ethernet frame (sFlow header_protocol 1); srv6: open SRv6 packets (per exporter). */
+static inline void pkt_parse_ethernet(const uint8_t *b, size_t len, int srv6, pkt_info *out)
+{
+    pkt_ethernet(b, len, 0, 1, 1, srv6, out);
+}
 
 /* A bare IPv4 or IPv6 packet (sFlow header_protocol 11 / 12): the version nibble decides. */
-static inline void pkt_parse_ip(const uint8_t *b, size_t len, pkt_info *out)
+static inline void pkt_parse_ip(const uint8_t *b, size_t len, int srv6, pkt_info *out)
 {
     if (len == 0) {
         memset(out, 0, sizeof *out);
         return;
     }
-    pkt_network(b, len, 0, 0, 0, 0, (b[0] >> 4) == 4 ? PKT_ETH_IPV4 : PKT_ETH_IPV6, 1, out);
+    pkt_network(b, len, 0, 0, 0, 0, (b[0] >> 4) == 4 ? PKT_ETH_IPV4 : PKT_ETH_IPV6, 1, srv6, out);
 }
 
 #endif /* NETOBS_PACKET_H */

@@ -206,6 +206,7 @@ typedef struct {
     int64_t time_ms;
     uint8_t agent[16];
     uint32_t sub_agent;
+    int srv6; /* open SRv6 packets in raw headers (a per-exporter option) */
 } dgram;
 
 /* What the extended router and gateway records say (sflow.py's route tuple). */
@@ -347,8 +348,8 @@ static int gateway_record(const uint8_t *b, uint64_t body, uint64_t end, uint8_t
  * the raw packet header wins; sampled IPv4 / IPv6 and Ethernet records fill in when an
  * agent sends no header, and the extended switch record gives an untagged packet its VLAN.
  * The last well-formed extended router / gateway records give the route. */
-static void flow_records(const uint8_t *b, uint64_t off, uint64_t end, uint32_t nrec, tally *tl, pkt_info *info,
-                         uint64_t *frame_len_out, route *rt)
+static void flow_records(const uint8_t *b, uint64_t off, uint64_t end, uint32_t nrec, int srv6, tally *tl,
+                         pkt_info *info, uint64_t *frame_len_out, route *rt)
 {
     pkt_info fallback;
     uint8_t router_hop[16], gateway_hop[16], hop[16];
@@ -377,9 +378,9 @@ static void flow_records(const uint8_t *b, uint64_t off, uint64_t end, uint32_t 
             size_t hsize = (size_t)((hend < off ? hend : off) - (body + 16));
             /* header_protocol values from the sFlow v5 spec: 1 ethernet, 11 IPv4, 12 IPv6. */
             if (proto == 1)
-                pkt_parse_ethernet(r + 16, hsize, info);
+                pkt_parse_ethernet(r + 16, hsize, srv6, info);
             else if (proto == 11 || proto == 12)
-                pkt_parse_ip(r + 16, hsize, info);
+                pkt_parse_ip(r + 16, hsize, srv6, info);
             else
                 memset(info, 0, sizeof *info);
             have_info = 1;
@@ -459,7 +460,7 @@ static int flow_sample(State *st, const uint8_t *b, uint64_t off, uint64_t end, 
     pkt_info info;
     route rt;
     uint64_t frame_len;
-    flow_records(b, off, end, nrec, tl, &info, &frame_len, &rt);
+    flow_records(b, off, end, nrec, d->srv6, tl, &info, &frame_len, &rt);
     /* The data source (an ifIndex, class 0) is the side the packet was sampled on; OVS
      * samples per bridge (class 2, index 1000+), which says nothing. */
     uint8_t direction = source >> 24 ? 2 : source == in_if ? 0 : source == out_if ? 1 : 2;
@@ -655,7 +656,7 @@ static int report(PyObject *stats, const tally *tl)
 /* --- the State type ---------------------------------------------------------------------- */
 
 PyDoc_STRVAR(feed_doc,
-             "feed(datagram, exporter_addr, time_ms, stats) -> None | (agent, sub_agent, counters)\n\n"
+             "feed(datagram, exporter_addr, time_ms, stats[, srv6]) -> None | (agent, sub_agent, counters)\n\n"
              "Decode one datagram: its flow samples become pending rows, findings go to ``stats``\n"
              "(an ExporterStats). ``exporter_addr`` is the 16-byte UDP source. When the datagram\n"
              "has counter samples, returns the agent, sub-agent and, per counter sample, its\n"
@@ -663,10 +664,13 @@ PyDoc_STRVAR(feed_doc,
 
 static PyObject *State_feed(State *st, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "feed() takes 4 arguments");
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "feed() takes 4 or 5 arguments");
         return NULL;
     }
+    int srv6 = nargs == 5 ? PyObject_IsTrue(args[4]) : 0;
+    if (srv6 < 0)
+        return NULL;
     Py_buffer buf, exp;
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -686,6 +690,7 @@ static PyObject *State_feed(State *st, PyObject *const *args, Py_ssize_t nargs)
     dgram d;
     memset(&tl, 0, sizeof tl);
     memset(&d, 0, sizeof d);
+    d.srv6 = srv6;
     int rc = datagram(st, buf.buf, (size_t)buf.len, exp.buf, time_ms, &tl, &d, &counters);
     if (report(args[3], &tl) < 0 || rc < 0)
         goto done;

@@ -458,8 +458,8 @@ def test_layout_refuses_what_would_read_outside_a_record():
         native.Layout((4,), none, native.T_MS, native.T_EXPORT, native.S_NONE, 0)
     batch = native.Batch(native.Layout((4,), none, native.T_EXPORT, native.T_EXPORT, native.S_NONE, 0))
     with pytest.raises(ValueError):  # bounds beyond the buffer are a caller bug, refused
-        batch.decode(b"\x00" * 8, 4, 12, 0, 0, bytes(16), 0, 0, -1, None, 10)
-    assert batch.decode(b"\x00" * 8, 0, 8, 0, 0, bytes(16), 0, 0, -1, None, 10) == 2
+        batch.decode(b"\x00" * 8, 4, 12, 0, 0, bytes(16), 0, 0, -1, None, 10, b"")
+    assert batch.decode(b"\x00" * 8, 0, 8, 0, 0, bytes(16), 0, 0, -1, None, 10, b"") == 2
     n, cols = batch.take()
     assert n == 2 and [len(c) for c in cols] == [2 * np.dtype(dt).itemsize for _, dt in native.COLUMNS]
     assert batch.take()[0] == 0 and len(batch) == 0
