@@ -227,7 +227,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="sending time of each run")
     ap.add_argument("--loops", type=int, default=100, help="repetitions of the captures in the replay set")
     ap.add_argument("--dense-loops", type=int, default=1000, help="export seconds of the dense replay set")
-    ap.add_argument("--scenario", choices=("all", "dense", "testcaptures"), default="all")
+    ap.add_argument(
+        "--scenario",
+        choices=("all", "dense", "testcaptures", "decode"),
+        default="all",
+        help="decode: only the decode comparison (*.decode.vs_goflow2)",
+    )
     ap.add_argument("--datagrams", type=int, default=1000, help="datagrams of each decode comparison set")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     args = ap.parse_args()
@@ -250,7 +255,8 @@ def main() -> None:
                 file=sys.stderr,
             )
             e2e(name, replay, per, args, workdir)
-        decode_comparison(workdir, args.datagrams, args.rounds)
+        if args.scenario in ("all", "decode"):
+            decode_comparison(workdir, args.datagrams, args.rounds)
 
 
 if __name__ == "__main__":

@@ -189,19 +189,27 @@ class Decoder:
         return Decoded(flows, counters, errors, sequences, unsampled)
 
     def _flush_decoders(self) -> tuple[FlowBatch, CounterBatch, Counter, str]:
-        flows, counters = FlowBatch.empty(), CounterBatch.empty()
+        flows = counters = None
         # Decoders that decode at flush (Python IPFIX / v9 queues, v5) may count errors now.
-        self._late = self.netflow5.pending or self.ipfix.python_pending or self.netflow9.python_pending
+        self._late = self.netflow5.pending or any(
+            d._pending and d.python_pending for d in (self.ipfix, self.netflow9)
+        )
         try:
             if self.sflow.pending:
                 flows, counters = self.sflow.flush()
             more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
             if more:
-                flows = FlowBatch.concat([flows, *more])
+                flows = FlowBatch.concat([flows, *more]) if flows is not None else FlowBatch.concat(more)
+            if counters is None:
+                counters = CounterBatch.empty()
+            if flows is None:
+                return FlowBatch.empty(), counters, Counter(), ""
+            if not more and self.sflow.unrated == 0:  # every sFlow row has its rate (counted in C)
+                return flows, counters, Counter(), ""
             return flows, counters, self.sampling.apply(flows.columns), ""
         except Exception as e:  # pragma: no cover - a bug; the pending records are lost
             log.exception("decoder flush failed")
-            return flows, counters, Counter(), f"internal:{type(e).__name__}"
+            return FlowBatch.empty(), CounterBatch.empty(), Counter(), f"internal:{type(e).__name__}"
 
     def _dispatch(self, kind, payload, exporter, session, time_ms, stats, srv6=False) -> None:
         if kind == "sflow":

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from collectors import _ipfix_fields as F
-from collectors._columns import complete, repeat
+from collectors._columns import batch, complete, repeat
 from collectors._ipfix_columns import (
     biflow_rows,
     flow_columns,
@@ -213,7 +213,7 @@ class IpfixDecoder:
         for template, queue in pending.items():
             if not isinstance(queue, _Pending):  # a native Batch: columns already decoded
                 n, buffers = queue.take()
-                batches.append(FlowBatch(native_columns(self.native.COLUMNS, n, buffers, self.TYPE), n))
+                batches.append(batch(native_columns(self.native.COLUMNS, n, buffers, self.TYPE), n))
                 continue
             records = queue.records(template)
             *columns, tables = zip(*queue.meta, strict=True)
@@ -231,7 +231,7 @@ class IpfixDecoder:
             cols, n = complete(cols, records.n), records.n
             if template.biflow:
                 cols, n = biflow_rows(records, cols)
-            batches.append(FlowBatch(cols, n))
+            batches.append(batch(cols, n))
         return FlowBatch.concat(batches)
 
     def _sets(self, buf: bytes, end: int, ctx: tuple, stats: ExporterStats) -> int | None:

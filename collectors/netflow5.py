@@ -16,7 +16,7 @@ import struct
 
 import numpy as np
 
-from collectors._columns import complete, repeat
+from collectors._columns import batch, complete, repeat
 from collectors._sequence import SequenceTracker
 from collectors._times import guard_times
 from collectors.stats import ExporterStats
@@ -159,4 +159,4 @@ class Netflow5Decoder:
         cols["etype"] = np.full(n, 0x0800, dtype=np.uint16)
         cols["direction"] = np.full(n, "unknown", dtype=object)
         cols["type"] = np.full(n, self.TYPE, dtype=object)
-        return FlowBatch(complete(cols, n), n)
+        return batch(complete(cols, n), n)

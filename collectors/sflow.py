@@ -38,7 +38,16 @@ from types import ModuleType
 import numpy as np
 
 from collectors import packet
-from collectors._columns import PackedRows, complete, directions, transpose
+from collectors._columns import (
+    DIRECTION_NAMES,
+    PackedRows,
+    batch,
+    constant,
+    constant_text,
+    directions,
+    text,
+    transpose,
+)
 from collectors._sequence import LATE_WINDOW, MAX_STREAMS, SequenceTracker
 from collectors._sflow_counters import counter_row
 from collectors.counters import COUNTER_COLUMNS, COUNTER_NAMES, CounterBatch
@@ -95,6 +104,19 @@ _TUNNEL_CODES = {name: i for i, name in enumerate(_TUNNEL_NAMES)}
 _TUNNEL_AT = packet.PacketInfo._fields.index("tunnel_type")
 _VLAN_AT = packet.PacketInfo._fields.index("vlan")
 _COLUMN_DTYPES = tuple(np.dtype(dt) for _, dt in ROW_FIELDS)
+_U64, _OBJECT = np.dtype(np.uint64), np.dtype(object)
+#: The native columns grouped by dtype: (column indexes) per group, and (dtype, names).
+_BY_DTYPE: dict[np.dtype, list[int]] = {}
+for _i, _dt in enumerate(_COLUMN_DTYPES):
+    _BY_DTYPE.setdefault(_dt, []).append(_i)
+_GROUPS = tuple(tuple(v) for v in _BY_DTYPE.values())
+_GROUP_NAMES = tuple((dt, tuple(ROW_FIELDS[i][0] for i in v)) for dt, v in _BY_DTYPE.items())
+#: Collect columns sFlow never fills (zeros, or '' for text), as :func:`complete` would add them.
+_ABSENT = tuple(
+    (name, dt)
+    for name, dt in _DTYPES.items()
+    if name not in dict(ROW_FIELDS) and name not in ("flow_start", "flow_end", "type", "packets")
+)
 
 
 def native_module(force: bool = False) -> ModuleType | None:
@@ -124,6 +146,8 @@ class SflowDecoder:
         self._rows = PackedRows(ROW_FIELDS)
         self._counters: list[tuple] = []
         self._srv6 = False  # the option of the datagram being decoded (Python path)
+        #: Rows of the last flush with sampling rate 0 (-1: not counted), for Decoder.flush.
+        self.unrated = -1
         self.sequences = SequenceTracker("sflow", "datagrams")
         # Per data source and sample kind: a sample's number counts that source's samples.
         self.sample_sequences = SequenceTracker("sflow", "samples", gaps=False)
@@ -182,36 +206,48 @@ class SflowDecoder:
     def flush(self) -> tuple[FlowBatch, CounterBatch]:
         """Everything fed since the last flush, as one flow batch and one counter batch."""
         crows, self._counters = self._counters, []
-        counters = (
-            CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else CounterBatch.empty()
-        )
+        counters = CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else _no_counters()
         cols = self._take()
         if cols is None:
             return FlowBatch.empty(), counters
         n = len(cols["time_received"])
-        cols["direction"] = directions(cols["direction"])
-        cols["tunnel_type"] = _TUNNEL_NAMES[cols["tunnel_type"]]
+        if cols["direction"].dtype != _OBJECT:
+            cols["direction"] = directions(cols["direction"])
+        if cols["tunnel_type"].dtype != _OBJECT:
+            cols["tunnel_type"] = text(_TUNNEL_NAMES, cols["tunnel_type"])
         if self.default_sampling_rate:
             rate = cols["sampling_rate"]
             cols["sampling_rate"] = np.where(rate == 0, np.uint32(self.default_sampling_rate), rate)
         cols["flow_start"] = cols["flow_end"] = cols["time_received"]
-        cols["type"] = np.full(n, "sflow", dtype=object)
-        cols["packets"] = np.ones(n, dtype=np.uint64)
-        return FlowBatch(complete(cols, n), n), counters
+        # A flush may follow every datagram: the constant columns are views of shared arrays.
+        cols["type"] = constant_text("sflow", n)
+        cols["packets"] = constant(_U64, 1, n)
+        for name, dtype in _ABSENT:
+            cols[name] = constant_text("", n) if dtype == _OBJECT else constant(dtype, 0, n)
+        return batch(cols, n), counters
 
     def _take(self) -> dict[str, np.ndarray] | None:
         """The pending rows as raw columns (text columns still as codes), or None."""
         if self._native is not None:
-            raw = self._native.take()
-            if raw is None:
+            # One buffer per dtype: one numpy array per group, its rows are the columns (a
+            # flush per datagram would otherwise pay an array per column).
+            taken = self._native.take_groups(_GROUPS)
+            if taken is None:
                 return None
-            return {
-                name: np.frombuffer(col, dtype=dt)
-                for (name, _), dt, col in zip(ROW_FIELDS, _COLUMN_DTYPES, raw, strict=True)
-            }
+            n, raw, direction, tunnel, self.unrated = taken
+            cols: dict = {}
+            for (dtype, names), buf in zip(_GROUP_NAMES, raw, strict=True):
+                cols.update(zip(names, np.frombuffer(buf, dtype=dtype).reshape(len(names), n)))  # noqa: B905
+            # (the text of codes alike in every row, as directions() and text() would make it)
+            if direction >= 0:
+                cols["direction"] = constant_text(DIRECTION_NAMES[min(direction, 2)], n)
+            if tunnel >= 0:
+                cols["tunnel_type"] = constant_text(_TUNNEL_NAMES[tunnel], n)
+            return cols
         rows = self._rows.take()
         if not len(rows):
             return None
+        self.unrated = -1  # not counted: Decoder.flush looks
         return {name: rows[name] for name, _ in ROW_FIELDS}
 
     def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
@@ -432,3 +468,10 @@ def _sampled_ip(rec: tuple, prefix: bytes, etype: int, base: packet.PacketInfo |
         tcp_flags=flags & 0xFFFF,
         tos=tos & 0xFF,
     )
+
+
+def _no_counters() -> CounterBatch:
+    """``CounterBatch.empty()`` without its checks (a flush may follow every datagram)."""
+    empty = object.__new__(CounterBatch)
+    empty.columns, empty.length = {}, 0
+    return empty

@@ -735,6 +735,85 @@ static PyObject *State_take(State *st, PyObject *unused)
     return out;
 }
 
+PyDoc_STRVAR(take_groups_doc,
+             "take_groups(groups) -> (rows, tuple of bytearray, direction, tunnel, unrated) | None\n\n"
+             "The pending rows with the columns of each group (a tuple of column indexes, all of\n"
+             "one width) one after the other in one buffer: rows[g] is a (len(group), rows) array\n"
+             "once numpy reads it, so a flush makes one array per group rather than per column.\n"
+             "direction and tunnel: the code every row has (-1: not all alike); unrated: rows\n"
+             "with sampling rate 0.\n"
+             "None if no row is pending; the buffers start empty again.");
+
+static PyObject *State_take_groups(State *st, PyObject *groups)
+{
+    if (!PyTuple_Check(groups)) {
+        PyErr_SetString(PyExc_TypeError, "take_groups() takes a tuple of tuples of column indexes");
+        return NULL;
+    }
+    if (!st->rows)
+        Py_RETURN_NONE;
+    Py_ssize_t ngroups = PyTuple_GET_SIZE(groups);
+    PyObject *out = PyTuple_New(ngroups);
+    if (!out)
+        return NULL;
+    for (Py_ssize_t g = 0; g < ngroups; g++) {
+        PyObject *group = PyTuple_GET_ITEM(groups, g);
+        if (!PyTuple_Check(group) || PyTuple_GET_SIZE(group) == 0) {
+            PyErr_SetString(PyExc_TypeError, "a group is a non-empty tuple of column indexes");
+            goto fail;
+        }
+        Py_ssize_t k = PyTuple_GET_SIZE(group);
+        size_t width = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            long c = PyLong_AsLong(PyTuple_GET_ITEM(group, j));
+            if (c < 0 || c >= NCOLS || (j && WIDTHS[c] != width)) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a group's columns are known and of one width");
+                goto fail;
+            }
+            width = WIDTHS[c];
+        }
+        size_t size = st->rows * width;
+        PyObject *buf = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(size * (size_t)k));
+        if (!buf)
+            goto fail;
+        char *p = PyByteArray_AS_STRING(buf);
+        for (Py_ssize_t j = 0; j < k; j++)
+            memcpy(p + j * size, st->cols[PyLong_AsLong(PyTuple_GET_ITEM(group, j))], size);
+        PyTuple_SET_ITEM(out, g, buf);
+    }
+    /* What saves the flush numpy calls: the direction and tunnel codes when one for every
+     * row (else -1), and how many rows have no sampling rate. */
+    size_t n = st->rows, unrated = 0;
+    int direction = st->cols[C_DIRECTION][0], tunnel = st->cols[C_TUNNEL_TYPE][0];
+    for (size_t r = 1; r < n && (direction >= 0 || tunnel >= 0); r++) {
+        if (st->cols[C_DIRECTION][r] != direction)
+            direction = -1;
+        if (st->cols[C_TUNNEL_TYPE][r] != tunnel)
+            tunnel = -1;
+    }
+    for (size_t r = 0; r < n; r++) {
+        uint32_t rate;
+        memcpy(&rate, st->cols[C_RATE] + r * 4, 4);
+        unrated += rate == 0;
+    }
+    PyObject *result = Py_BuildValue("(nNiin)", (Py_ssize_t)n, out, direction, tunnel, (Py_ssize_t)unrated);
+    if (!result)
+        return NULL;
+    st->rows = 0;
+    if (st->cap > MAX_KEPT_ROWS) { /* a burst: give the memory back */
+        for (int c = 0; c < NCOLS; c++) {
+            PyMem_Free(st->cols[c]);
+            st->cols[c] = NULL;
+        }
+        st->cap = 0;
+    }
+    return result;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 PyDoc_STRVAR(streams_doc, "streams() -> (datagram streams, sample streams) being tracked.");
 
 static PyObject *State_streams(State *st, PyObject *unused)
@@ -772,6 +851,7 @@ static void State_dealloc(State *st)
 static PyMethodDef State_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))State_feed, METH_FASTCALL, feed_doc},
     {"take", (PyCFunction)State_take, METH_NOARGS, take_doc},
+    {"take_groups", (PyCFunction)State_take_groups, METH_O, take_groups_doc},
     {"streams", (PyCFunction)State_streams, METH_NOARGS, streams_doc},
     {NULL, NULL, 0, NULL},
 };
