@@ -136,7 +136,7 @@ def complete(cols: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return cols
 
 
-_NUMBERS: dict[tuple[np.dtype, int], np.ndarray] = {}
+_NUMBERS: dict[tuple[str, int], np.ndarray] = {}
 
 
 def constant(dtype: np.dtype, value: int, n: int) -> np.ndarray:
@@ -146,7 +146,7 @@ def constant(dtype: np.dtype, value: int, n: int) -> np.ndarray:
     far less than a new array per flush, which matters when a flush follows every datagram.
     Large batches get their own array, as for :func:`constant_text`.
     """
-    key = (dtype, value)
+    key = (dtype.str, value)  # (its text hashes faster than a dtype)
     arr = _NUMBERS.get(key)
     if arr is None or len(arr) < n:
         if n > _MAX_CONSTANT_ROWS:

@@ -113,7 +113,7 @@ _GROUPS = tuple(tuple(v) for v in _BY_DTYPE.values())
 _GROUP_NAMES = tuple((dt, tuple(ROW_FIELDS[i][0] for i in v)) for dt, v in _BY_DTYPE.items())
 #: Collect columns sFlow never fills (zeros, or '' for text), as :func:`complete` would add them.
 _ABSENT = tuple(
-    (name, dt)
+    (name, _OBJECT if dt == _OBJECT else dt)
     for name, dt in _DTYPES.items()
     if name not in dict(ROW_FIELDS) and name not in ("flow_start", "flow_end", "type", "packets")
 )
@@ -223,7 +223,7 @@ class SflowDecoder:
         cols["type"] = constant_text("sflow", n)
         cols["packets"] = constant(_U64, 1, n)
         for name, dtype in _ABSENT:
-            cols[name] = constant_text("", n) if dtype == _OBJECT else constant(dtype, 0, n)
+            cols[name] = constant_text("", n) if dtype is _OBJECT else constant(dtype, 0, n)
         return batch(cols, n), counters
 
     def _take(self) -> dict[str, np.ndarray] | None:
