@@ -60,6 +60,8 @@ _FLOW_KEYS = (
     "src_mask",
     "dst_mask",
     "observation_point",
+    "biflow",
+    "biflow_direction",
 )
 
 

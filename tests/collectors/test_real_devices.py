@@ -123,7 +123,7 @@ def test_offline_decode_of_a_capture_with_absurd_times(tmp_path):
             pkt.time = T / 1000 + i
             w.write(pkt)
     recs = list(iter_records(path))
-    assert len(recs) == 3
+    assert len(recs) == 3 and recs[0]["biflow"] == 0 and recs[0]["biflow_direction"] == 0
     assert recs[0]["flow_start"] == iso_ms(T)
     assert all(r["flow_end"] for r in recs)
 
