@@ -434,11 +434,30 @@ def _time_mode(native, key: tuple[int, int] | None) -> int:
     return getattr(native, _TIME_MODES[key]) if key is not None else native.T_EXPORT
 
 
-def native_columns(columns: tuple, n: int, buffers: tuple, kind: str) -> dict[str, np.ndarray]:
-    """Flow columns from the native decoder's buffers; ``columns`` is (name, dtype) per buffer."""
-    cols = {
-        name: np.frombuffer(buf, dtype=dtype) for (name, dtype), buf in zip(columns, buffers, strict=True)
-    }
+_GROUPS: dict[tuple, tuple[tuple, tuple]] = {}
+
+
+def native_groups(columns: tuple) -> tuple[tuple, tuple]:
+    """The native columns ((name, dtype) each) grouped by dtype: (column indexes) per group for
+    ``Batch.take_groups``, and (dtype, names) per group for :func:`native_columns`."""
+    known = _GROUPS.get(columns)
+    if known is None:
+        by_dtype: dict[np.dtype, list[int]] = {}
+        for i, (_, dtype) in enumerate(columns):
+            by_dtype.setdefault(np.dtype(dtype), []).append(i)
+        known = _GROUPS[columns] = (
+            tuple(tuple(v) for v in by_dtype.values()),
+            tuple((dt, tuple(columns[i][0] for i in v)) for dt, v in by_dtype.items()),
+        )
+    return known
+
+
+def native_columns(groups: tuple, n: int, buffers: tuple, kind: str) -> dict[str, np.ndarray]:
+    """Flow columns from the native decoder's buffers, one per dtype group ((dtype, names) each,
+    see :func:`native_groups`): one array per group, whose rows are the columns."""
+    cols: dict[str, np.ndarray] = {}
+    for (dtype, names), buf in zip(groups, buffers, strict=True):
+        cols.update(zip(names, np.frombuffer(buf, dtype=dtype).reshape(len(names), n)))  # noqa: B905
     cols["direction"] = text(DIRECTION_NAMES, cols["direction"])
     cols["tunnel_type"] = text(_TUNNEL_NAMES, cols["tunnel_type"])
     cols["type"] = constant_text(kind, n)

@@ -45,7 +45,9 @@ class CounterBatch:
 
     @classmethod
     def empty(cls) -> CounterBatch:
-        return cls({}, 0)
+        empty = object.__new__(cls)  # (no columns to check: a flush per datagram makes one)
+        empty.columns, empty.length = {}, 0
+        return empty
 
     @classmethod
     def concat(cls, batches: Iterable[CounterBatch]) -> CounterBatch:

@@ -31,6 +31,7 @@ from collectors._ipfix_columns import (
     biflow_rows,
     flow_columns,
     native_columns,
+    native_groups,
     native_layout,
     sampler_rates,
     sampling_from,
@@ -212,8 +213,9 @@ class IpfixDecoder:
         batches = []
         for template, queue in pending.items():
             if not isinstance(queue, _Pending):  # a native Batch: columns already decoded
-                n, buffers = queue.take()
-                batches.append(batch(native_columns(self.native.COLUMNS, n, buffers, self.TYPE), n))
+                groups, names = native_groups(self.native.COLUMNS)
+                n, buffers = queue.take_groups(groups)
+                batches.append(batch(native_columns(names, n, buffers, self.TYPE), n))
                 continue
             records = queue.records(template)
             *columns, tables = zip(*queue.meta, strict=True)

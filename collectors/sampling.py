@@ -45,6 +45,7 @@ class SamplingDefaults:
         self.rules = parse_rules(rules)
         self.default = int(default)
         self._cache: dict[bytes, int] = {}
+        self._names: dict[bytes, str] = {}
 
     def __bool__(self) -> bool:
         return bool(self.rules) or self.default > 0
@@ -66,16 +67,21 @@ class SamplingDefaults:
         if rate is None or not len(rate):
             return Counter()
         missing = rate == 0
-        if not missing.any():
+        count = int(np.count_nonzero(missing))
+        if not count:
             return Counter()
         exporters = columns["exporter"]
-        unknown: Counter = Counter()
-        ex = exporters[missing]
+        ex = exporters if count == len(rate) else exporters[missing]
         pairs = ex.view(np.uint64).reshape(-1, 2)
         if (pairs == pairs[0]).all():  # one exporter (a flush of one socket round): no sort
-            keys, inverse = ex[:1], np.zeros(len(ex), dtype=np.intp)
-        else:
-            keys, inverse = np.unique(ex, return_inverse=True)
+            key = bytes(ex[0])
+            r = self.rate_for(key)
+            if r == 0:
+                return Counter({self._name(key): count})
+            columns["sampling_rate"] = np.where(missing, rate.dtype.type(r), rate)
+            return Counter()
+        unknown: Counter = Counter()
+        keys, inverse = np.unique(ex, return_inverse=True)
         fill = np.array([self.rate_for(bytes(k)) for k in keys], dtype=rate.dtype)
         if self:
             rate = rate.copy()  # the decoders' columns may be read-only views of their buffers
@@ -84,6 +90,15 @@ class SamplingDefaults:
         left = np.bincount(inverse, minlength=len(keys))
         for key, n, r in zip(keys, left, fill, strict=True):
             if r == 0:
-                ip = ipaddress.IPv6Address(bytes(key))
-                unknown[str(ip.ipv4_mapped or ip)] += int(n)
+                unknown[self._name(bytes(key))] += int(n)
         return unknown
+
+    def _name(self, exporter16: bytes) -> str:
+        """The text of an exporter address (IPv4 unmapped), cached like the rates."""
+        name = self._names.get(exporter16)
+        if name is None:
+            ip = ipaddress.IPv6Address(exporter16)
+            name = str(ip.ipv4_mapped or ip)
+            if len(self._names) < 65536:
+                self._names[exporter16] = name
+        return name

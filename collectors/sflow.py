@@ -206,7 +206,9 @@ class SflowDecoder:
     def flush(self) -> tuple[FlowBatch, CounterBatch]:
         """Everything fed since the last flush, as one flow batch and one counter batch."""
         crows, self._counters = self._counters, []
-        counters = CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else _no_counters()
+        counters = (
+            CounterBatch(transpose(crows, COUNTER_NAMES, COUNTER_COLUMNS)) if crows else CounterBatch.empty()
+        )
         cols = self._take()
         if cols is None:
             return FlowBatch.empty(), counters
@@ -468,10 +470,3 @@ def _sampled_ip(rec: tuple, prefix: bytes, etype: int, base: packet.PacketInfo |
         tcp_flags=flags & 0xFFFF,
         tos=tos & 0xFF,
     )
-
-
-def _no_counters() -> CounterBatch:
-    """``CounterBatch.empty()`` without its checks (a flush may follow every datagram)."""
-    empty = object.__new__(CounterBatch)
-    empty.columns, empty.length = {}, 0
-    return empty

@@ -878,6 +878,57 @@ static PyObject *Batch_take(Batch *self, PyObject *unused)
     return out;
 }
 
+/* take_groups(groups) -> (n, (bytearray per group...)): the decoded columns of each group
+ * (a tuple of column indexes of one width) one after the other, so that numpy reads a group
+ * as one (len(group), n) array; the batch starts empty. */
+static PyObject *Batch_take_groups(Batch *self, PyObject *groups)
+{
+    if (!PyTuple_Check(groups)) {
+        PyErr_SetString(PyExc_TypeError, "take_groups() takes a tuple of tuples of column indexes");
+        return NULL;
+    }
+    Py_ssize_t ngroups = PyTuple_GET_SIZE(groups), n = self->n;
+    PyObject *out = PyTuple_New(ngroups);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t g = 0; g < ngroups; g++) {
+        PyObject *group = PyTuple_GET_ITEM(groups, g);
+        if (!PyTuple_Check(group) || PyTuple_GET_SIZE(group) == 0) {
+            PyErr_SetString(PyExc_TypeError, "a group is a non-empty tuple of column indexes");
+            goto fail;
+        }
+        Py_ssize_t k = PyTuple_GET_SIZE(group), width = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            long c = PyLong_AsLong(PyTuple_GET_ITEM(group, j));
+            if (c < 0 || c >= NCOLS || (j && COLS[c].width != width)) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a group's columns are known and of one width");
+                goto fail;
+            }
+            width = COLS[c].width;
+        }
+        PyObject *buf = PyByteArray_FromStringAndSize(NULL, k * n * width);
+        if (buf == NULL)
+            goto fail;
+        char *p = PyByteArray_AS_STRING(buf);
+        for (Py_ssize_t j = 0; j < k && n; j++) {
+            PyObject *col = self->cols[PyLong_AsLong(PyTuple_GET_ITEM(group, j))];
+            memcpy(p + j * n * width, PyByteArray_AS_STRING(col), (size_t)(n * width));
+        }
+        PyTuple_SET_ITEM(out, g, buf);
+    }
+    PyObject *result = Py_BuildValue("(nN)", n, out);
+    if (result == NULL)
+        return NULL;
+    self->hint = n < (1 << 16) ? n : (1 << 16);
+    release(self); /* the next records get fresh buffers (hint-sized), as after take() */
+    self->n = 0;
+    return result;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static Py_ssize_t Batch_len(Batch *self)
 {
     return self->n;
@@ -888,6 +939,8 @@ static PyMethodDef Batch_methods[] = {
      "decode(buf, off, end, export_s, time_ms, exporter, domain, sampling_rate, system_init, stats, version,"
      " sampler_table) -> records"},
     {"take", (PyCFunction)Batch_take, METH_NOARGS, "take() -> (n, columns): the decoded columns."},
+    {"take_groups", (PyCFunction)Batch_take_groups, METH_O,
+     "take_groups(groups) -> (n, buffers): the columns of each group back to back, one buffer per group."},
     {NULL},
 };
 

@@ -17,6 +17,7 @@ from scapy.utils import PcapWriter
 
 from collectors.decode import iso_ms, iter_records
 from collectors.decoder import Decoder
+from collectors.stats import ExporterStats
 from tests.collectors import _builders as b
 from tests.collectors import _nf_builders as nf
 from tests.collectors.test_native_ipfix import NATIVE, _decoders, differential
@@ -535,3 +536,30 @@ def test_templates_with_both_address_families_are_not_layered():
     ]
     out, _ = both_ipfix([b.ipfix_message([b.template_set({332: fields}), b.data_set(332, recs)])])
     assert col(out, "src_addr") == [a16("10.0.0.1"), a16("fd00::1")] and col(out, "tunnel_type") == ["", ""]
+
+
+# --- 10. the per-datagram flush: columns taken per dtype group ---------------------------------
+
+
+def test_take_groups_refuses_what_it_cannot_take():
+    from collectors.sflow import native_module
+
+    state = native_module(force=True).State()
+    assert state.take_groups(((0,),)) is None  # nothing pending
+    dgram = b.sflow_datagram([b.flow_sample([b.raw_header_record(b.eth(b.tcp4()))])])
+    state.feed(dgram, bytes(16), T, ExporterStats())
+    for bad in (((0, 2),), ((99,),), ((),), (0,)):  # widths 8 and 4; unknown; empty; not a tuple
+        with pytest.raises((TypeError, ValueError)):
+            state.take_groups(bad)
+    with pytest.raises(TypeError):
+        state.take_groups([(0,)])
+    n, bufs, direction, tunnel, unrated = state.take_groups(((0,), (3, 4)))
+    assert (n, len(bufs[0]), len(bufs[1]), direction, tunnel, unrated) == (1, 8, 8, 0, 0, 0)
+    batch = NATIVE.Batch(
+        NATIVE.Layout((4,), (None,) * len(NATIVE.ROLES), NATIVE.T_EXPORT, NATIVE.T_EXPORT, 0, 0)
+    )
+    assert batch.decode(b"\x00" * 8, 0, 8, 0, 0, bytes(16), 0, 0, -1, None, 10, b"") == 2
+    with pytest.raises(ValueError):
+        batch.take_groups(((0, 4),))  # 8 and 4 bytes wide
+    n, bufs = batch.take_groups(((0, 1, 2),))
+    assert n == 2 and len(bufs[0]) == 3 * 2 * 8 and len(batch) == 0
