@@ -299,6 +299,16 @@ def test_sflow_srv6_decapsulated_for_configured_exporters(inner, expect):
             assert col(a, name) == col(c, name), (cut, name)
 
 
+def test_sflow_raw_ipv6_header_srv6():
+    """header_protocol 12 (a bare IPv6 packet): the same decapsulation as in an Ethernet frame."""
+    pkt = srv6(b.tcp4("10.3.0.1", "10.3.0.2", 1000, 22))
+    dgram = b.sflow_datagram([b.flow_sample([b.raw_header_record(pkt, header_len=256, proto=12)])])
+    for native in (False, True):
+        out = srv6_decoders(native).decode(dgram, EXP, T)
+        assert col(out, "src_addr") == [a16("10.3.0.1")] and col(out, "dst_port") == [22]
+        assert col(out, "tunnel_type") == ["srv6"] and col(out, "tunnel_src") == [a16("2001:db8:1::1")]
+
+
 def test_psamp_ip_header_section_srv6():
     pkt = srv6(b.udp4("10.9.0.1", "10.9.0.2", 1234, 4321))
     fields = [(301, 8), (323, 8), (224, 2), (313, b.VAR)]
