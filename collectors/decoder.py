@@ -99,7 +99,7 @@ class Decoder:
         # exporter → (its stats, its 16-byte address, SRv6 decapsulation): one lookup per datagram
         self._exporters: dict[str, tuple[ExporterStats, bytes, bool]] = {}
         self._touched: set[str] = set()
-        self._late = False  # whether the last decoders' flush may have counted errors itself
+        self._names: dict[int, str] = {}  # id of an exporter's stats → the exporter (see flush)
 
     detect = staticmethod(detect)
 
@@ -149,6 +149,7 @@ class Decoder:
             stats = self.stats.get(exporter)
             if stats is None:
                 stats = self.stats[exporter] = ExporterStats()
+            self._names[id(stats)] = exporter
             address = self._address(exporter)
             known = self._exporters[exporter] = (stats, address, self._srv6_for(address))
         stats, address, srv6 = known
@@ -173,10 +174,12 @@ class Decoder:
         sequences: Counter = Counter()
         if failure:
             errors[("*", failure)] += 1
-        # (after the decoders' flush: the Python IPFIX path counts bad times as it decodes)
-        touched = (
-            self._touched | {e for e, s in self.stats.items() if s.fresh} if self._late else self._touched
-        )
+        # (after the decoders' flush: the Python IPFIX path and v5 count bad times as they decode)
+        touched = self._touched
+        for d in (self.ipfix, self.netflow9, self.netflow5):
+            if d.late_errors:
+                touched |= {self._names[id(s)] for s in d.late_errors if id(s) in self._names}
+                d.late_errors.clear()
         for exporter in touched:
             stats = self.stats[exporter]
             for reason, count in stats.fresh.items():
@@ -190,10 +193,6 @@ class Decoder:
 
     def _flush_decoders(self) -> tuple[FlowBatch, CounterBatch, Counter, str]:
         flows = counters = None
-        # Decoders that decode at flush (Python IPFIX / v9 queues, v5) may count errors now.
-        self._late = self.netflow5.pending or any(
-            d._pending and d.python_pending for d in (self.ipfix, self.netflow9)
-        )
         try:
             if self.sflow.pending:
                 flows, counters = self.sflow.flush()

@@ -145,6 +145,8 @@ class IpfixDecoder:
         self._origins: dict[tuple[bytes, int, int], str] = {}
         self._warned: set[bytes] = set()  # exporters told about templates from another port
         self._srv6 = False  # the option of the message being decoded
+        #: Exporters' stats that got errors while queues were decoded at flush (for Decoder.flush).
+        self.late_errors: list[ExporterStats] = []
 
     def feed(
         self, buf: bytes, session: str, exporter_addr: bytes, time_ms: int, stats: ExporterStats, srv6=False
@@ -202,11 +204,6 @@ class IpfixDecoder:
         """Whether a flush would return anything."""
         return bool(self._pending)
 
-    @property
-    def python_pending(self) -> bool:
-        """Whether records wait in Python queues (decoded, and bad times counted, at flush)."""
-        return any(isinstance(q, _Pending) for q in self._pending.values())
-
     def flush(self) -> FlowBatch:
         """Decode every queued record into one flow batch."""
         pending, self._pending = self._pending, {}
@@ -228,6 +225,7 @@ class IpfixDecoder:
             bad = guard_times(cols)
             if bad is not None:
                 queue.stats.error(f"{self.TYPE}:time_out_of_range", int(bad.sum()))
+                self.late_errors.append(queue.stats)
             kind = "psamp" if template.section is not None and self.TYPE == "ipfix" else self.TYPE
             cols["type"] = repeat((kind,), (records.n,), _DTYPES["type"])
             cols, n = complete(cols, records.n), records.n

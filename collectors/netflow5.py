@@ -73,6 +73,8 @@ class Netflow5Decoder:
         self._counts: list[int] = []
         self._meta: list[tuple] = []
         self._stats: list[ExporterStats] = []  # per queued datagram: who to count bad times to
+        #: Exporters' stats that got errors at flush (for Decoder.flush).
+        self.late_errors: list[ExporterStats] = []
 
     @property
     def pending(self) -> bool:
@@ -127,6 +129,7 @@ class Netflow5Decoder:
             for s, k in zip(stats, per_datagram.tolist(), strict=True):
                 if k:
                     s.error(f"{self.TYPE}:time_out_of_range", k)
+                    self.late_errors.append(s)
         for name in (
             "in_if",
             "out_if",
