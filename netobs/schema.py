@@ -107,7 +107,12 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("vlan", "UInt16", pa.uint16(), "802.1Q VLAN id (0 when untagged)."),
     Column("packets", "UInt64", pa.uint64(), "Raw (unscaled) packet count."),
     Column("bytes", "UInt64", pa.uint64(), "Raw (unscaled) byte count."),
-    Column("tunnel_type", "LowCardinality(String)", _STR, "'' (none), geneve, vxlan, gre, ipip, udp, ip (a repeated header of another protocol) or srv6."),
+    Column(
+        "tunnel_type",
+        "LowCardinality(String)",
+        _STR,
+        "'' (none), geneve, vxlan, gre, ipip, udp, ip (a repeated header of another protocol) or srv6.",
+    ),
     Column("tunnel_id", "UInt32", pa.uint32(), "Geneve VNI / VXLAN VNI / GRE key."),
     Column("tunnel_src", "IPv6", _IP, "Outer (node) source address of a tunnelled packet."),
     Column("tunnel_dst", "IPv6", _IP, "Outer (node) destination address of a tunnelled packet."),
