@@ -251,6 +251,8 @@ class Observations:
         self.device_centers: set[str] = set()
         self._lock = threading.Lock()
         self.on_change: Any = None
+        #: Called before each batch (set by ObservationTable: reload what other replicas learned).
+        self.refresh: Any = None
         #: Recent (exporter, flow key) hashes at ingress and at egress of exporters not yet classified.
         self.recent: dict[str, np.ndarray] = {"in": np.zeros(0, np.uint64), "out": np.zeros(0, np.uint64)}
 
@@ -378,6 +380,8 @@ class Counter:
         if n == 0:
             return _with_columns(table, {}, n, dictionary)
         obs = self.observations
+        if obs.refresh is not None:
+            obs.refresh()
         direction = _direction_codes(table)
         exp_codes, exporters = self._exporters(table)
         changed = self._learn(table, exp_codes, exporters, direction)
@@ -856,6 +860,17 @@ class ObservationTable:
         self.store.execute(create_observation_table(self.database))
         self.load(obs)
         obs.on_change = self.save
+        obs.refresh = lambda: self.refresh(obs)
+
+    def refresh(self, obs: Observations) -> None:
+        """What other pipeline replicas learned, at most every ``reload_interval_s``."""
+        if time.monotonic() - self._loaded < self.reload_interval_s:
+            return
+        try:
+            self.load(obs)
+        except Exception as e:  # the next batch tries again; counting goes on with what is known
+            self._loaded = time.monotonic()
+            log.warning("observation points not reloaded: %s", e)
 
     def load(self, obs: Observations) -> None:
         t = self.store.query_arrow(

@@ -279,3 +279,21 @@ def test_a_node_exporting_twice_counts_once_through_its_preferred_exporter():
         ("ipfix", "unknown", "other_exporter_of_node"),  # the probe, in its own domain
     }
     assert sum(r["counted"] for r in out) == 10
+
+
+def test_a_replica_learns_what_another_one_learned_from_the_store(tmp_path):
+    """Two pipeline replicas share the store: the second knows the first's dual exporter after a reload."""
+    store = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
+    store.start()
+    try:
+        first, second = Observations(), Observations()
+        ObservationTable(store, "netobs").attach(first)
+        table = ObservationTable(store, "netobs")
+        table.attach(second)
+        Counter(first).apply(_same_flows_both_ways("192.0.2.11", "n1"))
+        table.reload_interval_s = 0
+        out = Counter(second).apply(flows([{"exporter": "192.0.2.11", "exporter_node": "n1", "src_node": "n1",
+                                            "direction": "egress", "sport": 1, "dport": 443}]))  # fmt: skip
+        assert out.column("count_reason").to_pylist() == ["dual_direction_copy"]
+    finally:
+        store.stop()
