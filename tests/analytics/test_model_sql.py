@@ -31,7 +31,9 @@ def test_raw_flow_queries_count_each_flow_once_and_scale():
     ):
         assert model.ONCE in sql
     assert "sum(bytes * if(sampling_rate = 0, 1, sampling_rate))" in model.service_pairs("netobs", A, B)
-    assert "if(initiator = 'dst', dst_namespace, src_namespace)" in model.service_pairs("netobs", A, B, 300)  # client → server
+    assert "if(initiator = 'dst', dst_namespace, src_namespace)" in model.service_pairs(
+        "netobs", A, B, 300
+    )  # client → server
     assert "replaceRegexpOne(IPv6NumToString(src_addr), '^::ffff:', '')" in model.fanout(
         "netobs", A, B, 300, 5
     )

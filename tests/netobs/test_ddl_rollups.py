@@ -8,13 +8,23 @@ import pyarrow as pa
 import pytest
 
 from netobs import ddl
-from netobs.ddl import FLOWS_TABLE
 from netobs.batch import FlowBatch, ip_bytes
 from netobs.config import ChdbStoreConfig, StoreConfig
+from netobs.ddl import FLOWS_TABLE
 from netobs.store import make_store
 
-MODEL_COLUMNS = ("event_start", "event_end", "observer", "counted", "count_reason", "initiator", "role_method",
-                 "role_confidence", "biflow", "biflow_direction")
+MODEL_COLUMNS = (
+    "event_start",
+    "event_end",
+    "observer",
+    "counted",
+    "count_reason",
+    "initiator",
+    "role_method",
+    "role_confidence",
+    "biflow",
+    "biflow_direction",
+)
 
 EXPECTED_1M = """CREATE TABLE IF NOT EXISTS `n`.`flows_1m` (
     `time` DateTime('UTC') COMMENT 'Start of the bucket.',
@@ -332,8 +342,6 @@ SELECT
 FROM `netobs`.`flows` AS f
 WHERE NOT (type = 'ipfix' AND direction = 'egress')
 GROUP BY time, src_center, dst_center, src_tenant, dst_tenant, src_zone, dst_zone, dst_port, proto, type, direction"""
-
-
 
 
 def test_converge_rebuilds_rollups_of_an_older_definition_from_the_raw_flows(tmp_path):
