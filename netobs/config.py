@@ -148,6 +148,17 @@ class KafkaTransportConfig(Section):
         "netobs-dead-letter",
         description="Topic for messages the pipeline cannot process (headers say why); '' disables it.",
     )
+    delivery_timeout_ms: int = Field(
+        120_000,
+        ge=1000,
+        description="How long the producer keeps retrying a batch; a batch still not stored then goes to "
+        "the spool (transport.spool) and is replayed when the broker is back.",
+    )
+    max_block_ms: int = Field(
+        5000,
+        ge=100,
+        description="Longest a publish may block (waiting for topic metadata); then the batch is spooled.",
+    )
     max_poll_interval_ms: int = Field(
         300_000,
         ge=1000,
@@ -156,10 +167,38 @@ class KafkaTransportConfig(Section):
     )
 
 
+class SpoolConfig(Section):
+    enabled: bool = Field(
+        True,
+        description="Keep batches the transport cannot take in an on-disk spool and replay them in order. "
+        "In the embedded mode (in-process transport) every batch passes through it, so a crash loses "
+        "none that reached it. Off: batches the transport refuses are dropped and counted.",
+    )
+    dir: Path | None = Field(
+        None,
+        description="Spool directory, one per process (default: 'spool' beside store.chdb.path in the "
+        "embedded mode, ./var/spool otherwise).",
+    )
+    max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="Most bytes spooled; batches beyond it are dropped and counted."
+    )
+    max_age_s: float = Field(
+        86_400, gt=0, description="Spooled batches older than this are dropped and counted (expired)."
+    )
+    segment_bytes: int = Field(8 << 20, ge=1 << 16, description="Size of one spool segment file.")
+    max_inflight_bytes: int = Field(
+        64 << 20,
+        ge=1 << 20,
+        description="Kafka: most bytes sent and not yet acknowledged; more waits in the spool (kafka-python "
+        "does not bound its own buffer).",
+    )
+
+
 class TransportConfig(Section):
     type: Literal["inprocess", "kafka"] = Field("inprocess", description="Transport plug-in.")
     inprocess: InprocessTransportConfig = Field(default_factory=InprocessTransportConfig)
     kafka: KafkaTransportConfig = Field(default_factory=KafkaTransportConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
 
 
 class ChdbStoreConfig(Section):

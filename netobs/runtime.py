@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from netobs import __version__, metrics
@@ -98,6 +99,17 @@ class Scheduler:
         log.info("policy %s evaluated over [%s, %s)", p.file, start, end)
 
 
+def spool_dir(s: Settings) -> Path | None:
+    """Where this process spools (see :class:`netobs.config.SpoolConfig`)."""
+    if not s.transport.spool.enabled:
+        return None
+    if s.transport.spool.dir is not None:
+        return s.transport.spool.dir
+    if s.transport.type == "inprocess":
+        return s.store.chdb.path.parent / "spool"
+    return Path("./var/spool")
+
+
 class Runtime:
     """A netobs process: collectors and/or pipeline, plus the control endpoint."""
 
@@ -112,12 +124,13 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.notifier: Any = None
         self.control: ControlServer | None = None
+        self.transport: Any = None
         self.started = 0.0
 
     def start(self) -> None:
         s = self.settings
         metrics.build_info.labels(__version__).set(1)
-        transport = make_transport(s.transport)
+        transport = self.transport = make_transport(s.transport, spool_dir(s))
         if self.process:
             from pipeline.enrich import make_enricher
             from pipeline.pipeline import Pipeline
@@ -130,7 +143,7 @@ class Runtime:
                 s.pipeline,
                 self._consumer(transport),
                 self.store,
-                drain=s.transport.type == "inprocess",
+                drain=s.transport.type == "inprocess" and not s.transport.spool.enabled,
                 transform=self.enricher.enrich,
                 counter_transform=self.enricher.enrich_exporters,
             )
@@ -214,6 +227,8 @@ class Runtime:
             self.pipeline.stop()
         if self.enricher is not None:
             self.enricher.stop()
+        if self.transport is not None:
+            self.transport.close()
         if self.control is not None:
             self.control.stop()
         if self.store is not None:

@@ -20,10 +20,30 @@ from netobs import wire
 from netobs.config import KafkaTransportConfig
 from netobs.transport.base import Message, TransportError
 from netobs.transport.deadletter import KafkaDeadLetters
+from netobs.transport.spool import Spool
+from netobs.transport.spooled import SpooledProducer, encode_parts
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 900_000  # under the broker's default message.max.bytes (1 MB)
+
+
+#: What one fetch may bring back: kafka-python refuses a response frame longer than
+#: ``receive_message_max_bytes`` ("Invalid frame length"), and the broker answers a fetch with
+#: up to ``fetch_max_bytes`` (more only when one record batch alone is larger), so the frame
+#: limit must exceed the fetch limit. A partition's share stays a few messages.
+MAX_PARTITION_FETCH_BYTES = 4 * MAX_MESSAGE_BYTES
+FETCH_MAX_BYTES = 16 << 20
+RECEIVE_MESSAGE_MAX_BYTES = FETCH_MAX_BYTES + (1 << 20)
+
+
+def fetch_options() -> dict[str, int]:
+    """Consumer fetch sizes consistent with the client's frame limit (see above)."""
+    return {
+        "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
+        "fetch_max_bytes": FETCH_MAX_BYTES,
+        "receive_message_max_bytes": RECEIVE_MESSAGE_MAX_BYTES,
+    }
 
 
 def client_options(cfg: KafkaTransportConfig) -> dict[str, Any]:
@@ -49,11 +69,37 @@ def client_options(cfg: KafkaTransportConfig) -> dict[str, Any]:
 
 
 class KafkaTransport:
-    def __init__(self, config: KafkaTransportConfig):
-        self.config = config
+    """Producers and consumers of one topic. With a spool, producers are
+    :class:`~netobs.transport.spooled.SpooledProducer`: an unreachable broker at start or an
+    outage longer than ``delivery_timeout_ms`` sends batches to the spool, not to the void."""
 
-    def producer(self) -> KafkaBatchProducer:
-        return KafkaBatchProducer(self.config)
+    def __init__(
+        self,
+        config: KafkaTransportConfig,
+        spool: Callable[[], Spool] | None = None,
+        max_inflight_bytes: int = 64 << 20,
+    ):
+        self.config = config
+        self._spool = spool
+        self._max_inflight = max_inflight_bytes
+        self._producers: list[SpooledProducer] = []
+
+    def producer(self) -> KafkaBatchProducer | SpooledProducer:
+        if self._spool is None:
+            return KafkaBatchProducer(self.config)
+        p = SpooledProducer(
+            lambda: KafkaBatchProducer(self.config),
+            self._spool(),
+            max_inflight_bytes=self._max_inflight,
+            delivery_timeout_s=self.config.delivery_timeout_ms / 1000,
+        )
+        p.start()
+        self._producers.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in self._producers:
+            p.close()
 
     def consumer(self) -> KafkaBatchConsumer:
         return KafkaBatchConsumer(self.config)
@@ -69,29 +115,36 @@ class KafkaBatchProducer:
                 compression_type=None if cfg.compression == "none" else cfg.compression,
                 linger_ms=cfg.linger_ms,
                 max_request_size=MAX_MESSAGE_BYTES + 4096,
-                retries=5,
+                delivery_timeout_ms=cfg.delivery_timeout_ms,
+                max_block_ms=cfg.max_block_ms,
                 **client_options(cfg),
             )
         except KafkaError as e:
             raise TransportError(f"Kafka {list(cfg.bootstrap_servers)} unreachable: {e}") from None
 
+    def encode(self, rb: pa.RecordBatch) -> list[tuple[bytes, int]]:
+        """``rb`` as messages the broker accepts, with their row counts."""
+        return encode_parts(rb, MAX_MESSAGE_BYTES)
+
     def send(self, rb: pa.RecordBatch, key: bytes) -> None:
-        data = wire.encode(rb)
-        if len(data) > MAX_MESSAGE_BYTES and rb.num_rows > 1:
-            half = rb.num_rows // 2
-            self.send(rb.slice(0, half), key)
-            self.send(rb.slice(half), key)
-            return
+        for data, _ in self.encode(rb):
+            self.send_bytes(data, key, self._on_done)
+
+    def send_bytes(self, value: bytes, key: bytes, done: Callable[[BaseException | None], None]) -> None:
+        """Publish one encoded message; ``done(None)`` once the broker has it, ``done(error)`` when
+        it never will (delivery timeout), from the producer's I/O thread."""
         try:
-            fut = self._p.send(self.topic, key=key, value=data)
+            fut = self._p.send(self.topic, key=key, value=value)
         except (KafkaError, MessageSizeTooLargeError) as e:
             self.errors += 1
             raise TransportError(f"publish to {self.topic} failed: {e}") from None
-        fut.add_errback(self._on_error)
+        fut.add_callback(lambda _: done(None))
+        fut.add_errback(done)
 
-    def _on_error(self, exc: BaseException) -> None:
-        self.errors += 1
-        log.error("kafka publish to %s failed: %s", self.topic, exc)
+    def _on_done(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.errors += 1
+            log.error("kafka publish to %s failed: %s", self.topic, exc)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         try:
@@ -124,7 +177,7 @@ class KafkaBatchConsumer:
                 group_id=cfg.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                max_partition_fetch_bytes=4 * MAX_MESSAGE_BYTES,
+                **fetch_options(),
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
                 **client_options(cfg),
             )
