@@ -176,7 +176,7 @@ class SpoolConfig(Section):
     )
     dir: Path | None = Field(
         None,
-        description="Spool directory, one per process (default: 'spool' beside store.chdb.path in the "
+        description="Spool directory, one per process (default: store.chdb.path + '-spool' in the "
         "embedded mode, ./var/spool otherwise).",
     )
     max_bytes: int = Field(
@@ -258,6 +258,13 @@ class PipelineConfig(Section):
         None,
         description="Directory for dead letters when the transport has no dead-letter topic (in-process); "
         "unset: unprocessable messages are only logged and counted.",
+    )
+    max_unknown_retries: int = Field(
+        10,
+        ge=0,
+        description="Retries of a batch the store fails with an error no one classified (see "
+        "netobs/store/errors.py); then it goes to the dead-letter destination. Transient errors (disk "
+        "full, too many parts, read-only replica, network) are retried without limit.",
     )
     goflow2_topics: tuple[str, ...] = Field(
         (),

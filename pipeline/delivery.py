@@ -39,6 +39,8 @@ class Batch:
     #: the second fails and the batch is retried, the first is not redone (batches without a
     #: deduplication token would duplicate it).
     inserted: set[str] = field(default_factory=set)
+    #: Inserts of this batch that failed with an unclassified error (retried, up to a cap).
+    unknown_failures: int = 0
 
     @property
     def first(self) -> int:

@@ -10,7 +10,23 @@ rows_inserted = counter("netobs_pipeline_rows_inserted_total", "Rows inserted in
 counter_rows_inserted = counter(
     "netobs_pipeline_counter_rows_inserted_total", "Interface counter rows inserted into the store", ()
 )
-insert_failures = counter("netobs_pipeline_insert_failures_total", "Inserts that failed and were retried", ())
+insert_failures = counter(
+    "netobs_pipeline_insert_failures_total",
+    "Inserts that failed and were retried, by category (transient: disk full, too many parts, read-only "
+    "replica, network; unknown: unclassified, retried pipeline.max_unknown_retries times)",
+    ("category",),
+)
+quarantined_rows = counter(
+    "netobs_pipeline_quarantined_rows_total",
+    "Rows the store cannot take (time out of range, values refused by the store), set aside alone to the "
+    "dead-letter destination while the rest of their batch went in",
+    ("reason",),
+)
+lost_rows = counter(
+    "netobs_pipeline_lost_rows_total",
+    "Rows set aside with no dead-letter destination to keep them",
+    ("reason",),
+)
 buffered_rows = gauge("netobs_pipeline_buffered_rows", "Rows waiting for the next insert", ())
 insert_latency = histogram("netobs_pipeline_insert_seconds", "Duration of one insert", ())
 dead_letters = counter(

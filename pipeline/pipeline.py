@@ -17,12 +17,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from netobs import ddl, schema, sortkey, wire
 from netobs.batch import conform
 from netobs.config import PipelineConfig
-from netobs.store import Store, StoreError, StoreUnavailable
+from netobs.store import Store, StoreError, StoreUnavailable, validate
 from netobs.transport import Consumer, Message, TransportError
 from netobs.transport.deadletter import DeadLetters, DirectoryDeadLetters
 from pipeline import metrics
@@ -41,6 +42,8 @@ class _Job:
     #: (kind, table ready to insert, the messages it holds)
     tables: list[tuple[str, pa.Table, list[Message]]] = field(default_factory=list)
     bad: list[tuple[Message, str, str]] = field(default_factory=list)
+    #: rows set aside (their own message each: the rows, the source position), reason, error
+    quarantined: list[tuple[Message, str, str]] = field(default_factory=list)
     future: Future[list[tuple[Message, str, str]]] | None = None
 
 
@@ -85,6 +88,9 @@ class Pipeline:
         self._inflight: _Job | None = None
         self.bad_messages = 0
         self.dead_lettered = 0
+        self.quarantined_rows = 0
+        #: Why the last insert or commit failed, until one succeeds ("" while all is well).
+        self.store_error = ""
         handler = getattr(consumer, "set_rebalance_handler", None)
         if handler is not None:
             handler(self._revoked, self._assigned)
@@ -120,7 +126,8 @@ class Pipeline:
                     self._backoff = 0.5
             except (StoreUnavailable, TransportError) as e:
                 if isinstance(e, StoreUnavailable):
-                    metrics.insert_failures.inc()
+                    metrics.insert_failures.labels(category=e.category).inc()
+                self.store_error = f"{type(e).__name__}: {e}"
                 log.warning(
                     "%s; keeping %d buffered rows, retry in %.1fs", e, self._batcher.rows, self._backoff
                 )
@@ -248,8 +255,11 @@ class Pipeline:
                 job.bad.append((m, "unreadable_columns", f"{type(e).__name__}: {e}"))
         if not tables:
             return
+        table = pa.concat_tables(tables)
+        table = self._set_aside(job, table, readable)
+        if not table.num_rows:
+            return
         try:
-            table = pa.concat_tables(tables)
             transform = self.transform if kind == schema.FLOWS else self.counter_transform
             if transform is not None:
                 table = transform(table)
@@ -270,19 +280,57 @@ class Pipeline:
             )
         job.tables.append((kind, table, readable))
 
+    def _set_aside(self, job: _Job, table: pa.Table, msgs: list[Message]) -> pa.Table:
+        """``table`` without the rows :mod:`netobs.store.validate` finds invalid; those go to
+        ``job.quarantined``, grouped by the message they came in (``table`` is ``msgs``' rows
+        in order) and reason."""
+        invalid = validate.check(table)
+        if not invalid:
+            return table
+        keep = np.ones(table.num_rows, dtype=bool)
+        ends = np.cumsum([m.table.num_rows if m.table is not None else 0 for m in msgs])
+        for inv in invalid:
+            rows = np.flatnonzero(inv.mask & keep)
+            keep[rows] = False
+            owners = np.searchsorted(ends, rows, side="right")
+            for owner in np.unique(owners):
+                part = table.take(pa.array(rows[owners == owner]))
+                job.quarantined.append((Message(part, msgs[owner].position), inv.reason, inv.detail))
+            log.error("%s rows of %s set aside: %s", len(rows), job.batch.key, inv.detail)
+        return table.filter(pa.array(keep))
+
     def _insert_job(self, job: _Job) -> list[tuple[Message, str, str]]:
         """On the inserter thread: insert each kind (same token: deduplication is per table);
-        the messages the store refused. Raises when the store is unavailable."""
+        the messages the store refused (rows it refused go to ``job.quarantined``). Raises
+        when the store is unavailable."""
         bad: list[tuple[Message, str, str]] = []
         for kind, table, msgs in job.tables:
             if kind in job.batch.inserted:
                 continue
             started = time.perf_counter()
+            target = ddl.TABLES[kind].name
             try:
-                self.store.insert(table, token=job.batch.token, target=ddl.TABLES[kind].name)
-            except (StoreUnavailable, TransportError):
+                inserted = self._insert_rows(job, table, job.batch.token, target, [64])
+            except TransportError:
                 raise
-            except Exception as e:  # StoreError, or anything else the store could not take
+            except StoreUnavailable as e:
+                if e.category != "unknown":
+                    raise
+                job.batch.unknown_failures += 1
+                if job.batch.unknown_failures <= self.config.max_unknown_retries:
+                    raise
+                log.error(
+                    "giving up on %d %s rows of %s after %d unexplained failures: %s",
+                    table.num_rows,
+                    kind,
+                    job.batch.key,
+                    job.batch.unknown_failures,
+                    e,
+                )
+                bad += [(m, "store_error_unknown", f"{type(e).__name__}: {e}") for m in msgs]
+                job.batch.inserted.add(kind)
+                continue
+            except Exception as e:  # StoreError (schema), or anything else the store could not take
                 if isinstance(e, StoreError):
                     log.error("store rejected %d %s rows of %s: %s", table.num_rows, kind, job.batch.key, e)
                 else:
@@ -293,12 +341,37 @@ class Pipeline:
             job.batch.inserted.add(kind)
             metrics.insert_latency.observe(time.perf_counter() - started)
             if kind == schema.FLOWS:
-                metrics.rows_inserted.inc(table.num_rows)
-                self.rows_inserted += table.num_rows
+                metrics.rows_inserted.inc(inserted)
+                self.rows_inserted += inserted
             else:
-                metrics.counter_rows_inserted.inc(table.num_rows)
-                self.counters_inserted += table.num_rows
+                metrics.counter_rows_inserted.inc(inserted)
+                self.counters_inserted += inserted
         return bad
+
+    def _insert_rows(
+        self, job: _Job, table: pa.Table, token: str | None, target: str, budget: list[int]
+    ) -> int:
+        """Insert ``table``; when the store refuses some of its values (a ``data`` error), halve it
+        until the refused rows are alone, and set those aside. The halves carry tokens derived
+        from ``token``, so a retried batch splits and deduplicates the same way. At most
+        ``budget`` inserts are spent on splitting; past that the remaining part is set aside whole."""
+        try:
+            self.store.insert(table, token=token, target=target)
+            return table.num_rows
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            if e.category != "data":
+                raise
+            budget[0] -= 1
+            if table.num_rows == 1 or budget[0] <= 0:
+                pos = job.batch.messages[0].position if job.batch.messages else None
+                job.quarantined.append((Message(table, pos), "rejected_by_store", str(e)))
+                log.error("store refused %d rows of %s: %s", table.num_rows, job.batch.key, e)
+                return 0
+        half = table.num_rows // 2
+        first = self._insert_rows(job, table.slice(0, half), token and f"{token}:a", target, budget)
+        return first + self._insert_rows(job, table.slice(half), token and f"{token}:b", target, budget)
 
     def _settle(self, wait: bool) -> None:
         """Finish the batch in flight once its insert is over (``wait``: wait for it):
@@ -312,6 +385,8 @@ class Pipeline:
         batch.inflight = False
         bad = job.bad + job.future.result()
         self._dead_letter(bad)
+        self._quarantine(job.quarantined)
+        self.store_error = ""
         commit_offsets = getattr(self.consumer, "commit_offsets", None)
         if batch.key is not None and commit_offsets is not None:
             commit_offsets({batch.key: (batch.last + 1, "")})
@@ -341,6 +416,22 @@ class Pipeline:
             metrics.dead_letters.labels(reason=reason).inc()
         if letters and self.dead_letters is not None:
             self.dead_letters.flush()  # stored before the offsets that cover them are committed
+
+    def _quarantine(self, rows: list[tuple[Message, str, str]]) -> None:
+        """Rows set aside alone (their batch went on): to the dead-letter destination, counted."""
+        for msg, reason, error in rows:
+            n = msg.table.num_rows if msg.table is not None else 0
+            self.quarantined_rows += n
+            metrics.quarantined_rows.labels(reason=reason).inc(n)
+            if self.dead_letters is None:
+                log.error("no dead-letter destination: %d rows lost (%s: %s)", n, reason, error)
+                metrics.lost_rows.labels(reason=reason).inc(n)
+                continue
+            self.dead_letters.send(_raw(msg), reason, error, msg.position)
+            self.dead_lettered += 1
+            metrics.dead_letters.labels(reason=reason).inc()
+        if rows and self.dead_letters is not None:
+            self.dead_letters.flush()
 
 
 def _raw(msg: Message) -> bytes:

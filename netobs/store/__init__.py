@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netobs.config import StoreConfig
+from netobs.store import validate
 from netobs.store.base import Store, StoreError, StoreUnavailable
 
 
@@ -29,4 +30,4 @@ def make_store(cfg: StoreConfig) -> Store:
     return STORES[cfg.type](cfg)
 
 
-__all__ = ["STORES", "Store", "StoreError", "StoreUnavailable", "make_store"]
+__all__ = ["STORES", "Store", "StoreError", "StoreUnavailable", "make_store", "validate"]

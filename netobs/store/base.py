@@ -4,22 +4,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import pyarrow as pa
 
 from netobs import counter_rates, ddl
 from netobs.config import StoreConfig
+from netobs.store.errors import Category, classify, code_of
 
 log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
-    """The store refused a statement (bad SQL, schema drift, ...): retrying will not help."""
+    """The store refused a statement: retrying will not help.
+
+    ``category`` (:mod:`netobs.store.errors`) says why: ``data`` (some values cannot be
+    stored: the rows go to quarantine, the rest goes on) or ``schema`` (the statement does not
+    fit the table)."""
+
+    def __init__(self, message: str, category: Category = "schema"):
+        super().__init__(message)
+        self.category: Category = category
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be reached now; the caller keeps the data and retries later."""
+    """The store cannot take data now (unreachable, disk full, too many parts, read-only
+    replica, ...): the caller keeps the data and retries later. ``category`` is ``transient``,
+    or ``unknown`` for an error no one classified (retried a limited number of times)."""
+
+    def __init__(self, message: str, category: Category = "transient"):
+        super().__init__(message, category)
+
+
+def raise_classified(message: str, code: int | None = None, detail: str = "") -> NoReturn:
+    """Raise the exception an error with this code and message calls for."""
+    category = classify(code if code is not None else code_of(detail or message), detail or message)
+    if category in ("transient", "unknown"):
+        raise StoreUnavailable(message, category)
+    raise StoreError(message, category)
 
 
 class Store(Protocol):

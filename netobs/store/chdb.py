@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from netobs import ddl
 from netobs.config import StoreConfig
-from netobs.store.base import StoreError, StoreUnavailable, converge_store
+from netobs.store.base import StoreUnavailable, converge_store, raise_classified
 
 
 class ChdbStore:
@@ -56,8 +56,8 @@ class ChdbStore:
         with self._lock:
             try:
                 return self._session.query(sql, fmt)
-            except Exception as e:
-                raise StoreError(_first_line(e)) from None
+            except Exception as e:  # chdb raises RuntimeError-likes carrying "Code: N. DB::Exception"
+                raise_classified(_first_line(e), detail=str(e))
 
     def execute(self, sql: str) -> None:
         self._run(sql)

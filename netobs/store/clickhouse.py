@@ -10,9 +10,9 @@ keeps its data (the pipeline then does not commit its offsets).
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -23,28 +23,14 @@ from clickhouse_driver import errors as ch_errors
 
 from netobs import ddl
 from netobs.config import StoreConfig
-from netobs.store.base import StoreError, StoreUnavailable, converge_store
+from netobs.store.base import StoreError, StoreUnavailable, converge_store, raise_classified
+from netobs.store.errors import classify
 
 __all__ = ["ClickHouseStore", "arrow_to_column"]
 
 log = logging.getLogger(__name__)
 
 _NETWORK_ERRORS = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
-#: Server errors that pass (retry, then StoreUnavailable) rather than reject the data: a
-#: replicated table is read-only until its ZooKeeper session is back after a restart, etc.
-_TRANSIENT_CODES = {
-    159,  # TIMEOUT_EXCEEDED
-    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
-    209,  # SOCKET_TIMEOUT
-    210,  # NETWORK_ERROR
-    225,  # NO_ZOOKEEPER
-    241,  # MEMORY_LIMIT_EXCEEDED
-    242,  # TABLE_IS_READ_ONLY
-    252,  # TOO_MANY_PARTS
-    999,  # KEEPER_EXCEPTION
-}
-
-
 _INTEGER_TYPES = {
     f"{sign}Int{bits}": getattr(pa, f"{sign.lower()}int{bits}")()
     for sign in ("", "U")
@@ -94,7 +80,8 @@ class ClickHouseStore:
         self._client.disconnect()
 
     def _call(self, fn):
-        """Run ``fn`` with reconnects and exponential backoff on network errors."""
+        """Run ``fn``; network and transient server errors (:mod:`netobs.store.errors`) are
+        retried with reconnects and exponential backoff, then raised as StoreUnavailable."""
         delay = self.config.retry_backoff_s
         for attempt in range(self.config.insert_retries + 1):
             try:
@@ -102,19 +89,21 @@ class ClickHouseStore:
                     try:
                         return fn()
                     except ch_errors.ServerException as e:
-                        if e.code in _TRANSIENT_CODES:
-                            raise _Transient(" ".join(str(e).split())[:300]) from None
-                        raise
+                        text = " ".join(str(e).split())
+                        if classify(e.code, text) == "transient":
+                            raise _Transient(text[:300]) from None
+                        raise_classified(text[:500], e.code)
             except (*_NETWORK_ERRORS, _Transient) as e:
                 self._client.disconnect()
                 if attempt == self.config.insert_retries:
                     c = self.config.clickhouse
-                    raise StoreUnavailable(f"ClickHouse {c.host}:{c.port} unreachable: {e}") from None
+                    raise StoreUnavailable(f"ClickHouse {c.host}:{c.port} unavailable: {e}") from None
                 log.warning("clickhouse: %s; retry %d in %.1fs", e, attempt + 1, delay)
                 time.sleep(delay)
                 delay *= 2
-            except (ch_errors.ServerException, ch_errors.TypeMismatchError) as e:
-                raise StoreError(" ".join(str(e).split())[:500]) from None
+            except (ch_errors.TypeMismatchError, OverflowError, struct.error) as e:
+                # values the driver cannot serialise for the column type
+                raise StoreError(" ".join(str(e).split())[:500], "data") from None
         raise AssertionError("unreachable")
 
     def execute(self, sql: str) -> None:
@@ -144,8 +133,8 @@ class ClickHouseStore:
         legacy = self.dialect == "legacy"
         try:
             columns = [arrow_to_column(table.column(n), legacy) for n in names]
-        except ValueError as e:
-            raise StoreError(f"cannot insert {table.num_rows} rows into {target}: {e}") from None
+        except (ValueError, OverflowError) as e:
+            raise StoreError(f"cannot insert {table.num_rows} rows into {target}: {e}", "data") from None
         sql = f"INSERT INTO `{self.database}`.`{target}` ({', '.join(f'`{n}`' for n in names)}) VALUES"
         # numpy columns write numbers and times as one buffer; strings go as the bytes Arrow holds
         # (no encoding per value: 3x faster to write than str).
@@ -239,9 +228,9 @@ def _timestamps(col: pa.ChunkedArray, legacy: bool) -> np.ndarray:
     seconds = out // 1000
     bad = (seconds < 0) | (seconds > _DATETIME_MAX_S)
     if bad.any():
-        first = datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=int(out[bad][0]))
+        first = np.datetime_as_string(out[bad][:1].astype("datetime64[ms]"))[0]  # any value: no OverflowError
         raise ValueError(
-            f"{int(bad.sum())} times outside DateTime's range 1970-01-01..2106-02-07, e.g. {first:%Y-%m-%d %H:%M:%S}"
+            f"{int(bad.sum())} times outside DateTime's range 1970-01-01..2106-02-07, e.g. {first}"
         )
     return seconds.astype(np.uint32)
 
