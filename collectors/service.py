@@ -105,6 +105,7 @@ class UdpCollector:
         self.counters_lost = 0
         self.rejected = 0
         self.socket_drops: dict[str, int] = {}
+        self._failures: dict[str, str] = {}  # listener → why its thread ended
         try:
             self._networks = [ipaddress.ip_network(c, strict=False) for c in config.allowed_exporters]
         except ValueError as e:
@@ -117,17 +118,32 @@ class UdpCollector:
         return [s.getsockname()[:2] for s in self._sockets]
 
     def start(self) -> None:
+        """Bind every listener and load its state, then start the threads: whatever cannot
+        start raises here, before anything says ready."""
+        decoders = []
         for lc in self.config.listeners:
             sock = _bind(lc)
             self._sockets.append(sock)
             self._listeners.append(lc)
+            decoders.append(self._decoder(lc))
+        for sock, lc, decoder in zip(self._sockets, self._listeners, decoders, strict=True):
             t = threading.Thread(
-                target=self._serve, args=(sock, lc), name=f"collector-{lc.listen}", daemon=True
+                target=self._serve, args=(sock, lc, decoder), name=f"collector-{lc.listen}", daemon=True
             )
             self._threads.append(t)
         for t in self._threads:
             t.start()
         log.info("collector listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    def dead(self) -> dict[str, str]:
+        """Listeners whose thread ended while the collector was not stopping, and why."""
+        if self._stop.is_set():
+            return {}
+        return {
+            lc.listen: self._failures.get(lc.listen, "thread ended")
+            for lc, t in zip(self._listeners, self._threads, strict=True)
+            if t.ident is not None and not t.is_alive()
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -160,8 +176,12 @@ class UdpCollector:
         decoder = Decoder.from_config(cfg)
         path = self.state_path(lc)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            n = decoder.load(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                n = decoder.load(path)
+            except (OSError, ValueError, RecursionError, MemoryError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+                raise OSError(f"listener {lc.listen}: cannot use template state {path}: {why}") from None
             log.info("listener %s: %d templates loaded from %s", lc.listen, n, path)
         return decoder
 
@@ -174,8 +194,13 @@ class UdpCollector:
         except OSError as e:
             log.error("cannot save template state to %s: %s", path, e)
 
-    def _serve(self, sock: socket.socket, lc: ListenerConfig) -> None:
-        _Listener(self, sock, lc, self._decoder(lc)).run()
+    def _serve(self, sock: socket.socket, lc: ListenerConfig, decoder: Decoder) -> None:
+        try:
+            _Listener(self, sock, lc, decoder).run()
+        except BaseException as e:
+            self._failures[lc.listen] = f"{type(e).__name__}: {e}"
+            log.critical("listener %s died", lc.listen, exc_info=True)
+            raise
 
     def _allowed(self, exporter: str) -> bool:
         """Whether datagrams from ``exporter`` are accepted (the allowlist, cached per address)."""
@@ -274,7 +299,8 @@ class _Listener:
                 ):
                     self._decode(self._release())
             except OSError as e:  # the socket itself failed: nothing more will arrive on it
-                log.error("listener %s stopped: %s", self.lc.listen, e)
+                owner._failures[self.lc.listen] = f"socket failed: {e}"
+                log.critical("listener %s stopped: %s", self.lc.listen, e)
                 break
             except Exception as e:  # a bug must not stop the listener; the round's flows are lost
                 log.exception("listener %s: a round of datagrams failed", self.lc.listen)

@@ -60,8 +60,9 @@ class ControlServer:
                 if self.path == "/metrics":
                     self._send(200, metrics.exposition(), "text/plain; version=0.0.4")
                 elif self.path == "/health":
-                    body = json.dumps({"status": "ok", **outer._health()}).encode()
-                    self._send(200, body, "application/json")
+                    health = {"status": "ok", **outer._health()}
+                    body = json.dumps(health).encode()
+                    self._send(503 if health["status"] == "failing" else 200, body, "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 

@@ -8,6 +8,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 build_info = Gauge("netobs_build_info", "netobs version", ["version"], registry=REGISTRY)
+component_failures = Counter(
+    "netobs_component_failures_total",
+    "Components that died (a listener or pipeline thread); the process then exits with status 1",
+    registry=REGISTRY,
+)
 
 
 def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:

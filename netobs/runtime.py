@@ -7,6 +7,8 @@ the kernel never depends on them at import time.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -106,8 +108,18 @@ def spool_dir(s: Settings) -> Path | None:
     if s.transport.spool.dir is not None:
         return s.transport.spool.dir
     if s.transport.type == "inprocess":
-        return s.store.chdb.path.parent / "spool"
+        return s.store.chdb.path.with_name(s.store.chdb.path.name + "-spool")
     return Path("./var/spool")
+
+
+class _SpoolView:
+    """The embedded mode's spool seen like a spooling producer: always 'up', it is the queue."""
+
+    up = True
+    reason = ""
+
+    def __init__(self, spool: Any):
+        self.spool = spool
 
 
 class Runtime:
@@ -126,6 +138,8 @@ class Runtime:
         self.control: ControlServer | None = None
         self.transport: Any = None
         self.started = 0.0
+        self.fatal = ""  # why a component died; the process then exits with status 1
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         s = self.settings
@@ -140,7 +154,7 @@ class Runtime:
             self.enricher = self._enricher(make_enricher)
             self.enricher.start()
             self.pipeline = Pipeline(
-                s.pipeline,
+                self._pipeline_config(),
                 self._consumer(transport),
                 self.store,
                 drain=s.transport.type == "inprocess" and not s.transport.spool.enabled,
@@ -164,7 +178,38 @@ class Runtime:
         self.control = ControlServer(s.control.listen, query=query, health=self.health)
         self.control.start()
         self.started = time.time()
+        threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
         log.info("netobs ready: control endpoint http://%s", self.control.address)
+
+    def _pipeline_config(self) -> Any:
+        """The pipeline's config; the embedded mode keeps dead letters in a directory by default."""
+        s = self.settings
+        if s.pipeline.dead_letter_dir is not None or s.transport.type != "inprocess":
+            return s.pipeline
+        path = s.store.chdb.path
+        return s.pipeline.model_copy(update={"dead_letter_dir": path.with_name(path.name + "-dead-letter")})
+
+    # ---- failing loudly ----------------------------------------------------------------------
+    def failures(self) -> dict[str, str]:
+        """Components that stopped working for good (a dead thread): the process must end."""
+        out: dict[str, str] = {}
+        if self.collector is not None:
+            out.update({f"listener {k}": v for k, v in self.collector.dead().items()})
+        thread = getattr(self.pipeline, "_thread", None)
+        if thread is not None and not thread.is_alive() and not self.pipeline._stop.is_set():
+            out["pipeline"] = "pipeline thread ended"
+        return out
+
+    def _watch(self) -> None:
+        """End the process (SIGTERM to itself: a clean stop, exit status 1) when a component died."""
+        while not self._stopping.wait(1.0):
+            dead = self.failures()
+            if dead:
+                self.fatal = "; ".join(f"{k}: {v}" for k, v in dead.items())
+                metrics.component_failures.inc()
+                log.critical("%s; stopping netobs", self.fatal)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
     def _consumer(self, transport: Any) -> Any:
         """The pipeline's consumer: the transport's, or one that also reads goflow2 topics."""
@@ -193,11 +238,22 @@ class Runtime:
         return make_topic_enricher(s, self.store)
 
     def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 1)}
+        """``status``: ok, degraded (working around a problem: ``reasons`` say which) or failing
+        (a component died: the process is about to exit)."""
+        reasons = self.degraded()
+        failing = self.failures()
+        out: dict[str, Any] = {
+            "status": "failing" if failing else "degraded" if reasons else "ok",
+            "reasons": {**failing, **reasons},
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+        for producer in self._spooled():
+            out["spool"] = {"transport_up": producer.up, **producer.spool.stats()}
+            out["lost_flows"] = producer.spool.dropped_rows()
         if self.collector is not None:
             out["listeners"] = [f"{h}:{p}" for h, p in self.collector.addresses]
             out["published_flows"] = self.collector.published
-            out["lost_flows"] = self.collector.lost
+            out["lost_flows"] = out.get("lost_flows", 0) + self.collector.lost
             out["rejected_datagrams"] = self.collector.rejected
             out["socket_drops"] = dict(self.collector.socket_drops)
         if self.scheduler is not None:
@@ -206,6 +262,7 @@ class Runtime:
         if self.pipeline is not None:
             out["rows_inserted"] = self.pipeline.rows_inserted
             out["bad_messages"] = self.pipeline.bad_messages
+            out["quarantined_rows"] = self.pipeline.quarantined_rows
         for source in getattr(self.enricher, "sources", ()):
             if hasattr(source, "malformed"):  # the metadata topic subscriber (distributed mode)
                 out["metadata_topic"] = {
@@ -215,8 +272,31 @@ class Runtime:
                 }
         return out
 
+    def _spooled(self) -> list[Any]:
+        """The producers that keep a spool (Kafka's), and the in-process spool's stand-in."""
+        found = list(getattr(self.transport, "_producers", ()))
+        spool = getattr(self.transport, "spool", None)
+        if spool is not None:
+            found.append(_SpoolView(spool))
+        return found
+
+    def degraded(self) -> dict[str, str]:
+        """What is being worked around now: the store or transport away, a spool filling."""
+        out: dict[str, str] = {}
+        for producer in self._spooled():
+            if not producer.up:
+                out["transport"] = f"unavailable, batches go to the spool: {producer.reason}"
+            if producer.spool.disk_full:
+                out["spool"] = f"disk full at {producer.spool.directory}: batches are dropped (counted)"
+            elif producer.spool.depth() and not isinstance(producer, _SpoolView):  # that one is the queue
+                out.setdefault("spool", f"{producer.spool.depth()} batches waiting")
+        if self.pipeline is not None and self.pipeline.store_error:
+            out["store"] = f"inserts paused and retried: {self.pipeline.store_error}"
+        return out
+
     def stop(self) -> None:
         """Stop in data-flow order so that nothing in flight is dropped."""
+        self._stopping.set()
         if self.collector is not None:
             self.collector.stop()
         if self.scheduler is not None:
@@ -245,4 +325,4 @@ class Runtime:
         finally:
             log.info("netobs stopping")
             self.stop()
-        return 0
+        return 1 if self.fatal else 0
