@@ -27,6 +27,8 @@ _ZK_XML = """<?xml version="1.0"?>
 <yandex>
   <zookeeper><node><host>127.0.0.1</host><port>{port}</port></node></zookeeper>
   <macros><shard>01</shard><replica>r1</replica></macros>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <interserver_http_port>{interserver_port}</interserver_http_port>
 </yandex>
 """
 
@@ -99,11 +101,14 @@ class ZooKeeper(ManagedProcess):
 
 
 def replicated_server(work_dir: Path, zk: ZooKeeper) -> ClickHouseServer:
-    """A ClickHouse server (not started) whose config.d points at ``zk``."""
+    """A ClickHouse server (not started) whose config.d points at ``zk``, with what a replica
+    needs besides: an interserver HTTP port (replicated merges and fetches go through it;
+    without one a replicated table never merges and refuses inserts after ~300 parts)."""
     server = ClickHouseServer(work_dir)
     conf_d = Path(work_dir) / "config.d"
     conf_d.mkdir(parents=True, exist_ok=True)
-    (conf_d / "zookeeper.xml").write_text(_ZK_XML.format(port=zk.port))
+    xml = _ZK_XML.format(port=zk.port, interserver_port=free_port())
+    (conf_d / "zookeeper.xml").write_text(xml)
     return server
 
 
