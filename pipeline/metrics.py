@@ -6,7 +6,17 @@ consumed = counter("netobs_pipeline_consumed_messages_total", "Transport message
 bad_messages = counter(
     "netobs_pipeline_bad_messages_total", "Messages that could not be read (kept aside)", ("reason",)
 )
-rows_inserted = counter("netobs_pipeline_rows_inserted_total", "Rows inserted into the store", ())
+rows_inserted = counter(
+    "netobs_pipeline_rows_inserted_total",
+    "Rows the store confirmed it stored (duplicates it dropped apart)",
+    (),
+)
+rows_deduplicated = counter(
+    "netobs_pipeline_rows_deduplicated_total",
+    "Rows sent whose block the store dropped as a duplicate (a replayed batch; on servers without "
+    "deduplication tokens also a distinct block identical to a recent one)",
+    ("target",),
+)
 counter_rows_inserted = counter(
     "netobs_pipeline_counter_rows_inserted_total", "Interface counter rows inserted into the store", ()
 )

@@ -89,6 +89,7 @@ class Pipeline:
         self.bad_messages = 0
         self.dead_lettered = 0
         self.quarantined_rows = 0
+        self.rows_deduplicated = 0  # rows the store dropped as duplicates (replays; identical blocks)
         #: Why the last insert or commit failed, until one succeeds ("" while all is well).
         self.store_error = ""
         handler = getattr(consumer, "set_rebalance_handler", None)
@@ -356,8 +357,7 @@ class Pipeline:
         from ``token``, so a retried batch splits and deduplicates the same way. At most
         ``budget`` inserts are spent on splitting; past that the remaining part is set aside whole."""
         try:
-            self.store.insert(table, token=token, target=target)
-            return table.num_rows
+            stored = self.store.insert(table, token=token, target=target)
         except StoreUnavailable:
             raise
         except StoreError as e:
@@ -369,6 +369,12 @@ class Pipeline:
                 job.quarantined.append((Message(table, pos), "rejected_by_store", str(e)))
                 log.error("store refused %d rows of %s: %s", table.num_rows, job.batch.key, e)
                 return 0
+        else:
+            if stored is not None and stored < table.num_rows:  # the store dropped a duplicate block
+                metrics.rows_deduplicated.labels(target=target).inc(table.num_rows - stored)
+                self.rows_deduplicated += table.num_rows - stored
+                return stored
+            return table.num_rows
         half = table.num_rows // 2
         first = self._insert_rows(job, table.slice(0, half), token and f"{token}:a", target, budget)
         return first + self._insert_rows(job, table.slice(half), token and f"{token}:b", target, budget)

@@ -26,6 +26,7 @@ class ChdbStore:
         self.database = config.database
         self._session: Any = None
         self._lock = threading.Lock()
+        self._insert_lock = threading.Lock()  # one insert at a time, so its event counts are its own
 
     def start(self) -> None:
         from chdb import session
@@ -65,7 +66,9 @@ class ChdbStore:
     def query_arrow(self, sql: str) -> pa.Table:
         return self._run(sql, "ArrowTable")
 
-    def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> None:
+    def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> int:
+        """Insert ``table``; the rows stored (0 when the engine dropped them as a duplicate block,
+        read from its event counter: exact, this process is the engine's only user)."""
         cols = ", ".join(f"`{n}`" for n in table.schema.names)
         settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
         # One chunk per column: chdb reads a chunked table batch by batch, each batch paying the
@@ -74,10 +77,18 @@ class ChdbStore:
         if any(col.num_chunks > 1 for col in table.columns):
             table = table.combine_chunks()
         data = table  # chdb's Python() finds the object by this local name
-        self._run(
-            f"INSERT INTO `{self.database}`.`{target}` ({cols}){settings} SELECT {cols} FROM Python(data)"
-        )
+        with self._insert_lock:
+            before = self._duplicated_blocks() if token else 0
+            self._run(
+                f"INSERT INTO `{self.database}`.`{target}` ({cols}){settings} SELECT {cols} FROM Python(data)"
+            )
+            duplicated = self._duplicated_blocks() > before if token else False
         del data
+        return 0 if duplicated else table.num_rows
+
+    def _duplicated_blocks(self) -> int:
+        t = self.query_arrow("SELECT value FROM system.events WHERE event = 'DuplicatedInsertedBlocks'")
+        return int(t.column(0)[0].as_py()) if t.num_rows else 0
 
 
 def _quote(s: str) -> str:
