@@ -197,10 +197,9 @@ class UdpCollector:
     def _serve(self, sock: socket.socket, lc: ListenerConfig, decoder: Decoder) -> None:
         try:
             _Listener(self, sock, lc, decoder).run()
-        except BaseException as e:
+        except BaseException as e:  # recorded for dead(): the runtime then ends the process
             self._failures[lc.listen] = f"{type(e).__name__}: {e}"
             log.critical("listener %s died", lc.listen, exc_info=True)
-            raise
 
     def _allowed(self, exporter: str) -> bool:
         """Whether datagrams from ``exporter`` are accepted (the allowlist, cached per address)."""
