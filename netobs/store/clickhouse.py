@@ -97,7 +97,8 @@ class ClickHouseStore:
                 self._client.disconnect()
                 if attempt == self.config.insert_retries:
                     c = self.config.clickhouse
-                    raise StoreUnavailable(f"ClickHouse {c.host}:{c.port} unavailable: {e}") from None
+                    what = "unavailable" if isinstance(e, _Transient) else "unreachable"
+                    raise StoreUnavailable(f"ClickHouse {c.host}:{c.port} {what}: {e}") from None
                 log.warning("clickhouse: %s; retry %d in %.1fs", e, attempt + 1, delay)
                 time.sleep(delay)
                 delay *= 2
