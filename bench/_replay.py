@@ -39,7 +39,7 @@ CAPTURES = (
     "softflowd-psamp",
 )
 FIRST_SOURCE = 10  # capture i is sent from 127.0.0.(10 + i)
-_RECORD = struct.Struct(">BHI")  # replay file: source index, flows in it, payload length
+_RECORD = struct.Struct(">HHI")  # replay file: source index, flows in it, payload length
 _U32 = struct.Struct(">I")
 
 
@@ -142,7 +142,38 @@ DENSE_IPFIX_NODES = 6  # OVS nodes exporting IPFIX (127.0.0.10 .. 15)
 DENSE_SFLOW_NODES = 2  # OVS nodes exporting sFlow (127.0.0.16, 17)
 
 
-def dense_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
+def source_address(source: int) -> str:
+    """The loopback address replay source ``source`` sends from: 127.0.0.10, .11, ... then 127.0.1.x."""
+    n = FIRST_SOURCE + source
+    return f"127.0.{n // 250}.{n % 250 + (1 if n >= 250 else 0)}"
+
+
+#: The many-exporters scenario: as many flows per export second as ``dense``, from 500 nodes.
+MANY_IPFIX_NODES, MANY_SFLOW_NODES = 375, 125
+
+
+def many_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
+    """``dense``'s datagram mix from 500 exporters (375 IPFIX, 125 sFlow), interleaved the way
+    simultaneous exporters arrive: within an export second, the first datagram of every node,
+    then the second of every node, ... (``dense_loops * 8 // 500`` loops hold as many flows as
+    ``dense_loops`` of ``dense``)."""
+    out, per_loop = dense_set(loops, MANY_IPFIX_NODES, MANY_SFLOW_NODES)
+    nodes = MANY_IPFIX_NODES + MANY_SFLOW_NODES
+    position = [0] * nodes
+    keyed = []
+    loop, seen = 0, 0
+    for i, (source, n, payload) in enumerate(out):
+        keyed.append(((loop, position[source], source), i))
+        position[source] += 1
+        if source == nodes - 1:  # the last node closes an export second
+            seen += 1
+            loop, position = loop + 1, [0] * nodes
+    return [out[i] for _, i in sorted(keyed)], per_loop
+
+
+def dense_set(
+    loops: int, ipfix_nodes: int = 6, sflow_nodes: int = 2
+) -> tuple[list[tuple[int, int, bytes]], int]:
     """A loaded bank node's exports: many records per datagram, like a busy OVS sends them.
 
     Six nodes export IPFIX through the scenario exporter (``analytics/scenario/exporter.py``:
@@ -160,8 +191,8 @@ def dense_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
     rng = np.random.default_rng(7)
     # RFC 7011 §3.1 counts options data records in the sequence number too; the scenario
     # exporter leaves its sampling record out, which a collector would count as late records.
-    shift = [0] * DENSE_IPFIX_NODES
-    exporters = [Exporter(f"127.0.0.{FIRST_SOURCE + i}", 512, domain=1) for i in range(DENSE_IPFIX_NODES)]
+    shift = [0] * ipfix_nodes
+    exporters = [Exporter(source_address(i), 512, domain=1) for i in range(ipfix_nodes)]
     per_export = 4 * MAX_RECORDS  # records of one node in one export second
     sflow, _ = sflow_datagrams(loops)  # numbered 1, 2, ... (datagrams and samples alike)
     out = []
@@ -188,14 +219,14 @@ def dense_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
                     payload = bytes(buf)
                 shift[source] += 0 if data else 1
                 out.append((source, n, payload))
-        for j in range(DENSE_SFLOW_NODES):  # 9 samples each; the builder numbers them on
+        for j in range(sflow_nodes):  # 9 samples each; the builder numbers them on
             buf = bytearray(sflow[k])
-            buf[8:12] = bytes((192, 0, 2, 1 + j))  # each node its own agent address (IPv4)
-            out.append((DENSE_IPFIX_NODES + j, 9, bytes(buf)))
-    return out, DENSE_IPFIX_NODES * per_export + 9 * DENSE_SFLOW_NODES
+            buf[8:12] = bytes((192, 0, 2 + j // 250, 1 + j % 250))  # each node its own agent address
+            out.append((ipfix_nodes + j, 9, bytes(buf)))
+    return out, ipfix_nodes * per_export + 9 * sflow_nodes
 
 
-SCENARIOS = {"testcaptures": replay_set, "dense": dense_set}
+SCENARIOS = {"testcaptures": replay_set, "dense": dense_set, "many": many_set}
 
 
 def build_main(args: argparse.Namespace) -> None:
@@ -224,7 +255,7 @@ def send_main(args: argparse.Namespace) -> None:
     socks = {}
     for source in sorted({d[0] for d in datagrams}):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((f"127.0.0.{FIRST_SOURCE + source}", 0))
+        s.bind((source_address(source), 0))
         s.connect(("127.0.0.1", args.port))
         socks[source] = s.send
     plan = [(socks[source], flows, payload) for source, flows, payload in datagrams]

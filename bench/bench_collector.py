@@ -166,13 +166,21 @@ def decode_comparison(workdir: Path, n: int, rounds: int) -> None:
 # --- main -------------------------------------------------------------------------------------
 
 
-def e2e(name: str, replay: Path, flows_per_datagram: float, args: argparse.Namespace, workdir: Path) -> None:
-    """Rounds of: netobs at the maximum rate, netobs at half its figure, goflow2 at both rates;
-    figures named ``name`` (``collector.e2e`` or ``collector.e2e_<scenario>``)."""
+def e2e(
+    name: str,
+    replay: Path,
+    flows_per_datagram: float,
+    args: argparse.Namespace,
+    workdir: Path,
+    peer: bool = True,
+) -> float:
+    """Rounds of: netobs at the maximum rate, netobs at half its figure, goflow2 at both rates
+    (with ``peer``); figures named ``name`` (``collector.e2e`` or ``collector.e2e_<scenario>``).
+    Returns netobs's flows/s."""
     from tests.services.goflow2 import goflow2_binary
 
-    binary = goflow2_binary()
-    if binary is None:
+    binary = goflow2_binary() if peer else None
+    if binary is None and peer:
         note("goflow2 not found (scripts/install-services.sh builds it): collector.e2e_goflow2 skipped")
     runs: dict[str, list[Run]] = {"netobs": [], "netobs_half": [], "goflow2": [], "goflow2_half": []}
     peer_rss = []
@@ -207,6 +215,7 @@ def e2e(name: str, replay: Path, flows_per_datagram: float, args: argparse.Names
         report(f"{name}_goflow2_rss", max(peer_rss), "MB")
         report(f"{name}.vs_goflow2", ours[0] / peer[0], "ratio")
         report(f"{name}_half_per_cpu_s.vs_goflow2", ours_half[1] / peer_half[1], "ratio")
+    return ours[0]
 
 
 def _summary(name: str, runs: list[Run]) -> tuple[float, float]:
@@ -229,7 +238,7 @@ def main() -> None:
     ap.add_argument("--dense-loops", type=int, default=1000, help="export seconds of the dense replay set")
     ap.add_argument(
         "--scenario",
-        choices=("all", "dense", "testcaptures", "decode"),
+        choices=("all", "dense", "many", "testcaptures", "decode"),
         default="all",
         help="decode: only the decode comparison (*.decode.vs_goflow2)",
     )
@@ -240,8 +249,10 @@ def main() -> None:
         args.rounds, args.seconds, args.loops, args.dense_loops, args.datagrams = 1, 0.2, 2, 20, 50
     with tempfile.TemporaryDirectory(prefix="netobs-bench-") as tmp:
         workdir = Path(tmp)
+        figures = {}
         for scenario, name, loops in (
             ("dense", "collector.e2e", args.dense_loops),
+            ("many", "collector.e2e_500_exporters", max(2, args.dense_loops * 8 // 500)),
             ("testcaptures", "collector.e2e_testcaptures", args.loops),
         ):
             if args.scenario not in ("all", scenario):
@@ -254,7 +265,9 @@ def main() -> None:
                 f"{per:.2f} flows/datagram",
                 file=sys.stderr,
             )
-            e2e(name, replay, per, args, workdir)
+            figures[scenario] = e2e(name, replay, per, args, workdir, peer=scenario != "many")
+        if "dense" in figures and "many" in figures:  # the goal: within 20% of 8 exporters
+            report("collector.e2e_500_exporters.vs_8_exporters", figures["many"] / figures["dense"], "ratio")
         if args.scenario in ("all", "decode"):
             decode_comparison(workdir, args.datagrams, args.rounds)
 

@@ -28,6 +28,12 @@ published = counter("netobs_collector_published_flows_total", "Flows handed to t
 publish_errors = counter(
     "netobs_collector_publish_errors_total", "Flows lost because the transport refused them", ()
 )
+lost = counter(
+    "netobs_collector_lost_flows_total",
+    "Flows (reason counters_*: interface counter records) the transport refused, per exporter; what the "
+    "spool drops is in netobs_transport_dropped_rows_total",
+    ("exporter", "reason"),
+)
 published_counters = counter(
     "netobs_collector_published_counters_total", "Interface counter records handed to the transport", ()
 )

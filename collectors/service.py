@@ -35,6 +35,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from typing import Any
+
+import pyarrow as pa
 
 from collectors import _split, metrics
 from collectors.counters import CounterBatch
@@ -76,6 +79,7 @@ def _native_recv():
     return recv_many
 
 
+_MAX_CACHED_METRICS = 65536  # labelled metric children kept per listener (bounded: spoofed sources)
 _IDLE_WAIT_S = 0.1  # longest sleep in poll(): bounds how late stop() and housekeeping run
 _DROPS_EVERY_S = 5.0
 
@@ -226,19 +230,37 @@ class UdpCollector:
 
     def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
         batch = FlowBatch.concat(batches)
+        self._send(exporter, batch.to_arrow(), len(batch))
+
+    def _publish_many(self, due: list[tuple[str, list[FlowBatch]]]) -> None:
+        """Publish several exporters' batches, each its own message keyed by its exporter, from
+        one Arrow conversion: with many exporters most batches are small, and converting each
+        apart (every column of the schema) cost far more than encoding it."""
+        if len(due) == 1:
+            self._publish(*due[0])
+            return
+        parts = [FlowBatch.concat(batches) for _, batches in due]
+        rb = FlowBatch.concat(parts).to_arrow()
+        offset = 0
+        for (exporter, _), part in zip(due, parts, strict=True):
+            self._send(exporter, rb.slice(offset, len(part)), len(part))
+            offset += len(part)
+
+    def _send(self, exporter: str, rb: pa.RecordBatch, n: int) -> None:
         started = time.perf_counter()
         try:
-            self.producer.send(batch.to_arrow(), key=exporter.encode())
+            self.producer.send(rb, key=exporter.encode())
         except Exception as e:  # TransportError, or a transport bug: counted either way
             with self._lock:
-                self.lost += len(batch)
-            metrics.publish_errors.inc(len(batch))
-            log.error("dropped %d flows from %s: %s", len(batch), exporter, e)
+                self.lost += n
+            metrics.publish_errors.inc(n)
+            metrics.lost.labels(exporter, "transport_refused").inc(n)
+            log.error("dropped %d flows from %s: %s", n, exporter, e)
             return
         metrics.publish_latency.observe(time.perf_counter() - started)
-        metrics.published.inc(len(batch))
+        metrics.published.inc(n)
         with self._lock:
-            self.published += len(batch)
+            self.published += n
 
     def _publish_counters(self, exporter: str, batches: list[CounterBatch]) -> None:
         """Interface counters go as their own record kind (the pipeline's interface_counters)."""
@@ -249,6 +271,7 @@ class UdpCollector:
             with self._lock:
                 self.counters_lost += len(batch)
             metrics.counter_publish_errors.inc(len(batch))
+            metrics.lost.labels(exporter, "counters_transport_refused").inc(len(batch))
             log.error("dropped %d interface counter records from %s: %s", len(batch), exporter, e)
             return
         metrics.published_counters.inc(len(batch))
@@ -273,6 +296,12 @@ class _Listener:
         self.oldest: dict[str, float] = {}  # exporter → when its first pending flow arrived
         self.counters: dict[str, list[CounterBatch]] = {}  # exporter → counter samples, not yet published
         self.counters_since: dict[str, float] = {}  # exporter → when its first pending counter arrived
+        # oldest and counters_since keep insertion order, which is time order: an exporter enters
+        # with its first pending row and leaves when published, so the first entry is the oldest
+        # and what is due is a prefix (no scan over every exporter per loop).
+        self.full: set[str] = set()  # exporters whose pending flows reached batch_max_records
+        self.metric_datagrams: dict[str, Any] = {}  # exporter → its labelled datagram counter
+        self.metric_records: dict[tuple[str, str], Any] = {}  # (exporter, type) → labelled counter
         self.addresses: dict[str, bytes] = {}  # exporter → its 16-byte form (see collectors._split)
         self.held: dict[str, list[bytes]] = {}  # exporter → drained, not yet decoded (see _hold)
         self.held_count = 0
@@ -348,7 +377,10 @@ class _Listener:
         if self.held:
             wait = min(wait, self.held_since + _HOLD_S - time.monotonic())
         if self.oldest or self.counters_since:
-            first = min([*self.oldest.values(), *self.counters_since.values()])
+            first = min(
+                next(iter(self.oldest.values()), float("inf")),
+                next(iter(self.counters_since.values()), float("inf")),
+            )
             wait = min(wait, first + self.max_delay - time.monotonic())
         return max(0, int(wait * 1000 + 0.999))
 
@@ -420,8 +452,14 @@ class _Listener:
         """
         wall_ms = int(time.time() * 1000)
         now = time.monotonic()
+        children = self.metric_datagrams
         for exporter, payloads in burst.items():
-            metrics.datagrams.labels(exporter, self.lc.listen).inc(len(payloads))
+            child = children.get(exporter)
+            if child is None:
+                child = metrics.datagrams.labels(exporter, self.lc.listen)
+                if len(children) < _MAX_CACHED_METRICS:
+                    children[exporter] = child
+            child.inc(len(payloads))
         owners = _split.owners(burst, self.protocol, self.addresses) if len(burst) > 1 else None
         rounds = [burst] if owners is not None or len(burst) == 1 else [{e: p} for e, p in burst.items()]
         for part in rounds:
@@ -464,11 +502,19 @@ class _Listener:
     ) -> None:
         """Add decoded rows of ``exporter`` to its pending batches."""
         if flows is not None and len(flows):
+            children = self.metric_records
             for kind, n in _types(flows).items():
-                metrics.records.labels(exporter, kind).inc(n)
+                child = children.get((exporter, kind))
+                if child is None:
+                    child = metrics.records.labels(exporter, kind)
+                    if len(children) < _MAX_CACHED_METRICS:
+                        children[(exporter, kind)] = child
+                child.inc(n)
             self.pending.setdefault(exporter, []).append(flows)
-            self.counts[exporter] = self.counts.get(exporter, 0) + len(flows)
+            count = self.counts[exporter] = self.counts.get(exporter, 0) + len(flows)
             self.oldest.setdefault(exporter, now)
+            if count >= self.max_records:
+                self.full.add(exporter)
         if counters is not None and len(counters):
             self.counters.setdefault(exporter, []).append(counters)
             self.counters_since.setdefault(exporter, now)
@@ -486,14 +532,26 @@ class _Listener:
             log.exception("listener %s: the decoder cannot flush either", self.lc.listen)
 
     def _publish_due(self, now: float) -> None:
-        """Publish every exporter's batch that is full or old enough (all with ``now=inf``)."""
-        for exporter in list(self.pending):
-            if self.counts[exporter] >= self.max_records or now - self.oldest[exporter] >= self.max_delay:
-                batches = self.pending.pop(exporter)
+        """Publish every exporter's batch that is full or old enough (all with ``now=inf``): the
+        full ones, then the oldest while they are due (work in what is published, not in how
+        many exporters are pending)."""
+        due = [e for e in self.full if e in self.pending]
+        self.full.clear()
+        for exporter, since in self.oldest.items():
+            if now - since < self.max_delay:
+                break
+            if exporter not in self.full:
+                due.append(exporter)
+        if due:
+            batches = []
+            for exporter in dict.fromkeys(due):
+                batches.append((exporter, self.pending.pop(exporter)))
                 del self.counts[exporter], self.oldest[exporter]
-                self.owner._publish(exporter, batches)
-        for exporter in list(self.counters):  # few: one per interface and polling interval
-            if now - self.counters_since[exporter] >= self.max_delay:
+            self.owner._publish_many(batches)
+        if self.counters_since and now - next(iter(self.counters_since.values())) >= self.max_delay:
+            for exporter in list(self.counters_since):
+                if now - self.counters_since[exporter] < self.max_delay:
+                    break
                 del self.counters_since[exporter]
                 self.owner._publish_counters(exporter, self.counters.pop(exporter))
 

@@ -7,6 +7,7 @@ strings when the batch is turned into Arrow, so decoders only fill what they kno
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -25,11 +26,10 @@ class FlowBatch:
     def __init__(self, columns: Mapping[str, np.ndarray | list], length: int | None = None):
         cols: dict[str, np.ndarray] = {}
         for name, values in columns.items():
-            col = schema.BY_NAME.get(name)
-            if col is None:
+            dtype = _NUMPY.get(name)
+            if dtype is None:
                 raise KeyError(f"unknown flow column {name!r}")
-            arr = np.asarray(values, dtype=col.numpy) if not isinstance(values, np.ndarray) else values
-            cols[name] = arr
+            cols[name] = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=dtype)
         lengths = {len(a) for a in cols.values()}
         if length is None:
             if len(lengths) > 1:
@@ -58,16 +58,23 @@ class FlowBatch:
         names = {n for b in batches for n in b.columns}
         out = {}
         for name in names:
-            dtype = schema.BY_NAME[name].numpy
+            dtype = _NUMPY[name]
             out[name] = np.concatenate(
                 [b.columns[name] if name in b.columns else _zeros(dtype, len(b)) for b in batches]
             )
         return cls(out, sum(len(b) for b in batches))
 
     def to_arrow(self, columns: tuple[schema.Column, ...] = schema.FLOW_COLUMNS) -> pa.RecordBatch:
-        """Arrow record batch with every column of ``columns``, zero-filling the absent."""
-        arrays = [arrow_array(c, self.columns.get(c.name), self.length) for c in columns]
-        return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow_schema(columns))
+        """Arrow record batch with every column of ``columns``, zero-filling the absent.
+
+        Absent columns are slices of one cached array per column, and the schema is built once
+        per column set: a batch of a few rows (one exporter of many, per round) then costs its
+        present columns only, not ~60 array constructions."""
+        n, present = self.length, self.columns
+        arrays = [
+            arrow_array(c, v, n) if (v := present.get(c.name)) is not None else _absent(c, n) for c in columns
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=_arrow_schema(columns))
 
     @classmethod
     def from_arrow(cls, rb: pa.RecordBatch | pa.Table) -> FlowBatch:
@@ -80,6 +87,25 @@ class FlowBatch:
         return cls(cols, rb.num_rows)
 
 
+#: Column name → the numpy dtype decoders fill (Column.numpy, computed once).
+_NUMPY: dict[str, np.dtype] = {c.name: c.numpy for c in schema.BY_NAME.values()}
+#: Column name → an array of its absent value, sliced for each batch (grown by doubling).
+_ABSENT: dict[str, pa.Array] = {}
+
+
+def _absent(col: schema.Column, n: int) -> pa.Array:
+    arr = _ABSENT.get(col.name)
+    if arr is None or len(arr) < n:
+        arr = arrow_array(col, None, max(n, 2 * len(arr) if arr is not None else 1024))
+        _ABSENT[col.name] = arr
+    return arr.slice(0, n)
+
+
+@functools.lru_cache(maxsize=16)
+def _arrow_schema(columns: tuple[schema.Column, ...]) -> pa.Schema:
+    return schema.arrow_schema(columns)
+
+
 def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
     if dtype == np.dtype(object):
         return np.full(n, "", dtype=object)
@@ -88,7 +114,7 @@ def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
 
 def arrow_array(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Array:
     if values is None:
-        if col.numpy == np.dtype(object):  # absent text (enrichment at the collector): 30x faster in C
+        if _NUMPY[col.name] == np.dtype(object):  # absent text (enrichment at the collector): 30x faster in C
             return pa.repeat(pa.scalar("", type=col.arrow), n)
         values = _zeros(col.numpy, n)
     elif values.dtype == object and n and _constant(values):  # one value (a type, no tunnel): 5x faster
