@@ -161,12 +161,11 @@ def many_set(loops: int) -> tuple[list[tuple[int, int, bytes]], int]:
     nodes = MANY_IPFIX_NODES + MANY_SFLOW_NODES
     position = [0] * nodes
     keyed = []
-    loop, seen = 0, 0
-    for i, (source, n, payload) in enumerate(out):
+    loop = 0
+    for i, (source, _, _) in enumerate(out):
         keyed.append(((loop, position[source], source), i))
         position[source] += 1
         if source == nodes - 1:  # the last node closes an export second
-            seen += 1
             loop, position = loop + 1, [0] * nodes
     return [out[i] for _, i in sorted(keyed)], per_loop
 
