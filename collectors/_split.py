@@ -72,6 +72,27 @@ def _address(exporter: str) -> bytes:
         return _ZERO16  # as collectors.decoder does for a source that is not an address
 
 
+def groups(col: np.ndarray | None, n: int) -> tuple[np.ndarray | None, list[tuple[bytes | None, int, int]]]:
+    """Rows grouped by their ``exporter`` address: (the order that makes each group contiguous,
+    or None when the rows already are, [(address, start, end)] in that order). Vectorised: the
+    work is in the rows, not in how many exporters there are."""
+    if n == 0:
+        return None, []
+    if col is None:
+        return None, [(None, 0, n)]
+    if bool((col == col[0]).all()):  # the usual case, and cheap
+        return None, [(col[0].tobytes(), 0, n)]
+    pair = np.ascontiguousarray(col).view(_PAIR)
+    _, hi = np.unique(pair["hi"], return_inverse=True)
+    lo_values, lo = np.unique(pair["lo"], return_inverse=True)
+    codes = hi.ravel() * len(lo_values) + lo.ravel()
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], n]
+    return order, [(col[order[s]].tobytes(), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+
+
 def split(columns: dict[str, np.ndarray], n: int) -> list[tuple[bytes | None, dict[str, np.ndarray], int]]:
     """(row address, columns, rows) per distinct ``exporter`` value, rows kept in order.
 

@@ -34,9 +34,11 @@ import select
 import socket
 import threading
 import time
+import zlib
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from collectors import _split, metrics
@@ -79,6 +81,9 @@ def _native_recv():
     return recv_many
 
 
+#: Exporters with fewer pending flows than this share messages (see UdpCollector._publish_grouped).
+SHARED_BELOW = 512
+SHARED_BUCKETS = 16
 _MAX_CACHED_METRICS = 65536  # labelled metric children kept per listener (bounded: spoofed sources)
 _IDLE_WAIT_S = 0.1  # longest sleep in poll(): bounds how late stop() and housekeeping run
 _DROPS_EVERY_S = 5.0
@@ -110,6 +115,7 @@ class UdpCollector:
         self.rejected = 0
         self.socket_drops: dict[str, int] = {}
         self._failures: dict[str, str] = {}  # listener → why its thread ended
+        self._metric_records: dict[tuple[str, str], Any] = {}  # (exporter, type) → labelled counter
         try:
             self._networks = [ipaddress.ip_network(c, strict=False) for c in config.allowed_exporters]
         except ValueError as e:
@@ -230,21 +236,46 @@ class UdpCollector:
 
     def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
         batch = FlowBatch.concat(batches)
+        types = batch.columns.get("type")
+        if types is not None and len(batch):
+            self._count_records(exporter, types)
         self._send(exporter, batch.to_arrow(), len(batch))
 
-    def _publish_many(self, due: list[tuple[str, list[FlowBatch]]]) -> None:
-        """Publish several exporters' batches, each its own message keyed by its exporter, from
-        one Arrow conversion: with many exporters most batches are small, and converting each
-        apart (every column of the schema) cost far more than encoding it."""
-        if len(due) == 1:
-            self._publish(*due[0])
-            return
-        parts = [FlowBatch.concat(batches) for _, batches in due]
-        rb = FlowBatch.concat(parts).to_arrow()
-        offset = 0
-        for (exporter, _), part in zip(due, parts, strict=True):
-            self._send(exporter, rb.slice(offset, len(part)), len(part))
-            offset += len(part)
+    def _publish_grouped(self, batch: FlowBatch, owners: dict[bytes, str]) -> None:
+        """Publish the flows of many exporters from one grouping and one Arrow conversion.
+
+        An exporter with at least :data:`SHARED_BELOW` pending flows gets a message of its own,
+        keyed by it. Smaller ones share a message per bucket (``exporters-<n>``, the bucket a
+        hash of the exporter, so an exporter's flows keep one partition): with hundreds of
+        exporters most batches are small, and a message's fixed cost (a compressed buffer per
+        column) would otherwise be paid per exporter. Rows carry their exporter anyway."""
+        n = len(batch)
+        order, parts = _split.groups(batch.columns.get("exporter"), n)
+        cols = batch.columns if order is None else {k: v[order] for k, v in batch.columns.items()}
+        rb = FlowBatch(cols, n).to_arrow()
+        types = cols.get("type")
+        shared: dict[int, list[tuple[int, int]]] = {}
+        for address, start, end in parts:
+            exporter = _owner(address, owners)
+            if types is not None:
+                self._count_records(exporter, types[start:end])
+            if end - start >= SHARED_BELOW or len(parts) == 1:
+                self._send(exporter, rb if len(parts) == 1 else rb.slice(start, end - start), end - start)
+            else:
+                shared.setdefault(zlib.crc32(exporter.encode()) % SHARED_BUCKETS, []).append((start, end))
+        for bucket, ranges in shared.items():
+            rows = np.concatenate([np.arange(s, e) for s, e in ranges])
+            self._send(f"exporters-{bucket}", rb.take(pa.array(rows)), len(rows))
+
+    def _count_records(self, exporter: str, types: np.ndarray) -> None:
+        children = self._metric_records
+        for kind, n in _types(types).items():
+            child = children.get((exporter, kind))
+            if child is None:
+                child = metrics.records.labels(exporter, kind)
+                if len(children) < _MAX_CACHED_METRICS:
+                    children[(exporter, kind)] = child
+            child.inc(n)
 
     def _send(self, exporter: str, rb: pa.RecordBatch, n: int) -> None:
         started = time.perf_counter()
@@ -291,7 +322,10 @@ class _Listener:
         self.cap = owner.config.drain_max_datagrams
         self.max_records = owner.config.batch_max_records
         self.max_delay = owner.config.batch_max_delay_ms / 1000
-        self.pending: dict[str, list[FlowBatch]] = {}  # exporter → decoded, not yet published
+        #: Decoded flows not yet published, a batch per round, all exporters together: rows are
+        #: grouped by exporter once per publish (UdpCollector._publish_grouped), not per round.
+        self.pending: list[FlowBatch] = []
+        self.pending_owners: dict[bytes, str] = {}  # row address → source exporter (collectors._split)
         self.counts: dict[str, int] = {}  # exporter → flows pending
         self.oldest: dict[str, float] = {}  # exporter → when its first pending flow arrived
         self.counters: dict[str, list[CounterBatch]] = {}  # exporter → counter samples, not yet published
@@ -299,9 +333,8 @@ class _Listener:
         # oldest and counters_since keep insertion order, which is time order: an exporter enters
         # with its first pending row and leaves when published, so the first entry is the oldest
         # and what is due is a prefix (no scan over every exporter per loop).
-        self.full: set[str] = set()  # exporters whose pending flows reached batch_max_records
+        self.full = False  # some exporter's pending flows reached batch_max_records
         self.metric_datagrams: dict[str, Any] = {}  # exporter → its labelled datagram counter
-        self.metric_records: dict[tuple[str, str], Any] = {}  # (exporter, type) → labelled counter
         self.addresses: dict[str, bytes] = {}  # exporter → its 16-byte form (see collectors._split)
         self.held: dict[str, list[bytes]] = {}  # exporter → drained, not yet decoded (see _hold)
         self.held_count = 0
@@ -460,20 +493,19 @@ class _Listener:
                 if len(children) < _MAX_CACHED_METRICS:
                     children[exporter] = child
             child.inc(len(payloads))
-        owners = _split.owners(burst, self.protocol, self.addresses) if len(burst) > 1 else None
-        rounds = [burst] if owners is not None or len(burst) == 1 else [{e: p} for e, p in burst.items()]
-        for part in rounds:
-            decoded = self._feed(part, wall_ms)
-            if decoded is None:
-                continue
-            if owners is None:  # one exporter: all its rows are its own
-                (exporter,) = part
-                self._take(exporter, decoded.flows, decoded.counters, now)
-                continue
-            for address, columns, n in _split.split(decoded.flows.columns, len(decoded.flows)):
-                self._take(self._owner(address, owners), FlowBatch(columns, n), None, now)
-            for address, columns, n in _split.split(decoded.counters.columns, len(decoded.counters)):
-                self._take(self._owner(address, owners), None, CounterBatch(columns, n), now)
+        owners = _split.owners(burst, self.protocol, self.addresses)
+        if owners is None:  # two sources claim one address: exporter by exporter, published at once
+            for exporter, payloads in burst.items():
+                decoded = self._feed({exporter: payloads}, wall_ms)
+                if decoded is not None:
+                    if len(decoded.flows):
+                        self.owner._publish(exporter, [decoded.flows])
+                    self._take_counters(decoded.counters, {}, now, exporter)
+        else:
+            decoded = self._feed(burst, wall_ms)
+            if decoded is not None:
+                self._take(decoded.flows, owners, now)
+                self._take_counters(decoded.counters, owners, now)
         with self.owner._lock:
             self.owner.datagrams += sum(map(len, burst.values()))
 
@@ -491,33 +523,40 @@ class _Listener:
         _count(decoded)
         return decoded
 
-    @staticmethod
-    def _owner(address: bytes | None, owners: dict[bytes, str]) -> str:
-        """The source exporter of rows carrying ``address`` (the address itself if unforeseen)."""
-        exporter = owners.get(address) if address is not None else None
-        return exporter or (ip_str(address) if address is not None else "unknown")
-
-    def _take(
-        self, exporter: str, flows: FlowBatch | None, counters: CounterBatch | None, now: float
-    ) -> None:
-        """Add decoded rows of ``exporter`` to its pending batches."""
-        if flows is not None and len(flows):
-            children = self.metric_records
-            for kind, n in _types(flows).items():
-                child = children.get((exporter, kind))
-                if child is None:
-                    child = metrics.records.labels(exporter, kind)
-                    if len(children) < _MAX_CACHED_METRICS:
-                        children[(exporter, kind)] = child
-                child.inc(n)
-            self.pending.setdefault(exporter, []).append(flows)
-            count = self.counts[exporter] = self.counts.get(exporter, 0) + len(flows)
+    def _take(self, flows: FlowBatch, owners: dict[bytes, str], now: float) -> None:
+        """Add a round's decoded flows to the pending ones; count them per exporter."""
+        n = len(flows)
+        if not n:
+            return
+        self.pending.append(flows)
+        self.pending_owners.update(owners)
+        _, parts = _split.groups(flows.columns.get("exporter"), n) if len(owners) > 1 else (None, None)
+        if parts is None:  # one source: every row is its own (an sFlow agent address included)
+            parts = [(None, 0, n)]
+        for address, start, end in parts:
+            exporter = (
+                _owner(address, owners) if address is not None else next(iter(owners.values()), "unknown")
+            )
+            count = self.counts[exporter] = self.counts.get(exporter, 0) + end - start
             self.oldest.setdefault(exporter, now)
             if count >= self.max_records:
-                self.full.add(exporter)
-        if counters is not None and len(counters):
-            self.counters.setdefault(exporter, []).append(counters)
-            self.counters_since.setdefault(exporter, now)
+                self.full = True
+
+    def _take_counters(
+        self, counters: CounterBatch, owners: dict[bytes, str], now: float, exporter: str | None = None
+    ) -> None:
+        """Interface counter records (few: one per interface and polling interval), per exporter."""
+        if not len(counters):
+            return
+        parts = (
+            [(None, counters.columns, len(counters))]
+            if exporter is not None
+            else _split.split(counters.columns, len(counters))
+        )
+        for address, columns, n in parts:
+            source = exporter or _owner(address, owners)
+            self.counters.setdefault(source, []).append(CounterBatch(columns, n))
+            self.counters_since.setdefault(source, now)
 
     def _discard(self, part: dict[str, list[bytes]], error: Exception) -> None:
         """Count datagrams the decoder failed on, and drop what it holds of them, so that
@@ -532,22 +571,16 @@ class _Listener:
             log.exception("listener %s: the decoder cannot flush either", self.lc.listen)
 
     def _publish_due(self, now: float) -> None:
-        """Publish every exporter's batch that is full or old enough (all with ``now=inf``): the
-        full ones, then the oldest while they are due (work in what is published, not in how
-        many exporters are pending)."""
-        due = [e for e in self.full if e in self.pending]
-        self.full.clear()
-        for exporter, since in self.oldest.items():
-            if now - since < self.max_delay:
-                break
-            if exporter not in self.full:
-                due.append(exporter)
-        if due:
-            batches = []
-            for exporter in dict.fromkeys(due):
-                batches.append((exporter, self.pending.pop(exporter)))
-                del self.counts[exporter], self.oldest[exporter]
-            self.owner._publish_many(batches)
+        """Publish the pending flows once some exporter's are ``batch_max_records`` many or
+        ``batch_max_delay_ms`` old (all with ``now=inf``), and the counters that are due. The
+        oldest entry is the first (insertion order): no scan over the exporters."""
+        if self.pending and (self.full or now - next(iter(self.oldest.values())) >= self.max_delay):
+            batch, owners = FlowBatch.concat(self.pending), self.pending_owners
+            self.pending, self.pending_owners = [], {}
+            self.counts.clear()
+            self.oldest.clear()
+            self.full = False
+            self.owner._publish_grouped(batch, owners)
         if self.counters_since and now - next(iter(self.counters_since.values())) >= self.max_delay:
             for exporter in list(self.counters_since):
                 if now - self.counters_since[exporter] < self.max_delay:
@@ -556,9 +589,14 @@ class _Listener:
                 self.owner._publish_counters(exporter, self.counters.pop(exporter))
 
 
-def _types(flows: FlowBatch) -> dict[str, int]:
+def _owner(address: bytes | None, owners: dict[bytes, str]) -> str:
+    """The source exporter of rows carrying ``address`` (the address itself if unforeseen)."""
+    exporter = owners.get(address) if address is not None else None
+    return exporter or (ip_str(address) if address is not None else "unknown")
+
+
+def _types(types: np.ndarray) -> dict[str, int]:
     """Flows per export type (sflow, ipfix, psamp, ...); usually one type per exporter."""
-    types = flows.columns["type"]
     first = types[0]
     if types[-1] == first and bool((types == first).all()):
         return {first: len(types)}

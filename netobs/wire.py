@@ -28,8 +28,10 @@ from netobs import schema
 MAGIC = b"NOBS"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("!4sBH")
-_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-_PLAIN_OPTIONS = pa.ipc.IpcWriteOptions()
+# One thread: Arrow's pool would compress each column's buffer as its own task, which for the
+# small batches of many exporters cost more in hand-offs than the compression itself.
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd", use_threads=False)
+_PLAIN_OPTIONS = pa.ipc.IpcWriteOptions(use_threads=False)
 #: Batches with fewer records travel with uncompressed buffers.
 COMPRESS_MIN_ROWS = 32
 #: Record kind → its code in the schema field's high byte.

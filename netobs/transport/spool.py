@@ -151,14 +151,14 @@ class Spool:
         with self._lock:
             self._expire_locked(time.time())
             if self.bytes + len(data) + len(key) + len(value) > self.max_bytes:
-                self._drop_locked(key, kind, "spool_full", rows)
+                self._drop_locked(key, kind, "spool_full", rows, value)
                 return False
             try:
                 seg = self._writable_locked(len(data) + len(key) + len(value))
                 _write_all(self._fd, data + key + value)  # type: ignore[arg-type]
             except OSError as e:
                 self._write_failed_locked(e)
-                self._drop_locked(key, kind, "disk_full" if _no_space(e) else "spool_error", rows)
+                self._drop_locked(key, kind, "disk_full" if _no_space(e) else "spool_error", rows, value)
                 return False
             if self.disk_full:
                 log.warning("spool %s: writing again", self.directory)
@@ -279,20 +279,26 @@ class Spool:
         """Drop whole segments older than ``max_age_s`` (never the one being written)."""
         while len(self._segments) > 1 and now - self._segments[0].created > self.max_age_s:
             seg = self._segments.pop(0)
-            for i, (_, rows, kind, key) in enumerate(seg.index):
-                if seg.first + i >= self.acked:
-                    self._drop_locked(key, KINDS[kind], "expired", rows)
+            try:
+                records = _parse(seg.path.read_bytes(), seg.first)
+            except (OSError, TransportError):
+                records = [
+                    Record(seg.first + i, k, b"", r, KINDS[c]) for i, (_, r, c, k) in enumerate(seg.index)
+                ]
+            for rec in records:
+                if rec.seq >= self.acked:
+                    self._drop_locked(rec.key, rec.kind, "expired", rec.rows, rec.value)
             self.acked = max(self.acked, seg.end)
             self._persist_ack_locked("")
             self._remove_locked(seg)
 
-    def _drop_locked(self, key: bytes, kind: str, reason: str, rows: int) -> None:
-        exporter = key.decode("utf-8", "replace")
-        self.dropped[(exporter, kind, reason)] += rows
+    def _drop_locked(self, key: bytes, kind: str, reason: str, rows: int, value: bytes = b"") -> None:
         self.dropped_records[reason] += 1
         self._unlogged[reason] += rows
-        if self.on_drop is not None:
-            self.on_drop(exporter, kind, reason, rows)
+        for exporter, n in _exporters(key, value, rows):
+            self.dropped[(exporter, kind, reason)] += n
+            if self.on_drop is not None:
+                self.on_drop(exporter, kind, reason, n)
         now = time.monotonic()
         if now - self._logged >= _LOG_EVERY_S:
             what = ", ".join(f"{n} rows ({r})" for r, n in sorted(self._unlogged.items()))
@@ -346,6 +352,23 @@ class Spool:
                 os.close(self._fd)
                 self._fd = None
             self._lockfile.close()
+
+
+def _exporters(key: bytes, value: bytes, rows: int) -> list[tuple[str, int]]:
+    """Who the rows of a record came from: its key, or, for a message several exporters share
+    (key ``exporters-<n>``, see collectors.service), its rows' exporter column."""
+    name = key.decode("utf-8", "replace")
+    if not name.startswith("exporters-") or not value:
+        return [(name, rows)]
+    try:
+        from netobs import wire
+        from netobs.batch import ip_str
+
+        col = wire.decode(value).column("exporter")
+    except (wire.WireError, KeyError):
+        return [(name, rows)]
+    counts = Counter(col.to_pylist())
+    return [(ip_str(a) if isinstance(a, bytes) and len(a) == 16 else name, n) for a, n in counts.items()]
 
 
 def _kind_code(kind: str) -> int:
