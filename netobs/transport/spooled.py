@@ -196,14 +196,13 @@ class SpooledProducer:
             except TransportError as e:
                 results[i] = e
                 break
+        # Wait for every answer (the producer's linger sends them), in slices so that close()
+        # need not wait out a delivery timeout.
         deadline = time.monotonic() + self.delivery_timeout_s + 5
-        try:
-            self._inner.flush(self.delivery_timeout_s)
-        except TransportError:
-            pass
-        for _ in range(sent):
-            if not finished.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
+        answered = 0
+        while answered < sent and time.monotonic() < deadline and not self._stop.is_set():
+            if finished.acquire(timeout=0.2):
+                answered += 1
         ok = 0
         for res in results:
             if res is not None:

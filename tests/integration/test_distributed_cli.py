@@ -48,6 +48,7 @@ def test_collect_and_pipeline_processes_via_kafka(tmp_path, kafka_broker, topic_
     base = (
         "transport:\n  type: kafka\n"
         f"  kafka: {{bootstrap_servers: ['{kafka_broker.bootstrap}'], topic: {topic}, group_id: g-{topic}}}\n"
+        f"  spool: {{dir: '{tmp_path / 'spool'}'}}\n"
         "collector:\n  listeners: [{listen: '127.0.0.1:0'}]\n  batch_max_delay_ms: 100\n"
         f"store: {{chdb: {{path: '{tmp_path / 'chdb'}'}}}}\n"
         "pipeline: {max_batch_delay_ms: 200}\n"
@@ -91,9 +92,11 @@ def test_collect_and_pipeline_processes_via_kafka(tmp_path, kafka_broker, topic_
 
 
 def test_collect_with_broker_down_says_so(tmp_path):
+    """With the spool off, a collector that cannot reach Kafka refuses to start, in one line."""
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"transport: {{type: kafka, kafka: {{bootstrap_servers: ['127.0.0.1:{free_port()}'], request_timeout_ms: 3000}}}}\n"
+        f"transport: {{type: kafka, kafka: {{bootstrap_servers: ['127.0.0.1:{free_port()}'], request_timeout_ms: 3000}}, "
+        "spool: {enabled: false}}\n"
         "collector: {listeners: [{listen: '127.0.0.1:0'}]}\n"
         f"control: {{listen: '127.0.0.1:{free_port()}'}}\n"
     )
@@ -105,3 +108,41 @@ def test_collect_with_broker_down_says_so(tmp_path):
     )
     assert r.returncode == 1
     assert "Kafka" in r.stderr and "unreachable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_collect_with_broker_down_spools_and_says_degraded(tmp_path):
+    """With the spool (the default), it starts, spools what it collects and says why in /health."""
+    control = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"transport: {{type: kafka, kafka: {{bootstrap_servers: ['127.0.0.1:{free_port()}'], request_timeout_ms: 3000, "
+        f"max_block_ms: 1000}}, spool: {{dir: '{tmp_path / 'spool'}'}}}}\n"
+        "collector: {listeners: [{listen: '127.0.0.1:0'}], batch_max_delay_ms: 100}\n"
+        f"control: {{listen: '{control}'}}\n"
+    )
+    with open(tmp_path / "collect.log", "w") as log:
+        proc = start(["collect"], config, log)
+        try:
+            health = wait_health(control, proc, tmp_path / "collect.log")
+            (listener,) = health["listeners"]
+            capture = "tests/testdata/ovs-sflow.pcap"
+            r = subprocess.run(
+                [sys.executable, "-m", "netobs", "replay", capture, "--to", listener, "--rate", "2000"]
+            )
+            assert r.returncode == 0
+            expected = decoded_flow_count(capture)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                health = remote_health(control)
+                if health["published_flows"] >= expected and health["spool"]["records"]:
+                    break
+                time.sleep(0.3)
+            assert health["status"] == "degraded" and "transport" in health["reasons"]
+            assert health["published_flows"] == expected and health["lost_flows"] == 0
+            assert health["spool"]["records"] > 0 and not health["spool"]["transport_up"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
