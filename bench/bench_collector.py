@@ -8,7 +8,11 @@ exporter (24 records per datagram) and two sFlow (9 samples per datagram), ``--d
 export seconds; ``testcaptures`` (``collector.e2e_testcaptures``): the real export captures
 of ``tests/testdata`` (nine of them: sFlow, IPFIX, NetFlow v9 and v5, PSAMP from OVS, pmacct
 and softflowd, mostly few records per datagram), interleaved and repeated ``--loops`` times
-with continuing sequence numbers. ``<name>_flows_per_datagram`` says which is which.
+with continuing sequence numbers; ``many`` (``collector.e2e_500_exporters``): the ``dense``
+datagram mix from 500 exporters (375 IPFIX, 125 sFlow) interleaved as simultaneous exporters
+arrive, as many flows as ``dense``, without the goflow2 runs;
+``collector.e2e_500_exporters.vs_8_exporters`` is its figure over ``collector.e2e`` (the goal:
+above 0.8). ``<name>_flows_per_datagram`` says which is which.
 Another process sends them over loopback for ``--seconds``, as fast as it can or paced,
 and reports what it offered.
 
