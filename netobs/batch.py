@@ -7,7 +7,6 @@ strings when the batch is turned into Arrow, so decoders only fill what they kno
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -89,21 +88,31 @@ class FlowBatch:
 
 #: Column name → the numpy dtype decoders fill (Column.numpy, computed once).
 _NUMPY: dict[str, np.dtype] = {c.name: c.numpy for c in schema.BY_NAME.values()}
-#: Column name → an array of its absent value, sliced for each batch (grown by doubling).
-_ABSENT: dict[str, pa.Array] = {}
+#: id(Column) → an array of its absent value, sliced for each batch (grown by doubling). By id:
+#: columns are module constants, and hashing a Column (its Arrow type included) costs more.
+_ABSENT: dict[int, tuple[schema.Column, pa.Array]] = {}
+_SCHEMAS: dict[int, tuple[tuple[schema.Column, ...], pa.Schema]] = {}
+
+
+def _numpy(col: schema.Column) -> np.dtype:
+    dtype = _NUMPY.get(col.name)
+    return dtype if dtype is not None and col is schema.BY_NAME.get(col.name) else col.numpy
 
 
 def _absent(col: schema.Column, n: int) -> pa.Array:
-    arr = _ABSENT.get(col.name)
+    known = _ABSENT.get(id(col))
+    arr = known[1] if known is not None and known[0] is col else None
     if arr is None or len(arr) < n:
         arr = arrow_array(col, None, max(n, 2 * len(arr) if arr is not None else 1024))
-        _ABSENT[col.name] = arr
+        _ABSENT[id(col)] = (col, arr)  # the column kept: its id cannot be reused
     return arr.slice(0, n)
 
 
-@functools.lru_cache(maxsize=16)
 def _arrow_schema(columns: tuple[schema.Column, ...]) -> pa.Schema:
-    return schema.arrow_schema(columns)
+    known = _SCHEMAS.get(id(columns))
+    if known is None or known[0] is not columns:  # (the tuple kept: its id cannot be reused)
+        known = _SCHEMAS[id(columns)] = (columns, schema.arrow_schema(columns))
+    return known[1]
 
 
 def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
@@ -114,7 +123,7 @@ def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
 
 def arrow_array(col: schema.Column, values: np.ndarray | None, n: int) -> pa.Array:
     if values is None:
-        if _NUMPY[col.name] == np.dtype(object):  # absent text (enrichment at the collector): 30x faster in C
+        if _numpy(col) == np.dtype(object):  # absent text (enrichment at the collector): 30x faster in C
             return pa.repeat(pa.scalar("", type=col.arrow), n)
         values = _zeros(col.numpy, n)
     elif values.dtype == object and n and _constant(values):  # one value (a type, no tunnel): 5x faster
