@@ -243,11 +243,13 @@ def test_capture_through_kafka_into_chdb_exactly_once(expected, tmp_path, kafka_
         first.stop()
         assert stored(store) == expected
         assert (count(store, "flows"), count(store, "interface_counters")) == (n_flows, n_counters)
-        # The next owner of the partition replays the recorded batch: same token, no new rows.
+        # The next owner of the partition replays the recorded batch: same token, no new rows, and
+        # it says so (the rows the store dropped count as deduplicated, not inserted).
         second = Pipeline(cfg, transport.consumer(), store)
         second.start()
-        assert wait_until(lambda: second.counters_inserted == n_counters)
+        assert wait_until(lambda: second.rows_deduplicated == n_flows + n_counters)
         second.stop()
+        assert (second.rows_inserted, second.counters_inserted) == (0, 0)
         assert (count(store, "flows"), count(store, "interface_counters")) == (n_flows, n_counters)
         assert (first.bad_messages, second.bad_messages) == (0, 0)
     finally:
