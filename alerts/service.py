@@ -20,7 +20,7 @@ import pyarrow as pa
 from alerts import metrics, routing, source, state
 from alerts.model import Alert, merge, settle
 from alerts.sinks import Sink, SinkError, make_sink
-from netobs.config_alerts import AlertsConfig
+from alerts.config import AlertsConfig
 
 log = logging.getLogger(__name__)
 

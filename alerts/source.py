@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from alerts import metrics
 from alerts.model import Alert, from_finding, from_violation
-from netobs.config_alerts import SEVERITY_RANK, LinksConfig
+from alerts.config import SEVERITY_RANK, LinksConfig
 
 log = logging.getLogger(__name__)
 

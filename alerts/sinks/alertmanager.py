@@ -14,7 +14,7 @@ from datetime import datetime
 
 from alerts.model import Alert, iso
 from alerts.sinks._http import post
-from netobs.config_alerts import AlertmanagerSinkConfig
+from alerts.config import AlertmanagerSinkConfig
 
 
 def payload(alerts: Sequence[Alert]) -> list[dict[str, object]]:

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from alerts.model import Alert, iso
 from alerts.sinks._http import post
-from netobs.config_alerts import WebhookSinkConfig
+from alerts.config import WebhookSinkConfig
 
 
 def sign(secret: bytes, body: bytes) -> str:

@@ -25,13 +25,16 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from netobs.transport.base import TransportError
 from pipeline.metadata.model import KINDS, Obj
 from pipeline.metadata.store import Change, MetadataStore, ms
+
+if TYPE_CHECKING:
+    from pipeline.enrich import Enricher
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +366,7 @@ class MetadataSubscriber:
             log.exception("metadata topic %s: applying %d changes failed", self.topic, len(changes))
 
 
-def make_topic_enricher(settings: Any, store: Any = None) -> Any:
+def make_topic_enricher(settings: Any, store: Any = None) -> Enricher:
     """An enricher whose metadata view comes from the compacted topic (``enrich.metadata_topic``).
 
     The history is created/reloaded from the store as usual; the inventory and the

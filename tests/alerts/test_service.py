@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+from alerts.config import AlertsConfig
 from alerts.service import Notifier
-from netobs.config_alerts import AlertsConfig
 from netobs.metrics import REGISTRY
 from tests.alerts.conftest import DB, NOW, SECRET, finding, save_findings, save_violation
 

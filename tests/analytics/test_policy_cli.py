@@ -8,8 +8,9 @@ import pytest
 
 from analytics.policy.cli import add_parsers
 from analytics.policy.fixtures import flows_table
-from netobs.config import ChdbStoreConfig, ControlConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
 from tests.analytics.test_policy_rules import (
     BANK_POLICY,
     CORP,

@@ -12,8 +12,9 @@ from analytics.policy.fixtures import flows_table
 from analytics.report.charts import bars
 from analytics.report.cli import add_parsers
 from analytics.report.data import _buckets, _gaps
-from netobs.config import ChdbStoreConfig, ControlConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
 from tests.analytics.test_policy_rules import BANK_POLICY, CORP, MGMT, STAGING, WEB, flow
 from tests.services._require import unavailable
 

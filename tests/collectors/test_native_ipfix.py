@@ -141,7 +141,7 @@ def test_golden_summaries_on_both_paths(name, monkeypatch):
 def test_ovs_perflow_observation_point_through_netobs_decode(setting, monkeypatch, capsys):
     """OVS per-flow IPFIX sends the sample action's obs_point_id (IE 138): 4242 in every record of the
     committed capture, on both paths; it has no next hop, AS or prefix lengths (all 0, ``::``)."""
-    from netobs.cli import main
+    from netobs_app.cli import main
 
     monkeypatch.setenv("NETOBS_NATIVE", setting)
     assert main(["decode", str(DATA / "ovs-perflow-perflow.pcap")]) == 0

@@ -30,8 +30,9 @@ from analytics.store import save
 from collectors.counters import CounterBatch
 from netobs import schema
 from netobs.batch import FlowBatch, ip_bytes
-from netobs.config import ChdbStoreConfig, ControlConfig, EnrichConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, ControlConfig, EnrichConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
 from pipeline.enrich import make_enricher
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netobs.cli import main
+from netobs_app.cli import main
 from tests.dashboards import _data
 
 ROOT = Path(__file__).resolve().parents[2]

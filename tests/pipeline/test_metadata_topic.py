@@ -179,8 +179,8 @@ def test_a_topic_that_is_not_compacted_is_refused(topic_factory, options):
 def test_pipeline_replicas_wired_by_config_share_the_view(tmp_path, kafka_broker):
     """``enrich.metadata_topic.enabled``: a ``netobs pipeline`` runtime (chdb, inventory) publishes;
     a second replica without sources builds the same view from the topic alone."""
-    from netobs.config import Settings
-    from netobs.runtime import Runtime
+    from netobs_app.runtime import Runtime
+    from netobs_app.settings import Settings
     from pipeline.metadata.topic import make_topic_enricher
     from tests.services._proc import free_port
 

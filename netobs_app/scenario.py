@@ -1,7 +1,7 @@
 """``netobs scenario evaluate``: the labeled synthetic bank through the real path, scored.
 
-Part of the CLI (it joins the collectors' decoder, the pipeline's enrichment and the
-analytics, imported lazily). Steps: generate the scenario unless it exists, ingest its
+Part of the composition root: it joins the collectors' decoder, the pipeline's enrichment
+and the analytics. Steps: generate the scenario unless it exists, ingest its
 IPFIX capture with its inventory into a store of its own (no TTL: the scenario's dates are
 fixed), analyze its last week against the weeks before, and print precision, recall, F1
 and detection delay per detector, beside the Theia-style EWMA reference on the volume
@@ -17,7 +17,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from netobs.config import Settings
+from analytics.cli import load_analytics
+from analytics.evaluate import score, table
+from analytics.runner import Analysis
+from analytics.scenario import ScenarioSpec, generate
+from netobs.store import make_store
+from netobs_app.capture import decoded
+from netobs_app.settings import Settings
+from pipeline.enrich import make_enricher
+from pipeline.enrich_ingest import Ingest
 
 
 def add_parser(scenario_sub: argparse._SubParsersAction) -> None:
@@ -75,14 +83,6 @@ def _scenario_settings(settings: Settings, root: Path) -> Settings:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from analytics.cli import load_analytics
-    from analytics.evaluate import score, table
-    from analytics.runner import Analysis
-    from analytics.scenario import ScenarioSpec, generate
-    from netobs.store import make_store
-    from pipeline.enrich import make_enricher
-    from pipeline.enrich_ingest import Ingest
-
     root: Path = args.dir
     if not (root / "labels.json").exists():
         try:
@@ -100,9 +100,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         if not (root / "chdb" / ".ingested").exists():
             started = time.perf_counter()
             ingest = Ingest(make_enricher(settings, store), store, progress=None)
-            from netobs.cli import _decoded
-
-            for flows, _, rejects in _decoded(str(root / "exports.pcap")):
+            for flows, _, rejects in decoded(str(root / "exports.pcap")):
                 ingest.add(flows, rejects)
             ingest.flush()
             figures["ingest_s"] = round(time.perf_counter() - started, 1)

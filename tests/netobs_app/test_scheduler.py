@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from netobs.config import load
-from netobs.runtime import Scheduler
 from netobs.store import make_store
+from netobs_app.scheduler import Scheduler
+from netobs_app.settings import load
 
 NOW = datetime(2026, 11, 30, 12, 7, tzinfo=UTC).timestamp()
 
