@@ -24,6 +24,7 @@ from netobs.batch import conform
 from netobs.config import PipelineConfig
 from netobs.store import Store, StoreError, StoreUnavailable
 from netobs.transport import Consumer, Message, TransportError
+from netobs.transport.capabilities import Capabilities
 from netobs.transport.deadletter import DeadLetters, DirectoryDeadLetters
 from pipeline import metrics
 from pipeline.delivery import Batch, Batcher
@@ -64,6 +65,8 @@ class Pipeline:
         #: would otherwise lose it; Kafka keeps uncommitted messages anyway).
         self.drain = drain
         self.consumer = consumer
+        #: What the consumer offers beyond poll/commit/close, read once here.
+        self.capabilities = Capabilities.of(consumer)
         self.store = store
         #: Applied to each batch before its insert (enrichment); must be deterministic, or a
         #: replayed batch would not be recognised as a duplicate on servers without tokens.
@@ -85,14 +88,12 @@ class Pipeline:
         self._inflight: _Job | None = None
         self.bad_messages = 0
         self.dead_lettered = 0
-        handler = getattr(consumer, "set_rebalance_handler", None)
-        if handler is not None:
-            handler(self._revoked, self._assigned)
+        if self.capabilities.partitioned is not None:
+            self.capabilities.partitioned.set_rebalance_handler(self._revoked, self._assigned)
 
     def start(self) -> None:
-        if self.dead_letters is None:
-            make = getattr(self.consumer, "dead_letters", None)
-            self.dead_letters = make() if make else None
+        if self.dead_letters is None and self.capabilities.dead_lettering is not None:
+            self.dead_letters = self.capabilities.dead_lettering.dead_letters()
         if self.dead_letters is None and self.config.dead_letter_dir is not None:
             self.dead_letters = DirectoryDeadLetters(self.config.dead_letter_dir)
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
@@ -133,8 +134,8 @@ class Pipeline:
                 return
 
     def _poll_more(self) -> bool:
-        depth = getattr(self.consumer, "depth", None)
-        return bool(depth and depth() > 0)
+        queued = self.capabilities.queued
+        return queued is not None and queued.depth() > 0
 
     def _buffer_full(self) -> bool:
         return self._batcher.rows >= self.config.max_buffered_rows
@@ -144,7 +145,7 @@ class Pipeline:
         blocked = self._buffer_full() or time.monotonic() < self._retry_at
         if blocked != self._paused:
             self._set_paused(blocked)
-        if blocked and not hasattr(self.consumer, "pause"):
+        if blocked and self.capabilities.pausable is None:
             time.sleep(timeout)  # a consumer that cannot pause: just do not take more
             return
         for msg in self.consumer.poll(timeout):
@@ -159,9 +160,11 @@ class Pipeline:
     def _set_paused(self, paused: bool) -> None:
         """Pause consumption but keep polling: a Kafka consumer that stops polling for longer
         than max_poll_interval_ms is evicted from its group and its partitions rebalanced."""
-        method = getattr(self.consumer, "pause" if paused else "resume", None)
-        if method is not None:
-            method()
+        pausable = self.capabilities.pausable
+        if pausable is not None and paused:
+            pausable.pause()
+        elif pausable is not None:
+            pausable.resume()
         self._paused = paused
         metrics.paused.set(int(paused))
 
@@ -213,9 +216,9 @@ class Pipeline:
         this batch. Only once the batch before it in its partition is committed, because
         the record moves the partition's committed offset to this batch's start."""
         if batch.key is not None and not batch.planned:
-            commit_plan = getattr(self.consumer, "commit_plan", None)
-            if commit_plan is not None:
-                commit_plan(batch.key[0], batch.key[1], batch.first, batch.last)
+            partitioned = self.capabilities.partitioned
+            if partitioned is not None:
+                partitioned.commit_plan(batch.key[0], batch.key[1], batch.first, batch.last)
         batch.planned = True
 
     def _prepare(self, batch: Batch) -> _Job:
@@ -312,9 +315,9 @@ class Pipeline:
         batch.inflight = False
         bad = job.bad + job.future.result()
         self._dead_letter(bad)
-        commit_offsets = getattr(self.consumer, "commit_offsets", None)
-        if batch.key is not None and commit_offsets is not None:
-            commit_offsets({batch.key: (batch.last + 1, "")})
+        partitioned = self.capabilities.partitioned
+        if batch.key is not None and partitioned is not None:
+            partitioned.commit_offsets({batch.key: (batch.last + 1, "")})
         else:
             self.consumer.commit()
         self._batcher.done(batch)
