@@ -20,8 +20,6 @@ import pytest
 from analytics import store as fstore
 from analytics.findings import Finding
 from analytics.policy.evaluate import COLUMNS, VIOLATIONS, create_violations
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 from tests.services import _require
 from tests.services.alertmanager import alertmanager  # noqa: F401
 
@@ -31,11 +29,8 @@ SECRET = "webhook-test-secret"
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    s.start()
-    yield s
-    s.stop()
+def store(store_factory):
+    return store_factory(retention_days=0)
 
 
 def finding(detector="dr_traffic", severity="critical", end=NOW, tenant="retail", score=9.0, **entities):

@@ -36,8 +36,6 @@ from analytics.policy.netpol_sql import (
 )
 from analytics.policy.results import stored
 from analytics.policy.testing import evaluate_flows
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 from pipeline.metadata.model import Namespace, Pod
 from pipeline.metadata.store import Change, MetadataStore
 
@@ -202,19 +200,16 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(module_store_factory):
     """One embedded store with the pod inventory in its metadata store."""
-    cfg = StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=tmp_path_factory.mktemp("chdb")))
-    s = make_store(cfg)
-    s.start()
+    s = module_store_factory(retention_days=0)
     meta = MetadataStore(s, s.database)
     meta.ensure()
     objs = [Namespace(name=n, labels=lab) for n, lab in NAMESPACES.items()]
     for name, (ns, addr, node, labels) in PODS.items():
         objs.append(Pod(name=f"{name}-1", namespace=ns, ip=addr, node=node, workload=name, labels=labels))
     meta.apply([Change.upsert(o, "test") for o in objs], at=SINCE, new_from=SINCE)
-    yield s
-    s.stop()
+    return s
 
 
 def policy_for(tmp_path, objects, **rule) -> Policy:

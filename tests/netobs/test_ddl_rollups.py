@@ -151,11 +151,8 @@ def test_single_server_replicated_flows_table():
 
 # ---- execution on chdb ---------------------------------------------------------------------------
 @pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb"), rollup_1m_retention_days=7))
-    s.start()
-    yield s
-    s.stop()
+def store(store_factory):
+    return store_factory(rollup_1m_retention_days=7)
 
 
 def flows(now_ms):

@@ -10,26 +10,15 @@ from kafka import KafkaConsumer
 
 from netobs import wire
 from netobs.config import (
-    ChdbStoreConfig,
     InprocessTransportConfig,
     KafkaTransportConfig,
     PipelineConfig,
-    StoreConfig,
 )
-from netobs.store import make_store
 from netobs.transport import Message
 from netobs.transport.inprocess import InprocessTransport
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
 from tests.pipeline.test_pipeline import FlakyStore, ListConsumer, count, flows
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    s.start()
-    yield s
-    s.stop()
 
 
 def run_until(pipeline, cond, timeout_s=15.0):
