@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from alerts.model import Alert
 from alerts.config import SEVERITY_RANK, RouteConfig
+from alerts.model import Alert
 
 
 def matches(route: RouteConfig, alert: Alert) -> bool:

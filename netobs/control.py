@@ -131,4 +131,5 @@ def remote_query(listen: str, sql: str, timeout_s: float = 300.0) -> pa.Table:
 
 def remote_health(listen: str, timeout_s: float = 2.0) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://{listen}/health", timeout=timeout_s) as resp:
-        return json.loads(resp.read())
+        health: dict[str, Any] = json.loads(resp.read())
+        return health

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def cmd_decode_enriched(args: argparse.Namespace) -> int:
         raise ConfigError("decode --enrich needs --inventory FILE (or enrich.inventory in the config)")
     enricher = make_enricher(settings, None)
 
-    def records():
+    def records() -> Iterator[dict[str, Any]]:
         for flows, counters, _ in decoded(args.capture, settings):
             extra = enriched_fields(enricher, flows) if len(flows) else {}
             for i, row in enumerate(flow_dicts(flows)):
@@ -140,7 +140,7 @@ def _wait_for_signal() -> None:
 
 
 #: The sub-commands the other components bring (after the analytics'); handlers take ``(args, settings)``.
-COMPONENT_COMMANDS: tuple[Callable[[argparse._SubParsersAction[Any]], None], ...] = (
+COMPONENT_COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     policy_parsers,
     report_parsers,
     dashboards_parsers,

@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from analytics.cli import load_analytics
 from analytics.evaluate import score, table
@@ -28,7 +29,7 @@ from pipeline.enrich import make_enricher
 from pipeline.enrich_ingest import Ingest
 
 
-def add_parser(scenario_sub: argparse._SubParsersAction) -> None:
+def add_parser(scenario_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = scenario_sub.add_parser(
         "evaluate", help="ingest a scenario, analyze its last week, score the detectors"
     )
@@ -135,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print(title: str, rows: list[dict]) -> None:
+def _print(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     cols = [
         "detector",

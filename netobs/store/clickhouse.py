@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,8 @@ from clickhouse_driver import errors as ch_errors
 from netobs import ddl
 from netobs.config import StoreConfig
 from netobs.store.base import StoreError, StoreUnavailable, converge_store
+
+T = TypeVar("T")
 
 __all__ = ["ClickHouseStore", "arrow_to_column"]
 
@@ -93,7 +96,7 @@ class ClickHouseStore:
     def stop(self) -> None:
         self._client.disconnect()
 
-    def _call(self, fn):
+    def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` with reconnects and exponential backoff on network errors."""
         delay = self.config.retry_backoff_s
         for attempt in range(self.config.insert_retries + 1):

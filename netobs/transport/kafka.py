@@ -207,7 +207,7 @@ class KafkaBatchConsumer:
 PLAN_PREFIX = "netobs-batch:"
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python has no types
     def __init__(self, consumer: KafkaBatchConsumer):
         self.consumer = consumer
 
