@@ -2,7 +2,7 @@
 
 ``GET /metrics`` (Prometheus), ``GET /health`` (JSON), ``POST /query`` (SQL in the body,
 an Arrow IPC stream back). Only one process may open an embedded chdb directory, so
-while ``netobs run`` owns it, ``netobs query`` (and later analyze and report) reach the
+while ``netobs run`` owns it, ``netobs query``, ``analyze``, ``report`` and ``alerts send`` reach the
 store through this endpoint. It binds to loopback by default; it runs whatever SQL it is
 given, so never expose it beyond the host without a proxy that authenticates.
 """

@@ -31,9 +31,6 @@ from pipeline.delivery import Batch, Batcher
 
 log = logging.getLogger(__name__)
 
-_TARGET = schema.arrow_schema()
-
-
 @dataclass
 class _Job:
     """A batch prepared on the pipeline thread for the inserter thread."""
@@ -244,7 +241,7 @@ class Pipeline:
         for m in msgs:  # a message whose columns cannot be read as this kind goes aside alone
             try:
                 assert m.table is not None
-                tables.append(_conform(m.table) if kind == schema.FLOWS else conform(m.table, kind))
+                tables.append(conform(m.table, kind))
                 readable.append(m)
             except (pa.ArrowException, ValueError, KeyError, TypeError) as e:
                 log.error("unreadable %s columns at %s: %s", kind, m.position, e)
@@ -357,11 +354,3 @@ def _raw(msg: Message) -> bytes:
     except wire.WireError:  # a record kind the wire format has no code for: the bare Arrow stream
         return wire.arrow_stream(rb)
 
-
-def _conform(table: pa.Table) -> pa.Table:
-    """Reorder/fill a batch to the current schema (older producers may lack new columns)."""
-    if table.schema.equals(_TARGET, check_metadata=False):
-        return table
-    from netobs.batch import FlowBatch
-
-    return pa.Table.from_batches([FlowBatch.from_arrow(table).to_arrow()])

@@ -1,5 +1,5 @@
 """``netobs dashboards export|check|push`` end to end: files on disk, the real store, and for ``push`` a
-local HTTP server standing in for Grafana's API (no Grafana server can run here, see shared/PEERS.md)."""
+local HTTP server standing in for Grafana's API (no Grafana server installs on the project's machines)."""
 
 from __future__ import annotations
 

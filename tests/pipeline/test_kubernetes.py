@@ -1,6 +1,6 @@
 """The Kubernetes source with the official ``kubernetes`` client, against a local fake API server.
 
-No kube-apiserver can run on the project's machines (PEERS.md), so ``_fake_apiserver``
+No kube-apiserver installs on the project's machines (not in Debian, not on PyPI), so ``_fake_apiserver``
 serves list and chunked watch streams for pods, namespaces, nodes and the Kube-OVN CRDs in
 the real wire format (the client deserializes and validates them), including the ERROR
 event with a 410 Gone that forces a relist.
