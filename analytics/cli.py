@@ -59,7 +59,7 @@ def load_analytics(path: Path | None, default=None):
 
 
 def cmd_analyze(args: argparse.Namespace, settings) -> int:
-    from analytics import store as fstore
+    from analytics import findings_table as fstore
     from analytics.runner import Analysis
     from netobs.query import Querier
 

@@ -20,7 +20,7 @@ from alerts.cli import add_parsers as alerts_parsers
 from analytics.cli import add_parsers as analytics_parsers
 from analytics.policy.cli import add_parsers as policy_parsers
 from analytics.report.cli import add_parsers as report_parsers
-from collectors.decode import counter_dicts, flow_dicts, iter_records, write_jsonl
+from collectors.jsonl import counter_dicts, flow_dicts, iter_records, write_jsonl
 from collectors.replay import replay
 from dashboards.cli import add_parsers as dashboards_parsers
 from netobs import __version__

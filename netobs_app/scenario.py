@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from analytics.cli import load_analytics
-from analytics.evaluate import score, table
 from analytics.runner import Analysis
 from analytics.scenario import ScenarioSpec, generate
+from analytics.scoring import score, table
 from netobs.store import make_store
 from netobs_app.capture import decoded
 from netobs_app.settings import Settings

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from analytics import store as fstore
+from analytics import findings_table as fstore
 from analytics.policy.evaluate import evaluate
 from analytics.policy.loader import load_policy
 from analytics.runner import Analysis

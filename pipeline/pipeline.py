@@ -31,6 +31,7 @@ from pipeline.delivery import Batch, Batcher
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class _Job:
     """A batch prepared on the pipeline thread for the inserter thread."""
@@ -353,4 +354,3 @@ def _raw(msg: Message) -> bytes:
         return wire.encode(rb)
     except wire.WireError:  # a record kind the wire format has no code for: the bare Arrow stream
         return wire.arrow_stream(rb)
-

@@ -217,7 +217,7 @@ def _name_of(node: yaml.MappingNode) -> str:
 
 
 def apply_inventory(meta, path: str | Path, strict: bool = False, at: Any = None) -> Inventory:
-    """Load ``path`` into a :class:`~pipeline.metadata.store.MetadataStore`.
+    """Load ``path`` into a :class:`~pipeline.metadata.versions.MetadataStore`.
 
     The file is the whole truth of its source: objects removed from it are closed at
     ``at`` (default now); objects seen for the first time are valid since ever, so old

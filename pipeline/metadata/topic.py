@@ -5,7 +5,7 @@ Kubernetes watch) do not apply their changes to the local store; they write them
 :class:`TopicWriter`, which publishes each change as one record keyed by the object's
 identity (``pod/<namespace>/<name>``, ``network/<name>``, ...): the object as JSON, or a
 tombstone (no value) for a deletion. Headers carry what
-:meth:`~pipeline.metadata.store.MetadataStore.apply` needs besides the object (the change
+:meth:`~pipeline.metadata.versions.MetadataStore.apply` needs besides the object (the change
 time, the first-sight start, the source), tombstones included. Every replica, the
 publishing one too, reads the topic from the beginning with :class:`MetadataSubscriber` and
 applies the records in topic order (one partition: one order), so all replicas compute
@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from netobs.transport.base import TransportError
 from pipeline.metadata.model import KINDS, Obj
-from pipeline.metadata.store import Change, MetadataStore, ms
+from pipeline.metadata.versions import Change, MetadataStore, ms
 
 if TYPE_CHECKING:
     from pipeline.enrich import Enricher

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from analytics import store as fstore
+from analytics import findings_table as fstore
 from analytics.findings import Finding
 from analytics.policy.evaluate import COLUMNS, VIOLATIONS, create_violations
 from tests.services import _require
@@ -48,7 +48,7 @@ _seq = [0]
 def save_violation(
     store, rule="prod-nonprod-separation", severity="critical", end=NOW, deleted=0, **over
 ) -> dict:
-    """One violations row inserted as evaluate.py writes them (version 2 × ms + 1, tombstones 2 × ms)."""
+    """One violations row inserted as analytics.policy.evaluate writes them (version 2 × ms + 1, tombstones 2 × ms)."""
     for sql in create_violations(DB):
         store.execute(sql)
     _seq[0] += 1

@@ -37,7 +37,7 @@ from analytics.policy.netpol_sql import (
 from analytics.policy.results import stored
 from analytics.policy.testing import evaluate_flows
 from pipeline.metadata.model import Namespace, Pod
-from pipeline.metadata.store import Change, MetadataStore
+from pipeline.metadata.versions import Change, MetadataStore
 
 T = "2026-06-01T10:15:00Z"
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from analytics.scenario import ScenarioSpec, generate
-from collectors.decode import iter_records
+from collectors.jsonl import iter_records
 
 
 def test_small_scenario(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.decode import iter_records
+from collectors.jsonl import iter_records
 from collectors.pcap import PcapReader
 from tests.collectors import _exporters as ex
 from tests.collectors import _pmacct, _tshark

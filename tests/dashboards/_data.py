@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from analytics.findings import Finding
+from analytics.findings_table import save
 from analytics.policy.evaluate import evaluate
 from analytics.policy.loader import load_policy
-from analytics.store import save
 from collectors.counters import CounterBatch
 from netobs import schema
 from netobs.batch import FlowBatch, ip_bytes

@@ -17,7 +17,7 @@ from netobs.config import ChdbStoreConfig, StoreConfig  # noqa: E402
 from netobs.store import make_store  # noqa: E402
 from pipeline.enrich import Enricher  # noqa: E402
 from pipeline.metadata.kubernetes import KubernetesSource  # noqa: E402
-from pipeline.metadata.store import MetadataStore  # noqa: E402
+from pipeline.metadata.versions import MetadataStore  # noqa: E402
 from tests.pipeline._fake_apiserver import FakeApiServer  # noqa: E402
 from tests.pipeline.test_enrich import flows  # noqa: E402
 

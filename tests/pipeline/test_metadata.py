@@ -9,7 +9,7 @@ from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.store import make_store
 from pipeline.metadata.inventory import InventoryError, apply_inventory, load_inventory
 from pipeline.metadata.model import Center, Namespace, Network, Node, Pod
-from pipeline.metadata.store import OPEN, Change, MetadataStore, create_table
+from pipeline.metadata.versions import OPEN, Change, MetadataStore, create_table
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 

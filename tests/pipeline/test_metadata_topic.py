@@ -20,7 +20,6 @@ from netobs.batch import FlowBatch, ip_bytes
 from pipeline.enrich import Enricher
 from pipeline.metadata.inventory import apply_inventory
 from pipeline.metadata.model import Namespace, Pod
-from pipeline.metadata.store import OPEN, Change, MetadataStore
 from pipeline.metadata.topic import (
     MetadataSubscriber,
     MetadataTopicError,
@@ -30,6 +29,7 @@ from pipeline.metadata.topic import (
     ensure_topic,
     topic_config,
 )
+from pipeline.metadata.versions import OPEN, Change, MetadataStore
 from tests.pipeline.test_kubernetes import apiserver  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from analytics import store as fstore
+from analytics import findings_table as fstore
 from analytics.findings import Finding
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
