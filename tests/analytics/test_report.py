@@ -11,7 +11,7 @@ from PIL import Image
 from analytics.policy.fixtures import flows_table
 from analytics.report.charts import bars
 from analytics.report.cli import add_parsers
-from analytics.report.data import _buckets, _gaps
+from analytics.report.data import EXPORTER_HEADER, _buckets, _gaps, exporter_rows
 from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
 from netobs_app.settings import Settings
@@ -209,4 +209,23 @@ def test_gaps_and_bars_are_pure():
         (5.0, 5.0, 40.0, 5.0, "#b2182b"),
         (5.0, 0.0, 40.0, 5.0, "#ef8a62"),
         (55.0, 0.0, 40.0, 10.0, "#b2182b"),
+    ]
+
+
+def test_the_exporter_table_has_one_source_for_both_formats():
+    scope = {
+        "exporters": [
+            {
+                "exporter": "192.0.2.2",
+                "type": "ipfix",
+                "flows": 12,
+                "sampling_rates": [],
+                "coverage": 0.6667,
+                "gaps": [("02:00", "04:00"), ("05:00", "06:00")],
+            }
+        ]
+    }
+    assert EXPORTER_HEADER[-1] == "collection gaps"
+    assert exporter_rows(scope) == [
+        ["192.0.2.2", "ipfix", 12, ["none"], "66.7%", "02:00 – 04:00; 05:00 – 06:00"]
     ]
