@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from netobs.transport import kafka_producer
 from netobs.transport.base import TransportError
 from pipeline.metadata.model import KINDS, Obj
 from pipeline.metadata.versions import Change, MetadataStore, ms
@@ -182,16 +183,17 @@ class TopicWriter:
         todo = [c for c in todo if c.obj is not None or self.meta.current(c.kind, c.key) is not None]
         if not todo:
             return 0
+        failure = f"metadata changes to {self.topic} not stored"
         with self._lock:
             try:
                 futures = [
                     self._p.send(self.topic, key=k, value=v, headers=h)
                     for k, v, h in (encode(c, t, first) for c in todo)
                 ]
-                self._p.flush(timeout=30)
-                last = max(f.get(timeout=30).offset for f in futures)
             except KafkaError as e:
-                raise MetadataTopicError(f"metadata changes to {self.topic} not stored: {e}") from None
+                raise MetadataTopicError(f"{failure}: {e}") from None
+            stored = kafka_producer.flush(self._p, futures, failure=failure, error=MetadataTopicError)
+            last = max(m.offset for m in stored)
         self.published += len(todo)
         if self.subscriber is not None and not self.subscriber.wait_for(last):  # read our own writes
             # Not silent: the next diffs are computed against a view that lags the topic, so a
@@ -214,10 +216,7 @@ class TopicWriter:
         pass
 
     def stop(self) -> None:
-        try:
-            self._p.close(timeout=10)
-        except Exception as e:  # closing must not mask the caller's own error
-            log.warning("metadata producer close: %s", e)
+        kafka_producer.close(self._p, "metadata producer")
 
 
 class InventoryPublisher:
