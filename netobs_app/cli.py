@@ -12,23 +12,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from alerts.cli import add_parsers as alerts_parsers
 from analytics.cli import add_parsers as analytics_parsers
-from analytics.policy.cli import add_parsers as policy_parsers
-from analytics.report.cli import add_parsers as report_parsers
 from collectors.jsonl import counter_dicts, flow_dicts, iter_records, write_jsonl
 from collectors.replay import replay
-from dashboards.cli import add_parsers as dashboards_parsers
 from netobs import __version__
 from netobs.control import RemoteError
 from netobs.query import format_table, run_query
 from netobs.store import StoreError, make_store
 from netobs.transport import TransportError
-from netobs_app import scenario
+from netobs_app import components, scenario
 from netobs_app.capture import decoded
 from netobs_app.runtime import Runtime
 from netobs_app.settings import ConfigError, Settings, dump, load
@@ -139,15 +135,6 @@ def _wait_for_signal() -> None:
         pass
 
 
-#: The sub-commands the other components bring (after the analytics'); handlers take ``(args, settings)``.
-COMPONENT_COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    policy_parsers,
-    report_parsers,
-    dashboards_parsers,
-    alerts_parsers,
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netobs", description="Kube-OVN network observability for banks.")
     p.add_argument("--version", action="version", version=f"netobs {__version__}")
@@ -198,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
     scenario.add_parser(analytics_parsers(sub))
-    for register in COMPONENT_COMMANDS:
+    for register in components.commands():
         register(sub)
     return p
 

@@ -25,6 +25,7 @@ import alerts.metrics
 import collectors.metrics
 import netobs.metrics
 import pipeline.metrics
+from netobs_app.components import COMPONENTS
 from netobs_app.settings import Settings
 
 #: The modules holding each component's Prometheus names, in the order the reference lists them.
@@ -111,6 +112,14 @@ def config_reference() -> str:
         "environment variables, which win. Unknown keys are refused; `netobs config --check FILE` "
         "validates a file, `netobs config --dump` prints the effective configuration.\n"
     )
+    out.append(
+        "\n## Plug-ins\n\nChosen by name in the configuration; each component keeps them in one dict.\n\n"
+    )
+    out.append("| component | plug-in | names |\n|---|---|---|\n")
+    for component in COMPONENTS:
+        for kind, plugins in component.plugins.items():
+            names = ", ".join(f"`{n}`" for n in plugins)
+            out.append(f"| {component.name} | {_cell(kind)} | {names} |\n")
     for path, heading, model in config_sections(Settings):
         out.append(f"\n## `{heading}`\n")
         if model is not Settings and _doc(model):
@@ -135,7 +144,7 @@ def metric_rows() -> Iterator[tuple[str, str, str, str]]:
             if isinstance(value, MetricWrapperBase):
                 name = value._name + ("_total" if value._type == "counter" else "")
                 labels = ", ".join(f"`{label}`" for label in value._labelnames)
-                yield name, value._type, labels, value._documentation
+                yield name, str(value._type), labels, str(value._documentation)
 
 
 def metrics_reference() -> str:
