@@ -243,6 +243,7 @@ def _pair(f):
     return (f["src"]["addr"], f["dst"]["addr"], f["src_port"], f["dst_port"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,objects,bad,good", CASES, ids=[c[0] for c in CASES])
 def test_cases(store, tmp_path, name, objects, bad, good):
     policy = policy_for(tmp_path, objects)
@@ -641,6 +642,7 @@ def _oracle(policies, inv: Inventory, flows):
     return out
 
 
+@pytest.mark.slow
 def test_bank_scale_cluster_matches_a_per_flow_reference(store, tmp_path):
     """3,000 pods and ~1,050 policies: small SQL (the lookup maps live in a table), chdb's default
     limits, and the same violations as a per-flow Python evaluation of the same objects."""

@@ -75,6 +75,7 @@ def test_parsers():
     assert (a.policy, a.candidate, a.from_) == ("a.yaml", "b.yaml", None)
 
 
+@pytest.mark.slow
 def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path):
     argv = ["policy", "check", "--policy", str(BANK_POLICY), *RANGE, "--output", "jsonl"]
     code, out, err = run(argv, settings, capsys)
@@ -128,6 +129,7 @@ def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path)
         s.stop()
 
 
+@pytest.mark.slow
 def test_check_table_output_dry_run_and_fail_on(settings, capsys):
     argv = ["policy", "check", "--policy", str(BANK_POLICY), *RANGE, "--dry-run"]
     code, out, _ = run(argv, settings, capsys)
@@ -156,6 +158,7 @@ def test_invalid_policy_exits_2(settings, capsys):
     assert code == 2 and "policy_invalid.yaml:12:15: rules[1].severity" in err
 
 
+@pytest.mark.slow
 def test_policy_test_passes_and_fails(settings, capsys, tmp_path):
     code, out, _ = run(["policy", "test", str(TESTDATA / "policy_bank_test.yaml")], settings, capsys)
     assert code == 0, out
@@ -174,6 +177,7 @@ def test_policy_test_passes_and_fails(settings, capsys, tmp_path):
     assert "unexpected violation: rule=tenant-isolation" in out
 
 
+@pytest.mark.slow
 def test_whatif_shows_added_and_removed(settings, capsys):
     argv = [
         "policy",
@@ -199,6 +203,7 @@ def test_whatif_shows_added_and_removed(settings, capsys):
     assert "removed 3" in text and "- 2026-06-01T11:00:00.000Z mgmt-from-bastion" in text
 
 
+@pytest.mark.slow
 def test_check_through_a_running_process(settings, capsys):
     """While a process owns the embedded store, the command goes through its control endpoint."""
     from netobs.control import ControlServer
@@ -219,6 +224,7 @@ def test_check_through_a_running_process(settings, capsys):
         owner.stop()
 
 
+@pytest.mark.slow
 def test_check_networkpolicy_conformance(settings, capsys, tmp_path):
     s = make_store(settings.store)
     s.start()

@@ -138,6 +138,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "rule,flow_,violates", CASES, ids=[f"{c[0]}-{i}-{'bad' if c[2] else 'ok'}" for i, c in enumerate(CASES)]
 )

@@ -113,6 +113,7 @@ def test_html_report_content(settings, capsys, policy, tmp_path):
     assert "2026-11" not in html  # nothing from the time of generation
 
 
+@pytest.mark.slow
 def test_same_data_gives_byte_identical_reports_and_a_chain(settings, capsys, policy, tmp_path):
     d = tmp_path / "reports"
     a = make(settings, capsys, policy, d / "a.html").read_bytes()
@@ -129,6 +130,7 @@ def _pdftools():
         unavailable("poppler-utils (pdftoppm, pdftotext) not installed")
 
 
+@pytest.mark.slow
 def test_pdf_renders_pages_with_content(settings, capsys, policy, tmp_path):
     _pdftools()
     pdf = make(settings, capsys, policy, tmp_path / "r.pdf", "pdf")
@@ -159,6 +161,7 @@ def _filled_lines(img, colour) -> int:
     return sum(1 for y in range(h) if sum(px[x, y] == colour for x in range(w)) > 0.4 * w)
 
 
+@pytest.mark.slow
 def test_tampering_is_detected(settings, capsys, policy, tmp_path):
     d = tmp_path / "reports"
     for name in ("r1.html", "r2.html", "r3.html"):
@@ -177,6 +180,7 @@ def test_tampering_is_detected(settings, capsys, policy, tmp_path):
     assert code == 1 and "r1.html: ledger entry was modified" in out and "r2.html: chain broken" in out
 
 
+@pytest.mark.slow
 def test_overwriting_a_recorded_report_is_refused(settings, capsys, policy, tmp_path):
     out = make(settings, capsys, policy, tmp_path / "r.html")
     out.write_text("edited")

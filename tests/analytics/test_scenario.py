@@ -12,6 +12,7 @@ from analytics.scenario import ScenarioSpec, generate
 from collectors.jsonl import iter_records
 
 
+@pytest.mark.slow
 def test_small_scenario(tmp_path):
     info = generate(ScenarioSpec(tenants=10, days=8), tmp_path)
     labels = json.loads((tmp_path / "labels.json").read_text())

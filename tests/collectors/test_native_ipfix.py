@@ -119,6 +119,7 @@ def test_every_kind_of_capture_is_compared():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_flush", [1, 64])
 @pytest.mark.parametrize("name", CAPTURES)
 def test_captures(name, per_flush):
@@ -495,6 +496,7 @@ def _template_messages(draw):
     return msgs
 
 
+@pytest.mark.slow
 @FUZZ
 @given(_template_messages(), st.sampled_from([1, 2]))
 def test_random_templates_and_records(msgs, per_flush):
@@ -533,6 +535,7 @@ _SEEDS = [
 ]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.data())
 def test_mutated_messages(data):

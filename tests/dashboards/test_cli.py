@@ -63,6 +63,7 @@ def test_committed_compose_export_is_current(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_check_runs_every_panel_on_the_store(tmp_path, capsys):
     _data.fill(_data.settings(tmp_path))
     cfg = _config(tmp_path, tmp_path)

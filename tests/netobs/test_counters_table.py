@@ -353,6 +353,7 @@ def rates(store, **kw):
     return store.query_arrow(counter_rates.rates_sql("netobs", **kw)).to_pylist()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, before, after, delta, reset",
     [

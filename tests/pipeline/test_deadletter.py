@@ -71,6 +71,7 @@ def test_transform_is_applied_before_insert(store):
     assert got.to_pylist() == [{"src_center": "dc1", "n": 5}]
 
 
+@pytest.mark.slow
 def test_full_buffer_pauses_consumption_and_everything_arrives(store):
     """While the store is down the consumer is paused (the in-process queue fills and its
     producer blocks) until the store is back; nothing is lost."""

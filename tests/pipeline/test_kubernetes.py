@@ -150,6 +150,7 @@ def test_ip_reuse_by_another_tenant_is_attributed_by_time_also_after_reload(apis
     store.stop()
 
 
+@pytest.mark.slow
 def test_crds_nodes_and_ip_allocations_feed_enrichment(apiserver):
     meta = MetadataStore()
     src = source(meta, apiserver, Clock(T0))

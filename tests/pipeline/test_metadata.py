@@ -5,28 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 from pipeline.metadata.inventory import InventoryError, apply_inventory, load_inventory
 from pipeline.metadata.model import Center, Namespace, Network, Node, Pod
 from pipeline.metadata.versions import OPEN, Change, MetadataStore, create_table
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
-
-
-@pytest.fixture
-def store_factory(tmp_path):
-    made = []
-
-    def make(name="db"):
-        s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / name)))
-        s.start()
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
 
 
 def test_inventory_of_the_issue_shape_loads():
