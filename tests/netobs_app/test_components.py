@@ -38,4 +38,4 @@ def test_every_component_command_is_on_the_cli():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"policy", "report", "dashboards", "alerts", "analyze", "scenario"} <= set(sub.choices)
     scenario = next(a for a in sub.choices["scenario"]._actions if a.dest == "scenario_command")
-    assert set(scenario.choices) == {"generate", "evaluate"}
+    assert set(scenario.choices) == {"generate", "evaluate", "counting"}
