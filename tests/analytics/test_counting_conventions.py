@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from analytics.scenario.conventions import CONVENTIONS
-from netobs.cli import main
+from netobs_app.cli import main
 
 SEED = int(np.random.SeedSequence().entropy % 2**32)
 
