@@ -12,8 +12,9 @@ from datetime import date
 import pytest
 
 from alerts.state import CURSORS_TABLE
+from netobs import ddl
 from netobs.tables import Column, Table
-from tests.services.zookeeper import clickhouse_replicated, zookeeper  # noqa: F401
+from tests.services.zookeeper import CLUSTER, clickhouse_cluster, clickhouse_replicated, zookeeper  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -58,5 +59,36 @@ def test_replicated_layouts_run_and_deduplicate(clickhouse_replicated):  # noqa:
         assert client.execute(f"SELECT count() FROM {DB}.events") == [(1,)]
         (path,) = client.execute("SELECT zookeeper_path FROM system.replicas WHERE table = 'events'")[0]
         assert path == f"/clickhouse/tables/{DB}/events"
+    finally:
+        client.disconnect()
+
+
+def test_cluster_layouts_run_on_a_one_replica_cluster(clickhouse_cluster):  # noqa: F811
+    client = clickhouse_cluster.client()
+    try:
+        wait_for_zookeeper(client)
+        db = "netobs_cluster"
+        statements = [ddl.create_database(db, CLUSTER)]
+        statements += ddl.create_table(db, ddl.FLOWS_TABLE, dialect="legacy", cluster=CLUSTER)
+        statements += CURSORS_TABLE.create(db, cluster=CLUSTER) + EVENTS.create(db, cluster=CLUSTER)
+        for stmt in statements * 2:  # idempotent, through the distributed DDL queue
+            client.execute(stmt)
+        engines = dict(client.execute(f"SELECT name, engine FROM system.tables WHERE database = '{db}'"))
+        assert engines == {
+            "flows": "Distributed",
+            "flows_local": "ReplicatedMergeTree",
+            "alert_cursors": "Distributed",
+            "alert_cursors_local": "ReplicatedReplacingMergeTree",
+            "events": "Distributed",
+            "events_local": "ReplicatedMergeTree",
+        }
+        client.execute(
+            f"INSERT INTO {db}.alert_cursors (source, position, last_id, version) VALUES",
+            [("flows", 1, "a", 1), ("flows", 2, "b", 2)],
+            settings={"insert_distributed_sync": 1},
+        )
+        assert client.execute(f"SELECT source, max(position) FROM {db}.alert_cursors GROUP BY source") == [
+            ("flows", 2)
+        ]
     finally:
         client.disconnect()
