@@ -210,7 +210,9 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
             policy = Policy.model_validate(counting_eval.POLICY)
             evaluate(store, policy, datetime.fromtimestamp(now_ms / 1000 - 7200, UTC),
                      datetime.fromtimestamp(now_ms / 1000 + 3600, UTC), evidence=10_000)  # fmt: skip
-            result["policy"] = counting_eval.policy_score(store.query_arrow, cfg.store.database, convs, exp, workload)
+            result["policy"] = counting_eval.policy_score(
+                store.query_arrow, cfg.store.database, convs, exp, workload
+            )
         finally:
             store.stop()
         result["datagrams"] = len(exp.datagrams)
