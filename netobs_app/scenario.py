@@ -85,7 +85,7 @@ def _scenario_settings(settings: Settings, root: Path) -> Settings:
         }
     )
     enrich = settings.enrich.model_copy(update={"inventory": root / "inventory.yaml"})
-    update: dict = {"store": store, "enrich": enrich}
+    update: dict[str, Any] = {"store": store, "enrich": enrich}
     if (root / "counting.yaml").exists():  # the scenario's routers and their centers
         import yaml
 
