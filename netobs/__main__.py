@@ -1,5 +1,10 @@
-"""``python -m netobs``: the ``netobs`` command, which the composition root (``netobs_app``) owns."""
+"""``python -m netobs``: the ``netobs`` command, which the composition root (``netobs_app``) owns.
 
-from netobs_app.cli import entry
+The kernel's one mention of the root: a program, run and never imported, so no kernel module
+depends on it.
+"""
 
-entry()
+if __name__ == "__main__":
+    from netobs_app.cli import entry
+
+    entry()
