@@ -15,6 +15,7 @@ from analytics.scenario.conventions import CONVENTIONS
 from netobs_app.cli import main
 
 SEED = int(np.random.SeedSequence().entropy % 2**32)
+pytestmark = pytest.mark.slow  # one scenario ingest per convention: seconds each
 
 
 @pytest.mark.parametrize("convention", CONVENTIONS)
