@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services test lint format bench demo clean
+.PHONY: help setup services test test-fast lint docs format bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,10 +25,16 @@ services: ## install the real services the tests use (Debian packages, Kafka jar
 test: setup services ## set up everything and run the whole test suite
 	$(VENV)/bin/pytest
 
+test-fast: setup ## the fast tier only: no services installed or started, under two minutes
+	$(VENV)/bin/pytest -m fast -q
+
 lint: setup ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+docs: setup ## regenerate docs/config.md and docs/metrics.md from the code
+	$(PY) -m netobs_app.docs
 
 format: setup ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from netobs.config_alerts import SEVERITY_RANK, LinksConfig
+from alerts.config import SEVERITY_RANK, LinksConfig
 
 SOURCES = ("findings", "violations")
 #: Entity keys (findings) and columns (violations) gathered into the tenant/center/zone/site labels.

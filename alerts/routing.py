@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from alerts.config import SEVERITY_RANK, RouteConfig
 from alerts.model import Alert
-from netobs.config_alerts import SEVERITY_RANK, RouteConfig
 
 
 def matches(route: RouteConfig, alert: Alert) -> bool:

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from alerts import metrics, routing, source, state
+from alerts.config import AlertsConfig
 from alerts.model import Alert, merge, settle
 from alerts.sinks import Sink, SinkError, make_sink
-from netobs.config_alerts import AlertsConfig
 
 log = logging.getLogger(__name__)
 

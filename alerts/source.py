@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 
 from alerts import metrics
+from alerts.config import SEVERITY_RANK, LinksConfig
 from alerts.model import Alert, from_finding, from_violation
-from netobs.config_alerts import SEVERITY_RANK, LinksConfig
 
 log = logging.getLogger(__name__)
 

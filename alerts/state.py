@@ -19,9 +19,40 @@ import pyarrow as pa
 
 from alerts.model import Alert
 from alerts.source import Cursor, quote
+from netobs.tables import Column, Table
 
 NOTIFICATIONS = "alert_notifications"
 CURSORS = "alert_cursors"
+NOTIFICATIONS_TABLE = Table(
+    NOTIFICATIONS,
+    (
+        Column("fingerprint", "String"),
+        Column("target", "String"),
+        Column("source", "LowCardinality(String)"),
+        Column("state", "LowCardinality(String)"),
+        Column("alert", "String", "JSON"),
+        Column("content_hash", "String"),
+        Column("sent_hash", "String"),
+        Column("last_sent_ms", "UInt64"),
+        Column("failures", "UInt32"),
+        Column("updated_ms", "UInt64"),
+        Column("version", "UInt64"),
+    ),
+    order_by=("target", "fingerprint"),
+    version="version",
+    ttl="toDateTime(intDiv(updated_ms, 1000))",
+)
+CURSORS_TABLE = Table(
+    CURSORS,
+    (
+        Column("source", "String"),
+        Column("position", "UInt64"),
+        Column("last_id", "String"),
+        Column("version", "UInt64"),
+    ),
+    order_by=("source",),
+    version="version",
+)
 Query = Callable[[str], pa.Table]
 
 
@@ -51,18 +82,7 @@ class Delivery:
 
 
 def create_tables(db: str, retention_days: int) -> list[str]:
-    ttl = f"\nTTL toDateTime(intDiv(updated_ms, 1000)) + INTERVAL {int(retention_days)} DAY"
-    return [
-        f"CREATE TABLE IF NOT EXISTS `{db}`.`{NOTIFICATIONS}` (\n"
-        "    `fingerprint` String,\n    `target` String,\n    `source` LowCardinality(String),\n"
-        "    `state` LowCardinality(String),\n    `alert` String COMMENT 'JSON',\n"
-        "    `content_hash` String,\n    `sent_hash` String,\n    `last_sent_ms` UInt64,\n"
-        "    `failures` UInt32,\n    `updated_ms` UInt64,\n    `version` UInt64\n"
-        f")\nENGINE = ReplacingMergeTree(version)\nORDER BY (target, fingerprint){ttl}",
-        f"CREATE TABLE IF NOT EXISTS `{db}`.`{CURSORS}` (\n"
-        "    `source` String,\n    `position` UInt64,\n    `last_id` String,\n    `version` UInt64\n"
-        ")\nENGINE = ReplacingMergeTree(version)\nORDER BY source",
-    ]
+    return NOTIFICATIONS_TABLE.create(db, retention_days=retention_days) + CURSORS_TABLE.create(db)
 
 
 _lock = threading.Lock()

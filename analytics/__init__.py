@@ -1,8 +1,8 @@
-"""Analytics: cross-center traffic baselines and anomaly detectors (issue 5, in progress).
+"""Analytics: cross-center traffic baselines, anomaly detectors, the policy engine, reports.
 
-Detectors are small pure functions over pandas data (``analytics.detectors``); findings carry
-ids stable across reruns (``analytics.findings``). The SQL traffic model over the rollups and
-``netobs analyze`` come with the pipeline's rollups.
+Detectors are small pure functions over pandas data (``analytics.detectors``) fed by the SQL
+traffic model over the rollups (``analytics.model``); findings carry ids stable across reruns
+(``analytics.findings``). ``netobs analyze`` runs them over a window.
 """
 
 from analytics.findings import Finding

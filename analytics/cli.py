@@ -1,4 +1,4 @@
-"""``netobs analyze`` and ``netobs scenario generate``: sub-commands the CLI registers lazily."""
+"""``netobs analyze`` and ``netobs scenario generate``: sub-commands the composition root registers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def parse_time(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``analyze`` and ``scenario``; returns the ``scenario`` group, where the composition
+    root adds the commands that join several components (``scenario evaluate``)."""
     a = sub.add_parser("analyze", help="run the anomaly detectors over a window and store the findings")
     a.add_argument(
         "--from", dest="start", required=True, type=parse_time, help="window start (ISO-8601, UTC)"
@@ -43,10 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--convention", default="probe_both_ends", help="how the exporters report the traffic")
     g.set_defaults(func=cmd_scenario_generate)
-    # Evaluation joins ingest (pipeline) and analysis, so it belongs to the CLI proper.
-    from netobs.cli_scenario import add_parser
-
-    add_parser(ssub)
+    return ssub
 
 
 def load_analytics(path: Path | None, default=None):
@@ -60,7 +59,7 @@ def load_analytics(path: Path | None, default=None):
 
 
 def cmd_analyze(args: argparse.Namespace, settings) -> int:
-    from analytics import store as fstore
+    from analytics import findings_table as fstore
     from analytics.runner import Analysis
     from netobs.query import Querier
 

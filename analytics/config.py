@@ -1,27 +1,117 @@
-"""The analytics' configuration models (they live in the one Settings tree, ``netobs.config_analytics``)."""
+"""Configuration of the analytics and of scheduled policy checks: one section per detector,
+planned windows, link capacities, the schedule inside ``netobs run``.
 
-from netobs.config_analytics import (
-    AnalyticsConfig,
-    DependencyConfig,
-    DrTrafficConfig,
-    ElephantConfig,
-    FanoutConfig,
-    GapConfig,
-    PolicyScheduleConfig,
-    ShiftConfig,
-    VolumeConfig,
-    Window,
-)
+The analytics own these sections; the composition root (``netobs_app.settings``) mounts them
+in the one Settings tree as ``analytics`` and ``policy``.
+"""
 
-__all__ = [
-    "AnalyticsConfig",
-    "DependencyConfig",
-    "DrTrafficConfig",
-    "ElephantConfig",
-    "FanoutConfig",
-    "GapConfig",
-    "PolicyScheduleConfig",
-    "ShiftConfig",
-    "VolumeConfig",
-    "Window",
-]
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import Field
+
+from netobs.config_base import Section
+
+
+class Window(Section):
+    """A planned period: a DR drill or a maintenance window."""
+
+    start: datetime
+    end: datetime
+    kind: str = Field("maintenance", pattern="^(maintenance|dr_drill)$")
+    centers: tuple[str, ...] = Field((), description="Centers concerned (empty: all).")
+    note: str = ""
+
+    def covers(self, t: datetime, center: str | None = None) -> bool:
+        return self.start <= t < self.end and (not self.centers or center is None or center in self.centers)
+
+
+class VolumeConfig(Section):
+    spike_z: float = Field(6.0, gt=0, description="Robust z-score above which a bucket is a spike.")
+    drop_z: float = Field(6.0, gt=0, description="Robust z-score below minus this is a drop.")
+    min_expected: float = Field(
+        1e6, ge=0, description="Ignore entities whose baseline is below this many bytes/bucket."
+    )
+    min_history: int = Field(3, ge=1, description="History points a slot needs before it is judged.")
+    severity: str = "warning"
+
+
+class ShiftConfig(Section):
+    production_centers: tuple[str, str] = Field(
+        ("dc1", "dc2"), description="The two same-city production centers."
+    )
+    threshold: float = Field(
+        0.25, gt=0, le=1, description="Change of dc1's share of the pair that is a shift."
+    )
+    failover_share: float = Field(
+        0.9, gt=0.5, le=1, description="Share at which a shift is called a failover."
+    )
+    min_volume: float = Field(
+        1e6, ge=0, description="Ignore buckets with less traffic than this in the pair."
+    )
+    severity: str = "critical"
+
+
+class DrTrafficConfig(Section):
+    dr_centers: tuple[str, ...] = Field(("dc3",), description="Disaster-recovery centers.")
+    production_zones: tuple[str, ...] = Field(
+        ("production",), description="Zones whose traffic must stay off DR."
+    )
+    min_bytes: float = Field(
+        1e5, ge=0, description="Scaled bytes per bucket below which DR traffic is ignored."
+    )
+    severity: str = "critical"
+
+
+class DependencyConfig(Section):
+    min_bytes: float = Field(1e4, ge=0, description="Scaled bytes below which a new pair is ignored.")
+    severity: str = "warning"
+
+
+class FanoutConfig(Section):
+    min_distinct: int = Field(
+        100, ge=1, description="Distinct destinations (or ports) that is always suspicious."
+    )
+    ratio: float = Field(5.0, gt=1, description="Multiple of the source's usual fan-out that is suspicious.")
+    severity: str = "warning"
+
+
+class ElephantConfig(Section):
+    link_capacity_bps: dict[str, float] = Field(
+        default_factory=dict, description="Capacity per center pair 'dc1-dc2' (either order) in bits/s."
+    )
+    threshold: float = Field(0.7, gt=0, le=10, description="Fraction of capacity that is an elephant.")
+    severity: str = "warning"
+
+
+class GapConfig(Section):
+    silent_after_s: float = Field(300, gt=0, description="An exporter silent this long is a collection gap.")
+    loss_ratio: float = Field(0.05, gt=0, le=1, description="Sequence loss above this ratio is a gap.")
+    severity: str = "warning"
+
+
+class AnalyticsConfig(Section):
+    bucket_s: int = Field(300, ge=60, description="Bucket of the traffic model in seconds.")
+    schedule_interval_s: int = Field(
+        300, ge=0, description="Inside `netobs run`/`pipeline`: analyse closed windows this often (0: never)."
+    )
+    lag_s: int = Field(120, ge=0, description="A window is closed this long after its end (late exports).")
+    history_days: int = Field(28, ge=1, description="History the baselines learn from.")
+    windows: tuple[Window, ...] = Field((), description="Planned DR drills and maintenance windows.")
+    volume: VolumeConfig = Field(default_factory=VolumeConfig)
+    shift: ShiftConfig = Field(default_factory=ShiftConfig)
+    dr_traffic: DrTrafficConfig = Field(default_factory=DrTrafficConfig)
+    dependency: DependencyConfig = Field(default_factory=DependencyConfig)
+    fanout: FanoutConfig = Field(default_factory=FanoutConfig)
+    elephant: ElephantConfig = Field(default_factory=ElephantConfig)
+    gaps: GapConfig = Field(default_factory=GapConfig)
+
+
+class PolicyScheduleConfig(Section):
+    file: Path | None = Field(
+        None, description="Policy evaluated on schedule inside `netobs run`/`pipeline`."
+    )
+    window_s: int = Field(3600, ge=60, description="Evaluation window in seconds.")
+    lag_s: int = Field(120, ge=0, description="A window is evaluated this long after its end (late exports).")

@@ -24,7 +24,7 @@ from _util import median_rate, report  # noqa: E402
 
 from pipeline.enrich import Enricher  # noqa: E402
 from pipeline.metadata.model import Center, Namespace, Network, Node, Pod, Site  # noqa: E402
-from pipeline.metadata.store import Change, MetadataStore  # noqa: E402
+from pipeline.metadata.versions import Change, MetadataStore  # noqa: E402
 
 T0 = 1_700_000_000_000
 PODS, FLOWS, NODES = 100_000, 1_000_000, 200

@@ -1,14 +1,14 @@
 """Flow collectors: decode sFlow v5, IPFIX (with PSAMP), NetFlow v9 and v5 into columnar batches.
 
 ``Decoder`` is the entry point (protocol detection, per-exporter state and stats);
-``collectors.decode`` is the offline ``netobs decode`` path over a capture file.
+``collectors.jsonl`` is the offline ``netobs decode`` path over a capture file.
 """
 
 from collectors._templates import Limits
 from collectors.counters import COUNTER_COLUMNS, CounterBatch
-from collectors.decode import iter_records, write_jsonl
 from collectors.decoder import Decoded, Decoder, detect
 from collectors.ipfix import IpfixDecoder
+from collectors.jsonl import iter_records, write_jsonl
 from collectors.netflow5 import Netflow5Decoder
 from collectors.netflow9 import Netflow9Decoder
 from collectors.packet import PacketInfo, parse_ethernet, parse_ip

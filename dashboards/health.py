@@ -45,7 +45,9 @@ def build(database: str, uid: str) -> Dashboard:
         ),
     ]
     src = f"(SELECT * FROM {health} WHERE $__timeFilter(time) AND {exporters})"
-    counting_src = f"(SELECT * FROM {table(database, 'counting_1m')} WHERE $__timeFilter(time) AND {exporters})"
+    counting_src = (
+        f"(SELECT * FROM {table(database, 'counting_1m')} WHERE $__timeFilter(time) AND {exporters})"
+    )
     d.panels = [
         Panel(
             "stat", "Exporters sending", f"SELECT uniqExact(exporter) AS exporters FROM {src}",

@@ -1,4 +1,7 @@
-"""netobs shared kernel: typed config, flow schema, batches, transports, stores, metrics, CLI."""
+"""netobs shared kernel: typed config, flow schema and tables, batches, transports, stores, metrics.
+
+It imports no component; the composition root (``netobs_app``) puts the components together.
+"""
 
 __version__ = "0.1.0"
 

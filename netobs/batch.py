@@ -8,6 +8,7 @@ strings when the batch is turned into Arrow, so decoders only fill what they kno
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +23,7 @@ class FlowBatch:
 
     __slots__ = ("columns", "length")
 
-    def __init__(self, columns: Mapping[str, np.ndarray | list], length: int | None = None):
+    def __init__(self, columns: Mapping[str, np.ndarray | list[Any]], length: int | None = None):
         cols: dict[str, np.ndarray] = {}
         for name, values in columns.items():
             dtype = _NUMPY.get(name)
@@ -171,10 +172,11 @@ def _from_arrow(col: schema.Column, arr: pa.Array | pa.ChunkedArray) -> np.ndarr
         raw = raw[arr.offset * width : (arr.offset + len(arr)) * width]
         return raw.view(col.numpy).copy()
     if pa.types.is_timestamp(col.arrow):
-        return arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    if col.numpy == np.dtype(object):
+        arr = arr.cast(pa.int64())
+    elif col.numpy == np.dtype(object):
         return np.asarray(arr.to_pylist(), dtype=object)
-    return arr.to_numpy(zero_copy_only=False)
+    values: np.ndarray = arr.to_numpy(zero_copy_only=False)
+    return values
 
 
 def ip_bytes(addr: str) -> bytes:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from netobs.config_alerts import AlertsConfig
-from netobs.config_analytics import AnalyticsConfig, PolicyScheduleConfig
 from netobs.config_base import Section
-from netobs.config_dashboards import DashboardsConfig
 from netobs.counting import CountingConfig
 
 
@@ -334,7 +331,11 @@ class EnrichConfig(Section):
 
 
 class Settings(BaseSettings):
-    """The whole configuration of a netobs process."""
+    """The kernel's sections of a netobs process's configuration.
+
+    The composition root (``netobs_app.settings.Settings``) extends it with the sections the
+    components own (analytics, policy, dashboards, alerts); the kernel never names them.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="NETOBS__", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
@@ -350,10 +351,6 @@ class Settings(BaseSettings):
     counting: CountingConfig = Field(
         default_factory=CountingConfig, description="The counting model (netobs.counting)."
     )
-    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
-    policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
-    dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -372,8 +369,15 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message names the file and key."""
 
 
-def load(path: str | Path | None = None) -> Settings:
-    """Load the YAML file at ``path`` (optional), apply env overrides, validate."""
+S = TypeVar("S", bound=BaseSettings)
+
+
+@overload
+def load(path: str | Path | None = None) -> Settings: ...
+@overload
+def load(path: str | Path | None, model: type[S]) -> S: ...
+def load(path: str | Path | None = None, model: type[BaseSettings] = Settings) -> BaseSettings:
+    """Load the YAML file at ``path`` (optional) into ``model``, apply env overrides, validate."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -393,7 +397,7 @@ def load(path: str | Path | None = None) -> Settings:
             raise ConfigError(f"{p}: the top level must be a mapping, not {type(loaded).__name__}")
         data = loaded
     try:
-        return Settings(**data)
+        return model(**data)
     except ValidationError as e:
         raise ConfigError(_format(e, path)) from None
 
@@ -415,7 +419,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def dump(settings: Settings) -> str:
+def dump(settings: BaseSettings) -> str:
     """The effective configuration as YAML, secrets masked."""
     data = settings.model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False)

@@ -2,7 +2,7 @@
 
 ``GET /metrics`` (Prometheus), ``GET /health`` (JSON), ``POST /query`` (SQL in the body,
 an Arrow IPC stream back). Only one process may open an embedded chdb directory, so
-while ``netobs run`` owns it, ``netobs query`` (and later analyze and report) reach the
+while ``netobs run`` owns it, ``netobs query``, ``analyze``, ``report`` and ``alerts send`` reach the
 store through this endpoint. It binds to loopback by default; it runs whatever SQL it is
 given, so never expose it beyond the host without a proxy that authenticates.
 """
@@ -132,4 +132,5 @@ def remote_query(listen: str, sql: str, timeout_s: float = 300.0) -> pa.Table:
 
 def remote_health(listen: str, timeout_s: float = 2.0) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://{listen}/health", timeout=timeout_s) as resp:
-        return json.loads(resp.read())
+        health: dict[str, Any] = json.loads(resp.read())
+        return health

@@ -150,7 +150,7 @@ def create_table(
     settings = ""
     compact = f", min_bytes_for_wide_part = {spec.compact_below_bytes}" if spec.compact_below_bytes else ""
     if dialect == "modern":
-        # Needed for insert_deduplication_token on a non-replicated MergeTree (PEERS.md).
+        # Without it a plain MergeTree ignores a repeated insert_deduplication_token (checked on chdb 26.9).
         settings = f"\nSETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000{compact}"
     part = "toDate(time_received)" if dialect == "modern" else "toYYYYMMDD(time_received)"
     if not cluster:
@@ -230,11 +230,6 @@ def _normal(typ: str) -> str:
 
 class SchemaDrift(Exception):
     """The live table differs from the schema in a way ALTER ADD COLUMN cannot fix."""
-
-
-def insert_columns() -> list[str]:
-    """The insert column list, in schema order."""
-    return list(schema.COLUMN_NAMES)
 
 
 # ---- rollups and exporter health (modern dialect) ---------------------------------------------

@@ -101,7 +101,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        mixed: np.ndarray = x ^ (x >> np.uint64(31))
+        return mixed
 
 
 def endpoint_keys(hi: np.ndarray, lo: np.ndarray, port: np.ndarray) -> np.ndarray:
@@ -179,7 +180,8 @@ class Listening:
             return np.zeros(len(hi), dtype=bool)
         k = endpoint_keys(hi, lo, ports)
         pos = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
-        return self.keys[pos] == k
+        found: np.ndarray = self.keys[pos] == k
+        return found
 
 
 def _now_ms() -> int:
@@ -291,8 +293,8 @@ class Observations:
         for nets, rule in self._rules:
             for n in nets:
                 cand = ip
-                if n.version == 4 and ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-                    cand = ip.ipv4_mapped  # type: ignore[union-attr]
+                if n.version == 4 and isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                    cand = ip.ipv4_mapped
                 if cand.version == n.version and cand in n:
                     return rule
         return None
@@ -685,7 +687,7 @@ def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarr
 
 
 def _observers(exporters: list[Exporter], codes: np.ndarray, biflow: np.ndarray) -> np.ndarray:
-    plain = np.array([OBSERVER_NAMES.index(e.observer()) for e in exporters] + [0])[codes]
+    plain: np.ndarray = np.array([OBSERVER_NAMES.index(e.observer()) for e in exporters] + [0])[codes]
     if not np.any(biflow):
         return plain
     bi = np.array([OBSERVER_NAMES.index(e.observer(biflow=True)) for e in exporters] + [0])[codes]
@@ -733,8 +735,10 @@ def _direction_codes(table: pa.Table) -> np.ndarray:
     if pa.types.is_dictionary(col.type) or not pa.types.is_string(col.type):
         codes, values = _strings(table, "direction")
         lut = np.array([{"ingress": 0, "egress": 1}.get(v, 2) for v in values] + [2], dtype=np.int8)
-        return lut[codes]
-    return _FIRST_BYTE[_first_bytes(col)]
+        by_value: np.ndarray = lut[codes]
+        return by_value
+    by_byte: np.ndarray = _FIRST_BYTE[_first_bytes(col)]
+    return by_byte
 
 
 #: Export protocols (the ``type`` column) by their last byte: sflow, ipfix, netflow9, netflow5, psamp.

@@ -79,5 +79,8 @@ def format_table(table: pa.Table, fmt: str = "table") -> str:
     if fmt == "tsv":
         return "\t".join(names) + "\n" + "".join("\t".join(r) + "\n" for r in rows)
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n"  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n"
+
     return line(names) + line(["-" * w for w in widths]) + "".join(line(r) for r in rows)

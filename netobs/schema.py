@@ -17,9 +17,8 @@ import pyarrow as pa
 
 #: Bumped whenever a column is added, removed or changes type. Carried in every wire
 #: message so that a consumer can refuse batches it does not understand.
-SCHEMA_VERSION = (
-    3  # 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model
-)
+#: 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model.
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,8 @@ class Column:
             return np.dtype("int64")  # milliseconds since the epoch, UTC
         if pa.types.is_string(self.arrow) or pa.types.is_dictionary(self.arrow):
             return np.dtype(object)
-        return np.dtype(self.arrow.to_pandas_dtype())
+        dtype: np.dtype = np.dtype(self.arrow.to_pandas_dtype())
+        return dtype
 
 
 _TS = pa.timestamp("ms", tz="UTC")
@@ -402,7 +402,7 @@ def arrow_schema(columns: tuple[Column, ...] = FLOW_COLUMNS, kind: str = FLOWS) 
 
 def kind_of(table: pa.Table | pa.RecordBatch) -> str:
     """The record kind a batch declares in its schema metadata (flows when it declares none)."""
-    meta = table.schema.metadata or {}
+    meta: dict[bytes, bytes] = table.schema.metadata or {}
     return meta.get(KIND_KEY, FLOWS.encode()).decode("ascii", "replace")
 
 

@@ -63,7 +63,7 @@ def presort(table: pa.Table, order_by: Sequence[str]) -> pa.Table:
 def _millis(col: pa.ChunkedArray) -> np.ndarray | None:
     if not pa.types.is_timestamp(col.type):
         return None
-    values = pc.fill_null(col.cast(pa.int64()), 0).to_numpy()
+    values: np.ndarray = pc.fill_null(col.cast(pa.int64()), 0).to_numpy()
     scale = {"s": 1000, "ms": 1, "us": -1000, "ns": -1_000_000}[col.type.unit]
     return values * scale if scale > 0 else values // -scale
 
@@ -96,7 +96,8 @@ def _dictionary_rank(col: pa.ChunkedArray) -> np.ndarray:
     values = pc.fill_null(chunk.dictionary, "")
     ranks = _dense_rank(pa.concat_arrays([pa.array([""], values.type), values]))
     indices = pc.fill_null(pc.add(chunk.indices.cast(pa.int64()), 1), 0).to_numpy()
-    return ranks[indices]
+    ranked: np.ndarray = ranks[indices]
+    return ranked
 
 
 def _fixed16(col: pa.ChunkedArray) -> np.ndarray:

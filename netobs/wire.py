@@ -60,7 +60,8 @@ def arrow_stream(rb: pa.RecordBatch) -> bytes:
     options = _WRITE_OPTIONS if rb.num_rows >= COMPRESS_MIN_ROWS else _PLAIN_OPTIONS
     with pa.ipc.new_stream(sink, rb.schema, options=options) as writer:
         writer.write_batch(rb)
-    return sink.getvalue().to_pybytes()
+    stream: bytes = sink.getvalue().to_pybytes()
+    return stream
 
 
 def decode(data: bytes) -> pa.Table:

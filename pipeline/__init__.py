@@ -1,4 +1,4 @@
-"""Pipeline: consume flow batches from the transport, (later: enrich,) insert into the store."""
+"""Pipeline: consume flow batches from the transport, enrich them, insert them into the store."""
 
 from pipeline.pipeline import Pipeline
 

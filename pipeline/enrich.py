@@ -28,9 +28,9 @@ import pyarrow as pa
 from netobs import schema
 from netobs.observations import REASON_NAMES, Counter, Listening, Observations
 from pipeline import metrics
-from pipeline.enrich_index import Addresses, clip_times
-from pipeline.enrich_tables import ATTRS, Tables
-from pipeline.metadata.store import MetadataStore
+from pipeline.coded_metadata import ATTRS, Tables
+from pipeline.lookups import Addresses, clip_times
+from pipeline.metadata.versions import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -46,13 +46,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from kafka.errors import KafkaError
 
-from netobs import schema, wire
+from netobs import schema
 from netobs.batch import FlowBatch
 from netobs.config import KafkaTransportConfig
-from netobs.transport.base import Message, TransportError
-from netobs.transport.kafka import KafkaBatchConsumer
+from netobs.transport.base import Message
+from netobs.transport.kafka import KafkaBatchConsumer, batch_messages
 from pipeline import _goflow2_pb2 as flowpb
 from pipeline import _protowire
 
@@ -340,23 +339,13 @@ class Goflow2Consumer(KafkaBatchConsumer):
 
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]:
         mine = any(tp.topic in self.goflow2_topics for tp in self._c.assignment())
-        try:
-            polled = self._c.poll(
-                timeout_ms=int(timeout_s * 1000), max_records=self.records_per_poll if mine else max_messages
-            )
-        except KafkaError as e:
-            raise TransportError(f"poll failed: {e}") from None
+        polled = self._poll_records(timeout_s, self.records_per_poll if mine else max_messages)
         out: list[Message] = []
         for tp, records in polled.items():
             if tp.topic in self.goflow2_topics:
                 out += self._runs(tp.topic, tp.partition, records)
-                continue
-            for r in records:
-                pos = (tp.topic, tp.partition, r.offset)
-                try:
-                    out.append(Message(wire.decode(r.value), pos))
-                except wire.WireError as e:
-                    out.append(Message(None, pos, error=str(e), raw=r.value))
+            else:
+                out += batch_messages(tp, records)
         return out
 
     def _runs(self, topic: str, partition: int, records: list) -> list[Message]:

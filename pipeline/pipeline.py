@@ -25,13 +25,12 @@ from netobs.batch import conform
 from netobs.config import PipelineConfig
 from netobs.store import Store, StoreError, StoreUnavailable, validate
 from netobs.transport import Consumer, Message, TransportError
+from netobs.transport.capabilities import Capabilities
 from netobs.transport.deadletter import DeadLetters, DirectoryDeadLetters
 from pipeline import metrics
 from pipeline.delivery import Batch, Batcher
 
 log = logging.getLogger(__name__)
-
-_TARGET = schema.arrow_schema()
 
 
 @dataclass
@@ -67,6 +66,8 @@ class Pipeline:
         #: would otherwise lose it; Kafka keeps uncommitted messages anyway).
         self.drain = drain
         self.consumer = consumer
+        #: What the consumer offers beyond poll/commit/close, read once here.
+        self.capabilities = Capabilities.of(consumer)
         self.store = store
         #: Applied to each batch before its insert (enrichment); must be deterministic, or a
         #: replayed batch would not be recognised as a duplicate on servers without tokens.
@@ -92,14 +93,12 @@ class Pipeline:
         self.rows_deduplicated = 0  # rows the store dropped as duplicates (replays; identical blocks)
         #: Why the last insert or commit failed, until one succeeds ("" while all is well).
         self.store_error = ""
-        handler = getattr(consumer, "set_rebalance_handler", None)
-        if handler is not None:
-            handler(self._revoked, self._assigned)
+        if self.capabilities.partitioned is not None:
+            self.capabilities.partitioned.set_rebalance_handler(self._revoked, self._assigned)
 
     def start(self) -> None:
-        if self.dead_letters is None:
-            make = getattr(self.consumer, "dead_letters", None)
-            self.dead_letters = make() if make else None
+        if self.dead_letters is None and self.capabilities.dead_lettering is not None:
+            self.dead_letters = self.capabilities.dead_lettering.dead_letters()
         if self.dead_letters is None and self.config.dead_letter_dir is not None:
             self.dead_letters = DirectoryDeadLetters(self.config.dead_letter_dir)
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
@@ -141,8 +140,8 @@ class Pipeline:
                 return
 
     def _poll_more(self) -> bool:
-        depth = getattr(self.consumer, "depth", None)
-        return bool(depth and depth() > 0)
+        queued = self.capabilities.queued
+        return queued is not None and queued.depth() > 0
 
     def _buffer_full(self) -> bool:
         return self._batcher.rows >= self.config.max_buffered_rows
@@ -152,7 +151,7 @@ class Pipeline:
         blocked = self._buffer_full() or time.monotonic() < self._retry_at
         if blocked != self._paused:
             self._set_paused(blocked)
-        if blocked and not hasattr(self.consumer, "pause"):
+        if blocked and self.capabilities.pausable is None:
             time.sleep(timeout)  # a consumer that cannot pause: just do not take more
             return
         for msg in self.consumer.poll(timeout):
@@ -167,9 +166,11 @@ class Pipeline:
     def _set_paused(self, paused: bool) -> None:
         """Pause consumption but keep polling: a Kafka consumer that stops polling for longer
         than max_poll_interval_ms is evicted from its group and its partitions rebalanced."""
-        method = getattr(self.consumer, "pause" if paused else "resume", None)
-        if method is not None:
-            method()
+        pausable = self.capabilities.pausable
+        if pausable is not None and paused:
+            pausable.pause()
+        elif pausable is not None:
+            pausable.resume()
         self._paused = paused
         metrics.paused.set(int(paused))
 
@@ -221,9 +222,9 @@ class Pipeline:
         this batch. Only once the batch before it in its partition is committed, because
         the record moves the partition's committed offset to this batch's start."""
         if batch.key is not None and not batch.planned:
-            commit_plan = getattr(self.consumer, "commit_plan", None)
-            if commit_plan is not None:
-                commit_plan(batch.key[0], batch.key[1], batch.first, batch.last)
+            partitioned = self.capabilities.partitioned
+            if partitioned is not None:
+                partitioned.commit_plan(batch.key[0], batch.key[1], batch.first, batch.last)
         batch.planned = True
 
     def _prepare(self, batch: Batch) -> _Job:
@@ -249,7 +250,7 @@ class Pipeline:
         for m in msgs:  # a message whose columns cannot be read as this kind goes aside alone
             try:
                 assert m.table is not None
-                tables.append(_conform(m.table) if kind == schema.FLOWS else conform(m.table, kind))
+                tables.append(conform(m.table, kind))
                 readable.append(m)
             except (pa.ArrowException, ValueError, KeyError, TypeError) as e:
                 log.error("unreadable %s columns at %s: %s", kind, m.position, e)
@@ -393,9 +394,9 @@ class Pipeline:
         self._dead_letter(bad)
         self._quarantine(job.quarantined)
         self.store_error = ""
-        commit_offsets = getattr(self.consumer, "commit_offsets", None)
-        if batch.key is not None and commit_offsets is not None:
-            commit_offsets({batch.key: (batch.last + 1, "")})
+        partitioned = self.capabilities.partitioned
+        if batch.key is not None and partitioned is not None:
+            partitioned.commit_offsets({batch.key: (batch.last + 1, "")})
         else:
             self.consumer.commit()
         self._batcher.done(batch)
@@ -450,12 +451,3 @@ def _raw(msg: Message) -> bytes:
         return wire.encode(rb)
     except wire.WireError:  # a record kind the wire format has no code for: the bare Arrow stream
         return wire.arrow_stream(rb)
-
-
-def _conform(table: pa.Table) -> pa.Table:
-    """Reorder/fill a batch to the current schema (older producers may lack new columns)."""
-    if table.schema.equals(_TARGET, check_metadata=False):
-        return table
-    from netobs.batch import FlowBatch
-
-    return pa.Table.from_batches([FlowBatch.from_arrow(table).to_arrow()])

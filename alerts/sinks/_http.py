@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
-from netobs.config_alerts import HttpTLSConfig
+from alerts.config import HttpTLSConfig
 
 
 class SinkError(RuntimeError):

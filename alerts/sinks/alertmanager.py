@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+from alerts.config import AlertmanagerSinkConfig
 from alerts.model import Alert, iso
 from alerts.sinks._http import post
-from netobs.config_alerts import AlertmanagerSinkConfig
 
 
 def payload(alerts: Sequence[Alert]) -> list[dict[str, object]]:

@@ -15,9 +15,9 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from alerts.config import SEVERITY_RANK, EmailSinkConfig
 from alerts.model import Alert, iso
 from alerts.sinks._http import SinkError, ssl_context
-from netobs.config_alerts import SEVERITY_RANK, EmailSinkConfig
 
 
 def subject(prefix: str, route: str, alerts: Sequence[Alert]) -> str:

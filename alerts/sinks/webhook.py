@@ -13,9 +13,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+from alerts.config import WebhookSinkConfig
 from alerts.model import Alert, iso
 from alerts.sinks._http import post
-from netobs.config_alerts import WebhookSinkConfig
 
 
 def sign(secret: bytes, body: bytes) -> str:

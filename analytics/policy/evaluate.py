@@ -25,6 +25,7 @@ from analytics.policy.model import Policy
 from analytics.policy.rules import rule_condition, rule_detail
 from analytics.policy.sql import DEDUP, quote, ts
 from netobs import counting
+from netobs.tables import Column, Table
 
 VIOLATIONS = "violations"
 EVIDENCE = "violation_evidence"
@@ -58,8 +59,16 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "UInt64"),
     ("deleted", "UInt8"),
 )
-_ORDER_BY = "ORDER BY (window_start, policy, rule, id)"
-_PARTITION = "PARTITION BY toYYYYMM(window_start)"
+#: Sharded by (policy, id) so that every version of a violation lands on one shard and
+#: ``FINAL`` sees them together.
+VIOLATIONS_TABLE = Table(
+    VIOLATIONS,
+    tuple(Column(name, typ) for name, typ in COLUMNS),
+    order_by=("window_start", "policy", "rule", "id"),
+    version="version",
+    partition_by="toYYYYMM(window_start)",
+    shard_by="cityHash64(policy, id)",
+)
 
 
 class ViolationsSchemaError(RuntimeError):
@@ -70,11 +79,9 @@ def create_violations(database: str, cluster: str | None = None) -> list[str]:
     """DDL of the violations table(s) and the evidence view (modern dialect).
 
     Single node: a ReplacingMergeTree. Cluster: ReplicatedReplacingMergeTree ``violations_local``
-    tables ON CLUSTER and a Distributed ``violations`` over them, sharded by (policy, id) so that
-    every version of a violation lands on one shard and ``FINAL`` sees them together.
+    tables ON CLUSTER and a Distributed ``violations`` over them (see :data:`VIOLATIONS_TABLE`).
     """
     db = f"`{database}`"
-    cols = ",\n".join(f"    `{n}` {t}" for n, t in COLUMNS)
     on = f" ON CLUSTER '{cluster}'" if cluster else ""
     view = (
         f"CREATE VIEW IF NOT EXISTS {db}.`{EVIDENCE}`{on} AS SELECT id, policy, rule, window_start, "
@@ -83,20 +90,7 @@ def create_violations(database: str, cluster: str | None = None) -> list[str]:
         f"e.first_seen AS first_seen, e.detail AS detail FROM {db}.`{VIOLATIONS}` FINAL "
         "ARRAY JOIN evidence AS e WHERE deleted = 0"
     )
-    if not cluster:
-        return [
-            f"CREATE TABLE IF NOT EXISTS {db}.`{VIOLATIONS}` (\n{cols}\n)\n"
-            f"ENGINE = ReplacingMergeTree(version)\n{_PARTITION}\n{_ORDER_BY}",
-            view,
-        ]
-    local = f"{VIOLATIONS}_local"
-    engine = f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local}', '{{replica}}', version)"
-    return [
-        f"CREATE TABLE IF NOT EXISTS {db}.`{local}`{on} (\n{cols}\n)\nENGINE = {engine}\n{_PARTITION}\n{_ORDER_BY}",
-        f"CREATE TABLE IF NOT EXISTS {db}.`{VIOLATIONS}`{on} AS {db}.`{local}`\n"
-        f"ENGINE = Distributed('{cluster}', '{database}', '{local}', cityHash64(policy, id))",
-        view,
-    ]
+    return [*VIOLATIONS_TABLE.create(database, cluster=cluster), view]
 
 
 def live(database: str, where: str) -> str:

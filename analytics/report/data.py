@@ -243,3 +243,28 @@ _RULE_KEYS = ("id", "type", "severity", "owner", "regulations", "violations", "f
 def rule_rows(posture: dict) -> list[list]:
     """One row per rule of the posture summary, in :data:`RULE_HEADER` order."""
     return [[r[k] for k in _RULE_KEYS] for r in posture["rules"]]
+
+
+#: The scope section's exporter table, shared by the HTML and PDF layouts.
+EXPORTER_HEADER = ["exporter", "type", "flows", "sampling rates", "coverage", "collection gaps"]
+
+
+def exporter_rows(scope: dict[str, Any]) -> list[list[Any]]:
+    """One row per exporter under :data:`EXPORTER_HEADER` (``none`` where nothing is known)."""
+    return [
+        [
+            e["exporter"],
+            e["type"],
+            e["flows"],
+            e["sampling_rates"] or ["none"],
+            f"{e['coverage']:.1%}",
+            "; ".join(f"{a} – {b}" for a, b in e["gaps"]) or "none",
+        ]
+        for e in scope["exporters"]
+    ]
+
+
+def entity_name(e: dict[str, str]) -> str:
+    """A violation's end as one name: tenant/namespace/workload/ip/zone/center, those known."""
+    keys = ("tenant", "namespace", "workload", "ip", "zone", "center")
+    return "/".join(e[k] for k in keys if e.get(k)) or "(unknown)"

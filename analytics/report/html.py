@@ -7,7 +7,15 @@ from html import escape
 from typing import Any
 
 from analytics.report.charts import svg
-from analytics.report.data import EVIDENCE_HEADER, RULE_HEADER, evidence_rows, rule_rows
+from analytics.report.data import (
+    EVIDENCE_HEADER,
+    EXPORTER_HEADER,
+    RULE_HEADER,
+    entity_name,
+    evidence_rows,
+    exporter_rows,
+    rule_rows,
+)
 
 _CSS = (
     "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em;color:#222}"
@@ -31,26 +39,8 @@ def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body or '<tr><td colspan=99>none</td></tr>'}</table>"
 
 
-def _entity(e: dict[str, str]) -> str:
-    keys = ("tenant", "namespace", "workload", "ip", "zone", "center")
-    return "/".join(e[k] for k in keys if e.get(k)) or "(unknown)"
-
-
 def _scope(s: dict[str, Any]) -> str:
-    exporters = table(
-        ["exporter", "type", "flows", "sampling rates", "coverage", "collection gaps"],
-        (
-            [
-                e["exporter"],
-                e["type"],
-                e["flows"],
-                e["sampling_rates"] or ["none"],
-                f"{e['coverage']:.1%}",
-                "; ".join(f"{a} – {b}" for a, b in e["gaps"]) or "none",
-            ]
-            for e in s["exporters"]
-        ),
-    )
+    exporters = table(EXPORTER_HEADER, exporter_rows(s))
     centers = table(["center", "flow records"], ([c["center"], c["flows"]] for c in s["centers"]))
     c = s["counting"]
     excluded = table(
@@ -133,8 +123,8 @@ def render_html(data: dict[str, Any]) -> str:
                 v["window"]["start"],
                 v["rule"],
                 v["severity"],
-                _entity(v["src"]),
-                _entity(v["dst"]),
+                entity_name(v["src"]),
+                entity_name(v["dst"]),
                 v["flows"],
                 v["packets"],
                 v["bytes"],

@@ -16,12 +16,20 @@ from fpdf.enums import TableCellFillMode
 from fpdf.fonts import FontFace
 
 from analytics.report.charts import bars, colour
-from analytics.report.data import EVIDENCE_HEADER, RULE_HEADER, evidence_rows, rule_rows
-from analytics.report.html import _entity
+from analytics.report.data import (
+    EVIDENCE_HEADER,
+    EXPORTER_HEADER,
+    RULE_HEADER,
+    entity_name,
+    evidence_rows,
+    exporter_rows,
+    rule_rows,
+)
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 _HEADING = (215, 215, 215)
 _ZEBRA = (244, 244, 244)
+_ASCII_DASHES = str.maketrans({"–": "-", "—": "-"})
 
 
 class _Doc(FPDF):
@@ -41,7 +49,10 @@ class _Doc(FPDF):
             if isinstance(v, list | tuple)
             else (f"{v:,}" if isinstance(v, int) else str(v))
         )
-        return s if self.unicode else s.encode("latin-1", "replace").decode("latin-1")
+        if self.unicode:
+            return s
+        # The core fonts are latin-1: dashes become their ASCII look-alike rather than '?'.
+        return s.translate(_ASCII_DASHES).encode("latin-1", "replace").decode("latin-1")
 
     def footer(self) -> None:
         self.set_y(-10)
@@ -147,8 +158,8 @@ def render_pdf(data: dict[str, Any]) -> bytes:
                 v["window"]["start"],
                 v["rule"],
                 v["severity"],
-                _entity(v["src"]),
-                _entity(v["dst"]),
+                entity_name(v["src"]),
+                entity_name(v["dst"]),
                 v["flows"],
                 v["bytes"],
                 v["first_seen"],
@@ -183,20 +194,7 @@ def _scope(doc: _Doc, s: dict[str, Any]) -> None:
             [[r["reason"], r["records"], r["why"]] for r in c["not_counted"]],
         )
     doc.grid(["center", "flow records"], [[c["center"], c["flows"]] for c in s["centers"]])
-    doc.grid(
-        ["exporter", "type", "flows", "sampling rates", "coverage", "collection gaps"],
-        [
-            [
-                e["exporter"],
-                e["type"],
-                e["flows"],
-                e["sampling_rates"] or ["none"],
-                f"{e['coverage']:.1%}",
-                "; ".join(f"{a} to {b}" for a, b in e["gaps"]) or "none",
-            ]
-            for e in s["exporters"]
-        ],
-    )
+    doc.grid(EXPORTER_HEADER, exporter_rows(s))
 
 
 def _posture(doc: _Doc, p: dict[str, Any]) -> None:

@@ -395,12 +395,13 @@ def _value(ie: int, n: int, pen: int, r: Report) -> int | bytes:
     if pen:
         rp, rsize, rflags = r.reverse or (0, 0, 0)
         return {2: rp, 1: rp * rsize, 6: rflags}[ie]
-    return {
+    values: dict[int, int | bytes] = {
         150: r.start_ms // 1000, 151: r.end_ms // 1000, 152: r.start_ms, 153: r.end_ms,
         154: r.start_ms * 1000, 155: r.end_ms * 1000, 8: _ip4(r.src.ip), 12: _ip4(r.dst.ip), 7: r.sport,
         11: r.dport, 4: r.proto, 6: r.flags, 10: 1 if r.direction != 1 else 2, 14: 2 if r.direction != 1 else 3,
         61: r.direction, 138: 7, 239: 1, 2: r.packets, 1: r.packets * r.size,
-    }[ie]  # fmt: skip
+    }  # fmt: skip
+    return values[ie]
 
 
 def _record(style: str, r: Report) -> bytes:
@@ -473,7 +474,7 @@ def _packet_header(r: Report, size: int, syn_only: bool) -> bytes:
 
 
 def _sflow(address: str, recs: list[Report], export_ms: int, seq: int, sampling: int) -> list[bytes]:
-    samples = []
+    samples: list[bytes] = []
     for r in recs:
         for k in range(r.packets):
             syn = bool(r.flags & 0x02) and not (r.flags & 0x10) and k == 0

@@ -138,7 +138,7 @@ def passed(result: dict[str, Any], min_roles: float = 0.95) -> bool:
 
 # ---- policy verdicts on the same conversations ----------------------------------------------------------
 #: Rules about who opens a conversation; replies must never be judged as requests.
-POLICY = {
+POLICY: dict[str, Any] = {
     "name": "convention-bank",
     "zones": {
         "pods": {"match": [{"cidr": ["10.0.0.0/8"]}]},

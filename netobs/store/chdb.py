@@ -34,7 +34,7 @@ class ChdbStore:
         path = self.config.chdb.path
         try:
             path.mkdir(parents=True, exist_ok=True)
-            self._session = session.Session(str(path))
+            self._session = session.Session(str(path))  # type: ignore[no-untyped-call]
         except Exception as e:  # chdb raises plain RuntimeError-likes, e.g. a locked directory
             raise StoreUnavailable(f"cannot open embedded store at {path}: {_first_line(e)}") from None
         converge_store(self, self.config)
@@ -51,7 +51,7 @@ class ChdbStore:
         )
         return dict(zip(t.column("name").to_pylist(), t.column("type").to_pylist(), strict=True))
 
-    def _run(self, sql: str, fmt: str = "CSV"):
+    def _run(self, sql: str, fmt: str = "CSV") -> Any:
         if self._session is None:
             raise StoreUnavailable("embedded store is not open")
         with self._lock:

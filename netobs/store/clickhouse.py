@@ -13,7 +13,9 @@ import logging
 import struct
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +27,8 @@ from netobs import ddl
 from netobs.config import StoreConfig
 from netobs.store.base import StoreError, StoreUnavailable, converge_store, raise_classified
 from netobs.store.errors import classify
+
+T = TypeVar("T")
 
 __all__ = ["ClickHouseStore", "arrow_to_column"]
 
@@ -79,7 +83,7 @@ class ClickHouseStore:
     def stop(self) -> None:
         self._client.disconnect()
 
-    def _call(self, fn):
+    def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn``; network and transient server errors (:mod:`netobs.store.errors`) are
         retried with reconnects and exponential backoff, then raised as StoreUnavailable."""
         delay = self.config.retry_backoff_s

@@ -34,13 +34,10 @@ class Producer(Protocol):
 
 
 class Consumer(Protocol):
-    """What the pipeline needs from every consumer.
+    """What the pipeline needs from every consumer: poll, commit all that was polled, close.
 
-    Optional capabilities, used when present: ``pause()``/``resume()`` (stop fetching but
-    keep polling), ``commit_offsets({(topic, partition): (next_offset, metadata)})``,
-    ``commit_plan(topic, partition, first, last)`` (record a batch's range before its
-    insert), ``set_rebalance_handler(revoked, assigned)``, ``dead_letters()`` (a
-    :class:`netobs.transport.deadletter.DeadLetters` sink) and ``depth()``.
+    A consumer may offer more, each capability a protocol of its own below; the pipeline
+    reads them once, when it is wired (:mod:`netobs.transport.capabilities`).
     """
 
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]: ...

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from netobs.transport import kafka_producer
 from netobs.transport.base import TransportError
 
 log = logging.getLogger(__name__)
@@ -69,21 +70,11 @@ class KafkaDeadLetters:
             raise TransportError(f"dead letter to {self.topic} failed: {e}") from None
 
     def flush(self) -> None:
-        from kafka.errors import KafkaError
-
         futures, self._futures = self._futures, []
-        try:
-            self._p.flush(timeout=30)
-            for fut in futures:
-                fut.get(timeout=30)
-        except KafkaError as e:
-            raise TransportError(f"dead letters to {self.topic} not stored: {e}") from None
+        kafka_producer.flush(self._p, futures, failure=f"dead letters to {self.topic} not stored")
 
     def close(self) -> None:
-        try:
-            self._p.close(timeout=10)
-        except Exception as e:  # closing must not mask the caller's own error
-            log.warning("dead-letter producer close: %s", e)
+        kafka_producer.close(self._p, "dead-letter producer")
 
 
 class DirectoryDeadLetters:

@@ -31,7 +31,7 @@ from netobs.transport.spool import Spool
 
 class InprocessTransport:
     def __init__(self, config: InprocessTransportConfig, block_s: float = 30.0, spool: Spool | None = None):
-        self._queue: queue.Queue = queue.Queue(maxsize=config.max_batches)
+        self._queue: queue.Queue[pa.RecordBatch] = queue.Queue(maxsize=config.max_batches)
         self._block_s = block_s
         self.closed = False
         self.spool = spool

@@ -18,6 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from netobs import wire
 from netobs.config import KafkaTransportConfig
+from netobs.transport import kafka_producer
 from netobs.transport.base import Message, TransportError
 from netobs.transport.deadletter import KafkaDeadLetters
 from netobs.transport.spool import Spool
@@ -147,16 +148,23 @@ class KafkaBatchProducer:
             log.error("kafka publish to %s failed: %s", self.topic, exc)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        try:
-            self._p.flush(timeout=timeout_s)
-        except KafkaError as e:
-            raise TransportError(f"flush to {self.topic} failed: {e}") from None
+        kafka_producer.flush(self._p, failure=f"flush to {self.topic} failed", timeout_s=timeout_s)
 
     def close(self) -> None:
+        kafka_producer.close(self._p, "kafka producer")
+
+
+def batch_messages(tp: TopicPartition, records: list[Any]) -> list[Message]:
+    """One partition's polled records as netobs batches (:mod:`netobs.wire`); an unreadable
+    record is a message of its own, with the error and its bytes."""
+    out = []
+    for r in records:
+        pos = (tp.topic, tp.partition, r.offset)
         try:
-            self._p.close(timeout=10)
-        except KafkaError as e:  # closing must not mask the caller's own error
-            log.warning("kafka producer close: %s", e)
+            out.append(Message(wire.decode(r.value), pos))
+        except wire.WireError as e:
+            out.append(Message(None, pos, error=str(e), raw=r.value))
+    return out
 
 
 class KafkaBatchConsumer:
@@ -198,19 +206,17 @@ class KafkaBatchConsumer:
         self._on_revoked, self._on_assigned = revoked, assigned
 
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]:
+        polled = self._poll_records(timeout_s, max_messages)
+        return [m for tp, records in polled.items() for m in batch_messages(tp, records)]
+
+    def _poll_records(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Any]]:
         try:
-            polled = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_messages)
+            polled: dict[TopicPartition, list[Any]] = self._c.poll(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
         except KafkaError as e:
             raise TransportError(f"poll failed: {e}") from None
-        out = []
-        for tp, records in polled.items():
-            for r in records:
-                pos = (tp.topic, tp.partition, r.offset)
-                try:
-                    out.append(Message(wire.decode(r.value), pos))
-                except wire.WireError as e:
-                    out.append(Message(None, pos, error=str(e), raw=r.value))
-        return out
+        return polled
 
     def commit(self) -> None:
         """Commit every consumed position (only safe when everything polled is stored)."""
@@ -260,7 +266,7 @@ class KafkaBatchConsumer:
 PLAN_PREFIX = "netobs-batch:"
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python has no types
     def __init__(self, consumer: KafkaBatchConsumer):
         self.consumer = consumer
 

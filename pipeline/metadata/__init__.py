@@ -2,7 +2,7 @@
 
 from pipeline.metadata.inventory import Inventory, InventoryError, Problem, apply_inventory, load_inventory
 from pipeline.metadata.model import KINDS, Center, IPAddress, Namespace, Network, Node, Pod, Site, Vpc
-from pipeline.metadata.store import OPEN, Change, MetadataStore, Version
+from pipeline.metadata.versions import OPEN, Change, MetadataStore, Version
 
 __all__ = [
     "KINDS",

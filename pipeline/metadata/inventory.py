@@ -4,6 +4,10 @@ Everything Kubernetes does not know (legacy networks, external systems, the site
 center layout), and the whole picture in tests and the embedded mode. Errors name the
 file, line and key (from the YAML node marks); a malformed object is reported and
 skipped while the rest of the file still loads.
+
+An object written twice under one key is merged when only its addresses differ (a
+dual-stack pod written as one entry per address family); otherwise the second entry is
+refused as a problem naming the line of the first.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ class _Loader:
 
     def __init__(self, file: str, inv: Inventory):
         self.file, self.inv = file, inv
+        #: (kind, key) → (index in inv.objects, line of its first entry)
+        self.seen: dict[tuple[str, str], tuple[int, int]] = {}
 
     def problem(self, node: yaml.Node, key: str, message: str) -> None:
         self.inv.problems.append(Problem(self.file, node.start_mark.line + 1, key, message))
@@ -144,8 +150,40 @@ class _Loader:
         except yaml.YAMLError as e:
             self.problem(node, where, str(e))
             return None
-        self.inv.objects.append(obj)
-        return obj
+        return self.add(obj, node, where)
+
+    def add(self, obj: Obj, node: yaml.Node, where: str) -> Obj | None:
+        """Keep ``obj``; a second entry of its key merges into the first or is refused."""
+        line = node.start_mark.line + 1
+        earlier = self.seen.get((obj.kind, obj.key))
+        if earlier is None:
+            self.seen[(obj.kind, obj.key)] = (len(self.inv.objects), line)
+            self.inv.objects.append(obj)
+            return obj
+        index, first_line = earlier
+        merged = _merge_addresses(self.inv.objects[index], obj)
+        if merged is None:
+            self.problem(
+                node,
+                where,
+                f"{obj.kind} {obj.key!r} is already defined at {self.file}:{first_line} "
+                "and differs in more than its addresses",
+            )
+            return None
+        self.inv.objects[index] = merged
+        return merged
+
+
+def _merge_addresses(first: Obj, second: Obj) -> Obj | None:
+    """One pod with the addresses of both entries, if nothing but their addresses differ."""
+    if not isinstance(first, Pod) or not isinstance(second, Pod):
+        return None
+    rest = {"ip", "ips"}
+    if first.model_dump(exclude=rest) != second.model_dump(exclude=rest):
+        return None
+    addresses = list(dict.fromkeys((*first.addresses(), *second.addresses())))
+    ip = first.ip or second.ip
+    return first.model_copy(update={"ip": ip, "ips": tuple(a for a in addresses if a != ip)})
 
 
 def _pop(node: yaml.Node, key: str) -> yaml.Node | None:
@@ -179,7 +217,7 @@ def _name_of(node: yaml.MappingNode) -> str:
 
 
 def apply_inventory(meta, path: str | Path, strict: bool = False, at: Any = None) -> Inventory:
-    """Load ``path`` into a :class:`~pipeline.metadata.store.MetadataStore`.
+    """Load ``path`` into a :class:`~pipeline.metadata.versions.MetadataStore`.
 
     The file is the whole truth of its source: objects removed from it are closed at
     ``at`` (default now); objects seen for the first time are valid since ever, so old

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.metadata import k8s_convert
-from pipeline.metadata.store import Change, MetadataStore
+from pipeline.metadata.versions import Change, MetadataStore
 
 log = logging.getLogger(__name__)
 SOURCE = "kubernetes"

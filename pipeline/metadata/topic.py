@@ -5,7 +5,7 @@ Kubernetes watch) do not apply their changes to the local store; they write them
 :class:`TopicWriter`, which publishes each change as one record keyed by the object's
 identity (``pod/<namespace>/<name>``, ``network/<name>``, ...): the object as JSON, or a
 tombstone (no value) for a deletion. Headers carry what
-:meth:`~pipeline.metadata.store.MetadataStore.apply` needs besides the object (the change
+:meth:`~pipeline.metadata.versions.MetadataStore.apply` needs besides the object (the change
 time, the first-sight start, the source), tombstones included. Every replica, the
 publishing one too, reads the topic from the beginning with :class:`MetadataSubscriber` and
 applies the records in topic order (one partition: one order), so all replicas compute
@@ -25,13 +25,17 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from netobs.transport import kafka_producer
 from netobs.transport.base import TransportError
 from pipeline.metadata.model import KINDS, Obj
-from pipeline.metadata.store import Change, MetadataStore, ms
+from pipeline.metadata.versions import Change, MetadataStore, ms
+
+if TYPE_CHECKING:
+    from pipeline.enrich import Enricher
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +183,17 @@ class TopicWriter:
         todo = [c for c in todo if c.obj is not None or self.meta.current(c.kind, c.key) is not None]
         if not todo:
             return 0
+        failure = f"metadata changes to {self.topic} not stored"
         with self._lock:
             try:
                 futures = [
                     self._p.send(self.topic, key=k, value=v, headers=h)
                     for k, v, h in (encode(c, t, first) for c in todo)
                 ]
-                self._p.flush(timeout=30)
-                last = max(f.get(timeout=30).offset for f in futures)
             except KafkaError as e:
-                raise MetadataTopicError(f"metadata changes to {self.topic} not stored: {e}") from None
+                raise MetadataTopicError(f"{failure}: {e}") from None
+            stored = kafka_producer.flush(self._p, futures, failure=failure, error=MetadataTopicError)
+            last = max(m.offset for m in stored)
         self.published += len(todo)
         if self.subscriber is not None and not self.subscriber.wait_for(last):  # read our own writes
             # Not silent: the next diffs are computed against a view that lags the topic, so a
@@ -211,10 +216,7 @@ class TopicWriter:
         pass
 
     def stop(self) -> None:
-        try:
-            self._p.close(timeout=10)
-        except Exception as e:  # closing must not mask the caller's own error
-            log.warning("metadata producer close: %s", e)
+        kafka_producer.close(self._p, "metadata producer")
 
 
 class InventoryPublisher:
@@ -363,7 +365,7 @@ class MetadataSubscriber:
             log.exception("metadata topic %s: applying %d changes failed", self.topic, len(changes))
 
 
-def make_topic_enricher(settings: Any, store: Any = None) -> Any:
+def make_topic_enricher(settings: Any, store: Any = None) -> Enricher:
     """An enricher whose metadata view comes from the compacted topic (``enrich.metadata_topic``).
 
     The history is created/reloaded from the store as usual; the inventory and the

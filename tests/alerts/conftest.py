@@ -17,11 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from analytics import store as fstore
+from analytics import findings_table as fstore
 from analytics.findings import Finding
 from analytics.policy.evaluate import COLUMNS, VIOLATIONS, create_violations
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 from tests.services import _require
 from tests.services.alertmanager import alertmanager  # noqa: F401
 
@@ -31,11 +29,8 @@ SECRET = "webhook-test-secret"
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    s.start()
-    yield s
-    s.stop()
+def store(store_factory):
+    return store_factory(retention_days=0)
 
 
 def finding(detector="dr_traffic", severity="critical", end=NOW, tenant="retail", score=9.0, **entities):
@@ -53,7 +48,7 @@ _seq = [0]
 def save_violation(
     store, rule="prod-nonprod-separation", severity="critical", end=NOW, deleted=0, **over
 ) -> dict:
-    """One violations row inserted as evaluate.py writes them (version 2 × ms + 1, tombstones 2 × ms)."""
+    """One violations row inserted as analytics.policy.evaluate writes them (version 2 × ms + 1, tombstones 2 × ms)."""
     for sql in create_violations(DB):
         store.execute(sql)
     _seq[0] += 1

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from alerts.config import AlertsConfig
 from alerts.service import Notifier
-from netobs.config_alerts import AlertsConfig
 from netobs.metrics import REGISTRY
 from tests.alerts.conftest import DB, NOW, finding, save_findings, save_violation
 from tests.services.alertmanager import PASSWORD, USER

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from netobs.cli import main
 from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.cli import main
 from tests.alerts.conftest import SECRET, finding, save_findings, save_violation
 from tests.services._proc import free_port
 

@@ -9,8 +9,8 @@ from email.message import Message
 
 import pytest
 
+from alerts.config import AlertsConfig
 from alerts.service import Notifier
-from netobs.config_alerts import AlertsConfig
 from tests.alerts.conftest import DB, NOW, finding, save_findings, save_violation
 from tests.services import _require
 from tests.services._proc import free_port

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from alerts import routing
+from alerts.config import AlertsConfig, LinksConfig, RouteConfig
 from alerts.model import Alert, from_finding, from_violation, gathered, merge, settle
 from alerts.sinks import SINKS, AlertmanagerSink, EmailSink, WebhookSink, make_sink
 from alerts.sinks._http import _redacted
@@ -16,8 +17,7 @@ from alerts.sinks.alertmanager import payload
 from alerts.sinks.email import subject
 from alerts.sinks.webhook import sign
 from alerts.source import Cursor, findings_sql, start_cursor
-from netobs.config import ConfigError, Settings, dump, load
-from netobs.config_alerts import AlertsConfig, LinksConfig, RouteConfig
+from netobs_app.settings import ConfigError, Settings, dump, load
 
 T = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 MS = int(T.timestamp() * 1000)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from netobs.config import Settings
-from netobs.runtime import Runtime
+from netobs_app.runtime import Runtime
+from netobs_app.settings import Settings
 from tests.alerts.conftest import SECRET, finding, save_findings
 from tests.services._proc import free_port
 

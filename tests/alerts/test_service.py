@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
+
+from alerts.config import AlertsConfig
 from alerts.service import Notifier
-from netobs.config_alerts import AlertsConfig
 from netobs.metrics import REGISTRY
 from tests.alerts.conftest import DB, NOW, SECRET, finding, save_findings, save_violation
 
@@ -93,6 +95,7 @@ def test_tombstoned_violation_resolves(store, receiver):
     assert r.read["violations"] == 1 and r.sent == 1 and receiver.alerts()[-1]["state"] == "resolved"
 
 
+@pytest.mark.slow
 def test_sink_down_is_counted_and_delivered_next_run(store, receiver):
     save_findings(store, finding())
     n = Notifier(config(receiver.url), store.query_arrow, DB)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from analytics.scenario.conventions import CONVENTIONS
-from netobs.cli import main
+from netobs_app.cli import main
 
 SEED = int(np.random.SeedSequence().entropy % 2**32)
+pytestmark = pytest.mark.slow  # one scenario ingest per convention: seconds each
 
 
 @pytest.mark.parametrize("convention", CONVENTIONS)

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 import pytest
 
 from analytics import model
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 
 A, B = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
 
@@ -54,11 +52,8 @@ BUILDERS = [
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path_factory.mktemp("m") / "chdb")))
-    s.start()
-    yield s
-    s.stop()
+def store(module_store_factory):
+    return module_store_factory()
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=range(len(BUILDERS)))

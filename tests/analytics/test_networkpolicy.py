@@ -36,10 +36,8 @@ from analytics.policy.netpol_sql import (
 )
 from analytics.policy.results import stored
 from analytics.policy.testing import evaluate_flows
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 from pipeline.metadata.model import Namespace, Pod
-from pipeline.metadata.store import Change, MetadataStore
+from pipeline.metadata.versions import Change, MetadataStore
 
 T = "2026-06-01T10:15:00Z"
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -202,19 +200,16 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(module_store_factory):
     """One embedded store with the pod inventory in its metadata store."""
-    cfg = StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=tmp_path_factory.mktemp("chdb")))
-    s = make_store(cfg)
-    s.start()
+    s = module_store_factory(retention_days=0)
     meta = MetadataStore(s, s.database)
     meta.ensure()
     objs = [Namespace(name=n, labels=lab) for n, lab in NAMESPACES.items()]
     for name, (ns, addr, node, labels) in PODS.items():
         objs.append(Pod(name=f"{name}-1", namespace=ns, ip=addr, node=node, workload=name, labels=labels))
     meta.apply([Change.upsert(o, "test") for o in objs], at=SINCE, new_from=SINCE)
-    yield s
-    s.stop()
+    return s
 
 
 def policy_for(tmp_path, objects, **rule) -> Policy:
@@ -248,6 +243,7 @@ def _pair(f):
     return (f["src"]["addr"], f["dst"]["addr"], f["src_port"], f["dst_port"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,objects,bad,good", CASES, ids=[c[0] for c in CASES])
 def test_cases(store, tmp_path, name, objects, bad, good):
     policy = policy_for(tmp_path, objects)
@@ -646,6 +642,7 @@ def _oracle(policies, inv: Inventory, flows):
     return out
 
 
+@pytest.mark.slow
 def test_bank_scale_cluster_matches_a_per_flow_reference(store, tmp_path):
     """3,000 pods and ~1,050 policies: small SQL (the lookup maps live in a table), chdb's default
     limits, and the same violations as a per-flow Python evaluation of the same objects."""

@@ -8,8 +8,9 @@ import pytest
 
 from analytics.policy.cli import add_parsers
 from analytics.policy.fixtures import flows_table
-from netobs.config import ChdbStoreConfig, ControlConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
 from tests.analytics.test_policy_rules import (
     BANK_POLICY,
     CORP,
@@ -74,6 +75,7 @@ def test_parsers():
     assert (a.policy, a.candidate, a.from_) == ("a.yaml", "b.yaml", None)
 
 
+@pytest.mark.slow
 def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path):
     argv = ["policy", "check", "--policy", str(BANK_POLICY), *RANGE, "--output", "jsonl"]
     code, out, err = run(argv, settings, capsys)
@@ -127,6 +129,7 @@ def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path)
         s.stop()
 
 
+@pytest.mark.slow
 def test_check_table_output_dry_run_and_fail_on(settings, capsys):
     argv = ["policy", "check", "--policy", str(BANK_POLICY), *RANGE, "--dry-run"]
     code, out, _ = run(argv, settings, capsys)
@@ -155,6 +158,7 @@ def test_invalid_policy_exits_2(settings, capsys):
     assert code == 2 and "policy_invalid.yaml:12:15: rules[1].severity" in err
 
 
+@pytest.mark.slow
 def test_policy_test_passes_and_fails(settings, capsys, tmp_path):
     code, out, _ = run(["policy", "test", str(TESTDATA / "policy_bank_test.yaml")], settings, capsys)
     assert code == 0, out
@@ -173,6 +177,7 @@ def test_policy_test_passes_and_fails(settings, capsys, tmp_path):
     assert "unexpected violation: rule=tenant-isolation" in out
 
 
+@pytest.mark.slow
 def test_whatif_shows_added_and_removed(settings, capsys):
     argv = [
         "policy",
@@ -198,6 +203,7 @@ def test_whatif_shows_added_and_removed(settings, capsys):
     assert "removed 3" in text and "- 2026-06-01T11:00:00.000Z mgmt-from-bastion" in text
 
 
+@pytest.mark.slow
 def test_check_through_a_running_process(settings, capsys):
     """While a process owns the embedded store, the command goes through its control endpoint."""
     from netobs.control import ControlServer
@@ -218,6 +224,7 @@ def test_check_through_a_running_process(settings, capsys):
         owner.stop()
 
 
+@pytest.mark.slow
 def test_check_networkpolicy_conformance(settings, capsys, tmp_path):
     s = make_store(settings.store)
     s.start()

@@ -25,8 +25,6 @@ from analytics.policy.fixtures import flows_table
 from analytics.policy.loader import load_policy
 from analytics.policy.results import stored
 from analytics.policy.testing import evaluate_flows
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"
 BANK_POLICY = TESTDATA / "policy_bank.yaml"
@@ -70,13 +68,9 @@ def run(store, policy, flows, **kw):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(module_store_factory):
     """One embedded store per module (chdb opens one data path per process at a time)."""
-    cfg = StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=tmp_path_factory.mktemp("chdb")))
-    s = make_store(cfg)
-    s.start()
-    yield s
-    s.stop()
+    return module_store_factory(retention_days=0)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +138,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "rule,flow_,violates", CASES, ids=[f"{c[0]}-{i}-{'bad' if c[2] else 'ok'}" for i, c in enumerate(CASES)]
 )

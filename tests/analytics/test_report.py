@@ -11,9 +11,10 @@ from PIL import Image
 from analytics.policy.fixtures import flows_table
 from analytics.report.charts import bars
 from analytics.report.cli import add_parsers
-from analytics.report.data import _buckets, _gaps
-from netobs.config import ChdbStoreConfig, ControlConfig, Settings, StoreConfig
+from analytics.report.data import EXPORTER_HEADER, _buckets, _gaps, exporter_rows
+from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
 from tests.analytics.test_policy_rules import BANK_POLICY, CORP, MGMT, STAGING, WEB, flow
 from tests.services._require import unavailable
 
@@ -112,6 +113,7 @@ def test_html_report_content(settings, capsys, policy, tmp_path):
     assert "2026-11" not in html  # nothing from the time of generation
 
 
+@pytest.mark.slow
 def test_same_data_gives_byte_identical_reports_and_a_chain(settings, capsys, policy, tmp_path):
     d = tmp_path / "reports"
     a = make(settings, capsys, policy, d / "a.html").read_bytes()
@@ -128,6 +130,7 @@ def _pdftools():
         unavailable("poppler-utils (pdftoppm, pdftotext) not installed")
 
 
+@pytest.mark.slow
 def test_pdf_renders_pages_with_content(settings, capsys, policy, tmp_path):
     _pdftools()
     pdf = make(settings, capsys, policy, tmp_path / "r.pdf", "pdf")
@@ -158,6 +161,7 @@ def _filled_lines(img, colour) -> int:
     return sum(1 for y in range(h) if sum(px[x, y] == colour for x in range(w)) > 0.4 * w)
 
 
+@pytest.mark.slow
 def test_tampering_is_detected(settings, capsys, policy, tmp_path):
     d = tmp_path / "reports"
     for name in ("r1.html", "r2.html", "r3.html"):
@@ -176,6 +180,7 @@ def test_tampering_is_detected(settings, capsys, policy, tmp_path):
     assert code == 1 and "r1.html: ledger entry was modified" in out and "r2.html: chain broken" in out
 
 
+@pytest.mark.slow
 def test_overwriting_a_recorded_report_is_refused(settings, capsys, policy, tmp_path):
     out = make(settings, capsys, policy, tmp_path / "r.html")
     out.write_text("edited")
@@ -208,4 +213,23 @@ def test_gaps_and_bars_are_pure():
         (5.0, 5.0, 40.0, 5.0, "#b2182b"),
         (5.0, 0.0, 40.0, 5.0, "#ef8a62"),
         (55.0, 0.0, 40.0, 10.0, "#b2182b"),
+    ]
+
+
+def test_the_exporter_table_has_one_source_for_both_formats():
+    scope = {
+        "exporters": [
+            {
+                "exporter": "192.0.2.2",
+                "type": "ipfix",
+                "flows": 12,
+                "sampling_rates": [],
+                "coverage": 0.6667,
+                "gaps": [("02:00", "04:00"), ("05:00", "06:00")],
+            }
+        ]
+    }
+    assert EXPORTER_HEADER[-1] == "collection gaps"
+    assert exporter_rows(scope) == [
+        ["192.0.2.2", "ipfix", 12, ["none"], "66.7%", "02:00 – 04:00; 05:00 – 06:00"]
     ]

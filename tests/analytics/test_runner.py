@@ -30,6 +30,7 @@ def netobs(*args, timeout=900):
     return r.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_scores_history_free_detectors(scenario):
     out = json.loads(netobs("scenario", "evaluate", str(scenario), "--days", "8", "--output", "json"))
     rows = {r["detector"]: r for r in out["netobs"]}
@@ -48,6 +49,7 @@ def test_evaluate_scores_history_free_detectors(scenario):
     assert out["ewma_reference"]
 
 
+@pytest.mark.slow
 def test_analyze_reruns_update_findings(scenario, tmp_path):
     config = tmp_path / "netobs.yaml"
     config.write_text(
@@ -72,6 +74,7 @@ def test_analyze_reruns_update_findings(scenario, tmp_path):
     assert int(count.splitlines()[1]) == len(first)
 
 
+@pytest.mark.slow
 def test_analyze_on_empty_store_finds_nothing(tmp_path):
     config = tmp_path / "netobs.yaml"
     config.write_text(

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from analytics.scenario import ScenarioSpec, generate
-from collectors.decode import iter_records
+from collectors.jsonl import iter_records
 
 
+@pytest.mark.slow
 def test_small_scenario(tmp_path):
     info = generate(ScenarioSpec(tenants=10, days=8), tmp_path)
     labels = json.loads((tmp_path / "labels.json").read_text())
@@ -51,7 +52,7 @@ def test_a_scenario_too_small_for_its_anomalies_is_refused_clearly(kwargs, match
 
 
 def test_cli_refuses_a_too_small_scenario_with_exit_2(tmp_path, capsys):
-    from netobs.cli import main
+    from netobs_app.cli import main
 
     assert main(["scenario", "generate", "--tenants", "3", "--out", str(tmp_path / "s")]) == 2
     assert "at least 9 tenants" in capsys.readouterr().err

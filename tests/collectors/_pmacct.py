@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from collectors.decode import iter_records
+from collectors.jsonl import iter_records
 from tests.collectors._tshark import _key as key
 
 DAEMONS = {"sflow": "sfacctd", "nfacct": "nfacctd"}  # nfacctd: NetFlow v5/v9, IPFIX (and PSAMP)

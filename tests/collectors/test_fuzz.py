@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,6 +95,7 @@ def test_random_bytes(payload):
     _check(d)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(mutated(SEEDS), min_size=1, max_size=4))
 def test_mutated_datagrams_with_shared_state(payloads):

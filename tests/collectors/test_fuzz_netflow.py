@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,6 +47,7 @@ def test_random_bytes_as_netflow(payload):
     _check(d)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(mutated(SEEDS), min_size=1, max_size=4))
 def test_mutated_netflow_and_psamp_with_shared_state(payloads):
@@ -59,6 +61,7 @@ def test_mutated_netflow_and_psamp_with_shared_state(payloads):
     _check(d)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.lists(
@@ -86,6 +89,7 @@ def test_template_bombs_stay_within_limits(templates, domain):
         assert all(len(t.fields) <= limits.max_fields for t in store._templates.values())
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=30))
 def test_sequence_numbers_any_order_never_negative_loss(seqs):

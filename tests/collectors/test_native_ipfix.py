@@ -119,6 +119,7 @@ def test_every_kind_of_capture_is_compared():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_flush", [1, 64])
 @pytest.mark.parametrize("name", CAPTURES)
 def test_captures(name, per_flush):
@@ -141,7 +142,7 @@ def test_golden_summaries_on_both_paths(name, monkeypatch):
 def test_ovs_perflow_observation_point_through_netobs_decode(setting, monkeypatch, capsys):
     """OVS per-flow IPFIX sends the sample action's obs_point_id (IE 138): 4242 in every record of the
     committed capture, on both paths; it has no next hop, AS or prefix lengths (all 0, ``::``)."""
-    from netobs.cli import main
+    from netobs_app.cli import main
 
     monkeypatch.setenv("NETOBS_NATIVE", setting)
     assert main(["decode", str(DATA / "ovs-perflow-perflow.pcap")]) == 0
@@ -495,6 +496,7 @@ def _template_messages(draw):
     return msgs
 
 
+@pytest.mark.slow
 @FUZZ
 @given(_template_messages(), st.sampled_from([1, 2]))
 def test_random_templates_and_records(msgs, per_flush):
@@ -533,6 +535,7 @@ _SEEDS = [
 ]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.data())
 def test_mutated_messages(data):

@@ -408,6 +408,7 @@ def test_fuzz_random_bytes(payload):
     run_both([(payload, EXPORTER, T), (b"\x00\x00\x00\x05\x00\x00\x00\x01" + payload, EXPORTER, T)], batch=2)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(mutated(SEEDS), min_size=1, max_size=6))
 def test_fuzz_mutated_datagrams(payloads):

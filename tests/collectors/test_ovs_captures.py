@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.decode import iter_records
 from collectors.decoder import Decoder
+from collectors.jsonl import iter_records
 from tests.collectors import _pmacct, _tshark
 from tests.services._require import unavailable
 

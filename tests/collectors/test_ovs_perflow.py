@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.decode import iter_records
+from collectors.jsonl import iter_records
 from tests.collectors import _exporters as ex
 from tests.collectors import _pmacct, _tshark
 from tests.collectors.test_ovs_captures import REGEN, _ms, summary

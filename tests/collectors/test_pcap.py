@@ -29,6 +29,7 @@ LINKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nano", [False, True])
 @pytest.mark.parametrize("l2,linktype", LINKS.values(), ids=LINKS.keys())
 def test_pcap_link_types(tmp_path, l2, linktype, nano):

@@ -15,8 +15,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapWriter
 
-from collectors.decode import iso_ms, iter_records
 from collectors.decoder import Decoder
+from collectors.jsonl import iso_ms, iter_records
 from collectors.stats import ExporterStats
 from tests.collectors import _builders as b
 from tests.collectors import _nf_builders as nf

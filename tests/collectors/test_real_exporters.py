@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.decode import iter_records
+from collectors.jsonl import iter_records
 from collectors.pcap import PcapReader
 from tests.collectors import _exporters as ex
 from tests.collectors import _pmacct, _tshark
@@ -66,6 +66,7 @@ def test_golden_summary(name):
     assert not any(s["errors"] for s in got["stats"].values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SOFTFLOWD + PMACCT if not n.endswith("psamp")])
 def test_same_sums_as_tshark(name):
     path = _capture(name)
@@ -99,6 +100,7 @@ def test_psamp_records_are_typed_and_parsed():
     assert all(r["flow_start"] == r["flow_end"] and r["flow_start"].startswith("2023-11-14") for r in recs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(ex.SOFTFLOWD_VERSIONS))
 def test_live_softflowd(kind, tmp_path):
     reason = ex.missing("softflowd")
@@ -114,6 +116,7 @@ def test_live_softflowd(kind, tmp_path):
     assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in truth.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(ex.PMACCT_PROBES))
 def test_live_pmacctd_same_as_tshark(kind, tmp_path):
     reason = ex.missing("pmacct")

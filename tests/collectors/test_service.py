@@ -414,6 +414,7 @@ def test_listener_protocols_in_config():
         ListenerConfig(protocol="netflow7")
 
 
+@pytest.mark.slow
 def test_collector_bench_runs_quick():
     """bench/bench_collector.py end to end with tiny sizes: every figure printed, well formed
     (the goflow2 ones, or a note saying why they are missing). Values are not judged here."""

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from scapy.layers.l2 import Ether
 
-from collectors.decode import iter_records
 from collectors.decoder import Decoder
+from collectors.jsonl import iter_records
 from collectors.sflow import IF_DISCARDED, IF_MULTIPLE, SflowDecoder
 from collectors.sflow import native_module as sflow_native_module
 from netobs.batch import ip_str

@@ -24,14 +24,15 @@ import numpy as np
 import pyarrow as pa
 
 from analytics.findings import Finding
+from analytics.findings_table import save
 from analytics.policy.evaluate import evaluate
 from analytics.policy.loader import load_policy
-from analytics.store import save
 from collectors.counters import CounterBatch
 from netobs import schema
 from netobs.batch import FlowBatch, ip_bytes
-from netobs.config import ChdbStoreConfig, ControlConfig, EnrichConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, ControlConfig, EnrichConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
 from pipeline.enrich import make_enricher
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"

@@ -1,5 +1,5 @@
 """``netobs dashboards export|check|push`` end to end: files on disk, the real store, and for ``push`` a
-local HTTP server standing in for Grafana's API (no Grafana server can run here, see shared/PEERS.md)."""
+local HTTP server standing in for Grafana's API (no Grafana server installs on the project's machines)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netobs.cli import main
+from netobs_app.cli import main
 from tests.dashboards import _data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +63,7 @@ def test_committed_compose_export_is_current(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_check_runs_every_panel_on_the_store(tmp_path, capsys):
     _data.fill(_data.settings(tmp_path))
     cfg = _config(tmp_path, tmp_path)

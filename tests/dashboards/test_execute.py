@@ -12,7 +12,6 @@ from dashboards.catalog import panel_queries
 from dashboards.check import context
 from dashboards.model import TIME_PANELS
 from dashboards.render import Context, render
-from netobs.store import make_store
 from tests.dashboards import _data
 from tests.dashboards._data import END, START
 
@@ -25,11 +24,8 @@ def cfg(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def store(cfg):
-    s = make_store(cfg.store)
-    s.start()
-    yield s
-    s.stop()
+def store(cfg, module_store_factory):
+    return module_store_factory(cfg.store)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import yaml
 from dashboards import build_all
 from dashboards.catalog import panel_queries, variable_queries
 from dashboards.model import PLUGIN, TIME_PANELS
-from netobs.config import ConfigError, Settings, load
+from netobs_app.settings import ConfigError, Settings, load
 from tests.dashboards._data import INVENTORY
 
 UNITS = {"bytes", "bps", "pps", "short", "percentunit", "s", "dateTimeAsIso"}

@@ -19,7 +19,7 @@ from netobs.config import ClickHouseStoreConfig, StoreConfig
 from netobs.store import StoreError, StoreUnavailable, make_store
 from pipeline.enrich import Enricher
 from pipeline.metadata.inventory import apply_inventory
-from pipeline.metadata.store import MetadataStore
+from pipeline.metadata.versions import MetadataStore
 
 pytestmark = pytest.mark.integration
 T0 = int(time.time() * 1000) // 86_400_000 * 86_400_000 - 86_400_000  # yesterday, 00:00 UTC

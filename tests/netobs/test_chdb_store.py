@@ -96,6 +96,7 @@ def test_bad_sql_is_a_store_error(store_factory):
         s.query_arrow("SELEC nonsense")
 
 
+@pytest.mark.slow
 def test_second_process_cannot_open_directory(tmp_path):
     import subprocess
     import sys

@@ -29,7 +29,7 @@ from netobs.batch import FlowBatch, ip_bytes
 from netobs.store.clickhouse import arrow_to_column
 from pipeline.enrich import Enricher
 from pipeline.metadata.inventory import apply_inventory
-from pipeline.metadata.store import MetadataStore
+from pipeline.metadata.versions import MetadataStore
 
 INVENTORY = Path(__file__).resolve().parent.parent / "testdata" / "inventory.yaml"
 T0 = 1_700_000_000_000

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from netobs.cli import main
 from netobs.config import ConfigError, dump, load
+from netobs_app.cli import main
 
 
 def write(tmp_path, text):

@@ -19,14 +19,12 @@ from collectors.decoder import Decoder
 from netobs import counter_rates, ddl, schema, wire
 from netobs.batch import FlowBatch, conform, ip_bytes
 from netobs.config import (
-    ChdbStoreConfig,
     EnrichConfig,
     InprocessTransportConfig,
     PipelineConfig,
     Settings,
-    StoreConfig,
 )
-from netobs.store import StoreUnavailable, make_store
+from netobs.store import StoreUnavailable
 from netobs.transport.deadletter import DirectoryDeadLetters
 from netobs.transport.inprocess import InprocessTransport
 from pipeline import Pipeline
@@ -105,13 +103,8 @@ def test_add_missing_counter_columns():
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = make_store(
-        StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb"), interface_counters_retention_days=12)
-    )
-    s.start()
-    yield s
-    s.stop()
+def store(store_factory):
+    return store_factory(interface_counters_retention_days=12)
 
 
 def test_converge_creates_the_table_with_its_ttl(store):
@@ -360,6 +353,7 @@ def rates(store, **kw):
     return store.query_arrow(counter_rates.rates_sql("netobs", **kw)).to_pylist()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, before, after, delta, reset",
     [

@@ -151,11 +151,8 @@ def test_single_server_replicated_flows_table():
 
 # ---- execution on chdb ---------------------------------------------------------------------------
 @pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb"), rollup_1m_retention_days=7))
-    s.start()
-    yield s
-    s.stop()
+def store(store_factory):
+    return store_factory(rollup_1m_retention_days=7)
 
 
 def flows(now_ms):
@@ -344,6 +341,7 @@ WHERE NOT (type = 'ipfix' AND direction = 'egress')
 GROUP BY time, src_center, dst_center, src_tenant, dst_tenant, src_zone, dst_zone, dst_port, proto, type, direction"""
 
 
+@pytest.mark.slow
 def test_converge_rebuilds_rollups_of_an_older_definition_from_the_raw_flows(tmp_path):
     """A store made before the counting model: flows without the model's columns, rollups by
     receive time with the old rule. Converge adds the columns (old rows read the old rule's

@@ -10,8 +10,6 @@ from hypothesis import strategies as st
 
 from netobs import ddl, sortkey
 from netobs.batch import FlowBatch, ip_bytes
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 
 HOUR = 3_600_000
 T = (int(time.time() * 1000) // HOUR - 3) * HOUR  # recent: the flows table has a TTL
@@ -43,11 +41,8 @@ def flows(rng: np.random.Generator, n: int) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path_factory.mktemp("sortkey") / "chdb")))
-    s.start()
-    yield s
-    s.stop()
+def store(module_store_factory):
+    return module_store_factory()
 
 
 def already_sorted_blocks(store) -> int:

@@ -10,26 +10,15 @@ from kafka import KafkaConsumer
 
 from netobs import wire
 from netobs.config import (
-    ChdbStoreConfig,
     InprocessTransportConfig,
     KafkaTransportConfig,
     PipelineConfig,
-    StoreConfig,
 )
-from netobs.store import make_store
 from netobs.transport import Message
 from netobs.transport.inprocess import InprocessTransport
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
 from tests.pipeline.test_pipeline import FlakyStore, ListConsumer, count, flows
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    s.start()
-    yield s
-    s.stop()
 
 
 def run_until(pipeline, cond, timeout_s=15.0):
@@ -82,6 +71,7 @@ def test_transform_is_applied_before_insert(store):
     assert got.to_pylist() == [{"src_center": "dc1", "n": 5}]
 
 
+@pytest.mark.slow
 def test_full_buffer_pauses_consumption_and_everything_arrives(store):
     """While the store is down the consumer is paused (the in-process queue fills and its
     producer blocks) until the store is back; nothing is lost."""

@@ -10,10 +10,10 @@ from netobs.batch import FlowBatch, ip_bytes
 from netobs.config import ChdbStoreConfig, EnrichConfig, Settings, StoreConfig
 from netobs.store import make_store
 from pipeline.enrich import Enricher, make_enricher
-from pipeline.enrich_index import Addresses, IntervalIndex, PrefixIndex
+from pipeline.lookups import Addresses, IntervalIndex, PrefixIndex
 from pipeline.metadata.inventory import apply_inventory
 from pipeline.metadata.model import Namespace, Node, Pod
-from pipeline.metadata.store import OPEN, Change, MetadataStore
+from pipeline.metadata.versions import OPEN, Change, MetadataStore
 
 INVENTORY = Path(__file__).resolve().parent.parent / "testdata" / "inventory.yaml"
 T = 1_700_000_000_000

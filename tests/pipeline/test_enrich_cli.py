@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 ROOT = DATA.parent.parent
 
@@ -15,6 +17,7 @@ def netobs(*args, env=None, cwd=ROOT):
     )
 
 
+@pytest.mark.slow
 def test_decode_enrich_adds_the_fields_to_the_decode_contract():
     plain = netobs("decode", str(DATA / "ovs-ipfix.pcap"))
     rich = netobs(
@@ -28,6 +31,7 @@ def test_decode_enrich_adds_the_fields_to_the_decode_contract():
     assert (pod_flow["src_pod"], pod_flow["dst_pod"], pod_flow["path"]) == ("pod-b", "pod-c", "intra_center")
 
 
+@pytest.mark.slow
 def test_ingest_stores_enriched_flows_with_a_summary(tmp_path):
     import os
 

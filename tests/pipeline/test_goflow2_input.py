@@ -220,8 +220,8 @@ def test_a_decoder_failure_keeps_the_records_aside_instead_of_stopping_the_consu
     ],
 )
 def test_goflow2_topics_are_refused_where_they_cannot_work(tmp_path, transport, why):
-    from netobs.config import ConfigError, Settings
-    from netobs.runtime import Runtime
+    from netobs_app.runtime import Runtime
+    from netobs_app.settings import ConfigError, Settings
 
     s = Settings(
         transport=transport,

@@ -1,6 +1,6 @@
 """The Kubernetes source with the official ``kubernetes`` client, against a local fake API server.
 
-No kube-apiserver can run on the project's machines (PEERS.md), so ``_fake_apiserver``
+No kube-apiserver installs on the project's machines (not in Debian, not on PyPI), so ``_fake_apiserver``
 serves list and chunked watch streams for pods, namespaces, nodes and the Kube-OVN CRDs in
 the real wire format (the client deserializes and validates them), including the ERROR
 event with a 410 Gone that forces a relist.
@@ -17,7 +17,7 @@ from netobs.config import ChdbStoreConfig, StoreConfig  # noqa: E402
 from netobs.store import make_store  # noqa: E402
 from pipeline.enrich import Enricher  # noqa: E402
 from pipeline.metadata.kubernetes import KubernetesSource  # noqa: E402
-from pipeline.metadata.store import MetadataStore  # noqa: E402
+from pipeline.metadata.versions import MetadataStore  # noqa: E402
 from tests.pipeline._fake_apiserver import FakeApiServer  # noqa: E402
 from tests.pipeline.test_enrich import flows  # noqa: E402
 
@@ -150,6 +150,7 @@ def test_ip_reuse_by_another_tenant_is_attributed_by_time_also_after_reload(apis
     store.stop()
 
 
+@pytest.mark.slow
 def test_crds_nodes_and_ip_allocations_feed_enrichment(apiserver):
     meta = MetadataStore()
     src = source(meta, apiserver, Clock(T0))

@@ -5,28 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 from pipeline.metadata.inventory import InventoryError, apply_inventory, load_inventory
 from pipeline.metadata.model import Center, Namespace, Network, Node, Pod
-from pipeline.metadata.store import OPEN, Change, MetadataStore, create_table
+from pipeline.metadata.versions import OPEN, Change, MetadataStore, create_table
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
-
-
-@pytest.fixture
-def store_factory(tmp_path):
-    made = []
-
-    def make(name="db"):
-        s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / name)))
-        s.start()
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
 
 
 def test_inventory_of_the_issue_shape_loads():
@@ -60,6 +43,51 @@ def test_malformed_objects_are_named_located_and_skipped():
     assert not names & {"node-x", "dc9", "broken", "oddkind", "retail-web/pod-bad"}
     with pytest.raises(InventoryError, match="pod-bad"):
         load_inventory(DATA / "inventory-bad.yaml", strict=True)
+
+
+DUAL_STACK = """\
+pods:
+  - {name: web-1, namespace: retail, node: node-1, workload: web, ip: 10.0.0.5}
+  - {name: web-1, namespace: retail, node: node-1, workload: web, ip: "fd00::5"}
+  - {name: web-1, namespace: retail, node: node-1, workload: web, ips: [10.0.0.5, "fd00::6"]}
+"""
+
+
+def test_a_pod_written_once_per_address_family_keeps_every_address(tmp_path):
+    inv_file = tmp_path / "inv.yaml"
+    inv_file.write_text(DUAL_STACK)
+    inv = load_inventory(inv_file, strict=True)
+    (pod,) = inv.of(Pod)
+    assert pod.ip == "10.0.0.5"
+    assert pod.addresses() == ("10.0.0.5", "fd00::5", "fd00::6")
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "{name: web-1, namespace: retail, node: node-2, ip: 10.0.0.6}",  # another node
+        "{name: web-1, namespace: retail, node: node-1, workload: api, ip: 10.0.0.6}",
+    ],
+)
+def test_two_different_entries_for_one_pod_are_refused_with_the_first_line(tmp_path, second):
+    inv_file = tmp_path / "inv.yaml"
+    first = "{name: web-1, namespace: retail, node: node-1, ip: 10.0.0.5}"
+    inv_file.write_text(f"pods:\n  - {first}\n  - {second}\n")
+    inv = load_inventory(inv_file)
+    (problem,) = inv.problems
+    assert problem.line == 3 and f"{inv_file}:2" in problem.message and "retail/web-1" in problem.message
+    (pod,) = inv.of(Pod)
+    assert pod.node == "node-1" and pod.addresses() == ("10.0.0.5",)
+    with pytest.raises(InventoryError, match=r"inv.yaml:3: pods\[1\]"):
+        load_inventory(inv_file, strict=True)
+
+
+def test_a_namespace_written_twice_is_refused(tmp_path):
+    inv_file = tmp_path / "inv.yaml"
+    inv_file.write_text("namespaces:\n  - {name: retail, tenant: a}\n  - {name: retail, tenant: b}\n")
+    inv = load_inventory(inv_file)
+    assert [p.line for p in inv.problems] == [3]
+    assert [n.tenant for n in inv.of(Namespace)] == ["a"]
 
 
 def test_not_yaml_is_one_clear_error(tmp_path):

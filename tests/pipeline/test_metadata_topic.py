@@ -20,7 +20,6 @@ from netobs.batch import FlowBatch, ip_bytes
 from pipeline.enrich import Enricher
 from pipeline.metadata.inventory import apply_inventory
 from pipeline.metadata.model import Namespace, Pod
-from pipeline.metadata.store import OPEN, Change, MetadataStore
 from pipeline.metadata.topic import (
     MetadataSubscriber,
     MetadataTopicError,
@@ -30,6 +29,7 @@ from pipeline.metadata.topic import (
     ensure_topic,
     topic_config,
 )
+from pipeline.metadata.versions import OPEN, Change, MetadataStore
 from tests.pipeline.test_kubernetes import apiserver  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
@@ -179,8 +179,8 @@ def test_a_topic_that_is_not_compacted_is_refused(topic_factory, options):
 def test_pipeline_replicas_wired_by_config_share_the_view(tmp_path, kafka_broker):
     """``enrich.metadata_topic.enabled``: a ``netobs pipeline`` runtime (chdb, inventory) publishes;
     a second replica without sources builds the same view from the topic alone."""
-    from netobs.config import Settings
-    from netobs.runtime import Runtime
+    from netobs_app.runtime import Runtime
+    from netobs_app.settings import Settings
     from pipeline.metadata.topic import make_topic_enricher
     from tests.services._proc import free_port
 

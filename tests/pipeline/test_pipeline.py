@@ -8,9 +8,15 @@ import pyarrow as pa
 import pytest
 
 from netobs.batch import FlowBatch
-from netobs.config import ChdbStoreConfig, InprocessTransportConfig, PipelineConfig, StoreConfig
-from netobs.store import StoreUnavailable, make_store
+from netobs.config import InprocessTransportConfig, PipelineConfig
+from netobs.store import StoreUnavailable
 from netobs.transport import Message, TransportError
+from netobs.transport.capabilities import (
+    Capabilities,
+    DeadLetteringConsumer,
+    PartitionedConsumer,
+    PausableConsumer,
+)
 from netobs.transport.inprocess import InprocessTransport
 from pipeline import Pipeline
 
@@ -23,14 +29,6 @@ def flows(n, start=0):
             "packets": np.arange(start, start + n, dtype="uint64"),
         }
     ).to_arrow()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    s.start()
-    yield s
-    s.stop()
 
 
 def count(store):
@@ -278,3 +276,23 @@ def test_insert_in_flight_at_a_revocation_is_finished_and_committed_first(store)
     assert revoke < log.index(("inserted", token)) < log.index(("commit", 0, last + 1)) < revoked
     assert count(store)["n"] == 10 * (last + 1)  # nothing after it: the rest belongs to the next owner
     assert not [e for e in log[revoked:] if e[0] in ("plan", "commit", "insert")]
+
+
+def test_capabilities_are_read_once_from_the_consumer_type():
+    inprocess = InprocessTransport(InprocessTransportConfig()).consumer()
+    caps = Capabilities.of(inprocess)
+    assert caps.partitioned is None and caps.dead_lettering is None
+    assert caps.pausable is inprocess and caps.queued is inprocess
+    listed = Capabilities.of(ListConsumer([]))
+    assert listed == Capabilities(None, None, None, None)
+    partitioned = PartitionConsumer([], [])
+    assert Capabilities.of(partitioned).partitioned is partitioned
+    assert Capabilities.of(partitioned).pausable is None
+
+
+def test_a_kafka_consumer_offers_every_capability():
+    from netobs.transport.kafka import KafkaBatchConsumer
+
+    for protocol in (PartitionedConsumer, PausableConsumer, DeadLetteringConsumer):
+        methods = [m for m in vars(protocol) if not m.startswith("_")]
+        assert methods and all(callable(getattr(KafkaBatchConsumer, m, None)) for m in methods), protocol

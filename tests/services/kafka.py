@@ -151,7 +151,7 @@ class KafkaBroker(ManagedProcess):
         ]
 
     def _format_storage(self) -> None:
-        # A static controller.quorum.voters list means no --standalone flag (PEERS.md).
+        # With a static controller.quorum.voters list, StorageTool format refuses --standalone.
         cmd = self._java(
             "kafka.tools.StorageTool",
             "format",

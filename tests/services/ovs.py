@@ -199,7 +199,8 @@ class OvsLab:
         if self.ipv6:
             self._run(*f"ip -n {ns} addr add fd00:10:244:1::{10 + i}/64 dev eth0 nodad".split())
         self._run(*f"ip -n {ns} addr add {ip}/24 dev eth0".split())
-        # PEERS.md: with TX checksum offload on, OVS forwards packets whose checksum was never filled in.
+        # With TX checksum offload on, OVS forwards packets whose checksum was never filled in
+        # (veth pairs on the userspace datapath): TCP between pods then times out.
         self._run(*f"ethtool -K {host} tx off".split())
         self._run(*f"ip netns exec {ns} ethtool -K eth0 tx off".split())
         for cmd in (f"-n {ns} link set lo up", f"-n {ns} link set eth0 up", f"link set {host} up"):

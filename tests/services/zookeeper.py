@@ -33,6 +33,18 @@ _ZK_XML = """<?xml version="1.0"?>
 """
 
 
+#: A cluster of one shard with one replica (the server itself), so that ``ON CLUSTER`` DDL and
+#: Distributed tables run on a single 18.16 server; the DDL queue lives in ZooKeeper.
+CLUSTER = "netobs_test"
+_CLUSTER_XML = """<?xml version="1.0"?>
+<yandex>
+  <remote_servers><{name}><shard><replica><host>127.0.0.1</host><port>{port}</port></replica></shard></{name}>
+  </remote_servers>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+</yandex>
+"""
+
+
 class ZooKeeperError(RuntimeError):
     """ZooKeeper could not be started; the message ends with its log's tail."""
 
@@ -135,6 +147,26 @@ def clickhouse_replicated(
     server = replicated_server(tmp_path_factory.mktemp("clickhouse-zk"), zookeeper)
     if not server.command:
         _require.unavailable("clickhouse-server not installed (run scripts/install-services.sh)")
+    try:
+        server.start()
+    except (ClickHouseError, OSError) as exc:
+        _require.unavailable(f"ClickHouse server failed to start: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def clickhouse_cluster(
+    tmp_path_factory: pytest.TempPathFactory, zookeeper: ZooKeeper
+) -> Iterator[ClickHouseServer]:
+    """A ClickHouse 18.16 server with ZooKeeper that is the one replica of cluster :data:`CLUSTER`."""
+    work_dir = tmp_path_factory.mktemp("clickhouse-cluster")
+    server = replicated_server(work_dir, zookeeper)
+    if not server.command:
+        _require.unavailable("clickhouse-server not installed (run scripts/install-services.sh)")
+    server.port, server.http_port = free_port(), free_port()
+    server._write_config()  # the ports are known before start, for the cluster definition
+    (work_dir / "config.d" / "cluster.xml").write_text(_CLUSTER_XML.format(name=CLUSTER, port=server.port))
     try:
         server.start()
     except (ClickHouseError, OSError) as exc:

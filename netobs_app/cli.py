@@ -1,4 +1,7 @@
-"""The ``netobs`` command. Components are imported lazily, inside each sub-command."""
+"""The ``netobs`` command: the kernel's sub-commands and those each component brings.
+
+This is the composition root's entry point; no package imports it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,24 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
+from analytics.cli import add_parsers as analytics_parsers
+from collectors.jsonl import counter_dicts, flow_dicts, iter_records, write_jsonl
+from collectors.replay import replay
 from netobs import __version__
-from netobs.config import ConfigError, Settings, dump, load
+from netobs.control import RemoteError
+from netobs.query import format_table, run_query
+from netobs.store import StoreError, make_store
+from netobs.transport import TransportError
+from netobs_app import components, scenario
+from netobs_app.capture import decoded
+from netobs_app.runtime import Runtime
+from netobs_app.settings import ConfigError, Settings, dump, load
+from pipeline.enrich import make_enricher
+from pipeline.enrich_ingest import Ingest, enriched_fields
 
 log = logging.getLogger("netobs")
 
@@ -33,8 +50,6 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from collectors.decode import iter_records, write_jsonl
-
     if getattr(args, "enrich", False):
         return cmd_decode_enriched(args)
     write_jsonl(iter_records(args.capture), sys.stdout)
@@ -43,8 +58,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def _enrich_settings(args: argparse.Namespace) -> Settings:
     """The settings, with ``--inventory`` (if given) as the enrichment inventory."""
-    from pathlib import Path
-
     settings = _settings(args)
     if getattr(args, "inventory", None):
         enrich = settings.enrich.model_copy(update={"inventory": Path(args.inventory)})
@@ -52,33 +65,15 @@ def _enrich_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _decoded(path: str, settings: Settings | None = None):
-    """(flows, counters, rejects) per datagram of a capture, template state kept across it;
-    with ``settings`` the collector section's sampling rules and limits apply."""
-    from collectors.decoder import Decoder
-    from collectors.pcap import PcapReader
-
-    decoder = Decoder.from_config(settings.collector) if settings is not None else Decoder()
-    for d in PcapReader(path):
-        out = decoder.decode(
-            d.payload, d.src_ip, d.timestamp_ns // 1_000_000, session=f"{d.src_ip}:{d.src_port}"
-        )
-        yield out.flows, out.counters, sum(out.errors.values())
-
-
 def cmd_decode_enriched(args: argparse.Namespace) -> int:
     """``decode --enrich``: the decode contract plus the enrichment fields (in-memory metadata)."""
-    from collectors.decode import counter_dicts, flow_dicts, write_jsonl
-    from pipeline.enrich import make_enricher
-    from pipeline.enrich_ingest import enriched_fields
-
     settings = _enrich_settings(args)
     if settings.enrich.inventory is None:
         raise ConfigError("decode --enrich needs --inventory FILE (or enrich.inventory in the config)")
     enricher = make_enricher(settings, None)
 
-    def records():
-        for flows, counters, _ in _decoded(args.capture, settings):
+    def records() -> Iterator[dict[str, Any]]:
+        for flows, counters, _ in decoded(args.capture, settings):
             extra = enriched_fields(enricher, flows) if len(flows) else {}
             for i, row in enumerate(flow_dicts(flows)):
                 yield {**row, **{k: v[i] for k, v in extra.items()}}
@@ -90,10 +85,6 @@ def cmd_decode_enriched(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Captures → decode → enrich → the configured store, with progress and a summary on stderr."""
-    from netobs.store import make_store
-    from pipeline.enrich import make_enricher
-    from pipeline.enrich_ingest import Ingest
-
     settings = _enrich_settings(args)
     store = make_store(settings.store)
     store.start()
@@ -101,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         enricher = make_enricher(settings, store)
         ingest = Ingest(enricher, store, progress=sys.stderr)
         for path in args.captures:
-            for flows, counters, rejects in _decoded(path, settings):
+            for flows, counters, rejects in decoded(path, settings):
                 ingest.add(flows, rejects, counters)
         ingest.flush()
         print(ingest.summary(), file=sys.stderr)
@@ -113,36 +104,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from collectors.replay import replay
-
     sent = replay(args.capture, args.to, rate=args.rate, loops=args.loops)
     print(f"replayed {sent} datagrams to {args.to}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from netobs.query import format_table, run_query
-
     table = run_query(_settings(args), args.sql)
     sys.stdout.write(format_table(table, args.format))
     return EXIT_OK
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from netobs.runtime import Runtime
-
     return Runtime(_settings(args), collect=True, process=False).serve(_wait_for_signal)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from netobs.runtime import Runtime
-
     return Runtime(_settings(args), collect=False, process=True).serve(_wait_for_signal)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from netobs.runtime import Runtime
-
     return Runtime(_settings(args), collect=True, process=True).serve(_wait_for_signal)
 
 
@@ -203,32 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", cmd_run, "run everything in one process (embedded mode)"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
-    for register in _component_parsers():
+    scenario.add_parser(analytics_parsers(sub))
+    for register in components.commands():
         register(sub)
     return p
 
 
-def _component_parsers():
-    """``add_parsers`` of the components that bring their own sub-commands (imported lazily).
-
-    Their handlers take ``(args, settings)``; the kernel's own take ``(args)``.
-    """
-    from alerts.cli import add_parsers as alerts
-    from analytics.cli import add_parsers as analytics
-    from analytics.policy.cli import add_parsers as policy
-    from analytics.report.cli import add_parsers as report
-    from dashboards.cli import add_parsers as dashboards
-
-    return [analytics, policy, report, dashboards, alerts]
-
-
-def _environment_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the environment's, not a bug: one line on stderr, exit 1."""
-    from netobs.control import RemoteError
-    from netobs.store import StoreError
-    from netobs.transport import TransportError
-
-    return (StoreError, TransportError, RemoteError, OSError)
+#: Error types that are the environment's, not a bug: one line on stderr, exit 1.
+ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, TransportError, RemoteError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -248,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
-    except _environment_errors() as e:
+    except ENVIRONMENT_ERRORS as e:
         print(f"netobs: {e}", file=sys.stderr)
         return EXIT_FAILURE
 

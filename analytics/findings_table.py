@@ -14,26 +14,32 @@ from collections.abc import Callable, Iterable
 import pyarrow as pa
 
 from analytics.findings import Finding
+from netobs.tables import Column, Table
 
 FINDINGS = "findings"
+FINDINGS_TABLE = Table(
+    FINDINGS,
+    (
+        Column("id", "String"),
+        Column("detector", "LowCardinality(String)"),
+        Column("severity", "LowCardinality(String)"),
+        Column("score", "Float64"),
+        Column("window_start", "DateTime('UTC')"),
+        Column("window_end", "DateTime('UTC')"),
+        Column("entities", "Map(String, String)"),
+        Column("summary", "String"),
+        Column("evidence", "String", "JSON"),
+        Column("analyzed_at", "DateTime64(3, 'UTC')"),
+    ),
+    order_by=("detector", "id"),
+    version="analyzed_at",
+    partition_by="toYYYYMM(window_start)",
+)
 
 
 def create_findings(database: str) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{FINDINGS}` (\n"
-        "    `id` String,\n"
-        "    `detector` LowCardinality(String),\n"
-        "    `severity` LowCardinality(String),\n"
-        "    `score` Float64,\n"
-        "    `window_start` DateTime('UTC'),\n"
-        "    `window_end` DateTime('UTC'),\n"
-        "    `entities` Map(String, String),\n"
-        "    `summary` String,\n"
-        "    `evidence` String COMMENT 'JSON',\n"
-        "    `analyzed_at` DateTime64(3, 'UTC')\n"
-        ")\nENGINE = ReplacingMergeTree(analyzed_at)\n"
-        "PARTITION BY toYYYYMM(window_start)\nORDER BY (detector, id)"
-    )
+    (statement,) = FINDINGS_TABLE.create(database)
+    return statement
 
 
 def insert_sql(database: str, findings: Iterable[Finding], analyzed_at_ms: int | None = None) -> str:

@@ -1,7 +1,7 @@
 """Configuration of the alert notifier: sinks (Alertmanager, webhook, e-mail), routes, schedule.
 
-Part of the one Settings tree (``netobs.config.Settings.alerts``); kept in a file of its own
-for size. Sinks are chosen by their ``type`` field; routes name sinks by their key in ``sinks``.
+The alerts own this section; the composition root (``netobs_app.settings``) mounts it in the
+one Settings tree as ``alerts``. Sinks are chosen by their ``type`` field; routes name sinks by their key in ``sinks``.
 """
 
 from __future__ import annotations

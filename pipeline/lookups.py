@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_TBITS = 42  # time in ms fits 42 bits until 2109; see metadata.store.OPEN
+_TBITS = 42  # time in ms fits 42 bits until 2109; see metadata.versions.OPEN
 _TMAX = (1 << _TBITS) - 1
 _V4_MAPPED = 0xFFFF0000
 _MAPPED = b"\0" * 10 + b"\xff\xff"  # bytes 0..11 of ::ffff:a.b.c.d

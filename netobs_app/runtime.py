@@ -1,8 +1,4 @@
-"""Wires components into a process: collectors, transport, pipeline, store, control endpoint.
-
-Part of the CLI: like :mod:`netobs.cli` it imports the component packages lazily, so
-the kernel never depends on them at import time.
-"""
+"""Wires components into a process: collectors, transport, pipeline, store, control endpoint."""
 
 from __future__ import annotations
 
@@ -12,93 +8,24 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from alerts.service import Notifier
+from collectors.service import UdpCollector
 from netobs import __version__, metrics
-from netobs.config import ConfigError, Settings
+from netobs.config import ConfigError
 from netobs.control import ControlServer
-from netobs.store import make_store
-from netobs.transport import make_transport
+from netobs.store import Store, make_store
+from netobs.transport import Consumer, Transport, make_transport
+from netobs_app.scheduler import Scheduler
+from netobs_app.settings import Settings
+from pipeline.enrich import Enricher, make_enricher
+from pipeline.goflow2 import Goflow2Consumer
+from pipeline.metadata.topic import MetadataSubscriber, make_topic_enricher
+from pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
-
-
-class Scheduler:
-    """Runs the analytics and the policy over closed windows while the process lives.
-
-    A window is closed ``lag_s`` after its end (exports trail traffic). Each job runs the
-    newest closed window it has not run yet; a failing job is logged and counted, and the
-    process goes on. Findings and violations have stable ids, so a window run twice (a
-    restart) updates rather than duplicates.
-    """
-
-    def __init__(self, settings: Settings, store: Any):
-        self.settings = settings
-        self.store = store
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.done: dict[str, float] = {}  # job → end of the last window it ran
-        self.runs: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
-
-    def jobs(self) -> list[tuple[str, int, int, Callable[[datetime, datetime], None]]]:
-        a, p = self.settings.analytics, self.settings.policy
-        # A window is judged once final: after the counting model's watermark (late records arrive).
-        late = self.settings.counting.allowed_lateness_s
-        out: list[tuple[str, int, int, Callable[[datetime, datetime], None]]] = []
-        if a.schedule_interval_s:
-            out.append(("analytics", a.schedule_interval_s, max(a.lag_s, late), self._analyze))
-        if p.file is not None:
-            out.append(("policy", p.window_s, max(p.lag_s, late), self._policy))
-        return out
-
-    def start(self) -> None:
-        if self.jobs():
-            self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(60)
-
-    def tick(self, now: float) -> None:
-        for name, every, lag, job in self.jobs():
-            end = (now - lag) // every * every
-            if end <= self.done.get(name, 0.0):
-                continue
-            start_dt, end_dt = (datetime.fromtimestamp(t, UTC) for t in (end - every, end))
-            try:
-                job(start_dt, end_dt)
-                self.runs[name] = self.runs.get(name, 0) + 1
-            except Exception:  # a failing job must not stop collection or the other jobs
-                self.errors[name] = self.errors.get(name, 0) + 1
-                log.exception("scheduled %s over [%s, %s) failed", name, start_dt, end_dt)
-            self.done[name] = end
-
-    def _run(self) -> None:
-        while not self._stop.wait(5.0):
-            self.tick(time.time())
-
-    def _analyze(self, start: datetime, end: datetime) -> None:
-        from analytics import store as fstore
-        from analytics.runner import Analysis
-
-        a, db = self.settings.analytics, self.settings.store.database
-        findings = Analysis(self.store.query_arrow, db, a, start, end, a.history_days).run()
-        fstore.save(self.store.query_arrow, db, findings)
-        log.info("analytics [%s, %s): %d findings", start, end, len(findings))
-
-    def _policy(self, start: datetime, end: datetime) -> None:
-        from analytics.policy.evaluate import evaluate
-        from analytics.policy.loader import load_policy
-
-        p = self.settings.policy
-        assert p.file is not None
-        evaluate(self.store, load_policy(p.file), start, end, window_s=p.window_s)
-        log.info("policy %s evaluated over [%s, %s)", p.file, start, end)
 
 
 def spool_dir(s: Settings) -> Path | None:
@@ -129,12 +56,12 @@ class Runtime:
         self.settings = settings
         self.collect = collect
         self.process = process
-        self.store: Any = None
-        self.collector: Any = None
-        self.pipeline: Any = None
-        self.enricher: Any = None
+        self.store: Store | None = None
+        self.collector: UdpCollector | None = None
+        self.pipeline: Pipeline | None = None
+        self.enricher: Enricher | None = None
         self.scheduler: Scheduler | None = None
-        self.notifier: Any = None
+        self.notifier: Notifier | None = None
         self.control: ControlServer | None = None
         self.transport: Any = None
         self.started = 0.0
@@ -146,32 +73,25 @@ class Runtime:
         metrics.build_info.labels(__version__).set(1)
         transport = self.transport = make_transport(s.transport, spool_dir(s))
         if self.process:
-            from pipeline.enrich import make_enricher
-            from pipeline.pipeline import Pipeline
-
-            self.store = make_store(s.store)
-            self.store.start()
-            self.enricher = self._enricher(make_enricher)
-            self.enricher.start()
+            self.store = store = make_store(s.store)
+            store.start()
+            self.enricher = enricher = self._enricher(store)
+            enricher.start()
             self.pipeline = Pipeline(
                 self._pipeline_config(),
                 self._consumer(transport),
-                self.store,
+                store,
                 drain=s.transport.type == "inprocess" and not s.transport.spool.enabled,
-                transform=self.enricher.enrich,
-                counter_transform=self.enricher.enrich_exporters,
+                transform=enricher.enrich,
+                counter_transform=enricher.enrich_exporters,
             )
             self.pipeline.start()
-            self.scheduler = Scheduler(s, self.store)
+            self.scheduler = Scheduler(s, store)
             self.scheduler.start()
             if s.alerts.enabled:
-                from alerts.service import Notifier
-
-                self.notifier = Notifier(s.alerts, self.store.query_arrow, s.store.database)
+                self.notifier = Notifier(s.alerts, store.query_arrow, s.store.database)
                 self.notifier.start()
         if self.collect:
-            from collectors.service import UdpCollector
-
             self.collector = UdpCollector(s.collector, transport.producer())
             self.collector.start()
         query = self.store.query_arrow if self.store is not None else None
@@ -196,7 +116,7 @@ class Runtime:
         if self.collector is not None:
             out.update({f"listener {k}": v for k, v in self.collector.dead().items()})
         thread = getattr(self.pipeline, "_thread", None)
-        if thread is not None and not thread.is_alive() and not self.pipeline._stop.is_set():
+        if thread is not None and self.pipeline is not None and not thread.is_alive() and not self.pipeline._stop.is_set():
             out["pipeline"] = "pipeline thread ended"
         return out
 
@@ -211,7 +131,7 @@ class Runtime:
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 
-    def _consumer(self, transport: Any) -> Any:
+    def _consumer(self, transport: Transport) -> Consumer:
         """The pipeline's consumer: the transport's, or one that also reads goflow2 topics."""
         s = self.settings
         if not s.pipeline.goflow2_topics:
@@ -223,19 +143,15 @@ class Runtime:
                 f"pipeline.goflow2_topics names transport.kafka.topic ({s.transport.kafka.topic}), "
                 "where netobs batches travel; goflow2 needs a topic of its own"
             )
-        from pipeline.goflow2 import Goflow2Consumer
-
         p = s.pipeline
         return Goflow2Consumer(s.transport.kafka, p.goflow2_topics, p.goflow2_records_per_poll)
 
-    def _enricher(self, make_enricher: Callable[..., Any]) -> Any:
+    def _enricher(self, store: Store) -> Enricher:
         """The enricher; with ``enrich.metadata_topic.enabled`` its view comes from the Kafka topic."""
         s = self.settings
         if not s.enrich.metadata_topic.enabled:
-            return make_enricher(s, self.store)
-        from pipeline.metadata.topic import make_topic_enricher
-
-        return make_topic_enricher(s, self.store)
+            return make_enricher(s, store)
+        return make_topic_enricher(s, store)
 
     def health(self) -> dict[str, Any]:
         """``status``: ok, degraded (working around a problem: ``reasons`` say which) or failing
@@ -263,8 +179,8 @@ class Runtime:
             out["rows_inserted"] = self.pipeline.rows_inserted
             out["bad_messages"] = self.pipeline.bad_messages
             out["quarantined_rows"] = self.pipeline.quarantined_rows
-        for source in getattr(self.enricher, "sources", ()):
-            if hasattr(source, "malformed"):  # the metadata topic subscriber (distributed mode)
+        for source in self.enricher.sources if self.enricher is not None else ():
+            if isinstance(source, MetadataSubscriber):  # distributed mode
                 out["metadata_topic"] = {
                     "position": source.position,
                     "synced": source.synced.is_set(),

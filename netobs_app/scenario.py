@@ -1,7 +1,7 @@
-"""``netobs scenario evaluate``: the labeled synthetic bank through the real path, scored.
+"""``netobs scenario evaluate`` and ``scenario counting``: synthetic banks through the real path, scored.
 
-Part of the CLI (it joins the collectors' decoder, the pipeline's enrichment and the
-analytics, imported lazily). Steps: generate the scenario unless it exists, ingest its
+Part of the composition root: it joins the collectors' decoder, the pipeline's enrichment
+and the analytics. Steps: generate the scenario unless it exists, ingest its
 IPFIX capture with its inventory into a store of its own (no TTL: the scenario's dates are
 fixed), analyze its last week against the weeks before, and print precision, recall, F1
 and detection delay per detector, beside the Theia-style EWMA reference on the volume
@@ -16,11 +16,34 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from netobs.config import Settings
+import numpy as np
+
+from analytics.cli import load_analytics
+from analytics.policy.evaluate import evaluate
+from analytics.policy.model import Policy
+from analytics.runner import Analysis
+from analytics.scenario import ScenarioSpec, counting_eval, generate
+from analytics.scenario.bank import Bank
+from analytics.scenario.conventions import (
+    CONVENTIONS,
+    conversations,
+    counting_config,
+    export,
+    write,
+    write_bank,
+)
+from analytics.scoring import score, table
+from netobs.counting import CountingConfig
+from netobs.store import make_store
+from netobs_app.capture import decoded
+from netobs_app.settings import Settings
+from pipeline.enrich import make_enricher
+from pipeline.enrich_ingest import Ingest
 
 
-def add_parser(scenario_sub: argparse._SubParsersAction) -> None:
+def add_parser(scenario_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = scenario_sub.add_parser(
         "evaluate", help="ingest a scenario, analyze its last week, score the detectors"
     )
@@ -62,7 +85,7 @@ def _scenario_settings(settings: Settings, root: Path) -> Settings:
         }
     )
     enrich = settings.enrich.model_copy(update={"inventory": root / "inventory.yaml"})
-    update: dict = {"store": store, "enrich": enrich}
+    update: dict[str, Any] = {"store": store, "enrich": enrich}
     if (root / "counting.yaml").exists():  # the scenario's routers and their centers
         import yaml
 
@@ -75,14 +98,6 @@ def _scenario_settings(settings: Settings, root: Path) -> Settings:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from analytics.cli import load_analytics
-    from analytics.evaluate import score, table
-    from analytics.runner import Analysis
-    from analytics.scenario import ScenarioSpec, generate
-    from netobs.store import make_store
-    from pipeline.enrich import make_enricher
-    from pipeline.enrich_ingest import Ingest
-
     root: Path = args.dir
     if not (root / "labels.json").exists():
         try:
@@ -100,9 +115,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         if not (root / "chdb" / ".ingested").exists():
             started = time.perf_counter()
             ingest = Ingest(make_enricher(settings, store), store, progress=None)
-            from netobs.cli import _decoded
-
-            for flows, _, rejects in _decoded(str(root / "exports.pcap")):
+            for flows, _, rejects in decoded(str(root / "exports.pcap")):
                 ingest.add(flows, rejects)
             ingest.flush()
             figures["ingest_s"] = round(time.perf_counter() - started, 1)
@@ -137,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print(title: str, rows: list[dict]) -> None:
+def _print(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     cols = [
         "detector",
@@ -158,31 +171,14 @@ def _print(title: str, rows: list[dict]) -> None:
 
 def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
     """The same conversations exported under each convention, through decode → enrich → store."""
-    import numpy as np
-
-    from analytics.policy.evaluate import evaluate
-    from analytics.policy.model import Policy
-    from analytics.scenario.bank import Bank
-    from analytics.scenario.conventions import (
-        CONVENTIONS,
-        conversations,
-        counting_config,
-        export,
-        write,
-        write_bank,
-    )
-    from analytics.scenario.counting_eval import POLICY, passed, policy_score, score
-    from netobs.counting import CountingConfig
-    from netobs.store import make_store
-    from pipeline.enrich import make_enricher
-    from pipeline.enrich_ingest import Ingest
-
     wanted = CONVENTIONS if args.conventions == "all" else tuple(args.conventions.split(","))
     unknown = sorted(set(wanted) - set(CONVENTIONS))
     if unknown:
         print(f"netobs: unknown conventions {unknown}; known: {', '.join(CONVENTIONS)}", file=sys.stderr)
         return 2
-    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+    entropy = np.random.SeedSequence().entropy
+    assert isinstance(entropy, int)  # drawn from the OS when none is given
+    seed = args.seed if args.seed is not None else entropy % 2**32
     root: Path = args.dir
     bank = Bank(tenants=3)
     now_ms = int(time.time() // 60 * 60_000)
@@ -207,21 +203,21 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
         try:
             store.execute(f"TRUNCATE TABLE IF EXISTS `{cfg.store.database}`.flows")
             ingest = Ingest(make_enricher(cfg, store), store, progress=None)
-            from netobs.cli import _decoded
-
-            for flows, _, rejects in _decoded(str(pcap), cfg):
+            for flows, _, rejects in decoded(str(pcap), cfg):
                 ingest.add(flows, rejects)
             ingest.flush()
-            result = score(store.query_arrow, cfg.store.database, convs, exp)
-            policy = Policy.model_validate(POLICY)
+            result = counting_eval.score(store.query_arrow, cfg.store.database, convs, exp)
+            policy = Policy.model_validate(counting_eval.POLICY)
             evaluate(store, policy, datetime.fromtimestamp(now_ms / 1000 - 7200, UTC),
                      datetime.fromtimestamp(now_ms / 1000 + 3600, UTC), evidence=10_000)  # fmt: skip
-            result["policy"] = policy_score(store.query_arrow, cfg.store.database, convs, exp, workload)
+            result["policy"] = counting_eval.policy_score(
+                store.query_arrow, cfg.store.database, convs, exp, workload
+            )
         finally:
             store.stop()
         result["datagrams"] = len(exp.datagrams)
         result["decode_rejects"] = ingest.rejects
-        result["passed"] = passed(result) and all(
+        result["passed"] = counting_eval.passed(result) and all(
             v["precision"] == 1.0 and v["recall"] == 1.0 and not v["replies_flagged"]
             for v in result["policy"].values()
         )

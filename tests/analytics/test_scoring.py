@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from analytics.evaluate import score, table
 from analytics.findings import Finding
+from analytics.scoring import score, table
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
 MS = int(T0.timestamp() * 1000)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from netobs.tables import Column, Table
 from pipeline.metadata.model import Obj, from_attrs
 
 log = logging.getLogger(__name__)
@@ -63,19 +64,26 @@ class Change:
         return cls(kind, key, None, source)
 
 
+VERSIONS_TABLE = Table(
+    TABLE,
+    (
+        Column("kind", "LowCardinality(String)", "site, center, node, network, namespace, pod, ip, vpc"),
+        Column("key", "String", "name, or namespace/name for pods"),
+        Column("valid_from", "DateTime64(3, 'UTC')", "first instant this state holds"),
+        Column("valid_to", "DateTime64(3, 'UTC')", "first instant it no longer holds (2109: open)"),
+        Column("attrs", "String", "the object, as JSON"),
+        Column("source", "LowCardinality(String)", "inventory file, kubernetes, ..."),
+        Column("revision", "UInt64", "the newest revision of a (kind, key, valid_from) row wins"),
+    ),
+    order_by=("kind", "key", "valid_from"),
+    version="revision",
+)
+
+
 def create_table(database: str) -> str:
     """DDL of the versions table (modern dialect: chdb and current ClickHouse servers)."""
-    return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{TABLE}` (\n"
-        "    `kind` LowCardinality(String) COMMENT 'site, center, node, network, namespace, pod, ip, vpc',\n"
-        "    `key` String COMMENT 'name, or namespace/name for pods',\n"
-        "    `valid_from` DateTime64(3, 'UTC') COMMENT 'first instant this state holds',\n"
-        "    `valid_to` DateTime64(3, 'UTC') COMMENT 'first instant it no longer holds (2109: open)',\n"
-        "    `attrs` String COMMENT 'the object, as JSON',\n"
-        "    `source` LowCardinality(String) COMMENT 'inventory file, kubernetes, ...',\n"
-        "    `revision` UInt64 COMMENT 'the newest revision of a (kind, key, valid_from) row wins'\n"
-        ")\nENGINE = ReplacingMergeTree(revision)\nORDER BY (kind, key, valid_from)"
-    )
+    (statement,) = VERSIONS_TABLE.create(database)
+    return statement
 
 
 def ms(t: Any) -> int:

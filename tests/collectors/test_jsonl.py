@@ -10,8 +10,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapWriter
 
-from collectors.decode import iso_ms, iter_records, write_jsonl
 from collectors.decoder import Decoder
+from collectors.jsonl import iso_ms, iter_records, write_jsonl
 from netobs import schema
 from tests.collectors import _builders as b
 

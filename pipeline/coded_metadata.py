@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.enrich_index import Addresses, AddressSet, IntervalIndex, PrefixIndex, addrs16, clip_times
-from pipeline.metadata.store import Version
+from pipeline.lookups import Addresses, AddressSet, IntervalIndex, PrefixIndex, addrs16, clip_times
+from pipeline.metadata.versions import Version
 
 #: Exact-address sources in priority order: Pod objects, Kube-OVN IP allocations, node addresses.
 EXACT_KINDS = ("pod", "ip", "node")

@@ -1,8 +1,8 @@
 """Configuration of the Grafana dashboards: the ClickHouse data source they name, where they
 are pushed, and the folder they land in.
 
-Part of the one Settings tree (``netobs.config.Settings.dashboards``); kept in a file of its
-own for size. The data source's host, port and database default to the store's, so that a
+The dashboards own this section; the composition root (``netobs_app.settings``) mounts it in
+the one Settings tree as ``dashboards``. The data source's host, port and database default to the store's, so that a
 configuration that writes flows also describes the data source that reads them.
 """
 

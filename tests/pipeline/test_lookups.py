@@ -14,12 +14,12 @@ from netobs.batch import FlowBatch, ip_bytes
 from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.schema import BY_NAME
 from netobs.store import make_store
+from pipeline.coded_metadata import ATTRS
 from pipeline.enrich import Enricher
-from pipeline.enrich_index import Addresses, AddressSet, IntervalIndex
-from pipeline.enrich_tables import ATTRS
+from pipeline.lookups import Addresses, AddressSet, IntervalIndex
 from pipeline.metadata.inventory import apply_inventory
 from pipeline.metadata.model import Namespace, Pod
-from pipeline.metadata.store import Change, MetadataStore
+from pipeline.metadata.versions import Change, MetadataStore
 
 INVENTORY = Path(__file__).resolve().parent.parent / "testdata" / "inventory.yaml"
 T = 1_700_000_000_000

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from netobs.config import load
-from netobs.runtime import Scheduler
 from netobs.store import make_store
+from netobs_app.scheduler import Scheduler
+from netobs_app.settings import Settings, load
 
 NOW = datetime(2026, 11, 30, 12, 7, tzinfo=UTC).timestamp()
 
@@ -68,8 +68,6 @@ def test_a_failing_job_does_not_stop_the_other(store_and_settings):
 
 def test_windows_wait_for_the_counting_watermark(tmp_path):
     """Late records still arrive until counting.allowed_lateness_s after a window: it is judged after."""
-    from netobs.config import Settings
-
     settings = Settings.model_validate(
         {"analytics": {"schedule_interval_s": 300, "lag_s": 60}, "counting": {"allowed_lateness_s": 900}}
     )

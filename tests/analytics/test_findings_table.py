@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from analytics import store as fstore
+from analytics import findings_table as fstore
 from analytics.findings import Finding
-from netobs.config import ChdbStoreConfig, StoreConfig
-from netobs.store import make_store
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    s.start()
-    yield s
-    s.stop()
 
 
 def findings(score):

@@ -1,0 +1,3 @@
+from netobs_app.cli import entry
+
+entry()

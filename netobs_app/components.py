@@ -1,0 +1,104 @@
+"""The components as the composition root sees them: sections, sub-commands and plug-ins.
+
+Each component owns its configuration section(s) and keeps its plug-ins in one explicit dict
+of its own package (``STORES``, ``SINKS``, ``DETECTORS``, ...). This table is the one place
+that puts them together; the CLI registers the sub-commands from it, ``Settings`` must mount
+exactly its sections (a test holds them together), ``docs/config.md`` lists its plug-ins, and
+its tables are every table and view a store holds (a test creates them all and compares).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from alerts.cli import add_parsers as alerts_commands
+from alerts.config import AlertsConfig
+from alerts.sinks import SINKS
+from alerts.state import CURSORS_TABLE, NOTIFICATIONS_TABLE
+from analytics.config import AnalyticsConfig, PolicyScheduleConfig
+from analytics.detectors import DETECTORS
+from analytics.findings_table import FINDINGS_TABLE
+from analytics.policy.cli import add_parsers as policy_commands
+from analytics.policy.evaluate import EVIDENCE, VIOLATIONS_TABLE
+from analytics.policy.rules import RULE_SQL
+from analytics.report.cli import add_parsers as report_commands
+from collectors.service import PROTOCOLS
+from dashboards.catalog import BUILDERS
+from dashboards.cli import add_parsers as dashboards_commands
+from dashboards.config import DashboardsConfig
+from netobs import counter_rates, ddl, observations
+from netobs.store import STORES
+from netobs.transport import TRANSPORTS
+from pipeline.metadata.versions import VERSIONS_TABLE
+
+Commands = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    #: Settings key → the section's model, owned by the component.
+    sections: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    #: What the component adds to the ``netobs`` command (handlers take ``(args, settings)``).
+    commands: tuple[Commands, ...] = ()
+    #: Plug-in kind → its dict (name → factory), as the component keeps it.
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The tables and views it writes (single-node names), each declared once in its package.
+    tables: tuple[str, ...] = ()
+
+
+#: In the order their sub-commands appear in ``netobs --help``. The analytics' own sub-commands
+#: (``analyze``, ``scenario``) come first, from the CLI, which adds ``scenario evaluate`` to them.
+COMPONENTS: tuple[Component, ...] = (
+    Component(
+        "netobs",
+        plugins={"store.type": STORES, "transport.type": TRANSPORTS},
+        tables=(
+            *(spec.name for spec in ddl.TABLES.values()),
+            *(name for r in ddl.ROLLUPS for name in (r.table, f"{r.table}_mv")),
+            counter_rates.VIEW,
+            observations.OBSERVATION_POINTS,
+        ),
+    ),
+    Component("collectors", plugins={"collector.listeners[].protocol": PROTOCOLS}),
+    Component("pipeline", tables=(VERSIONS_TABLE.name,)),
+    Component(
+        "analytics",
+        sections={"analytics": AnalyticsConfig, "policy": PolicyScheduleConfig},
+        commands=(policy_commands, report_commands),
+        plugins={"detectors": DETECTORS, "policy rule types": RULE_SQL},
+        tables=(FINDINGS_TABLE.name, VIOLATIONS_TABLE.name, EVIDENCE),
+    ),
+    Component(
+        "dashboards",
+        sections={"dashboards": DashboardsConfig},
+        commands=(dashboards_commands,),
+        plugins={"dashboards": BUILDERS},
+    ),
+    Component(
+        "alerts",
+        sections={"alerts": AlertsConfig},
+        commands=(alerts_commands,),
+        plugins={"alerts.sinks.<name>.type": SINKS},
+        tables=(NOTIFICATIONS_TABLE.name, CURSORS_TABLE.name),
+    ),
+)
+
+
+def sections() -> dict[str, type[BaseModel]]:
+    """Every component-owned Settings section, by key."""
+    return {key: model for c in COMPONENTS for key, model in c.sections.items()}
+
+
+def tables() -> dict[str, str]:
+    """Every table and view of the store → the component that writes it."""
+    return {name: c.name for c in COMPONENTS for name in c.tables}
+
+
+def commands() -> list[Commands]:
+    return [register for c in COMPONENTS for register in c.commands]
