@@ -44,14 +44,20 @@ echo "== who talked to whom (enriched on the way in from compose/demo-inventory.
 "$NETOBS" --config "$CONFIG" query "
 SELECT src_pod, src_workload, dst_pod, dst_workload, dst_port, src_tenant AS tenant, src_center AS center, path,
        sum(packets) AS pkts, sum(bytes) AS octets
-FROM netobs.flows WHERE src_pod != '' AND dst_pod != '' AND NOT (type = 'ipfix' AND direction = 'egress')
+FROM netobs.flows WHERE src_pod != '' AND dst_pod != '' AND counted = 1
 GROUP BY src_pod, src_workload, dst_pod, dst_workload, dst_port, tenant, center, path
 ORDER BY octets DESC LIMIT 10"
 echo
-echo "== top conversations (raw counts; scale by sampling_rate at query time)"
+echo "== what the counting model did with every record (each packet counted once; netobs/counting.py)"
 "$NETOBS" --config "$CONFIG" query "
-SELECT type, src_addr AS src, dst_addr AS dst, proto, src_port, dst_port,
-       direction, sum(packets) AS pkts, sum(bytes) AS octets, sum(bytes * greatest(sampling_rate, 1)) AS scaled_octets
-FROM netobs.flows
-GROUP BY type, src, dst, proto, src_port, dst_port, direction
+SELECT type, observer, count_reason, counted, count() AS records
+FROM netobs.flows GROUP BY type, observer, count_reason, counted ORDER BY type, counted DESC, records DESC"
+echo
+echo "== top conversations, client -> server (counted records, scaled by their sampling rate)"
+"$NETOBS" --config "$CONFIG" query "
+SELECT if(initiator = 'dst', dst_addr, src_addr) AS client, if(initiator = 'dst', src_addr, dst_addr) AS server,
+       proto, if(initiator = 'dst', src_port, dst_port) AS server_port, any(role_method) AS role_by,
+       sum(packets * greatest(sampling_rate, 1)) AS pkts, sum(bytes * greatest(sampling_rate, 1)) AS octets
+FROM netobs.flows WHERE counted = 1
+GROUP BY client, server, proto, server_port
 ORDER BY octets DESC LIMIT 15"
