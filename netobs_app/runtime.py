@@ -116,7 +116,12 @@ class Runtime:
         if self.collector is not None:
             out.update({f"listener {k}": v for k, v in self.collector.dead().items()})
         thread = getattr(self.pipeline, "_thread", None)
-        if thread is not None and self.pipeline is not None and not thread.is_alive() and not self.pipeline._stop.is_set():
+        if (
+            thread is not None
+            and self.pipeline is not None
+            and not thread.is_alive()
+            and not self.pipeline._stop.is_set()
+        ):
             out["pipeline"] = "pipeline thread ended"
         return out
 

@@ -14,7 +14,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
