@@ -11,11 +11,7 @@ import pyarrow as pa
 
 from netobs import counting
 
-#: A pod (its namespace), a node or a named network on either end.
-NAMED = (
-    "(src_pod != '' OR src_namespace != '' OR src_node != '' OR src_subnet != '' OR "
-    "dst_pod != '' OR dst_namespace != '' OR dst_node != '' OR dst_subnet != '')"
-)
+NAMED = counting.NAMED
 
 
 def _ts(t: datetime) -> str:

@@ -103,6 +103,11 @@ ROLE_METHODS: dict[str, int] = {
 # ---- SQL over the flows table ------------------------------------------------------------------
 #: The one counting condition every query over raw ``flows`` uses.
 COUNTED = "counted = 1"
+#: A pod (its namespace), a node or a named network on either end: what "named" means in coverage.
+NAMED = (
+    "(src_pod != '' OR src_namespace != '' OR src_node != '' OR src_subnet != '' OR "
+    "dst_pod != '' OR dst_namespace != '' OR dst_node != '' OR dst_subnet != '')"
+)
 #: Client and server ends of a record, from the initiator (the source when not known).
 IS_REPLY = "initiator = 'dst'"
 
@@ -200,7 +205,7 @@ class CountingConfig(BaseModel):
         "nodes of the inventory (a DaemonSet on every node).",
     )
     allowed_lateness_s: int = Field(
-        600,
+        ALLOWED_LATENESS_S,
         ge=0,
         description="A time bucket is final this long after its end (the watermark): analytics judge only "
         "final buckets; exporters' active timeouts and transport delays must fit in it.",

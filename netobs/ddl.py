@@ -289,10 +289,7 @@ _HEALTH_MEASURES = (
 )
 #: Honest coverage: every record received, by what the counting model did with it and whether
 #: either end has a name (a pod, a node or a named network).
-NAMED = (
-    "(f.src_pod != '' OR f.src_namespace != '' OR f.src_node != '' OR f.src_subnet != '' OR "
-    "f.dst_pod != '' OR f.dst_namespace != '' OR f.dst_node != '' OR f.dst_subnet != '')"
-)
+NAMED = counting.NAMED
 _COVERAGE_MEASURES = (
     ("flows", "UInt64", "count()", "Flow records received."),
     ("bytes", "UInt64", f"sum(f.bytes * {_SCALE})", "Bytes scaled by the sampling rate."),

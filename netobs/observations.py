@@ -310,10 +310,6 @@ class Observations:
                     e.directions = r["directions"]
                 e.perflow = e.perflow or bool(r.get("perflow"))
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [_row(e) for e in self.exporters.values()]
-
     def secondary(self, exporters: list[Exporter]) -> np.ndarray:
         """For each exporter, whether another exporter of its node counts the node's packets instead.
 
@@ -694,7 +690,8 @@ def _observers(exporters: list[Exporter], codes: np.ndarray, biflow: np.ndarray)
     return np.where(biflow > 0, bi, plain)
 
 
-def _ms(table: pa.Table, name: str) -> np.ndarray | None:
+def ms_column(table: pa.Table, name: str) -> np.ndarray | None:
+    """A timestamp (or integer) column as int64 milliseconds, without a copy when it can; None if absent."""
     if name not in table.schema.names:
         return None
     col = table.column(name)
@@ -712,9 +709,9 @@ def _ms(table: pa.Table, name: str) -> np.ndarray | None:
 def event_times(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """``event_start`` and ``event_end`` (ms) of each record: the rule of :mod:`netobs.counting`."""
     n = table.num_rows
-    recv = _ms(table, "time_received")
-    end = _ms(table, "flow_end")
-    start = _ms(table, "flow_start")
+    recv = ms_column(table, "time_received")
+    end = ms_column(table, "flow_end")
+    start = ms_column(table, "flow_start")
     if recv is None:
         recv = end if end is not None else np.full(n, _now_ms(), dtype=np.int64)
     if end is None:
@@ -737,7 +734,7 @@ def _direction_codes(table: pa.Table) -> np.ndarray:
         lut = np.array([{"ingress": 0, "egress": 1}.get(v, 2) for v in values] + [2], dtype=np.int8)
         by_value: np.ndarray = lut[codes]
         return by_value
-    by_byte: np.ndarray = _FIRST_BYTE[_first_bytes(col)]
+    by_byte: np.ndarray = _FIRST_BYTE[_edge_bytes(col)]
     return by_byte
 
 
@@ -755,37 +752,26 @@ def _type_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
         col = col.combine_chunks()
     if not pa.types.is_string(col.type):
         return _strings(table, "type")
-    codes = _LAST_BYTE[_last_bytes(col)]
+    codes = _LAST_BYTE[_edge_bytes(col, last=True)]
     if (codes == len(_EXPORT_TYPES)).any():  # a value outside the enum: the general way
         return _strings(table, "type")
     return codes, list(_EXPORT_TYPES)
 
 
-def _last_bytes(col: pa.Array) -> np.ndarray:
+def _edge_bytes(col: pa.Array, last: bool = False) -> np.ndarray:
+    """The first (or last) byte of each string (0 for empty ones), read from Arrow's buffers without a copy."""
     offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
     data = col.buffers()[2]
     if data is None or not len(data):
         return np.zeros(len(col), dtype=np.uint8)
     buf = np.frombuffer(data, dtype=np.uint8)
-    ends = offsets[1:]
-    last = buf[np.clip(ends - 1, 0, len(buf) - 1)]
-    return np.where(ends > offsets[:-1], last, 0).astype(np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    at = buf[np.clip(ends - 1 if last else starts, 0, len(buf) - 1)]
+    return np.where(ends > starts, at, 0).astype(np.uint8)
 
 
 _FIRST_BYTE = np.full(256, 2, dtype=np.int8)
 _FIRST_BYTE[ord("i")], _FIRST_BYTE[ord("e")] = 0, 1
-
-
-def _first_bytes(col: pa.Array) -> np.ndarray:
-    """The first byte of each string (0 for empty ones), read from Arrow's buffers without a copy."""
-    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
-    data = col.buffers()[2]
-    if data is None or not len(data):
-        return np.zeros(len(col), dtype=np.uint8)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    starts = offsets[:-1]
-    first = buf[np.minimum(starts, len(buf) - 1)]
-    return np.where(offsets[1:] > starts, first, 0).astype(np.uint8)
 
 
 def _text(raw: bytes) -> str:

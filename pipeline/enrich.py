@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from netobs import schema
-from netobs.observations import REASON_NAMES, Counter, Listening, Observations
+from netobs.observations import REASON_NAMES, Counter, Listening, Observations, ms_column
 from pipeline import metrics
 from pipeline.coded_metadata import ATTRS, Tables
 from pipeline.lookups import Addresses, clip_times
@@ -120,7 +120,7 @@ class Enricher:
     def _within_retention(self, table: pa.Table) -> pa.Table:
         if not self.retention_days or "time_received" not in table.schema.names or not table.num_rows:
             return table
-        received = _ms(table, "time_received")
+        received = ms_column(table, "time_received")
         assert received is not None
         oldest = int(time.time() * 1000) - self.retention_days * 86_400_000
         old = (received > 0) & (received < oldest)  # 0: not known (crafted tables), never refused
@@ -221,21 +221,12 @@ def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:
 
 def _times(table: pa.Table) -> np.ndarray:
     """The time each flow is named at: ``flow_start``, else ``time_received`` (ms)."""
-    start = _ms(table, "flow_start")
+    start = ms_column(table, "flow_start")
     if start is None:
-        received = _ms(table, "time_received")
+        received = ms_column(table, "time_received")
         return received if received is not None else np.full(table.num_rows, int(time.time() * 1000))
-    received = _ms(table, "time_received")
+    received = ms_column(table, "time_received")
     return np.where(start > 0, start, received) if received is not None else start
-
-
-def _ms(table: pa.Table, name: str) -> np.ndarray | None:
-    if name not in table.schema.names:
-        return None
-    col = table.column(name)
-    if pa.types.is_timestamp(col.type):
-        col = col.cast(pa.timestamp("ms", tz=col.type.tz)).cast(pa.int64())
-    return np.asarray(col.to_numpy(), dtype=np.int64)
 
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
