@@ -34,3 +34,12 @@ def test_every_conversation_is_counted_once_with_its_roles(convention, tmp_path,
     for rule, v in result["policy"].items():  # who opened it: replies are never judged as requests
         assert (v["precision"], v["recall"], v["replies_flagged"]) == (1.0, 1.0, 0), f"{rule}: {context}"
     assert code == 0, context
+
+
+def test_an_unknown_convention_is_refused_with_exit_2(tmp_path, capsys):
+    assert (
+        main(["scenario", "counting", str(tmp_path), "--conventions", "ovs_bridge_ipfix,carrier_pigeon"]) == 2
+    )
+    assert "unknown conventions ['carrier_pigeon']" in capsys.readouterr().err
+    assert main(["scenario", "generate", "--out", str(tmp_path / "g"), "--convention", "carrier_pigeon"]) == 2
+    assert "unknown convention 'carrier_pigeon'" in capsys.readouterr().err

@@ -297,3 +297,26 @@ def test_a_replica_learns_what_another_one_learned_from_the_store(tmp_path):
         assert out.column("count_reason").to_pylist() == ["dual_direction_copy"]
     finally:
         store.stop()
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"exporters": [{"match": ["not-an-address"]}]},
+        {"exporters": [{"match": []}]},
+        {"exporters": [{"match": ["10.0.0.0/8"], "observer": "teleporter"}]},
+        {"exporters": [{"match": ["10.0.0.0/8"], "count": "sometimes"}]},
+        {"covered_nodes": "some"},
+        {"allowed_lateness_s": -1},
+        {"unknown_key": 1},
+    ],
+)
+def test_a_garbage_counting_section_is_refused_with_its_key(tmp_path, section):
+    import yaml
+
+    from netobs.config import ConfigError, load
+
+    path = tmp_path / "netobs.yaml"
+    path.write_text(yaml.safe_dump({"counting": section}))
+    with pytest.raises(ConfigError, match="counting"):
+        load(path)
