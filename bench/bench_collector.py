@@ -91,8 +91,8 @@ class CountingProducer:
 
 
 def run_netobs(replay: Path, seconds: float, rate: float = 0) -> Run:
+    from collectors.config import CollectorConfig, ListenerConfig
     from collectors.service import UdpCollector
-    from netobs.config import CollectorConfig, ListenerConfig
 
     producer = CountingProducer()
     collector = UdpCollector(CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),)), producer)

@@ -35,11 +35,12 @@ from _util import report  # noqa: E402
 from bench_store import pod_flows, synthetic  # noqa: E402
 
 from netobs import wire  # noqa: E402
-from netobs.config import ChdbStoreConfig, KafkaTransportConfig, PipelineConfig, StoreConfig  # noqa: E402
+from netobs.config import ChdbStoreConfig, KafkaTransportConfig, StoreConfig  # noqa: E402
 from netobs.store import make_store  # noqa: E402
 from netobs.transport import Message  # noqa: E402
 from netobs.transport.kafka import KafkaTransport  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.delivery import Batcher  # noqa: E402
 from pipeline.enrich import Enricher  # noqa: E402
 from tests.services.kafka import KafkaBroker, wait_topic  # noqa: E402

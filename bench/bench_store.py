@@ -25,10 +25,11 @@ from _util import median_rate, report  # noqa: E402
 
 from netobs import wire  # noqa: E402
 from netobs.batch import FlowBatch  # noqa: E402
-from netobs.config import ChdbStoreConfig, InprocessTransportConfig, PipelineConfig, StoreConfig  # noqa: E402
+from netobs.config import ChdbStoreConfig, InprocessTransportConfig, StoreConfig  # noqa: E402
 from netobs.store import Store, make_store  # noqa: E402
 from netobs.transport.inprocess import InprocessTransport  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.enrich import Enricher  # noqa: E402
 
 

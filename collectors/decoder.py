@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from collectors._templates import Limits
+from collectors.config import CollectorConfig
 from collectors.counters import CounterBatch
 from collectors.ipfix import IpfixDecoder
 from collectors.netflow5 import Netflow5Decoder
@@ -26,7 +27,6 @@ from collectors.sampling import SamplingDefaults, parse_rules
 from collectors.sflow import SflowDecoder
 from collectors.stats import ExporterStats
 from netobs.batch import FlowBatch, ip_bytes
-from netobs.config import CollectorConfig
 
 log = logging.getLogger(__name__)
 

@@ -42,11 +42,11 @@ import numpy as np
 import pyarrow as pa
 
 from collectors import _split, metrics
+from collectors.config import CollectorConfig, ListenerConfig
 from collectors.counters import CounterBatch
 from collectors.decoder import Decoded, Decoder
 from collectors.sockstats import socket_drops
 from netobs.batch import FlowBatch, ip_str
-from netobs.config import CollectorConfig, ListenerConfig
 from netobs.transport import Producer, TransportError
 
 log = logging.getLogger(__name__)

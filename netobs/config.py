@@ -7,12 +7,11 @@ their path; the loaded tree is frozen. Plug-ins are chosen by a ``type`` field.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from netobs.config_base import Section
@@ -25,94 +24,6 @@ class TLSConfig(Section):
     cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
     verify: bool = Field(True, description="Verify the server certificate and host name.")
-
-
-class ListenerConfig(Section):
-    protocol: Literal["auto", "sflow", "ipfix", "psamp", "netflow9", "netflow5"] = Field(
-        "auto",
-        description="Protocol of this port: 'auto' detects it from each datagram; any other value decodes "
-        "every datagram as that protocol, so another protocol's datagrams are counted as decode errors "
-        "(psamp is IPFIX on the wire and is decoded as such).",
-    )
-    listen: str = Field("0.0.0.0:6343", description="UDP address:port to receive exports on.")
-    receive_buffer: int = Field(8 << 20, ge=0, description="SO_RCVBUF in bytes (0 = kernel default).")
-    reuse_port: bool = Field(True, description="SO_REUSEPORT so several collector processes share a port.")
-
-
-class ExporterSamplingConfig(Section):
-    exporters: tuple[str, ...] = Field(
-        ..., min_length=1, description="Exporter addresses or CIDRs this sampling rate applies to."
-    )
-    sampling_rate: int = Field(
-        ...,
-        ge=1,
-        description="1-in-N rate assumed when neither the datagram nor options data give one. 1 means the "
-        "exported counts are already scaled (Open vSwitch IPFIX multiplies by its sampling period itself).",
-    )
-    note: str = Field("", description="Why (shown in `config --dump`; e.g. the exporter's own setting).")
-
-    @field_validator("exporters")
-    @classmethod
-    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ValueError(f"not an address or CIDR: {cidr!r}") from None
-        return value
-
-
-class CollectorConfig(Section):
-    listeners: tuple[ListenerConfig, ...] = Field(
-        (ListenerConfig(listen="0.0.0.0:6343"), ListenerConfig(listen="0.0.0.0:4739")),
-        description="UDP listeners (sFlow on 6343 and IPFIX on 4739 by default).",
-    )
-    batch_max_records: int = Field(8192, ge=1, description="Publish a batch once it holds this many flows.")
-    batch_max_delay_ms: int = Field(200, ge=1, description="Publish a non-empty batch at least this often.")
-    drain_max_datagrams: int = Field(
-        256,
-        ge=1,
-        description="Datagrams read from a socket before they are decoded together; more wait in the socket "
-        "for the next round (a bound on latency and memory per round, not a loss).",
-    )
-    exporter_sampling: tuple[ExporterSamplingConfig, ...] = Field(
-        (),
-        description="Per-exporter sampling rates for exports that carry none, tried in order before "
-        "default_sampling_rate.",
-    )
-    default_sampling_rate: int = Field(
-        0,
-        ge=0,
-        description="Sampling rate assumed when neither datagram, options data nor exporter_sampling give one "
-        "(0: unknown; such flows are counted once and reported as unsampled per exporter).",
-    )
-    state_dir: Path | None = Field(
-        None,
-        description="Directory where IPFIX / NetFlow v9 template state is saved (on stop and every "
-        "state_save_interval_s) and loaded on start, so a restarted collector decodes at once. None: not kept.",
-    )
-    state_save_interval_s: float = Field(
-        60, gt=0, description="How often the template state is saved while running (with state_dir)."
-    )
-    max_templates_per_exporter: int = Field(
-        4096,
-        ge=1,
-        description="Templates kept per exporter (IPFIX / NetFlow v9); more are refused and counted.",
-    )
-    allowed_exporters: tuple[str, ...] = Field(
-        (),
-        description="CIDRs exporters must come from; datagrams from elsewhere are dropped and counted (empty: any).",
-    )
-    max_fields_per_template: int = Field(
-        512, ge=1, description="Fields a template may have; longer ones are refused and counted."
-    )
-    srv6_exporters: tuple[str, ...] = Field(
-        (),
-        description="CIDRs of exporters whose sampled packet headers (sFlow raw headers, PSAMP sections) are "
-        "SRv6 decapsulated: an IPv6 packet with a Segment Routing Header carrying IPv4, IPv6 or Ethernet "
-        "gives the inner addresses as the flow's, the outer ones as tunnel_src / tunnel_dst "
-        "(tunnel_type srv6). Empty: none.",
-    )
 
 
 class InprocessTransportConfig(Section):
@@ -243,95 +154,14 @@ class StoreConfig(Section):
     clickhouse: ClickHouseStoreConfig = Field(default_factory=ClickHouseStoreConfig)
 
 
-class PipelineConfig(Section):
-    max_batch_rows: int = Field(100_000, ge=1, description="Rows gathered before one insert.")
-    max_batch_delay_ms: int = Field(1000, ge=1, description="Longest a row waits before it is inserted.")
-    max_buffered_rows: int = Field(
-        300_000,
-        ge=1,
-        description="Rows held across all partitions before the pipeline pauses consumption (backpressure).",
-    )
-    dead_letter_dir: Path | None = Field(
-        None,
-        description="Directory for dead letters when the transport has no dead-letter topic (in-process); "
-        "unset: unprocessable messages are only logged and counted.",
-    )
-    max_unknown_retries: int = Field(
-        10,
-        ge=0,
-        description="Retries of a batch the store fails with an error no one classified (see "
-        "netobs/store/errors.py); then it goes to the dead-letter destination. Transient errors (disk "
-        "full, too many parts, read-only replica, network) are retried without limit.",
-    )
-    goflow2_topics: tuple[str, ...] = Field(
-        (),
-        description="Kafka topics written by goflow2 collectors (goflow2 -transport=kafka -format=bin: one "
-        "protobuf FlowMessage per record), consumed besides transport.kafka.topic by the same consumer "
-        "group and enriched and stored like netobs batches; records that are not FlowMessages are "
-        "counted and dead-lettered. Needs transport.type kafka.",
-    )
-    goflow2_records_per_poll: int = Field(
-        20_000, ge=1, description="Most goflow2 records (one flow each) taken by one poll."
-    )
-
-
 class ControlConfig(Section):
     listen: str = Field(
         "127.0.0.1:9464", description="HTTP endpoint of a running process: /metrics, /health, /query."
     )
 
 
-class KubernetesEnrichConfig(Section):
-    enabled: bool = Field(
-        False, description="Watch pods, namespaces, nodes and Kube-OVN CRDs for enrichment."
-    )
-    in_cluster: bool = Field(
-        False, description="Use the pod's service account (in-cluster config) instead of a kubeconfig."
-    )
-    kubeconfig: Path | None = Field(
-        None, description="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."
-    )
-    context: str | None = Field(None, description="kubeconfig context (default: the current one).")
-    kube_ovn: bool = Field(True, description="Also watch subnets/vpcs/ips.kubeovn.io.")
-    watch_timeout_s: int = Field(300, ge=1, description="Server-side timeout of one watch request.")
-    max_backoff_s: float = Field(30.0, gt=0, description="Longest wait between reconnects after errors.")
-
-
-class MetadataTopicConfig(Section):
-    enabled: bool = Field(
-        False,
-        description="Distributed mode: the metadata sources (inventory, Kubernetes) publish every change to "
-        "a compacted Kafka topic (connection settings from transport.kafka) and every pipeline replica "
-        "builds its metadata view from that topic, so all replicas name flows alike. Off: each process "
-        "applies its sources directly (embedded mode, no Kafka needed).",
-    )
-    topic: str = Field(
-        "netobs-metadata",
-        description="The topic: cleanup.policy=compact, one partition (one order for every replica), keyed "
-        "by object (pod/<namespace>/<name>, network/<name>, ...), tombstones for deletions; created "
-        "when missing.",
-    )
-    replication_factor: int = Field(
-        1, ge=1, description="Replication factor when netobs creates the topic (3 on a production cluster)."
-    )
-    sync_timeout_s: float = Field(
-        60,
-        gt=0,
-        description="How long a starting replica waits to have read the topic up to its end before it "
-        "names flows (then it goes on, logging a warning).",
-    )
-
-
-class EnrichConfig(Section):
-    inventory: Path | None = Field(
-        None, description="Inventory YAML (sites, centers, nodes, networks, namespaces, static pods)."
-    )
-    kubernetes: KubernetesEnrichConfig = Field(default_factory=KubernetesEnrichConfig)
-    metadata_topic: MetadataTopicConfig = Field(default_factory=MetadataTopicConfig)
-
-
 class Settings(BaseSettings):
-    """The kernel's sections of a netobs process's configuration.
+    """The kernel's sections of a netobs process's configuration (store, transport, control, counting).
 
     The composition root (``netobs_app.settings.Settings``) extends it with the sections the
     components own (analytics, policy, dashboards, alerts); the kernel never names them.
@@ -342,12 +172,9 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
-    collector: CollectorConfig = Field(default_factory=CollectorConfig)
     transport: TransportConfig = Field(default_factory=TransportConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
-    enrich: EnrichConfig = Field(default_factory=EnrichConfig)
     counting: CountingConfig = Field(
         default_factory=CountingConfig, description="The counting model (netobs.counting)."
     )

@@ -8,7 +8,7 @@ from collectors.counters import CounterBatch
 from collectors.decoder import Decoder
 from collectors.pcap import PcapReader
 from netobs.batch import FlowBatch
-from netobs.config import Settings
+from netobs_app.settings import Settings
 
 
 def decoded(path: str, settings: Settings | None = None) -> Iterator[tuple[FlowBatch, CounterBatch, int]]:

@@ -27,6 +27,7 @@ from analytics.policy.cli import add_parsers as policy_commands
 from analytics.policy.evaluate import EVIDENCE, VIOLATIONS_TABLE
 from analytics.policy.rules import RULE_SQL
 from analytics.report.cli import add_parsers as report_commands
+from collectors.config import CollectorConfig
 from collectors.service import PROTOCOLS
 from dashboards.catalog import BUILDERS
 from dashboards.cli import add_parsers as dashboards_commands
@@ -34,6 +35,7 @@ from dashboards.config import DashboardsConfig
 from netobs import counter_rates, ddl, observations
 from netobs.store import STORES
 from netobs.transport import TRANSPORTS
+from pipeline.config import EnrichConfig, PipelineConfig
 from pipeline.metadata.versions import VERSIONS_TABLE
 
 Commands = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -65,8 +67,16 @@ COMPONENTS: tuple[Component, ...] = (
             observations.OBSERVATION_POINTS,
         ),
     ),
-    Component("collectors", plugins={"collector.listeners[].protocol": PROTOCOLS}),
-    Component("pipeline", tables=(VERSIONS_TABLE.name,)),
+    Component(
+        "collectors",
+        sections={"collector": CollectorConfig},
+        plugins={"collector.listeners[].protocol": PROTOCOLS},
+    ),
+    Component(
+        "pipeline",
+        sections={"pipeline": PipelineConfig, "enrich": EnrichConfig},
+        tables=(VERSIONS_TABLE.name,),
+    ),
     Component(
         "analytics",
         sections={"analytics": AnalyticsConfig, "policy": PolicyScheduleConfig},

@@ -12,9 +12,11 @@ from pydantic import Field
 
 from alerts.config import AlertsConfig
 from analytics.config import AnalyticsConfig, PolicyScheduleConfig
+from collectors.config import CollectorConfig
 from dashboards.config import DashboardsConfig
 from netobs import config as kernel
 from netobs.config import ConfigError
+from pipeline.config import EnrichConfig, PipelineConfig
 
 __all__ = ["ConfigError", "Settings", "dump", "load"]
 
@@ -22,6 +24,9 @@ __all__ = ["ConfigError", "Settings", "dump", "load"]
 class Settings(kernel.Settings):
     """The whole configuration of a netobs process."""
 
+    collector: CollectorConfig = Field(default_factory=CollectorConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    enrich: EnrichConfig = Field(default_factory=EnrichConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
     dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)

@@ -22,12 +22,12 @@ import pyarrow as pa
 
 from netobs import ddl, schema, sortkey, wire
 from netobs.batch import conform
-from netobs.config import PipelineConfig
 from netobs.store import Store, StoreError, StoreUnavailable, validate
 from netobs.transport import Consumer, Message, TransportError
 from netobs.transport.capabilities import Capabilities
 from netobs.transport.deadletter import DeadLetters, DirectoryDeadLetters
 from pipeline import metrics
+from pipeline.config import PipelineConfig
 from pipeline.delivery import Batch, Batcher
 
 log = logging.getLogger(__name__)

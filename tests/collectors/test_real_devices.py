@@ -325,7 +325,7 @@ def test_psamp_ip_header_section_srv6():
 
 
 def test_srv6_exporters_config():
-    from netobs.config import CollectorConfig
+    from collectors.config import CollectorConfig
 
     d = Decoder.from_config(CollectorConfig(srv6_exporters=("198.51.100.0/24",)))
     assert d._srv6_for(b.addr16("198.51.100.7")) and not d._srv6_for(b.addr16("198.51.101.7"))

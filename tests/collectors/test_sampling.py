@@ -12,7 +12,8 @@ from collectors.decoder import Decoder
 from collectors.pcap import PcapReader
 from collectors.sampling import SamplingDefaults
 from netobs.batch import ip_bytes
-from netobs.config import ConfigError, load
+from netobs.config import ConfigError
+from netobs_app.settings import load
 
 DATA = Path(__file__).resolve().parent.parent / "testdata"
 

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from collectors import metrics
+from collectors.config import CollectorConfig, ListenerConfig
 from collectors.replay import load_payloads
 from collectors.service import UdpCollector, parse_hostport
-from netobs.config import CollectorConfig, InprocessTransportConfig, ListenerConfig
+from netobs.config import InprocessTransportConfig
 from netobs.transport.inprocess import InprocessTransport
 
 SFLOW = "tests/testdata/ovs-sflow.pcap"

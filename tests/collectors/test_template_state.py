@@ -8,10 +8,11 @@ import struct
 import time
 
 from collectors._templates import Limits
+from collectors.config import CollectorConfig, ListenerConfig
 from collectors.decoder import Decoder
 from collectors.service import UdpCollector
 from netobs.batch import ip_str
-from netobs.config import CollectorConfig, InprocessTransportConfig, ListenerConfig
+from netobs.config import InprocessTransportConfig
 from netobs.transport.inprocess import InprocessTransport
 from tests.collectors import _builders as b
 from tests.collectors import _nf_builders as nf

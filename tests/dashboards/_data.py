@@ -30,9 +30,10 @@ from analytics.policy.loader import load_policy
 from collectors.counters import CounterBatch
 from netobs import schema
 from netobs.batch import FlowBatch, ip_bytes
-from netobs.config import ChdbStoreConfig, ControlConfig, EnrichConfig, StoreConfig
+from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
 from netobs_app.settings import Settings
+from pipeline.config import EnrichConfig
 from pipeline.enrich import make_enricher
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"

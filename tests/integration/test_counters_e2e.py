@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from collectors.config import CollectorConfig, ListenerConfig
 from collectors.decoder import Decoder
 from collectors.pcap import PcapReader
 from collectors.replay import replay
@@ -32,17 +33,15 @@ from netobs.batch import conform, ip_bytes
 from netobs.config import (
     ChdbStoreConfig,
     ClickHouseStoreConfig,
-    CollectorConfig,
     InprocessTransportConfig,
     KafkaTransportConfig,
-    ListenerConfig,
-    PipelineConfig,
     StoreConfig,
 )
 from netobs.store import make_store
 from netobs.transport.inprocess import InprocessTransport
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 from tests.collectors import _tshark
 from tests.services._require import unavailable
 

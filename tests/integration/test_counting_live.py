@@ -37,8 +37,10 @@ import yaml
 
 from collectors.decoder import Decoder
 from netobs.batch import FlowBatch
-from netobs.config import ChdbStoreConfig, EnrichConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
+from pipeline.config import EnrichConfig
 from pipeline.enrich import make_enricher
 from pipeline.enrich_ingest import Ingest
 from tests.services._require import unavailable

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from netobs.batch import FlowBatch
-from netobs.config import ChdbStoreConfig, InprocessTransportConfig, PipelineConfig, StoreConfig
+from netobs.config import ChdbStoreConfig, InprocessTransportConfig, StoreConfig
 from netobs.store import make_store
 from netobs.transport.deadletter import DirectoryDeadLetters
 from netobs.transport.inprocess import InprocessTransport
 from netobs.transport.spool import Spool
 from pipeline import Pipeline
 from pipeline import metrics as pipeline_metrics
+from pipeline.config import PipelineConfig
 from tests.services import _require
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from collectors.config import CollectorConfig, ListenerConfig
 from collectors.service import UdpCollector
-from netobs.config import CollectorConfig, InprocessTransportConfig, ListenerConfig
+from netobs.config import InprocessTransportConfig
 from netobs.transport.inprocess import InprocessTransport
 
 pytestmark = pytest.mark.integration

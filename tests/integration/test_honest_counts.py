@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 
 from netobs.batch import FlowBatch
-from netobs.config import ChdbStoreConfig, ClickHouseStoreConfig, PipelineConfig, StoreConfig
+from netobs.config import ChdbStoreConfig, ClickHouseStoreConfig, StoreConfig
 from netobs.store import make_store
 from netobs.transport import Message
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 from tests.services.zookeeper import clickhouse_replicated, zookeeper  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -12,18 +12,13 @@ import time
 
 import pytest
 
+from collectors.config import CollectorConfig, ListenerConfig
 from collectors.service import UdpCollector
-from netobs.config import (
-    ChdbStoreConfig,
-    CollectorConfig,
-    KafkaTransportConfig,
-    ListenerConfig,
-    PipelineConfig,
-    StoreConfig,
-)
+from netobs.config import ChdbStoreConfig, KafkaTransportConfig, StoreConfig
 from netobs.store import make_store
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 
 pytestmark = pytest.mark.integration
 

@@ -13,17 +13,12 @@ import pytest
 
 from netobs import wire
 from netobs.batch import FlowBatch
-from netobs.config import (
-    ChdbStoreConfig,
-    ClickHouseStoreConfig,
-    InprocessTransportConfig,
-    PipelineConfig,
-    StoreConfig,
-)
+from netobs.config import ChdbStoreConfig, ClickHouseStoreConfig, InprocessTransportConfig, StoreConfig
 from netobs.store import make_store
 from netobs.transport.deadletter import DirectoryDeadLetters
 from netobs.transport.inprocess import InprocessTransport
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 
 pytestmark = pytest.mark.integration
 

@@ -18,16 +18,13 @@ from collectors.counters import COUNTER_NAMES, CounterBatch
 from collectors.decoder import Decoder
 from netobs import counter_rates, ddl, schema, wire
 from netobs.batch import FlowBatch, conform, ip_bytes
-from netobs.config import (
-    EnrichConfig,
-    InprocessTransportConfig,
-    PipelineConfig,
-    Settings,
-)
+from netobs.config import InprocessTransportConfig
 from netobs.store import StoreUnavailable
 from netobs.transport.deadletter import DirectoryDeadLetters
 from netobs.transport.inprocess import InprocessTransport
+from netobs_app.settings import Settings
 from pipeline import Pipeline
+from pipeline.config import EnrichConfig, PipelineConfig
 from pipeline.enrich import make_enricher
 from tests.collectors import _builders as b
 

@@ -9,9 +9,10 @@ from alerts.config import AlertsConfig
 from alerts.state import CURSORS_TABLE, NOTIFICATIONS_TABLE
 from analytics.findings_table import FINDINGS_TABLE, create_findings
 from analytics.policy.evaluate import VIOLATIONS_TABLE, ensure_violations
+from collectors.config import ListenerConfig
 from netobs import config as kernel
 from netobs import observations
-from netobs.config import ListenerConfig, StoreConfig, TransportConfig
+from netobs.config import StoreConfig, TransportConfig
 from netobs_app import components
 from netobs_app.cli import build_parser
 from netobs_app.settings import Settings

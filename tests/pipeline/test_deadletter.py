@@ -9,15 +9,12 @@ import pytest
 from kafka import KafkaConsumer
 
 from netobs import wire
-from netobs.config import (
-    InprocessTransportConfig,
-    KafkaTransportConfig,
-    PipelineConfig,
-)
+from netobs.config import InprocessTransportConfig, KafkaTransportConfig
 from netobs.transport import Message
 from netobs.transport.inprocess import InprocessTransport
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 from tests.pipeline.test_pipeline import FlakyStore, ListConsumer, count, flows
 
 

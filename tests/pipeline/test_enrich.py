@@ -7,8 +7,10 @@ import pyarrow as pa
 import pytest
 
 from netobs.batch import FlowBatch, ip_bytes
-from netobs.config import ChdbStoreConfig, EnrichConfig, Settings, StoreConfig
+from netobs.config import ChdbStoreConfig, StoreConfig
 from netobs.store import make_store
+from netobs_app.settings import Settings
+from pipeline.config import EnrichConfig
 from pipeline.enrich import Enricher, make_enricher
 from pipeline.lookups import Addresses, IntervalIndex, PrefixIndex
 from pipeline.metadata.inventory import apply_inventory

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from netobs.batch import FlowBatch
-from netobs.config import InprocessTransportConfig, PipelineConfig
+from netobs.config import InprocessTransportConfig
 from netobs.store import StoreUnavailable
 from netobs.transport import Message, TransportError
 from netobs.transport.capabilities import (
@@ -19,6 +19,7 @@ from netobs.transport.capabilities import (
 )
 from netobs.transport.inprocess import InprocessTransport
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 
 
 def flows(n, start=0):
