@@ -1,4 +1,5 @@
-"""Native decoders: every ``collectors/_native/<name>.c`` is the extension ``collectors._native_<name>``.
+"""Native code: every ``collectors/_native/<name>.c`` is the extension ``collectors._native_<name>`` (the
+decoders), every ``netobs/_native/<name>.c`` the extension ``netobs._native_<name>`` (the counting model).
 
 The project metadata is in pyproject.toml; this file only lists the C extensions, which
 setuptools builds in place for the editable install (`make setup`). Each extension is
@@ -14,7 +15,7 @@ from setuptools import Extension, setup
 HEADERS = sorted(glob("collectors/_native/*.h"))
 EXTENSIONS = [
     Extension(
-        f"collectors._native_{Path(source).stem}",
+        f"{Path(source).parent.parent.name}._native_{Path(source).stem}",
         sources=[source],
         depends=HEADERS,
         extra_compile_args=[
@@ -26,7 +27,7 @@ EXTENSIONS = [
             "-fno-strict-aliasing",
         ],
     )
-    for source in sorted(glob("collectors/_native/*.c"))
+    for source in sorted(glob("collectors/_native/*.c") + glob("netobs/_native/*.c"))
 ]
 
 setup(ext_modules=EXTENSIONS)

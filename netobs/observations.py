@@ -9,8 +9,10 @@ which nodes and centers have exporters), which only grows and is persisted in th
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -24,6 +26,7 @@ import pyarrow.compute as pc
 
 from netobs import counting
 from netobs.counting import CountingConfig
+from netobs.tables import Column, Table
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +363,18 @@ def _row(e: Exporter) -> dict[str, Any]:
 
 
 # ---- the decision -------------------------------------------------------------------------------
+_native: Any
+try:  # the one-pass native kernel (netobs/_native/counting.c); numpy below is the reference
+    _native = importlib.import_module("netobs._native_counting")
+except ImportError:  # pragma: no cover - an install without the C extension
+    _native = None
+
+
+def native_enabled() -> bool:
+    """The native pass is used unless ``NETOBS_NATIVE=0`` (as for the decoders)."""
+    return os.environ.get("NETOBS_NATIVE", "1") != "0"
+
+
 _R = {name: i for i, name in enumerate(REASON_NAMES)}
 _COUNTING = np.array([name in counting.COUNTING_REASONS for name in REASON_NAMES], dtype=np.uint8)
 _CONFIDENCE = np.array([0] + list(counting.ROLE_METHODS.values()), dtype=np.uint8)
@@ -385,28 +400,51 @@ class Counter:
         changed = self._learn(table, exp_codes, exporters, direction)
         nodes = _Codes(table, ("src_node", "dst_node", "exporter_node"))
         centers = _Codes(table, ("src_center", "dst_center", "exporter_center"))
-        e_node = nodes.codes_of([e.node for e in exporters])[exp_codes]
-        e_center = centers.codes_of([e.center for e in exporters])[exp_codes]
-        dual = np.array([e.directions == "dual" for e in exporters] + [False])[exp_codes]
-        force = np.array([{"always": 1, "never": 2}.get(e.count, 0) for e in exporters] + [0])[exp_codes]
-        secondary = obs.secondary(exporters)[exp_codes]
+        per_exporter = {
+            "node": nodes.codes_of([e.node for e in exporters]),
+            "center": centers.codes_of([e.center for e in exporters]),
+            "dual": np.array([e.directions == "dual" for e in exporters] + [False]),
+            "force": np.array([{"always": 1, "never": 2}.get(e.count, 0) for e in exporters] + [0], np.uint8),
+            "secondary": obs.secondary(exporters),
+        }
+        # after the exporters' codes: every code has its entry
+        if obs.config.covered_nodes == "learned":
+            covered = nodes.mask(obs.covered_nodes)
+        else:
+            covered = np.arange(len(nodes.values)) != 0
+        devices = centers.mask(obs.device_centers)
+        kernel = _native if _native is not None and native_enabled() else None
+        if kernel is not None:
+            cols = _apply_native(kernel, table, exp_codes, exporters, per_exporter, direction, nodes, centers,
+                                 covered, devices, listening)  # fmt: skip
+            self.reason_counts = cols.pop("reason_counts")
+        else:
+            cols = self._apply_numpy(table, exp_codes, exporters, per_exporter, direction, nodes, centers,
+                                     covered, devices, listening)  # fmt: skip
+        if changed and obs.on_change is not None:
+            obs.on_change([_row(e) for e in changed])
+        return _with_columns(table, cols, n, dictionary)
+
+    def _apply_numpy(
+        self, table: pa.Table, exp_codes: np.ndarray, exporters: list[Exporter], per_exporter: dict[str, Any],
+        direction: np.ndarray, nodes: _Codes, centers: _Codes, covered: np.ndarray, devices: np.ndarray,
+        listening: Listening | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The counting columns with numpy, step by step: the reference the native pass is tested against."""
+        n = table.num_rows
         src_node, dst_node = nodes["src_node"], nodes["dst_node"]
         src_center, dst_center = centers["src_center"], centers["dst_center"]
-        if obs.config.covered_nodes == "learned":
-            cov = nodes.mask(obs.covered_nodes)
-            src_cov, dst_cov = cov[src_node], cov[dst_node]
-        else:
-            src_cov, dst_cov = src_node != 0, dst_node != 0
-        dev = centers.mask(obs.device_centers)
         reason = decide(
-            e_node, e_center, dual, direction, src_node, dst_node, src_cov, dst_cov,
-            src_center, dst_center, dev[src_center], dev[dst_center], force, secondary,
+            per_exporter["node"][exp_codes], per_exporter["center"][exp_codes], per_exporter["dual"][exp_codes],
+            direction, src_node, dst_node, covered[src_node], covered[dst_node], src_center, dst_center,
+            devices[src_center], devices[dst_center], per_exporter["force"][exp_codes],
+            per_exporter["secondary"][exp_codes],
         )  # fmt: skip
         self.reason_counts = np.bincount(reason, minlength=len(REASON_NAMES))
         biflow = _np(table, "biflow", np.uint8) if "biflow" in table.schema.names else np.zeros(n, np.uint8)
         initiator, method = roles(table, listening)
         event_start, event_end = event_times(table)
-        cols = {
+        return {
             "event_start": event_start,
             "event_end": event_end,
             "observer": (_observers(exporters, exp_codes, biflow), OBSERVER_NAMES),
@@ -416,9 +454,6 @@ class Counter:
             "role_method": (method, METHOD_NAMES),
             "role_confidence": _CONFIDENCE[method],
         }
-        if changed and obs.on_change is not None:
-            obs.on_change([_row(e) for e in changed])
-        return _with_columns(table, cols, n, dictionary)
 
     def _exporters(self, table: pa.Table) -> tuple[np.ndarray, list[Exporter]]:
         """Per row, the index of its (exporter, type, observation domain) in the returned list."""
@@ -682,6 +717,75 @@ def roles(table: pa.Table, listening: Listening | None = None) -> tuple[np.ndarr
     return _WHO[code], _HOW[code]
 
 
+def _optional(table: pa.Table, name: str, dtype: Any) -> np.ndarray | None:
+    return np.ascontiguousarray(_np(table, name, dtype)) if name in table.schema.names else None
+
+
+def _apply_native(
+    kernel: Any, table: pa.Table, exp_codes: np.ndarray, exporters: list[Exporter], per_exporter: dict[str, Any],
+    direction: np.ndarray, nodes: _Codes, centers: _Codes, covered: np.ndarray, devices: np.ndarray,
+    listening: Listening | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The counting columns in one native pass (what :meth:`Counter._apply_numpy` computes)."""
+    n = table.num_rows
+    c64 = np.ascontiguousarray
+    src_listen = dst_listen = None
+    if listening is not None and len(listening.keys):
+        sh, sl = addr_words(table.column("src_addr"))
+        dh, dl = addr_words(table.column("dst_addr"))
+        sp64, dp64 = _np(table, "src_port", np.uint64), _np(table, "dst_port", np.uint64)
+        src_listen = listening.contains(sh, sl, sp64).astype(np.uint8)
+        dst_listen = listening.contains(dh, dl, dp64).astype(np.uint8)
+    flags = _optional(table, "tcp_flags", np.uint16)
+    packets = _optional(table, "packets", np.uint64) if flags is not None else None
+    biflow = _optional(table, "biflow", np.uint8)
+    bdir = _optional(table, "biflow_direction", np.uint8) if biflow is not None else None
+    out = {
+        "reason": np.empty(n, np.int8),
+        "counted": np.empty(n, np.uint8),
+        "initiator": np.empty(n, np.int8),
+        "method": np.empty(n, np.int8),
+        "observer": np.empty(n, np.uint8),
+        "event_start": np.empty(n, np.int64),
+        "event_end": np.empty(n, np.int64),
+        "reason_counts": np.zeros(len(REASON_NAMES), np.int64),
+    }
+    observer = [OBSERVER_NAMES.index(e.observer()) for e in exporters] + [0]
+    observer_bi = [OBSERVER_NAMES.index(e.observer(biflow=True)) for e in exporters] + [0]
+    times = [ms_column(table, name) for name in ("time_received", "flow_end", "flow_start")]
+    arrays = (
+        c64(exp_codes, np.int64), c64(direction, np.int8),
+        c64(nodes["src_node"], np.int64), c64(nodes["dst_node"], np.int64),
+        c64(centers["src_center"], np.int64), c64(centers["dst_center"], np.int64),
+        c64(_np(table, "src_port", np.uint16)), c64(_np(table, "dst_port", np.uint16)),
+        c64(_np(table, "proto", np.uint8)), flags, packets, biflow, bdir, src_listen, dst_listen,
+        *(None if t is None else c64(t, np.int64) for t in times),
+        c64(per_exporter["node"], np.int64), c64(per_exporter["center"], np.int64),
+        c64(per_exporter["dual"], np.uint8), c64(per_exporter["force"], np.uint8),
+        c64(per_exporter["secondary"], np.uint8), np.array(observer, np.uint8), np.array(observer_bi, np.uint8),
+        c64(covered, np.uint8), c64(devices, np.uint8),
+        _DECISIONS, _COUNTING, _RANK, c64(_PAIR.ravel()), _ECHO_REQUEST.view(np.uint8), _ECHO_REPLY.view(np.uint8),
+        out["reason"], out["counted"], out["initiator"], out["method"], out["observer"],
+        out["event_start"], out["event_end"], out["reason_counts"],
+    )  # fmt: skip
+    consts = (
+        _now_ms(), counting.MAX_EXPORT_LAG_S * 1000, counting.MAX_CLOCK_AHEAD_S * 1000, counting.MAX_SPAN_S * 1000,
+        _LOWER, _SERVICE, _SYNACK, _SYNONLY, _ICMP, _BIFLOW,
+    )  # fmt: skip
+    kernel.apply(arrays, consts)  # the listening test is skipped for ICMP inside, as in roles()
+    return {
+        "event_start": out["event_start"],
+        "event_end": out["event_end"],
+        "observer": (out["observer"], OBSERVER_NAMES),
+        "counted": out["counted"],
+        "count_reason": (out["reason"], REASON_NAMES),
+        "initiator": (out["initiator"], INITIATOR_NAMES),
+        "role_method": (out["method"], METHOD_NAMES),
+        "role_confidence": _CONFIDENCE[out["method"]],
+        "reason_counts": out["reason_counts"],
+    }
+
+
 def _observers(exporters: list[Exporter], codes: np.ndarray, biflow: np.ndarray) -> np.ndarray:
     plain: np.ndarray = np.array([OBSERVER_NAMES.index(e.observer()) for e in exporters] + [0])[codes]
     if not np.any(biflow):
@@ -818,22 +922,30 @@ def _with_columns(table: pa.Table, cols: dict[str, Any], n: int, dictionary: boo
 OBSERVATION_POINTS = "observation_points"
 
 
+OBSERVATION_POINTS_TABLE = Table(
+    OBSERVATION_POINTS,
+    (
+        Column("exporter", "String", "exporter address"),
+        Column("type", "LowCardinality(String)", "export protocol"),
+        Column("domain", "UInt32", "observation domain (IPFIX) / source id (NetFlow v9) / sub-agent (sFlow)"),
+        Column("node", "LowCardinality(String)", "node of the exporter (empty: a device)"),
+        Column("center", "LowCardinality(String)", "center of the exporter"),
+        Column("observer", "LowCardinality(String)", "kind of observation point (netobs.counting)"),
+        Column("directions", "LowCardinality(String)", "dual, single or empty (not known yet)"),
+        Column("perflow", "UInt8", "sends observationPointId"),
+        Column("count", "LowCardinality(String)", "auto, always or never (counting.exporters)"),
+        Column("updated", "DateTime64(3, 'UTC')"),
+    ),
+    order_by=("exporter", "type", "domain"),
+    version="updated",
+    shard_by="cityHash64(exporter)",
+)
+
+
 def create_observation_table(database: str) -> str:
     """DDL of the learned observation points (modern dialect); the newest row per exporter wins."""
-    return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{OBSERVATION_POINTS}` (\n"
-        "    `exporter` String COMMENT 'exporter address',\n"
-        "    `type` LowCardinality(String) COMMENT 'export protocol',\n"
-        "    `domain` UInt32 COMMENT 'observation domain (IPFIX) / source id (NetFlow v9) / sub-agent (sFlow)',\n"
-        "    `node` LowCardinality(String) COMMENT 'node of the exporter (empty: a device)',\n"
-        "    `center` LowCardinality(String) COMMENT 'center of the exporter',\n"
-        "    `observer` LowCardinality(String) COMMENT 'kind of observation point (netobs.counting)',\n"
-        "    `directions` LowCardinality(String) COMMENT 'dual, single or empty (not known yet)',\n"
-        "    `perflow` UInt8 COMMENT 'sends observationPointId',\n"
-        "    `count` LowCardinality(String) COMMENT 'auto, always or never (counting.exporters)',\n"
-        "    `updated` DateTime64(3, 'UTC')\n"
-        ")\nENGINE = ReplacingMergeTree(updated)\nORDER BY (exporter, type, domain)"
-    )
+    (statement,) = OBSERVATION_POINTS_TABLE.create(database)
+    return statement
 
 
 class ObservationTable:

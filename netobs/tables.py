@@ -13,9 +13,13 @@ table over them, sharded by ``shard_by``). Every statement is idempotent (IF NOT
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from netobs.ddl import zookeeper_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,4 +96,69 @@ class Table:
         )
 
 
-__all__ = ["Column", "Table"]
+@dataclass(frozen=True)
+class View:
+    """A plain view over declared tables; ``select`` names the database as ``{db}``."""
+
+    name: str
+    select: str
+
+    def create(
+        self,
+        database: str,
+        *,
+        cluster: str | None = None,
+        replicated: bool = False,
+        retention_days: int | None = None,
+    ) -> list[str]:
+        on = f" ON CLUSTER '{cluster}'" if cluster else ""
+        body = self.select.format(db=f"`{database}`")
+        return [f"CREATE VIEW IF NOT EXISTS `{database}`.`{self.name}`{on} AS {body}"]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A table or view as the composition root hands it to a store: with its retention."""
+
+    item: Table | View
+    retention_days: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+
+def converge(
+    execute: Callable[[str], None],
+    database: str,
+    declared: Iterable[Declared],
+    *,
+    dialect: str,
+    cluster: str | None = None,
+    replicated: bool = False,
+) -> list[str]:
+    """Create every declared table and view that is missing (idempotent); the statements run.
+
+    The component tables use the modern types (DateTime64, LowCardinality): on a legacy server
+    (ClickHouse before 19) they are not created, and the components that need them say so.
+    """
+    declared = list(declared)
+    if not declared:
+        return []
+    if dialect != "modern":
+        log.info("schema: %d component tables need ClickHouse 19 or later; not created", len(declared))
+        return []
+    ran: list[str] = []
+    for d in declared:
+        for stmt in d.item.create(
+            database,
+            cluster=cluster,
+            replicated=replicated and not cluster,
+            retention_days=d.retention_days,
+        ):
+            execute(stmt)
+            ran.append(stmt)
+    return ran
+
+
+__all__ = ["Column", "Declared", "Table", "View", "converge"]

@@ -86,7 +86,7 @@ def cmd_decode_enriched(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Captures → decode → enrich → the configured store, with progress and a summary on stderr."""
     settings = _enrich_settings(args)
-    store = make_store(settings.store)
+    store = make_store(settings.store, components.schema(settings))
     store.start()
     try:
         enricher = make_enricher(settings, store)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -24,7 +24,7 @@ from analytics.config import AnalyticsConfig, PolicyScheduleConfig
 from analytics.detectors import DETECTORS
 from analytics.findings_table import FINDINGS_TABLE
 from analytics.policy.cli import add_parsers as policy_commands
-from analytics.policy.evaluate import EVIDENCE, VIOLATIONS_TABLE
+from analytics.policy.evaluate import EVIDENCE_VIEW, VIOLATIONS_TABLE
 from analytics.policy.rules import RULE_SQL
 from analytics.report.cli import add_parsers as report_commands
 from collectors.config import CollectorConfig
@@ -34,9 +34,13 @@ from dashboards.cli import add_parsers as dashboards_commands
 from dashboards.config import DashboardsConfig
 from netobs import counter_rates, ddl, observations
 from netobs.store import STORES
+from netobs.tables import Declared, Table, View
 from netobs.transport import TRANSPORTS
 from pipeline.config import EnrichConfig, PipelineConfig
 from pipeline.metadata.versions import VERSIONS_TABLE
+
+if TYPE_CHECKING:
+    from netobs_app.settings import Settings
 
 Commands = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -50,8 +54,13 @@ class Component:
     commands: tuple[Commands, ...] = ()
     #: Plug-in kind → its dict (name → factory), as the component keeps it.
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: The tables and views it writes (single-node names), each declared once in its package.
+    #: The kernel's own tables and views (single-node names), created by the store's converge.
     tables: tuple[str, ...] = ()
+    #: The tables and views a component declares in its package (:mod:`netobs.tables`); every
+    #: store the root opens creates them at start (:func:`schema`), in the store's layout.
+    declares: tuple[Table | View, ...] = ()
+    #: Retention in days of its tables with a TTL, from the settings.
+    retention: Callable[[Settings], Mapping[str, int]] = field(default=lambda settings: {})
 
 
 #: In the order their sub-commands appear in ``netobs --help``. The analytics' own sub-commands
@@ -64,8 +73,8 @@ COMPONENTS: tuple[Component, ...] = (
             *(spec.name for spec in ddl.TABLES.values()),
             *(name for r in ddl.ROLLUPS for name in (r.table, f"{r.table}_mv")),
             counter_rates.VIEW,
-            observations.OBSERVATION_POINTS,
         ),
+        declares=(observations.OBSERVATION_POINTS_TABLE,),
     ),
     Component(
         "collectors",
@@ -75,14 +84,14 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "pipeline",
         sections={"pipeline": PipelineConfig, "enrich": EnrichConfig},
-        tables=(VERSIONS_TABLE.name,),
+        declares=(VERSIONS_TABLE,),
     ),
     Component(
         "analytics",
         sections={"analytics": AnalyticsConfig, "policy": PolicyScheduleConfig},
         commands=(policy_commands, report_commands),
         plugins={"detectors": DETECTORS, "policy rule types": RULE_SQL},
-        tables=(FINDINGS_TABLE.name, VIOLATIONS_TABLE.name, EVIDENCE),
+        declares=(FINDINGS_TABLE, VIOLATIONS_TABLE, EVIDENCE_VIEW),
     ),
     Component(
         "dashboards",
@@ -95,7 +104,8 @@ COMPONENTS: tuple[Component, ...] = (
         sections={"alerts": AlertsConfig},
         commands=(alerts_commands,),
         plugins={"alerts.sinks.<name>.type": SINKS},
-        tables=(NOTIFICATIONS_TABLE.name, CURSORS_TABLE.name),
+        declares=(NOTIFICATIONS_TABLE, CURSORS_TABLE),
+        retention=lambda settings: {NOTIFICATIONS_TABLE.name: settings.alerts.state_retention_days},
     ),
 )
 
@@ -107,7 +117,17 @@ def sections() -> dict[str, type[BaseModel]]:
 
 def tables() -> dict[str, str]:
     """Every table and view of the store → the component that writes it."""
-    return {name: c.name for c in COMPONENTS for name in c.tables}
+    return {name: c.name for c in COMPONENTS for name in (*c.tables, *(d.name for d in c.declares))}
+
+
+def schema(settings: Settings) -> list[Declared]:
+    """Every component's tables and views with their retention: what a store the root opens
+    creates at start (``make_store(settings.store, schema(settings))``)."""
+    out = []
+    for c in COMPONENTS:
+        days = c.retention(settings)
+        out += [Declared(item, days.get(item.name)) for item in c.declares]
+    return out
 
 
 def commands() -> list[Commands]:

@@ -18,6 +18,7 @@ from netobs.config import ConfigError
 from netobs.control import ControlServer
 from netobs.store import Store, make_store
 from netobs.transport import Consumer, Transport, make_transport
+from netobs_app import components
 from netobs_app.scheduler import Scheduler
 from netobs_app.settings import Settings
 from pipeline.enrich import Enricher, make_enricher
@@ -73,7 +74,7 @@ class Runtime:
         metrics.build_info.labels(__version__).set(1)
         transport = self.transport = make_transport(s.transport, spool_dir(s))
         if self.process:
-            self.store = store = make_store(s.store)
+            self.store = store = make_store(s.store, components.schema(s))
             store.start()
             self.enricher = enricher = self._enricher(store)
             enricher.start()

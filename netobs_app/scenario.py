@@ -37,6 +37,7 @@ from analytics.scenario.conventions import (
 from analytics.scoring import score, table
 from netobs.counting import CountingConfig
 from netobs.store import make_store
+from netobs_app import components
 from netobs_app.capture import decoded
 from netobs_app.settings import Settings
 from pipeline.enrich import make_enricher
@@ -108,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(generate(spec, root)), file=sys.stderr)
     settings = _scenario_settings(settings, root)
     labels = json.loads((root / "labels.json").read_text())
-    store = make_store(settings.store)
+    store = make_store(settings.store, components.schema(settings))
     store.start()
     try:
         figures: dict[str, float] = {}
@@ -198,7 +199,7 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
             update={"chdb": cfg.store.chdb.model_copy(update={"path": root / name / "chdb"})}
         )
         cfg = cfg.model_copy(update={"store": store_cfg})
-        store = make_store(cfg.store)
+        store = make_store(cfg.store, components.schema(cfg))
         store.start()
         try:
             store.execute(f"TRUNCATE TABLE IF EXISTS `{cfg.store.database}`.flows")

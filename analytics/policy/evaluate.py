@@ -25,7 +25,7 @@ from analytics.policy.model import Policy
 from analytics.policy.rules import rule_condition, rule_detail
 from analytics.policy.sql import DEDUP, quote, ts
 from netobs import counting
-from netobs.tables import Column, Table
+from netobs.tables import Column, Table, View
 
 VIOLATIONS = "violations"
 EVIDENCE = "violation_evidence"
@@ -75,22 +75,27 @@ class ViolationsSchemaError(RuntimeError):
     """The live violations table differs from the one this version writes."""
 
 
+#: The evidence of the live violations, one row per flow.
+EVIDENCE_VIEW = View(
+    EVIDENCE,
+    "SELECT id, policy, rule, window_start, "
+    "e.src_addr AS src_addr, e.dst_addr AS dst_addr, e.src_port AS src_port, e.dst_port AS dst_port, "
+    "e.proto AS proto, e.bytes AS bytes, e.packets AS packets, e.flows AS flows, "
+    f"e.first_seen AS first_seen, e.detail AS detail FROM {{db}}.`{VIOLATIONS}` FINAL "
+    "ARRAY JOIN evidence AS e WHERE deleted = 0",
+)
+
+
 def create_violations(database: str, cluster: str | None = None) -> list[str]:
     """DDL of the violations table(s) and the evidence view (modern dialect).
 
     Single node: a ReplacingMergeTree. Cluster: ReplicatedReplacingMergeTree ``violations_local``
     tables ON CLUSTER and a Distributed ``violations`` over them (see :data:`VIOLATIONS_TABLE`).
     """
-    db = f"`{database}`"
-    on = f" ON CLUSTER '{cluster}'" if cluster else ""
-    view = (
-        f"CREATE VIEW IF NOT EXISTS {db}.`{EVIDENCE}`{on} AS SELECT id, policy, rule, window_start, "
-        "e.src_addr AS src_addr, e.dst_addr AS dst_addr, e.src_port AS src_port, e.dst_port AS dst_port, "
-        "e.proto AS proto, e.bytes AS bytes, e.packets AS packets, e.flows AS flows, "
-        f"e.first_seen AS first_seen, e.detail AS detail FROM {db}.`{VIOLATIONS}` FINAL "
-        "ARRAY JOIN evidence AS e WHERE deleted = 0"
-    )
-    return [*VIOLATIONS_TABLE.create(database, cluster=cluster), view]
+    return [
+        *VIOLATIONS_TABLE.create(database, cluster=cluster),
+        *EVIDENCE_VIEW.create(database, cluster=cluster),
+    ]
 
 
 def live(database: str, where: str) -> str:

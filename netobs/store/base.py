@@ -8,7 +8,7 @@ from typing import Any, NoReturn, Protocol
 
 import pyarrow as pa
 
-from netobs import counter_rates, ddl
+from netobs import counter_rates, ddl, tables
 from netobs.config import StoreConfig
 from netobs.store.errors import Category, classify, code_of
 
@@ -162,16 +162,26 @@ def _rebuild_rollups(database: str, stale: list[ddl.Rollup], cluster: str | None
 
 
 def converge_store(store: Any, config: StoreConfig) -> list[str]:
-    """:func:`converge` with a store's own ``execute``/``_columns_of`` and the config's TTLs."""
-    return converge(
+    """:func:`converge` with a store's own ``execute``/``_columns_of`` and the config's TTLs, then
+    the components' tables and views the store was made with (``store.schema``)."""
+    cluster = config.clickhouse.cluster if config.type == "clickhouse" else None
+    ran = converge(
         store.execute,
         store._columns_of,
         config.database,
         retention_days=config.retention_days,
         dialect=store.dialect,
-        cluster=config.clickhouse.cluster if config.type == "clickhouse" else None,
+        cluster=cluster,
         replicated=config.replicated,
         rollup_retention={r.retention: getattr(config, r.retention) for r in ddl.ROLLUPS},
         counters_retention_days=getattr(config, ddl.COUNTERS_TABLE.retention),
         query=store.query_arrow if store.dialect == "modern" else None,
+    )
+    return ran + tables.converge(
+        store.execute,
+        config.database,
+        getattr(store, "schema", ()),
+        dialect=store.dialect,
+        cluster=cluster,
+        replicated=config.replicated,
     )

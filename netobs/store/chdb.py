@@ -9,6 +9,7 @@ dictionary-encoded columns go to LowCardinality ones as they are); reads come ba
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -16,13 +17,16 @@ import pyarrow as pa
 from netobs import ddl
 from netobs.config import StoreConfig
 from netobs.store.base import StoreUnavailable, converge_store, raise_classified
+from netobs.tables import Declared
 
 
 class ChdbStore:
     dialect = "modern"
 
-    def __init__(self, config: StoreConfig):
+    def __init__(self, config: StoreConfig, schema: Sequence[Declared] = ()):
         self.config = config
+        #: The components' tables and views (from the composition root), created at start.
+        self.schema = tuple(schema)
         self.database = config.database
         self._session: Any = None
         self._lock = threading.Lock()

@@ -13,7 +13,7 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,6 +26,7 @@ from netobs import ddl
 from netobs.config import StoreConfig
 from netobs.store.base import StoreError, StoreUnavailable, converge_store, raise_classified
 from netobs.store.errors import classify
+from netobs.tables import Declared
 
 T = TypeVar("T")
 
@@ -46,8 +47,10 @@ class _Transient(Exception):
 
 
 class ClickHouseStore:
-    def __init__(self, config: StoreConfig):
+    def __init__(self, config: StoreConfig, schema: Sequence[Declared] = ()):
         self.config = config
+        #: The components' tables and views (from the composition root), created at start.
+        self.schema = tuple(schema)
         self.database = config.database
         self.dialect = "modern"
         self._lock = threading.Lock()
