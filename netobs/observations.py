@@ -456,49 +456,54 @@ class Counter:
         }
 
     def _exporters(self, table: pa.Table) -> tuple[np.ndarray, list[Exporter]]:
-        """Per row, the index of its (exporter, type, observation domain) in the returned list."""
-        addr = pc.dictionary_encode(table.column("exporter").combine_chunks())
+        """Per row, the index of its (exporter, type, observation domain) in the returned list, which is
+        in order of first appearance in the batch (so both ways of numbering agree)."""
+        n = table.num_rows
         tcodes, types = _type_codes(table)
-        acodes = np.asarray(addr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        width = len(types) + 1
-        combined = acodes * width + tcodes
-        if "observation_domain" in table.schema.names:
-            dom = _np(table, "observation_domain", np.uint64)
-            if dom.any():  # a handful of (exporter, type, domain): hashed, no sort of the batch
-                key = (combined.astype(np.uint64) << np.uint64(32)) | dom
-                codes, uniq_keys = pd.factorize(key)
-                first = np.full(len(uniq_keys), -1, dtype=np.int64)
-                first[codes] = np.arange(len(codes))
-                return codes.astype(np.int64), self._lookup(
-                    table, addr, types, width, [int(k) >> 32 for k in uniq_keys],
-                    [int(k) & 0xFFFFFFFF for k in uniq_keys], first,
-                )  # fmt: skip
-        # Dense ids over the few (exporter, type) pairs: no sort of the batch.
-        size = (len(addr.dictionary) + 1) * width
-        row_of = np.full(size, -1, dtype=np.int64)
-        row_of[combined] = np.arange(len(combined))  # any row of each pair (the last)
-        uniq = np.flatnonzero(row_of >= 0)
-        lut = np.zeros(size, dtype=np.int64)
-        lut[uniq] = np.arange(len(uniq))
-        return lut[combined], self._lookup(
-            table, addr, types, width, uniq.tolist(), [0] * len(uniq), row_of[uniq]
+        col = table.column("exporter").combine_chunks()
+        dom = (
+            np.ascontiguousarray(_np(table, "observation_domain", np.uint32))
+            if "observation_domain" in table.schema.names
+            else None
         )
+        kernel = _native if _native is not None and native_enabled() else None
+        if kernel is not None and col.type == pa.binary(16) and col.null_count == 0:
+            raw = np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * 16 : (col.offset + n) * 16]
+            codes = np.empty(n, dtype=np.int64)
+            first = np.array(
+                kernel.exporter_keys(raw, np.ascontiguousarray(tcodes, dtype=np.int64), dom, codes), np.int64
+            )
+            addrs = [_text(a) for a in col.take(pa.array(first)).to_pylist()]
+        else:
+            addr = pc.dictionary_encode(col)
+            acodes = np.asarray(addr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            key = (acodes * (len(types) + 1) + tcodes).astype(np.uint64) << np.uint64(32)
+            if dom is not None:
+                key |= dom.astype(np.uint64)
+            codes, uniq = pd.factorize(key)  # hashed, in order of first appearance: no sort of the batch
+            codes = codes.astype(np.int64)
+            first = np.full(len(uniq), n, dtype=np.int64)
+            np.minimum.at(first, codes, np.arange(n))
+            addrs = [_text(a) for a in addr.dictionary.take(pa.array(acodes[first])).to_pylist()]
+        domains = dom[first].tolist() if dom is not None else [0] * len(first)
+        return codes, self._lookup(table, first, addrs, [types[t] for t in tcodes[first].tolist()], domains)
 
     def _lookup(
-        self, table: pa.Table, addr: Any, types: list[str], width: int, pairs: list[int], domains: list[int],
-        rows: np.ndarray,
-    ) -> list[Exporter]:  # fmt: skip
-        addrs = [_text(a) for a in addr.dictionary.to_pylist()]
+        self, table: pa.Table, rows: np.ndarray, addrs: list[str], types: list[str], domains: list[int]
+    ) -> list[Exporter]:
+        """The exporters at ``rows`` (one row each), with the node and center the enrichment named."""
         names = table.schema.names
-        node_codes, nodes = _strings(table, "exporter_node") if "exporter_node" in names else (None, [])
-        cen_codes, centers = _strings(table, "exporter_center") if "exporter_center" in names else (None, [])
+        take = pa.array(rows)
+        nodes = table.column("exporter_node").take(take).to_pylist() if "exporter_node" in names else None
+        centers = (
+            table.column("exporter_center").take(take).to_pylist() if "exporter_center" in names else None
+        )
         out = []
         with self.observations._lock:
-            for k, dom, row in zip(pairs, domains, rows.tolist(), strict=True):
-                a, t = divmod(k, width)
-                node = nodes[node_codes[row]] if node_codes is not None else ""
-                center = centers[cen_codes[row]] if cen_codes is not None else ""
-                out.append(self.observations.exporter(addrs[a], types[t], node or "", center or "", dom))
+            for k, (address, type_, domain) in enumerate(zip(addrs, types, domains, strict=True)):
+                node = (nodes[k] if nodes is not None else "") or ""
+                center = (centers[k] if centers is not None else "") or ""
+                out.append(self.observations.exporter(address, type_, node, center, int(domain)))
         return out
 
     def _learn(

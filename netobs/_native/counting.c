@@ -304,8 +304,132 @@ done:
     return result;
 }
 
+/* exporter_keys(addresses, types, domains, out) numbers the distinct (exporter address, export type,
+ * observation domain) of a batch in order of first appearance: out[i] is row i's number, and the
+ * result is the list of each number's first row. addresses: n * 16 bytes; types: int64[n] (codes of
+ * the type column); domains: uint32[n] or None (all 0); out: int64[n]. One open-addressing table,
+ * grown as needed: no sort and no Python object per row. */
+typedef struct {
+    uint64_t hi, lo, extra;
+    int64_t id;
+} Slot;
+
+static inline uint64_t mix64(uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static PyObject *exporter_keys(PyObject *self, PyObject *args) {
+    Py_buffer addr = {0}, types = {0}, domains = {0}, out = {0};
+    PyObject *dom_obj, *result = NULL, *firsts = NULL;
+    Slot *slots = NULL;
+    int64_t *first = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*Ow*", &addr, &types, &dom_obj, &out)) {
+        return NULL;
+    }
+    const Py_ssize_t n = types.len / 8;
+    if (types.len % 8 || addr.len != n * 16 || out.len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "exporter_keys: arrays of different lengths");
+        goto done;
+    }
+    if (dom_obj != Py_None) {
+        if (PyObject_GetBuffer(dom_obj, &domains, PyBUF_C_CONTIGUOUS) < 0) goto done;
+        if (domains.len != n * 4) {
+            PyErr_SetString(PyExc_ValueError, "exporter_keys: domains of a different length");
+            goto done;
+        }
+    }
+    size_t cap = 64, used = 0, first_cap = 16;
+    slots = PyMem_Calloc(cap, sizeof(Slot));
+    first = PyMem_Malloc(first_cap * sizeof(int64_t));
+    if (slots == NULL || first == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint8_t *a = addr.buf;
+    const int64_t *t = types.buf;
+    const uint32_t *d = domains.buf;
+    int64_t *o = out.buf;
+    int64_t last_id = -1;
+    uint64_t last_hi = 0, last_lo = 0, last_extra = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t hi, lo;
+        memcpy(&hi, a + 16 * i, 8);
+        memcpy(&lo, a + 16 * i + 8, 8);
+        const uint64_t extra = ((uint64_t)t[i] << 32) | (d != NULL ? d[i] : 0u);
+        if (last_id >= 0 && hi == last_hi && lo == last_lo && extra == last_extra) {
+            o[i] = last_id; /* runs: records of one datagram come together */
+            continue;
+        }
+        if (2 * (used + 1) > cap) { /* grow: rehash into twice the slots */
+            size_t ncap = cap * 2;
+            Slot *ns = PyMem_Calloc(ncap, sizeof(Slot));
+            if (ns == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            for (size_t k = 0; k < cap; k++) {
+                if (slots[k].id == 0) continue;
+                size_t h = mix64(slots[k].hi ^ mix64(slots[k].lo ^ mix64(slots[k].extra))) & (ncap - 1);
+                while (ns[h].id != 0) h = (h + 1) & (ncap - 1);
+                ns[h] = slots[k];
+            }
+            PyMem_Free(slots);
+            slots = ns;
+            cap = ncap;
+        }
+        size_t h = mix64(hi ^ mix64(lo ^ mix64(extra))) & (cap - 1);
+        int64_t id;
+        for (;;) {
+            Slot *s = &slots[h];
+            if (s->id == 0) { /* new: ids are stored + 1 so that 0 marks an empty slot */
+                s->hi = hi, s->lo = lo, s->extra = extra, s->id = (int64_t)used + 1;
+                if (used == first_cap) {
+                    first_cap *= 2;
+                    int64_t *nf = PyMem_Realloc(first, first_cap * sizeof(int64_t));
+                    if (nf == NULL) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    first = nf;
+                }
+                first[used++] = i;
+                id = s->id - 1;
+                break;
+            }
+            if (s->hi == hi && s->lo == lo && s->extra == extra) {
+                id = s->id - 1;
+                break;
+            }
+            h = (h + 1) & (cap - 1);
+        }
+        o[i] = id;
+        last_id = id, last_hi = hi, last_lo = lo, last_extra = extra;
+    }
+    firsts = PyList_New((Py_ssize_t)used);
+    if (firsts == NULL) goto done;
+    for (size_t k = 0; k < used; k++) {
+        PyObject *v = PyLong_FromLongLong(first[k]);
+        if (v == NULL) goto done;
+        PyList_SET_ITEM(firsts, (Py_ssize_t)k, v);
+    }
+    result = firsts;
+    firsts = NULL;
+done:
+    Py_XDECREF(firsts);
+    PyMem_Free(slots);
+    PyMem_Free(first);
+    PyBuffer_Release(&addr);
+    PyBuffer_Release(&types);
+    if (domains.obj != NULL) PyBuffer_Release(&domains);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"apply", apply, METH_VARARGS, "Fill the counting model's per-record columns in one pass (see the module)."},
+    {"exporter_keys", exporter_keys, METH_VARARGS, "Number the (exporter, type, domain) of each record."},
     {NULL, NULL, 0, NULL},
 };
 

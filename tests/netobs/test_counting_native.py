@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -147,3 +148,25 @@ def test_refused_arguments_raise_instead_of_reading_out_of_bounds():
         call(luts=[luts[0][:100], *luts[1:]])
     with pytest.raises(ValueError, match="arrays expected"):
         kernel.apply((None,), consts)
+
+
+def test_exporter_keys_number_in_order_of_first_appearance():
+    """Thousands of exporters (the table grows several times), runs and repeats, against pandas."""
+    rng = np.random.default_rng(SEED)
+    n = 50_000
+    which = np.repeat(rng.integers(0, 5000, n // 5), 5)  # runs of five, as records of one datagram
+    raw = np.zeros((n, 16), np.uint8)
+    raw[:, 12:16] = which.astype(">u4").view(np.uint8).reshape(n, 4)
+    types = (which % 3).astype(np.int64)
+    domains = (which % 2).astype(np.uint32)
+    codes = np.empty(n, np.int64)
+    first = observations._native.exporter_keys(raw.ravel(), types, domains, codes)
+    want, _ = pd.factorize(which)
+    assert codes.tolist() == want.tolist()
+    assert first == [int(np.flatnonzero(which == w)[0]) for w in pd.unique(which)]
+    codes_no_domain = np.empty(n, np.int64)
+    assert len(observations._native.exporter_keys(raw.ravel(), types, None, codes_no_domain)) == len(first)
+    with pytest.raises(ValueError, match="lengths"):
+        observations._native.exporter_keys(raw.ravel()[:-16], types, None, codes)
+    with pytest.raises(ValueError, match="domains"):
+        observations._native.exporter_keys(raw.ravel(), types, domains[:-1], codes)
