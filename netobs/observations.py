@@ -843,7 +843,7 @@ def _direction_codes(table: pa.Table) -> np.ndarray:
         lut = np.array([{"ingress": 0, "egress": 1}.get(v, 2) for v in values] + [2], dtype=np.int8)
         by_value: np.ndarray = lut[codes]
         return by_value
-    by_byte: np.ndarray = _FIRST_BYTE[_edge_bytes(col)]
+    by_byte: np.ndarray = _edge_lookup(col, _FIRST_BYTE, last=False)
     return by_byte
 
 
@@ -852,6 +852,7 @@ _EXPORT_TYPES = ("sflow", "ipfix", "netflow9", "netflow5", "psamp")
 _LAST_BYTE = np.full(256, len(_EXPORT_TYPES), dtype=np.int64)
 for _i, _t in enumerate(_EXPORT_TYPES):
     _LAST_BYTE[ord(_t[-1])] = _i
+_LAST_BYTE_U8 = _LAST_BYTE.astype(np.uint8)
 
 
 def _type_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
@@ -861,10 +862,23 @@ def _type_codes(table: pa.Table) -> tuple[np.ndarray, list[str]]:
         col = col.combine_chunks()
     if not pa.types.is_string(col.type):
         return _strings(table, "type")
-    codes = _LAST_BYTE[_edge_bytes(col, last=True)]
+    codes = _edge_lookup(col, _LAST_BYTE_U8, last=True).astype(np.int64)
     if (codes == len(_EXPORT_TYPES)).any():  # a value outside the enum: the general way
         return _strings(table, "type")
     return codes, list(_EXPORT_TYPES)
+
+
+def _edge_lookup(col: pa.Array, lut: np.ndarray, last: bool) -> np.ndarray:
+    """``lut`` of each string's first (or last) byte (``lut[0]`` for empty ones): natively in one pass."""
+    if _native is not None and native_enabled() and len(col):
+        data = col.buffers()[2]
+        offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
+        out = np.empty(len(col), dtype=np.uint8)
+        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        _native.edge_codes(np.ascontiguousarray(offsets), raw, np.ascontiguousarray(lut, np.uint8), last, out)
+        return out.view(lut.dtype) if lut.dtype.itemsize == 1 else out.astype(lut.dtype)
+    picked: np.ndarray = lut[_edge_bytes(col, last)]
+    return picked
 
 
 def _edge_bytes(col: pa.Array, last: bool = False) -> np.ndarray:
@@ -881,6 +895,7 @@ def _edge_bytes(col: pa.Array, last: bool = False) -> np.ndarray:
 
 _FIRST_BYTE = np.full(256, 2, dtype=np.int8)
 _FIRST_BYTE[ord("i")], _FIRST_BYTE[ord("e")] = 0, 1
+_FIRST_BYTE[0] = 2  # an empty value: other
 
 
 def _text(raw: bytes) -> str:

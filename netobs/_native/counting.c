@@ -427,8 +427,49 @@ done:
     return result;
 }
 
+/* edge_codes(offsets, data, lut, last, out): out[i] = lut[first (or last) byte of string i], lut[0] for
+ * an empty string; offsets: int32[n + 1] of an Arrow string column (already sliced), data: its bytes.
+ * For enum columns (direction, type) whose values differ in that byte. */
+static PyObject *edge_codes(PyObject *self, PyObject *args) {
+    Py_buffer off = {0}, data = {0}, lut = {0}, out = {0};
+    int last;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*pw*", &off, &data, &lut, &last, &out)) {
+        return NULL;
+    }
+    const Py_ssize_t n = out.len;
+    if (off.len != (n + 1) * 4 || lut.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "edge_codes: offsets, lookup table and output disagree");
+        goto done;
+    }
+    const int32_t *o = off.buf;
+    const uint8_t *d = data.buf, *l = lut.buf;
+    uint8_t *r = out.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int32_t a = o[i], b = o[i + 1];
+        if (b <= a) {
+            r[i] = l[0];
+            continue;
+        }
+        const int32_t at = last ? b - 1 : a;
+        if (a < 0 || at >= data.len) {
+            PyErr_SetString(PyExc_ValueError, "edge_codes: an offset beyond the data");
+            goto done;
+        }
+        r[i] = l[d[at]];
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&off);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&lut);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"apply", apply, METH_VARARGS, "Fill the counting model's per-record columns in one pass (see the module)."},
+    {"edge_codes", edge_codes, METH_VARARGS, "Codes of an enum string column from each value's edge byte."},
     {"exporter_keys", exporter_keys, METH_VARARGS, "Number the (exporter, type, domain) of each record."},
     {NULL, NULL, 0, NULL},
 };
