@@ -57,7 +57,13 @@ class WebhookSinkConfig(Section):
     type: Literal["webhook"] = Field(description="Sink plug-in: JSON batches POSTed to a URL.")
     url: str = Field(description="URL the batches are POSTed to.")
     secret: SecretStr | None = Field(
-        None, description="HMAC-SHA256 key: the body's signature goes in the signature header."
+        None,
+        description="HMAC-SHA256 key: the signature over 'timestamp.body' goes in the signature header, "
+        "the timestamp in X-Netobs-Timestamp (receivers refuse old ones: replay window). Required unless "
+        "unsigned.",
+    )
+    unsigned: bool = Field(
+        False, description="Send without a signature (only for receivers that authenticate otherwise)."
     )
     signature_header: str = Field("X-Netobs-Signature", description="Header carrying 'sha256=<hex>'.")
     bearer_token: SecretStr | None = Field(None, description="Bearer token sent in Authorization.")
@@ -66,6 +72,12 @@ class WebhookSinkConfig(Section):
     retries: int = Field(2, ge=0, description="Retries of a failed POST within one run.")
     backoff_s: float = Field(0.5, ge=0, description="First retry delay, doubled each retry.")
     max_batch: int = Field(500, ge=1, description="Most alerts in one POST.")
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookSinkConfig:
+        if self.secret is None and not self.unsigned:
+            raise ValueError("webhook sink: set secret (HMAC signing, the default) or unsigned: true")
+        return self
 
 
 class EmailSinkConfig(Section):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from netobs.config import check_listen
 from netobs.config_base import Section
 
 
@@ -20,7 +21,16 @@ class ListenerConfig(Section):
     )
     listen: str = Field("0.0.0.0:6343", description="UDP address:port to receive exports on.")
     receive_buffer: int = Field(8 << 20, ge=0, description="SO_RCVBUF in bytes (0 = kernel default).")
-    reuse_port: bool = Field(True, description="SO_REUSEPORT so several collector processes share a port.")
+    reuse_port: bool = Field(
+        False,
+        description="SO_REUSEPORT so several collector processes share a port (scale-out on one host; every "
+        "process must set it). Off: the port is this process's alone and a second one fails to start.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return check_listen(value, "listener address")
 
 
 class ExporterSamplingConfig(Section):

@@ -1,6 +1,6 @@
 """Prometheus names of the collector."""
 
-from netobs.metrics import counter, gauge, histogram
+from netobs.metrics import counter, histogram
 
 datagrams = counter("netobs_collector_datagrams_total", "Datagrams received", ("exporter", "listener"))
 records = counter("netobs_collector_flows_total", "Flow records decoded", ("exporter", "type"))
@@ -9,12 +9,16 @@ decode_errors = counter(
     "Datagrams or records that failed to decode",
     ("exporter", "reason"),
 )
-sequence = counter(
-    "netobs_collector_sequence_total",
-    "Sequence-number findings per exporter: kind=missing (units skipped), late (reordered units), reset "
-    "(exporter restarts); unit=datagrams, samples or records. Loss estimate: missing - late.",
-    ("exporter", "type", "unit", "kind"),
-)
+#: Sequence-number findings, one metric per unit counted (a metric has one unit).
+sequence = {
+    unit: counter(
+        f"netobs_collector_sequence_{unit}_total",
+        f"Sequence-number findings per exporter, in {unit}: kind=missing ({unit} skipped), late "
+        f"(reordered {unit}), reset (exporter restarts, counted once each). Loss estimate: missing - late.",
+        ("exporter", "type", "kind"),
+    )
+    for unit in ("datagrams", "samples", "records")
+}
 unsampled = counter(
     "netobs_collector_unsampled_flows_total",
     "Flows whose sampling rate neither the export nor the configuration (exporter_sampling, "
@@ -43,8 +47,8 @@ counter_publish_errors = counter(
     (),
 )
 publish_latency = histogram("netobs_collector_publish_seconds", "Time to hand one batch to the transport", ())
-socket_drops = gauge(
-    "netobs_collector_socket_drops",
+socket_drops = counter(
+    "netobs_collector_socket_drops_total",
     "Datagrams the kernel dropped for a listener (receive buffer full)",
     ("listener",),
 )

@@ -26,6 +26,7 @@ the wire.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -230,9 +231,11 @@ class UdpCollector:
     def _read_drops(self, sock: socket.socket, lc: ListenerConfig) -> None:
         drops = socket_drops(sock)
         if drops is not None:
-            metrics.socket_drops.labels(lc.listen).set(drops)
             with self._lock:
+                before = self.socket_drops.get(lc.listen, 0)
                 self.socket_drops[lc.listen] = drops
+            if drops > before:  # the kernel's count only grows while the socket lives
+                metrics.socket_drops.labels(lc.listen).inc(drops - before)
 
     def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
         batch = FlowBatch.concat(batches)
@@ -608,7 +611,7 @@ def _count(decoded: Decoded) -> None:
     for (exp, reason), n in decoded.errors.items():
         metrics.decode_errors.labels(exp, reason).inc(n)
     for (exp, protocol, unit, kind), n in decoded.sequences.items():
-        metrics.sequence.labels(exp, protocol, unit, kind).inc(n)
+        metrics.sequence[unit].labels(exp, protocol, kind).inc(n)
     for exp, n in decoded.unsampled.items():
         metrics.unsampled.labels(exp).inc(n)
         if exp not in _WARNED_UNSAMPLED and len(_WARNED_UNSAMPLED) < 4096:
@@ -624,10 +627,14 @@ _WARNED_UNSAMPLED: set[str] = set()
 
 
 def _bind(lc: ListenerConfig) -> socket.socket:
+    """A UDP socket bound to the listener's address, exclusively unless ``reuse_port``.
+
+    No SO_REUSEADDR: on Linux it lets a second UDP socket bind the same address and take the
+    unicast traffic from the first without a word; SO_REUSEPORT (opt-in) shares it on purpose.
+    """
     host, port = parse_hostport(lc.listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if lc.reuse_port and hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if lc.receive_buffer:
@@ -636,5 +643,11 @@ def _bind(lc: ListenerConfig) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise OSError(f"cannot listen on {lc.listen}: {e.strerror}") from None
+        if e.errno == errno.EADDRINUSE:
+            hint = (
+                "another process (a second netobs run?) holds it; stop it, or set reuse_port: true on "
+                "every process sharing the port (the kernel then spreads exporters between them)"
+            )
+            raise OSError(e.errno, f"cannot listen on {lc.listen}: address already in use: {hint}") from None
+        raise OSError(e.errno, f"cannot listen on {lc.listen}: {e.strerror}") from None
     return sock

@@ -7,15 +7,47 @@ their path; the loaded tree is frozen. Plug-ins are chosen by a ``type`` field.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from netobs.config_base import Section
 from netobs.counting import CountingConfig
+
+
+def check_listen(value: str, what: str = "address") -> str:
+    """``host:port`` (IPv6 in brackets), port 0-65535; the host an address or a DNS name."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{what} must be host:port (IPv6 as [addr]:port), got {value!r}")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if host.startswith("[") or not _HOSTNAME.fullmatch(bare):
+            raise ValueError(f"{what} host {host!r} is neither an IP address nor a host name") from None
+    return value
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def listen_is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class TLSConfig(Section):
@@ -46,11 +78,48 @@ class KafkaTransportConfig(Section):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, description="SASL mechanism when security_protocol uses SASL."
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None = (
+        Field(
+            None,
+            description="SASL mechanism when security_protocol uses SASL. GSSAPI (Kerberos) needs the `gssapi` "
+            "Python package and a keytab/credential cache in the environment (KRB5_CLIENT_KTNAME, KRB5CCNAME); "
+            "OAUTHBEARER reads its token from sasl_oauth_token_file.",
+        )
     )
-    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_username: str | None = Field(None, description="SASL user name (PLAIN, SCRAM).")
     sasl_password: SecretStr | None = Field(None, description="SASL password (from env in production).")
+    sasl_kerberos_service_name: str = Field(
+        "kafka", description="GSSAPI: the Kerberos service name of the brokers (the principal's primary)."
+    )
+    sasl_kerberos_domain_name: str | None = Field(
+        None, description="GSSAPI: the brokers' Kerberos host name, when it differs from the bootstrap host."
+    )
+    sasl_oauth_token_file: Path | None = Field(
+        None,
+        description="OAUTHBEARER: file holding the current access token (JWT), re-read at every "
+        "authentication (e.g. a projected service-account token or a sidecar's output).",
+    )
+
+    @model_validator(mode="after")
+    def _sasl(self) -> KafkaTransportConfig:
+        sasl = self.security_protocol.startswith("SASL_")
+        m = self.sasl_mechanism
+        if sasl and m is None:
+            raise ValueError(
+                f"transport.kafka.security_protocol {self.security_protocol} needs sasl_mechanism"
+            )
+        if m is not None and not sasl:
+            raise ValueError(
+                f"transport.kafka.sasl_mechanism {m} needs security_protocol SASL_SSL or SASL_PLAINTEXT"
+            )
+        if m in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(f"transport.kafka.sasl_mechanism {m} needs sasl_username and sasl_password")
+        if m == "OAUTHBEARER" and self.sasl_oauth_token_file is None:
+            raise ValueError("transport.kafka.sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file")
+        return self
+
     tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS settings for SSL/SASL_SSL.")
     dead_letter_topic: str = Field(
         "netobs-dead-letter",
@@ -124,6 +193,14 @@ class ClickHouseStoreConfig(Section):
     connect_timeout_s: float = Field(10, gt=0, description="Connect timeout.")
     send_receive_timeout_s: float = Field(300, gt=0, description="Send/receive timeout.")
     tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS for the native protocol.")
+    viewer_user: str | None = Field(
+        None,
+        description="A read-only server user (profile readonly=1, allow_databases: the netobs database) "
+        "the control endpoint runs viewers' queries as; unset: the main user with readonly=1 per query.",
+    )
+    viewer_password: SecretStr = Field(SecretStr(""), description="Password of viewer_user.")
+
+
 
 
 class StoreConfig(Section):
@@ -154,10 +231,154 @@ class StoreConfig(Section):
     clickhouse: ClickHouseStoreConfig = Field(default_factory=ClickHouseStoreConfig)
 
 
+class PrincipalConfig(Section):
+    name: str = Field(..., min_length=1, description="Who this is (shown in the query audit log).")
+    role: Literal["viewer", "operator", "admin"] = Field(
+        ...,
+        description="viewer: read-only SELECT on netobs's own tables; operator: also writes them and reads "
+        "system tables (what the netobs commands need); admin: any statement.",
+    )
+    tenants: tuple[str, ...] = Field(
+        (),
+        description="Viewer only: tenants whose flows it sees (rows where src_tenant or dst_tenant is one "
+        "of them); tables without tenant columns are refused. Empty: every tenant.",
+    )
+    token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the principal's bearer token (`netobs token new` prints both); the "
+        "token itself is never stored.",
+    )
+    cert_cn: str | None = Field(
+        None, description="Subject CN of the principal's client certificate (mutual TLS)."
+    )
+    expires: datetime | None = Field(None, description="When the credential stops being accepted (UTC).")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> PrincipalConfig:
+        if self.token_sha256 is None and self.cert_cn is None:
+            raise ValueError(f"principal {self.name!r} needs token_sha256 or cert_cn")
+        if self.tenants and self.role != "viewer":
+            raise ValueError(f"principal {self.name!r}: tenants bind viewers only, not {self.role}")
+        if self.expires is not None and self.expires.tzinfo is None:
+            object.__setattr__(self, "expires", self.expires.replace(tzinfo=UTC))
+        return self
+
+
+class ControlAuthConfig(Section):
+    principals: tuple[PrincipalConfig, ...] = Field((), description="Who may use the control endpoint.")
+    principals_file: Path | None = Field(
+        None, description="YAML list of more principals (same fields), e.g. a mounted secret."
+    )
+    anonymous_role: Literal["none", "viewer", "operator"] = Field(
+        "operator",
+        description="Role of a request without credentials from a loopback peer (what local netobs "
+        "commands get without a token); 'none' requires a credential from everyone. Never admin.",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (),
+        description="Host header names accepted besides the listen address and localhost (the name "
+        "clients use behind DNS); any other Host is refused (DNS rebinding).",
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        (),
+        description="Browser Origins allowed to call the endpoint (e.g. https://grafana.example); a "
+        "request carrying any other Origin is refused (cross-site requests).",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="Client side: file holding the token the netobs commands send ($NETOBS_TOKEN wins).",
+    )
+    query_timeout_s: int = Field(
+        300, ge=1, description="max_execution_time of a viewer's query on the engine."
+    )
+    audit_retention_days: int = Field(
+        400, ge=1, description="TTL of the query audit log table in days (none on servers before 19.x)."
+    )
+
+
+class ControlTLSConfig(Section):
+    cert_file: Path | None = Field(None, description="Server certificate (PEM); with key_file turns TLS on.")
+    key_file: Path | None = Field(None, description="Server private key (PEM).")
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA bundle client certificates are verified with (mutual TLS); a client presenting "
+        "a certificate maps to the principal whose cert_cn is its subject CN.",
+    )
+    require_client_cert: bool = Field(
+        False, description="Refuse TLS handshakes without a client certificate (needs client_ca_file)."
+    )
+    ca_file: Path | None = Field(None, description="Client side: CA bundle to verify the server with.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ControlTLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("control.tls: give both cert_file and key_file")
+        if self.require_client_cert and self.client_ca_file is None:
+            raise ValueError("control.tls.require_client_cert needs client_ca_file")
+        return self
+
+
+class HealthConfig(Section):
+    drop_window_s: float = Field(
+        60, gt=0, description="Health is degraded while the kernel dropped datagrams within this window."
+    )
+    consumer_lag_max: int = Field(
+        1_000_000,
+        ge=1,
+        description="Health is degraded while the Kafka consumer lags more records than this.",
+    )
+    silent_after_s: float = Field(
+        300,
+        gt=0,
+        description="Health is degraded when a listener received no datagram for this long (since start "
+        "or since its last one).",
+    )
+    warn_interval_s: float = Field(
+        60, gt=0, description="Each degraded reason is logged as a warning at most this often."
+    )
+
+
 class ControlConfig(Section):
     listen: str = Field(
-        "127.0.0.1:9464", description="HTTP endpoint of a running process: /metrics, /health, /query."
+        "127.0.0.1:9464",
+        description="HTTP(S) endpoint of a running process: /query, /metrics, /health, /livez, /readyz. "
+        "A non-loopback address needs control.tls and control.auth principals.",
     )
+    metrics_listen: str | None = Field(
+        None,
+        description="A second, plain HTTP listener serving only /metrics, /health, /livez and /readyz "
+        "(no queries), e.g. 0.0.0.0:9465 for a Prometheus outside the host or container.",
+    )
+    tls: ControlTLSConfig = Field(default_factory=ControlTLSConfig)
+    auth: ControlAuthConfig = Field(default_factory=ControlAuthConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return check_listen(value, "control.listen")
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str | None) -> str | None:
+        return None if value is None else check_listen(value, "control.metrics_listen")
+
+    @model_validator(mode="after")
+    def _exposed(self) -> ControlConfig:
+        if listen_is_loopback(self.listen):
+            return self
+        if not self.tls.enabled or not (self.auth.principals or self.auth.principals_file):
+            raise ValueError(
+                f"control.listen {self.listen} is not a loopback address: the query endpoint leaves the "
+                "host only with TLS (control.tls.cert_file/key_file) and authentication "
+                "(control.auth.principals); use control.metrics_listen to expose /metrics alone"
+            )
+        return self
 
 
 class Settings(BaseSettings):
@@ -246,7 +467,31 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@:\s]*)(:[^/@\s]*)?@")
+_URL_SECRET_PARAM = re.compile(
+    r"(?P<key>[?&;](?:token|access_token|api_key|apikey|key|secret|password|passwd|pwd|auth|sig|signature)=)[^&;#\s]*",
+    re.IGNORECASE,
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``https://user:pw@host/?token=x`` → ``https://user:***@host/?token=***``."""
+    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _URL_SECRET_PARAM.sub(lambda m: f"{m['key']}***", text)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url_credentials(value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+
+
 def dump(settings: BaseSettings) -> str:
-    """The effective configuration as YAML, secrets masked."""
-    data = settings.model_dump(mode="json")
+    """The effective configuration as YAML, secrets masked (SecretStr fields and credentials
+    inside URLs)."""
+    data = _mask(settings.model_dump(mode="json"))
     return yaml.safe_dump(data, sort_keys=False)

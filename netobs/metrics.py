@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# One series per counter: the `_created` twin of every counter doubles the series and is
+# not part of the Prometheus text format's conventions for counters.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: One registry per process; components define their metrics against it.
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+PlatformCollector(registry=REGISTRY)  # python_info
 
 build_info = Gauge("netobs_build_info", "netobs version", ["version"], registry=REGISTRY)
 component_failures = Counter(
@@ -34,3 +49,24 @@ def histogram(
 def exposition() -> bytes:
     """The text exposition format of every metric in the registry."""
     return generate_latest(REGISTRY)
+
+
+control_requests = Counter(
+    "netobs_control_requests_total",
+    "Control endpoint requests answered, by route and HTTP status",
+    ["route", "code"],
+    registry=REGISTRY,
+)
+control_refused = Counter(
+    "netobs_control_refused_requests_total",
+    "Control endpoint requests refused before their handler, by reason (host, origin, content_type, "
+    "unauthenticated, forbidden)",
+    ["reason"],
+    registry=REGISTRY,
+)
+queries_refused = Counter(
+    "netobs_control_refused_queries_total",
+    "Statements the SQL guard refused (outside the caller's grant), by role",
+    ["role"],
+    registry=REGISTRY,
+)

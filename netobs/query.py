@@ -20,7 +20,7 @@ def run_query(settings: Settings, sql: str) -> pa.Table:
     queried directly, but going through a running process keeps one code path.
     """
     try:
-        return remote_query(settings.control.listen, sql)
+        return remote_query(settings.control, sql)
     except ConnectionRefusedError:
         pass
     store = make_store(settings.store)
@@ -36,7 +36,7 @@ class Querier:
     else on a store opened once (and closed by :meth:`close`)."""
 
     def __init__(self, settings: Settings):
-        self._listen = settings.control.listen
+        self._listen = settings.control
         self._store = None
         try:
             remote_query(self._listen, "SELECT 1")

@@ -42,10 +42,48 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_config(args: argparse.Namespace) -> int:
     if args.check:
-        load(args.check)
+        settings = load(args.check)
+        _check_runtime(settings, args.check)
         print(f"{args.check}: ok")
         return EXIT_OK
     print(dump(_settings(args)), end="")
+    return EXIT_OK
+
+
+def _check_runtime(settings: Settings, where: str) -> None:
+    """What ``run`` refuses beyond the models: unreadable principal files, cross-section rules."""
+    from netobs.auth import Authenticator
+
+    try:
+        Authenticator(settings.control.auth)
+    except ValueError as e:
+        raise ConfigError(f"{where}: control.auth: {e}") from None
+    if settings.pipeline.goflow2_topics and settings.transport.type != "kafka":
+        raise ConfigError(f"{where}: pipeline.goflow2_topics needs transport.type: kafka")
+    if settings.transport.kafka.topic in settings.pipeline.goflow2_topics:
+        raise ConfigError(
+            f"{where}: pipeline.goflow2_topics names transport.kafka.topic, where netobs batches travel"
+        )
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A new token on stdout's first line, then the principal entry (with its hash) to add to
+    control.auth.principals or the principals file."""
+    import yaml
+
+    from netobs.auth import hash_token, new_token
+
+    token = new_token()
+    entry: dict[str, object] = {"name": args.name, "role": args.role, "token_sha256": hash_token(token)}
+    if args.tenant:
+        if args.role != "viewer":
+            raise ConfigError("--tenant binds viewers only")
+        entry["tenants"] = list(args.tenant)
+    if args.expires:
+        entry["expires"] = args.expires
+    print(token)
+    print("# give the token above to the client (NETOBS_TOKEN or control.auth.token_file); add this entry:")
+    print(yaml.safe_dump([entry], sort_keys=False), end="")
     return EXIT_OK
 
 
@@ -170,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rate", type=float, default=0, help="datagrams per second (0: as fast as possible)")
     r.add_argument("--loops", type=int, default=1, help="how many times to send the capture")
     r.set_defaults(func=cmd_replay)
+
+    t = sub.add_parser("token", help="make a control endpoint token (printed once; only its hash is stored)")
+    t.add_argument("--name", required=True, help="principal name (shown in the query audit log)")
+    t.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    t.add_argument("--tenant", action="append", default=[], help="viewer: a tenant it may see (repeatable)")
+    t.add_argument("--expires", help="ISO 8601 time after which the token is refused")
+    t.set_defaults(func=cmd_token)
 
     q = sub.add_parser(
         "query", help="run SQL against the configured store (through a running process if any)"

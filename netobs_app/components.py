@@ -33,6 +33,7 @@ from dashboards.catalog import BUILDERS
 from dashboards.cli import add_parsers as dashboards_commands
 from dashboards.config import DashboardsConfig
 from netobs import counter_rates, ddl, observations
+from netobs.audit import AUDIT, AUDIT_TABLE
 from netobs.store import STORES
 from netobs.tables import Declared, Table, View
 from netobs.transport import TRANSPORTS
@@ -74,7 +75,9 @@ COMPONENTS: tuple[Component, ...] = (
             *(name for r in ddl.ROLLUPS for name in (r.table, f"{r.table}_mv")),
             counter_rates.VIEW,
         ),
-        declares=(observations.OBSERVATION_POINTS_TABLE,),
+        # the audit table: also created by the runtime on legacy servers (without TTL)
+        declares=(observations.OBSERVATION_POINTS_TABLE, AUDIT_TABLE),
+        retention=lambda settings: {AUDIT: settings.control.auth.audit_retention_days},
     ),
     Component(
         "collectors",

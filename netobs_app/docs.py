@@ -24,6 +24,7 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 import alerts.metrics
 import collectors.metrics
 import netobs.metrics
+import netobs.transport.metrics
 import pipeline.metrics
 from netobs_app.components import COMPONENTS
 from netobs_app.settings import Settings
@@ -31,6 +32,7 @@ from netobs_app.settings import Settings
 #: The modules holding each component's Prometheus names, in the order the reference lists them.
 METRICS_MODULES: tuple[types.ModuleType, ...] = (
     netobs.metrics,
+    netobs.transport.metrics,
     collectors.metrics,
     pipeline.metrics,
     alerts.metrics,
@@ -151,7 +153,9 @@ def metrics_reference() -> str:
     out = [_HEADER.format(source="the components' metrics modules"), "# Metrics reference\n\n"]
     out.append(
         "Every netobs process serves them at `GET /metrics` on its control endpoint "
-        "(`control.listen`).\n\n| metric | type | labels | description |\n|---|---|---|---|\n"
+        "(`control.listen`, and `control.metrics_listen` when set), with the Prometheus client's "
+        "`process_*` (CPU seconds, resident memory, open file descriptors, start time) and `python_info`. "
+        "Counters have no `_created` series.\n\n| metric | type | labels | description |\n|---|---|---|---|\n"
     )
     for name, kind, labels, doc in sorted(metric_rows()):
         out.append(f"| `{name}` | {kind} | {labels} | {_cell(doc)} |\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -14,11 +15,15 @@ from typing import Any
 from alerts.service import Notifier
 from collectors.service import UdpCollector
 from netobs import __version__, metrics
+from netobs.audit import AUDIT_TABLE, AuditLog
+from netobs.auth import Authenticator
 from netobs.config import ConfigError
-from netobs.control import ControlServer
+from netobs.control import ControlServer, Route, health_routes, metrics_route
+from netobs.queryservice import QueryService
 from netobs.store import Store, make_store
 from netobs.transport import Consumer, Transport, make_transport
 from netobs_app import components
+from netobs_app.health import HealthMonitor
 from netobs_app.scheduler import Scheduler
 from netobs_app.settings import Settings
 from pipeline.enrich import Enricher, make_enricher
@@ -64,6 +69,9 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.notifier: Notifier | None = None
         self.control: ControlServer | None = None
+        self.metrics_server: ControlServer | None = None
+        self.queries: QueryService | None = None
+        self.monitor = HealthMonitor(settings.control.health)
         self.transport: Any = None
         self.started = 0.0
         self.fatal = ""  # why a component died; the process then exits with status 1
@@ -72,10 +80,15 @@ class Runtime:
     def start(self) -> None:
         s = self.settings
         metrics.build_info.labels(__version__).set(1)
+        try:
+            authenticator = Authenticator(s.control.auth)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         transport = self.transport = make_transport(s.transport, spool_dir(s))
         if self.process:
             self.store = store = make_store(s.store, components.schema(s))
             store.start()
+            self.queries = QueryService(store, s.store.database, s.control.auth, self._audit_log(store))
             self.enricher = enricher = self._enricher(store)
             enricher.start()
             self.pipeline = Pipeline(
@@ -95,12 +108,38 @@ class Runtime:
         if self.collect:
             self.collector = UdpCollector(s.collector, transport.producer())
             self.collector.start()
-        query = self.store.query_arrow if self.store is not None else None
-        self.control = ControlServer(s.control.listen, query=query, health=self.health)
+        routes: list[Route] = [metrics_route(), *health_routes(self.health, self.ready)]
+        if self.queries is not None:
+            routes.append(self.queries.route())
+        self.control = ControlServer(s.control, routes, authenticator=authenticator)
         self.control.start()
+        if s.control.metrics_listen:
+            public = [metrics_route(), *health_routes(self.health, self.ready)]
+            self.metrics_server = ControlServer(
+                s.control, public, listen=s.control.metrics_listen, tls=False, check_host=False
+            )
+            self.metrics_server.start()
         self.started = time.time()
         threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
-        log.info("netobs ready: control endpoint http://%s", self.control.address)
+        log.info("netobs ready: control endpoint %s://%s", self.control.scheme, self.control.address)
+
+    def _audit_log(self, store: Store) -> AuditLog:
+        """The query audit log, its table created (without TTL on pre-19 servers, which have none)."""
+        s = self.settings
+        days = s.control.auth.audit_retention_days
+        spec = (
+            AUDIT_TABLE if store.dialect == "modern" else dataclasses.replace(AUDIT_TABLE, ttl=None)
+        )
+        cluster = s.store.clickhouse.cluster if s.store.type == "clickhouse" else None
+        for stmt in spec.create(
+            s.store.database, cluster=cluster, replicated=s.store.replicated, retention_days=days
+        ):
+            store.execute(stmt)
+        audit = AuditLog(
+            lambda t, target: store.insert(t, target=target), store.query_arrow, s.store.database
+        )
+        audit.start()
+        return audit
 
     def _pipeline_config(self) -> Any:
         """The pipeline's config; the embedded mode keeps dead letters in a directory by default."""
@@ -127,8 +166,13 @@ class Runtime:
         return out
 
     def _watch(self) -> None:
-        """End the process (SIGTERM to itself: a clean stop, exit status 1) when a component died."""
+        """End the process (SIGTERM to itself: a clean stop, exit status 1) when a component died;
+        every second, take a health reading (which logs degraded reasons, rate-limited)."""
         while not self._stopping.wait(1.0):
+            try:
+                self.sample_health()
+            except Exception:  # a reading must never stop the watchdog
+                log.exception("health reading failed")
             dead = self.failures()
             if dead:
                 self.fatal = "; ".join(f"{k}: {v}" for k, v in dead.items())
@@ -158,6 +202,24 @@ class Runtime:
         if not s.enrich.metadata_topic.enabled:
             return make_enricher(s, store)
         return make_topic_enricher(s, store)
+
+    def sample_health(self) -> dict[str, str]:
+        """One reading of everything health looks at (the watchdog calls it every second)."""
+        c, sched = self.collector, self.scheduler
+        consumer = getattr(self.pipeline, "consumer", None) if self.pipeline is not None else None
+        lag = getattr(consumer, "lag", None)
+        return self.monitor.sample(
+            socket_drops=sum(c.read_socket_drops().values()) if c is not None else None,
+            datagrams=(c.datagrams + c.rejected) if c is not None else None,
+            consumer_lag=lag() if callable(lag) else None,
+            failing_jobs=dict(sched.failing) if sched is not None else None,
+            known=self._known_degraded(),
+        )
+
+    def ready(self) -> bool:
+        """Ready: started, and nothing that stops the data from flowing (store or transport away)."""
+        reasons = self.monitor.reasons
+        return self.started > 0 and "store" not in reasons and "transport" not in reasons
 
     def health(self) -> dict[str, Any]:
         """``status``: ok, degraded (working around a problem: ``reasons`` say which) or failing
@@ -203,7 +265,13 @@ class Runtime:
         return found
 
     def degraded(self) -> dict[str, str]:
-        """What is being worked around now: the store or transport away, a spool filling."""
+        """What is being worked around now (the last reading's reasons, or a fresh one)."""
+        if self.started and self.monitor.reasons is not None and not self._stopping.is_set():
+            return {**self.monitor.reasons, **self._known_degraded()}
+        return self._known_degraded()
+
+    def _known_degraded(self) -> dict[str, str]:
+        """What the components say: the store or transport away, a spool filling."""
         out: dict[str, str] = {}
         for producer in self._spooled():
             if not producer.up:
@@ -233,6 +301,8 @@ class Runtime:
             self.transport.close()
         if self.control is not None:
             self.control.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         if self.store is not None:
             self.store.stop()
 

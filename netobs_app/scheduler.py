@@ -35,6 +35,8 @@ class Scheduler:
         self.done: dict[str, float] = {}  # job → end of the last window it ran
         self.runs: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        #: Jobs whose last run failed → why (health reports them degraded until one succeeds).
+        self.failing: dict[str, str] = {}
 
     def jobs(self) -> list[tuple[str, int, int, Callable[[datetime, datetime], None]]]:
         a, p = self.settings.analytics, self.settings.policy
@@ -66,8 +68,10 @@ class Scheduler:
             try:
                 job(start_dt, end_dt)
                 self.runs[name] = self.runs.get(name, 0) + 1
-            except Exception:  # a failing job must not stop collection or the other jobs
+                self.failing.pop(name, None)
+            except Exception as e:  # a failing job must not stop collection or the other jobs
                 self.errors[name] = self.errors.get(name, 0) + 1
+                self.failing[name] = f"{type(e).__name__}: {e}"[:300]
                 log.exception("scheduled %s over [%s, %s) failed", name, start_dt, end_dt)
             self.done[name] = end
 

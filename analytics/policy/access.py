@@ -1,7 +1,7 @@
 """How the policy and report commands reach the store, and parse their time arguments.
 
 While ``netobs run`` owns an embedded store, other processes go through its control endpoint
-(``/query`` runs any statement, reads return Arrow); otherwise the store is opened directly.
+(``/query``, with the token of ``$NETOBS_TOKEN`` / ``control.auth.token_file``; reads return Arrow); otherwise the store is opened directly.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
+from netobs.config import ControlConfig
 from netobs.control import remote_query
 from netobs.store import make_store
 
@@ -23,7 +24,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 class RemoteStore:
     """The store of a running netobs process, through its control endpoint."""
 
-    def __init__(self, listen: str, database: str):
+    def __init__(self, listen: ControlConfig | str, database: str):
         self.listen, self.database = listen, database
 
     def query_arrow(self, sql: str) -> pa.Table:
@@ -36,8 +37,8 @@ class RemoteStore:
 @contextmanager
 def open_store(settings) -> Iterator:
     """The running process's store if there is one, else the configured store opened here."""
-    if _running(settings.control.listen):
-        yield RemoteStore(settings.control.listen, settings.store.database)
+    if _running(settings.control):
+        yield RemoteStore(settings.control, settings.store.database)
         return
     store = make_store(settings.store)
     store.start()
@@ -47,7 +48,7 @@ def open_store(settings) -> Iterator:
         store.stop()
 
 
-def _running(listen: str) -> bool:
+def _running(listen: ControlConfig | str) -> bool:
     try:
         remote_query(listen, "SELECT 1", timeout_s=5)
     except OSError:  # connection refused, timeout: no running process there

@@ -9,7 +9,7 @@ dictionary-encoded columns go to LowCardinality ones as they are); reads come ba
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -67,8 +67,17 @@ class ChdbStore:
     def execute(self, sql: str) -> None:
         self._run(sql)
 
-    def query_arrow(self, sql: str) -> pa.Table:
+    def query_arrow(self, sql: str, settings: Mapping[str, Any] | None = None) -> pa.Table:
+        """Read; ``settings`` (e.g. ``readonly``) are applied to this statement only, as a
+        SETTINGS clause after it (a guarded statement carries none of its own)."""
+        if settings:
+            sql = f"{sql}\nSETTINGS {settings_clause(settings)}"
         return self._run(sql, "ArrowTable")
+
+    def explain_ast(self, sql: str) -> str:
+        """The engine's own parse tree of ``sql`` (``EXPLAIN AST``), one node per line."""
+        res = self._run(f"EXPLAIN AST {sql}", "TSVRaw")
+        return bytes(res.bytes()).decode() if hasattr(res, "bytes") else str(res)
 
     def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> int:
         """Insert ``table``; the rows stored (0 when the engine dropped them as a duplicate block,
@@ -93,6 +102,22 @@ class ChdbStore:
     def _duplicated_blocks(self) -> int:
         t = self.query_arrow("SELECT value FROM system.events WHERE event = 'DuplicatedInsertedBlocks'")
         return int(t.column(0)[0].as_py()) if t.num_rows else 0
+
+
+def settings_clause(settings: Mapping[str, Any]) -> str:
+    """``k=v, ...`` with ``readonly`` last (once set, no later setting may change)."""
+    items = sorted(settings.items(), key=lambda kv: kv[0] == "readonly")
+    return ", ".join(f"{k}={_setting_value(v)}" for k, v in items)
+
+
+def _setting_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"'{_quote(str(k))}': '{_quote(str(v))}'" for k, v in value.items()) + "}"
+    return f"'{_quote(str(value))}'"
 
 
 def _quote(s: str) -> str:

@@ -13,7 +13,7 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -74,6 +74,18 @@ class ClickHouseStore:
             client_name="netobs",
             **tls,
         )
+        self._viewer = None
+        if c.viewer_user:
+            self._viewer = Client(
+                host=c.host,
+                port=c.port,
+                user=c.viewer_user,
+                password=c.viewer_password.get_secret_value(),
+                connect_timeout=c.connect_timeout_s,
+                send_receive_timeout=c.send_receive_timeout_s,
+                client_name="netobs-viewer",
+                **tls,
+            )
 
     def start(self) -> None:
         version = self._call(lambda: self._client.execute("SELECT version()")[0][0])
@@ -84,6 +96,8 @@ class ClickHouseStore:
 
     def stop(self) -> None:
         self._client.disconnect()
+        if self._viewer is not None:
+            self._viewer.disconnect()
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn``; network and transient server errors (:mod:`netobs.store.errors`) are
@@ -125,14 +139,29 @@ class ClickHouseStore:
         )
         return dict(rows)
 
-    def query_arrow(self, sql: str) -> pa.Table:
-        rows, meta = self._call(lambda: self._client.execute(sql, with_column_types=True, columnar=True))
+    def query_arrow(self, sql: str, settings: Mapping[str, Any] | None = None) -> pa.Table:
+        """Read; with ``settings`` (a guarded statement: ``readonly``...) it runs with them, and as
+        ``clickhouse.viewer_user`` when one is configured (a read-only user on the server)."""
+        client = self._viewer if settings and self._viewer is not None else self._client
+        opts = dict(settings or {})
+        if self.dialect == "legacy":
+            opts.pop("additional_table_filters", None)  # pre-22 servers: the rewrite alone filters
+        rows, meta = self._call(
+            lambda: client.execute(sql, with_column_types=True, columnar=True, settings=opts or None)
+        )
         names = [m[0] for m in meta]
         if not rows:
             return pa.table({n: pa.array([]) for n in names})
         # Integer types by name: inference would make UInt64 values >= 2**63 overflow int64.
         types = [_INTEGER_TYPES.get(m[1]) for m in meta]
         return pa.table({m[0]: pa.array(list(col), t) for m, col, t in zip(meta, rows, types, strict=True)})
+
+    def explain_ast(self, sql: str) -> str:
+        """The server's parse tree of ``sql`` (``EXPLAIN AST``, servers from 20.x; older refuse)."""
+        if self.dialect == "legacy":
+            raise StoreError("EXPLAIN AST needs a ClickHouse server of 20.x or later")
+        rows = self._call(lambda: self._client.execute(f"EXPLAIN AST {sql}"))
+        return "\n".join(str(r[0]) for r in rows)
 
     def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> int:
         """Insert ``table`` in one columnar query; the rows the server stored (0 when it dropped

@@ -8,23 +8,27 @@ never auto-commit: the pipeline commits only after the rows are in the store.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.sasl.oauth import AbstractTokenProvider
 from kafka.structs import OffsetAndMetadata
 
 from netobs import wire
 from netobs.config import KafkaTransportConfig
-from netobs.transport import kafka_producer
+from netobs.transport import kafka_producer, metrics
 from netobs.transport.base import Message, TransportError
 from netobs.transport.deadletter import KafkaDeadLetters
 from netobs.transport.spool import Spool
 from netobs.transport.spooled import SpooledProducer, encode_parts
 
 log = logging.getLogger(__name__)
+LAG_INTERVAL_S = 5.0
 
 MAX_MESSAGE_BYTES = 900_000  # under the broker's default message.max.bytes (1 MB)
 
@@ -54,10 +58,19 @@ def client_options(cfg: KafkaTransportConfig) -> dict[str, Any]:
         "security_protocol": cfg.security_protocol,
         "request_timeout_ms": cfg.request_timeout_ms,
     }
-    if cfg.sasl_mechanism:
-        opts["sasl_mechanism"] = cfg.sasl_mechanism
+    m = cfg.sasl_mechanism
+    if m:
+        opts["sasl_mechanism"] = m
+    if m in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
         opts["sasl_plain_username"] = cfg.sasl_username
         opts["sasl_plain_password"] = cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
+    elif m == "GSSAPI":
+        opts["sasl_kerberos_service_name"] = cfg.sasl_kerberos_service_name
+        if cfg.sasl_kerberos_domain_name:
+            opts["sasl_kerberos_domain_name"] = cfg.sasl_kerberos_domain_name
+    elif m == "OAUTHBEARER":
+        assert cfg.sasl_oauth_token_file is not None
+        opts["sasl_oauth_token_provider"] = FileTokenProvider(cfg.sasl_oauth_token_file)
     if cfg.security_protocol in ("SSL", "SASL_SSL"):
         opts["ssl_check_hostname"] = cfg.tls.verify
         if cfg.tls.ca_file:
@@ -67,6 +80,21 @@ def client_options(cfg: KafkaTransportConfig) -> dict[str, Any]:
         if cfg.tls.key_file:
             opts["ssl_keyfile"] = str(cfg.tls.key_file)
     return opts
+
+
+class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # kafka-python has no types
+    """OAUTHBEARER token read from a file at each authentication: whoever refreshes the file (a
+    projected service-account token, an OIDC sidecar) refreshes netobs's credential."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def token(self) -> str:
+        try:
+            return self.path.read_text().strip()
+        except OSError as e:
+            raise TransportError(f"OAUTHBEARER token file {self.path}: {e.strerror}") from None
 
 
 class KafkaTransport:
@@ -180,6 +208,8 @@ class KafkaBatchConsumer:
         self.config = cfg
         self._on_revoked: Callable[[list[tuple[str, int]]], None] | None = None
         self._on_assigned: Callable[[dict[tuple[str, int], tuple[int, int] | None]], None] | None = None
+        self._lag: dict[str, int] = {}
+        self._lag_read = 0.0
         try:
             self._c = KafkaConsumer(
                 group_id=cfg.group_id,
@@ -216,7 +246,30 @@ class KafkaBatchConsumer:
             )
         except KafkaError as e:
             raise TransportError(f"poll failed: {e}") from None
+        if time.monotonic() - self._lag_read >= LAG_INTERVAL_S:
+            self._read_lag()
         return polled
+
+    def _read_lag(self) -> None:
+        """Records between each assigned partition's position and its high watermark (known from
+        the last fetch: no request), in the polling thread, as kafka-python wants."""
+        self._lag_read = time.monotonic()
+        lag: dict[str, int] = {}
+        for tp in self._c.assignment():
+            high = self._c.highwater(tp)
+            try:
+                pos = self._c.position(tp)
+            except KafkaError:
+                continue
+            if high is None or pos is None:
+                continue
+            lag[f"{tp.topic}/{tp.partition}"] = n = max(0, high - pos)
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(n)
+        self._lag = lag
+
+    def lag(self) -> dict[str, int]:
+        """``topic/partition`` → records not yet consumed, as of the last reading."""
+        return dict(self._lag)
 
     def commit(self) -> None:
         """Commit every consumed position (only safe when everything polled is stored)."""

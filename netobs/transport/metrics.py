@@ -27,3 +27,8 @@ spool_oldest_age = gauge(
 transport_up = gauge(
     "netobs_transport_up", "1 while the transport takes batches directly, 0 while they go to the spool", ()
 )
+consumer_lag = gauge(
+    "netobs_transport_consumer_lag_records",
+    "Kafka records between the consumer's position and the partition's high watermark",
+    ("topic", "partition"),
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +17,7 @@ from alerts.sinks import SINKS, AlertmanagerSink, EmailSink, WebhookSink, make_s
 from alerts.sinks._http import _redacted
 from alerts.sinks.alertmanager import payload
 from alerts.sinks.email import subject
-from alerts.sinks.webhook import sign
+from alerts.sinks.webhook import sign, verify
 from alerts.source import Cursor, findings_sql, start_cursor
 from netobs_app.settings import ConfigError, Settings, dump, load
 
@@ -166,15 +168,21 @@ def test_config_checks_and_env_secrets(tmp_path, monkeypatch):
 
 def test_sink_table_and_payloads():
     assert SINKS == {"alertmanager": AlertmanagerSink, "webhook": WebhookSink, "email": EmailSink}
-    cfg = AlertsConfig(sinks={"h": {"type": "webhook", "url": "http://x"}})
+    cfg = AlertsConfig(sinks={"h": {"type": "webhook", "url": "http://x", "unsigned": True}})
     assert isinstance(make_sink(cfg.sinks["h"]), WebhookSink)
     body = payload([alert(), alert(ends_at=T)])
     assert "endsAt" not in body[0] and body[1]["endsAt"] == "2026-11-30T10:00:00.000Z"
     assert body[0]["startsAt"] == "2026-11-30T09:55:00.000Z"
-    # RFC 4231 test case 2
-    assert sign(b"Jefe", b"what do ya want for nothing?") == (
-        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    )
+    # RFC 4231 test case 2, the message split as timestamp "what do ya want for nothing?" can't be;
+    # so: the HMAC of "<ts>." + body, checked against Python's hmac, and the replay window
+    mac = hmac.new(b"Jefe", b"1700000000." + b"{}", hashlib.sha256).hexdigest()
+    assert sign(b"Jefe", b"{}", 1700000000) == f"sha256={mac}"
+    assert verify(b"Jefe", b"{}", f"sha256={mac}", "1700000000", now=1700000100)
+    assert not verify(b"Jefe", b"{}", f"sha256={mac}", "1700000000", now=1700000000 + 301)  # replayed late
+    assert not verify(b"Jefe", b"{ }", f"sha256={mac}", "1700000000", now=1700000000)  # body changed
+    assert not verify(b"Jefe", b"{}", f"sha256={mac}", "1700000001", now=1700000000)  # timestamp changed
+    with pytest.raises(ValueError, match="secret"):
+        AlertsConfig(sinks={"h": {"type": "webhook", "url": "http://x"}})  # signing is the default
     alerts = [alert(), alert(), alert(severity="warning"), alert(ends_at=T)]
     assert subject("[netobs]", "noc", alerts) == "[netobs] noc: 2 critical, 1 warning firing; 1 resolved"
 

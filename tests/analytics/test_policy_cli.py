@@ -207,10 +207,12 @@ def test_whatif_shows_added_and_removed(settings, capsys):
 def test_check_through_a_running_process(settings, capsys):
     """While a process owns the embedded store, the command goes through its control endpoint."""
     from netobs.control import ControlServer
+    from netobs.queryservice import QueryService
 
     owner = make_store(settings.store)
     owner.start()
-    server = ControlServer("127.0.0.1:0", query=owner.query_arrow)
+    service = QueryService(owner, settings.store.database, settings.control.auth)
+    server = ControlServer("127.0.0.1:0", [service.route()])  # anonymous loopback: operator
     server.start()
     try:
         remote = settings.model_copy(update={"control": ControlConfig(listen=server.address)})

@@ -149,17 +149,21 @@ def test_kernel_socket_drops_are_read():
 
 
 def test_reuse_port_shares_one_port_between_collectors():
-    """Two collectors (as two processes would) bound to one port with SO_REUSEPORT: the kernel
+    """Two collectors (as two processes would) bound to one port with SO_REUSEPORT (opt-in, reuse_port: true on both): the kernel
     spreads exporters (by source address and port) across them, and no datagram is lost."""
     t = InprocessTransport(InprocessTransportConfig(max_batches=1000))
     first = UdpCollector(
-        CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),), batch_max_delay_ms=50),
+        CollectorConfig(
+            listeners=(ListenerConfig(listen="127.0.0.1:0", reuse_port=True),), batch_max_delay_ms=50
+        ),
         t.producer(),
     )
     first.start()
     port = first.addresses[0][1]
     second = UdpCollector(
-        CollectorConfig(listeners=(ListenerConfig(listen=f"127.0.0.1:{port}"),), batch_max_delay_ms=50),
+        CollectorConfig(
+            listeners=(ListenerConfig(listen=f"127.0.0.1:{port}", reuse_port=True),), batch_max_delay_ms=50
+        ),
         t.producer(),
     )
     second.start()

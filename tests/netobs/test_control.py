@@ -5,7 +5,17 @@ import urllib.request
 import pyarrow as pa
 import pytest
 
-from netobs.control import ControlServer, RemoteError, remote_health, remote_query
+from netobs.control import (
+    ControlServer,
+    RemoteError,
+    Route,
+    arrow_response,
+    health_routes,
+    metrics_route,
+    remote_health,
+    remote_query,
+    text,
+)
 from netobs.query import format_table
 
 
@@ -15,9 +25,17 @@ def fake_query(sql):
     return pa.table({"n": [1, 2], "addr": [b"\x00" * 10 + b"\xff\xff" + bytes([10, 0, 0, 1]), b"\x00" * 16]})
 
 
+def query_route(req):
+    try:
+        return arrow_response(fake_query(req.body.decode()))
+    except ValueError as e:
+        return text(400, str(e))
+
+
 @pytest.fixture
 def server():
-    s = ControlServer("127.0.0.1:0", query=fake_query, health=lambda: {"listeners": ["x"]})
+    routes = [metrics_route(), *health_routes(lambda: {"listeners": ["x"]})]
+    s = ControlServer("127.0.0.1:0", [*routes, Route("POST", "/query", query_route, role="viewer")])
     s.start()
     yield s
     s.stop()
@@ -47,3 +65,17 @@ def test_format_table_renders_addresses():
     text = format_table(fake_query("x"))
     assert "10.0.0.1" in text and "::" in text
     assert format_table(fake_query("x"), "tsv").splitlines()[0] == "n\taddr"
+
+
+def test_route_table_is_extensible_and_refuses_simple_types():
+    s = ControlServer("127.0.0.1:0")
+    s.add_route(Route("GET", "/explore", lambda req: text(200, "hi")))
+    with pytest.raises(ValueError, match="already served"):
+        s.add_route(Route("GET", "/explore", lambda req: text(200, "again")))
+    with pytest.raises(ValueError, match="simple content type"):
+        s.add_route(Route("POST", "/form", lambda req: text(200, ""), content_types=("text/plain",)))
+    s.start()
+    try:
+        assert urllib.request.urlopen(f"http://{s.address}/explore").read() == b"hi\n"
+    finally:
+        s.stop()

@@ -23,6 +23,11 @@ from tests.services._proc import ManagedProcess, free_port
 
 NETOBS_USER = "netobs"
 NETOBS_PASSWORD = "netobs-test-pw"
+#: A read-only user for the control endpoint's viewers: profile readonly=2 (reads only; the
+#: endpoint raises it to 1 per query with its own settings), databases limited to these.
+VIEWER_USER = "netobs_viewer"
+VIEWER_PASSWORD = "viewer-test-pw"
+VIEWER_DATABASES = ("netobs_sec",)
 
 _CONFIG = """<?xml version="1.0"?>
 <yandex>
@@ -60,9 +65,19 @@ _USER = """    <{name}>
     </{name}>
 """
 
+_VIEWER = """    <{name}>
+      <password>{password}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>viewer</profile>
+      <quota>default</quota>
+      <allow_databases>{databases}</allow_databases>
+    </{name}>
+"""
+
 _USERS = """<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default>
+    <viewer><readonly>2</readonly><max_memory_usage>1000000000</max_memory_usage></viewer></profiles>
   <users>
 {users}  </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
@@ -146,6 +161,11 @@ class ClickHouseServer(ManagedProcess):
         users_xml = self.work_dir / "users.xml"
         users = _USER.format(name="default", password="") + _USER.format(
             name=NETOBS_USER, password=escape(NETOBS_PASSWORD)
+        )
+        users += _VIEWER.format(
+            name=VIEWER_USER,
+            password=escape(VIEWER_PASSWORD),
+            databases="".join(f"<database>{d}</database>" for d in VIEWER_DATABASES),
         )
         users_xml.write_text(_USERS.format(users=users))
         self.config_file.write_text(

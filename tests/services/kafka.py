@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,3 +273,58 @@ def topic_factory(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> 
         return name
 
     return make
+
+
+class SecureKafkaBroker(KafkaBroker):
+    """A broker with a SASL_SSL listener besides PLAINTEXT: SCRAM-SHA-512 users (added at format
+    time), a PEM key and certificate (openssl, self-signed for 127.0.0.1)."""
+
+    def __init__(self, work_dir: Path | str, users: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(work_dir, **kwargs)
+        self.users = users
+        self.secure_port = 0
+        self.ca_file = self.work_dir / "cert.pem"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
+
+    def _write_config(self) -> None:
+        self.secure_port = free_port()
+        key = self.work_dir / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(self.ca_file)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        keystore = self.work_dir / "keystore.pem"
+        keystore.write_text(key.read_text() + self.ca_file.read_text())
+        super()._write_config()
+        props = (self.work_dir / "server.properties").read_text()
+        plain, ctrl = f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        secure = f"SASL_SSL://127.0.0.1:{self.secure_port}"
+        props = props.replace(f"listeners={plain},{ctrl}", f"listeners={plain},{ctrl},{secure}")
+        props = props.replace(f"advertised.listeners={plain}", f"advertised.listeners={plain},{secure}")
+        props = props.replace("CONTROLLER:PLAINTEXT\n", "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL\n")
+        props += (
+            "sasl.enabled.mechanisms=SCRAM-SHA-512\n"
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+            "ssl.keystore.type=PEM\n"
+            f"ssl.keystore.location={keystore}\n"
+        )
+        (self.work_dir / "server.properties").write_text(props)
+
+    def _format_storage(self) -> None:
+        scram = [
+            a
+            for n, pw in self.users.items()
+            for a in ("--add-scram", f"SCRAM-SHA-512=[name={n},password={pw}]")
+        ]
+        cmd = self._java(
+            "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(self.work_dir / "server.properties"),
+            *scram,
+        )  # fmt: skip
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise KafkaError(f"kafka storage format failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
