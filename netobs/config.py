@@ -201,8 +201,6 @@ class ClickHouseStoreConfig(Section):
     viewer_password: SecretStr = Field(SecretStr(""), description="Password of viewer_user.")
 
 
-
-
 class StoreConfig(Section):
     type: Literal["chdb", "clickhouse"] = Field("chdb", description="Store plug-in.")
     database: str = Field("netobs", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database name.")

@@ -127,9 +127,7 @@ class Runtime:
         """The query audit log, its table created (without TTL on pre-19 servers, which have none)."""
         s = self.settings
         days = s.control.auth.audit_retention_days
-        spec = (
-            AUDIT_TABLE if store.dialect == "modern" else dataclasses.replace(AUDIT_TABLE, ttl=None)
-        )
+        spec = AUDIT_TABLE if store.dialect == "modern" else dataclasses.replace(AUDIT_TABLE, ttl=None)
         cluster = s.store.clickhouse.cluster if s.store.type == "clickhouse" else None
         for stmt in spec.create(
             s.store.database, cluster=cluster, replicated=s.store.replicated, retention_days=days

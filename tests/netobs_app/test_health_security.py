@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from collectors.config import ListenerConfig
 from collectors.service import _bind
 from collectors.sockstats import socket_drops
-from netobs.config import HealthConfig, ListenerConfig
+from netobs.config import HealthConfig
 from netobs_app.health import HealthMonitor
 
 
@@ -136,32 +137,3 @@ def test_token_command_prints_a_token_and_the_entry_that_accepts_it(capsys):
     p = auth.authenticate({"authorization": f"Bearer {token}"}, None, "10.0.0.1")
     assert (p.name, p.role, p.tenants) == ("alice", "viewer", ("A",))
     assert token not in yaml.safe_dump(entry)  # only the hash is stored
-
-
-@pytest.mark.slow
-def test_tables_dashboards_and_alerts_read_exist_from_the_first_start(tmp_path):
-    """Before: the compliance dashboard failed on a fresh store (no findings table yet)."""
-    from netobs.config import ChdbStoreConfig, StoreConfig
-    from netobs.store import make_store
-    from netobs_app.components import create_component_tables, tables
-    from netobs_app.settings import Settings
-
-    store = make_store(StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb")))
-    store.start()
-    try:
-        create_component_tables(store, Settings())
-        create_component_tables(store, Settings())  # idempotent
-        live = set(
-            store.query_arrow("SELECT name FROM system.tables WHERE database = 'netobs'")
-            .column(0)
-            .to_pylist()
-        )
-        wanted = {"findings", "violations", "violation_evidence", "alert_notifications", "alert_cursors"}
-        assert wanted <= set(tables())
-        assert wanted <= live, wanted - live
-        for t in ("findings", "violations"):
-            assert store.query_arrow(f"SELECT count() AS n FROM netobs.{t} FINAL").column(
-                "n"
-            ).to_pylist() == [0]
-    finally:
-        store.stop()
