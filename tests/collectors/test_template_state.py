@@ -125,12 +125,13 @@ def test_psamp_frame_sections_are_parsed_like_sflow_headers():
         assert c["flow_start"] == c["flow_end"] == [T, T + 1, T + 2]
 
 
-def _metric(name: str, **labels) -> float:
+def _metric(name: str, unit: str, **labels) -> float:
+    """A sequence metric: one per unit (netobs_collector_sequence_<unit>_total)."""
     from collectors import metrics
 
     return sum(
         s.value
-        for m in metrics.sequence.collect()
+        for m in metrics.sequence[unit].collect()
         for s in m.samples
         if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())
     )
