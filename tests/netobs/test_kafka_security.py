@@ -23,6 +23,8 @@ from tests.services.kafka import KafkaError, SecureKafkaBroker
 
 pytestmark = pytest.mark.integration
 USERS = {"netobs": "scram-test-secret"}
+#: TLS + SCRAM before the first request take seconds on a loaded 2-core machine (default probe: 2 s).
+SLOW_HANDSHAKE_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +56,17 @@ def cfg(broker, password: str = USERS["netobs"], **kw) -> KafkaTransportConfig:
 
 def test_scram_over_tls_round_trip(secure_broker):
     topic = f"sasl-{uuid.uuid4().hex[:8]}"
-    producer = KafkaProducer(**client_options(cfg(secure_broker)))
+    producer = KafkaProducer(
+        **client_options(cfg(secure_broker)), api_version_auto_timeout_ms=SLOW_HANDSHAKE_MS
+    )
     producer.send(topic, b"over SASL_SSL").get(timeout=30)
     producer.close()
     consumer = KafkaConsumer(
-        topic, auto_offset_reset="earliest", consumer_timeout_ms=15_000, **client_options(cfg(secure_broker))
+        topic,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15_000,
+        api_version_auto_timeout_ms=SLOW_HANDSHAKE_MS,
+        **client_options(cfg(secure_broker)),
     )
     assert [m.value for m in consumer] == [b"over SASL_SSL"]
     consumer.close()
