@@ -48,3 +48,17 @@ socket_drops = gauge(
     "Datagrams the kernel dropped for a listener (receive buffer full)",
     ("listener",),
 )
+
+sampler_packets = counter(
+    "netobs_sampler_packets_total",
+    "Pod packets seen by the sampling agent, by result: seen, sampled, l7 (dissected), capped (per-pod "
+    "sample cap), l7_capped (per-pod L7 cap or buffer), kernel_drops (ring full), shed (agent over its bounds)",
+    ("result",),
+)
+sampler_rows = counter("netobs_sampler_rows_total", "Rows the sampling agent published, by kind", ("kind",))
+sampler_interfaces = gauge("netobs_sampler_interfaces", "Pod interfaces being captured", ())
+sampler_errors = counter(
+    "netobs_sampler_errors_total",
+    "Sampling agent errors, by reason (ovs, ring, dissect, publish)",
+    ("reason",),
+)
