@@ -20,21 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from collectors.config import PrivacyRule, SamplerConfig
+from collectors.config import CollectorConfig, ListenerConfig, PrivacyRule, SamplerConfig
 from collectors.sampler import SampleAgent
 from collectors.service import UdpCollector
 from netobs import schema, wire
-from netobs.config import (
-    ChdbStoreConfig,
-    CollectorConfig,
-    KafkaTransportConfig,
-    ListenerConfig,
-    PipelineConfig,
-    StoreConfig,
-)
+from netobs.config import ChdbStoreConfig, KafkaTransportConfig, StoreConfig
 from netobs.store import make_store
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
+from pipeline.config import PipelineConfig
 from pipeline.enrich import Enricher
 from pipeline.metadata.inventory import apply_inventory
 from pipeline.metadata.versions import MetadataStore
