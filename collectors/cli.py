@@ -32,9 +32,10 @@ def cmd_sample(args: argparse.Namespace, settings: Any) -> int:
     agent.start()
     try:
         done.wait(args.duration or None)
+        interfaces = len(agent.interfaces)
     finally:
         agent.stop()
         transport.close()
-    summary = {"interfaces": len(agent.interfaces), "published": agent.published, "packets": agent.counts}
+    summary = {"interfaces": interfaces, "published": agent.published, "packets": agent.counts}
     print(json.dumps(summary | {"errors": agent.errors}), file=sys.stderr)
     return 0

@@ -142,6 +142,21 @@ class SamplerConfig(Section):
         "deterministic", description="deterministic: every Nth packet per interface; random: probability 1/N."
     )
     filter: str = Field("", description="tcpdump (libpcap) filter expression; '' captures every packet.")
+
+    @field_validator("filter")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        """`config --check` refuses what the agent would: a filter libpcap cannot compile."""
+        from collectors.sampler._capture import BpfError, compile_bpf
+
+        try:
+            compile_bpf(value, 128)
+        except BpfError as e:
+            raise ValueError(str(e)) from None
+        except OSError:  # no libpcap on this machine: the agent itself will say so
+            pass
+        return value
+
     l7_snap: int = Field(
         1024,
         ge=0,

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from collectors.config import PodInterfaceConfig, PrivacyRule, SamplerConfig
 from collectors.sampler import l7
@@ -57,6 +58,8 @@ def test_bpf_from_libpcap_cuts_at_the_snap_length():
     assert set(rets["k"].tolist()) == {0, 640}
     with pytest.raises(BpfError, match="bad capture filter"):
         compile_bpf("udp port nope", 640)
+    with pytest.raises(ValidationError, match="sampler|filter|nope"):  # config --check refuses it too
+        SamplerConfig(filter="udp port nope")
 
 
 def test_name_privacy_per_tenant_namespace():
