@@ -11,6 +11,7 @@ this process except into that tshark's stdin; bounded everywhere, with every she
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import threading
@@ -46,6 +47,9 @@ class _Port:
     rings: list[Any] = field(default_factory=list)
     #: Each ring's counters at the last read (the ring's own count since it was opened).
     seen: list[dict[str, int]] = field(default_factory=list)
+    #: Held while a ring of the port is walked (the GIL released) and while the rings are closed:
+    #: unmapping a ring under the walk would crash the process.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class SampleAgent:
@@ -62,6 +66,8 @@ class SampleAgent:
         self._ports: dict[str, _Port] = {}
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._fanout_ids: dict[str, int] = {}
+        self._fanout_base = (os.getpid() * 131) & 0xFFFF  # distinct from other agents' groups on the host
         self._pending: list[tuple[PodPort, np.ndarray, bytes]] = []
         self._pending_rows = 0
         self._stop = threading.Event()
@@ -91,8 +97,9 @@ class SampleAgent:
         self.flush()
         with self._lock:
             for p in self._ports.values():
-                for r in p.rings:
-                    r.close()
+                with p.lock:
+                    for r in p.rings:
+                        r.close()
             self._ports.clear()
         self.producer.flush()
 
@@ -120,8 +127,9 @@ class SampleAgent:
         for p in closing:
             with self._stats_lock:
                 self._collect_stats(p)
-            for r in p.rings:
-                r.close()
+            with p.lock:
+                for r in p.rings:
+                    r.close()
             log.info("stopped sampling %s (%s/%s)", p.port.ifname, p.port.namespace, p.port.pod)
         for name, port in wanted.items():
             if name in self._ports:
@@ -138,7 +146,11 @@ class SampleAgent:
 
     def _ring(self, ifname: str, worker: int) -> Any:
         c = self.cfg
-        fanout = (hash((ifname, self.node)) & 0x7FFF) + 1 if c.fanout_workers > 1 else 0
+        fanout = 0
+        if c.fanout_workers > 1:  # one group per interface: a group id may serve only one device
+            fanout = self._fanout_ids.setdefault(
+                ifname, (self._fanout_base + len(self._fanout_ids)) % 0xFFFF + 1
+            )
         return native().Ring(
             ifname,
             self.bpf,
@@ -156,13 +168,11 @@ class SampleAgent:
     # ---- capture threads ---------------------------------------------------------------------------
     def _capture(self, worker: int) -> None:
         poller = select.poll()
-        fds: dict[int, tuple[PodPort, Any]] = {}
+        fds: dict[int, tuple[_Port, Any]] = {}
         while not self._stop.is_set():
             with self._lock:
                 rings = {
-                    r.fileno(): (p.port, r)
-                    for p in self._ports.values()
-                    for r in p.rings[worker : worker + 1]
+                    r.fileno(): (p, r) for p in self._ports.values() for r in p.rings[worker : worker + 1]
                 }
             for fd in set(fds) - set(rings):
                 poller.unregister(fd)
@@ -176,10 +186,12 @@ class SampleAgent:
                 if fd in rings:
                     self._drain(*rings[fd])
 
-    def _drain(self, port: PodPort, ring: Any) -> None:
+    def _drain(self, p: _Port, ring: Any) -> None:
+        port = p.port
         try:
-            recs, frames = ring.drain(65536)
-        except ValueError:  # closed under us by a refresh
+            with p.lock:
+                recs, frames = ring.drain(65536)
+        except ValueError:  # closed by a refresh since the poll
             return
         if not recs:
             return
@@ -194,9 +206,9 @@ class SampleAgent:
 
     def _drain_all(self) -> None:
         with self._lock:
-            rings = [(p.port, r) for p in self._ports.values() for r in p.rings]
-        for port, ring in rings:
-            self._drain(port, ring)
+            rings = [(p, r) for p in self._ports.values() for r in p.rings]
+        for p, ring in rings:
+            self._drain(p, ring)
 
     def _loop(self) -> None:
         next_refresh = next_flush = time.monotonic()

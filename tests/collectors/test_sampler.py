@@ -261,3 +261,34 @@ def test_agent_counts_what_it_sheds_and_survives_a_missing_interface():
     assert agent.counts["shed"] > 0
     assert agent.published[schema.PACKET_SAMPLES] + agent.counts["shed"] == 400
     assert producer.rows >= agent.published[schema.PACKET_SAMPLES]
+
+
+@pytest.mark.integration
+def test_fanout_workers_share_an_interface_each_frame_once():
+    needs_root_and_tshark()
+    from collectors.sampler import SampleAgent
+
+    class Producer:
+        def send(self, rb, key):
+            pass
+
+        def flush(self, timeout_s=30.0):
+            pass
+
+    port = random.randrange(20000, 60000)
+    cfg = SamplerConfig(
+        follow_ovs=False,
+        interfaces=(PodInterfaceConfig(ifname="lo", pod="p"),),
+        filter=f"udp port {port}",
+        sampling_rate=1,
+        fanout_workers=2,
+        flush_interval_s=30,
+    )
+    agent = SampleAgent(cfg, Producer())
+    agent.start()
+    try:
+        _burst(150, port)
+        time.sleep(0.5)
+    finally:
+        agent.stop()
+    assert agent.counts["seen"] == 300 and agent.published[schema.PACKET_SAMPLES] == 300
