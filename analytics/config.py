@@ -78,6 +78,16 @@ class FanoutConfig(Section):
     severity: str = "warning"
 
 
+class DnsTunnelConfig(Section):
+    min_length: int = Field(
+        52, ge=1, le=253, description="A DNS query name this long (as the sampler saw it) is a long name."
+    )
+    min_queries: int = Field(
+        20, ge=1, description="Distinct long-name queries from one pod in a bucket that are suspicious."
+    )
+    severity: str = "warning"
+
+
 class ElephantConfig(Section):
     link_capacity_bps: dict[str, float] = Field(
         default_factory=dict, description="Capacity per center pair 'dc1-dc2' (either order) in bits/s."
@@ -105,6 +115,7 @@ class AnalyticsConfig(Section):
     dr_traffic: DrTrafficConfig = Field(default_factory=DrTrafficConfig)
     dependency: DependencyConfig = Field(default_factory=DependencyConfig)
     fanout: FanoutConfig = Field(default_factory=FanoutConfig)
+    dns_tunnel: DnsTunnelConfig = Field(default_factory=DnsTunnelConfig)
     elephant: ElephantConfig = Field(default_factory=ElephantConfig)
     gaps: GapConfig = Field(default_factory=GapConfig)
 

@@ -107,6 +107,20 @@ def fanout(db: str, start: datetime, end: datetime, bucket_s: int, min_distinct:
     )
 
 
+def dns_long_names(db: str, start: datetime, end: datetime, bucket_s: int, min_length: int) -> str:
+    """Per bucket and pod: distinct DNS queries with a long name (``netobs sample``'s L7 rows; a query
+    seen on both pods' ports or cut by a flush counts once), their distinct names and the longest."""
+    long_q = f"dns_qname_length >= {int(min_length)}"
+    return (
+        f"SELECT toStartOfInterval(first_seen, INTERVAL {int(bucket_s)} SECOND) AS t, "
+        f"{addr('src_addr')} AS src, any(src_pod) AS pod, any(src_namespace) AS namespace, "
+        f"uniqExactIf((src_port, dst_addr, dns_qname), {long_q}) AS long_queries, "
+        f"uniqExact((src_port, dst_addr, dns_qname)) AS queries, max(dns_qname_length) AS longest\n"
+        f"FROM `{db}`.l7_conversations\nWHERE l7_protocol = 'dns' AND first_seen >= {ts(start)} "
+        f"AND first_seen < {ts(end)}\nGROUP BY t, src HAVING long_queries > 0 ORDER BY t, src"
+    )
+
+
 def usual_fanout(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
     """Each source's typical fan-out over history: the 90th percentile of its per-bucket fan-out."""
     return (

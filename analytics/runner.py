@@ -20,6 +20,7 @@ from analytics.config import AnalyticsConfig
 from analytics.detectors import (
     detect_asymmetric,
     detect_center_shift,
+    detect_dns_tunnelling,
     detect_dr_traffic,
     detect_elephants,
     detect_fanout,
@@ -74,6 +75,7 @@ class Analysis:
         out += self.asymmetry()
         out += self.fanout()
         out += self.elephants()
+        out += self.dns_tunnelling()
         return out
 
     # --- detectors ------------------------------------------------------------------------
@@ -307,6 +309,16 @@ class Analysis:
         )
         per_bucket = [f for t, g in cur.groupby("t") for f in detect_fanout(g, usual_s, cfg, self._window(t))]
         return _merge_consecutive(per_bucket)
+
+    def dns_tunnelling(self) -> list[Finding]:
+        cfg = self.cfg.dns_tunnel
+        cur = _df(
+            self.q, model.dns_long_names(self.db, self.start, self.end, self.cfg.bucket_s, cfg.min_length)
+        )
+        if cur.empty:
+            return []
+        found = [f for t, g in cur.groupby("t") for f in detect_dns_tunnelling(g, cfg, self._window(t))]
+        return _merge_consecutive(found)
 
     def elephants(self) -> list[Finding]:
         if not self.cfg.elephant.link_capacity_bps:

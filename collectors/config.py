@@ -1,4 +1,5 @@
-"""The collector's configuration section, mounted by the composition root (``netobs_app.settings``)."""
+"""The collectors' configuration sections (``collector``; ``sampler``: pod packet samples, ``netobs sample``),
+mounted by the composition root (``netobs_app.settings``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from netobs.config import check_listen
 from netobs.config_base import Section
@@ -107,3 +108,97 @@ class CollectorConfig(Section):
         "gives the inner addresses as the flow's, the outer ones as tunnel_src / tunnel_dst "
         "(tunnel_type srv6). Empty: none.",
     )
+
+
+class NamePrivacyConfig(Section):
+    """What leaves the node of DNS query names, TLS server names and HTTP hosts."""
+
+    mode: Literal["keep", "truncate", "hash"] = Field(
+        "keep",
+        description="keep: as seen; truncate: only the last `labels` labels (example.com); hash: "
+        "HMAC-SHA256 with `hash_key` (h:<16 hex>), equal names stay equal within a deployment.",
+    )
+    labels: int = Field(2, ge=1, le=16, description="Labels kept by `truncate`.")
+
+
+class PrivacyRule(NamePrivacyConfig):
+    namespaces: tuple[str, ...] = Field(
+        (), description="Capture pods' namespaces (a tenant's namespaces) this rule applies to."
+    )
+
+
+class PodInterfaceConfig(Section):
+    """An interface to capture that OVS does not describe (static; tests, non-Kube-OVN nodes)."""
+
+    ifname: str = Field(description="Host interface name.")
+    pod: str = Field("", description="Pod behind it.")
+    namespace: str = Field("", description="That pod's namespace.")
+
+
+class SamplerConfig(Section):
+    """``netobs sample``: a node agent capturing pod packet headers and their L7 context."""
+
+    enabled: bool = Field(False, description="`netobs run`/`collect` also run the agent in-process.")
+    node: str = Field("", description="This node's name (the `agent` column; default: the host name).")
+    bridge: str = Field("br-int", description="OVS bridge whose pod ports are captured (Kube-OVN: br-int).")
+    vsctl: tuple[str, ...] = Field(
+        ("ovs-vsctl",), description="The ovs-vsctl command (add `--db=unix:...` for another ovsdb)."
+    )
+    follow_ovs: bool = Field(True, description="Capture every bridge port with an external_ids:iface-id.")
+    interfaces: tuple[PodInterfaceConfig, ...] = Field((), description="Static interfaces to capture too.")
+    poll_s: float = Field(2.0, gt=0, description="How often the bridge's pod ports are listed again.")
+    sampling_rate: int = Field(100, ge=1, description="1:N packet sampling of header rows.")
+    sampling_mode: Literal["deterministic", "random"] = Field(
+        "deterministic", description="deterministic: every Nth packet per interface; random: probability 1/N."
+    )
+    filter: str = Field("", description="tcpdump (libpcap) filter expression; '' captures every packet.")
+
+    @field_validator("filter")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        """`config --check` refuses what the agent would: a filter libpcap cannot compile."""
+        from collectors.sampler._capture import BpfError, compile_bpf
+
+        try:
+            compile_bpf(value, 128)
+        except BpfError as e:
+            raise ValueError(str(e)) from None
+        except OSError:  # no libpcap on this machine: the agent itself will say so
+            pass
+        return value
+
+    l7_snap: int = Field(
+        1024,
+        ge=0,
+        le=4096,
+        description="Bytes after the transport header kept for the L7 dissectors (DNS messages, TLS "
+        "hellos, HTTP heads); the kernel cuts every frame at 128 + l7_snap. 0: headers only, no L7.",
+    )
+    max_samples_per_s: float = Field(
+        2000, ge=0, description="Per-pod cap on sampled header rows per second (0: none); excess counted."
+    )
+    max_l7_per_s: float = Field(
+        500, ge=0, description="Per-pod cap on frames dissected for L7 per second (0: none); excess counted."
+    )
+    ring_block_kib: int = Field(64, ge=4, le=4096, description="Ring block size in KiB (a multiple of 4).")
+    ring_blocks: int = Field(
+        8, ge=2, le=1024, description="Ring blocks per interface (memory: blocks x size)."
+    )
+    fanout_workers: int = Field(
+        1, ge=1, le=16, description="Rings per interface in one PACKET_FANOUT group (hash), one thread each."
+    )
+    flush_interval_s: float = Field(2.0, gt=0, description="Publish samples and L7 summaries this often.")
+    max_pending_rows: int = Field(
+        200_000, ge=1, description="Sample rows held between flushes; more are shed (counted)."
+    )
+    max_l7_frames_per_flush: int = Field(
+        20_000, ge=1, description="Frames dissected in one tshark run; more are shed (counted)."
+    )
+    privacy: NamePrivacyConfig = Field(default_factory=NamePrivacyConfig, description="Default name privacy.")
+    privacy_rules: tuple[PrivacyRule, ...] = Field(
+        (), description="Per-tenant name privacy: the first rule naming the capture pod's namespace wins."
+    )
+    hash_key: SecretStr = Field(
+        SecretStr(""), description="HMAC key of `hash` (from env/file; never logged)."
+    )
+    hash_key_file: Path | None = Field(None, description="File holding the HMAC key (wins over hash_key).")

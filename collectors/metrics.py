@@ -1,6 +1,6 @@
 """Prometheus names of the collector."""
 
-from netobs.metrics import counter, histogram
+from netobs.metrics import counter, gauge, histogram
 
 datagrams = counter("netobs_collector_datagrams_total", "Datagrams received", ("exporter", "listener"))
 records = counter("netobs_collector_flows_total", "Flow records decoded", ("exporter", "type"))
@@ -51,4 +51,18 @@ socket_drops = counter(
     "netobs_collector_socket_drops_total",
     "Datagrams the kernel dropped for a listener (receive buffer full)",
     ("listener",),
+)
+
+sampler_packets = counter(
+    "netobs_sampler_packets_total",
+    "Pod packets seen by the sampling agent, by result: seen, sampled, l7 (dissected), capped (per-pod "
+    "sample cap), l7_capped (per-pod L7 cap or buffer), kernel_drops (ring full), shed (agent over its bounds)",
+    ("result",),
+)
+sampler_rows = counter("netobs_sampler_rows_total", "Rows the sampling agent published, by kind", ("kind",))
+sampler_interfaces = gauge("netobs_sampler_interfaces", "Pod interfaces being captured", ())
+sampler_errors = counter(
+    "netobs_sampler_errors_total",
+    "Sampling agent errors, by reason (ovs, ring, dissect, publish)",
+    ("reason",),
 )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dashboards import compliance, health, tenant, traffic
+from dashboards import compliance, health, l7, tenant, traffic
 from dashboards.model import Dashboard
 
 
@@ -26,6 +26,7 @@ BUILDERS: dict[str, Callable[[Any], Dashboard]] = {
     "tenant": lambda s: tenant.build(s.store.database, s.dashboards.datasource_uid),
     "collection-health": lambda s: health.build(s.store.database, s.dashboards.datasource_uid),
     "compliance": lambda s: compliance.build(s.store.database, s.dashboards.datasource_uid),
+    "protocol-context": lambda s: l7.build(s.store.database, s.dashboards.datasource_uid),
 }
 
 

@@ -219,6 +219,12 @@ class StoreConfig(Section):
     interface_counters_retention_days: int = Field(
         90, ge=0, description="TTL of the interface counter table in days (0: keep forever)."
     )
+    packet_samples_retention_days: int = Field(
+        7, ge=0, description="TTL of the pod packet samples (headers only) in days (0: keep forever)."
+    )
+    l7_conversations_retention_days: int = Field(
+        90, ge=0, description="TTL of the L7 summaries per conversation in days (0: keep forever)."
+    )
     replicated: bool = Field(
         False,
         description="Single server with ZooKeeper: ReplicatedMergeTree tables (path /clickhouse/tables/"

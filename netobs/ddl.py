@@ -99,8 +99,26 @@ COUNTERS_TABLE = TableSpec(
     ("toStartOfHour(time_received)", *_COUNTER_ORDER),
     "interface_counters_retention_days",
 )
+#: Pod packet samples (headers only) and the L7 summary of each conversation (``netobs sample``);
+#: sorted by the conversation's 5-tuple within the hour so a join with its flows reads in order.
+_SAMPLE_ORDER = ("toStartOfHour(time_received)", "capture_pod", "src_addr", "dst_addr", "time_received")
+SAMPLES_TABLE = TableSpec(
+    schema.PACKET_SAMPLES,
+    schema.SAMPLE_COLUMNS,
+    _SAMPLE_ORDER,
+    _SAMPLE_ORDER,
+    "packet_samples_retention_days",
+)
+L7_TABLE = TableSpec(
+    schema.L7, schema.L7_COLUMNS, _SAMPLE_ORDER, _SAMPLE_ORDER, "l7_conversations_retention_days"
+)
 #: Record kind (:data:`netobs.schema.KINDS`) → the table its batches are inserted into.
-TABLES: dict[str, TableSpec] = {schema.FLOWS: FLOWS_TABLE, schema.COUNTERS: COUNTERS_TABLE}
+TABLES: dict[str, TableSpec] = {
+    schema.FLOWS: FLOWS_TABLE,
+    schema.COUNTERS: COUNTERS_TABLE,
+    schema.PACKET_SAMPLES: SAMPLES_TABLE,
+    schema.L7: L7_TABLE,
+}
 
 
 def create_flows(

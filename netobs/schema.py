@@ -381,10 +381,100 @@ COUNTER_COLUMNS: tuple[Column, ...] = (
 COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTER_COLUMNS)
 COUNTER_COLLECT_COLUMNS: tuple[Column, ...] = tuple(c for c in COUNTER_COLUMNS if c.group == "collect")
 COUNTER_BY_NAME: dict[str, Column] = {c.name: c for c in COUNTER_COLUMNS}
+
+# ---- pod packet samples and their L7 context (``netobs sample``) ----------------------------------
+#: Bumped like SCHEMA_VERSION, for the two packet-sample record kinds.
+SAMPLE_SCHEMA_VERSION = 1
+PACKET_SAMPLES, L7 = "packet_samples", "l7_conversations"
+#: Attributes of both ends the pipeline names on samples and L7 rows (a subset of the flows').
+SAMPLE_ATTRIBUTES = ("pod", "namespace", "workload", "node", "tenant", "zone", "center")
+
+
+def _lc(name: str, doc: str, group: str = "collect") -> Column:
+    return Column(name, "LowCardinality(String)", _STR, doc, group=group)
+
+
+def _ends(group: str = "enrich") -> tuple[Column, ...]:
+    return tuple(
+        Column(f"{end}_{attr}", "String" if attr in HIGH_CARDINALITY_ATTRIBUTES else "LowCardinality(String)",
+               _STR, f"{attr} of the {end} end at the packet's time.", group=group)
+        for end in ("src", "dst") for attr in SAMPLE_ATTRIBUTES
+    )  # fmt: skip
+
+
+_FIVE_TUPLE = (
+    BY_NAME["src_addr"],
+    BY_NAME["dst_addr"],
+    BY_NAME["src_port"],
+    BY_NAME["dst_port"],
+    BY_NAME["proto"],
+)
+_CAPTURE = (
+    _lc("agent", "Node the sampling agent runs on."),
+    _lc("capture_if", "Interface captured on (host end of the pod's port on the bridge)."),
+    Column("capture_pod", "String", _STR, "Pod of that interface (OVS external_ids), at capture time."),
+    _lc("capture_namespace", "Namespace of that pod (OVS external_ids)."),
+)
+#: One row per sampled packet: headers only (never a payload byte), with the sampling rate.
+SAMPLE_COLUMNS: tuple[Column, ...] = (
+    BY_NAME["time_received"],
+    Column(
+        "packet_time", "DateTime64(3, 'UTC')", _TS, "When the packet was captured.", codec="Delta, ZSTD(1)"
+    ),
+    *_CAPTURE,
+    _lc("direction", "from_pod (the pod sent it) or to_pod."),
+    *_FIVE_TUPLE,
+    Column("tcp_flags", "UInt16", pa.uint16(), "TCP flags."),
+    Column("tos", "UInt8", pa.uint8(), "IP TOS / traffic class."),
+    Column("ttl", "UInt8", pa.uint8(), "IP TTL / hop limit."),
+    Column("vlan", "UInt16", pa.uint16(), "802.1Q VLAN id (0: untagged)."),
+    Column("etype", "UInt16", pa.uint16(), "EtherType."),
+    Column("wire_len", "UInt32", pa.uint32(), "Frame length on the wire (bytes)."),
+    Column(
+        "payload_len", "UInt32", pa.uint32(), "Transport payload length (from the headers; never the bytes)."
+    ),
+    _lc("payload_class", "What the payload's first bytes look like: none, tls, http, dns, text, binary."),
+    Column("sampling_rate", "UInt32", pa.uint32(), "1:N packet sampling of the agent (scale counts by it)."),
+    _lc("sampling_mode", "deterministic (every Nth) or random (probability 1/N)."),
+    *_ends(),
+)
+#: One row per conversation and agent flush: what the handshakes, DNS messages and HTTP heads said.
+L7_COLUMNS: tuple[Column, ...] = (
+    BY_NAME["time_received"],
+    Column("first_seen", "DateTime64(3, 'UTC')", _TS, "First packet of the conversation in this summary."),
+    Column("last_seen", "DateTime64(3, 'UTC')", _TS, "Last packet of the conversation in this summary."),
+    *_CAPTURE,
+    Column("src_addr", "IPv6", _IP, "Client address (who sent the query / hello / request)."),
+    Column("dst_addr", "IPv6", _IP, "Server address."),
+    Column("src_port", "UInt16", pa.uint16(), "Client port."),
+    Column("dst_port", "UInt16", pa.uint16(), "Server port."),
+    BY_NAME["proto"],
+    _lc("l7_protocol", "dns, tls, http, or '' (payload seen, protocol not recognised)."),
+    _lc("encryption", "tls (encrypted), plaintext (HTTP or printable text), opaque (binary, not TLS), ''."),
+    Column("packets", "UInt32", pa.uint32(), "Packets of the conversation the agent looked at."),
+    Column("dns_qname", "String", _STR, "DNS query name (hashed or truncated per tenant by config)."),
+    Column("dns_qname_length", "UInt16", pa.uint16(), "Length of the query name as seen (before privacy)."),
+    Column("dns_qtype", "UInt16", pa.uint16(), "DNS query type (1 A, 28 AAAA, 16 TXT, ...)."),
+    Column("dns_rcode", "UInt16", pa.uint16(), "DNS response code (0 NOERROR, 3 NXDOMAIN, ...)."),
+    Column("dns_answers", "String", _STR, "Answer addresses / names, comma separated (at most 16)."),
+    _lc("tls_version", "TLS version: negotiated (ServerHello) or highest offered (ClientHello only)."),
+    _lc("tls_cipher", "Cipher suite the server chose (0x....)."),
+    Column("tls_sni", "String", _STR, "Server name the client asked for (hashed or truncated by config)."),
+    _lc("tls_alpn", "ALPN protocols offered/chosen."),
+    Column("tls_ja3", "String", _STR, "JA3 of the ClientHello."),
+    Column("tls_ja4", "String", _STR, "JA4 of the ClientHello."),
+    _lc("http_method", "HTTP request method."),
+    Column("http_host", "String", _STR, "HTTP Host header (hashed or truncated like names)."),
+    Column("http_path", "String", _STR, "Path template (numbers and ids replaced by {}; no query)."),
+    Column("http_status", "UInt16", pa.uint16(), "HTTP response status."),
+    *_ends(),
+)
 #: Record kind → (its columns, its schema version).
 KINDS: dict[str, tuple[tuple[Column, ...], int]] = {
     FLOWS: (FLOW_COLUMNS, SCHEMA_VERSION),
     COUNTERS: (COUNTER_COLUMNS, COUNTER_SCHEMA_VERSION),
+    PACKET_SAMPLES: (SAMPLE_COLUMNS, SAMPLE_SCHEMA_VERSION),
+    L7: (L7_COLUMNS, SAMPLE_SCHEMA_VERSION),
 }
 
 

@@ -9,7 +9,7 @@ either. Many records per message keeps Kafka's per-message cost negligible; the 
 carries its own schema so a consumer can check column names and types.
 
 The schema field names the record kind in its high byte (0: flows, 1: interface
-counters) and that kind's schema version in its low byte. Flow messages are thus
+counters, 2: packet samples, 3: L7 conversations) and that kind's schema version in its low byte. Flow messages are thus
 byte for byte what they were before other kinds existed, and a consumer that predates a
 kind sees a schema "newer than its own" and refuses the message (counted, dead-lettered)
 instead of misreading counters as flows. A consumer refuses unknown kinds and newer
@@ -35,7 +35,7 @@ _PLAIN_OPTIONS = pa.ipc.IpcWriteOptions(use_threads=False)
 #: Batches with fewer records travel with uncompressed buffers.
 COMPRESS_MIN_ROWS = 32
 #: Record kind → its code in the schema field's high byte.
-KIND_CODES: dict[str, int] = {schema.FLOWS: 0, schema.COUNTERS: 1}
+KIND_CODES: dict[str, int] = {schema.FLOWS: 0, schema.COUNTERS: 1, schema.PACKET_SAMPLES: 2, schema.L7: 3}
 _KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 

@@ -27,7 +27,8 @@ from analytics.policy.cli import add_parsers as policy_commands
 from analytics.policy.evaluate import EVIDENCE_VIEW, VIOLATIONS_TABLE
 from analytics.policy.rules import RULE_SQL
 from analytics.report.cli import add_parsers as report_commands
-from collectors.config import CollectorConfig
+from collectors.cli import add_parsers as collectors_commands
+from collectors.config import CollectorConfig, SamplerConfig
 from collectors.service import PROTOCOLS
 from dashboards.catalog import BUILDERS
 from dashboards.cli import add_parsers as dashboards_commands
@@ -81,7 +82,8 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         "collectors",
-        sections={"collector": CollectorConfig},
+        sections={"collector": CollectorConfig, "sampler": SamplerConfig},
+        commands=(collectors_commands,),
         plugins={"collector.listeners[].protocol": PROTOCOLS},
     ),
     Component(

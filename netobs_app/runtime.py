@@ -30,6 +30,7 @@ from pipeline.enrich import Enricher, make_enricher
 from pipeline.goflow2 import Goflow2Consumer
 from pipeline.metadata.topic import MetadataSubscriber, make_topic_enricher
 from pipeline.pipeline import Pipeline
+from pipeline.samples import sample_transform
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Runtime:
         self.process = process
         self.store: Store | None = None
         self.collector: UdpCollector | None = None
+        self.sampler: Any = None
         self.pipeline: Pipeline | None = None
         self.enricher: Enricher | None = None
         self.scheduler: Scheduler | None = None
@@ -98,6 +100,7 @@ class Runtime:
                 drain=s.transport.type == "inprocess" and not s.transport.spool.enabled,
                 transform=enricher.enrich,
                 counter_transform=enricher.enrich_exporters,
+                sample_transform=sample_transform(enricher),
             )
             self.pipeline.start()
             self.scheduler = Scheduler(s, store)
@@ -108,6 +111,11 @@ class Runtime:
         if self.collect:
             self.collector = UdpCollector(s.collector, transport.producer())
             self.collector.start()
+            if s.sampler.enabled:
+                from collectors.sampler import SampleAgent
+
+                self.sampler = SampleAgent(s.sampler, transport.producer())
+                self.sampler.start()
         routes: list[Route] = [metrics_route(), *health_routes(self.health, self.ready)]
         if self.queries is not None:
             routes.append(self.queries.route())
@@ -285,6 +293,8 @@ class Runtime:
     def stop(self) -> None:
         """Stop in data-flow order so that nothing in flight is dropped."""
         self._stopping.set()
+        if self.sampler is not None:
+            self.sampler.stop()
         if self.collector is not None:
             self.collector.stop()
         if self.scheduler is not None:

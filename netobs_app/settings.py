@@ -12,7 +12,7 @@ from pydantic import Field
 
 from alerts.config import AlertsConfig
 from analytics.config import AnalyticsConfig, PolicyScheduleConfig
-from collectors.config import CollectorConfig
+from collectors.config import CollectorConfig, SamplerConfig
 from dashboards.config import DashboardsConfig
 from netobs import config as kernel
 from netobs.config import ConfigError
@@ -27,6 +27,7 @@ class Settings(kernel.Settings):
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
     dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)

@@ -60,6 +60,7 @@ class Pipeline:
         transform: Callable[[pa.Table], pa.Table] | None = None,
         dead_letters: DeadLetters | None = None,
         counter_transform: Callable[[pa.Table], pa.Table] | None = None,
+        sample_transform: Callable[[pa.Table], pa.Table] | None = None,
     ):
         self.config = config
         #: On stop, take everything still in the transport first (the in-process queue
@@ -74,6 +75,8 @@ class Pipeline:
         self.transform = transform
         #: The same for interface counter batches (names the exporter's node and center).
         self.counter_transform = counter_transform
+        #: The same for pod packet samples and L7 conversations (both ends named).
+        self.sample_transform = sample_transform
         self.dead_letters = dead_letters
         self._batcher = Batcher(config.max_batch_rows)
         self._stop = threading.Event()
@@ -83,6 +86,7 @@ class Pipeline:
         self._backoff = 0.5
         self.rows_inserted = 0
         self.counters_inserted = 0
+        self.samples_inserted: dict[str, int] = {}  # pod packet samples and L7 rows, by kind
         #: One insert at a time runs here, while this pipeline's thread polls and prepares the
         #: next batch (the embedded store and the driver release the GIL while they work).
         self._inserter = ThreadPoolExecutor(1, thread_name_prefix="pipeline-insert")
@@ -262,7 +266,10 @@ class Pipeline:
         if not table.num_rows:
             return
         try:
-            transform = self.transform if kind == schema.FLOWS else self.counter_transform
+            transform = {
+                schema.FLOWS: self.transform,
+                schema.COUNTERS: self.counter_transform,
+            }.get(kind, self.sample_transform)
             if transform is not None:
                 table = transform(table)
         except Exception as e:  # a transform that cannot handle this batch
@@ -345,9 +352,11 @@ class Pipeline:
             if kind == schema.FLOWS:
                 metrics.rows_inserted.inc(inserted)
                 self.rows_inserted += inserted
-            else:
+            elif kind == schema.COUNTERS:
                 metrics.counter_rows_inserted.inc(inserted)
                 self.counters_inserted += inserted
+            else:
+                self.samples_inserted[kind] = self.samples_inserted.get(kind, 0) + inserted
         return bad
 
     def _insert_rows(

@@ -2,6 +2,7 @@
 
 from analytics.detectors.asymmetry import detect_asymmetric
 from analytics.detectors.dependency import detect_new_dependencies
+from analytics.detectors.dns_tunnel import detect_dns_tunnelling
 from analytics.detectors.dr_traffic import detect_dr_traffic
 from analytics.detectors.elephant import detect_elephants
 from analytics.detectors.fanout import detect_fanout
@@ -19,12 +20,14 @@ DETECTORS = {
     "fanout": detect_fanout,
     "elephant": detect_elephants,
     "collection_gap": detect_gaps,
+    "dns_tunnelling": detect_dns_tunnelling,
 }
 
 __all__ = [
     "DETECTORS",
     "detect_asymmetric",
     "detect_center_shift",
+    "detect_dns_tunnelling",
     "detect_dr_traffic",
     "detect_elephants",
     "detect_fanout",

@@ -195,6 +195,47 @@ class NetworkPolicyRule(_Rule):
         return self
 
 
+# ---- rule types judged on the real protocol (pod packet samples: l7_conversations) ---------------
+class _L7Rule(_Rule):
+    """A flow violates when its conversation's L7 summary (``netobs sample``) says so; the flows and
+    the summaries join on the 5-tuple, client → server. ``database``: where l7_conversations is."""
+
+    from_: str = Field("*", alias="from")
+    to: str = "*"
+    database: str = Field("netobs", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class L7PlaintextRule(_L7Rule):
+    """Conversations seen in clear text (HTTP, printable payload) into the sensitive zones."""
+
+    type: Literal["l7_plaintext"]
+
+
+class TlsMinimumRule(_L7Rule):
+    """TLS below ``min_version``, or a cipher of ``weak_ciphers`` (IANA numbers), or SSL."""
+
+    type: Literal["tls_minimum"]
+    min_version: Literal["TLS1.0", "TLS1.1", "TLS1.2", "TLS1.3"] = "TLS1.2"
+    weak_ciphers: tuple[int, ...] = Field(
+        (0x0004, 0x0005, 0x000A, 0x002F, 0x0035, 0x003C, 0x003D, 0x009C, 0x009D),
+        description="RC4, 3DES, and the static-RSA (no forward secrecy) suites by default.",
+    )
+
+
+class DnsResolverRule(_L7Rule):
+    """DNS (recognised as DNS on any port) to resolvers other than the approved ones."""
+
+    type: Literal["dns_resolvers"]
+    approved: tuple[str, ...] = Field(min_length=1, description="Resolver addresses or CIDRs.")
+
+
+class SniAllowlistRule(_L7Rule):
+    """TLS to server names outside the allowlist ('*' globs); names hashed by the agent never match."""
+
+    type: Literal["sni_allowlist"]
+    allowed: tuple[str, ...] = Field(min_length=1)
+
+
 Rule = Annotated[
     DenyRule
     | AllowRule
@@ -206,7 +247,11 @@ Rule = Annotated[
     | PlaintextRule
     | ResidencyRule
     | CrossCenterRule
-    | NetworkPolicyRule,
+    | NetworkPolicyRule
+    | L7PlaintextRule
+    | TlsMinimumRule
+    | DnsResolverRule
+    | SniAllowlistRule,
     Field(discriminator="type"),
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from analytics.policy.l7_rules import L7_RULE_SQL
 from analytics.policy.model import (
     AllowRule,
     CrossCenterRule,
@@ -145,6 +146,7 @@ RULE_SQL: dict[str, Callable[[Policy, Any], str]] = {
     "residency": residency_sql,
     "cross_center": cross_center_sql,
     "networkpolicy_conformance": networkpolicy_sql,
+    **L7_RULE_SQL,
 }
 
 

@@ -65,6 +65,7 @@ def converge(
     replicated: bool = False,
     rollup_retention: Mapping[str, int] | None = None,
     counters_retention_days: int = 0,
+    table_retention: Mapping[str, int] | None = None,
     query: Callable[[str], pa.Table] | None = None,
 ) -> list[str]:
     """Bring a live database to the schema, idempotently; returns the statements run.
@@ -75,6 +76,8 @@ def converge(
     ``retention`` field name to its TTL in days.
     """
     days = {ddl.FLOWS: retention_days, ddl.INTERFACE_COUNTERS: counters_retention_days}
+    days.update({spec.name: (table_retention or {}).get(spec.retention, 0) for spec in ddl.TABLES.values()
+                 if spec.name not in days})  # fmt: skip
     ran = [ddl.create_database(database, cluster)]
     for spec in ddl.TABLES.values():
         ran += ddl.create_table(
@@ -175,6 +178,7 @@ def converge_store(store: Any, config: StoreConfig) -> list[str]:
         replicated=config.replicated,
         rollup_retention={r.retention: getattr(config, r.retention) for r in ddl.ROLLUPS},
         counters_retention_days=getattr(config, ddl.COUNTERS_TABLE.retention),
+        table_retention={s.retention: getattr(config, s.retention) for s in ddl.TABLES.values()},
         query=store.query_arrow if store.dialect == "modern" else None,
     )
     return ran + tables.converge(

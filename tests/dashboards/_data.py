@@ -35,6 +35,7 @@ from netobs.store import make_store
 from netobs_app.settings import Settings
 from pipeline.config import EnrichConfig
 from pipeline.enrich import make_enricher
+from pipeline.samples import sample_transform
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata"
 INVENTORY = TESTDATA / "inventory.yaml"
@@ -62,6 +63,8 @@ def settings(root: Path) -> Settings:
         rollup_1h_retention_days=0,
         exporter_health_retention_days=0,
         interface_counters_retention_days=0,
+        packet_samples_retention_days=0,
+        l7_conversations_retention_days=0,
         chdb=ChdbStoreConfig(path=root / "chdb"),
     )
     return Settings(
@@ -166,6 +169,39 @@ def counter_batch() -> CounterBatch:
     return CounterBatch(cols, n)
 
 
+def l7_table() -> pa.Table:
+    """What ``netobs sample`` says of pod a's conversations: DNS names, TLS versions, clear text."""
+    from collectors.sampler.agent import _table
+
+    convs = [  # dst, dst_port, proto, fields
+        ("c", 53, 17, {"l7_protocol": "dns", "dns_qname": "api.bank.example", "dns_qname_length": 16}),
+        ("c", 53, 17, {"l7_protocol": "dns", "dns_qname": "a" * 60 + ".t.example", "dns_qname_length": 70}),
+        (
+            "d",
+            443,
+            6,
+            {"l7_protocol": "tls", "encryption": "tls", "tls_version": "TLS1.3", "tls_sni": "d.bank"},
+        ),
+        ("db", 443, 6, {"l7_protocol": "tls", "encryption": "tls", "tls_version": "TLS1.0", "tls_sni": "db"}),
+        ("db", 8080, 6, {"l7_protocol": "http", "encryption": "plaintext", "http_host": "core.bank"}),
+    ]
+    n = len(convs)
+    t = int((T0 + timedelta(minutes=5)).timestamp() * 1000)
+    cols: dict[str, np.ndarray] = {
+        "time_received": np.full(n, t, "int64"), "first_seen": np.full(n, t, "int64"),
+        "last_seen": np.full(n, t, "int64"), "agent": np.full(n, "node-1", dtype=object),
+        "src_addr": np.array([ip_bytes(IPS["a"])] * n, dtype="V16"),
+        "dst_addr": np.array([ip_bytes(IPS[c[0]]) for c in convs], dtype="V16"),
+        "src_port": np.arange(40000, 40000 + n, dtype="uint16"),
+        "dst_port": np.array([c[1] for c in convs], dtype="uint16"),
+        "proto": np.array([c[2] for c in convs], dtype="uint8"),
+    }  # fmt: skip
+    for key in {k for c in convs for k in c[3]}:
+        dtype = "uint16" if key.endswith("length") else object
+        cols[key] = np.array([c[3].get(key, 0 if dtype == "uint16" else "") for c in convs], dtype=dtype)
+    return _table(cols, schema.L7)
+
+
 def findings() -> list[Finding]:
     return [
         Finding("dr_traffic", "critical", 9.0, T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1),
@@ -185,6 +221,7 @@ def fill(cfg: Settings) -> dict[str, int]:
         store.insert(enricher.enrich(pa.Table.from_batches([flow_batch(rows).to_arrow()])))
         counters = pa.Table.from_batches([counter_batch().to_arrow()])
         store.insert(enricher.enrich_exporters(counters), target="interface_counters")
+        store.insert(sample_transform(enricher)(l7_table()), target=schema.L7)
         save(store.query_arrow, cfg.store.database, findings())
         evaluate(store, load_policy(POLICY), START, END)
     finally:
