@@ -5,26 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
-
-def parse_time(text: str) -> datetime:
-    """ISO-8601 (a trailing Z allowed); naive times are UTC."""
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+from netobs.timeargs import FORMS, time_arg
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Add ``analyze`` and ``scenario``; returns the ``scenario`` group, where the composition
     root adds the commands that join several components (``scenario evaluate``)."""
     a = sub.add_parser("analyze", help="run the anomaly detectors over a window and store the findings")
+    a.add_argument("--from", dest="start", required=True, type=time_arg, help=f"window start: {FORMS}")
     a.add_argument(
-        "--from", dest="start", required=True, type=parse_time, help="window start (ISO-8601, UTC)"
+        "--to", dest="end", required=True, type=time_arg, help="window end, exclusive (same forms)"
     )
-    a.add_argument("--to", dest="end", required=True, type=parse_time, help="window end (exclusive)")
     a.add_argument("--history-days", type=int, default=28, help="history the baselines learn from")
     a.add_argument(
         "--analytics",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.export import DASHBOARDS_PATH, PASSWORD_ENV
+from netobs.timeargs import FORMS, time_arg
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -18,12 +19,6 @@ def _var(text: str) -> tuple[str, list[str]]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,VALUE...], got {text!r}")
     return name, value.split(",")
-
-
-def parse_time(text: str) -> datetime:
-    """ISO-8601 (a trailing Z allowed); naive times are UTC."""
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_export)
     c = dsub.add_parser("check", help="run every panel's SQL for the last N hours; exit 1 on any error")
     c.add_argument("--hours", type=float, default=6, help="time range ending now")
-    c.add_argument("--end", help="end of the range (ISO-8601, UTC; default now)")
+    c.add_argument("--end", type=time_arg, help=f"end of the range (default now): {FORMS}")
     c.add_argument("--var", type=_var, action="append", default=[], help="NAME=VALUE[,VALUE] (default All)")
     c.set_defaults(func=cmd_check)
     p = dsub.add_parser(
@@ -63,7 +58,7 @@ def cmd_check(args: argparse.Namespace, settings: Any) -> int:
     from dashboards.check import check
     from netobs.query import Querier
 
-    end = parse_time(args.end) if args.end else datetime.now(UTC)
+    end = args.end or datetime.now(UTC)
     start = end - timedelta(hours=args.hours)
     with Querier(settings) as query:
         report = check(build_all(settings), query, start, end, dict(args.var))

@@ -23,6 +23,7 @@ from netobs import __version__
 from netobs.control import RemoteError
 from netobs.query import format_table, run_query
 from netobs.store import StoreError, make_store
+from netobs.timeargs import glue_negative
 from netobs.transport import TransportError
 from netobs_app import components, scenario
 from netobs_app.capture import decoded
@@ -240,7 +241,7 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, TransportErro
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(glue_negative(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -163,7 +163,13 @@ def metrics_reference() -> str:
 
 
 #: File name → generator.
-REFERENCES = {"config.md": config_reference, "metrics.md": metrics_reference}
+def policy_reference() -> str:
+    from analytics.policy.reference import reference
+
+    return reference()
+
+
+REFERENCES = {"config.md": config_reference, "metrics.md": metrics_reference, "policy.md": policy_reference}
 
 
 def main(argv: list[str] | None = None) -> int:

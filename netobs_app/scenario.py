@@ -30,6 +30,7 @@ from analytics.scenario.conventions import (
     CONVENTIONS,
     conversations,
     counting_config,
+    exemption_expiry,
     export,
     write,
     write_bank,
@@ -184,10 +185,11 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
     bank = Bank(tenants=3)
     now_ms = int(time.time() // 60 * 60_000)
     rng = np.random.default_rng(seed)
-    convs = conversations(bank, rng, now_ms - 45 * 60_000, 30 * 60_000, args.conversations)
+    span = (now_ms - 45 * 60_000, 30 * 60_000)
+    convs = conversations(bank, rng, *span, args.conversations)
     write_bank(bank, root)
-    workloads = {p.ip: p.service for p in bank.pods}
-    workload = lambda ip: workloads.get(ip, "")  # noqa: E731
+    pods = {p.ip: p for p in bank.pods}
+    expiry_ms = exemption_expiry(*span)
     results = []
     for name in wanted:
         exp = export(convs, name, np.random.default_rng([seed, CONVENTIONS.index(name)]))
@@ -208,19 +210,26 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
                 ingest.add(flows, rejects)
             ingest.flush()
             result = counting_eval.score(store.query_arrow, cfg.store.database, convs, exp)
-            policy = Policy.model_validate(counting_eval.POLICY)
+            policy = Policy.model_validate(counting_eval.policy(*span))
             evaluate(store, policy, datetime.fromtimestamp(now_ms / 1000 - 7200, UTC),
                      datetime.fromtimestamp(now_ms / 1000 + 3600, UTC), evidence=10_000)  # fmt: skip
             result["policy"] = counting_eval.policy_score(
-                store.query_arrow, cfg.store.database, convs, exp, workload
+                store.query_arrow, cfg.store.database, convs, exp, pods, expiry_ms
             )
         finally:
             store.stop()
         result["datagrams"] = len(exp.datagrams)
         result["decode_rejects"] = ingest.rejects
-        result["passed"] = counting_eval.passed(result) and all(
-            v["precision"] == 1.0 and v["recall"] == 1.0 and not v["replies_flagged"]
-            for v in result["policy"].values()
+        rules = {k: v for k, v in result["policy"].items() if k != "near_misses"}
+        near = result["policy"]["near_misses"]
+        result["passed"] = (
+            counting_eval.passed(result)
+            and all(
+                v["precision"] == 1.0 and v["recall"] == 1.0 and not v["replies_flagged"]
+                for v in rules.values()
+            )
+            and all(v["flagged"] == 0 for k, v in near.items() if k != "flagged_after_expiry")
+            and near["flagged_after_expiry"]["flagged"] == near["flagged_after_expiry"]["seen"]
         )
         results.append(result)
     if args.output == "json":
@@ -232,7 +241,12 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
         for r in results:
             totals = ", ".join(f"{k} {v['ratio']}" for k, v in r["totals"].items())
             totals += "; policy " + ", ".join(
-                f"{k} P={v['precision']} R={v['recall']}" for k, v in r["policy"].items()
+                f"{k} P={v['precision']} R={v['recall']}"
+                for k, v in r["policy"].items()
+                if k != "near_misses"
+            )
+            totals += "; near-misses " + ", ".join(
+                f"{k} {v['flagged']}/{v['seen']} flagged" for k, v in r["policy"]["near_misses"].items()
             )
             print(f"{r['convention']:<18} {json.dumps(r['sampling']):<44} {r['scored']:>6} {r['unobservable']:>5} "
                   f"{len(r['outside_bound']):>7} {r['roles_right']!s:>8} {r['passed']!s:>6}  {totals}")  # fmt: skip

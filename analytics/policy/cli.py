@@ -13,32 +13,43 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics.policy.access import open_store, parse_duration, parse_time
+from analytics.policy.access import open_store
 from analytics.policy.conformance import SourceError, resolve
 from analytics.policy.evaluate import align, evaluate, last_window
 from analytics.policy.loader import PolicyError, load_policy
 from analytics.policy.model import SEVERITIES
-from analytics.policy.results import computed, jsonl, stored, table
+from analytics.policy.results import computed, conversations, jsonl, stored, table
 from analytics.policy.testing import run_tests
 from analytics.policy.whatif import render, whatif
+from netobs.timeargs import FORMS, duration_arg, time_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _range(args) -> tuple[datetime, datetime]:
-    window = parse_duration(args.window)
+    window = args.window
     if args.from_ is None and args.to is None:
         return last_window(datetime.now(UTC), window)
-    end = parse_time(args.to) if args.to else datetime.now(UTC)
-    start = parse_time(args.from_, now=end) if args.from_ else end - timedelta(seconds=window)
+    end = args.to or datetime.now(UTC)
+    start = args.from_ or end - timedelta(seconds=window)
+    if start >= end:
+        raise PolicyError(
+            [f"--from ({start:%Y-%m-%dT%H:%M:%SZ}) is not before --to ({end:%Y-%m-%dT%H:%M:%SZ})"]
+        )
     return start, end
 
 
+def _notes(policy) -> None:
+    for note in policy._notes:
+        print(f"netobs: note: {note}", file=sys.stderr)
+
+
 def cmd_check(args, settings) -> int:
-    """Evaluate the policy over [from, to) into the violations table and print them."""
+    """Evaluate the policy over [from, to) into the violations table and print them, one conversation a line."""
     policy = load_policy(args.policy)
+    _notes(policy)
     start, end = _range(args)
-    window = parse_duration(args.window)
+    window = args.window
     with open_store(settings) as store:
         policy, warnings = resolve(policy, store.query_arrow, store.database, *align(start, end, window))
         for w in warnings:
@@ -48,6 +59,7 @@ def cmd_check(args, settings) -> int:
         else:
             start, end = evaluate(store, policy, start, end, window_s=window)
             records = stored(store.query_arrow, store.database, policy.name, start, end)
+        records = conversations(records)
         from analytics import coverage
 
         counted = coverage.line(coverage.coverage(store.query_arrow, store.database, start, end))
@@ -58,7 +70,7 @@ def cmd_check(args, settings) -> int:
     else:
         code = EXIT_OK
     print(
-        f"policy {policy.name}: {len(records)} violations in [{start:%Y-%m-%dT%H:%M:%SZ}, "
+        f"policy {policy.name}: {len(records)} violating conversations in [{start:%Y-%m-%dT%H:%M:%SZ}, "
         f"{end:%Y-%m-%dT%H:%M:%SZ}); {counted}",
         file=sys.stderr,
     )
@@ -70,10 +82,14 @@ def _rank(severity: str) -> int:
 
 
 def cmd_test(args, settings) -> int:
-    """Run policy unit tests on a scratch embedded store."""
+    """Run policy unit tests on a scratch embedded store (format: docs/policy.md, "Test files")."""
+    from analytics.policy.testing import load_tests
     from netobs.config import ChdbStoreConfig, StoreConfig
     from netobs.store import make_store
 
+    for path in args.tests:  # every file valid before a store is opened: typos are usage errors (exit 2)
+        spec = load_tests(Path(path))
+        load_policy(args.policy or Path(path).parent / spec.policy)
     failed = 0
     with tempfile.TemporaryDirectory(prefix="netobs-policy-test-") as tmp:
         store = make_store(StoreConfig(retention_days=0, chdb=ChdbStoreConfig(path=Path(tmp))))
@@ -92,6 +108,43 @@ def cmd_test(args, settings) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_lint(args, settings) -> int:
+    """Explain each rule in plain words; warn about rules that never match or match everything."""
+    from analytics.policy.lint import lint, render
+
+    code = EXIT_OK
+    for path in args.policies:
+        policy = load_policy(path)
+        _notes(policy)
+        result = lint(policy)
+        sys.stdout.write(render(policy, result))
+        if result.warnings and args.strict:
+            code = EXIT_FAILED
+    return code
+
+
+def cmd_migrate(args, settings) -> int:
+    """Print a version 1 policy file as version 2 (comments are not kept)."""
+    import yaml
+
+    from analytics.policy.loader import migrate_v1, parse_policy
+
+    text = Path(args.policy).read_text()
+    data = yaml.safe_load(text) or {}
+    if isinstance(data, dict) and data.get("version", 1) == 1:
+        data, changes = migrate_v1(data)
+        for c in changes:
+            print(f"netobs: {c}", file=sys.stderr)
+    out = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    parse_policy(out, args.policy)  # the result must load
+    if args.write:
+        Path(args.policy).write_text(out)
+        print(f"{args.policy}: rewritten as version 2", file=sys.stderr)
+    else:
+        sys.stdout.write(out)
+    return EXIT_OK
+
+
 def cmd_whatif(args, settings) -> int:
     """What the candidate policy would have flagged over history, compared with the current one."""
     current, candidate = load_policy(args.policy), load_policy(args.candidate)
@@ -104,7 +157,7 @@ def cmd_whatif(args, settings) -> int:
             candidate,
             start,
             end,
-            window_s=parse_duration(args.window),
+            window_s=args.window,
         )
     if args.output == "jsonl":
         sys.stdout.write(json.dumps(diff, sort_keys=True) + "\n")
@@ -131,9 +184,11 @@ def _guard(handler):
 
 
 def _time_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="from_", metavar="T", help="start (ISO 8601, 'now-1d', '-2h')")
-    p.add_argument("--to", metavar="T", help="end, exclusive (default: now)")
-    p.add_argument("--window", default="1h", help="evaluation window (default 1h; e.g. 5m, 1d)")
+    p.add_argument("--from", dest="from_", metavar="T", type=time_arg, help=f"start: {FORMS}")
+    p.add_argument("--to", metavar="T", type=time_arg, help="end, exclusive (default: now; same forms)")
+    p.add_argument(
+        "--window", default=3600, type=duration_arg, help="evaluation window (default 1h; e.g. 5m, 1d)"
+    )
 
 
 def add_parsers(subparsers) -> None:
@@ -155,6 +210,16 @@ def add_parsers(subparsers) -> None:
     t.add_argument("tests", nargs="+", metavar="TESTFILE")
     t.add_argument("--policy", metavar="FILE", help="policy to test (default: the test file's)")
     t.set_defaults(func=_guard(cmd_test))
+
+    lt = sub.add_parser("lint", help="explain each rule in plain words and warn about suspicious ones")
+    lt.add_argument("policies", nargs="+", metavar="FILE")
+    lt.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    lt.set_defaults(func=_guard(cmd_lint))
+
+    mg = sub.add_parser("migrate", help="print a version 1 policy as version 2 (--write: rewrite the file)")
+    mg.add_argument("policy", metavar="FILE")
+    mg.add_argument("--write", action="store_true")
+    mg.set_defaults(func=_guard(cmd_migrate))
 
     w = sub.add_parser("whatif", help="replay a candidate policy over history against the current one")
     w.add_argument("--policy", required=True, metavar="FILE", help="the current policy")

@@ -1,4 +1,5 @@
-"""Resolve ``networkpolicy_conformance`` rules: NetworkPolicies + pod inventory → SQL, per evaluation.
+"""Resolve outside data per evaluation: pod/namespace labels for label selectors, and
+``networkpolicy_conformance`` rules (NetworkPolicies + pod inventory → SQL).
 
 The NetworkPolicies are read (files and/or the Kubernetes API) and the pod inventory of the
 evaluated range is read from the metadata store each time a policy is evaluated, so the
@@ -63,10 +64,16 @@ def network_policies(rule: NetworkPolicyRule) -> tuple[list[netpol.NetworkPolicy
 
 def resolve(policy: Policy, query, database: str, start: datetime, end: datetime) -> tuple[Policy, list[str]]:
     """The policy with its NetworkPolicy rules compiled for [start, end), and the warnings."""
+    warnings: list[str] = []
+    if policy.uses_labels() and policy._labels is None:
+        inventory, warnings = load_inventory(query, database, start, end)
+        pods = [(v.namespace, v.name, dict(v.labels)) for v in inventory.pods]
+        policy = policy.with_labels(pods, inventory.namespaces)
     rules = [r for r in policy.rules if isinstance(r, NetworkPolicyRule)]
     if not rules or all(r.id in policy._resolved for r in rules):
-        return policy, []
-    inventory, warnings = load_inventory(query, database, start, end)
+        return policy, warnings
+    inventory, more = load_inventory(query, database, start, end)
+    warnings += more
     resolved = dict(policy._resolved)
     for rule in rules:
         policies, problems = network_policies(rule)

@@ -1,9 +1,13 @@
 """Evaluate a policy inside ClickHouse: one scan of the flows for up to 512 rules, into ``violations``.
 
-Each flow row gets 64-bit masks of the rules it violates (one bit per rule condition, one
-mask per 64 rules); rows with a violation are exploded per rule and aggregated twice: by
-5-tuple (for evidence), then by rule × window × endpoint entities (the violation; entities
-are grouped by one 64-bit hash). Bytes and packets are scaled by the sampling rate here.
+Flows are counted once (:data:`netobs.counting.COUNTED`) and turned client → server
+(:func:`netobs.counting.oriented`). Each flow row gets 64-bit masks of the rules it violates
+(one bit per rule condition, one mask per 64 rules); rows with a violation are exploded per
+rule and aggregated twice: by 5-tuple (the sample flows), then by rule × window ×
+conversation (client address, server address, server port, protocol: one 64-bit hash). Each
+violation row names both ends (tenant, namespace, workload, pod, zone, center, site, address),
+says why the rule matched and which of the rule's exemptions matched the conversation but
+were not in force at the flow's time. Bytes and packets are scaled by the sampling rate here.
 
 Re-evaluating a window is idempotent without DELETE (so it works the same on one server and
 on a cluster of ReplicatedReplacingMergeTree shards behind a Distributed table): a violation
@@ -17,21 +21,23 @@ id either old or new, and the next evaluation completes it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
 from analytics.policy.conformance import resolve
 from analytics.policy.model import Policy
-from analytics.policy.rules import rule_condition, rule_detail
+from analytics.policy.rules import exemption_note, rule_condition, rule_detail
 from analytics.policy.sql import DEDUP, quote, ts
 from netobs import counting
 from netobs.tables import Column, Table, View
 
+log = logging.getLogger(__name__)
 VIOLATIONS = "violations"
 EVIDENCE = "violation_evidence"
 MASK_BITS = 64
 CHUNK = 512  # rules per scan: one query reads the flows once for all of them
-ENTITY = ("tenant", "namespace", "workload", "zone", "center", "site", "ip")
+ENTITY = ("tenant", "namespace", "workload", "pod", "node", "subnet", "vpc", "zone", "center", "site", "ip")
 ENTITY_COLUMNS = tuple(f"{end}_{a}" for end in ("src", "dst") for a in ENTITY)
 _EVIDENCE_TYPE = (
     "Array(Tuple(src_addr String, dst_addr String, src_port UInt16, dst_port UInt16, proto UInt8, "
@@ -49,7 +55,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("regulations", "Array(String)"),
     ("window_start", _TS),
     ("window_end", _TS),
-    *((c, "LowCardinality(String)") for c in ENTITY_COLUMNS),
+    *((c, "String" if c.endswith(("_pod", "_ip")) else "LowCardinality(String)") for c in ENTITY_COLUMNS),
+    ("port", "UInt16"),
+    ("proto", "UInt8"),
+    ("client_ports", "UInt32"),
+    ("why", "String"),
+    ("exemptions", "String"),
     ("bytes", "UInt64"),
     ("packets", "UInt64"),
     ("flows", "UInt64"),
@@ -130,26 +141,17 @@ def _ip(col: str) -> str:
     return f"replaceRegexpOne(IPv6NumToString({col}), '^::ffff:([0-9.]+)$', '\\\\1')"
 
 
-def _unnamed(end: str) -> str:
-    return f"{end}_namespace = '' AND {end}_workload = ''"
-
-
 def _entity_exprs() -> list[str]:
-    """Expressions of ENTITY_COLUMNS: the naming columns, and the address of an unnamed end."""
+    """Expressions of ENTITY_COLUMNS: the naming columns and the address of each end."""
     out = []
     for end in ("src", "dst"):
         out += [f"{end}_{a}" for a in ENTITY[:-1]]
-        out.append(f"if({_unnamed(end)}, {_ip(f'{end}_addr')}, '')")
+        out.append(f"{end}_addr")  # turned into text once per violation (outer query)
     return out
 
 
-def _entity_hash() -> str:
-    """One 64-bit key for both ends' entities (the address only counts for unnamed ends)."""
-    cols = []
-    for end in ("src", "dst"):
-        cols += [f"{end}_{a}" for a in ENTITY[:-1]]
-        cols.append(f"if({_unnamed(end)}, {end}_addr, toIPv6('::'))")
-    return f"cityHash64({', '.join(cols)})"
+#: One 64-bit key per conversation: client, server, server port, protocol (rows are oriented).
+CONVERSATION = "cityHash64(src_addr, dst_addr, dst_port, proto)"
 
 
 def _mask(conditions: list[str]) -> str:
@@ -193,29 +195,48 @@ def violations_select(
     details = [(i, rule_detail(policy, r)) for i, r in enumerate(rules)]
     arms = [f"rule_idx = {i}, {d}" for i, d in details if d is not None]
     detail = f"multiIf({', '.join(arms)}, '')" if arms else "''"
+    notes = [(i, exemption_note(policy, r)) for i, r in enumerate(rules)]
+    note_arms = [f"rule_idx = {i}, {x}" for i, x in notes if x is not None]
+    note = f"multiIf({', '.join(note_arms)}, '')" if note_arms else "''"
     # Entities are grouped by one hash of their columns (cheap numeric keys); their values ride along.
     entity_any = ", ".join(f"any({e}) AS e_{c}" for e, c in zip(_entity_exprs(), ENTITY_COLUMNS, strict=True))
     inner = (
-        f"SELECT rule_idx, window_start, ek, {tuple5}, {entity_any},\n"
+        f"SELECT rule_idx, window_start, ek, src_addr, dst_addr, src_port, dst_port, proto AS p5, {entity_any},\n"
         f"  sum(bytes * {scale}) AS b, sum(packets * {scale}) AS p, count() AS n,\n"
-        f"  min({seen_start}) AS fs, max({seen_end}) AS ls, any({detail}) AS d\n"
+        f"  min({seen_start}) AS fs, max({seen_end}) AS ls, any({detail}) AS d{', any(' + note + ') AS x' if note_arms else ''}\n"
         f"FROM (\n  SELECT *, {masks},\n"
         f"    toDateTime64(toStartOfInterval(event_end, INTERVAL {int(window_s)} SECOND), 3, 'UTC')"
-        f" AS window_start,\n    {_entity_hash()} AS ek\n"
+        f" AS window_start,\n    {CONVERSATION} AS ek\n"
         # Conversations turned client → server: rules judge who opens, replies are not requests.
         f"  FROM {counting.oriented(f'`{database}`.`{table}`', scope)}\n"
         f"  WHERE {any_hit}\n"
         f")\nARRAY JOIN {rule_positions} AS rule_idx\n"
         f"GROUP BY rule_idx, window_start, ek, {tuple5}"
     )
-    entity_keys = ", ".join(f"any(e_{c}) AS {c}" for c in ENTITY_COLUMNS)
-    key = ", '|', ".join(["rule", "toString(window_start)", f"'{int(window_s)}'", *ENTITY_COLUMNS])
+    entity_keys = ", ".join(
+        f"{_ip(f'any(e_{c})')} AS {c}" if c.endswith("_ip") else f"any(e_{c}) AS {c}" for c in ENTITY_COLUMNS
+    )
+    key = ", '|', ".join(
+        [
+            "rule",
+            "toString(window_start)",
+            f"'{int(window_s)}'",
+            "src_ip",
+            "dst_ip",
+            "toString(port)",
+            "toString(proto)",
+        ]
+    )
     ev = (
         f"CAST(arrayMap(x -> ({_ip('x.2')}, {_ip('x.3')}, x.4, x.5, x.6, toUInt64(-x.1), x.7, x.8, x.9, x.10),\n"
-        f"    groupArraySorted({int(evidence)})((-toInt64(b), src_addr, dst_addr, src_port, dst_port, proto,"
+        f"    groupArraySorted({int(evidence)})((-toInt64(b), src_addr, dst_addr, src_port, dst_port, p5,"
         f" p, n, fs, d))) AS {_EVIDENCE_TYPE})"
     )
-    pick = lambda attr: _pick([getattr(r, attr) for r in rules])  # noqa: E731
+    why = {r.id: r.explain(policy) for r in rules}
+    exemptions = (
+        "arrayStringConcat(arrayFilter(v -> v != '', groupUniqArray(x)), '; ')" if note_arms else "''"
+    )
+    pick = lambda attr: _pick([why[r.id] if attr == "why" else getattr(r, attr) for r in rules])  # noqa: E731
     regs = "[" + ", ".join(_array_literal(r.regulations) for r in rules) + "]"
     return (
         f"SELECT lower(hex(substring(SHA256(concat({key})), 1, 12))) AS id, {quote(policy.name)} AS policy,\n"
@@ -223,6 +244,8 @@ def violations_select(
         f"  {pick('owner')} AS owner,\n"
         f"  arrayElement(CAST({regs} AS Array(Array(String))), rule_idx + 1) AS regulations,\n"
         f"  window_start, window_start + INTERVAL {int(window_s)} SECOND AS window_end, {entity_keys},\n"
+        f"  any(dst_port) AS port, any(p5) AS proto, toUInt32(uniqExact(src_port)) AS client_ports, "
+        f"{pick('why')} AS why, {exemptions} AS exemptions,\n"
         f"  sum(b) AS bytes, sum(p) AS packets, sum(n) AS flows, min(fs) AS first_seen, max(ls) AS last_seen,\n"
         f"  {ev} AS evidence, toUInt64({int(version)}) AS version, toUInt8(0) AS deleted\n"
         f"FROM (\n{inner}\n)\nGROUP BY rule_idx, window_start, ek"
@@ -275,11 +298,28 @@ def cluster_of(store) -> str | None:
 
 
 def ensure_violations(store) -> None:
-    """Create the violations table(s) and view if missing; refuse a table of another shape."""
-    *tables, view = create_violations(store.database, cluster_of(store))
+    """Create the violations table(s) and view if missing. A single-node table of another shape
+    (an older netobs: derived data) is renamed aside with a warning; on a cluster it is refused."""
+    cluster = cluster_of(store)
+    *tables, view = create_violations(store.database, cluster)
     for stmt in tables:
         store.execute(stmt)
-    _check_live_table(store, store.database)
+    try:
+        _check_live_table(store, store.database)
+    except ViolationsSchemaError:
+        if cluster:
+            raise
+        db, aside = store.database, f"{VIOLATIONS}_before_{datetime.now(UTC):%Y%m%d%H%M%S}"
+        store.execute(f"DROP VIEW IF EXISTS `{db}`.`{EVIDENCE}`")
+        store.execute(f"RENAME TABLE `{db}`.`{VIOLATIONS}` TO `{db}`.`{aside}`")
+        log.warning(
+            "%s.%s was written by an older netobs; renamed to %s, windows are evaluated afresh",
+            db,
+            VIOLATIONS,
+            aside,
+        )
+        for stmt in tables:
+            store.execute(stmt)
     store.execute(view)
 
 

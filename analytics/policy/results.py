@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from analytics.policy.conformance import resolve
 from analytics.policy.evaluate import ENTITY, align, chunks, live, violations_select
-from analytics.policy.model import Policy
+from analytics.policy.model import PROTOCOL_NAMES, Policy
 from analytics.policy.sql import quote, ts
 
 Query = Callable[[str], pa.Table]
@@ -33,8 +33,12 @@ def _iso(v: Any) -> Any:
     return v
 
 
+def _proto_name(n: int) -> str:
+    return PROTOCOL_NAMES.get(int(n), str(n))
+
+
 def to_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A violation row → the JSON line shape: entities nested under ``src``/``dst``."""
+    """A violation row → the JSON line shape: one conversation, ``client`` and ``server`` ends."""
     out: dict[str, Any] = {
         "id": row["id"],
         "rule": row["rule"],
@@ -42,11 +46,16 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
         "severity": row["severity"],
         "owner": row["owner"],
         "regulations": list(row["regulations"]),
+        "why": row.get("why", ""),
+        "exemptions_considered": row.get("exemptions", ""),
         "window": {"start": _iso(row["window_start"]), "end": _iso(row["window_end"])},
     }
-    for end in ("src", "dst"):
-        out[end] = {a: row[f"{end}_{a}"] for a in ENTITY if row[f"{end}_{a}"]}
+    for end, role in (("src", "client"), ("dst", "server")):
+        out[role] = {a: row[f"{end}_{a}"] for a in ENTITY if row[f"{end}_{a}"]}
     out.update(
+        port=int(row["port"]),
+        proto=_proto_name(row["proto"]),
+        client_ports=int(row["client_ports"]),
         bytes=int(row["bytes"]),
         packets=int(row["packets"]),
         flows=int(row["flows"]),
@@ -54,8 +63,33 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
         last_seen=_iso(row["last_seen"]),
     )
     if "evidence" in row:
-        out["evidence"] = _iso(list(row["evidence"]))
+        out["evidence"] = [dict(_iso(e), proto=_proto_name(e["proto"])) for e in row["evidence"]]
     return out
+
+
+def conversations(records: list[dict[str, Any]], samples: int = 5) -> list[dict[str, Any]]:
+    """Window rows of the same rule and conversation merged: first/last seen over the period,
+    bytes summed, the largest sample flows kept, windows counted (pure)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        k = (r["rule"], r["client"].get("ip"), r["server"].get("ip"), r["port"], r["proto"])
+        m = merged.get(k)
+        if m is None:
+            merged[k] = m = dict(r, windows=0, evidence=list(r.get("evidence", [])))
+            m.pop("window")
+            m["id"] = r["id"]
+        else:
+            for key in ("bytes", "packets", "flows"):
+                m[key] += r[key]
+            m["first_seen"] = min(m["first_seen"], r["first_seen"])
+            m["last_seen"] = max(m["last_seen"], r["last_seen"])
+            m["client_ports"] = max(m["client_ports"], r["client_ports"])
+            notes = {x for x in (m["exemptions_considered"], r["exemptions_considered"]) if x}
+            m["exemptions_considered"] = "; ".join(sorted(notes))
+            m["evidence"] += r.get("evidence", [])
+        m["windows"] += 1
+        m["evidence"] = sorted(m["evidence"], key=lambda e: -e["bytes"])[:samples]
+    return sorted(merged.values(), key=lambda r: (r["first_seen"], r["rule"], r["id"]))
 
 
 def stored(
@@ -102,13 +136,23 @@ def jsonl(records: Iterable[dict[str, Any]]) -> str:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    """A short human-readable listing."""
+    """A short human-readable listing, one conversation a line."""
     lines = []
     for r in records:
-        src = "/".join(v for v in r["src"].values()) or "?"
-        dst = "/".join(v for v in r["dst"].values()) or "?"
+        client = _end_text(r["client"])
+        server = _end_text(r["server"])
         lines.append(
-            f"{r['window']['start']}  {r['severity']:<8} {r['rule']:<24} {src} -> {dst}  "
-            f"bytes={r['bytes']} packets={r['packets']} flows={r['flows']}"
+            f"{r['first_seen']} .. {r['last_seen']}  {r['severity']:<8} {r['rule']:<24} {client} -> {server} "
+            f"{r['port']}/{r['proto']}  bytes={r['bytes']} flows={r['flows']}"
+            + (
+                f"  [exemption considered: {r['exemptions_considered']}]"
+                if r["exemptions_considered"]
+                else ""
+            )
         )
     return "".join(line + "\n" for line in lines)
+
+
+def _end_text(e: dict[str, Any]) -> str:
+    name = "/".join(e[k] for k in ("tenant", "namespace", "pod") if e.get(k)) or e.get("workload", "")
+    return f"{name}({e.get('ip', '?')})" if name else e.get("ip", "?")

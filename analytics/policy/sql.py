@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from analytics.policy.model import PROTOCOLS, Matcher, Policy
+from analytics.policy.model import PROTOCOLS, Matcher, Policy, port_ranges
 from netobs import counting
 
 TRUE, FALSE = "1", "0"
@@ -51,14 +51,14 @@ def not_(expr: str) -> str:
 
 
 def values_in(column: str, values: Iterable[str]) -> str:
-    """``column IN (...)``; values with ``*`` become LIKE patterns."""
+    """``column IN (...)``; values with ``*`` become LIKE patterns that match non-empty values only."""
     values = list(values)
     exact = [v for v in values if "*" not in v]
     globs = [v for v in values if "*" in v]
     parts = [f"{column} IN ({', '.join(quote(v) for v in exact)})"] if exact else []
     for g in globs:
         like = g.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
-        parts.append(f"{column} LIKE {quote(like)}")
+        parts.append(f"({column} != '' AND {column} LIKE {quote(like)})")
     return or_(parts)
 
 
@@ -79,30 +79,74 @@ def cidr_in(end: str, cidrs: Iterable[str]) -> str:
     return or_(parts)
 
 
-def matcher_sql(m: Matcher, end: str, labels: dict[str, dict[str, str]] | None = None) -> str:
-    """All fields of a matcher, for the ``src`` or ``dst`` end."""
+#: What each ``is:`` kind of end means, over the end's naming columns.
+IS_SQL = {
+    "pod": "{e}_pod != ''",
+    "node": "({e}_pod = '' AND {e}_node != '')",
+    "network": "({e}_pod = '' AND {e}_namespace = '' AND {e}_node = '' AND {e}_subnet != '')",
+    "external": "({e}_pod = '' AND {e}_namespace = '' AND {e}_node = '' AND {e}_subnet = '')",
+}
+
+
+def _labels(policy: Policy | None) -> dict:
+    if policy is None:
+        return {"pods": [], "namespaces": {}}
+    return policy._labels or {"pods": [], "namespaces": dict(policy.namespace_labels)}
+
+
+def _selected_namespaces(m: Matcher, policy: Policy | None) -> list[str]:
+    namespaces = _labels(policy)["namespaces"]
+    out = []
+    for ns, lab in namespaces.items():
+        lab = {**lab, "kubernetes.io/metadata.name": ns}
+        if m.namespace_selector is not None and not m.namespace_selector.matches(lab):
+            continue
+        if m.namespace_labels and not all(
+            fnmatch.fnmatchcase(lab.get(k, ""), v) for k, v in m.namespace_labels.items()
+        ):
+            continue
+        out.append(ns)
+    return sorted(out)
+
+
+def matcher_sql(m: Matcher, end: str, policy: Policy | None = None) -> str:
+    """All fields of a selector, for the ``src`` (client) or ``dst`` (server) end."""
     parts = []
+    if m.is_:
+        parts.append(or_(IS_SQL[k].format(e=end) for k in m.is_))
     if m.cidr:
         parts.append(cidr_in(end, m.cidr))
     for field in _FIELDS:
         values = getattr(m, field)
         if values:
             parts.append(values_in(f"{end}_{field}", values))
-    if m.namespace_labels:
-        names = sorted(
-            ns
-            for ns, lab in (labels or {}).items()
-            if all(fnmatch.fnmatchcase(lab.get(k, ""), v) for k, v in m.namespace_labels.items())
-        )
+    if m.namespace_labels or m.namespace_selector is not None:
+        names = _selected_namespaces(m, policy)
         parts.append(values_in(f"{end}_namespace", names) if names else FALSE)
+    if m.pod_selector is not None:
+        pods = sorted({(ns, pod) for ns, pod, lab in _labels(policy)["pods"] if m.pod_selector.matches(lab)})
+        if pods:
+            items = ", ".join(f"({quote(ns)}, {quote(pod)})" for ns, pod in pods)
+            parts.append(f"({end}_namespace, {end}_pod) IN ({items})")
+        else:
+            parts.append(FALSE)
+    if m.not_ is not None:
+        parts.append(not_(matcher_sql(m.not_, end, policy)))
     return and_(parts)
 
 
-def zone_sql(policy: Policy, zone: str, end: str) -> str:
-    """Whether the ``end`` of a flow is in the zone ('*': any endpoint)."""
+def zone_sql(policy: Policy, zone: str | Matcher, end: str) -> str:
+    """Whether the ``end`` of a flow is in the zone ('*': any end; '!name': outside the zone;
+    an inline selector: the ends it matches)."""
+    if isinstance(zone, Matcher):
+        return matcher_sql(zone, end, policy)
     if zone == "*":
         return TRUE
-    return or_(matcher_sql(m, end, policy.namespace_labels) for m in policy.zones[zone].match)
+    if zone.startswith("!"):
+        return not_(zone_sql(policy, zone[1:], end))
+    z = policy.zones[zone]
+    inside = or_(matcher_sql(m, end, policy) for m in z.match)
+    return and_([inside, *(not_(matcher_sql(m, end, policy)) for m in z.except_)])
 
 
 def protocols_in(protocols: Iterable[str | int]) -> str:
@@ -110,12 +154,21 @@ def protocols_in(protocols: Iterable[str | int]) -> str:
     return TRUE if not nums else f"proto IN ({', '.join(map(str, nums))})"
 
 
-def ports_sql(ports: Iterable[int], protocols: Iterable[str | int], port_col: str = "dst_port") -> str:
-    ports = sorted(set(ports))
-    port = f"{port_col} IN ({', '.join(map(str, ports))})" if ports else TRUE
-    return and_([port, protocols_in(protocols)])
+def ports_in(ports: Iterable[int | str], port_col: str = "dst_port") -> str:
+    """The port column in the ports (numbers, ranges, service names); TRUE when none are given."""
+    ranges = port_ranges(tuple(ports))
+    if not ranges:
+        return TRUE
+    singles = [lo for lo, hi in ranges if lo == hi]
+    parts = [f"{port_col} IN ({', '.join(map(str, singles))})"] if singles else []
+    parts += [f"{port_col} BETWEEN {lo} AND {hi}" for lo, hi in ranges if lo != hi]
+    return or_(parts)
 
 
-def pair_sql(policy: Policy, src: str, dst: str) -> str:
-    """Source end in zone ``src`` and destination end in zone ``dst``."""
+def ports_sql(ports: Iterable[int | str], protocols: Iterable[str | int], port_col: str = "dst_port") -> str:
+    return and_([ports_in(ports, port_col), protocols_in(protocols)])
+
+
+def pair_sql(policy: Policy, src: str | Matcher, dst: str | Matcher) -> str:
+    """Client end in zone ``src`` and server end in zone ``dst`` (flows are oriented client → server)."""
     return and_([zone_sql(policy, src, "src"), zone_sql(policy, dst, "dst")])

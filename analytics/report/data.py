@@ -1,21 +1,29 @@
 """What a compliance report says, gathered as plain data (renderers only lay it out).
 
-Everything is ordered deterministically and contains no generation time, so the same data
-gives the same report bytes. Scope shows what was NOT observed too: exporter coverage per
-bucket and the gaps, including exporters seen just before the period and silent in it.
+Everything is ordered deterministically; the only time that is not the data's is the generation
+time (``generated``, shown and in the PDF's CreationDate), so the same data rendered at the same
+time gives the same bytes. One counting method throughout: records counted by the counting model
+(:mod:`netobs.counting`); violations are conversations (client, server, port, protocol) per rule.
+Scope shows what was NOT counted and why (duplicates, unnamed ends, outside retention, not yet
+final), and what was NOT observed: exporter coverage per bucket and the gaps, including
+exporters seen just before the period and silent in it. The evidence is limited (the largest
+conversations per rule); the full list goes into a CSV whose SHA-256 the manifest records.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analytics.coverage import coverage
-from analytics.policy.model import Policy
-from analytics.policy.results import Query, _iso, stored
+from analytics.policy.model import PROTOCOL_NAMES, Policy
+from analytics.policy.results import Query, _iso, conversations, stored
 from analytics.policy.sql import ts
+from netobs import counting
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 
@@ -44,8 +52,15 @@ def _gaps(present: set[datetime], buckets: list[datetime], step: int) -> list[li
     return out
 
 
-def scope(query: Query, db: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """Centers, exporters, sampling rates, coverage and collection gaps of the period."""
+def scope(
+    query: Query,
+    db: str,
+    start: datetime,
+    end: datetime,
+    generated: datetime | None = None,
+    retention_days: int = 0,
+) -> dict[str, Any]:
+    """Centers, exporters, sampling rates, what was counted and what not, and collection gaps."""
     step = bucket_seconds(start, end)
     lookback = start - (end - start)
     rows = query(
@@ -77,13 +92,14 @@ def scope(query: Query, db: str, start: datetime, end: datetime) -> dict[str, An
     ]
     centers = query(
         f"SELECT c AS center, count() AS flows FROM `{db}`.flows ARRAY JOIN [src_center, dst_center] AS c "
-        f"WHERE time_received >= {ts(start)} AND time_received < {ts(end)} AND c != '' "
+        f"WHERE {counting.in_event_range(ts(start), ts(end))} AND {counting.COUNTED} AND c != '' "
         f"GROUP BY c ORDER BY c"
     ).to_pylist()
     cov = coverage(query, db, start, end)
     n_counted = cov["counted"]
     n_named = n_counted - cov["counted_unnamed"]
     return {
+        "categories": categories(query, db, start, end, cov, generated, retention_days),
         "bucket_seconds": step,
         "buckets": len(buckets),
         "centers": centers,
@@ -93,6 +109,61 @@ def scope(query: Query, db: str, start: datetime, end: datetime) -> dict[str, An
         "enriched_share": round(n_named / n_counted, 4) if n_counted else 0.0,
         "counting": cov,
     }
+
+
+def categories(
+    query: Query,
+    db: str,
+    start: datetime,
+    end: datetime,
+    cov: dict[str, Any],
+    generated: datetime | None,
+    retention_days: int,
+) -> list[dict[str, Any]]:
+    """Every record of the period in one category, with the count and the reason (the coverage table)."""
+    rows = [
+        {
+            "category": "counted",
+            "records": cov["counted"] - cov["counted_unnamed"],
+            "reason": "counted once, at the first observation point that saw the packets; a pod, node or "
+            "named network on at least one end",
+        },
+        {
+            "category": "counted, unnamed",
+            "records": cov["counted_unnamed"],
+            "reason": "counted, but neither end is a known pod, node or network: rules about zones cannot "
+            "place it",
+        },
+    ]
+    for r in cov["not_counted"]:
+        rows.append({"category": f"excluded: {r['reason']}", "records": r["records"], "reason": r["why"]})
+    if retention_days and generated is not None:
+        kept_from = generated - timedelta(days=retention_days)
+        if start < kept_from:
+            rows.append({
+                "category": "outside retention",
+                "records": None,
+                "reason": f"the store keeps {retention_days} days: records before {_iso(kept_from)} are "
+                "deleted and could not be evaluated (count unknown)",
+            })  # fmt: skip
+    if generated is not None:
+        final = generated - timedelta(seconds=counting.ALLOWED_LATENESS_S)
+        if end > final:
+            n = (
+                query(
+                    f"SELECT count() AS n FROM `{db}`.flows WHERE {counting.in_event_range(ts(max(start, final)), ts(end))} "
+                    f"AND {counting.COUNTED}"
+                )
+                .column("n")[0]
+                .as_py()
+            )
+            rows.append({
+                "category": "not evaluated (not final)",
+                "records": n,
+                "reason": f"event time after {_iso(final)}: late records may still arrive; evaluate again "
+                "after the watermark",
+            })  # fmt: skip
+    return rows
 
 
 def _rollup(violations: list[dict], key) -> list[dict[str, Any]]:
@@ -116,8 +187,11 @@ def _trend(violations: list[dict], buckets: list[datetime], step: int, key) -> d
     return dict(sorted(out.items()))
 
 
-def posture(policy: Policy, violations: list[dict], start: datetime, end: datetime) -> dict[str, Any]:
-    """Summary, breakdowns by rule / tenant / center, and trends."""
+def posture(
+    policy: Policy, violations: list[dict], start: datetime, end: datetime, windows: list[dict] | None = None
+) -> dict[str, Any]:
+    """Summary, breakdowns by rule / client tenant / center pair (violating conversations), and trends
+    (conversations violating in each bucket, from the per-window rows)."""
     step = bucket_seconds(start, end)
     buckets = _buckets(start, end, step)
     by_rule = {r["name"]: r for r in _rollup(violations, lambda v: v["rule"])}
@@ -143,14 +217,14 @@ def posture(policy: Policy, violations: list[dict], start: datetime, end: dateti
         "rules_total": len(rules),
         "rules_compliant": sum(1 for r in rules if r["violations"] == 0),
         "rules": rules,
-        "by_tenant": _rollup(violations, lambda v: v["src"].get("tenant", "(unknown)")),
+        "by_tenant": _rollup(violations, lambda v: v["client"].get("tenant", "(no tenant)")),
         "by_center": _rollup(
             violations,
-            lambda v: f"{v['src'].get('center', '(external)')} -> {v['dst'].get('center', '(external)')}",
+            lambda v: f"{v['client'].get('center', '(outside)')} -> {v['server'].get('center', '(outside)')}",
         ),
         "trend_buckets": [_iso(b) for b in buckets],
-        "trend_by_rule": _trend(violations, buckets, step, lambda v: v["rule"]),
-        "trend_by_severity": _trend(violations, buckets, step, lambda v: v["severity"]),
+        "trend_by_rule": _trend(windows or [], buckets, step, lambda v: v["rule"]),
+        "trend_by_severity": _trend(windows or [], buckets, step, lambda v: v["severity"]),
     }
 
 
@@ -160,18 +234,46 @@ def exemptions(policy: Policy, start: datetime, end: datetime) -> list[dict[str,
         {
             "id": e.id,
             "rule": e.rule,
-            "from": e.from_,
-            "to": e.to,
-            "ports": list(e.ports),
+            "from": e.from_ if isinstance(e.from_, str) else _selector_text(e.from_),
+            "to": e.to if isinstance(e.to, str) else _selector_text(e.to),
+            "ports": [str(x) for x in e.ports] + [str(x) for x in e.protocols],
             "approver": e.approver,
             "reason": e.reason,
             "ticket": e.ticket,
             "starts": _iso(e.starts) if e.starts else "",
-            "expires": _iso(e.expires),
+            "expires": _iso(e.expires) if e.expires else "never",
+            "review": e.review.isoformat(),
         }
         for e in sorted(policy.exemptions, key=lambda e: e.id)
         if e.in_force(start, end)
     ]
+
+
+def _selector_text(m: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in m.model_dump(exclude_defaults=True, by_alias=True).items())
+
+
+#: The full list's columns (the CSV attached to the report).
+CSV_COLUMNS = (
+    "rule", "severity", "client_ip", "client_tenant", "client_namespace", "client_pod", "client_workload",
+    "server_ip", "server_tenant", "server_namespace", "server_pod", "server_workload", "server_node",
+    "server_subnet", "port", "proto", "client_ports", "flows", "packets", "bytes", "first_seen", "last_seen",
+    "windows", "exemptions_considered", "id",
+)  # fmt: skip
+
+
+def violations_csv(violations: list[dict[str, Any]]) -> str:
+    """Every violating conversation, one row each (the report shows the largest ones)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for v in violations:
+        row = []
+        for c in CSV_COLUMNS:
+            end, _, attr = c.partition("_")
+            row.append(v[end].get(attr, "") if end in ("client", "server") else v.get(c, ""))
+        w.writerow(row)
+    return out.getvalue()
 
 
 def gather(
@@ -182,24 +284,36 @@ def gather(
     start: datetime,
     end: datetime,
     *,
-    evidence_limit: int = 50,
+    evidence_limit: int = 5,
+    generated: datetime | None = None,
+    retention_days: int = 0,
 ) -> dict[str, Any]:
-    """The whole report as data, from stored violations of ``policy`` and the flows table."""
-    violations = stored(query, db, policy.name, start, end)
-    top = sorted(violations, key=lambda v: (-v["bytes"], v["id"]))[:evidence_limit]
+    """The whole report as data, from stored violations of ``policy`` and the flows table.
+
+    ``evidence_limit``: conversations per rule shown with their sample flows (largest first)."""
+    generated = generated or datetime.now(UTC)
+    windows = stored(query, db, policy.name, start, end)
+    violations = conversations(windows, samples=3)
+    by_rule: dict[str, list[dict]] = defaultdict(list)
+    for v in sorted(violations, key=lambda v: (-v["bytes"], v["id"])):
+        by_rule[v["rule"]].append(v)
+    top = [v for rule in sorted(by_rule) for v in by_rule[rule][:evidence_limit]]
     return {
         "title": f"Network compliance report: {policy.name}",
+        "generated": _iso(generated),
         "period": {"start": _iso(start), "end": _iso(end)},
         "policy": {
             "name": policy.name,
             "description": policy.description,
             "sha256": hashlib.sha256(policy_text.encode()).hexdigest(),
         },
-        "scope": scope(query, db, start, end),
-        "posture": posture(policy, violations, start, end),
+        "scope": scope(query, db, start, end, generated, retention_days),
+        "posture": posture(policy, violations, start, end, windows),
         "exemptions": exemptions(policy, start, end),
-        "violations": [{k: v[k] for k in v if k != "evidence"} for v in violations],
+        "violations_total": len(violations),
+        "violations": [{k: v[k] for k in v if k != "evidence"} for v in top],
         "evidence": [{"id": v["id"], "rule": v["rule"], "flows": v["evidence"]} for v in top],
+        "csv": violations_csv(violations),
     }
 
 
@@ -231,12 +345,31 @@ _EVIDENCE_KEYS = (
 
 
 def evidence_rows(evidence: dict) -> list[list]:
-    """One row per evidence flow of a violation, in :data:`EVIDENCE_HEADER` order."""
-    return [[f.get(k, "") for k in _EVIDENCE_KEYS] for f in evidence["flows"]]
+    """One row per sample flow of a violating conversation, in :data:`EVIDENCE_HEADER` order
+    (ports as text: never with thousands separators; protocols by name; times to the second)."""
+    out = []
+    for f in evidence["flows"]:
+        row = []
+        for k in _EVIDENCE_KEYS:
+            v = f.get(k, "")
+            if k in ("src_port", "dst_port"):
+                v = str(v)
+            elif k == "proto":
+                v = PROTOCOL_NAMES.get(v, str(v)) if isinstance(v, int) else v
+            elif k == "first_seen":
+                v = short_time(v)
+            row.append(v)
+        out.append(row)
+    return out
+
+
+def short_time(iso: str) -> str:
+    """'2026-06-01T10:15:00.000Z' → '2026-06-01 10:15:00' (a table cell that wraps at the space)."""
+    return iso.replace("T", " ").removesuffix("Z").split(".")[0] if iso else iso
 
 
 #: The violations-by-rule table's columns, shared by the HTML and PDF layouts.
-RULE_HEADER = ["rule", "type", "severity", "owner", "regulations", "violations", "flows", "bytes"]
+RULE_HEADER = ["rule", "type", "severity", "owner", "regulations", "conversations", "flows", "bytes"]
 _RULE_KEYS = ("id", "type", "severity", "owner", "regulations", "violations", "flows", "bytes")
 
 
@@ -246,7 +379,7 @@ def rule_rows(posture: dict) -> list[list]:
 
 
 #: The scope section's exporter table, shared by the HTML and PDF layouts.
-EXPORTER_HEADER = ["exporter", "type", "flows", "sampling rates", "coverage", "collection gaps"]
+EXPORTER_HEADER = ["exporter", "type", "records received", "sampling rates", "coverage", "collection gaps"]
 
 
 def exporter_rows(scope: dict[str, Any]) -> list[list[Any]]:
@@ -256,15 +389,24 @@ def exporter_rows(scope: dict[str, Any]) -> list[list[Any]]:
             e["exporter"],
             e["type"],
             e["flows"],
-            e["sampling_rates"] or ["none"],
+            [str(r) for r in e["sampling_rates"]] or ["none"],
             f"{e['coverage']:.1%}",
-            "; ".join(f"{a} – {b}" for a, b in e["gaps"]) or "none",
+            "; ".join(f"{short_time(a)} – {short_time(b)}" for a, b in e["gaps"]) or "none",
         ]
         for e in scope["exporters"]
     ]
 
 
 def entity_name(e: dict[str, str]) -> str:
-    """A violation's end as one name: tenant/namespace/workload/ip/zone/center, those known."""
-    keys = ("tenant", "namespace", "workload", "ip", "zone", "center")
-    return "/".join(e[k] for k in keys if e.get(k)) or "(unknown)"
+    """A conversation's end in a few words that wrap between names: tenant · namespace · pod (address);
+    a node or a named network for ends that are not pods."""
+    names: list[str] = []
+    for k in (
+        ("tenant", "namespace", "pod")
+        if e.get("pod")
+        else ("tenant", "namespace", "workload", "node", "subnet")
+    ):
+        if e.get(k) and e[k] not in names:
+            names.append(e[k])
+    ip = e.get("ip", "")
+    return (" · ".join(names) + (f" ({ip})" if ip else "")) if names else (ip or "(unknown)")

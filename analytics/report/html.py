@@ -15,6 +15,7 @@ from analytics.report.data import (
     evidence_rows,
     exporter_rows,
     rule_rows,
+    short_time,
 )
 
 _CSS = (
@@ -44,8 +45,9 @@ def _scope(s: dict[str, Any]) -> str:
     centers = table(["center", "flow records"], ([c["center"], c["flows"]] for c in s["centers"]))
     c = s["counting"]
     excluded = table(
-        ["not counted", "records", "why"], ([r["reason"], r["records"], r["why"]] for r in c["not_counted"])
-    )
+        ["category", "records", "reason"],
+        ([r["category"], "unknown" if r["records"] is None else r["records"], r["reason"]] for r in s["categories"]),
+    )  # fmt: skip
     return (
         "<h2>1. Scope and data coverage</h2>"
         f"<p>{c['records']:,} flow records received in the period; {c['counted']:,} counted (each packet "
@@ -54,8 +56,8 @@ def _scope(s: dict[str, Any]) -> str:
         f"neither end). Coverage is measured in {s['buckets']} buckets of "
         f"{s['bucket_seconds']} s; a gap is a bucket without any record from the exporter, i.e. "
         "traffic that was <b>not observed</b>.</p>"
-        f"<h3>Records not counted</h3>{excluded}"
-        f"<h3>Centers</h3>{centers}<h3>Exporters</h3>{exporters}"
+        f"<h3>Every record, by category</h3>{excluded}"
+        f"<h3>Centers (counted records, either end)</h3>{centers}<h3>Exporters</h3>{exporters}"
     )
 
 
@@ -66,18 +68,18 @@ def _posture(p: dict[str, Any]) -> str:
         rule_rows(p),
     )
     rollup = lambda rows: table(  # noqa: E731
-        ["name", "violations", "flows", "bytes"],
+        ["name", "conversations", "flows", "bytes"],
         ([r["name"], r["violations"], r["flows"], r["bytes"]] for r in rows),
     )
     return (
         "<h2>2. Posture summary</h2>"
-        f"<p>{p['violations']} violations ({sev}); {p['rules_compliant']} of {p['rules_total']} rules "
+        f"<p>{p['violations']} violating conversations ({sev}); {p['rules_compliant']} of {p['rules_total']} rules "
         "without any violation.</p>"
         + svg(p["trend_by_severity"], p["trend_buckets"])
         + "<h2>3. Violations by rule</h2>"
         + rules
         + svg(p["trend_by_rule"], p["trend_buckets"])
-        + "<h3>By source tenant</h3>"
+        + "<h3>By client tenant</h3>"
         + rollup(p["by_tenant"])
         + "<h3>By center pair</h3>"
         + rollup(p["by_center"])
@@ -87,7 +89,19 @@ def _posture(p: dict[str, Any]) -> str:
 def render_html(data: dict[str, Any]) -> str:
     """The report document; every byte depends only on ``data``."""
     ex = table(
-        ["id", "rule", "from", "to", "ports", "approver", "reason", "ticket", "starts", "expires"],
+        [
+            "id",
+            "rule",
+            "client",
+            "server",
+            "ports",
+            "approver",
+            "reason",
+            "ticket",
+            "starts",
+            "expires",
+            "review",
+        ],
         (
             [
                 e["id"],
@@ -100,41 +114,21 @@ def render_html(data: dict[str, Any]) -> str:
                 e["ticket"],
                 e["starts"],
                 e["expires"],
+                e["review"],
             ]
             for e in data["exemptions"]
         ),
     )
     listing = table(
-        [
-            "window start",
-            "rule",
-            "severity",
-            "source",
-            "destination",
-            "flows",
-            "packets",
-            "bytes",
-            "first seen",
-            "last seen",
-            "id",
-        ],
+        ["rule", "severity", "client", "server", "port", "flows", "packets", "bytes", "first seen", "last seen",
+         "exemption considered", "id"],
         (
-            [
-                v["window"]["start"],
-                v["rule"],
-                v["severity"],
-                entity_name(v["src"]),
-                entity_name(v["dst"]),
-                v["flows"],
-                v["packets"],
-                v["bytes"],
-                v["first_seen"],
-                v["last_seen"],
-                v["id"],
-            ]
+            [v["rule"], v["severity"], entity_name(v["client"]), entity_name(v["server"]), f"{v['port']}/{v['proto']}",
+             v["flows"], v["packets"], v["bytes"], short_time(v["first_seen"]), short_time(v["last_seen"]),
+             v.get("exemptions_considered", "") or "none", v["id"]]
             for v in data["violations"]
         ),
-    )
+    )  # fmt: skip
     evidence = "".join(
         f"<h3>{escape(e['rule'])} · {escape(e['id'])}</h3>"
         + table(
@@ -147,16 +141,21 @@ def render_html(data: dict[str, Any]) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(data["title"])}</title>'
         f"<style>{_CSS}</style></head><body><h1>{escape(data['title'])}</h1>"
-        f"<p>Period: {data['period']['start']} – {data['period']['end']} (UTC, end exclusive). "
+        f"<p>Period: {data['period']['start']} – {data['period']['end']} (UTC, end exclusive); generated "
+        f"{data['generated']}. Every figure counts records the counting model counts (each packet once); "
+        "violations are conversations (client, server, server port, protocol) per rule. "
         f"Policy <b>{escape(pol['name'])}</b>, SHA-256 <code>{pol['sha256']}</code>. "
         "Bytes and packets are scaled by the sampling rate.</p>"
         + _scope(data["scope"])
         + _posture(data["posture"])
         + "<h2>4. Exemptions in force</h2>"
         + ex
-        + "<h2>5. Violations</h2>"
+        + "<h2>5. Violating conversations</h2>"
+        + f"<p>{data['violations_total']:,} violating conversations; shown: the largest {len(data['violations'])} "
+        f"(up to {data.get('evidence_limit', 5)} per rule). The full list is the attached CSV "
+        f"<code>{escape(data.get('csv_name', 'violations.csv'))}</code>; the manifest records its SHA-256.</p>"
         + listing
-        + "<h2>Appendix: evidence (top flows of the largest violations)</h2>"
+        + "<h2>Appendix: sample flows of the conversations shown</h2>"
         + (evidence or "<p>none</p>")
         + "</body></html>\n"
     )

@@ -2,7 +2,8 @@
 
 ``ledger.json`` beside the reports lists one entry per report written: file name, its
 SHA-256 and size, the period and policy hash, the previous entry's hash and this entry's
-hash (SHA-256 of the canonical JSON of the other fields). Each report also gets
+hash (SHA-256 of the canonical JSON of the other fields), and the SHA-256 of each attachment
+(the full list of violating conversations as CSV). Each report also gets
 ``<file>.manifest.json`` holding its entry. ``verify`` recomputes everything: an edited
 report, an edited or removed entry, or a broken link is reported.
 """
@@ -80,6 +81,12 @@ def verify(directory: Path) -> list[str]:
             problems.append(f"{name}: report missing")
         elif sha256_file(path) != e.get("sha256"):
             problems.append(f"{name}: report content does not match its SHA-256 (tampered)")
+        for a in e.get("attachments", []):
+            attached = directory / a["file"]
+            if not attached.exists():
+                problems.append(f"{name}: attachment {a['file']} missing")
+            elif sha256_file(attached) != a["sha256"]:
+                problems.append(f"{name}: attachment {a['file']} does not match its SHA-256 (tampered)")
         manifest = directory / (name + ".manifest.json")
         if manifest.exists() and json.loads(manifest.read_text()).get("entry_sha256") != e.get(
             "entry_sha256"

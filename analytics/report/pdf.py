@@ -1,12 +1,13 @@
-"""The report as PDF (fpdf2, pure Python): same sections as the HTML, charts drawn as rectangles.
+"""The report as PDF (fpdf2, pure Python): same sections as the HTML, charts drawn with axes.
 
-Byte-stable: the creation date is the period end (not the time of generation), so fpdf2's
-content-derived file /ID is stable too; fonts are embedded from fixed files (DejaVu when
-installed, for non-Latin names; Helvetica otherwise).
+The creation date is the generation time (``data['generated']``); rendered from the same data,
+the bytes are the same. Fonts are embedded from fixed files (DejaVu when installed, for
+non-Latin names; Helvetica otherwise); fontTools' subsetting chatter is silenced.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from fpdf import FPDF
 from fpdf.enums import TableCellFillMode
 from fpdf.fonts import FontFace
 
-from analytics.report.charts import bars, colour
+from analytics.report.charts import bars, colour, ticks, totals, x_labels
 from analytics.report.data import (
     EVIDENCE_HEADER,
     EXPORTER_HEADER,
@@ -24,7 +25,11 @@ from analytics.report.data import (
     evidence_rows,
     exporter_rows,
     rule_rows,
+    short_time,
 )
+
+# fontTools logs every glyph table it subsets at INFO (~75 lines a PDF): not for the user's terminal.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 _HEADING = (215, 215, 215)
@@ -59,7 +64,9 @@ class _Doc(FPDF):
         self.set_font(self.family, "", 7)
         self.cell(0, 5, self.text_of(f"{self.title_text} · page {self.page_no()}"), align="C")
 
-    def heading(self, text: str, size: int = 13) -> None:
+    def heading(self, text: str, size: int = 13, keep: float = 35) -> None:
+        if self.will_page_break(keep):  # never a heading stranded at the foot of a page
+            self.add_page()
         self.set_font(self.family, "B", size)
         self.ln(2)
         self.multi_cell(0, 7, self.text_of(text), align="L", new_x="LMARGIN", new_y="NEXT")
@@ -70,7 +77,9 @@ class _Doc(FPDF):
         self.multi_cell(0, 4.5, self.text_of(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
 
-    def grid(self, headers: list[str], rows: list[list[Any]]) -> None:
+    def grid(
+        self, headers: list[str], rows: list[list[Any]], widths: tuple[float, ...] | None = None
+    ) -> None:
         """A table: bold headings on grey, body rows white and light grey in turn (zebra)."""
         self.set_font(self.family, "", 7)
         self.set_fill_color(255, 255, 255)  # the body's base colour; charts change the fill colour
@@ -81,26 +90,58 @@ class _Doc(FPDF):
             headings_style=FontFace(emphasis="BOLD", fill_color=_HEADING),
             cell_fill_color=_ZEBRA,
             cell_fill_mode=TableCellFillMode.ROWS,
+            col_widths=widths,
         ) as t:
             t.row([self.text_of(h) for h in headers])
             for row in rows or [["none"] + [""] * (len(headers) - 1)]:
                 t.row([self.text_of(c) for c in row])
         self.ln(2)
 
-    def chart(self, series: dict[str, list[int]], labels: list[str], w: float = 250, h: float = 35) -> None:
-        if self.will_page_break(h + 12):
+    def chart(
+        self, series: dict[str, list[int]], labels: list[str], title: str, w: float = 255, h: float = 40
+    ) -> None:
+        """Stacked bars with a y axis (round ticks, grid), x tick labels, each bar's total and a legend."""
+        if self.will_page_break(h + 22):
             self.add_page()
-        x0, y0 = self.l_margin, self.get_y()
-        self.set_fill_color(247, 247, 247)
-        self.rect(x0, y0, w, h, style="F")
-        for x, y, bw, bh, c in bars(series, w, h):
+        self.set_font(self.family, "", 7)
+        self.cell(0, 4, self.text_of(title), new_x="LMARGIN", new_y="NEXT")
+        left = 12
+        x0, y0, pw = self.l_margin + left, self.get_y() + 2, w - left
+        peak = max(totals(series) or [0])
+        scale = ticks(peak)
+        top = scale[-1]
+        self.set_draw_color(221, 221, 221)
+        self.set_font(self.family, "", 6)
+        for t in scale:
+            y = y0 + h - t / top * h
+            self.line(x0, y, x0 + pw, y)
+            self.set_xy(self.l_margin, y - 1.5)
+            self.cell(left - 1.5, 3, str(t), align="R")
+        for x, y, bw, bh, c in bars(series, pw, h, top):
             self.set_fill_color(*_rgb(c))
             self.rect(x0 + x, y0 + y, bw, bh, style="F")
-        self.set_xy(x0, y0 + h + 1)
-        self.set_font(self.family, "", 6)
-        if labels:
-            self.cell(w / 2, 3.5, self.text_of(labels[0]))
-            self.cell(w / 2, 3.5, self.text_of(labels[-1]), align="R", new_x="LMARGIN", new_y="NEXT")
+        n = len(labels)
+        slot = pw / max(n, 1)
+        if n <= 48:
+            for i, total in enumerate(totals(series)):
+                if total:
+                    self.set_xy(x0 + i * slot, y0 + h - total / top * h - 3.2)
+                    self.cell(slot, 3, str(total), align="C")
+        self.set_draw_color(68, 68, 68)
+        self.line(x0, y0 + h, x0 + pw, y0 + h)
+        self.line(x0, y0, x0, y0 + h)
+        for i, text in x_labels(labels):
+            self.line(x0 + i * slot, y0 + h, x0 + i * slot, y0 + h + 1)
+            self.set_xy(x0 + i * slot - 1, y0 + h + 1)
+            self.cell(25, 3, text)
+        self.set_xy(self.l_margin, y0 + h + 5)
+        self.cell(
+            0,
+            3,
+            "bucket start (UTC); y: violating conversations in the bucket",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
         x = x0
         for k, name in enumerate(series):
             self.set_fill_color(*_rgb(colour(name, k)))
@@ -109,7 +150,8 @@ class _Doc(FPDF):
             label = self.text_of(name)
             self.cell(self.get_string_width(label) + 4, 3.5, label)
             x = self.get_x()
-        self.ln(6)
+        self.set_draw_color(0, 0, 0)
+        self.ln(7)
 
 
 def _rgb(c: str) -> tuple[int, int, int]:
@@ -117,64 +159,54 @@ def _rgb(c: str) -> tuple[int, int, int]:
 
 
 def render_pdf(data: dict[str, Any]) -> bytes:
-    """The report as PDF bytes; every byte depends only on ``data``."""
+    """The report as PDF bytes; every byte depends only on ``data`` (its generation time included)."""
     doc = _Doc(data["title"])
-    end = datetime.fromisoformat(data["period"]["end"].replace("Z", "+00:00"))
-    doc.set_creation_date(end)
+    doc.set_creation_date(datetime.fromisoformat(data["generated"].replace("Z", "+00:00")))
     doc.set_producer("netobs")
+    doc.set_creator("netobs report")
     doc.set_title(data["title"])
+    doc.set_subject(f"{data['policy']['name']} {data['period']['start']} - {data['period']['end']}")
     doc.add_page()
     doc.heading(data["title"], 16)
     pol = data["policy"]
     doc.para(
-        f"Period {data['period']['start']} to {data['period']['end']} (UTC, end exclusive). "
-        f"Policy {pol['name']}, SHA-256 {pol['sha256']}. Bytes and packets are scaled by the sampling rate."
+        f"Period {short_time(data['period']['start'])} to {short_time(data['period']['end'])} UTC (end exclusive); "
+        f"generated {short_time(data['generated'])} UTC. Policy {pol['name']}, SHA-256 {pol['sha256']}. "
+        "Every figure counts flow records the counting model counts (each packet once); violations are "
+        "conversations (client, server, server port, protocol) per rule; bytes and packets are scaled by "
+        "the sampling rate."
     )
     _scope(doc, data["scope"])
     _posture(doc, data["posture"])
     doc.heading("4. Exemptions in force")
     doc.grid(
-        ["id", "rule", "from", "to", "ports", "approver", "reason", "ticket", "expires"],
+        ["id", "rule", "client", "server", "ports", "approver", "reason", "ticket", "expires", "review"],
         [
-            [
-                e["id"],
-                e["rule"],
-                e["from"],
-                e["to"],
-                e["ports"],
-                e["approver"],
-                e["reason"],
-                e["ticket"],
-                e["expires"],
-            ]
+            [e["id"], e["rule"], e["from"], e["to"], e["ports"], e["approver"], e["reason"], e["ticket"],
+             short_time(e["expires"]) if e["expires"] != "never" else "never", e["review"]]
             for e in data["exemptions"]
         ],
+    )  # fmt: skip
+    doc.heading("5. Violating conversations")
+    doc.para(
+        f"{data['violations_total']:,} violating conversations in the period; shown: the largest "
+        f"{len(data['violations'])} (by bytes, up to {data.get('evidence_limit', 5)} per rule). The full list is the "
+        f"attached CSV ({data.get('csv_name', 'violations.csv')}), whose SHA-256 the report's manifest records."
     )
-    doc.heading("5. Violations")
     doc.grid(
-        ["window", "rule", "severity", "source", "destination", "flows", "bytes", "first seen", "last seen"],
+        ["rule", "severity", "client", "server", "port", "flows", "bytes", "first seen", "last seen", "exemption considered"],
         [
-            [
-                v["window"]["start"],
-                v["rule"],
-                v["severity"],
-                entity_name(v["src"]),
-                entity_name(v["dst"]),
-                v["flows"],
-                v["bytes"],
-                v["first_seen"],
-                v["last_seen"],
-            ]
+            [v["rule"], v["severity"], entity_name(v["client"]), entity_name(v["server"]), f"{v['port']}/{v['proto']}",
+             v["flows"], v["bytes"], short_time(v["first_seen"]), short_time(v["last_seen"]),
+             v.get("exemptions_considered", "") or "none"]
             for v in data["violations"]
         ],
-    )
-    doc.heading("Appendix: evidence")
+        widths=(14, 7, 24, 24, 7, 5, 9, 9, 9, 14),
+    )  # fmt: skip
+    doc.heading("Appendix: sample flows of the conversations shown")
     for e in data["evidence"]:
         doc.para(f"{e['rule']} · {e['id']}")
-        doc.grid(
-            EVIDENCE_HEADER,
-            evidence_rows(e),
-        )
+        doc.grid(EVIDENCE_HEADER, evidence_rows(e))
     return bytes(doc.output())
 
 
@@ -182,38 +214,44 @@ def _scope(doc: _Doc, s: dict[str, Any]) -> None:
     doc.heading("1. Scope and data coverage")
     c = s["counting"]
     doc.para(
-        f"{c['records']:,} flow records received; {c['counted']:,} counted (each packet once, at the first "
-        f"observation point that saw it); {s['enriched_share']:.1%} of the counted records name a pod, a node "
-        f"or a known network on at least one end ({c['counted_unnamed']:,} name neither). Coverage in "
+        f"{c['records']:,} flow records received with an event time in the period; {c['counted']:,} counted "
+        f"(each packet once, at the first observation point that saw it); {s['enriched_share']:.1%} of the "
+        f"counted records name a pod, a node or a known network on at least one end. Every record is in one "
+        "category below. Exporter coverage in "
         f"{s['buckets']} buckets of {s['bucket_seconds']} s; a gap is a bucket without any record from the "
         "exporter (traffic that was not observed)."
     )
-    if c["not_counted"]:
-        doc.grid(
-            ["not counted", "records", "why"],
-            [[r["reason"], r["records"], r["why"]] for r in c["not_counted"]],
-        )
-    doc.grid(["center", "flow records"], [[c["center"], c["flows"]] for c in s["centers"]])
+    doc.grid(
+        ["category", "records", "reason"],
+        [
+            [r["category"], "unknown" if r["records"] is None else r["records"], r["reason"]]
+            for r in s["categories"]
+        ],
+    )
+    doc.grid(["center", "counted records (either end)"], [[c["center"], c["flows"]] for c in s["centers"]])
     doc.grid(EXPORTER_HEADER, exporter_rows(s))
 
 
 def _posture(doc: _Doc, p: dict[str, Any]) -> None:
-    doc.heading("2. Posture summary")
+    doc.heading("2. Posture summary", keep=80)  # with its chart
     sev = ", ".join(f"{k}: {v}" for k, v in p["by_severity"].items())
     doc.para(
-        f"{p['violations']} violations ({sev}); {p['rules_compliant']} of {p['rules_total']} rules "
+        f"{p['violations']} violating conversations ({sev}); {p['rules_compliant']} of {p['rules_total']} rules "
         "without any violation."
     )
-    doc.chart(p["trend_by_severity"], p["trend_buckets"])
+    doc.chart(p["trend_by_severity"], p["trend_buckets"], "Violating conversations by severity")
     doc.heading("3. Violations by rule")
     doc.grid(
         RULE_HEADER,
         rule_rows(p),
     )
-    doc.chart(p["trend_by_rule"], p["trend_buckets"])
-    for title, rows in (("By source tenant", p["by_tenant"]), ("By center pair", p["by_center"])):
+    doc.chart(p["trend_by_rule"], p["trend_buckets"], "Violating conversations by rule")
+    for title, rows in (
+        ("By client tenant", p["by_tenant"]),
+        ("By center pair (client -> server)", p["by_center"]),
+    ):
         doc.heading(title, 10)
         doc.grid(
-            ["name", "violations", "flows", "bytes"],
+            ["name", "conversations", "flows", "bytes"],
             [[r["name"], r["violations"], r["flows"], r["bytes"]] for r in rows],
         )

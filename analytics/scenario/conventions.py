@@ -78,6 +78,7 @@ class Conversation:
     rev_packets: int
     fwd_size: int  # IP bytes per packet
     rev_size: int
+    kind: str = ""  # which kind of conversation the generator drew (edge, inbound, replication...)
 
     @property
     def fwd_bytes(self) -> int:
@@ -112,10 +113,19 @@ def conversations(
     bank: Bank, rng: np.random.Generator, start_ms: int, span_ms: int, n: int
 ) -> list[Conversation]:
     """``n`` conversations of every kind: pod to pod on one node, across nodes, centers and sites,
-    from the internet to a web pod, from a pod to the internet, a high-port service, DNS over UDP."""
+    from the internet to a web pod, from a pod to the internet, a high-port service, DNS over UDP,
+    across tenants, to the shared tenant, reading the DR database. Cross-center conversations
+    happen wholly before or wholly after :func:`exemption_expiry` (the policy scenario's
+    time-limited exemption), never across it."""
     pods = bank.pods
-    by = lambda svc, c=None: [p for p in pods if p.service == svc and (c is None or p.center == c)]  # noqa: E731
-    kinds = ("edge", "edge", "edge", "cross_center", "replication", "inbound", "outbound", "high_port", "dns")
+    by = lambda svc, c=None, t=None: [  # noqa: E731
+        p for p in pods if p.service == svc and (c is None or p.center == c) and (t is None or p.tenant == t)
+    ]
+    tenants = sorted({p.tenant for p in pods})
+    shared, others = tenants[-1], tenants[:-1] or tenants
+    expiry = exemption_expiry(start_ms, span_ms)
+    kinds = ("edge", "edge", "edge", "cross_center", "replication", "inbound", "outbound", "high_port", "dns",
+             "cross_tenant", "shared", "dr_read")  # fmt: skip
     out = []
     for cid in range(n):
         kind = kinds[cid % len(kinds)]
@@ -143,6 +153,18 @@ def conversations(
         elif kind == "high_port":
             client, server = _pick(rng, by("web")), _pick(rng, by("cache"))
             dport = HIGH_PORT_SERVICE
+        elif kind == "cross_tenant" and len(others) > 1:
+            c = int(rng.integers(1, 3))
+            a, b = rng.choice(len(others), 2, replace=False)
+            client, server = _pick(rng, by("api", c, others[a])), _pick(rng, by("db", c, others[b]))
+            dport = SERVICES["db"]
+        elif kind == "shared":
+            c = int(rng.integers(1, 3))
+            client, server = _pick(rng, by("api", c, _pick(rng, others))), _pick(rng, by("cache", c, shared))
+            dport = SERVICES["cache"]
+        elif kind == "dr_read":
+            client, server = _pick(rng, by("api", int(rng.integers(1, 3)))), _pick(rng, by("db", 3))
+            dport = SERVICES["db"]
         else:
             client, server = _pick(rng, by("api")), _pick(rng, by("cache"))
             proto, dport = 17, 53
@@ -150,17 +172,33 @@ def conversations(
         server = server if isinstance(server, End) else _end(server)
         if client.ip == server.ip:
             continue
-        duration = int(rng.integers(1_000, min(span_ms // 2, 400_000)))
-        start = start_ms + int(rng.integers(0, span_ms - duration))
+        lo, hi = start_ms, start_ms + span_ms
+        if (
+            kind == "cross_center"
+        ):  # wholly before the exemption expires (with a margin for export lag), or after
+            lo, hi = (
+                (lo, expiry - EXPIRY_MARGIN_MS) if rng.random() < 0.5 else (expiry + EXPIRY_MARGIN_MS, hi)
+            )
+        duration = int(rng.integers(1_000, min((hi - lo) // 2, 400_000)))
+        start = lo + int(rng.integers(0, hi - lo - duration))
         fwd = int(rng.lognormal(np.log(1500), 0.8)) + 20
         out.append(
             Conversation(
                 cid, client, server, sport, dport, proto, start, duration,
                 fwd_packets=fwd, rev_packets=max(1, int(fwd * rng.uniform(0.5, 2.0))),
-                fwd_size=int(rng.integers(60, 400)), rev_size=int(rng.integers(200, 1400)),
+                fwd_size=int(rng.integers(60, 400)), rev_size=int(rng.integers(200, 1400)), kind=kind,
             )
         )  # fmt: skip
     return out
+
+
+#: Cross-center conversations keep this far from the exemption's expiry (exporters' active timeouts and lag).
+EXPIRY_MARGIN_MS = 90_000
+
+
+def exemption_expiry(start_ms: int, span_ms: int) -> int:
+    """When the policy scenario's time-limited exemption expires (ms): the middle of the span."""
+    return start_ms + span_ms // 2
 
 
 def _pick(rng: np.random.Generator, items: list) -> Any:

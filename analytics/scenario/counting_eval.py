@@ -20,11 +20,12 @@ import ipaddress
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
-from analytics.scenario.conventions import SFLOW_FRAME_OVERHEAD, Conversation, Exported
+from analytics.scenario.conventions import SFLOW_FRAME_OVERHEAD, Conversation, Exported, exemption_expiry
 
 Query = Callable[[str], pa.Table]
 
@@ -137,58 +138,102 @@ def passed(result: dict[str, Any], min_roles: float = 0.95) -> bool:
 
 
 # ---- policy verdicts on the same conversations ----------------------------------------------------------
-#: Rules about who opens a conversation; replies must never be judged as requests.
-POLICY: dict[str, Any] = {
-    "name": "convention-bank",
-    "zones": {
-        "pods": {"match": [{"cidr": ["10.0.0.0/8"]}]},
-        "internet": {"match": [{"cidr": ["198.51.100.0/24", "203.0.113.0/24"]}]},
-        "web": {"match": [{"workload": ["web"]}]},
-        "cache": {"match": [{"workload": ["cache"]}]},
-        "api-dc1": {"match": [{"workload": ["api"], "center": ["dc1"]}]},
-        "db-dc2": {"match": [{"workload": ["db"], "center": ["dc2"]}]},
-    },
-    "rules": [
-        {"id": "no-pod-to-internet", "type": "deny", "from": "pods", "to": "internet", "severity": "high"},
-        {"id": "web-not-to-cache", "type": "deny", "from": "web", "to": "cache", "severity": "medium"},
-        {
-            "id": "api-dc1-not-to-db-dc2",
-            "type": "deny",
-            "from": "api-dc1",
-            "to": "db-dc2",
-            "severity": "medium",
+SHARED_TENANT = "tenant03"  # the bank's last tenant (Bank(tenants=3)) serves the others: shared services
+
+
+def policy(start_ms: int, span_ms: int) -> dict[str, Any]:
+    """Rules about who opens a conversation, in the version 2 language, with near-misses that
+    must not be flagged: replies (internet clients of web pods), the shared tenant's services,
+    the declared replication pair, and a cross-center exemption that expires mid-scenario."""
+    expires = datetime.fromtimestamp(exemption_expiry(start_ms, span_ms) / 1000, UTC)
+    return {
+        "version": 2,
+        "name": "convention-bank",
+        "zones": {
+            "pods": {"match": [{"is": "pod"}]},
+            "internet": {"match": [{"is": "external"}]},
+            "web": {"match": [{"workload": ["web"]}]},
+            "cache": {"match": [{"workload": ["cache"]}]},
+            "api-dc1": {"match": [{"workload": ["api"], "center": ["dc1"]}]},
+            "db-dc2": {"match": [{"workload": ["db"], "center": ["dc2"]}]},
+            "db-site-a": {"match": [{"workload": ["db"], "site": ["site-a"]}]},
+            "db-dr": {"match": [{"workload": ["db"], "center": ["dc3"]}]},
         },
-    ],
-}
+        "rules": [
+            {"id": "no-pod-to-internet", "type": "deny", "from": "pods", "to": "internet", "severity": "high"},
+            {"id": "web-not-to-cache", "type": "deny", "from": "web", "to": "cache", "severity": "medium"},
+            {"id": "api-dc1-not-to-db-dc2", "type": "deny", "from": "api-dc1", "to": "db-dc2",
+             "ports": ["postgres"], "protocols": ["tcp"], "severity": "medium"},
+            {"id": "tenant-isolation", "type": "tenant_isolation", "shared": [SHARED_TENANT]},
+            {"id": "residency-site-a", "type": "residency", "within": "site", "allowed": ["site-a"],
+             "allow": [{"from": "db-site-a", "to": "db-dr", "ports": ["postgres"]}]},
+        ],
+        "exemptions": [
+            {"id": "cutover", "rule": "api-dc1-not-to-db-dc2", "from": "api-dc1", "to": "db-dc2",
+             "ports": ["postgres"], "protocols": ["tcp"], "expires": expires.isoformat(),
+             "review": expires.date().isoformat(), "approver": "CISO", "reason": "database cutover"},
+        ],
+    }  # fmt: skip
 
 
-def policy_truth(c: Conversation, bank_workload: Callable[[str], str]) -> set[str]:
-    """The rules ``c`` violates (its client opened it)."""
+def policy_truth(c: Conversation, pods: dict[str, Any], expiry_ms: int) -> set[str]:
+    """The rules ``c`` violates (its client opened it); ``pods``: address → bank Pod."""
     out = set()
-    client_w, server_w = bank_workload(c.client.ip), bank_workload(c.server.ip)
+    cp, sp = pods.get(c.client.ip), pods.get(c.server.ip)
+    client_w, server_w = (cp.service if cp else ""), (sp.service if sp else "")
     if c.client.is_pod and not c.server.is_pod:
         out.add("no-pod-to-internet")
     if client_w == "web" and server_w == "cache":
         out.add("web-not-to-cache")
     if client_w == "api" and c.client.center == 1 and server_w == "db" and c.server.center == 2:
-        out.add("api-dc1-not-to-db-dc2")
+        if c.start_ms >= expiry_ms:  # the exemption covers the conversations that ended before it expired
+            out.add("api-dc1-not-to-db-dc2")
+    if cp and sp and cp.tenant != sp.tenant and SHARED_TENANT not in (cp.tenant, sp.tenant):
+        out.add("tenant-isolation")
+    if cp and sp and 3 in (cp.center, sp.center):  # an end in site-b
+        pair = client_w == "db" and cp.center != 3 and server_w == "db" and sp.center == 3 and c.dport == 5432
+        if not pair:
+            out.add("residency-site-a")
     return out
 
 
+def near_miss(c: Conversation, pods: dict[str, Any], expiry_ms: int) -> str:
+    """The near-miss class of a conversation that must not be flagged by the rule it resembles."""
+    cp, sp = pods.get(c.client.ip), pods.get(c.server.ip)
+    if c.kind == "inbound":
+        return "reply_of_pod_to_internet_client"
+    if c.kind == "shared" and cp and sp and cp.tenant != sp.tenant:
+        return "shared_service_across_tenants"
+    if c.kind == "replication" and sp and sp.center == 3:
+        return "declared_replication_pair"
+    if c.kind == "cross_center" and c.start_ms + c.duration_ms < expiry_ms:
+        return "exempt_before_expiry"
+    return ""
+
+
 def policy_score(
-    query: Query, database: str, convs: list[Conversation], exp: Exported, workload: Callable[[str], str]
+    query: Query,
+    database: str,
+    convs: list[Conversation],
+    exp: Exported,
+    pods: dict[str, Any],
+    expiry_ms: int,
 ) -> dict[str, Any]:
-    """Precision and recall of each rule over the conversations the convention let anyone see."""
+    """Precision and recall of each rule over the conversations the convention let anyone see, and
+    the near-misses seen (each must be flagged by no rule it resembles)."""
     rows = query(
-        f"SELECT rule, evidence FROM `{database}`.violations FINAL WHERE deleted = 0 AND policy = '{POLICY['name']}'"
+        f"SELECT rule, evidence FROM `{database}`.violations FINAL WHERE deleted = 0 AND policy = 'convention-bank'"
     ).to_pylist()
     flagged: dict[str, set[tuple]] = defaultdict(set)
     for r in rows:
         for e in r["evidence"]:
             flagged[r["rule"]].add((_text(e["src_addr"]), e["src_port"], _text(e["dst_addr"]), e["dst_port"]))
     seen = measured(query, database)
+    rules = [x["id"] for x in policy(0, 0)["rules"]]
     out: dict[str, Any] = {}
-    for rule in (x["id"] for x in POLICY["rules"]):
+    misses: dict[str, dict[str, int]] = defaultdict(lambda: {"seen": 0, "flagged": 0})
+    after_expiry = {"seen": 0, "flagged": 0}
+    for rule in rules:
         tp = fp = fn = 0
         for c in convs:
             observed = any(
@@ -202,10 +247,17 @@ def policy_score(
                 continue
             key = (_text(c.client.ip), c.sport, _text(c.server.ip), c.dport)
             hit = key in flagged[rule]
-            want = rule in policy_truth(c, workload)
+            want = rule in policy_truth(c, pods, expiry_ms)
             tp += hit and want
             fp += hit and not want
             fn += want and not hit
+            nm = near_miss(c, pods, expiry_ms)
+            if nm and not want:
+                misses[nm]["seen"] += rule == rules[0]
+                misses[nm]["flagged"] += hit
+            if rule == "api-dc1-not-to-db-dc2" and c.kind == "cross_center" and c.start_ms >= expiry_ms:
+                after_expiry["seen"] += 1
+                after_expiry["flagged"] += hit
         reversed_hits = sum(
             1 for c in convs if (_text(c.server.ip), c.dport, _text(c.client.ip), c.sport) in flagged[rule]
         )
@@ -215,4 +267,5 @@ def policy_score(
             "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
             "replies_flagged": reversed_hits,
         }
+    out["near_misses"] = {**dict(misses), "flagged_after_expiry": after_expiry}
     return out

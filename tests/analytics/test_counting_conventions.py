@@ -31,8 +31,15 @@ def test_every_conversation_is_counted_once_with_its_roles(convention, tmp_path,
     assert all(t["within_bound"] for t in result["totals"].values()), context
     assert result["roles_right"] >= 0.95, context
     assert result["unobservable"] == 0 or convention == "router_ingress", context  # routers miss intra-node
+    near = result["policy"].pop("near_misses")
     for rule, v in result["policy"].items():  # who opened it: replies are never judged as requests
         assert (v["precision"], v["recall"], v["replies_flagged"]) == (1.0, 1.0, 0), f"{rule}: {context}"
+    # near-misses that must not be flagged were there and seen (sampling may hide a few, not all)
+    for kind in ("reply_of_pod_to_internet_client", "shared_service_across_tenants", "declared_replication_pair",
+                 "exempt_before_expiry"):  # fmt: skip
+        assert near[kind]["seen"] > 0 and near[kind]["flagged"] == 0, f"{kind}: {context}"
+    after = near["flagged_after_expiry"]
+    assert after["seen"] > 0 and after["flagged"] == after["seen"], context
     assert code == 0, context
 
 

@@ -262,7 +262,7 @@ def test_violation_names_the_isolating_policies_and_carries_the_rule(store, tmp_
         "platform",
         ["PCI DSS 1.3"],
     )
-    assert v["dst"]["namespace"] == "shop" and v["dst"]["workload"] == "db"
+    assert v["server"]["namespace"] == "shop" and v["server"]["workload"] == "db"
     assert v["evidence"][0]["detail"] == "ingress of dst isolated by shop/db-api, shop/db-metrics"
 
 
@@ -280,7 +280,7 @@ def test_exemption_suspends_the_rule(store, tmp_path):
             "zones": {"dev": {"match": [{"namespace": ["dev"]}]}},
             "exemptions": [
                 {"id": "x", "rule": "netpol", "from": "dev", "approver": "ciso", "reason": "pentest",
-                 "expires": "2027-01-01"}
+                 "expires": "2027-01-01", "review": "2026-12-01"}
             ],
         }
     )  # fmt: skip
@@ -425,7 +425,7 @@ def test_check_stores_violations_with_evidence(store, tmp_path):
     store.insert(flows_table([flow(TOOL, WEB), flow(WEB, PAYAPI)]))
     start, end = evaluate(store, policy, *_window())
     (v,) = stored(store.query_arrow, store.database, "k8s", start, end)
-    assert v["src"]["namespace"] == "dev" and v["evidence"][0]["detail"].endswith("shop/default-deny")
+    assert v["client"]["namespace"] == "dev" and v["evidence"][0]["detail"].endswith("shop/default-deny")
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,8 @@ def run(argv, settings, capsys):
 
 def test_parsers():
     a = parse(["policy", "check", "--policy", "p.yaml", *RANGE, "--output", "jsonl"])
-    assert (a.policy, a.from_, a.to, a.output, a.window) == ("p.yaml", *RANGE[1::2], "jsonl", "1h")
+    assert (a.policy, a.output, a.window) == ("p.yaml", "jsonl", 3600)
+    assert [t.isoformat() for t in (a.from_, a.to)] == [t.replace("Z", "+00:00") for t in RANGE[1::2]]
     a = parse(["policy", "test", "t1.yaml", "t2.yaml"])
     assert a.tests == ["t1.yaml", "t2.yaml"]
     a = parse(["policy", "whatif", "--policy", "a.yaml", "--candidate", "b.yaml"])
@@ -79,7 +80,7 @@ def test_parsers():
 def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path):
     argv = ["policy", "check", "--policy", str(BANK_POLICY), *RANGE, "--output", "jsonl"]
     code, out, err = run(argv, settings, capsys)
-    assert code == 0 and "4 violations" in err
+    assert code == 0 and "4 violating conversations" in err
     lines = [json.loads(line) for line in out.splitlines()]
     by_rule = {v["rule"]: v for v in lines}
     assert sorted(by_rule) == [
@@ -90,8 +91,10 @@ def test_check_jsonl_stores_and_reevaluation_updates(settings, capsys, tmp_path)
     ]
     sep = by_rule["prod-nonprod-separation"]
     assert sep["severity"] == "critical" and sep["regulations"][0] == "PCI DSS 4.0 1.3.1"
-    assert sep["window"] == {"start": "2026-06-01T10:00:00.000Z", "end": "2026-06-01T11:00:00.000Z"}
-    assert sep["src"]["namespace"] == "retail-web" and sep["dst"]["namespace"] == "retail-staging"
+    assert sep["client"]["namespace"] == "retail-web" and sep["server"]["namespace"] == "retail-staging"
+    assert (
+        sep["why"].startswith("Violation: any conversation between zone production") and sep["windows"] == 1
+    )
     assert (sep["bytes"], sep["packets"], sep["flows"]) == (100_000, 1000, 1)
     assert sep["first_seen"] == sep["last_seen"] == "2026-06-01T10:05:00.000Z"
     assert sep["evidence"][0]["dst_port"] == 443
@@ -198,7 +201,7 @@ def test_whatif_shows_added_and_removed(settings, capsys):
     assert diff["per_rule"]["prod-nonprod-separation"] == {"current": 1, "candidate": 1}
     assert diff["per_rule"]["plane-separation"] == {"current": 1, "candidate": 0}  # not in the candidate
     assert diff["unchanged"] == 1 and len(diff["removed"]) == 3
-    assert [(v["rule"], v["dst"]["ip"]) for v in diff["added"]] == [("no-http-out", "203.0.113.7")]
+    assert [(v["rule"], v["server"]["ip"]) for v in diff["added"]] == [("no-http-out", "203.0.113.7")]
     code, text, _ = run(argv[:-2], settings, capsys)
     assert "removed 3" in text and "- 2026-06-01T11:00:00.000Z mgmt-from-bastion" in text
 
@@ -245,7 +248,7 @@ def test_check_networkpolicy_conformance(settings, capsys, tmp_path):
     code, out, err = run(argv, settings, capsys)
     (v,) = [json.loads(x) for x in out.splitlines()]
     assert code == 0 and v["rule"] == "netpol-enforcement" and v["severity"] == "critical"
-    assert v["dst"]["namespace"] == "retail-db" and v["evidence"][0]["dst_port"] == 5433
+    assert v["server"]["namespace"] == "retail-db" and v["evidence"][0]["dst_port"] == 5433
     assert (
         v["evidence"][0]["detail"] == "ingress of dst isolated by retail-db/allow-web, retail-db/default-deny"
     )

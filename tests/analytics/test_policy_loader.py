@@ -32,7 +32,7 @@ def test_schema_errors_name_file_line_and_key():
     with pytest.raises(PolicyError) as e:
         load_policy(path)
     assert e.value.problems == [
-        f"{path}:4:24: zones.lab.match[0].cidr: Value error, '10.0.0.300/24' does not appear to be an "
+        f"{path}:4:24: zones.lab.match[0].cidr: '10.0.0.300/24' does not appear to be an "
         "IPv4 or IPv6 network",
         f"{path}:12:15: rules[1].severity: Input should be 'info', 'low', 'medium', 'high' or 'critical'",
         f"{path}:15:5: exemptions[1].approver: Field required",
@@ -44,16 +44,15 @@ def test_reference_errors_name_the_key():
         "zones:\n  prod: {match: [{zone: [production]}]}\n"
         "rules:\n"
         "  - {id: r1, type: separation, between: [prod, staging]}\n"
-        "  - {id: r1, type: plaintext, to: [prod], protocols: [tcpp]}\n"
+        "  - {id: r1, type: plaintext, to: [prod], protocols: [tcp]}\n"
         "exemptions:\n"
         "  - {id: e1, rule: r9, approver: ciso, reason: x, expires: 2026-01-01}\n"
     )
     with pytest.raises(PolicyError) as e:
         parse_policy(text, "p.yaml")
     assert e.value.problems == [
-        "p.yaml:4:48: rules[0].between[1]: unknown zone 'staging'",
+        "p.yaml:4:48: rules[0].between[1]: unknown zone 'staging' (zones: prod)",
         "p.yaml:5:10: rules[1].id: duplicate rule id 'r1'",
-        "p.yaml:5:55: rules[1].protocols[0]: unknown protocol 'tcpp'",
         "p.yaml:7:20: exemptions[0].rule: unknown rule 'r9'",
     ]
 
@@ -65,7 +64,15 @@ def test_reference_errors_name_the_key():
         ("zones: {a: {match: []}}", "p.yaml:1:20: zones.a.match: Tuple should have at least 1 item"),
         ("rules: [1", "p.yaml:1:10: invalid YAML"),
         ("- a list", "p.yaml:1:1: a policy is a mapping"),
-        ("bogus: 1", "p.yaml:1:8: bogus: Extra inputs are not permitted"),
+        ("bogus: 1", "p.yaml:1:8: bogus: unknown key (allowed here: description, exemptions, "),
+        (
+            "rules: [{id: x, type: deny, protocols: [tcpp]}]",
+            "p.yaml:1:40: rules[0].protocols: unknown protocol 'tcpp'",
+        ),
+        (
+            "rules: [{id: x, type: deny, ports: [htps]}]",
+            "p.yaml:1:36: rules[0].ports: not a port, range or service name: 'htps'",
+        ),
     ],
 )
 def test_other_errors(text, expected):

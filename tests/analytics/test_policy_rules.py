@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from analytics.policy.evaluate import (
-    ViolationsSchemaError,
+    _check_live_table,
     chunks,
     create_violations,
     ensure_violations,
@@ -159,10 +159,12 @@ def test_every_rule_type_is_covered(bank):
 
     assert NETPOL_CASES
     # The rule types judged on L7 summaries have their cases in test_policy_l7_rules.py.
+    from analytics.policy.model import RULE_KINDS
     from tests.analytics.test_policy_l7_rules import POLICY as L7_POLICY
 
     l7_types = {r["type"] for r in L7_POLICY["rules"]}
-    assert covered | {"networkpolicy_conformance"} | l7_types == set(RULE_SQL)
+    examples = {"only_from", "same"}  # the worked examples of docs/policy.md (test_policy_examples.py)
+    assert covered | examples | {"networkpolicy_conformance"} | l7_types == set(RULE_SQL) == set(RULE_KINDS)
 
 
 def test_sampling_scales_bytes_and_packets(store, bank):
@@ -187,19 +189,27 @@ def test_bridge_ipfix_counts_one_direction(store, bank):
 def test_windows_split_violations_and_ids_are_stable(store, bank):
     flows = [flow(WEB, CORP, time="2026-06-01T10:15:00Z"), flow(WEB, CORP, time="2026-06-01T11:15:00Z")]
     first = [v for v in run(store, bank, flows) if v["rule"] == "tenant-isolation"]
-    assert [v["window"]["start"] for v in first] == ["2026-06-01T10:00:00.000Z", "2026-06-01T11:00:00.000Z"]
+    assert [v["windows"] for v in first] == [2]  # one conversation over two windows
     again = [v for v in run(store, bank, flows) if v["rule"] == "tenant-isolation"]
     assert [v["id"] for v in again] == [v["id"] for v in first]
-    assert len({v["id"] for v in first}) == 2
+    assert (
+        first[0]["first_seen"] == "2026-06-01T10:15:00.000Z"
+        and first[0]["last_seen"] == "2026-06-01T11:15:00.000Z"
+    )
 
 
 def test_evidence_lists_top_flows_by_scaled_bytes(store, bank):
-    flows = [flow(WEB, CORP, dport=p, bytes=p) for p in (1000, 3000, 2000)]
+    flows = [flow(WEB, CORP, dport=8443, sport=p, bytes=p) for p in (41000, 43000, 42000)]
     (v,) = [v for v in run(store, bank, flows, evidence=2) if v["rule"] == "tenant-isolation"]
-    assert [e["dst_port"] for e in v["evidence"]] == [3000, 2000]
-    assert v["evidence"][0]["src_addr"] == "10.244.1.10" and v["evidence"][0]["bytes"] == 3000
-    assert v["src"] == {k: WEB[k] for k in ("tenant", "namespace", "workload", "zone", "center", "site")}
-    assert v["dst"]["tenant"] == "corporate"
+    assert [e["src_port"] for e in v["evidence"]] == [43000, 42000]  # one conversation, its largest flows
+    assert v["evidence"][0]["src_addr"] == "10.244.1.10" and v["evidence"][0]["bytes"] == 43000
+    names = ("tenant", "namespace", "workload", "zone", "center", "site")
+    assert v["client"] == {**{k: WEB[k] for k in names}, "ip": "10.244.1.10"}
+    assert v["server"]["tenant"] == "corporate" and (v["port"], v["proto"], v["client_ports"]) == (
+        8443,
+        "tcp",
+        3,
+    )
 
 
 # ---- the violations table: idempotent re-evaluation without DELETE, one server or a cluster ----
@@ -247,7 +257,7 @@ def test_rows_arriving_after_their_tombstone_still_win(store, bank):
     assert _stored(store, bank) == before
 
 
-def test_a_table_of_another_shape_is_refused(store):
+def test_a_table_of_another_shape_is_renamed_aside(store):
     class Other:
         database = "old_netobs"
         execute = staticmethod(store.execute)
@@ -258,8 +268,14 @@ def test_a_table_of_another_shape_is_refused(store):
         "CREATE TABLE IF NOT EXISTS old_netobs.violations (id String, version UInt64) "
         "ENGINE = ReplacingMergeTree(version) ORDER BY id"
     )
-    with pytest.raises(ViolationsSchemaError, match="old_netobs.violations was created by another netobs"):
-        ensure_violations(Other())
+    ensure_violations(Other())  # derived data: the old table is kept aside, a new one is created
+    tables = (
+        store.query_arrow("SELECT name FROM system.tables WHERE database = 'old_netobs'")
+        .column(0)
+        .to_pylist()
+    )
+    assert "violations" in tables and any(t.startswith("violations_before_") for t in tables)
+    _check_live_table(store, "old_netobs")  # the new table has this version's shape
 
 
 def test_cluster_ddl_parses_on_a_current_clickhouse(store):

@@ -52,8 +52,8 @@ EXPECTED = {
     "mgmt": "((dst_port IN (22) AND proto IN (6)) AND NOT (src_namespace IN ('bastion')))",
     "clear": "(dst_zone IN ('test') AND (dst_port IN (80) AND proto IN (6)))",
     "res": "((src_tenant IN ('t1') OR dst_tenant IN ('t1')) AND src_center != dst_center)",
-    "xc": "((src_center != '' AND dst_center != '' AND src_center != dst_center) AND "
-    "NOT ((dst_port IN (5432) OR src_port IN (5432))))",
+    # flows are oriented client → server: a service's answers are judged as the service itself
+    "xc": "((src_center != '' AND dst_center != '' AND src_center != dst_center) AND NOT (dst_port IN (5432)))",
 }
 
 
@@ -67,8 +67,8 @@ def test_rule_condition(rule):
     [
         ("src_zone", ["a"], "src_zone IN ('a')"),
         ("src_zone", ["a", "b"], "src_zone IN ('a', 'b')"),
-        ("src_pod", ["web-*"], "src_pod LIKE 'web-%'"),
-        ("src_pod", ["x", "a_*"], "(src_pod IN ('x') OR src_pod LIKE 'a\\\\_%')"),
+        ("src_pod", ["web-*"], "(src_pod != '' AND src_pod LIKE 'web-%')"),  # globs never match "no pod"
+        ("src_pod", ["x", "a_*"], "(src_pod IN ('x') OR (src_pod != '' AND src_pod LIKE 'a\\\\_%'))"),
         ("src_zone", ["it's"], "src_zone IN ('it\\'s')"),
     ],
 )
@@ -94,8 +94,9 @@ def test_matcher_and_zone():
         "(dst_addr BETWEEN toIPv6('::ffff:10.1.0.0') AND toIPv6('::ffff:10.1.255.255') AND dst_tenant IN ('t'))"
     )
     labelled = parse_policy("zones: {z: {match: [{namespace_labels: {env: prod}}]}}").zones["z"].match[0]
-    assert matcher_sql(labelled, "src", P.namespace_labels) == "src_namespace IN ('shop')"
-    assert matcher_sql(labelled, "src", {}) == "0"  # no namespace carries the label: matches nothing
+    assert matcher_sql(labelled, "src", P) == "src_namespace IN ('shop')"
+    assert matcher_sql(labelled, "src", P.with_labels([], {"lab": {}})) == "src_namespace IN ('shop')"
+    assert matcher_sql(labelled, "src", P.model_copy(update={"namespace_labels": {}})) == "0"  # none: nothing
     assert zone_sql(P, "*", "src") == "1"
 
 

@@ -4,12 +4,13 @@ import argparse
 import shutil
 import socket
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image
 
 from analytics.policy.fixtures import flows_table
-from analytics.report.charts import bars
+from analytics.report.charts import bars, ticks
 from analytics.report.cli import add_parsers
 from analytics.report.data import EXPORTER_HEADER, _buckets, _gaps, exporter_rows
 from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
@@ -103,26 +104,43 @@ def test_html_report_content(settings, capsys, policy, tmp_path):
     for rule in RULE_IDS:
         assert rule in html
     assert "192.0.2.2" in html and "66.7%" in html  # 4 of 6 hours covered
-    assert "2026-06-01T02:00:00.000Z – 2026-06-01T04:00:00.000Z" in html  # the collection gap
+    assert "2026-06-01 02:00:00 – 2026-06-01 04:00:00" in html  # the collection gap
     assert "512" in html  # the sampling rate seen
     # Every record names a pod's namespace on an end; the ipfix pairs are counted once each.
     assert "11 flow records received in the period; 11 counted" in html
     assert "100.0% of the counted records name a pod" in html
     assert "EX-2026-077" in html and "EX-2026-014" not in html  # expired exemptions are not in force
     assert "<svg" in html and "PCI DSS 4.0 1.3.1" in html
-    assert "2026-11" not in html  # nothing from the time of generation
+    assert "generated 20" in html and "Every record, by category" in html
+    assert "excluded: dual_direction_copy" in html or "counted, unnamed" in html
+    assert (tmp_path / "reports" / "r1.html.violations.csv").read_text().startswith("rule,severity,client_ip")
 
 
 @pytest.mark.slow
 def test_same_data_gives_byte_identical_reports_and_a_chain(settings, capsys, policy, tmp_path):
     d = tmp_path / "reports"
-    a = make(settings, capsys, policy, d / "a.html").read_bytes()
-    b = make(settings, capsys, policy, d / "b.html").read_bytes()
-    p1 = make(settings, capsys, policy, d / "a.pdf", "pdf").read_bytes()
-    p2 = make(settings, capsys, policy, d / "b.pdf", "pdf").read_bytes()
-    assert a == b and p1 == p2
+    for name, fmt in (("a.html", "html"), ("b.html", "html"), ("a.pdf", "pdf"), ("b.pdf", "pdf")):
+        make(settings, capsys, policy, d / name, fmt)
     code, out = report(settings, capsys, "verify", str(d))
     assert code == 0 and "OK: 4 report(s), chain intact" in out
+    # the same data rendered at the same generation time: the same bytes (the PDF's CreationDate is it)
+    from analytics.policy.access import open_store
+    from analytics.report.cli import build
+
+    when = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+    period = (datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, 6, tzinfo=UTC))
+    with open_store(settings) as store:
+        for fmt in ("html", "pdf"):
+            one = build(store.query_arrow, store.database, policy, *period, fmt, generated=when)
+            two = build(store.query_arrow, store.database, policy, *period, fmt, generated=when)
+            assert one == two
+    assert b"/CreationDate (D:20261201083000Z" in one[0]  # the last one built: the PDF
+
+    # an edited attachment is tampering too
+    csv = d / "a.html.violations.csv"
+    csv.write_text(csv.read_text() + "forged\n")
+    code, out = report(settings, capsys, "verify", str(d))
+    assert code == 1 and "attachment a.html.violations.csv does not match its SHA-256" in out
 
 
 def _pdftools():
@@ -149,7 +167,7 @@ def test_pdf_renders_pages_with_content(settings, capsys, policy, tmp_path):
         assert hi - lo > 100, f"{page.name} is blank"
     first = Image.open(pages[0]).convert("RGB")
     colours = {c for _, c in first.getcolors(1 << 16)}
-    assert (178, 24, 43) in colours or any(r > 150 and g < 80 and b < 80 for r, g, b in colours)  # chart bars
+    assert any(abs(r - 0xD5) < 8 and abs(g - 0x5E) < 8 and b < 12 for r, g, b in colours)  # critical bars
     # tables: grey headings, body rows white and light grey in turn (not every cell grey)
     assert _filled_lines(first, (215, 215, 215)) > 0 and _filled_lines(first, (244, 244, 244)) > 0
 
@@ -210,10 +228,11 @@ def test_gaps_and_bars_are_pure():
         ["2026-06-01T04:00:00.000Z", "2026-06-01T05:00:00.000Z"],
     ]
     assert bars({"a": [1, 2], "b": [1, 0]}, 100, 10) == [
-        (5.0, 5.0, 40.0, 5.0, "#b2182b"),
-        (5.0, 0.0, 40.0, 5.0, "#ef8a62"),
-        (55.0, 0.0, 40.0, 10.0, "#b2182b"),
+        (5.0, 5.0, 40.0, 5.0, "#0072B2"),
+        (5.0, 0.0, 40.0, 5.0, "#E69F00"),
+        (55.0, 0.0, 40.0, 10.0, "#0072B2"),
     ]
+    assert ticks(7) == [0, 2, 4, 6, 8] and ticks(0) == [0, 1] and ticks(140) == [0, 50, 100, 150]
 
 
 def test_the_exporter_table_has_one_source_for_both_formats():
