@@ -499,6 +499,7 @@ class NetworkPolicyRule(_Rule):
     def explain(self, p: Policy) -> str:
         return "Violation: an observed flow the declared Kubernetes NetworkPolicies would deny (an enforcement gap)."
 
+
 # ---- rule types judged on the real protocol (pod packet samples: l7_conversations) ---------------
 class _L7Rule(_Rule):
     """A flow violates when its conversation's L7 summary (``netobs sample``) says so; the flows and
@@ -542,7 +543,6 @@ class SniAllowlistRule(_L7Rule):
 
     type: Literal["sni_allowlist"]
     allowed: tuple[str, ...] = Field(min_length=1)
-
 
 
 #: Rule kind (the ``type:`` value) → model. SQL builders: ``analytics.policy.rules.RULE_SQL``.
