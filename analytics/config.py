@@ -14,7 +14,6 @@ from pydantic import Field, field_validator
 
 from netobs.config_base import Section
 
-
 #: What a planned window expects by default: every detector but the ones that find attacks.
 EXPECTED_EFFECTS: dict[str, tuple[str, ...]] = {
     "maintenance": (
@@ -55,7 +54,9 @@ class Window(Section):
 
 class VolumeConfig(Section):
     spike_z: float = Field(
-        5.0, gt=0, description="z of the log ratio to the baseline (history spread + sampling noise) for a spike."
+        5.0,
+        gt=0,
+        description="z of the log ratio to the baseline (history spread + sampling noise) for a spike.",
     )
     drop_z: float = Field(5.0, gt=0, description="z below minus this is a drop (same statistic: symmetric).")
     min_ratio: float = Field(
@@ -65,17 +66,23 @@ class VolumeConfig(Section):
         10.0, ge=0, description="Sampled packets a period must be expected to hold to be judged at its scale."
     )
     min_expected: float = Field(
-        1e5, ge=0, description="Ignore periods whose baseline and observation are both below this many bytes "
-        "per 5 minutes."
+        1e5,
+        ge=0,
+        description="Ignore periods whose baseline and observation are both below this many bytes "
+        "per 5 minutes.",
     )
-    min_history: int = Field(3, ge=1, description="History periods (days or weeks) a slot needs before it is judged.")
+    min_history: int = Field(
+        3, ge=1, description="History periods (days or weeks) a slot needs before it is judged."
+    )
     month_end_days: int = Field(
         2, ge=0, le=7, description="The last N days of a month have a baseline of their own (0: none)."
     )
     scales: tuple[str, ...] = Field(
         ("5m", "1h", "1d"), description="Period lengths judged, shortest first (5m, 1h, 1d)."
     )
-    bridge: int = Field(2, ge=0, description="Join flagged periods separated by at most this many quiet ones.")
+    bridge: int = Field(
+        2, ge=0, description="Join flagged periods separated by at most this many quiet ones."
+    )
     severity: str = "warning"
 
     @field_validator("scales")
@@ -113,7 +120,9 @@ class DrTrafficConfig(Section):
         1e5, ge=0, description="Scaled bytes per bucket below which DR traffic is ignored."
     )
     min_days: int = Field(
-        1, ge=1, description="Days of history a kind of DR traffic needs to be part of the baseline (replication)."
+        1,
+        ge=1,
+        description="Days of history a kind of DR traffic needs to be part of the baseline (replication).",
     )
     severity: str = "critical"
 
@@ -129,6 +138,12 @@ class FanoutConfig(Section):
     )
     min_distinct_1h: int = Field(
         150, ge=1, description="The same over one hour: slow scans (20 probes per 5 minutes) show there."
+    )
+    min_distinct_1d: int = Field(
+        100,
+        ge=1,
+        description="The same over one day: what sampling leaves of a slow scan (about one probe in "
+        "ten at 1:1000 for 120-byte probes) adds up there.",
     )
     ratio: float = Field(5.0, gt=1, description="Multiple of the source's usual fan-out that is suspicious.")
     severity: str = "warning"
@@ -158,8 +173,11 @@ class AsymmetryConfig(Section):
         10.0, ge=1, description="Sampled packets the missing direction must have elsewhere to be expected."
     )
     two_way_share: float = Field(
-        0.5, gt=0, le=1, description="Share of its cross-node conversations an exporter must see both ways "
-        "to be taken as seeing both directions."
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of its cross-node conversations an exporter must see both ways "
+        "to be taken as seeing both directions.",
     )
     severity: str = "warning"
 

@@ -97,21 +97,27 @@ def conversation_observations(db: str, start: datetime, end: datetime, bucket_s:
     """Every observation point of every conversation (client, server, service port, proto), per
     bucket and direction (``reply``: server → client, by the counting model's initiator): which
     exporter saw it, in which center, with how many sampled packets. All records, counted or not:
-    where each direction was seen is the point."""
+    where each direction was seen is the point. Grouped on the stored values; addresses are turned
+    into text only for the groups."""
     c, v = counting.client, counting.server
     return (
-        f"SELECT {_hour(bucket_s)} AS t, {addr(c('addr'))} AS client, {addr(v('addr'))} AS server, "
+        f"SELECT t, {addr('c_addr')} AS client, {addr('s_addr')} AS server, port, proto, client_center, "
+        f"server_center, client_node, server_node, tenant, workload, reply, {addr('exp')} AS exporter, "
+        "exporter_center, sampled FROM (\n"
+        f"  SELECT {_hour(bucket_s)} AS t, {c('addr')} AS c_addr, {v('addr')} AS s_addr, "
         f"{v('port')} AS port, proto, {c('center')} AS client_center, {v('center')} AS server_center, "
         f"{c('node')} AS client_node, {v('node')} AS server_node, {v('tenant')} AS tenant, "
-        f"{v('workload')} AS workload, {counting.IS_REPLY} AS reply, {addr('exporter')} AS exporter, "
+        f"{v('workload')} AS workload, {counting.IS_REPLY} AS reply, exporter AS exp, "
         "any(exporter_center) AS exporter_center, sum(packets) AS sampled\n"
-        f"FROM `{db}`.flows\nWHERE {_range(start, end)}\n"
-        "GROUP BY t, client, server, port, proto, client_center, server_center, client_node, server_node, "
-        "tenant, workload, reply, exporter"
+        f"  FROM `{db}`.flows\n  WHERE {_range(start, end)}\n"
+        "  GROUP BY t, c_addr, s_addr, port, proto, client_center, server_center, client_node, server_node, "
+        "tenant, workload, reply, exp)"
     )
 
 
-def dr_kinds(db: str, start: datetime, end: datetime, dr_centers: tuple[str, ...], bucket_s: int | None) -> str:
+def dr_kinds(
+    db: str, start: datetime, end: datetime, dr_centers: tuple[str, ...], bucket_s: int | None
+) -> str:
     """Counted traffic between a DR center and another center by kind (client center, server center,
     zones, the service's tenant, workload, port, proto): per bucket, or over history with the days
     each kind was seen on."""
@@ -144,14 +150,30 @@ def service_workloads(db: str, start: datetime, end: datetime, tenant: str, port
 
 def fanout(db: str, start: datetime, end: datetime, bucket_s: int, min_distinct: int) -> str:
     """Per bucket and source: distinct destinations and destination ports, above ``min_distinct``,
-    with the source's tenant and workload."""
+    with the source's tenant, workload and center."""
+    return fanout_scales(db, start, end, ((int(bucket_s), int(min_distinct)),))
+
+
+def fanout_scales(db: str, start: datetime, end: datetime, scales: tuple[tuple[int, int], ...]) -> str:
+    """:func:`fanout` at several period lengths (seconds, min_distinct) in one scan of the flows;
+    ``scale_s`` says which period a row is about."""
+    parts = []
+    for bucket_s, floor in scales:
+        parts.append(
+            f"SELECT {int(bucket_s)} AS scale_s, toStartOfInterval(b_t, INTERVAL {int(bucket_s)} SECOND) AS t, src_addr AS s, uniqExactMerge(d) AS distinct_dst, "
+            "uniqExactMerge(p) AS distinct_ports, any(tn) AS tenant, any(wl) AS workload, any(ct) AS center "
+            f"FROM base GROUP BY t, s HAVING greatest(distinct_dst, distinct_ports) >= {int(floor)}"
+        )
+    base = min(b for b, _ in scales)
     return (
-        f"SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t, "
-        f"{addr('src_addr')} AS src, uniqExact(dst_addr) AS distinct_dst, "
-        "uniqExact(dst_port) AS distinct_ports, any(src_tenant) AS tenant, any(src_workload) AS workload, "
-        "any(src_center) AS center\n"
-        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} AND {OPENED}\n"
-        f"GROUP BY t, src\nHAVING greatest(distinct_dst, distinct_ports) >= {int(min_distinct)}\nORDER BY t, src"
+        f"WITH base AS (SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(base)} SECOND) AS b_t, "
+        "src_addr, uniqExactState(dst_addr) AS d, uniqExactState(dst_port) AS p, "
+        "any(src_tenant) AS tn, any(src_workload) AS wl, any(src_center) AS ct "
+        f"FROM `{db}`.flows WHERE {_range(start, end)} AND {ONCE} AND {OPENED} "
+        "GROUP BY b_t, src_addr)\n"
+        f"SELECT scale_s, t, {addr('s')} AS src, distinct_dst, distinct_ports, tenant, workload, center FROM (\n"
+        + "\nUNION ALL\n".join(parts)
+        + ")\nORDER BY scale_s, t, src"
     )
 
 

@@ -58,7 +58,12 @@ def apply(findings: list[Finding], windows: tuple[Window, ...], lag: timedelta) 
         if w is None:
             out.append(f)
             continue
-        planned = {"kind": w.kind, "note": w.note or w.kind, "start": w.start.isoformat(), "end": w.end.isoformat()}
+        planned = {
+            "kind": w.kind,
+            "note": w.note or w.kind,
+            "start": w.start.isoformat(),
+            "end": w.end.isoformat(),
+        }
         out.append(
             replace(
                 f,

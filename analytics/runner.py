@@ -348,15 +348,21 @@ class Analysis:
     def _window(self, t: pd.Timestamp) -> tuple[datetime, datetime]:
         return t.to_pydatetime(), (t + self.bucket).to_pydatetime()
 
-    #: Fan-out scales: 5 minutes (fast scans) and one hour (slow ones).
     def fanout(self) -> list[Finding]:
+        """Fan-out at 5 minutes (fast scans), one hour and one day (slow ones, and what sampling leaves
+        of them); a longer scale reports only sources no shorter one already did at that time."""
         cfg = self.cfg.fanout
         per_window: list[Finding] = []
-        for scale, bucket_s, floor in (
+        scales = (
             ("5m", self.cfg.bucket_s, cfg.min_distinct),
             ("1h", 3600, cfg.min_distinct_1h),
-        ):
-            cur = _df(self.q, model.fanout(self.db, self.start, self.end, bucket_s, floor))
+            ("1d", 86_400, cfg.min_distinct_1d),
+        )
+        cur_all = _df(
+            self.q, model.fanout_scales(self.db, self.start, self.end, tuple((b, f) for _, b, f in scales))
+        )
+        for scale, bucket_s, floor in scales:
+            cur = cur_all[cur_all["scale_s"] == bucket_s] if not cur_all.empty else cur_all
             if cur.empty:
                 continue
             usual = _df(self.q, model.usual_fanout(self.db, self.h_start, self.start, bucket_s))

@@ -23,9 +23,8 @@ For each series (a row of a matrix over time periods of one scale: 5 minutes, 1 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -40,6 +39,9 @@ class LogJudgement:
 
     log_ratio: np.ndarray  # log(observed) − expected log level (NaN: not judged)
     z: np.ndarray  # log_ratio / total sigma
+    z_count: (
+        np.ndarray
+    )  # the sampled count against its expectation (Poisson, widened by the history's spread)
     expected: np.ndarray  # expected volume (exp of the level)
     records: np.ndarray  # expected sampled records under the baseline
     support: np.ndarray  # history periods behind the slot (weeks or days)
@@ -108,6 +110,7 @@ def judge(
     hist_index: pd.DatetimeIndex,
     obs_bytes: np.ndarray,
     obs_index: pd.DatetimeIndex,
+    obs_records: np.ndarray | None = None,
     *,
     scale_s: int,
     sampled: np.ndarray,
@@ -121,11 +124,24 @@ def judge(
     are scaled-up samples (Poisson noise applies)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: series with no history
-        return _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, scale_s, sampled,
+        return _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_records, scale_s, sampled,
                       min_history, min_records, month_end_days, sigma_floor)  # fmt: skip
 
 
-def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, scale_s, sampled, min_history,
+def poisson_z(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """z of observing ``k`` events where ``lam`` were expected (Byar's approximation of the Poisson
+    tail: accurate to a few percent in z from k = 0 on, where a normal approximation of log counts
+    is far too light in the lower tail). Positive above the expectation, negative below."""
+    k = np.asarray(k, dtype=float)
+    lam = np.maximum(np.asarray(lam, dtype=float), 1e-9)
+    up = np.maximum(k, 1.0)
+    down = k + 1.0
+    z_up = 3 * np.sqrt(up) * (1 - 1 / (9 * up) - np.cbrt(lam / up))
+    z_down = 3 * np.sqrt(down) * (1 - 1 / (9 * down) - np.cbrt(lam / down))
+    return np.where(k > lam, np.maximum(z_up, 0.0), np.minimum(z_down, 0.0))
+
+
+def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_records, scale_s, sampled, min_history,
            min_records, month_end_days, sigma_floor) -> LogJudgement:  # fmt: skip
     n, m = obs_bytes.shape
     typical = np.nanmedian(np.where(hist_bytes > 0, hist_bytes, np.nan), axis=1) if hist_bytes.size else None
@@ -159,9 +175,17 @@ def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, scale_s, 
     thin = ~cold & sampled[:, None] & (recs < min_records)
     judged = ~cold & ~thin
     ratio = np.where(judged, ox - level, np.nan)
+    # The count test: sampled packets seen against those expected, with the series' own spread as
+    # over-dispersion (a negative binomial's variance λ + λ²σ², as a widening of the Poisson z).
+    if obs_records is None:
+        z_count = np.full_like(ratio, np.inf)
+    else:
+        spread = np.sqrt(1 + recs * np.minimum(sigma, 10.0) ** 2)
+        z_count = np.where(sampled[:, None], poisson_z(obs_records, recs) / spread, np.sign(ratio) * np.inf)
     return LogJudgement(
         log_ratio=ratio,
         z=ratio / total,
+        z_count=z_count,
         expected=np.exp(level) - offset,
         records=recs,
         support=support,

@@ -101,7 +101,7 @@ def detect_asymmetric(
         info = first.loc[conv]
         times = pd.Series(True, index=pd.DatetimeIndex(sorted({h[0] for h in hits})))
         full = times.reindex(pd.date_range(times.index[0], times.index[-1], freq=bucket), fill_value=False)
-        for start, end, sel in runs(full, bucket):
+        for start, end, _sel in runs(full, bucket):
             mine = [h for h in hits if start <= h[0].to_pydatetime() < end]
             where = obs[(obs[CONV] == pd.Series(dict(zip(CONV, conv, strict=True)))).all(axis=1)]
             where = where[(where["t"] >= pd.Timestamp(start)) & (where["t"] < pd.Timestamp(end))]
@@ -117,9 +117,14 @@ def detect_asymmetric(
                     window_start=start,
                     window_end=end,
                     entities={
-                        "tenant": str(info["tenant"]), "workload": str(info["workload"]),
-                        "src_center": str(info["client_center"]), "dst_center": str(info["server_center"]),
-                        "port": str(port), "proto": str(proto), "client": str(client), "server": str(server),
+                        "tenant": str(info["tenant"]),
+                        "workload": str(info["workload"]),
+                        "src_center": str(info["client_center"]),
+                        "dst_center": str(info["server_center"]),
+                        "port": str(port),
+                        "proto": str(proto),
+                        "client": str(client),
+                        "server": str(server),
                     },  # fmt: skip
                     summary=f"{client} → {server}:{port} takes different paths: requests seen at {fwd}, "
                     f"replies at {rev}",
@@ -144,9 +149,16 @@ def _account(obs, most, observable, two_way, min_records, report: AsymmetryRepor
         elif conv not in observable:
             info = obs[(obs["client"] == conv[0]) & (obs["server"] == conv[1])].iloc[0]
             report.not_observable.append(
-                {"client": conv[0], "server": conv[1], "port": str(conv[2]), "tenant": str(info["tenant"]),
-                 "workload": str(info["workload"]), "exporters": sorted(set(obs.loc[
-                     (obs["client"] == conv[0]) & (obs["server"] == conv[1]), "exporter"]))}  # fmt: skip
+                {
+                    "client": conv[0],
+                    "server": conv[1],
+                    "port": str(conv[2]),
+                    "tenant": str(info["tenant"]),
+                    "workload": str(info["workload"]),
+                    "exporters": sorted(
+                        set(obs.loc[(obs["client"] == conv[0]) & (obs["server"] == conv[1]), "exporter"])
+                    ),
+                }  # fmt: skip
             )
         elif lo < min_records:
             report.thin += 1

@@ -63,8 +63,12 @@ def detect_dr_traffic(
                     window_start=start,
                     window_end=end,
                     entities={
-                        "tenant": tenant, "workload": workload, "src_center": client_center,
-                        "dst_center": server_center, "port": port, "proto": proto,
+                        "tenant": tenant,
+                        "workload": workload,
+                        "src_center": client_center,
+                        "dst_center": server_center,
+                        "port": port,
+                        "proto": proto,
                         "client_workload": client_workload,
                     },  # fmt: skip
                     summary=f"new kind of DR traffic: {clients or ['?']} in {client_center} → {tenant}/"

@@ -10,7 +10,7 @@ slow changes. A finding at a longer scale is kept only where no shorter one alre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -66,16 +66,17 @@ def detect_volume(
         hb, hidx = _aggregate(s.hist_bytes, s.hist_index, scale_s, bucket_s)
         hr, _ = _aggregate(s.hist_records, s.hist_index, scale_s, bucket_s)
         ob, oidx = _aggregate(s.obs_bytes, s.obs_index, scale_s, bucket_s)
+        orr, _ = _aggregate(s.obs_records, s.obs_index, scale_s, bucket_s)
         if not len(oidx) or not len(s.entities):
             continue
         j = judge(
-            hb, hr, hidx, ob, oidx, scale_s=scale_s, sampled=s.sampled, min_history=cfg.min_history,
+            hb, hr, hidx, ob, oidx, orr, scale_s=scale_s, sampled=s.sampled, min_history=cfg.min_history,
             min_records=cfg.min_records, month_end_days=cfg.month_end_days,
         )  # fmt: skip
         blind = None
         if suppressed is not None:
             blind = _aggregate(suppressed.astype(float), s.obs_index, scale_s, bucket_s)[0] > 0
-        found[name] = _findings(s, j, ob, oidx, cfg, scale_s, name, blind)
+        found[name] = _findings(s, j, ob, orr, oidx, cfg, scale_s, name, blind)
         report["scales"][name] = {
             "cold": int(j.cold.all(axis=1).sum()),
             "thin": int((j.thin.all(axis=1) & ~j.cold.all(axis=1)).sum()),
@@ -90,12 +91,15 @@ def detect_volume(
     return _finest(found, cfg.scales), report
 
 
-def _findings(s, j: LogJudgement, ob, oidx, cfg, scale_s, name, blind) -> list[Finding]:
+def _findings(s, j: LogJudgement, ob, orr_, oidx, cfg, scale_s, name, blind) -> list[Finding]:
     period = timedelta(seconds=scale_s)
     floor = cfg.min_expected * scale_s / 300
     big = (np.nan_to_num(j.expected) >= floor) | (np.nan_to_num(ob) >= floor)
-    spike = j.judged & big & (j.z >= cfg.spike_z) & (j.log_ratio >= np.log(cfg.min_ratio))
-    drop = j.judged & big & (j.z <= -cfg.drop_z) & (j.log_ratio <= -np.log(cfg.min_ratio))
+    # Both tests: the log ratio against history's spread, and the sampled count against Poisson.
+    spike = j.judged & big & (j.z >= cfg.spike_z) & (j.z_count >= cfg.spike_z)
+    drop = j.judged & big & (j.z <= -cfg.drop_z) & (j.z_count <= -cfg.drop_z)
+    spike &= j.log_ratio >= np.log(cfg.min_ratio)
+    drop &= j.log_ratio <= -np.log(cfg.min_ratio)
     if blind is not None:
         drop &= ~blind
     out = []
@@ -106,7 +110,9 @@ def _findings(s, j: LogJudgement, ob, oidx, cfg, scale_s, name, blind) -> list[F
                 ratio = float(np.nansum(ob[i, cols]) / max(float(np.nansum(j.expected[i, cols])), 1.0))
                 zmax = float(np.nanmax(np.abs(j.z[i, cols])))
                 support = float(np.nanmin(j.support[i, cols]))
-                conf = min(1.0, 0.5 + 0.5 * (zmax - cfg.spike_z) / cfg.spike_z) * min(1.0, support / cfg.min_history)
+                conf = min(1.0, 0.5 + 0.5 * (zmax - cfg.spike_z) / cfg.spike_z) * min(
+                    1.0, support / cfg.min_history
+                )
                 out.append(
                     Finding(
                         detector="volume",
@@ -122,17 +128,28 @@ def _findings(s, j: LogJudgement, ob, oidx, cfg, scale_s, name, blind) -> list[F
                             "buckets": [t.isoformat() for t in sel],
                             "observed": [round(float(v), 1) for v in ob[i, cols]],
                             "expected": [round(float(v), 1) for v in j.expected[i, cols]],
-                            "log_ratio": [round(float(v), 3) for v in j.log_ratio[i, cols]],
-                            "z": [round(float(v), 2) for v in j.z[i, cols]],
+                            "log_ratio": [_num(v, 3) for v in j.log_ratio[i, cols]],
+                            "z": [_num(v) for v in j.z[i, cols]],
+                            "z_count": [_num(v) for v in j.z_count[i, cols]],
+                            "sampled_records": [round(float(v), 1) for v in orr_[i, cols]],
                             "expected_sampled_records": [round(float(v), 1) for v in j.records[i, cols]],
                             "baseline": str(j.slots[i]),
                             "history_periods": support,
                             "month_end_unlearned": bool(j.month_end_unlearned[i, cols].any()),
-                            "min_evidence": {"z": cfg.spike_z, "ratio": cfg.min_ratio, "records": cfg.min_records},
+                            "min_evidence": {
+                                "z": cfg.spike_z,
+                                "ratio": cfg.min_ratio,
+                                "records": cfg.min_records,
+                            },
                         },
                     )
                 )
     return out
+
+
+def _num(v: float, digits: int = 2) -> float | None:
+    """A JSON number (NaN and infinities are not: None)."""
+    return round(float(v), digits) if np.isfinite(v) else None
 
 
 def _bridge(mask: pd.Series, gap: int) -> pd.Series:
@@ -148,18 +165,32 @@ def _bridge(mask: pd.Series, gap: int) -> pd.Series:
 
 
 def _finest(found: dict[str, list[Finding]], order: tuple[str, ...]) -> list[Finding]:
-    """Findings of every scale, a longer scale's only where no shorter one overlaps it (same series, type)."""
+    """Findings of every scale, one per episode: a longer scale's finding that overlaps shorter ones
+    of the same series and type widens the first of them (evidence ``also_at``) instead of repeating it."""
     out: list[Finding] = []
     for name in order:
-        for f in found.get(name, []):
+        for f in sorted(found.get(name, []), key=lambda f: f.window_start):
             key = {k: v for k, v in f.entities.items() if k != "scale"}
-            if any(
-                e.type == f.type
-                and {k: v for k, v in e.entities.items() if k != "scale"} == key
-                and e.window_start < f.window_end
-                and f.window_start < e.window_end
-                for e in out
-            ):
+            hit = next(
+                (
+                    i
+                    for i, e in enumerate(out)
+                    if e.type == f.type
+                    and {k: v for k, v in e.entities.items() if k != "scale"} == key
+                    and e.window_start < f.window_end
+                    and f.window_start < e.window_end
+                ),
+                None,
+            )
+            if hit is None:
+                out.append(f)
                 continue
-            out.append(f)
+            e = out[hit]
+            out[hit] = replace(
+                e,
+                window_start=min(e.window_start, f.window_start),
+                window_end=max(e.window_end, f.window_end),
+                score=max(e.score, f.score),
+                evidence={**e.evidence, "also_at": sorted({*e.evidence.get("also_at", []), name})},
+            )
     return out
