@@ -32,9 +32,7 @@ def test_raw_flow_queries_count_each_flow_once_and_scale():
     assert "if(initiator = 'dst', dst_namespace, src_namespace)" in model.service_pairs(
         "netobs", A, B, 300
     )  # client → server
-    assert "replaceRegexpOne(IPv6NumToString(s), '^::ffff:', '')" in model.fanout(
-        "netobs", A, B, 300, 5
-    )
+    assert "replaceRegexpOne(IPv6NumToString(s), '^::ffff:', '')" in model.fanout("netobs", A, B, 300, 5)
 
 
 BUILDERS = [
