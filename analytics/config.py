@@ -108,6 +108,12 @@ class ShiftConfig(Section):
     min_volume: float = Field(
         1e6, ge=0, description="Ignore buckets with less traffic than this in the pair."
     )
+    bucket_s: int = Field(
+        3600,
+        ge=300,
+        description="Shares are judged per period of this length: over 5 minutes, which "
+        "conversations an exporter sees (a router sees none inside a node) makes a center's share swing.",
+    )
     severity: str = "critical"
 
 

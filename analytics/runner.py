@@ -239,7 +239,10 @@ class Analysis:
             b, pd.Series(False, index=self.index)
         )
         keys = ("src_tenant", "src_center")
-        now, hist = self.series(keys, False), self.series(keys, True)
+        step = timedelta(seconds=max(self.cfg.shift.bucket_s, self.cfg.bucket_s))
+        now, hist = (_coarse(df, step) for df in (self.series(keys, False), self.series(keys, True)))
+        index = pd.date_range(self.start, self.end, freq=step, inclusive="left", tz="UTC")
+        blind = blind.groupby(blind.index.floor(step)).any().reindex(index, fill_value=False)
         out = []
         cold = []
         for tenant, g in now.groupby("src_tenant"):
@@ -247,7 +250,7 @@ class Analysis:
                 continue
             obs = (
                 g.pivot_table(index="t", columns="src_center", values="bytes", aggfunc="sum")
-                .reindex(self.index)
+                .reindex(index)
                 .fillna(0)
             )
             h = hist[hist["src_tenant"] == tenant].pivot_table(
@@ -260,7 +263,7 @@ class Analysis:
                 if c not in obs:
                     obs[c] = 0.0
             out += self.detectors["center_shift"](
-                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, self.bucket, (), blind
+                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, step, (), blind
             )
         self.notes["center_shift"] = {
             "tenants_without_history": cold,
@@ -401,6 +404,15 @@ class Analysis:
         usage = self.series(("src_center", "dst_center"), False).rename(columns={"t": "time"})
         top = _df(self.q, model.top_flows(self.db, self.start, self.end))
         return self.detectors["elephant"](usage, self.cfg.elephant, self.bucket, top)
+
+
+def _coarse(df: pd.DataFrame, step: timedelta) -> pd.DataFrame:
+    """Rollup series summed into periods of ``step``."""
+    if df.empty:
+        return df
+    keys = [c for c in df.columns if c not in ("t", "bytes", "packets", "raw_packets", "flows")]
+    df = df.assign(t=df["t"].dt.floor(step))
+    return df.groupby(["t", *keys], as_index=False)[["bytes", "packets", "raw_packets", "flows"]].sum()
 
 
 def _overlaps_any(f: Finding, others: list[Finding]) -> bool:
