@@ -58,7 +58,7 @@ class Analysis:
         self.h_start = start - timedelta(days=history_days)
         self.bucket = timedelta(seconds=cfg.bucket_s)
         self.index = pd.date_range(start, end, freq=self.bucket, inclusive="left", tz="UTC")
-        self.detectors = DETECTORS if detectors is None else detectors
+        self.detectors: dict[str, Callable[..., Any]] = DETECTORS if detectors is None else detectors
         self.notes: dict[str, dict[str, Any]] = {}
 
     def series(self, keys: tuple[str, ...], history: bool, where: str = "") -> pd.DataFrame:
