@@ -130,6 +130,7 @@ def draw_spec(seed: int, convention: str, tenants: int, days: int, sampling: int
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     root: Path = args.dir
+    runs: list[tuple[str, Path, ScenarioSpec | None]]
     if (root / "labels.json").exists():
         runs = [("as generated", root, None)]
         seed = None
