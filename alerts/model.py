@@ -129,6 +129,11 @@ def from_finding(row: dict[str, Any], links: LinksConfig) -> Alert:
     labels = {_label_name(k): v for k, v in entities.items() if v}
     labels |= gathered(entities)
     labels |= {"alertname": detector, "source": "findings", "detector": detector, "severity": severity}
+    # type and planned (analytics/findings.schema.json); rows of a table older than them have neither.
+    if row.get("type"):
+        labels["type"] = str(row["type"])
+    if row.get("planned"):
+        labels["planned"] = "true"
     evidence = str(row.get("evidence") or "")
     names = {"source": "findings", "name": detector, "id": str(row["id"])}
     annotations = {

@@ -50,7 +50,7 @@ def _severities(min_severity: str) -> str:
 def findings_sql(db: str, cursor: Cursor, min_severity: str, limit: int) -> str:
     pos = "toUnixTimestamp64Milli(analyzed_at)"
     return (
-        f"SELECT id, detector, severity, score, toUnixTimestamp(window_start) * 1000 AS window_start_ms, "
+        f"SELECT id, detector, type, severity, planned, confidence, score, toUnixTimestamp(window_start) * 1000 AS window_start_ms, "
         f"toUnixTimestamp(window_end) * 1000 AS window_end_ms, mapKeys(entities) AS entity_keys, "
         f"mapValues(entities) AS entity_values, summary, evidence, {pos} AS position "
         f"FROM (SELECT * FROM `{db}`.`{FINDINGS}` FINAL "

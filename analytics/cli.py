@@ -60,9 +60,8 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
 
     cfg = load_analytics(args.analytics, settings.analytics)
     with Querier(settings) as query:
-        findings = Analysis(
-            query, settings.store.database, cfg, args.start, args.end, args.history_days
-        ).run()
+        analysis = Analysis(query, settings.store.database, cfg, args.start, args.end, args.history_days)
+        findings = analysis.run()
         if not args.no_save:
             fstore.save(query, settings.store.database, findings)
     if args.output == "jsonl":
@@ -75,6 +74,8 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
         print(f"{len(findings)} findings in [{args.start.isoformat()}, {args.end.isoformat()})")
         for k in sorted(by):
             print(f"  {k}: {by[k]}")
+    for line in notes_lines(analysis.notes):
+        print(line, file=sys.stderr)
     with Querier(settings) as query:
         from analytics import coverage
 
@@ -83,6 +84,42 @@ def cmd_analyze(args: argparse.Namespace, settings) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def notes_lines(notes: dict) -> list[str]:
+    """What each detector could not judge, and why: cold start (history), evidence, observability."""
+    out = []
+    for view, r in sorted(notes.get("volume", {}).items()):
+        cold = {k: v["cold"] for k, v in r["scales"].items()}
+        thin = {k: v["thin"] for k, v in r["scales"].items()}
+        if any(cold.values()) or any(thin.values()):
+            out.append(
+                f"volume ({view}): of {r['series']} series, without enough history {cold}, too few sampled "
+                f"packets {thin}; needs {r['needs']}"
+            )
+    shift = notes.get("center_shift", {})
+    if shift.get("tenants_without_history"):
+        out.append(
+            f"center_shift: {len(shift['tenants_without_history'])} tenants not judged; needs {shift['needs']}"
+        )
+    gaps = notes.get("collection_gap", {})
+    if gaps.get("without_history"):
+        out.append(
+            f"collection_gap: {len(gaps['without_history'])} of {gaps['exporters']} exporters have no history; "
+            f"{gaps['needs']}"
+        )
+    dr = notes.get("dr_traffic", {})
+    if dr:
+        out.append(
+            f"dr_traffic: {dr['known_kinds']} kinds of DR traffic known from {dr['history_days']} days"
+        )
+    asym = notes.get("asymmetric_path", {})
+    if asym.get("not_observable"):
+        out.append(
+            f"asymmetric_path: {asym['not_observable']} of {asym['conversations']} conversations not observable "
+            f"({asym['why']}; one-way exporters: {', '.join(asym['one_way_exporters'][:5])})"
+        )
+    return out
 
 
 def cmd_scenario_generate(args: argparse.Namespace, settings) -> int:

@@ -10,32 +10,89 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from netobs.config_base import Section
 
+#: What a planned window expects by default: every detector but the ones that find attacks.
+EXPECTED_EFFECTS: dict[str, tuple[str, ...]] = {
+    "maintenance": (
+        "volume", "center_shift", "collection_gap", "asymmetric_path", "new_dependency", "dr_traffic", "elephant",
+    ),
+    "dr_drill": ("volume", "center_shift", "dr_traffic", "new_dependency", "asymmetric_path", "elephant"),
+}  # fmt: skip
+
 
 class Window(Section):
-    """A planned period: a DR drill or a maintenance window."""
+    """A planned period (a DR drill, a maintenance window): what it concerns and what it is expected to do.
+
+    A finding inside it (its window overlaps, one bucket of export lag allowed), about one of its
+    centers and tenants (empty: all), from a detector in ``expect``, is reported as ``info`` with
+    ``planned: true`` and the window's note. Other findings in the same hours (a port scan during a
+    drill) keep their severity: they are not what was planned.
+    """
 
     start: datetime
     end: datetime
     kind: str = Field("maintenance", pattern="^(maintenance|dr_drill)$")
     centers: tuple[str, ...] = Field((), description="Centers concerned (empty: all).")
+    tenants: tuple[str, ...] = Field((), description="Tenants concerned (empty: all).")
+    expect: tuple[str, ...] | None = Field(
+        None,
+        description="Detectors whose findings are expected effects (default: by kind, every detector but "
+        "fanout; collection_gap for maintenance only).",
+    )
     note: str = ""
 
     def covers(self, t: datetime, center: str | None = None) -> bool:
         return self.start <= t < self.end and (not self.centers or center is None or center in self.centers)
 
+    @property
+    def expected(self) -> tuple[str, ...]:
+        return self.expect if self.expect is not None else EXPECTED_EFFECTS[self.kind]
+
 
 class VolumeConfig(Section):
-    spike_z: float = Field(6.0, gt=0, description="Robust z-score above which a bucket is a spike.")
-    drop_z: float = Field(6.0, gt=0, description="Robust z-score below minus this is a drop.")
-    min_expected: float = Field(
-        1e6, ge=0, description="Ignore entities whose baseline is below this many bytes/bucket."
+    spike_z: float = Field(
+        5.0,
+        gt=0,
+        description="z of the log ratio to the baseline (history spread + sampling noise) for a spike.",
     )
-    min_history: int = Field(3, ge=1, description="History points a slot needs before it is judged.")
+    drop_z: float = Field(5.0, gt=0, description="z below minus this is a drop (same statistic: symmetric).")
+    min_ratio: float = Field(
+        1.8, gt=1, description="A spike is at least this many times the baseline, a drop at most 1/this."
+    )
+    min_records: float = Field(
+        10.0, ge=0, description="Sampled packets a period must be expected to hold to be judged at its scale."
+    )
+    min_expected: float = Field(
+        1e5,
+        ge=0,
+        description="Ignore periods whose baseline and observation are both below this many bytes "
+        "per 5 minutes.",
+    )
+    min_history: int = Field(
+        3, ge=1, description="History periods (days or weeks) a slot needs before it is judged."
+    )
+    month_end_days: int = Field(
+        2, ge=0, le=7, description="The last N days of a month have a baseline of their own (0: none)."
+    )
+    scales: tuple[str, ...] = Field(
+        ("5m", "1h", "1d"), description="Period lengths judged, shortest first (5m, 1h, 1d)."
+    )
+    bridge: int = Field(
+        2, ge=0, description="Join flagged periods separated by at most this many quiet ones."
+    )
     severity: str = "warning"
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        order = ("5m", "1h", "1d")
+        bad = [x for x in v if x not in order]
+        if bad or not v:
+            raise ValueError(f"scales must be among {order}, got {v}")
+        return tuple(sorted(set(v), key=order.index))
 
 
 class ShiftConfig(Section):
@@ -51,6 +108,12 @@ class ShiftConfig(Section):
     min_volume: float = Field(
         1e6, ge=0, description="Ignore buckets with less traffic than this in the pair."
     )
+    bucket_s: int = Field(
+        3600,
+        ge=300,
+        description="Shares are judged per period of this length: over 5 minutes, which "
+        "conversations an exporter sees (a router sees none inside a node) makes a center's share swing.",
+    )
     severity: str = "critical"
 
 
@@ -62,6 +125,11 @@ class DrTrafficConfig(Section):
     min_bytes: float = Field(
         1e5, ge=0, description="Scaled bytes per bucket below which DR traffic is ignored."
     )
+    min_days: int = Field(
+        1,
+        ge=1,
+        description="Days of history a kind of DR traffic needs to be part of the baseline (replication).",
+    )
     severity: str = "critical"
 
 
@@ -72,7 +140,16 @@ class DependencyConfig(Section):
 
 class FanoutConfig(Section):
     min_distinct: int = Field(
-        100, ge=1, description="Distinct destinations (or ports) that is always suspicious."
+        100, ge=1, description="Distinct destinations (or ports) in 5 minutes that is always suspicious."
+    )
+    min_distinct_1h: int = Field(
+        150, ge=1, description="The same over one hour: slow scans (20 probes per 5 minutes) show there."
+    )
+    min_distinct_1d: int = Field(
+        100,
+        ge=1,
+        description="The same over one day: what sampling leaves of a slow scan (about one probe in "
+        "ten at 1:1000 for 120-byte probes) adds up there.",
     )
     ratio: float = Field(5.0, gt=1, description="Multiple of the source's usual fan-out that is suspicious.")
     severity: str = "warning"
@@ -93,6 +170,21 @@ class ElephantConfig(Section):
         default_factory=dict, description="Capacity per center pair 'dc1-dc2' (either order) in bits/s."
     )
     threshold: float = Field(0.7, gt=0, le=10, description="Fraction of capacity that is an elephant.")
+    severity: str = "warning"
+
+
+class AsymmetryConfig(Section):
+    bucket_s: int = Field(3600, ge=300, description="Conversations are judged per period of this length.")
+    min_records: float = Field(
+        10.0, ge=1, description="Sampled packets the missing direction must have elsewhere to be expected."
+    )
+    two_way_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of its cross-node conversations an exporter must see both ways "
+        "to be taken as seeing both directions.",
+    )
     severity: str = "warning"
 
 
@@ -118,6 +210,7 @@ class AnalyticsConfig(Section):
     dns_tunnel: DnsTunnelConfig = Field(default_factory=DnsTunnelConfig)
     elephant: ElephantConfig = Field(default_factory=ElephantConfig)
     gaps: GapConfig = Field(default_factory=GapConfig)
+    asymmetry: AsymmetryConfig = Field(default_factory=AsymmetryConfig)
 
 
 class PolicyScheduleConfig(Section):

@@ -30,17 +30,24 @@ def ts(t: datetime) -> str:
     return f"toDateTime('{t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}', 'UTC')"
 
 
+def _name(key: str) -> str:
+    """The column name of a key that may be ``expression AS name``."""
+    return key.rsplit(" AS ", 1)[-1]
+
+
 def rollup_series(
     db: str, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...], where: str = ""
 ) -> str:
-    """Scaled bytes/packets/flows per bucket and ``keys`` from the 1-minute rollup."""
+    """Scaled bytes/packets/flows and sampled packets (``raw_packets``, the Poisson count behind the
+    estimate) per bucket and ``keys`` (columns, or ``expression AS name``) from the 1-minute rollup."""
     k = "".join(f", {c}" for c in keys)
+    g = "".join(f", {_name(c)}" for c in keys)
     extra = f" AND {where}" if where else ""
     return (
         f"SELECT toStartOfInterval(time, INTERVAL {int(bucket_s)} SECOND) AS t{k}, "
-        f"sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows\n"
+        f"sum(bytes) AS bytes, sum(packets) AS packets, sum(raw_packets) AS raw_packets, sum(flows) AS flows\n"
         f"FROM `{db}`.flows_1m\nWHERE time >= {ts(start)} AND time < {ts(end)}{extra}\n"
-        f"GROUP BY t{k}\nORDER BY t{k}"
+        f"GROUP BY t{g}\nORDER BY t{g}"
     )
 
 
@@ -82,28 +89,91 @@ def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None 
     )
 
 
-def conversations_by_exporter_center(
-    db: str, start: datetime, end: datetime, bucket_s: int | None = None
-) -> str:
-    """Cross-center conversations with the center of every exporter that saw each direction."""
-    t, g = _bucket(bucket_s)
+def _hour(bucket_s: int) -> str:
+    return f"toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND)"
+
+
+def conversation_observations(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
+    """Every observation point of every conversation (client, server, service port, proto), per
+    bucket and direction (``reply``: server → client, by the counting model's initiator): which
+    exporter saw it, in which center, with how many sampled packets. All records, counted or not:
+    where each direction was seen is the point. Grouped on the stored values; addresses are turned
+    into text only for the groups."""
+    c, v = counting.client, counting.server
     return (
-        f"SELECT {t}{addr('src_addr')} AS src, {addr('dst_addr')} AS dst, proto, src_port, dst_port, "
-        f"exporter_center, sum(bytes * {SCALE}) AS bytes\n"
-        f"FROM `{db}`.flows\nWHERE {_range(start, end)} "
-        "AND src_center != dst_center AND src_center != '' AND dst_center != '' AND exporter_center != ''\n"
-        f"GROUP BY {g}src, dst, proto, src_port, dst_port, exporter_center"
+        f"SELECT t, {addr('c_addr')} AS client, {addr('s_addr')} AS server, port, proto, client_center, "
+        f"server_center, client_node, server_node, tenant, workload, reply, {addr('exp')} AS exporter, "
+        "exporter_center, sampled FROM (\n"
+        f"  SELECT {_hour(bucket_s)} AS t, {c('addr')} AS c_addr, {v('addr')} AS s_addr, "
+        f"{v('port')} AS port, proto, {c('center')} AS client_center, {v('center')} AS server_center, "
+        f"{c('node')} AS client_node, {v('node')} AS server_node, {v('tenant')} AS tenant, "
+        f"{v('workload')} AS workload, {counting.IS_REPLY} AS reply, exporter AS exp, "
+        "any(exporter_center) AS exporter_center, sum(packets) AS sampled\n"
+        f"  FROM `{db}`.flows\n  WHERE {_range(start, end)}\n"
+        "  GROUP BY t, c_addr, s_addr, port, proto, client_center, server_center, client_node, server_node, "
+        "tenant, workload, reply, exp)"
+    )
+
+
+def dr_kinds(
+    db: str, start: datetime, end: datetime, dr_centers: tuple[str, ...], bucket_s: int | None
+) -> str:
+    """Counted traffic between a DR center and another center by kind (client center, server center,
+    zones, the service's tenant, workload, port, proto): per bucket, or over history with the days
+    each kind was seen on."""
+    c, v = counting.client, counting.server
+    centers = ", ".join("'" + x.replace("'", "") + "'" for x in dr_centers) or "''"
+    t, g = (f"{_hour(bucket_s)} AS t, ", "t, ") if bucket_s else ("", "")
+    days = "" if bucket_s else f", uniqExact(toDate({counting.EVENT_TIME})) AS days"
+    return (
+        f"SELECT {t}{c('center')} AS client_center, {v('center')} AS server_center, {c('zone')} AS client_zone, "
+        f"{v('zone')} AS server_zone, {v('tenant')} AS tenant, {v('workload')} AS workload, "
+        f"{c('workload')} AS client_workload, {v('port')} AS port, proto, "
+        f"sum(bytes * {SCALE}) AS bytes, sum(packets) AS sampled{days}\n"
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} AND src_center != dst_center "
+        f"AND (src_center IN ({centers}) OR dst_center IN ({centers}))\n"
+        f"GROUP BY {g}client_center, server_center, client_zone, server_zone, tenant, workload, client_workload, "
+        "port, proto"
+    )
+
+
+def service_workloads(db: str, start: datetime, end: datetime, tenant: str, port: int) -> str:
+    """The server workloads behind a tenant's service port (to name a volume finding), by bytes."""
+    v = counting.server
+    tq = tenant.replace("\\", "").replace("'", "")
+    return (
+        f"SELECT {v('workload')} AS workload, sum(bytes * {SCALE}) AS bytes\n"
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} AND {v('tenant')} = '{tq}' "
+        f"AND {v('port')} = {int(port)}\nGROUP BY workload ORDER BY bytes DESC LIMIT 3"
     )
 
 
 def fanout(db: str, start: datetime, end: datetime, bucket_s: int, min_distinct: int) -> str:
-    """Per bucket and source: distinct destinations and destination ports, above ``min_distinct``."""
+    """Per bucket and source: distinct destinations and destination ports, above ``min_distinct``,
+    with the source's tenant, workload and center."""
+    return fanout_scales(db, start, end, ((int(bucket_s), int(min_distinct)),))
+
+
+def fanout_scales(db: str, start: datetime, end: datetime, scales: tuple[tuple[int, int], ...]) -> str:
+    """:func:`fanout` at several period lengths (seconds, min_distinct) in one scan of the flows;
+    ``scale_s`` says which period a row is about."""
+    parts = []
+    for bucket_s, floor in scales:
+        parts.append(
+            f"SELECT {int(bucket_s)} AS scale_s, toStartOfInterval(b_t, INTERVAL {int(bucket_s)} SECOND) AS t, src_addr AS s, uniqExactMerge(d) AS distinct_dst, "
+            "uniqExactMerge(p) AS distinct_ports, any(tn) AS tenant, any(wl) AS workload, any(ct) AS center "
+            f"FROM base GROUP BY t, s HAVING greatest(distinct_dst, distinct_ports) >= {int(floor)}"
+        )
+    base = min(b for b, _ in scales)
     return (
-        f"SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t, "
-        f"{addr('src_addr')} AS src, uniqExact(dst_addr) AS distinct_dst, "
-        "uniqExact(dst_port) AS distinct_ports\n"
-        f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} AND {OPENED}\n"
-        f"GROUP BY t, src\nHAVING greatest(distinct_dst, distinct_ports) >= {int(min_distinct)}\nORDER BY t, src"
+        f"WITH base AS (SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(base)} SECOND) AS b_t, "
+        "src_addr, uniqExactState(dst_addr) AS d, uniqExactState(dst_port) AS p, "
+        "any(src_tenant) AS tn, any(src_workload) AS wl, any(src_center) AS ct "
+        f"FROM `{db}`.flows WHERE {_range(start, end)} AND {ONCE} AND {OPENED} "
+        "GROUP BY b_t, src_addr)\n"
+        f"SELECT scale_s, t, {addr('s')} AS src, distinct_dst, distinct_ports, tenant, workload, center FROM (\n"
+        + "\nUNION ALL\n".join(parts)
+        + ")\nORDER BY scale_s, t, src"
     )
 
 

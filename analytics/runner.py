@@ -1,8 +1,11 @@
-"""Run every detector over a window: query the model, apply the detectors, correlate, save.
+"""Run every detector over a window: query the model, apply the detectors (looked up in
+:data:`analytics.detectors.DETECTORS`), correlate, mark planned windows, save.
 
 Correlation keeps the NOC's view clean: a volume drop explained by a collection gap (the
 exporters of that center were silent) or by a center shift (the tenant failed over) is not
-reported again as a volume anomaly.
+reported again as a volume anomaly. Planned windows are honoured the same way for every detector
+(:mod:`analytics.planned`). ``notes`` says, per detector, what it could not judge and why: series
+without enough history (cold start) or evidence, conversations whose asymmetry is not observable.
 """
 
 from __future__ import annotations
@@ -10,25 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analytics import model
+from analytics import model, planned
 from analytics.baseline import ewma_baseline
 from analytics.config import AnalyticsConfig
-from analytics.detectors import (
-    detect_asymmetric,
-    detect_center_shift,
-    detect_dns_tunnelling,
-    detect_dr_traffic,
-    detect_elephants,
-    detect_fanout,
-    detect_gaps,
-    detect_new_dependencies,
-    detect_volume,
-)
+from analytics.detectors import DETECTORS
 from analytics.detectors._common import runs
+from analytics.detectors.dr_traffic import known_kinds
+from analytics.detectors.volume import SeriesSet
 from analytics.findings import Finding
 
 Query = Callable[[str], pa.Table]
@@ -54,12 +51,15 @@ class Analysis:
         start: datetime,
         end: datetime,
         history_days: int = 28,
+        detectors: dict[str, Callable[..., Any]] | None = None,
     ):
         self.q, self.db, self.cfg = query, db, cfg
         self.start, self.end = start, end
         self.h_start = start - timedelta(days=history_days)
         self.bucket = timedelta(seconds=cfg.bucket_s)
         self.index = pd.date_range(start, end, freq=self.bucket, inclusive="left", tz="UTC")
+        self.detectors: dict[str, Callable[..., Any]] = DETECTORS if detectors is None else detectors
+        self.notes: dict[str, dict[str, Any]] = {}
 
     def series(self, keys: tuple[str, ...], history: bool, where: str = "") -> pd.DataFrame:
         lo, hi = (self.h_start, self.start) if history else (self.start, self.end)
@@ -76,18 +76,31 @@ class Analysis:
         out += self.fanout()
         out += self.elephants()
         out += self.dns_tunnelling()
-        return out
+        return planned.apply(out, self.cfg.windows, self.bucket)
 
     # --- detectors ------------------------------------------------------------------------
 
     def gaps(self) -> tuple[list[Finding], dict[str, pd.Series]]:
         hist = _df(self.q, model.exporter_activity(self.db, self.h_start, self.end, self.cfg.bucket_s))
         if hist.empty:
+            self.notes["collection_gap"] = {"exporters": 0, "cold": "no exporter has sent anything"}
             return [], {}
-        expected = sorted(hist.loc[hist["t"] < pd.Timestamp(self.start), "exporter"].unique())
-        health = hist[hist["t"] >= pd.Timestamp(self.start)].rename(columns={"t": "time"})
+        before = hist["t"] < pd.Timestamp(self.start)
+        known = set(hist.loc[before, "exporter"])
+        first = hist[~before].groupby("exporter")["t"].min()
+        expected = sorted(set(hist["exporter"]))
+        cold = {e: first[e] for e in expected if e not in known}
+        self.notes["collection_gap"] = {
+            "exporters": len(expected),
+            "without_history": sorted(cold),
+            "needs": "an exporter is expected from its first record on; one with no history is judged "
+            "from its first record in the window",
+        }
+        health = hist[~before].rename(columns={"t": "time"})
         health = health.assign(datagrams=health["flows"], lost=0)
-        findings, gaps = detect_gaps(health, expected, self.index, self.cfg.gaps, self.bucket)
+        findings, gaps = self.detectors["collection_gap"](
+            health, expected, self.index, self.cfg.gaps, self.bucket, cold
+        )
         centers = _df(self.q, model.exporter_centers(self.db, self.h_start, self.end))
         center_of = dict(zip(centers["exporter"], centers["center"], strict=True))
         by_center: dict[str, pd.Series] = {}
@@ -98,48 +111,96 @@ class Analysis:
             f.entities.setdefault("center", center_of.get(f.entities["exporter"], ""))
         return findings, by_center
 
-    #: Volume entities: rollup keys → finding entity names. Tenants per center first; center pairs
-    #: and services only report what the tenant view did not already show.
+    #: Volume views: rollup keys (columns or ``expression AS name``) → finding entity names, and a
+    #: filter. Tenants per center first; center pairs and services only report what the tenant view
+    #: did not already show. A service is its server end (by who opened the conversation).
     VOLUME_VIEWS = (
         (("src_tenant", "src_center"), ("tenant", "center"), ""),
         (("src_center", "dst_center"), ("src_center", "dst_center"), ""),
-        # Services are server ports: responses (to ephemeral ports) would make a series per client.
-        (("dst_tenant", "dst_port", "proto"), ("tenant", "service_port", "proto"), "dst_port < 32768"),
+        # A service is its server end: requests (by who opened the conversation) to a port; the rollups
+        # keep the destination port only, so replies (to the client's port) are left to the other views.
+        (
+            ("dst_tenant", "dst_center", "dst_port", "proto"),
+            ("tenant", "dst_center", "port", "proto"),
+            "(initiator = 'src' OR (initiator = '' AND dst_port < 32768))",
+        ),
     )
+
+    def _series_set(self, keys: tuple[str, ...], names: tuple[str, ...], where: str) -> SeriesSet | None:
+        cols = [model._name(k) for k in keys]
+        now, hist = self.series(keys, False, where), self.series(keys, True, where)
+        if now.empty:
+            return None
+        frames = [now.assign(_h=False)] + ([hist.assign(_h=True)] if not hist.empty else [])
+        both = pd.concat(frames, ignore_index=True)
+        both["_sid"] = both.groupby(cols, sort=True).ngroup()
+        ids = both.drop_duplicates("_sid").sort_values("_sid")
+        entities = [
+            dict(zip(names, (str(v) for v in row), strict=True)) for row in ids[cols].itertuples(index=False)
+        ]
+        keep = np.array([all(v not in ("", "0") for v in e.values()) for e in entities])
+        h_index = pd.date_range(self.h_start, self.start, freq=self.bucket, inclusive="left", tz="UTC")
+
+        def matrix(df: pd.DataFrame, index: pd.DatetimeIndex, col: str, before_nan: bool) -> np.ndarray:
+            out = np.zeros((len(entities), len(index)))
+            pos = index.get_indexer(df["t"])
+            ok = pos >= 0
+            np.add.at(out, (df["_sid"].to_numpy()[ok], pos[ok]), df[col].to_numpy(dtype=float)[ok])
+            if before_nan:  # a series did not exist before its first record: not zero traffic
+                first = np.full(len(entities), len(index))
+                np.minimum.at(first, df["_sid"].to_numpy()[ok], pos[ok])
+                out[np.arange(len(index))[None, :] < first[:, None]] = np.nan
+            return out
+
+        h, o = both[both["_h"]], both[~both["_h"]]
+        scaled = both.groupby("_sid")[["packets", "raw_packets"]].sum()
+        sampled = (scaled["packets"] > 1.5 * scaled["raw_packets"]).reindex(
+            range(len(entities)), fill_value=False
+        )
+        sel = np.flatnonzero(keep)
+        return SeriesSet(
+            entities=[entities[i] for i in sel],
+            hist_bytes=matrix(h, h_index, "bytes", True)[sel],
+            hist_records=matrix(h, h_index, "raw_packets", True)[sel],
+            hist_index=h_index,
+            obs_bytes=matrix(o, self.index, "bytes", False)[sel],
+            obs_records=matrix(o, self.index, "raw_packets", False)[sel],
+            obs_index=self.index,
+            sampled=sampled.to_numpy()[sel],
+        )
 
     def volumes(self, center_gaps: dict[str, pd.Series], shifts: list[Finding]) -> list[Finding]:
         out: list[Finding] = []
+        notes: dict[str, Any] = {}
         for keys, names, where in self.VOLUME_VIEWS:
-            now, hist = self.series(keys, False, where), self.series(keys, True, where)
-            past = (
-                {k: g.set_index("t")["bytes"].astype(float) for k, g in hist.groupby(list(keys))}
-                if not hist.empty
-                else {}
-            )
-            for key, g in now.groupby(list(keys)):
-                entities = dict(zip(names, (str(k) for k in key), strict=True))
-                if not all(v not in ("", "0") for v in entities.values()):
-                    continue
-                h = past.get(key)
-                if h is None or h.median() < self.cfg.volume.min_expected:
-                    continue  # nothing to judge against, or too small to matter
-                observed = g.set_index("t")["bytes"].astype(float).reindex(self.index, fill_value=0.0)
-                found = detect_volume(
-                    observed,
-                    h,
-                    entities,
-                    self.cfg.volume,
-                    self.bucket,
-                    self._blind(entities, center_gaps, shifts),
-                )
-                tenant = entities.get("tenant")
-                found = [
-                    f
-                    for f in found
-                    if not (f.entities["kind"] == "spike" and tenant and _within(f, shifts, tenant))
-                ]
-                out += [self._planned(f) for f in found if not _shown(f, out)]
+            s = self._series_set(keys, names, where)
+            if s is None:
+                continue
+            blind = np.stack([self._blind(e, center_gaps, shifts).to_numpy() for e in s.entities])
+            found, report = self.detectors["volume"](s, self.cfg.volume, self.bucket, blind)
+            notes["/".join(names)] = report
+            found = [
+                f
+                for f in found
+                if not (f.type == "volume_spike" and f.entities.get("tenant") and _within(f, shifts))
+            ]
+            out += [self._named(f) for f in found if not _shown(f, out)]
+        self.notes["volume"] = notes
         return out
+
+    def _named(self, f: Finding) -> Finding:
+        """A service finding named by its workload (the rollups know tenants and ports, not workloads)."""
+        if "port" not in f.entities or "tenant" not in f.entities:
+            return f
+        df = _df(
+            self.q,
+            model.service_workloads(
+                self.db, f.window_start, f.window_end, f.entities["tenant"], int(f.entities["port"])
+            ),
+        )
+        if df.empty:
+            return f
+        return replace(f, entities={**f.entities, "workload": str(df["workload"].iloc[0])})
 
     def with_peers(self, findings: list[Finding]) -> list[Finding]:
         """Add the distinct peers seen in each volume finding's window to its evidence (traffic model: peers)."""
@@ -156,16 +217,6 @@ class Analysis:
             mine = df[(df["src_tenant"] == f.entities["tenant"]) & (df["src_center"] == f.entities["center"])]
             out.append(replace(f, evidence={**f.evidence, "distinct_peers": [int(x) for x in mine["peers"]]}))
         return out
-
-    def _planned(self, f: Finding) -> Finding:
-        """A volume change inside a planned window (maintenance, DR drill) is reported as info."""
-        for w in self.cfg.windows:
-            if w.start <= f.window_start and f.window_end <= w.end + self.bucket:
-                evidence = {**f.evidence, "planned": w.note or w.kind}
-                return replace(
-                    f, severity="info", summary=f"planned ({w.kind}): {f.summary}", evidence=evidence
-                )
-        return f
 
     def _blind(
         self, entities: dict[str, str], center_gaps: dict[str, pd.Series], shifts: list[Finding]
@@ -188,33 +239,54 @@ class Analysis:
             b, pd.Series(False, index=self.index)
         )
         keys = ("src_tenant", "src_center")
-        now, hist = self.series(keys, False), self.series(keys, True)
+        step = timedelta(seconds=max(self.cfg.shift.bucket_s, self.cfg.bucket_s))
+        now, hist = (_coarse(df, step) for df in (self.series(keys, False), self.series(keys, True)))
+        index = pd.date_range(self.start, self.end, freq=step, inclusive="left", tz="UTC")
+        blind = blind.groupby(blind.index.floor(step)).any().reindex(index, fill_value=False)
         out = []
+        cold = []
         for tenant, g in now.groupby("src_tenant"):
             if not tenant:
                 continue
             obs = (
                 g.pivot_table(index="t", columns="src_center", values="bytes", aggfunc="sum")
-                .reindex(self.index)
+                .reindex(index)
                 .fillna(0)
             )
             h = hist[hist["src_tenant"] == tenant].pivot_table(
                 index="t", columns="src_center", values="bytes", aggfunc="sum"
             )
             if a not in h or b not in h:
+                cold.append(tenant)
                 continue
             for c in (a, b):
                 if c not in obs:
                     obs[c] = 0.0
-            out += detect_center_shift(
-                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, self.bucket, self.cfg.windows, blind
+            out += self.detectors["center_shift"](
+                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, step, (), blind
             )
+        self.notes["center_shift"] = {
+            "tenants_without_history": cold,
+            "needs": f"history of the tenant in both {a} and {b}",
+        }
         return out
 
     def dr_traffic(self) -> list[Finding]:
-        keys = ("src_center", "dst_center", "src_zone", "dst_zone", "src_tenant")
-        df = self.series(keys, False).rename(columns={"t": "time", "src_tenant": "tenant"})
-        return detect_dr_traffic(df, self.cfg.dr_traffic, self.bucket, self.cfg.windows)
+        cfg = self.cfg.dr_traffic
+        hist = _df(self.q, model.dr_kinds(self.db, self.h_start, self.start, cfg.dr_centers, None))
+        cur = _df(self.q, model.dr_kinds(self.db, self.start, self.end, cfg.dr_centers, self.cfg.bucket_s))
+        for df in (hist, cur):
+            for c in ("port", "proto"):
+                if c in df:
+                    df[c] = df[c].astype(str)
+        known = known_kinds(hist, cfg.min_days)
+        days = (self.start - self.h_start).days
+        self.notes["dr_traffic"] = {
+            "known_kinds": len(known),
+            "history_days": days,
+            "needs": f"kinds of DR traffic seen on {cfg.min_days} day(s) of history are normal (replication)",
+        }
+        return self.detectors["dr_traffic"](cur, known, cfg, self.bucket)
 
     def dependencies(self) -> list[Finding]:
         cols = ["src_service", "dst_service", "src_center", "dst_center"]
@@ -224,44 +296,26 @@ class Analysis:
         cur = _df(self.q, model.service_pairs(self.db, self.start, self.end, self.cfg.bucket_s)).rename(
             columns=renamed
         )
+        self.notes["new_dependency"] = {"known_pairs": len(baseline)}
         out: list[Finding] = []
         for t, g in cur.groupby("t") if not cur.empty else []:
-            found = detect_new_dependencies(g, baseline, self.cfg.dependency, self._window(t))
-            out += [f for f in found if not self._in_drill(f)]
+            found = self.detectors["new_dependency"](g, baseline, self.cfg.dependency, self._window(t))
+            out += found
             baseline |= {tuple(f.entities[k] for k in cols) for f in found}  # report a new pair once
         return out
 
     def asymmetry(self) -> list[Finding]:
-        """Judged over the whole window; each finding's window spans the buckets its conversation was seen in."""
-        cur = _df(
-            self.q, model.conversations_by_exporter_center(self.db, self.start, self.end, self.cfg.bucket_s)
+        cfg = self.cfg.asymmetry
+        obs = _df(self.q, model.conversation_observations(self.db, self.start, self.end, cfg.bucket_s))
+        found, report = self.detectors["asymmetric_path"](
+            obs,
+            timedelta(seconds=cfg.bucket_s),
+            min_records=cfg.min_records,
+            two_way_share=cfg.two_way_share,
+            severity=cfg.severity,
         )
-        if cur.empty:
-            return []
-        found = detect_asymmetric(cur.drop(columns="t"), (self.start, self.end))
-        out = []
-        for f in found:
-            a, pa_ = f.entities["a"].rsplit(":", 1)
-            b, pb = f.entities["b"].rsplit(":", 1)
-            seen = cur[((cur["src"] == a) & (cur["dst"] == b)) | ((cur["src"] == b) & (cur["dst"] == a))]
-            out.append(
-                replace(
-                    f,
-                    window_start=seen["t"].min().to_pydatetime(),
-                    window_end=(seen["t"].max() + self.bucket).to_pydatetime(),
-                )
-            )
-        return out
-
-    def _in_drill(self, f: Finding) -> bool:
-        """A dependency on a DR center during its drill (plus the export lag of one bucket) is planned."""
-        centers = {f.entities.get("src_center"), f.entities.get("dst_center")}
-        return any(
-            w.kind == "dr_drill"
-            and (not w.centers or centers & set(w.centers))
-            and w.start <= f.window_start < w.end + self.bucket
-            for w in self.cfg.windows
-        )
+        self.notes["asymmetric_path"] = report.to_json()
+        return found
 
     def ewma_volumes(self) -> list[Finding]:
         """The Theia-style reference: EWMA with whole-series sigma on the same series as ``volumes``."""
@@ -287,8 +341,9 @@ class Analysis:
                         1.0,
                         start,
                         end,
-                        {"tenant": tenant, "center": center, "kind": kind},
+                        {"tenant": tenant, "center": center},
                         "ewma",
+                        type=f"volume_{kind}",
                     )
                 )
         return out
@@ -297,18 +352,39 @@ class Analysis:
         return t.to_pydatetime(), (t + self.bucket).to_pydatetime()
 
     def fanout(self) -> list[Finding]:
+        """Fan-out at 5 minutes (fast scans), one hour and one day (slow ones, and what sampling leaves
+        of them); a longer scale reports only sources no shorter one already did at that time."""
         cfg = self.cfg.fanout
-        cur = _df(self.q, model.fanout(self.db, self.start, self.end, self.cfg.bucket_s, cfg.min_distinct))
-        if cur.empty:
-            return []
-        usual = _df(self.q, model.usual_fanout(self.db, self.h_start, self.start, self.cfg.bucket_s))
-        usual_s = (
-            pd.Series(usual["usual"].to_numpy(dtype=float), index=usual["src"])
-            if not usual.empty
-            else pd.Series(dtype=float)
+        per_window: list[Finding] = []
+        scales = (
+            ("5m", self.cfg.bucket_s, cfg.min_distinct),
+            ("1h", 3600, cfg.min_distinct_1h),
+            ("1d", 86_400, cfg.min_distinct_1d),
         )
-        per_bucket = [f for t, g in cur.groupby("t") for f in detect_fanout(g, usual_s, cfg, self._window(t))]
-        return _merge_consecutive(per_bucket)
+        cur_all = _df(
+            self.q, model.fanout_scales(self.db, self.start, self.end, tuple((b, f) for _, b, f in scales))
+        )
+        for scale, bucket_s, floor in scales:
+            cur = cur_all[cur_all["scale_s"] == bucket_s] if not cur_all.empty else cur_all
+            if cur.empty:
+                continue
+            usual = _df(self.q, model.usual_fanout(self.db, self.h_start, self.start, bucket_s))
+            usual_s = (
+                pd.Series(usual["usual"].to_numpy(dtype=float), index=usual["src"])
+                if not usual.empty
+                else pd.Series(dtype=float)
+            )
+            step = timedelta(seconds=bucket_s)
+            found = [
+                f
+                for t, g in cur.groupby("t")
+                for f in self.detectors["fanout"](
+                    g, usual_s, cfg, (t.to_pydatetime(), (t + step).to_pydatetime()), floor, scale
+                )
+            ]
+            merged = _merge_consecutive(found)
+            per_window += [f for f in merged if scale == "5m" or not _overlaps_any(f, per_window)]
+        return per_window
 
     def dns_tunnelling(self) -> list[Finding]:
         cfg = self.cfg.dns_tunnel
@@ -317,7 +393,9 @@ class Analysis:
         )
         if cur.empty:
             return []
-        found = [f for t, g in cur.groupby("t") for f in detect_dns_tunnelling(g, cfg, self._window(t))]
+        found = [
+            f for t, g in cur.groupby("t") for f in self.detectors["dns_tunnelling"](g, cfg, self._window(t))
+        ]
         return _merge_consecutive(found)
 
     def elephants(self) -> list[Finding]:
@@ -325,17 +403,36 @@ class Analysis:
             return []
         usage = self.series(("src_center", "dst_center"), False).rename(columns={"t": "time"})
         top = _df(self.q, model.top_flows(self.db, self.start, self.end))
-        return detect_elephants(usage, self.cfg.elephant, self.bucket, top)
+        return self.detectors["elephant"](usage, self.cfg.elephant, self.bucket, top)
+
+
+def _coarse(df: pd.DataFrame, step: timedelta) -> pd.DataFrame:
+    """Rollup series summed into periods of ``step``."""
+    if df.empty:
+        return df
+    keys = [c for c in df.columns if c not in ("t", "bytes", "packets", "raw_packets", "flows")]
+    df = df.assign(t=df["t"].dt.floor(step))
+    return df.groupby(["t", *keys], as_index=False)[["bytes", "packets", "raw_packets", "flows"]].sum()
+
+
+def _overlaps_any(f: Finding, others: list[Finding]) -> bool:
+    return any(
+        o.entities.get("src") == f.entities.get("src")
+        and o.window_start < f.window_end
+        and f.window_start < o.window_end
+        for o in others
+    )
 
 
 def _merge_consecutive(findings: list[Finding]) -> list[Finding]:
-    """Join findings with the same detector and entities whose windows touch into one."""
+    """Join findings with the same detector, type and entities whose windows touch into one."""
     out: list[Finding] = []
-    for f in sorted(findings, key=lambda f: (f.detector, sorted(f.entities.items()), f.window_start)):
+    for f in sorted(findings, key=lambda f: (f.detector, f.type, sorted(f.entities.items()), f.window_start)):
         last = out[-1] if out else None
         if (
             last
             and last.detector == f.detector
+            and last.type == f.type
             and last.entities == f.entities
             and last.window_end >= f.window_start
         ):
@@ -348,9 +445,9 @@ def _merge_consecutive(findings: list[Finding]) -> list[Finding]:
 
 
 def _shown(f: Finding, earlier: list[Finding]) -> bool:
-    """Whether a tenant-level volume finding already shows this one (same kind, overlapping, related)."""
+    """Whether a tenant-level volume finding already shows this one (same type, overlapping, related)."""
     for e in earlier:
-        if e.entities.get("kind") != f.entities["kind"] or "center" not in e.entities:
+        if e.type != f.type or "center" not in e.entities:
             continue
         if not (e.window_start < f.window_end and f.window_start < e.window_end):
             continue
@@ -361,7 +458,8 @@ def _shown(f: Finding, earlier: list[Finding]) -> bool:
     return False
 
 
-def _within(f: Finding, shifts: list[Finding], tenant: str) -> bool:
+def _within(f: Finding, shifts: list[Finding]) -> bool:
+    tenant = f.entities.get("tenant")
     return any(
         s.entities.get("tenant") == tenant and s.window_start <= f.window_start < s.window_end for s in shifts
     )

@@ -1,9 +1,12 @@
 """Score findings against a scenario's labels: precision, recall, F1 and detection delay per detector.
 
 A finding matches a label of its detector when their windows overlap (one bucket of slack)
-and the entities they share agree. Planned labels must be matched by ``info`` findings (a
-planned failover reported as an incident is a false alarm); negative labels must not be
-matched at all. Findings that match nothing are false positives.
+and the entities they share agree (a label's ``kind`` is the finding's ``type``: ``drop`` matches
+``volume_drop``). Planned labels must be matched by ``info`` findings (a planned failover reported
+as an incident is a false alarm); negative labels (a planned drill's expected effect) may be
+matched by planned ``info`` findings only: anything above ``info`` is a false alarm. Findings
+that match nothing are false positives. A label the data cannot show (``excluded``: e.g. the
+convention has no exporter that could see it) is left out of the scores, with its reason.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Score:
     true_findings: int = 0
     delays_s: list[float] | None = None
     explained: int = 0
+    excluded: list[str] | None = None
 
     @property
     def precision(self) -> float:
@@ -51,6 +55,7 @@ class Score:
             "f1": round(self.f1, 3),
             "false_per_day": round((self.findings - self.true_findings) / days, 2) if days else 0.0,
             "median_delay_min": round(delays[len(delays) // 2] / 60, 1) if delays else None,
+            "not_observable": list(self.excluded or []),
         }
 
 
@@ -59,7 +64,10 @@ def _dt(ms: int) -> datetime:
 
 
 def _entity(f: Finding, key: str) -> str | None:
-    """The finding's value for a label key; services compare by workload, tenants also via services."""
+    """The finding's value for a label key; services compare by workload, tenants also via services,
+    a label's kind by the finding's type."""
+    if key == "kind":
+        return None if not f.type else f.type
     value = f.entities.get(key)
     if value is None and key == "tenant":
         value = next((v.split("/")[0] for k, v in sorted(f.entities.items()) if k.endswith("_service")), None)
@@ -69,7 +77,14 @@ def _entity(f: Finding, key: str) -> str | None:
 
 
 def _agrees(label: dict, f: Finding) -> bool:
-    return all(_entity(f, k) in (None, want) for k, want in label["entities"].items())
+    for k, want in label["entities"].items():
+        have = _entity(f, k)
+        if k == "kind" and have is not None:
+            if not (have == want or have.endswith("_" + want)):
+                return False
+        elif have not in (None, want):
+            return False
+    return True
 
 
 def matches(label: dict, f: Finding, slack: timedelta) -> bool:
@@ -78,18 +93,29 @@ def matches(label: dict, f: Finding, slack: timedelta) -> bool:
     return f.window_start < _dt(label["end_ms"]) + slack and f.window_end > _dt(label["start_ms"]) - slack
 
 
-def score(findings: list[Finding], labels: list[dict], bucket: timedelta) -> dict[str, Score]:
+def score(
+    findings: list[Finding], labels: list[dict], bucket: timedelta, excluded: dict[int, str] | None = None
+) -> dict[str, Score]:
+    """Scores per detector; ``excluded`` maps label positions to why the data cannot show them."""
     scores: dict[str, Score] = defaultdict(lambda: Score(""))
     for lab in labels:
         scores[lab["detector"]].detector = lab["detector"]
+    excluded = excluded or {}
+    for i, why in sorted(excluded.items()):
+        s = scores[labels[i]["detector"]]
+        s.excluded = (s.excluded or []) + [why]
+    labels = [lab for i, lab in enumerate(labels) if i not in excluded]
     for f in findings:
         scores[f.detector].detector = f.detector
     true_ids: set[str] = set()
+    neutral: set[str] = set()  # a drill's expected effect reported as planned info: neither true nor false
     for lab in labels:
         s = scores[lab["detector"]]
         hits = [f for f in findings if matches(lab, f, bucket)]
         if lab.get("negative"):
-            continue  # any hit stays unexplained: a false positive
+            # The drill's expected effect reported as planned info is right; above info, a false alarm.
+            neutral |= {f.id for f in hits if f.severity == "info" and f.planned}
+            continue
         s.labels += 1
         good = [f for f in hits if (f.severity == "info") == bool(lab.get("planned"))]
         if good:
@@ -100,7 +126,8 @@ def score(findings: list[Finding], labels: list[dict], bucket: timedelta) -> dic
     # A finding that coincides with another detector's injected event (same tenant or
     # entities, same time; a planned drill included) reports a real consequence of it, not a
     # false alarm: it counts as neither true nor false.
-    explained = {
+    explained = neutral - true_ids
+    explained |= {
         f.id
         for f in findings
         if f.id not in true_ids

@@ -95,13 +95,14 @@ def build(database: str, uid: str) -> Dashboard:
             f"FROM {f} GROUP BY time, detector ORDER BY time",
         ),
         Panel(
-            "bargauge", "Findings by detector and severity",
-            "SELECT concat(detector, ' / ', severity) AS detector_severity, count() AS findings "
-            f"FROM {f} GROUP BY detector_severity ORDER BY findings DESC",
+            "bargauge", "Findings by type and severity",
+            "SELECT concat(type, ' / ', severity) AS type_severity, count() AS findings "
+            f"FROM {f} GROUP BY type_severity ORDER BY findings DESC",
         ),
         Panel(
             "table", "Latest findings",
-            "SELECT window_start, detector, severity, round(score, 2) AS score, summary, "
+            "SELECT window_start, window_end, detector, type, severity, planned, round(confidence, 2) AS confidence, "
+            "round(score, 2) AS score, summary, "
             f"toString(entities) AS entities FROM {f} ORDER BY window_start DESC, score DESC LIMIT 100",
             width=24, height=10, overrides=[_unit("window_start", "dateTimeAsIso")],
         ),

@@ -35,6 +35,7 @@ from analytics.scenario.conventions import (
     write,
     write_bank,
 )
+from analytics.scenario.traffic import CONVENTIONS as TRAFFIC_CONVENTIONS
 from analytics.scoring import score, table
 from netobs.counting import CountingConfig
 from netobs.store import make_store
@@ -47,21 +48,31 @@ from pipeline.enrich_ingest import Ingest
 
 def add_parser(scenario_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = scenario_sub.add_parser(
-        "evaluate", help="ingest a scenario, analyze its last week, score the detectors"
+        "evaluate",
+        help="generate a labeled bank under each export convention, ingest it, analyze its last week, score "
+        "the detectors per detector and convention beside the Theia-style EWMA",
     )
-    e.add_argument("dir", type=Path, help="scenario directory (generated there if missing)")
-    e.add_argument("--tenants", type=int, default=10)
+    e.add_argument(
+        "dir",
+        type=Path,
+        help="scenario directory: one already generated (labels.json), or one subdirectory "
+        "per convention generated there",
+    )
+    e.add_argument("--tenants", type=int, default=14)
     e.add_argument("--days", type=int, default=28)
     e.add_argument(
         "--analyze-days", type=int, default=7, help="the last N days are analysed, the rest is history"
     )
     e.add_argument("--output", choices=["table", "json"], default="table")
     e.add_argument(
+        "--conventions",
         "--convention",
-        default="probe_both_ends",
-        help="how the exporters report the traffic, when generating (analytics.scenario.traffic.CONVENTIONS)",
+        dest="conventions",
+        default="all",
+        help="comma-separated export conventions to generate (analytics.scenario.traffic.CONVENTIONS; default all)",
     )
-    e.add_argument("--seed", type=int, default=7, help="random seed, when generating")
+    e.add_argument("--sampling", type=int, default=1000, help="sampling rate 1:N of every exporter")
+    e.add_argument("--seed", type=int, default=None, help="random seed (default: drawn now, and printed)")
     e.set_defaults(func=cmd_evaluate)
     c = scenario_sub.add_parser(
         "counting",
@@ -99,15 +110,70 @@ def _scenario_settings(settings: Settings, root: Path) -> Settings:
     return settings.model_copy(update=update)
 
 
+def _seed(given: int | None) -> int:
+    if given is not None:
+        return given
+    entropy = np.random.SeedSequence().entropy
+    assert isinstance(entropy, int)  # drawn from the OS when none is given
+    return entropy % 2**32
+
+
+def draw_spec(seed: int, convention: str, tenants: int, days: int, sampling: int) -> ScenarioSpec:
+    """The scenario of one seed: noise level, export lateness and month-end batch factor drawn from it
+    (the same for every convention, so conventions differ only in how the traffic is exported)."""
+    rng = np.random.default_rng([seed, 12])
+    return ScenarioSpec(
+        tenants, days, sampling, seed, convention=convention,
+        noise=float(rng.uniform(0.05, 0.2)), late_s=int(rng.choice([0, 120, 240])),
+        month_end=float(rng.choice([1.0, 1.3])),
+    )  # fmt: skip
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     root: Path = args.dir
-    if not (root / "labels.json").exists():
+    runs: list[tuple[str, Path, ScenarioSpec | None]]
+    if (root / "labels.json").exists():
+        runs = [("as generated", root, None)]
+        seed = None
+    else:
+        wanted = TRAFFIC_CONVENTIONS if args.conventions == "all" else tuple(args.conventions.split(","))
+        seed = _seed(args.seed)
         try:
-            spec = ScenarioSpec(args.tenants, args.days, seed=args.seed, convention=args.convention)
+            runs = [(c, root / c, draw_spec(seed, c, args.tenants, args.days, args.sampling)) for c in wanted]
         except ValueError as e:
             print(f"netobs: {e}", file=sys.stderr)
             return 2
-        print(json.dumps(generate(spec, root)), file=sys.stderr)
+        print(f"scenario seed {seed} (rerun with --seed {seed})", file=sys.stderr)
+    results = []
+    for convention, where, spec in runs:
+        if spec is not None and not (where / "labels.json").exists():
+            print(json.dumps(generate(spec, where)), file=sys.stderr)
+        results.append(_evaluate_one(convention, where, settings, args))
+    if args.output == "json":
+        print(json.dumps({"seed": seed, "results": results}, indent=1, default=str))
+        return 0
+    spec0 = runs[0][2]
+    drawn = f"noise {spec0.noise:.3f}, late {spec0.late_s} s, month end x{spec0.month_end}" if spec0 else ""
+    print(f"scenario {root}: seed {seed}, sampling 1:{args.sampling}, {args.days} days, {drawn}")
+    for r in results:
+        print(f"  {r['convention']}: analysed {r['window']}, {r['figures']}")
+    _print("netobs detectors, per detector and convention", _by_detector(results, "netobs"))
+    _print(
+        "Theia-style EWMA (whole-series sigma) on the same volume series",
+        _by_detector(results, "ewma_reference"),
+    )
+    excluded = [(r["convention"], row["detector"], why) for r in results for row in r["netobs"]
+                for why in row["not_observable"]]  # fmt: skip
+    if excluded:
+        print("\nnot observable (left out of the scores):")
+        for conv, det, why in excluded:
+            print(f"  {conv:<18} {det:<16} {why}")
+    return 0
+
+
+def _evaluate_one(
+    convention: str, root: Path, settings: Settings, args: argparse.Namespace
+) -> dict[str, Any]:
     settings = _scenario_settings(settings, root)
     labels = json.loads((root / "labels.json").read_text())
     store = make_store(settings.store, components.schema(settings))
@@ -128,34 +194,75 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         end = datetime.fromtimestamp(int(last.as_py().timestamp()) // 86400 * 86400 + 86400, UTC)
         start = end - timedelta(days=args.analyze_days)
         cfg = load_analytics(root / "analytics.yaml")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         analysis = Analysis(
             store.query_arrow, settings.store.database, cfg, start, end, history_days=args.days
         )
         findings = analysis.run()
         figures["analyze_s"] = round(time.perf_counter() - started, 1)
+        figures["analyze_cpu_s"] = round(time.process_time() - cpu, 1)
         reference = analysis.ewma_volumes()
     finally:
         store.stop()
     bucket = timedelta(seconds=cfg.bucket_s)
-    ours = table(score(findings, labels, bucket), args.analyze_days)
-    volume_labels = [lab for lab in labels if lab["detector"] == "volume"]
-    theirs = table(score(reference, volume_labels, bucket), args.analyze_days)
-    if args.output == "json":
-        print(json.dumps({"netobs": ours, "ewma_reference": theirs, "figures": figures}, indent=1))
-        return 0
-    print(
-        f"scenario {root}: analysed {start:%Y-%m-%d} .. {end:%Y-%m-%d} ({args.analyze_days} days), {figures}"
-    )
-    _print("netobs detectors", ours)
-    _print("Theia-style EWMA (whole-series sigma) on the same volume series", theirs)
-    return 0
+    excluded = {i: lab["why"] for i, lab in enumerate(labels) if not lab.get("observable", True)}
+    ours = table(score(findings, labels, bucket, excluded), args.analyze_days)
+    volume = [(i, lab) for i, lab in enumerate(labels) if lab["detector"] == "volume"]
+    vol_excluded = {k: excluded[i] for k, (i, _) in enumerate(volume) if i in excluded}
+    theirs = table(score(reference, [lab for _, lab in volume], bucket, vol_excluded), args.analyze_days)
+    return {
+        "convention": convention,
+        "window": f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}",
+        "netobs": ours,
+        "ewma_reference": theirs,
+        "figures": figures,
+        "notes": analysis.notes,
+        # Findings above info during a planned window: each must be an unexpected effect (planned.py
+        # turned the expected ones into info); listed so that a person can check.
+        "above_info_in_planned": [
+            f.to_json()
+            for f in findings
+            if f.severity != "info"
+            and any(f.window_start < w.end + bucket and f.window_end > w.start for w in cfg.windows)
+        ],
+    }
+
+
+def _by_detector(results: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Rows per detector and convention, each detector followed by its pooled row over the conventions."""
+    out = []
+    detectors = sorted({r["detector"] for res in results for r in res[key]})
+    for det in detectors:
+        rows = [
+            dict(r, convention=res["convention"]) for res in results for r in res[key] if r["detector"] == det
+        ]
+        out += rows
+        if len(rows) > 1:
+            out.append(_pooled(det, rows))
+    return out
+
+
+def _pooled(det: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    labels = sum(r["labels"] for r in rows)
+    detected = sum(r["detected"] for r in rows)
+    findings = sum(r["findings"] for r in rows)
+    true = sum(round(r["precision"] * r["findings"]) for r in rows)
+    p = true / findings if findings else (1.0 if not labels else 0.0)
+    rc = detected / labels if labels else 1.0
+    return {
+        "detector": det, "convention": "ALL", "labels": labels, "detected": detected, "findings": findings,
+        "explained": sum(r["explained"] for r in rows), "precision": round(p, 3), "recall": round(rc, 3),
+        "f1": round(2 * p * rc / (p + rc), 3) if p + rc else 0.0,
+        "false_per_day": round(sum(r["false_per_day"] for r in rows) / len(rows), 2),
+        "median_delay_min": None, "not_observable": [],
+    }  # fmt: skip
 
 
 def _print(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     cols = [
         "detector",
+        "convention",
         "labels",
         "detected",
         "findings",
@@ -166,9 +273,9 @@ def _print(title: str, rows: list[dict[str, Any]]) -> None:
         "false_per_day",
         "median_delay_min",
     ]
-    print("  ".join(f"{c:>16}" if i else f"{c:<16}" for i, c in enumerate(cols)))
+    print("  ".join(f"{c:>10}" if i > 1 else f"{c:<16}" for i, c in enumerate(cols)))
     for r in rows:
-        print("  ".join(f"{r.get(c)!s:>16}" if i else f"{r.get(c)!s:<16}" for i, c in enumerate(cols)))
+        print("  ".join(f"{r.get(c)!s:>10}" if i > 1 else f"{r.get(c)!s:<16}" for i, c in enumerate(cols)))
 
 
 def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
@@ -178,9 +285,7 @@ def cmd_counting(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         print(f"netobs: unknown conventions {unknown}; known: {', '.join(CONVENTIONS)}", file=sys.stderr)
         return 2
-    entropy = np.random.SeedSequence().entropy
-    assert isinstance(entropy, int)  # drawn from the OS when none is given
-    seed = args.seed if args.seed is not None else entropy % 2**32
+    seed = _seed(args.seed)
     root: Path = args.dir
     bank = Bank(tenants=3)
     now_ms = int(time.time() // 60 * 60_000)

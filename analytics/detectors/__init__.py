@@ -1,5 +1,8 @@
 """The detectors: small pure functions over pandas data, one module each, looked up by name."""
 
+from collections.abc import Callable
+from typing import Any
+
 from analytics.detectors.asymmetry import detect_asymmetric
 from analytics.detectors.dependency import detect_new_dependencies
 from analytics.detectors.dns_tunnel import detect_dns_tunnelling
@@ -10,8 +13,9 @@ from analytics.detectors.gaps import detect_gaps
 from analytics.detectors.shift import detect_center_shift
 from analytics.detectors.volume import detect_volume
 
-#: Detector name (the ``detector`` field of its findings) → function.
-DETECTORS = {
+#: Detector name (the ``detector`` field of its findings) → function. Their inputs differ (series,
+#: conversations, exporter health): the runner feeds each what its docstring says.
+DETECTORS: dict[str, Callable[..., Any]] = {
     "volume": detect_volume,
     "center_shift": detect_center_shift,
     "dr_traffic": detect_dr_traffic,

@@ -32,9 +32,12 @@ def detect_new_dependencies(
         if key in baseline_pairs or row["bytes"] < cfg.min_bytes:
             continue
         entities = dict(zip(PAIR, key, strict=True))
+        tenant, _, workload = str(key[1]).partition("/")  # the service depended on names the finding
+        entities |= {"tenant": tenant, "workload": workload}
         out.append(
             Finding(
                 detector="new_dependency",
+                type="new_dependency",
                 severity=cfg.severity,
                 score=round(float(row["bytes"]), 1),
                 window_start=window[0],

@@ -1,4 +1,12 @@
-"""Detector 3: production traffic to or from the disaster-recovery center outside drill windows."""
+"""Detector 3: a new kind of traffic with a disaster-recovery center.
+
+DR centers do carry traffic: databases replicate to their standby there, backups land there. So
+the baseline is the kinds of DR traffic seen in history, a kind being (client center, server
+center, the service's tenant, workload, port, proto, the client's workload). A
+production kind never seen before is reported, named by the affected service (the server end's
+tenant and workload, the centers, the port), not by the client network; known kinds are normal.
+Planned drills are handled like every planned window (:mod:`analytics.planned`).
+"""
 
 from __future__ import annotations
 
@@ -6,61 +14,72 @@ from datetime import timedelta
 
 import pandas as pd
 
-from analytics.config import DrTrafficConfig, Window
+from analytics.config import DrTrafficConfig
+from analytics.detectors._common import runs
 from analytics.findings import Finding
+
+KIND = ["client_center", "server_center", "tenant", "workload", "client_workload", "port", "proto"]
+
+
+def known_kinds(history: pd.DataFrame, min_days: int) -> set[tuple]:
+    """Kinds of DR traffic seen on at least ``min_days`` days of history."""
+    if history.empty:
+        return set()
+    days = history.groupby(KIND)["days"].max()
+    return {tuple(str(x) for x in k) for k in days[days >= min_days].index}
 
 
 def detect_dr_traffic(
-    traffic: pd.DataFrame, cfg: DrTrafficConfig, bucket: timedelta, windows: tuple[Window, ...] = ()
+    current: pd.DataFrame, known: set[tuple], cfg: DrTrafficConfig, bucket: timedelta
 ) -> list[Finding]:
-    """``traffic`` rows: time, src_center, dst_center, src_zone, dst_zone, tenant, bytes (scaled)."""
-    if traffic.empty:
+    """``current`` rows (:func:`analytics.model.dr_kinds` per bucket): t, client_center, server_center,
+    client_zone, server_zone, tenant, workload, client_workload, port, proto, bytes, sampled."""
+    if current.empty:
         return []
-    dr = set(cfg.dr_centers)
     prod = set(cfg.production_zones)
-    touches_dr = traffic["src_center"].isin(dr) | traffic["dst_center"].isin(dr)
-    production = traffic["src_zone"].isin(prod) | traffic["dst_zone"].isin(prod)
-    rows = traffic[touches_dr & production & (traffic["src_center"] != traffic["dst_center"])].copy()
-    if rows.empty:
-        return []
-    # Both directions of a conversation are one finding: name the DR end dst_center.
-    src_is_dr = rows["src_center"].isin(dr)
-    rows["dr_center"] = rows["dst_center"].where(~src_is_dr, rows["src_center"])
-    rows["other_center"] = rows["src_center"].where(~src_is_dr, rows["dst_center"])
+    rows = current[current["client_zone"].isin(prod) | current["server_zone"].isin(prod)]
     out = []
-    for (other, dr_center, tenant), group in rows.groupby(["other_center", "dr_center", "tenant"], sort=True):
-        per_bucket = group.groupby("time")["bytes"].sum().sort_index()
-        per_bucket = per_bucket[per_bucket >= cfg.min_bytes]
-        # Exports trail the traffic by up to a bucket: a drill also covers the bucket after it.
-        drill = [
-            any(
-                w.kind == "dr_drill"
-                and (
-                    w.covers(t.to_pydatetime(), dr_center)
-                    or w.covers((t - bucket).to_pydatetime(), dr_center)
-                )
-                for w in windows
-            )
-            for t in per_bucket.index
-        ]
-        unplanned = per_bucket[[not d for d in drill]]
-        if unplanned.empty:
+    for kind, g in rows.groupby(KIND, sort=True):
+        kind = tuple(str(x) for x in kind)
+        if kind in known:
             continue
-        entities = {"src_center": other, "dst_center": dr_center, "tenant": tenant}
-        out.append(
-            Finding(
-                detector="dr_traffic",
-                severity=cfg.severity,
-                score=round(float(unplanned.sum()), 1),
-                window_start=unplanned.index[0].to_pydatetime(),
-                window_end=(unplanned.index[-1] + bucket).to_pydatetime(),
-                entities=entities,
-                summary=f"production traffic between {other} and DR center {dr_center} for tenant {tenant} "
-                f"outside any drill ({unplanned.sum():,.0f} bytes)",
-                evidence={
-                    "buckets": [t.isoformat() for t in unplanned.index],
-                    "bytes": unplanned.round(1).tolist(),
-                },
+        per = g.groupby("t")[["bytes", "sampled"]].sum().sort_index()
+        per = per[per["bytes"] >= cfg.min_bytes]
+        if per.empty:
+            continue
+        mask = pd.Series(True, index=pd.DatetimeIndex(per.index))
+        full = mask.reindex(pd.date_range(mask.index[0], mask.index[-1], freq=bucket), fill_value=False)
+        client_center, server_center, tenant, workload, client_workload, port, proto = kind
+        clients = [client_workload] if client_workload else []
+        for start, end, sel in runs(full, bucket):
+            part = per.loc[per.index.isin(sel)]
+            out.append(
+                Finding(
+                    detector="dr_traffic",
+                    type="dr_traffic_new",
+                    severity=cfg.severity,
+                    score=round(float(part["bytes"].sum()), 1),
+                    confidence=round(min(1.0, float(part["sampled"].sum()) / 20.0), 3),
+                    window_start=start,
+                    window_end=end,
+                    entities={
+                        "tenant": tenant,
+                        "workload": workload,
+                        "src_center": client_center,
+                        "dst_center": server_center,
+                        "port": port,
+                        "proto": proto,
+                        "client_workload": client_workload,
+                    },  # fmt: skip
+                    summary=f"new kind of DR traffic: {clients or ['?']} in {client_center} → {tenant}/"
+                    f"{workload or '?'}:{port} in {server_center} ({part['bytes'].sum():,.0f} bytes)",
+                    evidence={
+                        "buckets": [t.isoformat() for t in part.index],
+                        "bytes": part["bytes"].round(1).tolist(),
+                        "sampled_packets": part["sampled"].astype(float).tolist(),
+                        "client_workloads": clients,
+                        "baseline": f"{len(known)} kinds of DR traffic known from history",
+                    },
+                )
             )
-        )
     return out

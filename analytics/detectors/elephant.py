@@ -40,6 +40,7 @@ def detect_elephants(
             out.append(
                 Finding(
                     detector="elephant",
+                    type="elephant",
                     severity=cfg.severity,
                     score=round(float(util.loc[sel].max()), 3),
                     window_start=start,

@@ -21,11 +21,13 @@ def detect_gaps(
     window: pd.DatetimeIndex,
     cfg: GapConfig,
     bucket: timedelta,
+    first_seen: dict[str, pd.Timestamp] | None = None,
 ) -> tuple[list[Finding], dict[str, pd.Series]]:
     """``health`` rows: time, exporter, flows, datagrams, lost (datagrams missing by sequence).
 
     Returns findings and, per exporter, a boolean series over ``window`` that is True where
-    its collection was incomplete.
+    its collection was incomplete. ``first_seen``: exporters with no history are judged from
+    their first record in the window on (cold start), not reported silent before it.
     """
     silent_buckets = max(1, int(cfg.silent_after_s // bucket.total_seconds()))
     out: list[Finding] = []
@@ -34,6 +36,8 @@ def detect_gaps(
         mine = health[health["exporter"] == exporter].groupby("time")[["datagrams", "lost"]].sum()
         mine = mine.reindex(window, fill_value=0)
         silent = mine["datagrams"] == 0
+        if first_seen and exporter in first_seen:
+            silent &= window >= first_seen[exporter]
         # A run shorter than the silence threshold is not yet a gap.
         silent = silent & silent.groupby((~silent).cumsum()).transform("size").ge(silent_buckets)
         lossy = mine["lost"] > cfg.loss_ratio * (mine["datagrams"] + mine["lost"]).clip(lower=1)
@@ -44,13 +48,14 @@ def detect_gaps(
                 out.append(
                     Finding(
                         detector="collection_gap",
+                        type=f"collection_gap_{kind}",
                         severity=cfg.severity,
                         score=float(len(sel))
                         if kind == "silent"
                         else round(lost / max(1, int(mine.loc[sel].sum().sum())), 3),
                         window_start=start,
                         window_end=end,
-                        entities={"exporter": exporter, "kind": kind},
+                        entities={"exporter": exporter},
                         summary=f"exporter {exporter} "
                         + ("sent nothing" if kind == "silent" else f"lost {lost} datagrams"),
                         evidence={"buckets": [t.isoformat() for t in sel]},

@@ -73,16 +73,16 @@ def detect_center_shift(
         out.append(
             Finding(
                 detector="center_shift",
+                type=f"center_{kind}",
                 severity="info" if planned else cfg.severity if failover else "warning",
                 score=round(float(delta.loc[sel].max()), 3),
                 window_start=start,
                 window_end=end,
-                entities={**entities, "center_pair": f"{a}-{b}", "kind": kind, "away_from": lost},
+                entities={**entities, "center_pair": f"{a}-{b}", "away_from": lost},
                 summary=f"{'planned ' if planned else ''}{kind}: {a} carries {now_share:.0%} of {a}+{b} "
                 f"(usually {float(expected.loc[sel].mean()):.0%})",
                 evidence={
                     **series_evidence(share, expected, sel),
-                    "planned": [w.note or w.kind for w in planned],
                 },
             )
         )

@@ -1,51 +1,196 @@
-"""Detector 1: volume spike or drop of one entity (center pair, tenant, service) against its seasonal baseline."""
+"""Detector 1: volume spikes and drops of many series (tenants per center, center pairs, services)
+against their seasonal baselines, in log space, at several scales (5 minutes, 1 hour, 1 day).
+
+A period is an anomaly when its log ratio to the baseline is both improbable (|z| ≥ ``z``, with
+the spread of the series' history and the Poisson noise of its sampled records) and large
+(at least ``min_ratio`` × or 1/``min_ratio`` ×). Thin series that a 5-minute bucket cannot judge
+(fewer than ``min_records`` sampled packets expected) are judged hourly or daily instead; so are
+slow changes. A finding at a longer scale is kept only where no shorter one already shows it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
-from analytics.baseline import robust_z, seasonal
 from analytics.config import VolumeConfig
-from analytics.detectors._common import runs, series_evidence
+from analytics.detectors._common import runs
 from analytics.findings import Finding
+from analytics.seasonal_log import LogJudgement, judge
+
+SCALES = {"5m": 300, "1h": 3600, "1d": 86_400}
+
+
+@dataclass(frozen=True)
+class SeriesSet:
+    """Series of one view as matrices: rows = series (``entities``), columns = base buckets."""
+
+    entities: list[dict[str, str]]
+    hist_bytes: np.ndarray  # NaN before a series first appeared
+    hist_records: np.ndarray  # sampled packets behind each bucket
+    hist_index: pd.DatetimeIndex
+    obs_bytes: np.ndarray
+    obs_records: np.ndarray
+    obs_index: pd.DatetimeIndex
+    sampled: np.ndarray  # per series: volumes are scaled-up samples
+
+
+def _aggregate(x: np.ndarray, index: pd.DatetimeIndex, scale_s: int, bucket_s: int):
+    """Sum columns into periods of ``scale_s``; incomplete periods become NaN."""
+    if scale_s <= bucket_s:
+        return x, index
+    labels = index.floor(f"{scale_s}s")
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else np.array([], int)
+    if not len(starts):
+        return x[:, :0], labels[:0]
+    sums = np.add.reduceat(x, starts, axis=1)
+    counts = np.diff(np.r_[starts, len(labels)])
+    sums[:, counts < scale_s // bucket_s] = np.nan
+    return sums, pd.DatetimeIndex(labels[starts])
 
 
 def detect_volume(
-    observed: pd.Series,
-    history: pd.Series,
-    entities: dict[str, str],
-    cfg: VolumeConfig,
-    bucket: timedelta,
-    suppressed: pd.Series | None = None,
-) -> list[Finding]:
-    """Spikes and drops in ``observed`` (bytes per bucket) for one entity.
+    s: SeriesSet, cfg: VolumeConfig, bucket: timedelta, suppressed: np.ndarray | None = None
+) -> tuple[list[Finding], dict]:
+    """Findings for every series of ``s`` and a cold-start report: which series lacked history or
+    evidence, at which scale, and what they need. ``suppressed`` (series × window buckets) marks
+    buckets where a collection gap or a center shift explains a drop."""
+    bucket_s = int(bucket.total_seconds())
+    found: dict[str, list[Finding]] = {}
+    report: dict = {"series": len(s.entities), "scales": {}}
+    for name in cfg.scales:
+        scale_s = SCALES[name]
+        hb, hidx = _aggregate(s.hist_bytes, s.hist_index, scale_s, bucket_s)
+        hr, _ = _aggregate(s.hist_records, s.hist_index, scale_s, bucket_s)
+        ob, oidx = _aggregate(s.obs_bytes, s.obs_index, scale_s, bucket_s)
+        orr, _ = _aggregate(s.obs_records, s.obs_index, scale_s, bucket_s)
+        if not len(oidx) or not len(s.entities):
+            continue
+        j = judge(
+            hb, hr, hidx, ob, oidx, orr, scale_s=scale_s, sampled=s.sampled, min_history=cfg.min_history,
+            min_records=cfg.min_records, month_end_days=cfg.month_end_days,
+        )  # fmt: skip
+        blind = None
+        if suppressed is not None:
+            blind = _aggregate(suppressed.astype(float), s.obs_index, scale_s, bucket_s)[0] > 0
+        found[name] = _findings(s, j, ob, orr, oidx, cfg, scale_s, name, blind)
+        report["scales"][name] = {
+            "cold": int(j.cold.all(axis=1).sum()),
+            "thin": int((j.thin.all(axis=1) & ~j.cold.all(axis=1)).sum()),
+            "month_end_unlearned_periods": int(j.month_end_unlearned.sum()),
+            "examples": [s.entities[i] for i in np.flatnonzero(j.cold.all(axis=1))[:3]],
+        }
+    report["needs"] = (
+        f"{cfg.min_history} days of the same day type (weekday/weekend) before the window, or {cfg.min_history} "
+        f"weeks for hour-of-week slots, one past month end for month-end days, and {cfg.min_records:g} sampled "
+        "packets expected per period (else a longer scale judges it)"
+    )
+    return _finest(found, cfg.scales), report
 
-    ``suppressed`` marks buckets where a collection gap makes a drop meaningless: drops
-    there are not reported (spikes still are: a gap cannot create traffic).
-    """
-    if observed.empty:
-        return []
-    expected = seasonal(history, pd.DatetimeIndex(observed.index), min_history=cfg.min_history)
-    warm = (expected.support >= cfg.min_history) & (expected.median >= cfg.min_expected)
-    z = robust_z(observed, expected)
+
+def _findings(s, j: LogJudgement, ob, orr_, oidx, cfg, scale_s, name, blind) -> list[Finding]:
+    period = timedelta(seconds=scale_s)
+    floor = cfg.min_expected * scale_s / 300
+    big = (np.nan_to_num(j.expected) >= floor) | (np.nan_to_num(ob) >= floor)
+    # Both tests: the log ratio against history's spread, and the sampled count against Poisson.
+    spike = j.judged & big & (j.z >= cfg.spike_z) & (j.z_count >= cfg.spike_z)
+    drop = j.judged & big & (j.z <= -cfg.drop_z) & (j.z_count <= -cfg.drop_z)
+    spike &= j.log_ratio >= np.log(cfg.min_ratio)
+    drop &= j.log_ratio <= -np.log(cfg.min_ratio)
+    if blind is not None:
+        drop &= ~blind
     out = []
-    for kind, mask in (("spike", (z > cfg.spike_z) & warm), ("drop", (z < -cfg.drop_z) & warm)):
-        if kind == "drop" and suppressed is not None:
-            mask &= ~suppressed.reindex(mask.index, fill_value=False)
-        for start, end, sel in runs(mask, bucket):
-            ratio = float(observed.loc[sel].sum() / max(expected.median.loc[sel].sum(), 1.0))
-            out.append(
-                Finding(
-                    detector="volume",
-                    severity=cfg.severity,
-                    score=round(float(z.loc[sel].abs().max()), 2),
-                    window_start=start,
-                    window_end=end,
-                    entities={**entities, "kind": kind},
-                    summary=f"traffic {kind}: {ratio:.1f}x the usual volume",
-                    evidence=series_evidence(observed, expected.median, sel),
+    for i in np.flatnonzero(spike.any(axis=1) | drop.any(axis=1)):
+        for kind, mask in (("spike", spike[i]), ("drop", drop[i])):
+            for start, end, sel in runs(_bridge(pd.Series(mask, index=oidx), cfg.bridge), period):
+                cols = oidx.get_indexer(sel)
+                ratio = float(np.nansum(ob[i, cols]) / max(float(np.nansum(j.expected[i, cols])), 1.0))
+                zmax = float(np.nanmax(np.abs(j.z[i, cols])))
+                support = float(np.nanmin(j.support[i, cols]))
+                conf = min(1.0, 0.5 + 0.5 * (zmax - cfg.spike_z) / cfg.spike_z) * min(
+                    1.0, support / cfg.min_history
                 )
+                out.append(
+                    Finding(
+                        detector="volume",
+                        type=f"volume_{kind}",
+                        severity=cfg.severity,
+                        score=round(zmax, 2),
+                        confidence=round(max(0.05, conf), 3),
+                        window_start=start,
+                        window_end=end,
+                        entities={**s.entities[i], "scale": name},
+                        summary=f"traffic {kind}: {ratio:.2f}x the usual volume ({name} periods)",
+                        evidence={
+                            "buckets": [t.isoformat() for t in sel],
+                            "observed": [round(float(v), 1) for v in ob[i, cols]],
+                            "expected": [round(float(v), 1) for v in j.expected[i, cols]],
+                            "log_ratio": [_num(v, 3) for v in j.log_ratio[i, cols]],
+                            "z": [_num(v) for v in j.z[i, cols]],
+                            "z_count": [_num(v) for v in j.z_count[i, cols]],
+                            "sampled_records": [round(float(v), 1) for v in orr_[i, cols]],
+                            "expected_sampled_records": [round(float(v), 1) for v in j.records[i, cols]],
+                            "baseline": str(j.slots[i]),
+                            "history_periods": support,
+                            "month_end_unlearned": bool(j.month_end_unlearned[i, cols].any()),
+                            "min_evidence": {
+                                "z": cfg.spike_z,
+                                "ratio": cfg.min_ratio,
+                                "records": cfg.min_records,
+                            },
+                        },
+                    )
+                )
+    return out
+
+
+def _num(v: float, digits: int = 2) -> float | None:
+    """A JSON number (NaN and infinities are not: None)."""
+    return round(float(v), digits) if np.isfinite(v) else None
+
+
+def _bridge(mask: pd.Series, gap: int) -> pd.Series:
+    """Join flagged runs separated by at most ``gap`` unflagged periods (noise inside one anomaly)."""
+    if gap <= 0 or not mask.any():
+        return mask
+    v = mask.to_numpy().copy()
+    idx = np.flatnonzero(v)
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
+        if 1 < b - a <= gap + 1:
+            v[a:b] = True
+    return pd.Series(v, index=mask.index)
+
+
+def _finest(found: dict[str, list[Finding]], order: tuple[str, ...]) -> list[Finding]:
+    """Findings of every scale, one per episode: a longer scale's finding that overlaps shorter ones
+    of the same series and type widens the first of them (evidence ``also_at``) instead of repeating it."""
+    out: list[Finding] = []
+    for name in order:
+        for f in sorted(found.get(name, []), key=lambda f: f.window_start):
+            key = {k: v for k, v in f.entities.items() if k != "scale"}
+            hit = next(
+                (
+                    i
+                    for i, e in enumerate(out)
+                    if e.type == f.type
+                    and {k: v for k, v in e.entities.items() if k != "scale"} == key
+                    and e.window_start < f.window_end
+                    and f.window_start < e.window_end
+                ),
+                None,
+            )
+            if hit is None:
+                out.append(f)
+                continue
+            e = out[hit]
+            out[hit] = replace(
+                e,
+                window_start=min(e.window_start, f.window_start),
+                window_end=max(e.window_end, f.window_end),
+                score=max(e.score, f.score),
+                evidence={**e.evidence, "also_at": sorted({*e.evidence.get("also_at", []), name})},
             )
     return out

@@ -25,6 +25,9 @@ class Label:
     entities: dict[str, str]
     planned: bool = False
     negative: bool = False
+    #: Whether the convention and sampling the scenario is exported with can show it at all, and why not.
+    observable: bool = True
+    why: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -75,13 +78,19 @@ class Anomaly:
             Conversation(c, s, nbytes, 45000, forward_at, reverse_at, response_ratio=response_ratio)
         )
 
-    def _scan(self, bank, b, rng, tenant: str, center: int, ports: int, hosts: int) -> None:
+    def _scan(
+        self, bank, b, rng, tenant: str, center: int, ports: int, hosts: int, probe_bytes: float = 60_000.0,
+        rotate: bool = False,
+    ) -> None:  # fmt: skip
+        """``ports`` probes per bucket; a slow scan (``rotate``) moves on to new ports every bucket."""
         src = bank.pods_of(tenant, "web", center)[0]
         targets = [p for p in bank.pods if p.center == center][:hosts]
+        first = ((b.start_ms - self.label.start_ms) // 300_000) * ports if rotate else 0
         for i in range(ports):
+            port = 1 + (first + i) % 30000
             b.conversations.append(
                 Conversation(
-                    src, targets[i % len(targets)], 60_000.0, 50000 + i, port=1 + i, response_ratio=0.5
+                    src, targets[i % len(targets)], probe_bytes, 50000 + i, port=port, response_ratio=0.5
                 )
             )
 
@@ -89,8 +98,15 @@ class Anomaly:
         b.silent_exporters.add(exporter)
 
 
+def _node_of(bank: Bank, tenant: str, service: str, center: int) -> str:
+    return bank.pods_of(tenant, service, center)[0].node_ip
+
+
 def default_anomalies(bank: Bank, first_ms: int, days: int) -> list[Anomaly]:
-    """One or more of each kind in the last week, at known hours (all windows on hour boundaries)."""
+    """One or more of each kind in the last week, at known hours (all windows on hour boundaries): spikes
+    and drops to 0.5×, 0.3× and 0.1×, a planned and an unplanned failover, new DR traffic beside the
+    normal replication and a drill, a new dependency, a cross-center and a center-local asymmetric
+    path, a fast and a slow scan, an elephant, a silent exporter."""
     d = first_ms + (days - 7) * 24 * HOUR_MS  # start of the last week
     t = [f"tenant{i:02d}" for i in range(1, bank.tenants + 1)]
 
@@ -118,7 +134,49 @@ def default_anomalies(bank: Bank, first_ms: int, days: int) -> list[Anomaly]:
             "scale",
             tenant=t[1],
             center=2,
-            factor=0.02,
+            factor=0.1,
+        ),
+        a(
+            "volume",
+            at(1, 15, 2),
+            {"tenant": t[9], "kind": "drop"},
+            "scale",
+            tenant=t[9],
+            center=1,
+            factor=0.5,
+        ),
+        a(
+            "volume",
+            at(3, 20, 3),
+            {"tenant": t[10], "kind": "drop"},
+            "scale",
+            tenant=t[10],
+            center=2,
+            factor=0.3,
+        ),
+        a(
+            "fanout",
+            at(2, 8, 6),
+            {"tenant": t[11], "kind": "port_scan"},
+            "scan",
+            tenant=t[11],
+            center=1,
+            ports=20,
+            hosts=20,
+            probe_bytes=120.0,
+            rotate=True,
+        ),
+        a(
+            "asymmetric_path",
+            at(5, 9, 1),
+            {"tenant": t[12]},
+            "cross",
+            tenant=t[12],
+            client=("web", 1),
+            server=("api", 1),
+            nbytes=1e7,
+            forward_at=(_node_of(bank, t[12], "web", 1),),
+            reverse_at=(_node_of(bank, t[12], "api", 1),),
         ),
         a(
             "center_shift",
@@ -197,7 +255,7 @@ def default_anomalies(bank: Bank, first_ms: int, days: int) -> list[Anomaly]:
             at(6, 1, 0.5),
             {"src_center": "dc1", "dst_center": "dc2"},
             "cross",
-            tenant=t[9 % len(t)],
+            tenant=t[13 % len(t)],
             client=("db", 1),
             server=("db", 2),
             nbytes=0.8 * 10e9 / 8 * 300,

@@ -17,23 +17,27 @@ import yaml
 from analytics.scenario.anomalies import HOUR_MS, Anomaly, default_anomalies
 from analytics.scenario.bank import Bank
 from analytics.scenario.exporter import Exporter, PcapWriter
-from analytics.scenario.traffic import CONVENTIONS, ROUTERS, normal_bucket, records
+from analytics.scenario.traffic import CONVENTIONS, ROUTERS, _observations, normal_bucket, records
 
 BUCKET_MS = 300_000
 
 
 #: The default anomaly set puts each kind on its own tenant in the last week of the span.
-MIN_TENANTS, MIN_DAYS = 9, 7
+MIN_TENANTS, MIN_DAYS = 13, 7
 
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    tenants: int = 10
+    tenants: int = 14
     days: int = 28
     sampling: int = 1000
     seed: int = 7
     start_ms: int = 1_761_523_200_000  # Monday 2025-10-27 00:00 UTC
     convention: str = "probe_both_ends"  # how the exporters report the traffic (traffic.CONVENTIONS)
+    noise: float = 0.08  # log-normal sigma of each tenant's per-bucket volume
+    late_s: int = 0  # exports arrive up to this late (event time stays the flow's own)
+    month_end: float = 1.0  # traffic factor on the last two days of a month
+    thin: int = 1  # the last N tenants carry 1/100 of the traffic (thin series at 1:1000)
 
     def __post_init__(self) -> None:
         if self.tenants < MIN_TENANTS or self.days < MIN_DAYS:
@@ -76,6 +80,43 @@ def analytics_config(spec: ScenarioSpec, anomalies: list[Anomaly]) -> dict:
     }
 
 
+#: Distinct ports an hour / a day the fan-out detector needs by default (analytics FanoutConfig).
+SLOW_SCAN_FLOOR, SLOW_SCAN_DAY_FLOOR = 150, 100
+
+
+def mark_observability(anomalies: list[Anomaly], bank: Bank, spec: ScenarioSpec, exporters: set[str]) -> None:
+    """Mark the labels this convention and sampling cannot show, from the generator's own truth."""
+    for a in anomalies:
+        lab, p = a.label, a.params
+        if a.kind == "silence" and p["exporter"] not in exporters:
+            lab.observable, lab.why = (
+                False,
+                f"{spec.convention}: no exporter at {p['exporter']} to fall silent",
+            )
+        elif a.kind == "cross" and (p.get("forward_at") or p.get("reverse_at")):
+            c = bank.pods_of(p["tenant"], p["client"][0], p["client"][1])[0]
+            s = bank.pods_of(p["tenant"], p["server"][0], p["server"][1])[0]
+            usual = (_observations(spec.convention, c, s, None), _observations(spec.convention, s, c, None))
+            now = (
+                _observations(spec.convention, c, s, p.get("forward_at")),
+                _observations(spec.convention, s, c, p.get("reverse_at")),
+            )
+            if [sorted(x) for x in usual] == [sorted(x) for x in now]:
+                lab.observable = False
+                lab.why = f"{spec.convention}: the exporters send the same records whichever path each direction takes"
+        elif a.kind == "scan" and p.get("rotate"):
+            # This generator draws sampled bytes as Poisson(bytes / rate): a probe survives with 1 − e^(−b/N).
+            per_hour = p["ports"] * 12 * (1 - np.exp(-p["probe_bytes"] / spec.sampling))
+            total = per_hour * (lab.end_ms - lab.start_ms) / HOUR_MS
+            if per_hour < SLOW_SCAN_FLOOR and total < SLOW_SCAN_DAY_FLOOR:
+                lab.observable = False
+                lab.why = (
+                    f"1:{spec.sampling} sampling keeps about {per_hour:.0f} of the scan's {p['ports'] * 12} probes an "
+                    f"hour ({total:.0f} in all): fewer than the {SLOW_SCAN_FLOOR} an hour or {SLOW_SCAN_DAY_FLOOR} "
+                    "a day that tell a scan"
+                )
+
+
 def _iso(ms: int) -> str:
     return np.datetime64(ms, "ms").astype(str) + "Z"
 
@@ -89,21 +130,25 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
     bank.write_inventory(out / "inventory.yaml")
     anomalies = default_anomalies(bank, spec.start_ms, spec.days)
     scale = rng.lognormal(np.log(3e8), 0.5, spec.tenants)  # real bytes per 5 minutes per tenant and center
+    if spec.thin:
+        scale[-spec.thin :] /= 100
     exporters: dict[str, Exporter] = {}
     n_records = 0
     with PcapWriter(out / "exports.pcap") as pcap:
         for i in range(spec.days * 24 * 3_600_000 // BUCKET_MS):
             t = spec.start_ms + i * BUCKET_MS
-            bucket = normal_bucket(bank, t, rng, scale)
+            bucket = normal_bucket(bank, t, rng, scale, spec.noise, spec.month_end)
             for a in anomalies:
                 if a.active(t):
                     a.apply(bank, bucket, rng)
-            export_s = (t + BUCKET_MS) // 1000
             for address, recs in sorted(records(bucket, spec.sampling, rng, spec.convention).items()):
                 exp = exporters.setdefault(address, Exporter(address, spec.sampling))
+                # Late exports: up to late_s after the bucket (in order per exporter: late_s < a bucket).
+                export_s = (t + BUCKET_MS) // 1000 + (int(rng.integers(0, spec.late_s)) if spec.late_s else 0)
                 for d in exp.datagrams(recs, export_s):
                     pcap.write(export_s, address, d)
                 n_records += len(recs)
+    mark_observability(anomalies, bank, spec, set(exporters))
     (out / "labels.json").write_text(json.dumps([a.label.to_json() for a in anomalies], indent=1))
     (out / "analytics.yaml").write_text(yaml.safe_dump(analytics_config(spec, anomalies), sort_keys=False))
     # Routers are not nodes: the bank names their centers in the counting section.

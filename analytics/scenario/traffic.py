@@ -19,6 +19,10 @@ from analytics.scenario.exporter import RECORD
 EDGE_SHARE = {("web", "api"): 0.3, ("api", "db"): 0.5, ("api", "cache"): 0.2}
 RESPONSE_RATIO = 8.0
 REPLICATION_SHARE = 0.15
+#: Database replication to the standby in the DR center: normal traffic the DR baseline must learn.
+DR_REPLICATION_SHARE = 0.05
+#: Month-end batch runs raise the traffic of the last two days of a month by this factor.
+MONTH_END_DAYS = 2
 
 
 @dataclass
@@ -53,13 +57,29 @@ def diurnal(ts_ms: int) -> float:
     return float(day * (1 - 0.5 * min(1.0, weekend)))
 
 
-def normal_bucket(bank: Bank, start_ms: int, rng: np.random.Generator, tenant_scale: np.ndarray) -> Bucket:
+def month_end(ts_ms: int, factor: float) -> float:
+    """``factor`` on the last MONTH_END_DAYS days of a month, else 1."""
+    if factor == 1.0:
+        return 1.0
+    day = np.datetime64(ts_ms, "ms").astype("datetime64[D]")
+    next_month = (day.astype("datetime64[M]") + 1).astype("datetime64[D]")
+    return factor if (next_month - day).astype(int) <= MONTH_END_DAYS else 1.0
+
+
+def normal_bucket(
+    bank: Bank,
+    start_ms: int,
+    rng: np.random.Generator,
+    tenant_scale: np.ndarray,
+    noise: float = 0.08,
+    month_end_factor: float = 1.0,
+) -> Bucket:
     b = Bucket(start_ms)
-    level = diurnal(start_ms)
+    level = diurnal(start_ms) * month_end(start_ms, month_end_factor)
     for t in range(bank.tenants):
         tenant = f"tenant{t + 1:02d}"
         for c in (1, 2):
-            volume = tenant_scale[t] * level * rng.lognormal(0, 0.08)
+            volume = tenant_scale[t] * level * rng.lognormal(0, noise)
             for client_svc, server_svc in EDGES:
                 client = bank.pods_of(tenant, client_svc, c)[rng.integers(0, 2)]
                 server = bank.pods_of(tenant, server_svc, c)[rng.integers(0, 2)]
@@ -69,6 +89,10 @@ def normal_bucket(bank: Bank, start_ms: int, rng: np.random.Generator, tenant_sc
                 )
         db1, db2 = bank.pods_of(tenant, "db", 1)[0], bank.pods_of(tenant, "db", 2)[0]
         b.conversations.append(Conversation(db1, db2, tenant_scale[t] * level * REPLICATION_SHARE, 40000 + t))
+        db3 = bank.pods_of(tenant, "db", 3)[0]
+        b.conversations.append(
+            Conversation(db1, db3, tenant_scale[t] * level * DR_REPLICATION_SHARE, 41000 + t)
+        )
     return b
 
 

@@ -14,7 +14,7 @@ A, B = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
 def test_rollup_series_text():
     assert model.rollup_series("netobs", A, B, 300, ("src_tenant", "src_center")) == (
         "SELECT toStartOfInterval(time, INTERVAL 300 SECOND) AS t, src_tenant, src_center, "
-        "sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows\n"
+        "sum(bytes) AS bytes, sum(packets) AS packets, sum(raw_packets) AS raw_packets, sum(flows) AS flows\n"
         "FROM `netobs`.flows_1m\n"
         "WHERE time >= toDateTime('2026-11-02 00:00:00', 'UTC') AND time < toDateTime('2026-11-03 00:00:00', 'UTC')\n"
         "GROUP BY t, src_tenant, src_center\nORDER BY t, src_tenant, src_center"
@@ -32,17 +32,19 @@ def test_raw_flow_queries_count_each_flow_once_and_scale():
     assert "if(initiator = 'dst', dst_namespace, src_namespace)" in model.service_pairs(
         "netobs", A, B, 300
     )  # client → server
-    assert "replaceRegexpOne(IPv6NumToString(src_addr), '^::ffff:', '')" in model.fanout(
-        "netobs", A, B, 300, 5
-    )
+    assert "replaceRegexpOne(IPv6NumToString(s), '^::ffff:', '')" in model.fanout("netobs", A, B, 300, 5)
 
 
 BUILDERS = [
     lambda: model.rollup_series("netobs", A, B, 300, ("src_center", "dst_center")),
     lambda: model.service_pairs("netobs", A, B),
     lambda: model.service_pairs("netobs", A, B, 300),
-    lambda: model.conversations_by_exporter_center("netobs", A, B, 300),
+    lambda: model.conversation_observations("netobs", A, B, 3600),
+    lambda: model.dr_kinds("netobs", A, B, ("dc3",), None),
+    lambda: model.dr_kinds("netobs", A, B, ("dc3",), 300),
+    lambda: model.service_workloads("netobs", A, B, "t'1", 443),
     lambda: model.fanout("netobs", A, B, 300, 10),
+    lambda: model.fanout_scales("netobs", A, B, ((300, 10), (3600, 20), (86400, 30))),
     lambda: model.usual_fanout("netobs", A, B, 300),
     lambda: model.top_flows("netobs", A, B),
     lambda: model.exporter_activity("netobs", A, B, 300),

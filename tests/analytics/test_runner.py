@@ -10,15 +10,17 @@ import json
 import subprocess
 import sys
 
+import jsonschema
 import pytest
 
+from analytics.findings import schema
 from analytics.scenario import ScenarioSpec, generate
 
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenario")
-    generate(ScenarioSpec(tenants=10, days=8), root)
+    generate(ScenarioSpec(tenants=13, days=8), root)
     return root
 
 
@@ -32,7 +34,9 @@ def netobs(*args, timeout=900):
 
 @pytest.mark.slow
 def test_evaluate_scores_history_free_detectors(scenario):
-    out = json.loads(netobs("scenario", "evaluate", str(scenario), "--days", "8", "--output", "json"))
+    (out,) = json.loads(netobs("scenario", "evaluate", str(scenario), "--days", "8", "--output", "json"))[
+        "results"
+    ]
     rows = {r["detector"]: r for r in out["netobs"]}
     for detector in (
         "collection_gap",
@@ -44,9 +48,11 @@ def test_evaluate_scores_history_free_detectors(scenario):
         "center_shift",
     ):  # a center's share is stable enough to judge after a day
         assert rows[detector]["f1"] == 1.0, rows[detector]
-    # One day of history: volume baselines are not warm, so no guessing.
+    # One day of history: volume baselines are not warm, so no guessing, and it says so.
     assert rows["volume"]["findings"] == 0, rows["volume"]
+    assert out["notes"]["volume"]["tenant/center"]["scales"]["5m"]["cold"] > 0
     assert out["ewma_reference"]
+    assert all(f["detector"] == "fanout" for f in out["above_info_in_planned"])  # only unplanned kinds
 
 
 @pytest.mark.slow
@@ -66,6 +72,8 @@ def test_analyze_reruns_update_findings(scenario, tmp_path):
         str(scenario / "analytics.yaml"),
     ]
     first = netobs("--config", str(config), "analyze", *window, "--output", "jsonl").splitlines()
+    for line in first:  # what analyze writes is what the schema says
+        jsonschema.validate(json.loads(line), schema())
     second = netobs("--config", str(config), "analyze", *window, "--output", "jsonl").splitlines()
     assert first and [json.loads(x)["id"] for x in first] == [json.loads(x)["id"] for x in second]
     count = netobs(

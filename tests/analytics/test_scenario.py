@@ -14,7 +14,7 @@ from collectors.jsonl import iter_records
 
 @pytest.mark.slow
 def test_small_scenario(tmp_path):
-    info = generate(ScenarioSpec(tenants=10, days=8), tmp_path)
+    info = generate(ScenarioSpec(tenants=13, days=8), tmp_path)
     labels = json.loads((tmp_path / "labels.json").read_text())
     assert {lab["detector"] for lab in labels} == {
         "volume",
@@ -44,7 +44,7 @@ def test_small_scenario(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"tenants": 3}, "at least 9 tenants"), ({"days": 6}, "7 days"), ({"sampling": 0}, "sampling")],
+    [({"tenants": 3}, "at least 13 tenants"), ({"days": 6}, "7 days"), ({"sampling": 0}, "sampling")],
 )
 def test_a_scenario_too_small_for_its_anomalies_is_refused_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -55,5 +55,5 @@ def test_cli_refuses_a_too_small_scenario_with_exit_2(tmp_path, capsys):
     from netobs_app.cli import main
 
     assert main(["scenario", "generate", "--tenants", "3", "--out", str(tmp_path / "s")]) == 2
-    assert "at least 9 tenants" in capsys.readouterr().err
+    assert "at least 13 tenants" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

@@ -22,9 +22,13 @@ def lab(det, start, end, planned=False, negative=False, **entities):
     }
 
 
-def f(det, start_min, minutes, severity="warning", **entities):
+def f(det, start_min, minutes, severity="warning", planned=False, **entities):
     s = T0 + timedelta(minutes=start_min)
-    return Finding(det, severity, 1.0, s, s + timedelta(minutes=minutes), entities, "x")
+    kind = entities.pop("kind", None)
+    return Finding(
+        det, severity, 1.0, s, s + timedelta(minutes=minutes), entities, "x",
+        type=f"{det}_{kind}" if kind else "", planned=planned,
+    )  # fmt: skip
 
 
 def test_hits_misses_false_positives_and_delay():
@@ -76,3 +80,27 @@ def test_services_match_by_workload_and_tenant_prefix():
         dst_center="dc2",
     )
     assert score([fd], labels, B)["new_dependency"].detected == 1
+
+
+def test_a_label_of_another_kind_does_not_match():
+    labels = [lab("volume", 0, H, tenant="t1", kind="drop")]
+    assert score([f("volume", 0, 60, tenant="t1", kind="spike")], labels, B)["volume"].detected == 0
+
+
+def test_a_drill_reported_as_planned_info_is_neither_true_nor_false():
+    labels = [lab("dr_traffic", 2 * H, 3 * H, negative=True, tenant="t6")]
+    s = score([f("dr_traffic", 125, 30, "info", planned=True, tenant="t6")], labels, B)["dr_traffic"]
+    assert s.findings == 0 and s.explained == 1
+
+
+def test_labels_the_data_cannot_show_are_left_out_with_their_reason():
+    labels = [
+        lab("collection_gap", 0, H, exporter="192.0.2.23"),
+        lab("collection_gap", 2 * H, 3 * H, exporter="x"),
+    ]
+    s = score([f("collection_gap", 125, 30, exporter="x")], labels, B, {0: "no such exporter"})[
+        "collection_gap"
+    ]
+    assert (s.labels, s.detected, s.f1) == (1, 1, 1.0)
+    (row,) = table({"collection_gap": s}, days=7)
+    assert row["not_observable"] == ["no such exporter"]

@@ -160,11 +160,13 @@ def test_compliance(store, models):
     assert run(store, models, "compliance", "Violations (live)").column(0)[0].as_py() == live
     total = run(store, models, "compliance", "Open violations", severity=["high"]).to_pylist()
     assert {r["severity"] for r in total} == {"high"}
-    by = run(store, models, "compliance", "Findings by detector and severity").to_pylist()
-    assert {r["detector_severity"]: r["findings"] for r in by} == {
-        "dr_traffic / critical": 2,
+    by = run(store, models, "compliance", "Findings by type and severity").to_pylist()
+    assert {r["type_severity"]: r["findings"] for r in by} == {
+        "dr_traffic / critical": 2,  # a finding without a type of its own is typed by its detector
         "collection_gap / warning": 1,
     }
+    latest = run(store, models, "compliance", "Latest findings").to_pylist()
+    assert {(r["type"], r["planned"]) for r in latest} == {("dr_traffic", 0), ("collection_gap", 0)}
 
 
 def test_a_range_without_data_gives_empty_panels_not_errors(store, models):

@@ -1,0 +1,222 @@
+"""Seasonal baselines in log space for many series at once, with sampling uncertainty.
+
+Traffic is multiplicative: a service at a tenth of its usual volume is as far from normal as one
+at ten times it. So each series is judged by ``log(observed) − log(expected)``: drops and spikes
+are symmetric, and a drop to 0.1× scores like a 10× spike (a robust z over raw bytes never can:
+a drop's z is bounded by median/σ).
+
+For each series (a row of a matrix over time periods of one scale: 5 minutes, 1 hour, 1 day):
+
+* the **level** of a period is the median of the log volume of the same slot in history: hour of
+  week (day of week at the day scale) when every slot the window needs has ``min_history`` weeks
+  behind it, else hour of day split into weekdays and weekends; month-end days (the last
+  ``month_end_days`` of a month) have slots of their own once history holds a month end;
+* the **spread** is the series' robust spread of log residuals around its slot medians (MAD, one
+  figure per series: a handful of weeks cannot give one per slot), widened by the error of a
+  median of few values;
+* the **sampling noise** of a period is Poisson in the sampled records behind it: an estimate
+  scaled up from ``n`` sampled packets has a relative error of about ``1/√n`` (at 1:1000, two
+  sampled packets say little), taken at the count expected under the baseline;
+* **evidence**: a period whose expected sampled count is under ``min_records`` is not judged at
+  this scale (the caller tries a longer one) and is counted as such.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MAD_TO_SIGMA = 1.4826
+WEEKEND = 5  # Saturday = 5, Sunday = 6 (pandas day_of_week)
+
+
+@dataclass(frozen=True)
+class LogJudgement:
+    """Per series (rows) and window period (columns)."""
+
+    log_ratio: np.ndarray  # log(observed) − expected log level (NaN: not judged)
+    z: np.ndarray  # log_ratio / total sigma
+    z_count: (
+        np.ndarray
+    )  # the sampled count against its expectation (Poisson, widened by the history's spread)
+    expected: np.ndarray  # expected volume (exp of the level)
+    records: np.ndarray  # expected sampled records under the baseline
+    support: np.ndarray  # history periods behind the slot (weeks or days)
+    judged: np.ndarray  # bool: enough history and evidence to judge
+    cold: np.ndarray  # bool: not enough history for the slot
+    thin: np.ndarray  # bool: history enough, but fewer than min_records expected
+    month_end_unlearned: np.ndarray  # bool: a month-end period judged without month-end history
+    slots: np.ndarray  # per series: "hour_of_week"/"day_of_week" or "weekday_weekend"
+
+
+def _month_end(index: pd.DatetimeIndex, days: int) -> np.ndarray:
+    if days <= 0:
+        return np.zeros(len(index), dtype=bool)
+    return np.asarray(index.days_in_month - index.day < days)
+
+
+def slot_keys(index: pd.DatetimeIndex, scale_s: int, weekly: bool, month_end: np.ndarray) -> np.ndarray:
+    """Integer slot of each period: hour (or day) of week, or (weekend?, hour); month-end days apart."""
+    dow = index.day_of_week.to_numpy()
+    hour = index.hour.to_numpy() if scale_s < 86_400 else np.zeros(len(index), dtype=int)
+    if weekly:
+        key = dow * 24 + hour
+    else:
+        key = (dow >= WEEKEND) * 24 + hour
+    return np.where(month_end, 10_000 + (dow >= WEEKEND) * 24 + hour, key)
+
+
+def _periods(index: pd.DatetimeIndex, weekly: bool) -> np.ndarray:
+    days = index.normalize().as_unit("s").asi8 // 86_400
+    return (days + 3) // 7 if weekly else days  # 1970-01-01 was a Thursday: +3 aligns weeks on Monday
+
+
+class _Slots:
+    """Per series and slot key: median of the log volume, median of the sampled records, and the
+    distinct periods with data. One grouped pass over the transposed matrices (pandas' median per
+    group is vectorised over the series); looked up for any list of keys."""
+
+    def __init__(self, hx: np.ndarray, records: np.ndarray, keys: np.ndarray, periods: np.ndarray):
+        self.n = hx.shape[0]
+        self.empty = not hx.shape[1]
+        if self.empty:
+            return
+        frame = pd.DataFrame(hx.T)
+        self.med = frame.groupby(keys).median()  # slots × series
+        self.rec = pd.DataFrame(records.T).groupby(keys).median()
+        self.sup = frame.notna().groupby([keys, periods]).any().groupby(level=0).sum()
+
+    def level(self, want: np.ndarray) -> np.ndarray:
+        return self._take(self.med, want)
+
+    def records(self, want: np.ndarray) -> np.ndarray:
+        return self._take(self.rec, want)
+
+    def support(self, want: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(self._take(self.sup, want), nan=0.0)
+
+    def _take(self, frame: pd.DataFrame, want: np.ndarray) -> np.ndarray:
+        if self.empty:
+            return np.full((self.n, len(want)), np.nan)
+        return frame.reindex(want).to_numpy(dtype=float).T
+
+
+def judge(
+    hist_bytes: np.ndarray,
+    hist_records: np.ndarray,
+    hist_index: pd.DatetimeIndex,
+    obs_bytes: np.ndarray,
+    obs_index: pd.DatetimeIndex,
+    obs_records: np.ndarray | None = None,
+    *,
+    scale_s: int,
+    sampled: np.ndarray,
+    min_history: int = 3,
+    min_records: float = 10.0,
+    month_end_days: int = 2,
+    sigma_floor: float = 0.05,
+) -> LogJudgement:
+    """Judge ``obs_bytes`` (series × window periods) against ``hist_bytes``/``hist_records`` (series ×
+    history periods; NaN before a series existed). ``sampled`` (per series) says whether its volumes
+    are scaled-up samples (Poisson noise applies)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: series with no history
+        return _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_records, scale_s, sampled,
+                      min_history, min_records, month_end_days, sigma_floor)  # fmt: skip
+
+
+def poisson_z(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """z of observing ``k`` events where ``lam`` were expected (Byar's approximation of the Poisson
+    tail: accurate to a few percent in z from k = 0 on, where a normal approximation of log counts
+    is far too light in the lower tail). Positive above the expectation, negative below."""
+    k = np.asarray(k, dtype=float)
+    lam = np.maximum(np.asarray(lam, dtype=float), 1e-9)
+    up = np.maximum(k, 1.0)
+    down = k + 1.0
+    z_up = 3 * np.sqrt(up) * (1 - 1 / (9 * up) - np.cbrt(lam / up))
+    z_down = 3 * np.sqrt(down) * (1 - 1 / (9 * down) - np.cbrt(lam / down))
+    return np.where(k > lam, np.maximum(z_up, 0.0), np.minimum(z_down, 0.0))
+
+
+def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_records, scale_s, sampled, min_history,
+           min_records, month_end_days, sigma_floor) -> LogJudgement:  # fmt: skip
+    n, m = obs_bytes.shape
+    typical = np.nanmedian(np.where(hist_bytes > 0, hist_bytes, np.nan), axis=1) if hist_bytes.size else None
+    typical = np.nan_to_num(typical if typical is not None else np.zeros(n), nan=1.0)
+    offset = np.maximum(1.0, 0.01 * typical)[:, None]  # log(0) guard: a full drop reads as 1/100
+    hx = np.log(hist_bytes + offset)
+    ox = np.log(obs_bytes + offset)
+    h_me, o_me = _month_end(hist_index, month_end_days), _month_end(obs_index, month_end_days)
+    chosen = None
+    for weekly in (True, False):
+        c = _candidate(hx, hist_records, hist_index, obs_index, scale_s, weekly, h_me, o_me, min_history)
+        if chosen is None:
+            chosen = c
+        else:  # series whose weekly slots are not all warm take the weekday/weekend ones
+            keep = chosen["warm"][:, None]
+            chosen = {k: (np.where(keep if v.ndim == 2 else chosen["warm"], chosen[k], v) if k != "warm" else v)
+                      for k, v in c.items()}  # fmt: skip
+            chosen["slots"] = np.where(keep[:, 0], "hour_of_week", "weekday_weekend")
+    assert chosen is not None
+    level, support, recs, nvals = chosen["level"], chosen["support"], chosen["recs"], chosen["nvals"]
+    me_cold, me_used = chosen["me_cold"], chosen["me_used"]
+    slots = chosen.get("slots", np.full(n, "hour_of_week", dtype=object))
+    if scale_s >= 86_400:
+        slots = np.where(slots == "hour_of_week", "day_of_week", slots)
+    sigma = np.nan_to_num(chosen["sigma"], nan=np.inf)[:, None]
+    recs = np.nan_to_num(recs, nan=0.0)
+    poisson = np.where(sampled[:, None], 1.0 / np.maximum(recs, 0.5), 0.0)
+    total = np.sqrt(sigma**2 * (1 + 1.57 / np.maximum(nvals, 1)) + poisson + sigma_floor**2)
+    # Month-end slots have one or two month ends behind them at best: one is enough to use them.
+    cold = np.where(me_used, support < 1, support < min_history) | ~np.isfinite(level)
+    thin = ~cold & sampled[:, None] & (recs < min_records)
+    judged = ~cold & ~thin
+    ratio = np.where(judged, ox - level, np.nan)
+    # The count test: sampled packets seen against those expected, with the series' own spread as
+    # over-dispersion (a negative binomial's variance λ + λ²σ², as a widening of the Poisson z).
+    if obs_records is None:
+        z_count = np.full_like(ratio, np.inf)
+    else:
+        spread = np.sqrt(1 + recs * np.minimum(sigma, 10.0) ** 2)
+        z_count = np.where(sampled[:, None], poisson_z(obs_records, recs) / spread, np.sign(ratio) * np.inf)
+    return LogJudgement(
+        log_ratio=ratio,
+        z=ratio / total,
+        z_count=z_count,
+        expected=np.exp(level) - offset,
+        records=recs,
+        support=support,
+        judged=judged,
+        cold=cold,
+        thin=thin,
+        month_end_unlearned=me_cold & judged,
+        slots=np.asarray(slots, dtype=object),
+    )
+
+
+def _candidate(hx, hist_records, hist_index, obs_index, scale_s, weekly, h_me, o_me, min_history) -> dict:
+    """Levels, supports and spreads of one slot scheme (weekly or weekday/weekend)."""
+    m = len(obs_index)
+    hk = slot_keys(hist_index, scale_s, weekly, h_me)
+    ok = slot_keys(obs_index, scale_s, weekly, o_me)
+    slots = _Slots(hx, hist_records, hk, _periods(hist_index, weekly))
+    level, support, recs = slots.level(ok), slots.support(ok), slots.records(ok)
+    me_used = np.broadcast_to(o_me[None, :], level.shape).copy()
+    me_cold = me_used & (support < 1)
+    if me_cold.any():  # month-end periods without month-end history: the ordinary slot, and said so
+        plain = slot_keys(obs_index, scale_s, weekly, np.zeros(m, dtype=bool))
+        l2, s2, r2 = slots.level(plain), slots.support(plain), slots.records(plain)
+        level, support, recs = (np.where(me_cold, b, a) for a, b in ((level, l2), (support, s2), (recs, r2)))
+        me_used &= ~me_cold
+    resid = hx - slots.level(hk)
+    with np.errstate(all="ignore"):
+        sigma = MAD_TO_SIGMA * np.nanmedian(np.abs(resid), axis=1)
+    per_period = 1 if scale_s >= 3600 else 3600 // max(scale_s, 1)
+    warm = np.where(me_used, support >= 1, support >= min_history).all(axis=1)
+    return {
+        "level": level, "support": support, "recs": recs, "sigma": sigma, "nvals": support * per_period,
+        "me_cold": me_cold, "me_used": me_used, "warm": warm,
+    }  # fmt: skip
