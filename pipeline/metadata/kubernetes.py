@@ -60,13 +60,16 @@ class KubernetesSource:
         """From ``netobs.config.KubernetesEnrichConfig``: in-cluster or a kubeconfig."""
         from kubernetes import client, config
 
+        conf = client.Configuration()
         if cfg.in_cluster:
-            config.load_incluster_config()
-            api = client.ApiClient()
+            config.load_incluster_config(client_configuration=conf)
         else:
             path = str(cfg.kubeconfig) if cfg.kubeconfig else None
-            api = config.new_client_from_config(config_file=path, context=cfg.context)
+            config.load_kube_config(config_file=path, context=cfg.context, client_configuration=conf)
         resources = CORE + (KUBE_OVN if cfg.kube_ovn else ())
+        # One long-lived watch per resource: a connection each (the default pool holds ~10).
+        conf.connection_pool_maxsize = len(resources) + 2
+        api = client.ApiClient(conf)
         cluster = getattr(cfg, "cluster", "")
         return cls(meta, api, resources, cfg.watch_timeout_s, cfg.max_backoff_s, cluster=cluster)
 
