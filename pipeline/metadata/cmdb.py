@@ -28,7 +28,8 @@ from pipeline.metadata.model import Host
 from pipeline.metadata.versions import MetadataStore
 
 FIELDS = ("name", "addresses", "application", "tenant", "zone", "center", "owner", "plane", "cluster")
-_ALIASES = {"address": "addresses", "ip": "addresses", "ips": "addresses", "hostname": "name", "app": "application"}
+_ALIASES = {"address": "addresses", "ip": "addresses", "ips": "addresses", "ip_address": "addresses",
+            "ip_addresses": "addresses", "hostname": "name", "app": "application"}
 _SPLIT = re.compile(r"[;,|\s]+")
 
 
