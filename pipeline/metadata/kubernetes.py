@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 SOURCE = "kubernetes"
 CORE = ("pods", "namespaces", "nodes", "services")
 _MALFORMED = object()
-KUBE_OVN = ("subnets", "vpcs", "ips") + k8s_convert.KUBE_OVN_NETWORK
+KUBE_OVN = ("subnets", "vpcs", "ips")
+#: With the underlay, NAT/EIP and QoS resources (what ``from_config`` watches with ``kube_ovn``).
+KUBE_OVN_ALL = KUBE_OVN + k8s_convert.KUBE_OVN_NETWORK
 #: Kinds fed by several resources: each resource replaces only what it listed itself.
 _SHARED_KINDS = ("nat", "eip")
 
@@ -66,7 +68,7 @@ class KubernetesSource:
         else:
             path = str(cfg.kubeconfig) if cfg.kubeconfig else None
             config.load_kube_config(config_file=path, context=cfg.context, client_configuration=conf)
-        resources = CORE + (KUBE_OVN if cfg.kube_ovn else ())
+        resources = CORE + (KUBE_OVN_ALL if cfg.kube_ovn else ())
         # One long-lived watch per resource: a connection each (the default pool holds ~10).
         conf.connection_pool_maxsize = len(resources) + 2
         api = client.ApiClient(conf)

@@ -162,7 +162,8 @@ def test_every_rule_type_is_covered(bank):
     from tests.analytics.test_policy_l7_rules import POLICY as L7_POLICY
 
     l7_types = {r["type"] for r in L7_POLICY["rules"]}
-    assert covered | {"networkpolicy_conformance"} | l7_types == set(RULE_SQL)
+    # QoS marking is tested on its own policy (tests/testdata/policy_qos_test.yaml, test_policy_qos.py)
+    assert covered | {"networkpolicy_conformance", "qos_marking"} | l7_types == set(RULE_SQL)
 
 
 def test_sampling_scales_bytes_and_packets(store, bank):
