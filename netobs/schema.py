@@ -188,7 +188,10 @@ ENDPOINT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("zone", "Security zone."),
     ("center", "Data center."),
     ("site", "Site (a city)."),
-    ("plane", "Network plane (business, management, storage, backup, ...): the subnet's, else the attachment's."),
+    (
+        "plane",
+        "Network plane (business, management, storage, backup, ...): the subnet's, else the attachment's.",
+    ),
     ("cluster", "Kubernetes cluster."),
     ("host", "Legacy host or VM (from the CMDB)."),
 )

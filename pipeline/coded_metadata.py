@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.lookups import Addresses, AddressSet, IntervalIndex, PrefixIndex, addrs16, clip_times
-from pipeline.nat import NatTable
 from pipeline.metadata.versions import Version
+from pipeline.nat import NatTable
 
 #: Exact-address sources in priority order: Pod objects, Kube-OVN IP allocations, legacy hosts
 #: (the CMDB), node addresses.
@@ -211,7 +211,7 @@ class Tables:
                 rows = lo + np.flatnonzero(cluster[lo:hi] == c)
                 aset = AddressSet(raw[rows])
                 idx = IntervalIndex(aset.ids_of_input, self.ep_start[rows], self.ep_end[rows], len(aset))
-                entries.append((aset, idx, rows if len(rows) != hi - lo else np.int64(lo)))
+                entries.append((aset, idx, rows if len(rows) != hi - lo else np.asarray(lo, dtype=np.int64)))
             self.exact_by[c] = entries
         self.exact = self.exact_by[0]
         nets = np.full(len(raw), -1, dtype=np.int64)
@@ -369,7 +369,12 @@ def endpoint_rows(at: np.ndarray, hit: np.ndarray) -> np.ndarray:
 
 
 #: Fields naming another object of the same cluster, qualified with the cluster inside the index.
-_QUALIFY = {"pod": ("namespace", "node"), "ip": ("namespace", "node"), "node": ("name",), "service": ("namespace",)}
+_QUALIFY = {
+    "pod": ("namespace", "node"),
+    "ip": ("namespace", "node"),
+    "node": ("name",),
+    "service": ("namespace",),
+}
 _QUALIFIED_ATTRS = ("namespace", "node")
 
 

@@ -111,7 +111,7 @@ class Enricher:
         src = self.resolve(tab, src_addrs, times, scope)
         dst = self.resolve(tab, dst_addrs, times, scope)
         nat = self.nat.attribute(tab, table, src_addrs, dst_addrs, times, src, dst)
-        for end, codes, (rows, addrs) in (("src", src, nat.src_internal), ("dst", dst, nat.dst_internal)):
+        for codes, (rows, addrs) in ((src, nat.src_internal), (dst, nat.dst_internal)):
             if len(rows):  # named behind the NAT: the internal address, as it was then
                 behind = self.resolve(tab, addrs, times[rows], None if scope is None else scope[rows])
                 for name, values in behind.items():
@@ -176,9 +176,11 @@ class Enricher:
         each row was observed in (see :meth:`_scope`; None: no clusters)."""
         if scope is None:
             ep, open_rows = _exact(tab.exact, addrs, times)
-            net_of = (lambda rows: tab.prefix.lookup_clipped(addrs.take(rows), times[rows])) if len(
-                tab.clusters
-            ) < 2 else (lambda rows: tab.lookup_networks(-1, addrs.take(rows), times[rows]))
+            net_of = (
+                (lambda rows: tab.prefix.lookup_clipped(addrs.take(rows), times[rows]))
+                if len(tab.clusters) < 2
+                else (lambda rows: tab.lookup_networks(-1, addrs.take(rows), times[rows]))
+            )
         else:
             ep = np.full(addrs.n, -1, dtype=np.int64)
             open_list, nets = [], np.full(addrs.n, -1, dtype=np.int64)
@@ -323,7 +325,9 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
         cmdb = apply_cmdb(meta, cfg.cmdb)
         for problem in cmdb.problems:
             log.error("cmdb: %s", problem)
-        log.info("cmdb: %d hosts from %d rows, %d rows refused", len(cmdb.hosts), cmdb.rows, len(cmdb.problems))
+        log.info(
+            "cmdb: %d hosts from %d rows, %d rows refused", len(cmdb.hosts), cmdb.rows, len(cmdb.problems)
+        )
     sources: tuple[Any, ...] = ()
     clusters = [c for c in (cfg.kubernetes, *getattr(cfg, "clusters", ())) if c.enabled]
     names = [c.cluster for c in clusters]

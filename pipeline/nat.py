@@ -164,7 +164,10 @@ class NatAttributor:
         proto = _col(table, "proto", n)
         raw_src, raw_dst = _raw(table, "src_addr"), _raw(table, "dst_addr")
         self._remember(nat, src, dst, raw_src, raw_dst, sport, dport, proto, times)
-        found: dict[str, tuple[list[int], list[str], list[int], list[int]]] = {"src": ([], [], [], []), "dst": ([], [], [], [])}
+        found: dict[str, tuple[list[int], list[str], list[int], list[int]]] = {
+            "src": ([], [], [], []),
+            "dst": ([], [], [], []),
+        }
         for end, addrs in (("src", src), ("dst", dst)):
             ids = nat.eips.lookup(addrs)
             rows = np.flatnonzero(ids >= 0)

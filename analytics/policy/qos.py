@@ -29,5 +29,6 @@ def class_sql(p: Policy, c: TrafficClass) -> str:
 
 def qos_marking_sql(p: Policy, r: QosMarkingRule) -> str:
     return or_(
-        and_([class_sql(p, c), f"{dscp_sql()} NOT IN ({', '.join(str(d) for d in c.codes())})"]) for c in r.classes
+        and_([class_sql(p, c), f"{dscp_sql()} NOT IN ({', '.join(str(d) for d in c.codes())})"])
+        for c in r.classes
     )

@@ -28,8 +28,15 @@ from pipeline.metadata.model import Host
 from pipeline.metadata.versions import MetadataStore
 
 FIELDS = ("name", "addresses", "application", "tenant", "zone", "center", "owner", "plane", "cluster")
-_ALIASES = {"address": "addresses", "ip": "addresses", "ips": "addresses", "ip_address": "addresses",
-            "ip_addresses": "addresses", "hostname": "name", "app": "application"}
+_ALIASES = {
+    "address": "addresses",
+    "ip": "addresses",
+    "ips": "addresses",
+    "ip_address": "addresses",
+    "ip_addresses": "addresses",
+    "hostname": "name",
+    "app": "application",
+}
 _SPLIT = re.compile(r"[;,|\s]+")
 
 
@@ -89,7 +96,9 @@ def load_cmdb(path: str | Path) -> Cmdb:
             first_line, first = by_name[host.name]
             if first.model_dump(exclude={"addresses_"}) != host.model_dump(exclude={"addresses_"}):
                 out.problems.append(
-                    Problem(str(p), line, "name", f"{host.name} already defined differently at line {first_line}")
+                    Problem(
+                        str(p), line, "name", f"{host.name} already defined differently at line {first_line}"
+                    )
                 )
                 continue
             merged = tuple(dict.fromkeys(first.addresses() + host.addresses()))
@@ -169,15 +178,19 @@ def _host(file: str, line: int, raw: dict[str, Any], problems: list[Problem]) ->
         addrs = [a for a in _SPLIT.split(addrs) if a]
     values = {f: str(raw.get(f) or "").strip() for f in FIELDS if f != "addresses"}
     try:
-        return Host(addresses=addrs or [], **values)
+        return Host.model_validate({"addresses": addrs or [], **values})
     except ValidationError as e:
         err = e.errors()[0]
-        column = "addresses" if err["loc"] and err["loc"][0] in ("addresses", "addresses_") else str(err["loc"][0] if err["loc"] else "(row)")
+        column = (
+            "addresses"
+            if err["loc"] and err["loc"][0] in ("addresses", "addresses_")
+            else str(err["loc"][0] if err["loc"] else "(row)")
+        )
         problems.append(Problem(file, line, column, _message(err)))
         return None
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     msg = str(err.get("msg", ""))
     if err.get("type") == "too_short":
         return "missing (at least one is needed)"

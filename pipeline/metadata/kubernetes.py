@@ -195,7 +195,9 @@ class KubernetesSource:
         """The model object, None (nothing to name), or ``_MALFORMED`` (logged and skipped)."""
         try:
             obj = k8s_convert.CONVERTERS[res][1](raw)
-            return obj.model_copy(update={"cluster": self.cluster}) if obj is not None and self.cluster else obj
+            return (
+                obj.model_copy(update={"cluster": self.cluster}) if obj is not None and self.cluster else obj
+            )
         except (ValidationError, ValueError, TypeError, KeyError, AttributeError) as e:
             meta = raw.get("metadata") or {}
             name = "/".join(x for x in (meta.get("namespace"), meta.get("name")) if x) or "(unnamed)"

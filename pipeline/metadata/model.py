@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 #: Separates a cluster's name from an object's own key (``cluster::namespace/name``).
 CLUSTER_SEP = "::"
 
@@ -143,7 +142,9 @@ class Pod(Obj):
         "(Multus network-status, Kube-OVN IP objects per provider); addresses not listed are named "
         "by their subnet's plane.",
     )
-    ingress_rate_mbps: float = Field(0, ge=0, description="Kube-OVN ovn.kubernetes.io/ingress_rate (0: none).")
+    ingress_rate_mbps: float = Field(
+        0, ge=0, description="Kube-OVN ovn.kubernetes.io/ingress_rate (0: none)."
+    )
     egress_rate_mbps: float = Field(0, ge=0, description="Kube-OVN ovn.kubernetes.io/egress_rate (0: none).")
     start: datetime | None = Field(None, description="Start of life (default: when it was applied).")
     end: datetime | None = Field(None, description="End of life (default: still alive).")

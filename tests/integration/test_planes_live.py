@@ -191,12 +191,23 @@ def test_multi_nic_pod_planes_and_snat_attribution_on_real_ovs(tmp_path):
     biz = ours(pod1.ip, 41000, pod2.ip, 9000)
     pre = ours(NET1, 41001, HOST, 9001)
     post = ours(EIP, 41001, HOST, 9001)
-    assert biz and pre and post, f"records missing: {len(biz)} business, {len(pre)} pre-NAT, {len(post)} post-NAT"
+    assert biz and pre and post, (
+        f"records missing: {len(biz)} business, {len(pre)} pre-NAT, {len(post)} post-NAT"
+    )
     for r in biz:  # the first NIC: the business plane
-        assert (r["src_pod"], r["src_plane"], r["dst_pod"], r["dst_plane"]) == ("pod1", "business", "pod2", "business")
+        assert (r["src_pod"], r["src_plane"], r["dst_pod"], r["dst_plane"]) == (
+            "pod1",
+            "business",
+            "pod2",
+            "business",
+        )
     for r in pre:  # the second NIC: the storage plane, towards a legacy host on the underlay
         assert (r["src_pod"], r["src_plane"], r["src_subnet"]) == ("pod1", "storage", "storage")
-        assert (r["dst_host"], r["dst_workload"], r["dst_subnet"]) == ("clearing-db-01", "clearing", "underlay-99")
+        assert (r["dst_host"], r["dst_workload"], r["dst_subnet"]) == (
+            "clearing-db-01",
+            "clearing",
+            "underlay-99",
+        )
     for r in post:  # after the SNAT gateway: the EIP, named as the pod behind it
         assert (r["src_pod"], r["src_namespace"], r["src_plane"]) == ("pod1", "lab", "storage")
         assert (r["src_nat"], r["nat_confidence"]) == ("snat_join", 90)

@@ -184,7 +184,14 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
                 api.unauthorized += 1
                 return self._json(
-                    401, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 401, "reason": "Unauthorized"}
+                    401,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "code": 401,
+                        "reason": "Unauthorized",
+                    },
                 )
             spec = _PATHS.get(url.path)
             if spec is not None and api.serve is not None and spec[0] not in api.serve:

@@ -44,7 +44,9 @@ def namespace(name: str, tenant: str = "") -> dict:
 def node(name: str, ip: str, center: str = "") -> dict:
     return {
         "metadata": _meta(name, **({"center": center} if center else {})),
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]
+        },
     }
 
 
@@ -58,9 +60,20 @@ def pod(
     egress_rate: str = "",
 ) -> dict:
     """A running pod; ``attachments``: (network ``ns/name``, interface, address) of its further NICs."""
-    status = [{"name": "kube-ovn", "interface": "eth0", "ips": [ip], "mac": "00:00:00:aa:00:01", "default": True, "dns": {}}]
+    status = [
+        {
+            "name": "kube-ovn",
+            "interface": "eth0",
+            "ips": [ip],
+            "mac": "00:00:00:aa:00:01",
+            "default": True,
+            "dns": {},
+        }
+    ]
     for net, ifname, addr in attachments:
-        status.append({"name": net, "interface": ifname, "ips": [addr], "mac": "00:00:00:aa:00:02", "dns": {}})
+        status.append(
+            {"name": net, "interface": ifname, "ips": [addr], "mac": "00:00:00:aa:00:02", "dns": {}}
+        )
     notes = {"k8s.v1.cni.cncf.io/network-status": json.dumps(status)}
     if attachments:
         notes["k8s.v1.cni.cncf.io/networks"] = ",".join(n for n, _, _ in attachments)
@@ -77,8 +90,16 @@ def pod(
     }
 
 
-def subnet(name: str, cidr: str, provider: str = "ovn", plane: str = "", vlan: str = "", vpc: str = "ovn-cluster") -> dict:
-    spec = {"cidrBlock": cidr, "protocol": "IPv4", "provider": provider, "vpc": vpc, "gateway": cidr.split("/")[0][:-1] + "1"}
+def subnet(
+    name: str, cidr: str, provider: str = "ovn", plane: str = "", vlan: str = "", vpc: str = "ovn-cluster"
+) -> dict:
+    spec = {
+        "cidrBlock": cidr,
+        "protocol": "IPv4",
+        "provider": provider,
+        "vpc": vpc,
+        "gateway": cidr.split("/")[0][:-1] + "1",
+    }
     if vlan:
         spec["vlan"] = vlan
     return {"metadata": _meta(name, **({"plane": plane} if plane else {})), "spec": spec}
@@ -107,7 +128,10 @@ def ovn_eip(name: str, v4: str, subnet: str = "external") -> dict:
 
 
 def ovn_fip(name: str, eip: str, ip_name: str = "", v4: str = "") -> dict:
-    return {"metadata": _meta(name), "spec": {"ovnEip": eip, "ipType": "", "ipName": ip_name, "vpc": "", "v4Ip": v4}}
+    return {
+        "metadata": _meta(name),
+        "spec": {"ovnEip": eip, "ipType": "", "ipName": ip_name, "vpc": "", "v4Ip": v4},
+    }
 
 
 def ovn_snat(name: str, eip: str, vpc_subnet: str = "", ip_name: str = "", v4_cidr: str = "") -> dict:
@@ -115,7 +139,9 @@ def ovn_snat(name: str, eip: str, vpc_subnet: str = "", ip_name: str = "", v4_ci
             "spec": {"ovnEip": eip, "vpcSubnet": vpc_subnet, "ipName": ip_name, "vpc": "", "v4IpCidr": v4_cidr}}  # fmt: skip
 
 
-def ovn_dnat(name: str, eip: str, ip_name: str, internal_port: str, external_port: str, protocol: str = "tcp") -> dict:
+def ovn_dnat(
+    name: str, eip: str, ip_name: str, internal_port: str, external_port: str, protocol: str = "tcp"
+) -> dict:
     return {"metadata": _meta(name),
             "spec": {"ovnEip": eip, "ipType": "ip", "ipName": ip_name, "internalPort": internal_port,
                      "externalPort": external_port, "protocol": protocol, "vpc": "", "v4Ip": ""}}  # fmt: skip
@@ -135,7 +161,9 @@ def iptables_snat(name: str, eip: str, internal_cidr: str) -> dict:
     return {"metadata": _meta(name), "spec": {"eip": eip, "internalCIDR": internal_cidr}}
 
 
-def iptables_dnat(name: str, eip: str, internal_ip: str, internal_port: str, external_port: str, protocol: str = "tcp") -> dict:
+def iptables_dnat(
+    name: str, eip: str, internal_ip: str, internal_port: str, external_port: str, protocol: str = "tcp"
+) -> dict:
     return {"metadata": _meta(name),
             "spec": {"eip": eip, "externalPort": external_port, "protocol": protocol, "internalIp": internal_ip,
                      "internalPort": internal_port}}  # fmt: skip

@@ -64,7 +64,11 @@ def test_json_export_and_time_versioned_reload(tmp_path):
     e = Enricher(meta)
     before = e.enrich(flows([("172.30.8.1", "172.30.8.7", 1, 2, 6)], times=T + 1000))
     after = e.enrich(flows([("172.30.8.1", "172.30.8.2", 1, 2, 6)], times=T + 120_000))
-    assert (col(before, "src_host"), col(before, "dst_host"), col(before, "src_tenant")) == (["mq-01"], ["vm-7"], ["payments"])
+    assert (col(before, "src_host"), col(before, "dst_host"), col(before, "src_tenant")) == (
+        ["mq-01"],
+        ["vm-7"],
+        ["payments"],
+    )
     assert (col(after, "src_host"), col(after, "dst_host")) == ([""], ["mq-01"])  # moved; vm-7 gone
 
 

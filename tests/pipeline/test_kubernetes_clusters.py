@@ -43,13 +43,25 @@ def test_two_clusters_each_with_its_credentials_overlapping_cidrs_and_nat(tmp_pa
     east = FakeApiServer(token="tok-east").start()
     west = FakeApiServer(token="tok-west", serve=CORE).start()  # west runs no NAT gateway CRDs
     try:
-        for server, name, node_ip, tenant in ((east, "east", "127.0.1.1", "retail"), (west, "west", "127.0.2.1", "corporate")):
+        for server, name, node_ip, tenant in (
+            (east, "east", "127.0.1.1", "retail"),
+            (west, "west", "127.0.2.1", "corporate"),
+        ):
             server.put("nodes", ko.node("node-1", node_ip))
             server.put("namespaces", ko.namespace("app", tenant=tenant))
             server.put("subnets", ko.subnet("ovn-default", "10.16.0.0/16"))
             server.put("pods", ko.pod("app", f"web-{name}", "10.16.0.5", node="node-1"))
         east.put("subnets", ko.subnet("storage", "10.20.0.0/24", provider="storage-net.storage.ovn"))
-        east.put("pods", ko.pod("app", "api-east", "10.16.0.7", node="node-1", attachments=[("storage/storage-net", "net1", "10.20.0.7")]))
+        east.put(
+            "pods",
+            ko.pod(
+                "app",
+                "api-east",
+                "10.16.0.7",
+                node="node-1",
+                attachments=[("storage/storage-net", "net1", "10.20.0.7")],
+            ),
+        )
         east.put("iptables-eips", ko.iptables_eip("eip1", "198.18.0.100"))
         east.put("iptables-snat-rules", ko.iptables_snat("snat1", "eip1", "10.20.0.7/32"))
         east.put("vlans", ko.vlan("vlan100", 100, "underlay"))
@@ -67,7 +79,12 @@ def test_two_clusters_each_with_its_credentials_overlapping_cidrs_and_nat(tmp_pa
             assert all(s.wait_synced(30) for s in enricher.sources)
             meta = enricher.metadata
             assert wait_for(lambda: meta.current("nat", "east::snat1") is not None)
-            assert meta.current("vlan", "east::vlan100") == {"cluster": "east", "name": "vlan100", "id": 100, "provider": "underlay"}
+            assert meta.current("vlan", "east::vlan100") == {
+                "cluster": "east",
+                "name": "vlan100",
+                "id": 100,
+                "provider": "underlay",
+            }
             assert meta.current("qos_policy", "east::eip-limit")["rules"][0]["rate_max_mbps"] == 100
             out = enricher.enrich(
                 flows([("10.16.0.5", "8.8.8.8", 1, 53, 17), ("10.16.0.5", "8.8.8.8", 1, 53, 17),
@@ -92,8 +109,14 @@ def test_a_source_with_the_wrong_token_is_refused_and_names_nothing(tmp_path):
     server = FakeApiServer(token="right").start()
     try:
         server.put("pods", ko.pod("app", "web", "10.16.0.5"))
-        cfg = EnrichConfig(kubernetes=KubernetesEnrichConfig(
-            enabled=True, cluster="east", kubeconfig=kubeconfig(tmp_path / "k", server, "wrong"), max_backoff_s=0.2))
+        cfg = EnrichConfig(
+            kubernetes=KubernetesEnrichConfig(
+                enabled=True,
+                cluster="east",
+                kubeconfig=kubeconfig(tmp_path / "k", server, "wrong"),
+                max_backoff_s=0.2,
+            )
+        )
         enricher = make_enricher(Settings(enrich=cfg))
         enricher.start()
         try:

@@ -56,7 +56,9 @@ def bank() -> MetadataStore:
     """One cluster: a pod with two NICs (business on eth0, storage on net1), a storage subnet by
     provider, an SNAT gateway for the storage subnet and a FIP for one pod."""
     meta = MetadataStore()
-    apply(meta, [Site(name="sh"), Center(name="dc1", site="sh"), Node(name="n1", ip="127.0.0.1", center="dc1")])
+    apply(
+        meta, [Site(name="sh"), Center(name="dc1", site="sh"), Node(name="n1", ip="127.0.0.1", center="dc1")]
+    )
     apply(meta, [
         convert("namespaces", ko.namespace("pay", tenant="payments")),
         convert("subnets", ko.subnet("ovn-default", "10.16.0.0/16", plane="business")),
@@ -74,7 +76,9 @@ def bank() -> MetadataStore:
 
 
 def test_a_multi_nic_pod_is_named_on_each_plane(bank):
-    out = Enricher(bank).enrich(flows([("10.16.0.5", "10.16.0.9", 40000, 5432, 6), ("10.20.0.5", "10.20.0.6", 40001, 3260, 6)]))
+    out = Enricher(bank).enrich(
+        flows([("10.16.0.5", "10.16.0.9", 40000, 5432, 6), ("10.20.0.5", "10.20.0.6", 40001, 3260, 6)])
+    )
     assert col(out, "src_pod") == ["api-0", "api-0"]
     assert col(out, "src_plane") == ["business", "storage/storage-net"]
     assert col(out, "dst_plane") == ["business", "storage/storage-net"]
@@ -123,7 +127,9 @@ def test_snat_flows_name_the_pod_behind_the_gateway_by_joining_pre_and_post_nat(
 
 def test_a_fip_names_its_pod_both_ways(bank):
     out = Enricher(bank).enrich(
-        flows([("198.18.0.200", "203.0.113.7", 5432, 40000, 6), ("203.0.113.7", "198.18.0.200", 40000, 5432, 6)])
+        flows(
+            [("198.18.0.200", "203.0.113.7", 5432, 40000, 6), ("203.0.113.7", "198.18.0.200", 40000, 5432, 6)]
+        )
     )
     assert col(out, "src_pod")[0] == "db-0" and col(out, "dst_pod")[1] == "db-0"
     assert col(out, "src_nat")[0] == "fip" and col(out, "dst_nat")[1] == "fip"
@@ -142,7 +148,11 @@ def test_a_legacy_host_from_the_cmdb_is_named(bank):
     out = Enricher(bank).enrich(flows([("10.16.0.5", "172.30.5.9", 1, 1521, 6)]))
     row = out.to_pylist()[0]
     assert (row["dst_host"], row["dst_workload"], row["dst_tenant"], row["dst_zone"], row["dst_center"]) == (
-        "core-banking-01", "core-banking", "core", "legacy", "dc1"
+        "core-banking-01",
+        "core-banking",
+        "core",
+        "legacy",
+        "dc1",
     )
     assert row["path"] == "intra_center"
 
@@ -152,7 +162,10 @@ def two_clusters() -> MetadataStore:
     meta = MetadataStore()
     apply(meta, [Site(name="sh"), Center(name="dc1", site="sh"), Center(name="dc2", site="sh")])
     apply(meta, [Cluster(name="east", cloud="private"), Cluster(name="west", cloud="public")])
-    for cluster, node_ip, center, tenant in (("east", "127.0.1.1", "dc1", "retail"), ("west", "127.0.2.1", "dc2", "corporate")):
+    for cluster, node_ip, center, tenant in (
+        ("east", "127.0.1.1", "dc1", "retail"),
+        ("west", "127.0.2.1", "dc2", "corporate"),
+    ):
         node = ko.node("node-1", node_ip, center=center)
         apply(meta, [
             convert("nodes", node, cluster),
@@ -184,7 +197,9 @@ def test_cross_cluster_and_cross_cloud_paths():
     apply(meta, [Cluster(name="north", cloud="private")])
     apply(meta, [convert("pods", ko.pod("app", "batch-north", "10.18.0.5"), "north")])
     out = Enricher(meta).enrich(
-        flows([("10.16.0.5", "10.17.0.5", 1, 2, 6), ("10.16.0.5", "10.18.0.5", 1, 2, 6)], exporter="127.0.1.1")
+        flows(
+            [("10.16.0.5", "10.17.0.5", 1, 2, 6), ("10.16.0.5", "10.18.0.5", 1, 2, 6)], exporter="127.0.1.1"
+        )
     )
     assert col(out, "dst_pod") == ["batch-west", "batch-north"]
     assert col(out, "cluster_path") == ["cross_cloud", "cross_cluster"]
