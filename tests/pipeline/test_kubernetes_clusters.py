@@ -11,7 +11,8 @@ import time
 
 import yaml
 
-from netobs.config import EnrichConfig, KubernetesEnrichConfig, Settings
+from netobs_app.settings import Settings
+from pipeline.config import EnrichConfig, KubernetesEnrichConfig
 from pipeline.enrich import make_enricher
 from tests.pipeline import _kube_ovn as ko
 from tests.pipeline._fake_apiserver import FakeApiServer
