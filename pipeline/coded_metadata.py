@@ -303,6 +303,8 @@ class Tables:
                 values = pc.replace_substring_regex(values, pattern="^[^:]*::", replacement="")
             self.dicts[attr] = values
             self.prof_codes[attr] = local[self.profile[attr]]
+        #: Attributes no metadata sets: every flow gets '' (the enricher skips their gathers).
+        self.unset = frozenset(a for a in ("plane", "cluster", "host") if len(self.dicts[a]) == 1)
 
     def exporter(self, addrs: Addresses, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Node and center pool codes of exporter addresses (node addresses only)."""

@@ -199,7 +199,10 @@ class Enricher:
             net = net_of(open_rows)
             prof = ep.copy()
             prof[open_rows] = np.where(net >= 0, tab.n_ep + net, -1)
-        codes = {name: tab.prof_codes[name][prof] for name in ATTRS}
+        # An attribute the metadata never sets (no planes, clusters or hosts configured) is '' for
+        # every row: one shared zero array instead of a gather (any write into it writes 0 again).
+        zero = np.zeros(len(prof), dtype=np.int32) if tab.unset else None
+        codes = {name: zero if name in tab.unset else tab.prof_codes[name][prof] for name in ATTRS}
         codes["inside"] = tab.inside[prof]
         moving = np.flatnonzero(~tab.static[prof]) if not tab.all_static else ()
         if len(moving):  # a namespace, node or center changed during this address owner's life
@@ -273,6 +276,8 @@ def _exporter_columns(tab: Tables, table: pa.Table, times: np.ndarray, encode: b
 
 def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:
     """``values[codes]``: dictionary-encoded, or as plain strings."""
+    if dictionary and len(values) == 1:  # only '': no gather
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(codes), np.int32)), values)
     indices = pa.array(np.asarray(codes, dtype=np.int32))
     if dictionary:  # codes come from the index's own tables: always within ``values``
         return pa.DictionaryArray.from_arrays(indices, values, safe=False)
