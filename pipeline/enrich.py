@@ -201,8 +201,10 @@ class Enricher:
             prof[open_rows] = np.where(net >= 0, tab.n_ep + net, -1)
         # An attribute the metadata never sets (no planes, clusters or hosts configured) is '' for
         # every row: one shared zero array instead of a gather (any write into it writes 0 again).
-        zero = np.zeros(len(prof), dtype=np.int32) if tab.unset else None
-        codes = {name: zero if name in tab.unset else tab.prof_codes[name][prof] for name in ATTRS}
+        zero = np.zeros(len(prof), dtype=np.int32)
+        codes: dict[str, np.ndarray] = {
+            name: zero if name in tab.unset else tab.prof_codes[name][prof] for name in ATTRS
+        }
         codes["inside"] = tab.inside[prof]
         moving = np.flatnonzero(~tab.static[prof]) if not tab.all_static else ()
         if len(moving):  # a namespace, node or center changed during this address owner's life
