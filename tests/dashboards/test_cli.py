@@ -149,7 +149,8 @@ def test_push_posts_every_dashboard_with_overwrite(tmp_path, grafana, capsys, mo
     assert main(["-c", str(cfg), "dashboards", "push", "--url", grafana]) == 0
     out = capsys.readouterr()
     assert out.out.split() == [
-        f"/d/netobs-{n}/x" for n in ("cross-center", "tenant", "collection-health", "compliance", "l7", "planes-qos")
+        f"/d/netobs-{n}/x"
+        for n in ("cross-center", "tenant", "collection-health", "compliance", "l7", "planes-qos")
     ]
     assert _Grafana.token not in out.out + out.err
     posts = [r for r in _Grafana.requests if r[1] == "/api/dashboards/db"]
