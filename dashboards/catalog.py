@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dashboards import compliance, health, l7, tenant, traffic
+from dashboards import compliance, health, l7, planes, tenant, traffic
 from dashboards.model import Dashboard
 
 
@@ -27,6 +27,7 @@ BUILDERS: dict[str, Callable[[Any], Dashboard]] = {
     "collection-health": lambda s: health.build(s.store.database, s.dashboards.datasource_uid),
     "compliance": lambda s: compliance.build(s.store.database, s.dashboards.datasource_uid),
     "protocol-context": lambda s: l7.build(s.store.database, s.dashboards.datasource_uid),
+    "planes-qos": lambda s: planes.build(s.store.database, s.dashboards.datasource_uid),
 }
 
 

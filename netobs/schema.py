@@ -17,8 +17,9 @@ import pyarrow as pa
 
 #: Bumped whenever a column is added, removed or changes type. Carried in every wire
 #: message so that a consumer can refuse batches it does not understand.
-#: 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model.
-SCHEMA_VERSION = 3
+#: 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model;
+#: 4: planes, clusters, legacy hosts, NAT attribution (issue 20).
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,12 @@ ENDPOINT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("zone", "Security zone."),
     ("center", "Data center."),
     ("site", "Site (a city)."),
+    (
+        "plane",
+        "Network plane (business, management, storage, backup, ...): the subnet's, else the attachment's.",
+    ),
+    ("cluster", "Kubernetes cluster."),
+    ("host", "Legacy host or VM (from the CMDB)."),
 )
 
 #: Attributes stored as plain ``String``: a bank has some 100k pods, and a batch of flows names
@@ -214,6 +221,33 @@ FLOW_COLUMNS = (
             "LowCardinality(String)",
             _STR,
             "intra_node, intra_center, cross_center, cross_site, external or '' (not enriched).",
+            group="enrich",
+        ),
+        Column(
+            "cluster_path",
+            "LowCardinality(String)",
+            _STR,
+            "intra_cluster, cross_cluster (two clusters), cross_cloud (two clusters in two clouds) or '' "
+            "(an end outside every cluster).",
+            group="enrich",
+        ),
+        Column(
+            "src_nat",
+            "LowCardinality(String)",
+            _STR,
+            "How the source end was named behind a NAT/EIP: '' (not translated), fip, snat, dnat, "
+            "snat_join (a pre-NAT observation of the same conversation), snat_subnet (only the subnet).",
+            group="enrich",
+        ),
+        Column(
+            "dst_nat", "LowCardinality(String)", _STR, "The same for the destination end.", group="enrich"
+        ),
+        Column(
+            "nat_confidence",
+            "UInt8",
+            pa.uint8(),
+            "Confidence, in percent, of the NAT attribution of the end(s) named behind a NAT (the lower "
+            "of the two); 0: no attribution.",
             group="enrich",
         ),
         Column(

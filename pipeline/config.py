@@ -52,7 +52,17 @@ class KubernetesEnrichConfig(Section):
         None, description="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."
     )
     context: str | None = Field(None, description="kubeconfig context (default: the current one).")
-    kube_ovn: bool = Field(True, description="Also watch subnets/vpcs/ips.kubeovn.io.")
+    kube_ovn: bool = Field(
+        True,
+        description="Also watch the Kube-OVN CRDs: subnets, vpcs, ips, vlans, provider-networks, EIPs, "
+        "NAT rules (OVN and iptables) and QoS policies (those a cluster does not serve are skipped).",
+    )
+    cluster: str = Field(
+        "",
+        description="Name of this cluster: every object watched here carries it, and flows exported by its "
+        "nodes are named from its objects first (overlapping pod CIDRs). '' : one cluster, unnamed.",
+    )
+    cloud: str = Field("", description="Cloud the cluster runs in (cross_cloud path class).")
     watch_timeout_s: int = Field(300, ge=1, description="Server-side timeout of one watch request.")
     max_backoff_s: float = Field(30.0, gt=0, description="Longest wait between reconnects after errors.")
 
@@ -87,4 +97,14 @@ class EnrichConfig(Section):
         None, description="Inventory YAML (sites, centers, nodes, networks, namespaces, static pods)."
     )
     kubernetes: KubernetesEnrichConfig = Field(default_factory=KubernetesEnrichConfig)
+    clusters: tuple[KubernetesEnrichConfig, ...] = Field(
+        (),
+        description="Further Kubernetes clusters, each with its own kubeconfig/context (its own "
+        "credentials) and a distinct cluster name; watched beside `kubernetes`.",
+    )
+    cmdb: Path | None = Field(
+        None,
+        description="CMDB export of legacy hosts and VMs (CSV or JSON: name, addresses, application, tenant, "
+        "zone, center, owner); rows it cannot use are logged with their line and skipped.",
+    )
     metadata_topic: MetadataTopicConfig = Field(default_factory=MetadataTopicConfig)

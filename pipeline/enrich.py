@@ -28,9 +28,10 @@ import pyarrow as pa
 from netobs import schema
 from netobs.observations import REASON_NAMES, Counter, Listening, Observations, ms_column
 from pipeline import metrics
-from pipeline.coded_metadata import ATTRS, Tables
+from pipeline.coded_metadata import ATTRS, Tables, endpoint_rows
 from pipeline.lookups import Addresses, clip_times
 from pipeline.metadata.versions import MetadataStore
+from pipeline.nat import NatAttributor
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class Enricher:
         self._generation = -1
         self._lock = threading.Lock()
         self.index_build_s = 0.0
+        #: Names flows seen after a NAT/EIP by the pod behind it (rules, pre/post-NAT join).
+        self.nat = NatAttributor()
 
     def start(self) -> None:
         for s in self.sources:
@@ -102,14 +105,27 @@ class Enricher:
         tab = self.tables()
         encode = self.dictionary if dictionary is None else dictionary
         times = clip_times(_times(table))
-        src = self.resolve(tab, Addresses.from_arrow(table.column("src_addr")), times)
-        dst = self.resolve(tab, Addresses.from_arrow(table.column("dst_addr")), times)
+        scope = self._scope(tab, table, times)
+        src_addrs = Addresses.from_arrow(table.column("src_addr"))
+        dst_addrs = Addresses.from_arrow(table.column("dst_addr"))
+        src = self.resolve(tab, src_addrs, times, scope)
+        dst = self.resolve(tab, dst_addrs, times, scope)
+        nat = self.nat.attribute(tab, table, src_addrs, dst_addrs, times, src, dst)
+        for codes, (rows, addrs) in ((src, nat.src_internal), (dst, nat.dst_internal)):
+            if len(rows):  # named behind the NAT: the internal address, as it was then
+                behind = self.resolve(tab, addrs, times[rows], None if scope is None else scope[rows])
+                for name, values in behind.items():
+                    codes[name][rows] = values
         out = table
         for end, codes in (("src", src), ("dst", dst)):
             for attr in ATTRS:
                 keep = encode and attr not in schema.HIGH_CARDINALITY_ATTRIBUTES  # those are String
                 out = _set(out, f"{end}_{attr}", _column(tab.dicts[attr], codes[attr], keep))
         out = _set(out, "path", _column(tab.paths, path_of(src, dst), encode))
+        out = _set(out, "cluster_path", _column(tab.cluster_paths, cluster_path_of(tab, src, dst), encode))
+        out = _set(out, "src_nat", _column(nat.methods, nat.src_method, encode))
+        out = _set(out, "dst_nat", _column(nat.methods, nat.dst_method, encode))
+        out = _set(out, "nat_confidence", pa.array(nat.confidence, pa.uint8()))
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
             out = _exporter_columns(tab, out, times, encode)
             out = self.counter.apply(out, self._listening, dictionary=encode)
@@ -144,16 +160,51 @@ class Enricher:
         """``table`` (interface counters) with ``exporter_node``/``exporter_center`` filled."""
         return _exporter_columns(self.tables(), table, clip_times(_times(table)), False)
 
-    def resolve(self, tab: Tables, addrs: Addresses, times: np.ndarray) -> dict[str, np.ndarray]:
+    def _scope(self, tab: Tables, table: pa.Table, times: np.ndarray) -> np.ndarray | None:
+        """Cluster (pool code, -1: not known) of each row's exporter, where the metadata has clusters:
+        the addresses of its flows are looked up in that cluster first (overlapping pod CIDRs)."""
+        if len(tab.clusters) < 2 or "exporter" not in table.schema.names:
+            return None
+        _, _, cluster = tab.exporter_cluster(Addresses.from_arrow(table.column("exporter")), times)
+        return np.where(cluster != 0, cluster, -1)
+
+    def resolve(
+        self, tab: Tables, addrs: Addresses, times: np.ndarray, scope: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Codes of every attribute of one end in its dictionary (``Tables.dicts``), plus
-        ``inside`` (in a known center); ``times`` from :func:`clip_times`."""
-        ep, open_rows = _exact(tab, addrs, times)
+        ``inside`` (in a known center); ``times`` from :func:`clip_times`; ``scope``: the cluster
+        each row was observed in (see :meth:`_scope`; None: no clusters)."""
+        if scope is None:
+            ep, open_rows = _exact(tab.exact, addrs, times)
+            net_of = (
+                (lambda rows: tab.prefix.lookup_clipped(addrs.take(rows), times[rows]))
+                if len(tab.clusters) < 2
+                else (lambda rows: tab.lookup_networks(-1, addrs.take(rows), times[rows]))
+            )
+        else:
+            ep = np.full(addrs.n, -1, dtype=np.int64)
+            open_list, nets = [], np.full(addrs.n, -1, dtype=np.int64)
+            for c in np.unique(scope).tolist():
+                rows = np.flatnonzero(scope == c)
+                sub = addrs.take(rows)
+                hit, rest = _exact(tab.order(c), sub, times[rows])
+                ep[rows] = hit
+                if len(rest):
+                    nets[rows[rest]] = tab.lookup_networks(c, sub.take(rest), times[rows[rest]])
+                    open_list.append(rows[rest])
+            open_rows = np.sort(np.concatenate(open_list)) if open_list else np.zeros(0, np.int64)
+            net_of = lambda rows: nets[rows]  # noqa: E731
         prof = ep
         if len(open_rows):
-            net = tab.prefix.lookup_clipped(addrs.take(open_rows), times[open_rows])
+            net = net_of(open_rows)
             prof = ep.copy()
             prof[open_rows] = np.where(net >= 0, tab.n_ep + net, -1)
-        codes = {name: tab.prof_codes[name][prof] for name in ATTRS}
+        # An attribute the metadata never sets (no planes, clusters or hosts configured) is '' for
+        # every row: one shared zero array instead of a gather (any write into it writes 0 again).
+        zero = np.zeros(len(prof), dtype=np.int32)
+        codes: dict[str, np.ndarray] = {
+            name: zero if name in tab.unset else tab.prof_codes[name][prof] for name in ATTRS
+        }
         codes["inside"] = tab.inside[prof]
         moving = np.flatnonzero(~tab.static[prof]) if not tab.all_static else ()
         if len(moving):  # a namespace, node or center changed during this address owner's life
@@ -179,23 +230,37 @@ def path_of(src: dict[str, np.ndarray], dst: dict[str, np.ndarray]) -> np.ndarra
     return np.where(both, inner, path)
 
 
-def _exact(tab: Tables, addrs: Addresses, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Endpoint row of each address at each time (pods first, then IPs, then nodes; -1 if
-    none), and the rows left without one."""
+def cluster_path_of(tab: Tables, src: dict[str, np.ndarray], dst: dict[str, np.ndarray]) -> np.ndarray:
+    """Index into ``CLUSTER_PATHS`` for each flow: 0 when an end is in no cluster, else intra_cluster,
+    cross_cluster, or cross_cloud when the two clusters' clouds are known and differ."""
+    s, d = src["cluster"], dst["cluster"]
+    cloud = tab.cluster_cloud  # by local cluster code: its cloud's code (0: not known)
+    cross = np.where((cloud[s] != 0) & (cloud[d] != 0) & (cloud[s] != cloud[d]), 3, 2)
+    return np.where((s == 0) | (d == 0), 0, np.where(s == d, 1, cross))
+
+
+def _exact(
+    entries: list[tuple[Any, Any, np.ndarray]], addrs: Addresses, times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Endpoint row of each address at each time (the entries in priority order: pods first, then
+    IPs, hosts, nodes; -1 if none), and the rows left without one."""
     ep = np.full(addrs.n, -1, dtype=np.int64)
     rows: np.ndarray | None = None  # None: every row is still open
     sub = addrs
-    for aset, idx, offset in tab.exact:
+    for aset, idx, at in entries:
         if not len(aset):
             continue
         hit = idx.lookup_clipped(aset.lookup(sub), times if rows is None else times[rows])
         if rows is None:
-            ep = np.where(hit >= 0, hit + offset, -1) if offset else hit
+            if at.ndim == 0:
+                ep = np.where(hit >= 0, hit + at, -1) if at else hit
+            else:
+                ep = np.where(hit >= 0, at[np.maximum(hit, 0)], -1)
             rest = np.flatnonzero(ep < 0)
             rows = rest
         else:
             found = np.flatnonzero(hit >= 0)
-            ep[rows[found]] = hit[found] + offset
+            ep[rows[found]] = endpoint_rows(at, hit[found])
             rest = np.flatnonzero(hit < 0)
             rows = rows[rest]
         if not len(rows):
@@ -213,6 +278,8 @@ def _exporter_columns(tab: Tables, table: pa.Table, times: np.ndarray, encode: b
 
 def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:
     """``values[codes]``: dictionary-encoded, or as plain strings."""
+    if dictionary and len(values) == 1:  # only '': no gather
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(codes), np.int32)), values)
     indices = pa.array(np.asarray(codes, dtype=np.int32))
     if dictionary:  # codes come from the index's own tables: always within ``values``
         return pa.DictionaryArray.from_arrays(indices, values, safe=False)
@@ -259,11 +326,27 @@ def make_enricher(settings: Any, store: Any = None) -> Enricher:
     retention = settings.store.retention_days
     if cfg.inventory:
         apply_inventory(meta, cfg.inventory, strict=False)
-    sources: tuple[Any, ...] = ()
-    if cfg.kubernetes.enabled:
-        from pipeline.metadata.kubernetes import KubernetesSource
+    if getattr(cfg, "cmdb", None):
+        from pipeline.metadata.cmdb import apply_cmdb
 
-        sources = (KubernetesSource.from_config(meta, cfg.kubernetes),)
+        cmdb = apply_cmdb(meta, cfg.cmdb)
+        for problem in cmdb.problems:
+            log.error("cmdb: %s", problem)
+        log.info(
+            "cmdb: %d hosts from %d rows, %d rows refused", len(cmdb.hosts), cmdb.rows, len(cmdb.problems)
+        )
+    sources: tuple[Any, ...] = ()
+    clusters = [c for c in (cfg.kubernetes, *getattr(cfg, "clusters", ())) if c.enabled]
+    names = [c.cluster for c in clusters]
+    if len(clusters) > 1 and (len(set(names)) != len(names) or "" in names):
+        raise ValueError("enrich: several Kubernetes clusters need distinct, non-empty `cluster` names")
+    if clusters:
+        from pipeline.metadata.kubernetes import KubernetesSource
+        from pipeline.metadata.model import Cluster
+        from pipeline.metadata.versions import Change
+
+        meta.apply([Change.upsert(Cluster(name=c.cluster, cloud=c.cloud)) for c in clusters if c.cluster], 0)
+        sources = tuple(KubernetesSource.from_config(meta, c) for c in clusters)
     enricher = Enricher(meta, sources, dictionary=True, counter=counter)
     enricher.retention_days = retention
     return enricher

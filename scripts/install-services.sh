@@ -13,7 +13,7 @@
 set -euo pipefail
 
 # Debian packages the tests use. Others may add to this list.
-APT_PACKAGES="openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2 tshark dnsmasq-base bind9-dnsutils curl openssl softflowd pmacct zookeeperd poppler-utils fonts-dejavu-core prometheus-alertmanager"
+APT_PACKAGES="openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2 iptables tshark dnsmasq-base bind9-dnsutils curl openssl softflowd pmacct zookeeperd poppler-utils fonts-dejavu-core prometheus-alertmanager"
 # Only installed when the command is missing (CI machines usually have a JDK and Maven already).
 JAVA_PACKAGES="openjdk-17-jre-headless"
 MAVEN_PACKAGES="maven"

@@ -1,7 +1,7 @@
 """Crafted enriched flows from plain dicts, for ``policy test`` files and tests.
 
 A flow is ``{time, src: {addr, tenant, zone, ...}, dst: {...}, src_port, dst_port, proto,
-bytes, packets, sampling_rate, type, direction, initiator, counted}``; enrichment columns are
+bytes, packets, sampling_rate, tos, type, direction, initiator, counted}``; enrichment columns are
 set directly, as the pipeline would have set them. The counting model's columns are filled by
 the model itself (:class:`netobs.observations.Counter`: the same exporter reporting a flow at
 ingress and egress counts it once; roles from flags and ports); a flow may set ``initiator``
@@ -30,6 +30,7 @@ _NUMERIC = {
     "bytes": "uint64",
     "packets": "uint64",
     "sampling_rate": "uint32",
+    "tos": "uint8",
 }
 _DEFAULTS: dict[str, Any] = {"bytes": 1000, "packets": 10, "sampling_rate": 1, "proto": "tcp"}
 

@@ -178,6 +178,9 @@ class Matcher(_Model):
     zone: tuple[str, ...] = Field((), description="The enrichment's security zone (not a policy zone).")
     center: tuple[str, ...] = ()
     site: tuple[str, ...] = ()
+    plane: tuple[str, ...] = ()
+    cluster: tuple[str, ...] = ()
+    host: tuple[str, ...] = ()
     pod_selector: LabelSelector | None = Field(
         None,
         alias="podSelector",
@@ -545,6 +548,44 @@ class SniAllowlistRule(_L7Rule):
     allowed: tuple[str, ...] = Field(min_length=1)
 
 
+#: DSCP names (RFC 2474 class selectors, RFC 2597 assured forwarding, RFC 3246 expedited
+#: forwarding, RFC 5865 voice-admit, RFC 8622 lower effort) → code point.
+DSCP = {
+    **{f"CS{i}": i * 8 for i in range(8)},
+    **{f"AF{c}{d}": c * 8 + d * 2 for c in range(1, 5) for d in range(1, 4)},
+    "EF": 46, "VOICE-ADMIT": 44, "LE": 1, "DF": 0, "BE": 0,
+}  # fmt: skip
+
+
+class TrafficClass(Ports):
+    """Traffic of one class (zones and ports) and the DSCP values it must carry."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    from_: str = Field("*", alias="from")
+    to: str = "*"
+    dscp: tuple[str | int, ...] = Field(min_length=1, description="Names (EF, AF41, CS1) or numbers 0-63.")
+    replies: bool = Field(True, description="The class's answers (source port = a class port) too.")
+
+    @field_validator("dscp")
+    @classmethod
+    def _dscp(cls, v: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        for d in v:
+            if isinstance(d, int) and not 0 <= d <= 63 or isinstance(d, str) and d.upper() not in DSCP:
+                raise ValueError(f"unknown DSCP {d!r} (a name such as EF, AF41, CS1, or 0-63)")
+        return v
+
+    def codes(self) -> tuple[int, ...]:
+        return tuple(sorted({d if isinstance(d, int) else DSCP[d.upper()] for d in self.dscp}))
+
+
+class QosMarkingRule(_Rule):
+    """Each traffic class carries its DSCP: a flow of the class whose observed ``tos`` has another
+    DSCP is a violation (mismarked payment traffic, backup traffic marked above its class)."""
+
+    type: Literal["qos_marking"]
+    classes: tuple[TrafficClass, ...] = Field(min_length=1)
+
+
 #: Rule kind (the ``type:`` value) → model. SQL builders: ``analytics.policy.rules.RULE_SQL``.
 RULE_KINDS: dict[str, type[_Rule]] = {
     "deny": DenyRule,
@@ -564,6 +605,7 @@ RULE_KINDS: dict[str, type[_Rule]] = {
     "tls_minimum": TlsMinimumRule,
     "dns_resolvers": DnsResolverRule,
     "sni_allowlist": SniAllowlistRule,
+    "qos_marking": QosMarkingRule,
 }
 if TYPE_CHECKING:
     Rule = _Rule  # any registered kind

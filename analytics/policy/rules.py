@@ -28,6 +28,7 @@ from analytics.policy.model import (
     SeparationRule,
     TenantIsolationRule,
 )
+from analytics.policy.qos import qos_marking_sql
 from analytics.policy.sql import (
     FALSE,
     TRUE,
@@ -176,6 +177,7 @@ RULE_SQL: dict[str, Callable[[Policy, Any], str]] = {
     "cross_center": cross_center_sql,
     "networkpolicy_conformance": networkpolicy_sql,
     **L7_RULE_SQL,
+    "qos_marking": qos_marking_sql,
 }
 
 

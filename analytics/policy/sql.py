@@ -18,7 +18,10 @@ from netobs import counting
 TRUE, FALSE = "1", "0"
 #: Each packet counted once, whatever the exporters' conventions (netobs.counting).
 DEDUP = counting.COUNTED
-_FIELDS = ("namespace", "pod", "workload", "node", "tenant", "subnet", "vpc", "zone", "center", "site")
+_FIELDS = (
+    "namespace", "pod", "workload", "node", "tenant", "subnet", "vpc", "zone", "center", "site",
+    "plane", "cluster", "host",
+)  # fmt: skip
 
 
 def quote(s: str) -> str:

@@ -9,12 +9,34 @@ it is removed from the address index.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.metadata.model import IPAddress, Namespace, Network, Node, Obj, Pod, Service, Vpc
+from pipeline.metadata.model import (
+    Eip,
+    IPAddress,
+    Namespace,
+    NatRule,
+    Network,
+    Node,
+    Obj,
+    Pod,
+    ProviderNetwork,
+    QosPolicy,
+    QosRule,
+    Service,
+    Vlan,
+    Vpc,
+)
 
 TENANT, ZONE, CENTER = "netobs.io/tenant", "netobs.io/zone", "netobs.io/center"
+#: A subnet's plane label (business, management, storage, backup, ...).
+PLANE = "netobs.io/plane"
+#: Multus: every attachment of a pod, with its interface and addresses (a JSON list).
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+#: Kube-OVN pod bandwidth limits, Mbit/s.
+INGRESS_RATE, EGRESS_RATE = "ovn.kubernetes.io/ingress_rate", "ovn.kubernetes.io/egress_rate"
 
 
 def _meta(obj: dict) -> dict:
@@ -47,6 +69,7 @@ def pod(obj: dict) -> Obj | None:
         ips = [status["podIP"]]
     if not ips:
         return None  # not scheduled / no address yet: nothing to name
+    notes = meta.get("annotations") or {}
     return Pod(
         name=meta.get("name"),
         namespace=meta.get("namespace"),
@@ -56,8 +79,44 @@ def pod(obj: dict) -> Obj | None:
         workload=workload_of(meta),
         labels=_labels(obj),
         ports=_container_ports(spec),
+        planes=network_status(notes.get(NETWORK_STATUS)),
+        ingress_rate_mbps=_rate(notes.get(INGRESS_RATE)),
+        egress_rate_mbps=_rate(notes.get(EGRESS_RATE)),
         start=meta.get("creationTimestamp"),
     )
+
+
+def network_status(text: str | None) -> dict[str, str]:
+    """Address → attachment from Multus's ``network-status`` annotation.
+
+    A JSON list of ``{"name": "<namespace>/<attachment>", "interface": "net1", "ips": [...],
+    "mac": ..., "default": bool}``; the default network (``"default": true``, e.g. ``kube-ovn``)
+    is left to its subnet. A malformed annotation raises (the pod is reported, not guessed at).
+    """
+    if not text:
+        return {}
+    items = json.loads(text)
+    if not isinstance(items, list):
+        raise ValueError(f"{NETWORK_STATUS}: a JSON list is expected")
+    out: dict[str, str] = {}
+    for it in items:
+        if not isinstance(it, dict) or it.get("default"):
+            continue
+        for ip in it.get("ips") or []:
+            out[str(ip)] = str(it.get("name") or it.get("interface") or "")
+    return out
+
+
+def _rate(v: Any) -> float:
+    return float(v) if v not in (None, "") else 0.0
+
+
+def plane_of_provider(provider: str) -> str:
+    """``<attachment>.<namespace>[.ovn]`` → ``<namespace>/<attachment>`` (Multus's name); ovn → ''."""
+    parts = (provider or "").split(".")
+    if len(parts) >= 2 and provider != "ovn":
+        return f"{parts[1]}/{parts[0]}"
+    return ""
 
 
 def _container_ports(spec: dict) -> tuple[int, ...]:
@@ -119,6 +178,9 @@ def subnet(obj: dict) -> Obj:
         tenant=labels.get(TENANT, ""),
         zone=labels.get(ZONE, ""),
         center=labels.get(CENTER, ""),
+        plane=labels.get(PLANE) or plane_of_provider(spec.get("provider") or ""),
+        provider=spec.get("provider") or "",
+        vlan=spec.get("vlan") or "",
     )
 
 
@@ -141,14 +203,89 @@ def ip(obj: dict) -> Obj:
         namespace=spec.get("namespace") or "",
         node=spec.get("nodeName") or "",
         subnet=spec.get("subnet") or "",
+        plane=_labels(obj).get(PLANE, ""),
     )
 
 
-def key_of(kind: str, obj: dict) -> str:
+def vlan(obj: dict) -> Obj:
+    spec = obj.get("spec") or {}
+    return Vlan(name=_meta(obj).get("name"), id=int(spec.get("id") or 0), provider=spec.get("provider") or "")
+
+
+def provider_network(obj: dict) -> Obj:
+    spec = obj.get("spec") or {}
+    return ProviderNetwork(name=_meta(obj).get("name"), default_interface=spec.get("defaultInterface") or "")
+
+
+def _eip(flavour: str, v4: str, v6: str) -> Callable[[dict], Obj | None]:
+    def convert(obj: dict) -> Obj | None:
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        ips = [a for a in (spec.get(v4) or status.get(v4), spec.get(v6) or status.get(v6)) if a]
+        if flavour == "iptables" and not ips and status.get("ip"):
+            ips = [status["ip"]]
+        if not ips:
+            return None  # not allocated yet
+        return Eip(
+            name=_meta(obj).get("name"),
+            ips=ips,
+            flavour=flavour,
+            external_subnet=spec.get("externalSubnet") or "",
+            qos_policy=spec.get("qosPolicy") or status.get("qosPolicy") or "",
+        )
+
+    return convert
+
+
+def _nat(
+    typ: str, flavour: str, eip: str, internal: tuple[str, ...], ip_name: str = "", subnet: str = ""
+) -> Callable[[dict], Obj]:
+    def convert(obj: dict) -> Obj:
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        addr = next((spec.get(f) or status.get(f) for f in internal if spec.get(f) or status.get(f)), "")
+        return NatRule(
+            name=_meta(obj).get("name"),
+            type=typ,
+            flavour=flavour,
+            eip=spec.get(eip) or "",
+            internal=addr,
+            ip_name=spec.get(ip_name) or "" if ip_name else "",
+            vpc_subnet=spec.get(subnet) or "" if subnet else "",
+            internal_port=spec.get("internalPort") or 0,
+            external_port=spec.get("externalPort") or 0,
+            protocol=(spec.get("protocol") or "").lower(),
+        )
+
+    return convert
+
+
+def qos_policy(obj: dict) -> Obj:
+    spec = obj.get("spec") or {}
+    rules = [
+        QosRule(
+            name=r.get("name") or "",
+            direction=r.get("direction") or "",
+            rate_max_mbps=_rate(r.get("rateMax")),
+            burst_max_mbps=_rate(r.get("burstMax")),
+            match_type=r.get("matchType") or "",
+            match_value=r.get("matchValue") or "",
+            priority=int(r.get("priority") or 0),
+        )
+        for r in spec.get("bandwidthLimitRules") or []
+    ]
+    return QosPolicy(
+        name=_meta(obj).get("name"),
+        binding_type=spec.get("bindingType") or "",
+        shared=bool(spec.get("shared")),
+        rules=tuple(rules),
+    )
+
+
+def key_of(kind: str, obj: dict, cluster: str = "") -> str:
     """The store key of a wire object (to delete it even when it no longer converts)."""
     meta = _meta(obj)
     namespaced = kind in ("pod", "service")
-    return f"{meta.get('namespace')}/{meta.get('name')}" if namespaced else str(meta.get("name"))
+    key = f"{meta.get('namespace')}/{meta.get('name')}" if namespaced else str(meta.get("name"))
+    return f"{cluster}::{key}" if cluster else key
 
 
 #: Metadata kind and converter of each watched resource.
@@ -160,4 +297,21 @@ CONVERTERS: dict[str, tuple[str, Callable[[dict], Any]]] = {
     "subnets": ("network", subnet),
     "vpcs": ("vpc", vpc),
     "ips": ("ip", ip),
+    "vlans": ("vlan", vlan),
+    "provider-networks": ("provider_network", provider_network),
+    "ovn-eips": ("eip", _eip("ovn", "v4Ip", "v6Ip")),
+    "iptables-eips": ("eip", _eip("iptables", "v4ip", "v6ip")),
+    "ovn-fips": ("nat", _nat("fip", "ovn", "ovnEip", ("v4Ip", "v6Ip"), ip_name="ipName")),
+    "ovn-snat-rules": (
+        "nat",
+        _nat("snat", "ovn", "ovnEip", ("v4IpCidr", "v6IpCidr"), ip_name="ipName", subnet="vpcSubnet"),
+    ),
+    "ovn-dnat-rules": ("nat", _nat("dnat", "ovn", "ovnEip", ("v4Ip", "v6Ip"), ip_name="ipName")),
+    "iptables-fip-rules": ("nat", _nat("fip", "iptables", "eip", ("internalIp",))),
+    "iptables-snat-rules": ("nat", _nat("snat", "iptables", "eip", ("internalCIDR",))),
+    "iptables-dnat-rules": ("nat", _nat("dnat", "iptables", "eip", ("internalIp",))),
+    "qos-policies": ("qos_policy", qos_policy),
 }
+
+#: Kube-OVN resources beyond subnets/vpcs/ips: underlay, NAT and EIP, QoS (kubeovn.io/v1).
+KUBE_OVN_NETWORK = tuple(r for r in CONVERTERS if r not in ("pods", "namespaces", "nodes", "services"))

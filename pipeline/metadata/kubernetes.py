@@ -25,6 +25,10 @@ SOURCE = "kubernetes"
 CORE = ("pods", "namespaces", "nodes", "services")
 _MALFORMED = object()
 KUBE_OVN = ("subnets", "vpcs", "ips")
+#: With the underlay, NAT/EIP and QoS resources (what ``from_config`` watches with ``kube_ovn``).
+KUBE_OVN_ALL = KUBE_OVN + k8s_convert.KUBE_OVN_NETWORK
+#: Kinds fed by several resources: each resource replaces only what it listed itself.
+_SHARED_KINDS = ("nat", "eip")
 
 
 class KubernetesSource:
@@ -38,8 +42,12 @@ class KubernetesSource:
         watch_timeout_s: int = 300,
         max_backoff_s: float = 30.0,
         clock: Callable[[], int] | None = None,
+        cluster: str = "",
     ):
         self.meta, self.api_client, self.resources = meta, api_client, resources
+        #: Every object this source writes belongs to ``cluster`` (its key carries it).
+        self.cluster = cluster
+        self.source = f"{SOURCE}:{cluster}" if cluster else SOURCE
         self.watch_timeout_s, self.max_backoff_s = watch_timeout_s, max_backoff_s
         self.clock = clock or (lambda: int(time.time() * 1000))
         self._stop = threading.Event()
@@ -54,18 +62,27 @@ class KubernetesSource:
         """From ``netobs.config.KubernetesEnrichConfig``: in-cluster or a kubeconfig."""
         from kubernetes import client, config
 
+        conf = client.Configuration()
         if cfg.in_cluster:
-            config.load_incluster_config()
-            api = client.ApiClient()
+            config.load_incluster_config(client_configuration=conf)
         else:
             path = str(cfg.kubeconfig) if cfg.kubeconfig else None
-            api = config.new_client_from_config(config_file=path, context=cfg.context)
-        resources = CORE + (KUBE_OVN if cfg.kube_ovn else ())
-        return cls(meta, api, resources, cfg.watch_timeout_s, cfg.max_backoff_s)
+            config.load_kube_config(config_file=path, context=cfg.context, client_configuration=conf)
+        resources = CORE + (KUBE_OVN_ALL if cfg.kube_ovn else ())
+        # One long-lived watch per resource: a connection each (the default pool holds ~10).
+        conf.connection_pool_maxsize = len(resources) + 2
+        api = client.ApiClient(conf)
+        cluster = getattr(cfg, "cluster", "")
+        return cls(meta, api, resources, cfg.watch_timeout_s, cfg.max_backoff_s, cluster=cluster)
+
+    def _source(self, res: str) -> str:
+        kind, _ = k8s_convert.CONVERTERS[res]
+        return f"{self.source}/{res}" if kind in _SHARED_KINDS else self.source
 
     def start(self) -> None:
         for res in self.resources:
-            t = threading.Thread(target=self._run, args=(res,), name=f"k8s-{res}", daemon=True)
+            name = f"k8s-{self.cluster}-{res}" if self.cluster else f"k8s-{res}"
+            t = threading.Thread(target=self._run, args=(res,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -111,6 +128,11 @@ class KubernetesSource:
                 rv = self._watch(res, lister, rv)
                 backoff = 0.5
             except ApiException as e:
+                if e.status == 404 and res in k8s_convert.KUBE_OVN_NETWORK:
+                    # A Kube-OVN feature this cluster does not run (no such CRD): nothing to watch.
+                    log.info("kubernetes %s: not served by this cluster (404), not watched", res)
+                    self.synced[res].set()
+                    return
                 if e.status == 410:
                     log.info("kubernetes %s: resourceVersion %s expired (410 Gone), relisting", res, rv)
                     self.relists += 1
@@ -134,7 +156,7 @@ class KubernetesSource:
         # First sight: a pod from its creationTimestamp; namespaces, nodes and CRDs as known since ever
         # (their labels are what names old flows in a backfill).
         self.meta.replace_all(
-            [kind], objs, self.clock(), source=SOURCE, new_from=None if kind == "pod" else 0
+            [kind], objs, self.clock(), source=self._source(res), new_from=None if kind == "pod" else 0
         )
         self.synced[res].set()
         return str((data.get("metadata") or {}).get("resourceVersion") or "")
@@ -161,21 +183,26 @@ class KubernetesSource:
 
     def _event(self, res: str, typ: str, raw: dict) -> None:
         kind, _ = k8s_convert.CONVERTERS[res]
-        key = k8s_convert.key_of(kind, raw)
+        key = k8s_convert.key_of(kind, raw, self.cluster)
         obj = None if typ == "DELETED" else self._convert(res, raw)
         if obj is _MALFORMED:
             return  # keep what was known about it
-        change = Change.delete(kind, key, SOURCE) if obj is None else Change.upsert(obj, SOURCE)
+        src = self._source(res)
+        change = Change.delete(kind, key, src) if obj is None else Change.upsert(obj, src)
         self.meta.apply([change], self.clock())
 
     def _convert(self, res: str, raw: dict) -> Any:
         """The model object, None (nothing to name), or ``_MALFORMED`` (logged and skipped)."""
         try:
-            return k8s_convert.CONVERTERS[res][1](raw)
+            obj = k8s_convert.CONVERTERS[res][1](raw)
+            return (
+                obj.model_copy(update={"cluster": self.cluster}) if obj is not None and self.cluster else obj
+            )
         except (ValidationError, ValueError, TypeError, KeyError, AttributeError) as e:
             meta = raw.get("metadata") or {}
             name = "/".join(x for x in (meta.get("namespace"), meta.get("name")) if x) or "(unnamed)"
-            msg = f"kubernetes {res} {name}: malformed, skipped: {_reason(e)}"
+            where = f"kubernetes[{self.cluster}]" if self.cluster else "kubernetes"
+            msg = f"{where} {res} {name}: malformed, skipped: {_reason(e)}"
             log.error(msg)
             self.problems.append(msg)
             return _MALFORMED

@@ -15,16 +15,30 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: Separates a cluster's name from an object's own key (``cluster::namespace/name``).
+CLUSTER_SEP = "::"
+
 
 class Obj(BaseModel):
-    """Base of every metadata object: unknown keys rejected, immutable."""
+    """Base of every metadata object: unknown keys rejected, immutable.
+
+    ``cluster`` names the Kubernetes cluster an object belongs to ('' : no cluster, or the
+    only one: the inventory, the CMDB). Two clusters may hold a pod of the same name with the
+    same address: the key carries the cluster, so their histories stay apart.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[str] = ""
+    cluster: str = Field("", description="Kubernetes cluster of the object ('' : none, or the only one).")
+
+    @property
+    def local_key(self) -> str:
+        """The key within its cluster."""
+        return getattr(self, "name")  # noqa: B009 - every kind has a name
 
     @property
     def key(self) -> str:
-        return getattr(self, "name")  # noqa: B009 - every kind has a name
+        return f"{self.cluster}{CLUSTER_SEP}{self.local_key}" if self.cluster else self.local_key
 
     def attrs(self) -> dict[str, Any]:
         """JSON-ready attributes, as stored in a version row."""
@@ -83,6 +97,9 @@ class Network(Obj):
     tenant: str = ""
     zone: str = ""
     center: str = ""
+    plane: str = Field("", description="Plane (business, management, storage, backup, ...) of the network.")
+    provider: str = Field("", description="Kube-OVN subnet provider: ovn, or <attachment>.<namespace>[.ovn].")
+    vlan: str = Field("", description="Kube-OVN Vlan of an underlay subnet.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -119,11 +136,26 @@ class Pod(Obj):
     workload: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     ports: tuple[int, ...] = Field((), description="Ports its containers listen on (containerPorts).")
+    planes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Address → the network attachment (plane) it is on, for pods with several NICs "
+        "(Multus network-status, Kube-OVN IP objects per provider); addresses not listed are named "
+        "by their subnet's plane.",
+    )
+    ingress_rate_mbps: float = Field(
+        0, ge=0, description="Kube-OVN ovn.kubernetes.io/ingress_rate (0: none)."
+    )
+    egress_rate_mbps: float = Field(0, ge=0, description="Kube-OVN ovn.kubernetes.io/egress_rate (0: none).")
     start: datetime | None = Field(None, description="Start of life (default: when it was applied).")
     end: datetime | None = Field(None, description="End of life (default: still alive).")
 
     _v_ip = field_validator("ip", mode="before")(lambda v: None if v in (None, "") else _ip(v))
     _v_ips = field_validator("ips", mode="before")(_ips)
+
+    @field_validator("planes", mode="before")
+    @classmethod
+    def _planes(cls, v: Any) -> dict[str, str]:
+        return {_ip(a): str(p) for a, p in dict(v or {}).items()}
 
     @model_validator(mode="after")
     def _ordered(self) -> Pod:
@@ -132,11 +164,12 @@ class Pod(Obj):
         return self
 
     @property
-    def key(self) -> str:
+    def local_key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
     def addresses(self) -> tuple[str, ...]:
-        return ((self.ip,) if self.ip else ()) + tuple(a for a in self.ips if a != self.ip)
+        own = ((self.ip,) if self.ip else ()) + tuple(a for a in self.ips if a != self.ip)
+        return own + tuple(a for a in self.planes if a not in own)
 
     def attrs(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True, exclude={"start", "end"})
@@ -152,6 +185,7 @@ class IPAddress(Obj):
     namespace: str = ""
     node: str = ""
     subnet: str = ""
+    plane: str = Field("", description="Attachment (provider) the address is on, for a pod's further NICs.")
 
     _v_ips = field_validator("ips", mode="before")(_ips)
 
@@ -174,7 +208,7 @@ class Service(Obj):
     _v_ips = field_validator("cluster_ips", mode="before")(_ips)
 
     @property
-    def key(self) -> str:
+    def local_key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
 
@@ -187,9 +221,132 @@ class Vpc(Obj):
     namespaces: tuple[str, ...] = ()
 
 
+class Host(Obj):
+    """A legacy host or VM on the underlay, from the CMDB: named beside the pods by its addresses."""
+
+    kind: ClassVar[str] = "host"
+    name: str = Field(min_length=1)
+    addresses_: tuple[str, ...] = Field(min_length=1, alias="addresses")
+    application: str = ""
+    tenant: str = ""
+    zone: str = ""
+    center: str = ""
+    owner: str = ""
+    plane: str = ""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _v_ips = field_validator("addresses_", mode="before")(_ips)
+
+    def addresses(self) -> tuple[str, ...]:
+        return self.addresses_
+
+    def attrs(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+
+
+class Eip(Obj):
+    """A Kube-OVN external address: ``OvnEip`` (flavour ovn) or ``IptablesEIP`` (flavour iptables)."""
+
+    kind: ClassVar[str] = "eip"
+    name: str = Field(min_length=1)
+    ips: tuple[str, ...] = Field(min_length=1)
+    flavour: Literal["ovn", "iptables"] = "ovn"
+    external_subnet: str = ""
+    qos_policy: str = ""
+
+    _v_ips = field_validator("ips", mode="before")(_ips)
+
+
+class NatRule(Obj):
+    """A Kube-OVN NAT rule: what hides behind an EIP.
+
+    ``internal`` is what the rule translates: one address (a FIP, a DNAT target, an SNAT rule for
+    one pod) or a CIDR (an SNAT rule for a subnet). OVN rules may name it only through an IP object
+    (``ip_name``) or a subnet (``vpc_subnet``); the enricher resolves those from the same history.
+    """
+
+    kind: ClassVar[str] = "nat"
+    name: str = Field(min_length=1)
+    type: Literal["fip", "snat", "dnat"]
+    flavour: Literal["ovn", "iptables"] = "ovn"
+    eip: str = Field(min_length=1, description="Name of the Eip object.")
+    internal: str = Field("", description="Internal address or CIDR.")
+    ip_name: str = ""
+    vpc_subnet: str = ""
+    internal_port: int = Field(0, ge=0, le=65535)
+    external_port: int = Field(0, ge=0, le=65535)
+    protocol: str = ""
+
+    @field_validator("internal", mode="before")
+    @classmethod
+    def _internal(cls, v: Any) -> str:
+        v = str(v or "").strip()
+        return str(ipaddress.ip_network(v, strict=False)) if "/" in v else (_ip(v) if v else "")
+
+    @field_validator("internal_port", "external_port", mode="before")
+    @classmethod
+    def _port(cls, v: Any) -> int:
+        return int(v) if str(v or "").strip() else 0
+
+
+class Vlan(Obj):
+    """A Kube-OVN ``Vlan``: the tag of an underlay, on a provider network."""
+
+    kind: ClassVar[str] = "vlan"
+    name: str = Field(min_length=1)
+    id: int = Field(0, ge=0, le=4096)
+    provider: str = ""
+
+
+class ProviderNetwork(Obj):
+    """A Kube-OVN ``ProviderNetwork``: the bridge and NIC an underlay leaves the nodes by."""
+
+    kind: ClassVar[str] = "provider_network"
+    name: str = Field(min_length=1)
+    default_interface: str = ""
+
+
+class QosRule(BaseModel):
+    """One bandwidth limit rule of a Kube-OVN ``QoSPolicy``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = ""
+    direction: str = ""
+    rate_max_mbps: float = Field(0, ge=0)
+    burst_max_mbps: float = Field(0, ge=0)
+    match_type: str = ""
+    match_value: str = ""
+    priority: int = 0
+
+
+class QosPolicy(Obj):
+    """A Kube-OVN ``QoSPolicy`` (bound to EIPs or NAT gateways)."""
+
+    kind: ClassVar[str] = "qos_policy"
+    name: str = Field(min_length=1)
+    binding_type: str = ""
+    shared: bool = False
+    rules: tuple[QosRule, ...] = ()
+
+
+class Cluster(Obj):
+    """A Kubernetes cluster: the cloud it runs in, for the cross-cloud path class."""
+
+    kind: ClassVar[str] = "cluster"
+    name: str = Field(min_length=1)
+    cloud: str = ""
+    center: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
 #: Every kind, by name: how a stored version's attributes become an object again.
 KINDS: dict[str, type[Obj]] = {
-    c.kind: c for c in (Site, Center, Node, Network, Namespace, Pod, IPAddress, Vpc, Service)
+    c.kind: c
+    for c in (Site, Center, Node, Network, Namespace, Pod, IPAddress, Vpc, Service)
+    + (Host, Eip, NatRule, Vlan, ProviderNetwork, QosPolicy, Cluster)
 }
 
 

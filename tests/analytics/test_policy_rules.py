@@ -164,7 +164,9 @@ def test_every_rule_type_is_covered(bank):
 
     l7_types = {r["type"] for r in L7_POLICY["rules"]}
     examples = {"only_from", "same"}  # the worked examples of docs/policy.md (test_policy_examples.py)
-    assert covered | examples | {"networkpolicy_conformance"} | l7_types == set(RULE_SQL) == set(RULE_KINDS)
+    # QoS marking is tested on its own policy (tests/testdata/policy_qos_test.yaml, test_policy_qos.py)
+    tested_apart = {"networkpolicy_conformance", "qos_marking"}
+    assert covered | examples | tested_apart | l7_types == set(RULE_SQL) == set(RULE_KINDS)
 
 
 def test_sampling_scales_bytes_and_packets(store, bank):

@@ -224,6 +224,7 @@ def fill(cfg: Settings) -> dict[str, int]:
         store.insert(sample_transform(enricher)(l7_table()), target=schema.L7)
         save(store.query_arrow, cfg.store.database, findings())
         evaluate(store, load_policy(POLICY), START, END)
+        evaluate(store, load_policy(TESTDATA / "policy_qos.yaml"), START, END)  # pod-c → db unmarked
     finally:
         store.stop()
     return {"flows": len(rows)}

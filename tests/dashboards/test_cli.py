@@ -35,7 +35,7 @@ def test_export_writes_dashboards_and_provisioning(tmp_path, capsys, monkeypatch
     cfg = _config(tmp_path, tmp_path, "dashboards: {datasource_uid: ch-main, datasource_port: 9440}\n")
     assert main(["-c", str(cfg), "dashboards", "export", str(tmp_path / "out")]) == 0
     written = capsys.readouterr().out.split()
-    assert len(written) == 7
+    assert len(written) == 8
     ds = yaml.safe_load((tmp_path / "out/provisioning/datasources/netobs.yaml").read_text())["datasources"][0]
     assert ds["uid"] == "ch-main" and ds["type"] == "grafana-clickhouse-datasource"
     assert ds["jsonData"] == {"host": "ch.dc1.bank", "port": 9440, "protocol": "native", "secure": False,
@@ -71,7 +71,7 @@ def test_check_runs_every_panel_on_the_store(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert len(lines) == 38 + 9 + 6 and all(line.startswith("ok ") for line in lines), captured.out
+    assert len(lines) == 38 + 9 + 6 + 5 and all(line.startswith("ok ") for line in lines), captured.out
     assert "0 errors" in captured.err
     assert any("'Center × center matrix': 3 rows (src_center, dst_center" in line for line in lines), lines
 
@@ -149,7 +149,8 @@ def test_push_posts_every_dashboard_with_overwrite(tmp_path, grafana, capsys, mo
     assert main(["-c", str(cfg), "dashboards", "push", "--url", grafana]) == 0
     out = capsys.readouterr()
     assert out.out.split() == [
-        f"/d/netobs-{n}/x" for n in ("cross-center", "tenant", "collection-health", "compliance", "l7")
+        f"/d/netobs-{n}/x"
+        for n in ("cross-center", "tenant", "collection-health", "compliance", "l7", "planes-qos")
     ]
     assert _Grafana.token not in out.out + out.err
     posts = [r for r in _Grafana.requests if r[1] == "/api/dashboards/db"]
@@ -157,7 +158,7 @@ def test_push_posts_every_dashboard_with_overwrite(tmp_path, grafana, capsys, mo
         ("GET", "/api/folders/netobs"),
         ("POST", "/api/folders"),
     ]
-    assert len(posts) == 5
+    assert len(posts) == 6
     for method, _, headers, body in posts:
         assert method == "POST" and headers["Authorization"] == f"Bearer {_Grafana.token}"
         assert headers["Content-Type"].startswith("application/json")

@@ -25,7 +25,7 @@ def models():
 
 def test_dashboard_metadata(models):
     uids = [m["uid"] for m in models.values()]
-    assert len(set(uids)) == len(uids) == 5
+    assert len(set(uids)) == len(uids) == 6
     for m in models.values():
         assert m["schemaVersion"] >= 39 and m["title"] and "netobs" in m["tags"]
         assert m["time"]["to"] == "now" and m["time"]["from"].startswith("now-") and m["refresh"]

@@ -54,7 +54,7 @@ def test_add_missing_columns_converges():
     alters = ddl.add_missing_columns("netobs", existing)
     assert alters == [
         "ALTER TABLE `netobs`.`flows` ADD COLUMN IF NOT EXISTS `vlan` UInt16 AFTER `dst_mac`",
-        "ALTER TABLE `netobs`.`flows` ADD COLUMN IF NOT EXISTS `path` LowCardinality(String) AFTER `dst_site`",
+        "ALTER TABLE `netobs`.`flows` ADD COLUMN IF NOT EXISTS `path` LowCardinality(String) AFTER `dst_host`",
     ]
     assert ddl.add_missing_columns("netobs", {c.name: c.ch_type for c in schema.FLOW_COLUMNS}) == []
 

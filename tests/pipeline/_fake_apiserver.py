@@ -18,6 +18,21 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+# Kube-OVN's underlay, NAT/EIP and QoS resources (cluster-scoped, kubeovn.io/v1).
+_KUBE_OVN = {
+    "vlans": "Vlan",
+    "provider-networks": "ProviderNetwork",
+    "ovn-eips": "OvnEip",
+    "ovn-fips": "OvnFip",
+    "ovn-snat-rules": "OvnSnatRule",
+    "ovn-dnat-rules": "OvnDnatRule",
+    "iptables-eips": "IptablesEIP",
+    "iptables-fip-rules": "IptablesFIPRule",
+    "iptables-snat-rules": "IptablesSnatRule",
+    "iptables-dnat-rules": "IptablesDnatRule",
+    "qos-policies": "QoSPolicy",
+}
+
 _PATHS = {
     "/api/v1/pods": ("pods", "v1", "Pod"),
     "/api/v1/namespaces": ("namespaces", "v1", "Namespace"),
@@ -26,6 +41,7 @@ _PATHS = {
     "/apis/kubeovn.io/v1/subnets": ("subnets", "kubeovn.io/v1", "Subnet"),
     "/apis/kubeovn.io/v1/vpcs": ("vpcs", "kubeovn.io/v1", "Vpc"),
     "/apis/kubeovn.io/v1/ips": ("ips", "kubeovn.io/v1", "IP"),
+    **{f"/apis/kubeovn.io/v1/{res}": (res, "kubeovn.io/v1", kind) for res, kind in _KUBE_OVN.items()},
     "/apis/networking.k8s.io/v1/networkpolicies": (
         "networkpolicies",
         "networking.k8s.io/v1",
@@ -38,7 +54,12 @@ _KINDS = {res: (api, kind) for res, api, kind in _PATHS.values()}
 class FakeApiServer:
     """State (objects per resource), an event log with resourceVersions, and the HTTP server."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None, serve: tuple[str, ...] | None = None) -> None:
+        #: With a token, every request must carry ``Authorization: Bearer <token>`` (401 otherwise).
+        self.token = token
+        #: Resources this server answers (None: all); others are 404, as a CRD not installed.
+        self.serve = serve
+        self.unauthorized = 0
         self.objects: dict[str, dict[str, dict]] = {res: {} for res in _KINDS}
         self.events: list[tuple[int, str, str, dict]] = []
         self.rv = 100
@@ -160,7 +181,21 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
             api.requests.append(self.path)
+            if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
+                api.unauthorized += 1
+                return self._json(
+                    401,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "code": 401,
+                        "reason": "Unauthorized",
+                    },
+                )
             spec = _PATHS.get(url.path)
+            if spec is not None and api.serve is not None and spec[0] not in api.serve:
+                spec = None
             if spec is None:
                 return self._json(
                     404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
