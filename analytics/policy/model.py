@@ -585,6 +585,17 @@ class QosMarkingRule(_Rule):
     type: Literal["qos_marking"]
     classes: tuple[TrafficClass, ...] = Field(min_length=1)
 
+    def explain(self, p: Policy) -> str:
+        parts = [
+            f"{c.name}: from {_client(c.from_)} to {_z(c.to)} on {_ports_text(c.ports, c.protocols)}"
+            f"{' (and its replies)' if c.replies and c.ports else ''} must carry DSCP "
+            + " or ".join(str(d) for d in c.dscp)
+            for c in self.classes
+        ]
+        return (
+            "Each traffic class keeps its marking (the DSCP of the observed TOS): " + "; ".join(parts) + "."
+        )
+
 
 #: Rule kind (the ``type:`` value) → model. SQL builders: ``analytics.policy.rules.RULE_SQL``.
 RULE_KINDS: dict[str, type[_Rule]] = {
