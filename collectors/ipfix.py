@@ -140,6 +140,8 @@ class IpfixDecoder:
         #: Template → queued records: a _Pending, or a native Batch of decoded columns.
         self._pending: dict[Template, Any] = {}
         self.native = load_native()
+        #: The native columns every template's Batch writes (see _native_set), made with the first.
+        self._sink: Any = None
         self._table = self.templates.table  # (the same dict for the decoder's life)
         #: (exporter address, domain, template id) → the session that defined it last.
         self._origins: dict[tuple[bytes, int, int], str] = {}
@@ -208,11 +210,11 @@ class IpfixDecoder:
         """Decode every queued record into one flow batch."""
         pending, self._pending = self._pending, {}
         batches = []
+        native: dict[int, Any] = {}  # the columns the native templates wrote: usually the one sink
         for template, queue in pending.items():
-            if not isinstance(queue, _Pending):  # a native Batch: columns already decoded
-                groups, names = native_groups(self.native.COLUMNS)
-                n, buffers = queue.take_groups(groups)
-                batches.append(batch(native_columns(names, n, buffers, self.TYPE), n))
+            if not isinstance(queue, _Pending):  # a native Batch: its records are in its sink
+                target = queue.sink if queue.sink is not None else queue
+                native.setdefault(id(target), target)
                 continue
             records = queue.records(template)
             *columns, tables = zip(*queue.meta, strict=True)
@@ -232,6 +234,11 @@ class IpfixDecoder:
             if template.biflow:
                 cols, n = biflow_rows(records, cols)
             batches.append(batch(cols, n))
+        for target in native.values():  # every native template's records, in arrival order
+            if len(target):
+                groups, names = native_groups(self.native.COLUMNS)
+                n, buffers = target.take_groups(groups)
+                batches.insert(0, batch(native_columns(names, n, buffers, self.TYPE), n))
         return FlowBatch.concat(batches)
 
     def _sets(self, buf: bytes, end: int, ctx: tuple, stats: ExporterStats) -> int | None:
@@ -417,7 +424,9 @@ class IpfixDecoder:
         batch = template.native
         if batch is None:
             layout = native_layout(template, self.native)
-            batch = template.native = layout and self.native.Batch(layout)
+            if layout and (self._sink is None or type(self._sink) is not self.native.Batch):
+                self._sink = self.native.Batch(None)
+            batch = template.native = layout and self.native.Batch(layout, self._sink)
         queued = self._pending.get(template, batch)
         if batch is False or queued is not batch:  # (a Python queue if the switch was flipped)
             return None
