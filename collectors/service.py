@@ -254,21 +254,41 @@ class UdpCollector:
         column) would otherwise be paid per exporter. Rows carry their exporter anyway."""
         n = len(batch)
         order, parts = _split.groups(batch.columns.get("exporter"), n)
+        # Each message's rows made contiguous (an exporter of its own, or a bucket of small ones),
+        # so that every message is a zero-copy slice of one Arrow conversion.
+        messages: list[tuple[int, int, str]] = []  # (bucket, or -1 - i for its own message; rows; exporter)
+        for address, start, end in parts:
+            exporter = _owner(address, owners)
+            own = end - start >= SHARED_BELOW or len(parts) == 1
+            key = -1 - len(messages) if own else zlib.crc32(exporter.encode()) % SHARED_BUCKETS
+            messages.append((key, end - start, exporter))
+        if len(parts) > 1 and any(key >= 0 for key, _, _ in messages):
+            rank = np.repeat(np.fromiter((m[0] for m in messages), np.int64), [m[1] for m in messages])
+            regroup = np.argsort(rank, kind="stable")
+            order = regroup if order is None else order[regroup]
+            messages.sort(key=lambda m: m[0])  # (stable, as the argsort)
         cols = batch.columns if order is None else {k: v[order] for k, v in batch.columns.items()}
         rb = FlowBatch(cols, n).to_arrow()
         types = cols.get("type")
-        shared: dict[int, list[tuple[int, int]]] = {}
-        for address, start, end in parts:
-            exporter = _owner(address, owners)
+        start, bucket, bucket_start = 0, -1, 0
+        for key, size, exporter in messages:
             if types is not None:
-                self._count_records(exporter, types[start:end])
-            if end - start >= SHARED_BELOW or len(parts) == 1:
-                self._send(exporter, rb if len(parts) == 1 else rb.slice(start, end - start), end - start)
-            else:
-                shared.setdefault(zlib.crc32(exporter.encode()) % SHARED_BUCKETS, []).append((start, end))
-        for bucket, ranges in shared.items():
-            rows = np.concatenate([np.arange(s, e) for s, e in ranges])
-            self._send(f"exporters-{bucket}", rb.take(pa.array(rows)), len(rows))
+                self._count_records(exporter, types[start : start + size])
+            if key < 0:
+                self._send(exporter, rb if size == n else rb.slice(start, size), size)
+            elif key != bucket:
+                if bucket >= 0:
+                    self._send(
+                        f"exporters-{bucket}",
+                        rb.slice(bucket_start, start - bucket_start),
+                        start - bucket_start,
+                    )
+                bucket, bucket_start = key, start
+            start += size
+        if bucket >= 0:
+            self._send(
+                f"exporters-{bucket}", rb.slice(bucket_start, start - bucket_start), start - bucket_start
+            )
 
     def _count_records(self, exporter: str, types: np.ndarray) -> None:
         children = self._metric_records
