@@ -75,7 +75,9 @@ def _same_batch(a, b) -> None:
 def _rows(batch) -> list[tuple]:
     names = sorted(batch.columns)
     cols = [
-        batch.columns[n].tolist() if batch.columns[n].dtype == object else [v.tobytes() for v in batch.columns[n]]
+        batch.columns[n].tolist()
+        if batch.columns[n].dtype == object
+        else [v.tobytes() for v in batch.columns[n]]
         for n in names
     ]
     return sorted(zip(*cols, strict=True)) if cols else []
