@@ -62,6 +62,9 @@ _META = (
 )
 
 
+_TEMPLATE_SET_BYTES = 16 << 20  # template set bytes remembered as unchanged (see _template_set)
+
+
 def load_native():
     """The native data-set decoder, or None (not built, or ``NETOBS_NATIVE=0``)."""
     if os.environ.get("NETOBS_NATIVE", "1").strip() in ("0", "false", "no", "off"):
@@ -133,8 +136,9 @@ class IpfixDecoder:
     def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         self.default_sampling_rate = default_sampling_rate
         self.templates = TemplateStore(limits)
-        #: (session, domain, options) → (set bytes, templates in it, store generation); see _template_set.
-        self._template_sets: dict[tuple[str, int, bool], tuple[bytes, int, int]] = {}
+        #: (session, domain, options, set bytes) → (templates in it, store generation); see _template_set.
+        self._template_sets: dict[tuple[str, int, bool, bytes], tuple[int, int]] = {}
+        self._template_bytes = 0  # the set bytes kept as keys (bounded, see _template_set)
         self.sequences = SequenceTracker(self.TYPE, "records")
         self._domains: dict[tuple[str, int], _Domain] = {}
         #: Template → queued records: a _Pending, or a native Batch of decoded columns.
@@ -266,19 +270,23 @@ class IpfixDecoder:
     def _template_set(self, buf: bytes, off: int, end: int, options: bool, ctx: tuple, stats) -> None:
         session, domain_id = ctx[0], ctx[1]
         # Exporters refresh their templates often (OVS with almost every message when traffic is
-        # light). A set with the same bytes as the last one of this (session, domain, kind), with
-        # no template change since it was learned cleanly, would change nothing: count it, skip it.
-        key, body = (session, domain_id, options), buf[off:end]
+        # light, rotating through its templates one set at a time). A set with the same bytes as
+        # one this (session, domain, kind) sent before, learned cleanly with no template change
+        # since, would change nothing: count it, skip it.
+        key = (session, domain_id, options, buf[off:end])
         seen = self._template_sets.get(key)
-        if seen is not None and seen[0] == body and seen[2] == self.templates.generation:
-            stats.templates += seen[1]
+        if seen is not None and seen[1] == self.templates.generation:
+            stats.templates += seen[0]
             return
         learned = stats.templates
         clean = self._template_walk(buf, off, end, options, session, domain_id, stats, ctx[3][2])
         if clean:
-            if len(self._template_sets) >= 65536:  # bounded like the template store itself
+            # bounded like the template store itself, and in bytes
+            if len(self._template_sets) >= 65536 or self._template_bytes >= _TEMPLATE_SET_BYTES:
                 self._template_sets.clear()
-            self._template_sets[key] = (body, stats.templates - learned, self.templates.generation)
+                self._template_bytes = 0
+            self._template_sets[key] = (stats.templates - learned, self.templates.generation)
+            self._template_bytes += end - off
         else:
             self._template_sets.pop(key, None)
 
