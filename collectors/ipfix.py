@@ -62,6 +62,7 @@ _META = (
 )
 
 
+_UNCOMPILED = object()
 _TEMPLATE_SET_BYTES = 16 << 20  # template set bytes remembered as unchanged (see _template_set)
 
 
@@ -146,6 +147,9 @@ class IpfixDecoder:
         self.native = load_native()
         #: The native columns every template's Batch writes (see _native_set), made with the first.
         self._sink: Any = None
+        #: (fields, scope count) → its compiled native layout: hundreds of exporters send the same
+        #: templates, compiled once (a Layout holds no state between decode calls).
+        self._layouts: dict[tuple, Any] = {}
         self._table = self.templates.table  # (the same dict for the decoder's life)
         #: (exporter address, domain, template id) → the session that defined it last.
         self._origins: dict[tuple[bytes, int, int], str] = {}
@@ -431,7 +435,13 @@ class IpfixDecoder:
         """
         batch = template.native
         if batch is None:
-            layout = native_layout(template, self.native)
+            shape = (template.fields, template.scope_count)
+            layout = self._layouts.get(shape, _UNCOMPILED)
+            if layout is _UNCOMPILED:
+                layout = native_layout(template, self.native)
+                if len(self._layouts) >= 4096:  # bounded like the templates of one exporter
+                    self._layouts.clear()
+                self._layouts[shape] = layout
             if layout and (self._sink is None or type(self._sink) is not self.native.Batch):
                 self._sink = self.native.Batch(None)
             batch = template.native = layout and self.native.Batch(layout, self._sink)
