@@ -9,10 +9,12 @@ listener's template state is loaded at start and saved periodically and at stop.
 The loop works in rounds to keep per-datagram Python work small: it waits until the
 socket is readable, drains it without blocking (up to ``drain_max_datagrams``; the rest
 stays queued in the kernel for the next round; a round of fewer than 64 datagrams waits up
-to 10 ms for more, so that moderate rates do not pay a flush per datagram or two), feeds
-every datagram of the round to the decoder, flushes once (a flush costs far more than a
-feed), splits the rows back by exporter (:mod:`collectors._split`) and updates the metrics
-once per exporter and round.
+to 10 ms for more) and feeds every datagram of the round to the decoder. The decoder is
+flushed every :data:`_FLUSH_DATAGRAMS` datagrams or when a batch is due, not per round (a
+flush costs as much as dozens of feeds): exporters sending a few flows per datagram do not
+pay a flush per datagram or two. The rows are split back by source exporter (sFlow rows by
+the decoder's count of each datagram's rows, the others by their exporter column, see
+:mod:`collectors._split`) and the metrics updated once per exporter and flush.
 Draining takes up to :data:`_RECV_SLOTS` datagrams per system call with ``recvmmsg(2)``
 (``collectors._native_recv``; ``socket.recvfrom`` one by one without it or with
 ``NETOBS_NATIVE=0``).
@@ -63,9 +65,8 @@ PROTOCOLS: dict[str, str | None] = {
     "netflow5": "netflow5",
 }
 _MAX_DATAGRAM = 65535
-#: A round is decoded once it holds this many datagrams (or the drain cap), or when its
-#: first datagram is _HOLD_S old: at moderate rates polls return a datagram or two, and a
-#: flush (~50 feeds) per couple of datagrams would cost more than the decoding itself.
+#: A round is fed to the decoder once it holds this many datagrams (or the drain cap), or when
+#: its first datagram is _HOLD_S old: at moderate rates polls return a datagram or two.
 _MIN_ROUND = 64
 _HOLD_S = 0.01
 #: The decoder is flushed after this many datagrams at the latest (or when a publish is due).
