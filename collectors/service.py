@@ -356,6 +356,8 @@ class _Listener:
         self.fed: dict[str, int] = {}
         self.fed_count = 0
         self.fed_since = 0.0
+        # (a datagram carries a flow or more: a small batch_max_records is checked as often)
+        self.flush_every = min(_FLUSH_DATAGRAMS, self.max_records)
         self.counts: dict[str, int] = {}  # exporter → flows pending
         self.oldest: dict[str, float] = {}  # exporter → when its first pending flow arrived
         self.counters: dict[str, list[CounterBatch]] = {}  # exporter → counter samples, not yet published
@@ -389,7 +391,7 @@ class _Listener:
                     self.held_count >= self.min_round or time.monotonic() - self.held_since >= _HOLD_S
                 ):
                     self._decode(self._release())
-                    if self.fed_count >= _FLUSH_DATAGRAMS:
+                    if self.fed_count >= self.flush_every:
                         self._flush()
             except OSError as e:  # the socket itself failed: nothing more will arrive on it
                 owner._failures[self.lc.listen] = f"socket failed: {e}"

@@ -531,6 +531,37 @@ def test_a_round_of_several_exporters_is_flushed_once():
     assert sorted(tb.num_rows for tb in consumed(t)) == sorted(expected_flows(p) for p in sources.values())
 
 
+def test_rounds_are_flushed_when_due_not_one_by_one():
+    """Small rounds (an exporter sending a few flows per datagram, a datagram or two per poll)
+    are fed as they come and flushed once, when the batch is due; the published rows are all
+    of them."""
+    t = InprocessTransport(InprocessTransportConfig(max_batches=100))
+    lc = ListenerConfig(listen="127.0.0.1:0")
+    c = UdpCollector(CollectorConfig(listeners=(lc,)), t.producer())
+    from collectors.service import _bind, _Listener
+
+    lst = _Listener(c, _bind(lc), lc, FlushCountingDecoder())
+    payloads = load_payloads(SFLOW)[:12]
+    try:
+        for i in range(0, len(payloads), 2):
+            send_from("127.0.0.2", lst.sock.getsockname(), payloads[i : i + 2])
+            lst._decode(drain_all(lst, 2))
+            lst._publish_due(lst.fed_since + lst.max_delay / 2)  # not due yet
+        assert lst.decoder.flushes == 0 and c.published == 0
+        lst._publish_due(lst.fed_since + lst.max_delay)
+    finally:
+        lst.sock.close()
+    assert lst.decoder.flushes == 1
+    assert c.published == expected_flows(payloads) == sum(tb.num_rows for tb in consumed(t))
+
+
+def test_a_small_batch_size_flushes_as_often():
+    cfg = CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),), batch_max_records=3)
+    _, lst = manual_listener(cfg, InprocessTransport(InprocessTransportConfig(max_batches=10)))
+    lst.sock.close()
+    assert lst.flush_every == 3
+
+
 def test_two_sources_with_one_sflow_agent_address_are_told_apart_in_one_flush():
     """Two exporters naming the same agent address (a misconfiguration, or NAT) cannot be told
     apart by the rows, but the decoder counts whose its sFlow rows are: one flush, each source
