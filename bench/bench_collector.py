@@ -176,7 +176,7 @@ def decode_comparison(workdir: Path, n: int, rounds: int) -> None:
             f"goflow2 decoder {peer['decode_records_per_cpu_s']:.0f}, decoder+producer {theirs:.0f}",
             file=sys.stderr,
         )
-        report(f"{name}.decode_goflow2", theirs, f"{unit} per cpu-s")
+        report(f"{name}.decode_goflow2", theirs, unit.replace("/s", "/cpu-s"))
         report(f"{name}.decode.vs_goflow2", ours / theirs, "ratio")
         report(f"{name}.decode_single.vs_goflow2", single / theirs, "ratio")
 
