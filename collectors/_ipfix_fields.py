@@ -91,6 +91,9 @@ class Field(NamedTuple):
     pen: int = 0
 
 
+_UNSET = object()
+
+
 class Template:
     """A compiled (options) template: its fields, the dtype of the wanted ones, variable fields.
 
@@ -171,6 +174,18 @@ class Template:
             self._gather_layout(wanted)
         else:
             self._record_layout(wanted)
+
+    def like(self, template_id: int) -> Template:
+        """A template of the same fields under another id: what ``__init__`` derives from the fields
+        is shared (read only after it), nothing decoded is (``native`` starts unset)."""
+        twin = object.__new__(Template)
+        for name in Template.__slots__:
+            value = getattr(self, name, _UNSET)
+            if value is not _UNSET:
+                setattr(twin, name, value)
+        twin.template_id = template_id
+        twin.native = None
+        return twin
 
     def _record_layout(self, wanted: list) -> None:
         names, formats, offsets = [], [], []

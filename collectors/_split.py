@@ -1,75 +1,29 @@
-"""Which exporter each decoded row belongs to, so that one flush can serve a whole round.
+"""Rows grouped by their ``exporter`` column, so that one flush can serve many datagrams.
 
-The collector feeds every datagram of a drained round to its decoder, flushes once, and
-splits the rows back by their ``exporter`` column. That column holds the UDP source
-(IPv4 mapped into IPv6) for IPFIX, PSAMP and NetFlow, but for sFlow the agent address the
-datagram names (the source only when the agent address is unset, see
-:mod:`collectors.sflow`). :func:`owners` predicts these addresses from the datagrams, so
-that rows go back to the source their datagrams came from; when two sources would claim
-one address in a round (two agents configured with the same address) it returns None and
-the caller flushes exporter by exporter instead.
+The collector feeds many datagrams to its decoder, flushes once, and splits the rows back
+by source. The ``exporter`` column holds the UDP source (IPv4 mapped into IPv6) for IPFIX,
+PSAMP and NetFlow, so those rows go back by it; sFlow rows name the agent address the
+datagram carries (which two agents may share), so the decoder counts whose they are instead
+(``Decoded.sflow_sources``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from collectors.packet import V4_PREFIX
 from netobs.batch import ip_bytes
 
-_SFLOW5 = b"\x00\x00\x00\x05"
 _ZERO16 = bytes(16)
-_ZERO_V4 = V4_PREFIX + bytes(4)
 _PAIR = np.dtype([("hi", "u8"), ("lo", "u8")])  # a 16-byte address as two integers (equality only)
-_MAX_CACHED = 65536
 
 
-def owners(
-    burst: dict[str, list[bytes]], protocol: str | None, cache: dict[str, bytes]
-) -> dict[bytes, str] | None:
-    """Row address → source exporter for a round; None when an address has two sources.
-
-    ``cache`` keeps the 16-byte form of source addresses between rounds (bounded).
-    """
-    out: dict[bytes, str] = {}
-    sflow = protocol in (None, "sflow")
-    for exporter, payloads in burst.items():
-        source = cache.get(exporter)
-        if source is None:
-            source = _address(exporter)
-            if len(cache) < _MAX_CACHED:
-                cache[exporter] = source
-        if out.setdefault(source, exporter) != exporter:
-            return None
-        if not sflow:
-            continue
-        for payload in payloads:
-            if payload.startswith(_SFLOW5):
-                agent = _sflow_agent(payload)
-                if agent is not None and out.setdefault(agent, exporter) != exporter:
-                    return None
-    return out
-
-
-def _sflow_agent(payload: bytes) -> bytes | None:
-    """The agent address the rows of an sFlow v5 datagram will carry (None: unset, or not sFlow)."""
-    if len(payload) < 24:
-        return None
-    kind = payload[4:8]
-    if kind == b"\x00\x00\x00\x01":
-        agent = V4_PREFIX + payload[8:12]
-    elif kind == b"\x00\x00\x00\x02" and len(payload) >= 36:
-        agent = payload[8:24]
-    else:
-        return None
-    return None if agent in (_ZERO16, _ZERO_V4) else agent
-
-
-def _address(exporter: str) -> bytes:
+def address(exporter: str) -> bytes:
+    """The 16-byte form of a source address (zeros for a source that is not an address, as
+    collectors.decoder does)."""
     try:
         return ip_bytes(exporter)
     except ValueError:
-        return _ZERO16  # as collectors.decoder does for a source that is not an address
+        return _ZERO16
 
 
 def groups(col: np.ndarray | None, n: int) -> tuple[np.ndarray | None, list[tuple[bytes | None, int, int]]]:

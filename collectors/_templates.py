@@ -36,6 +36,9 @@ class TemplateStore:
         self.limits = limits or Limits()
         self._templates: dict[tuple[str, int, int], Template] = {}
         self._per_session: Counter = Counter()
+        #: (fields, scope count) → a template of that shape: hundreds of exporters send the same
+        #: templates, whose layout is derived once (Template.like).
+        self._shapes: dict[tuple, Template] = {}
         #: Bumped on every change (a new or different template, a withdrawal): a template set
         #: seen before with the same bytes and no change since is known to change nothing.
         self.generation = 0
@@ -68,7 +71,13 @@ class TemplateStore:
                 stats.error(f"{proto}:template_limit")
                 return False
             self._per_session[session] += 1
-        self._templates[key] = Template(tid, fields, scope)
+        shape = self._shapes.get((fields, scope))
+        if shape is None:
+            shape = Template(tid, fields, scope)
+            if len(self._shapes) >= 4096:  # bounded like one exporter's templates
+                self._shapes.clear()
+            self._shapes[(fields, scope)] = shape
+        self._templates[key] = shape.like(tid)
         self.generation += 1
         stats.templates += 1
         return True

@@ -72,6 +72,10 @@ class Decoded:
     #: exporter → flows of this call with no sampling rate from the export or the
     #: configuration (kept at 0, counted once; see collectors.sampling).
     unsampled: Counter = field(default_factory=Counter)
+    #: Whose the sFlow rows are: [exporter fed, flow rows, counter rows] per run of datagrams of
+    #: one exporter, in feed order. The sFlow rows come first in ``flows`` (and are all of
+    #: ``counters``) in that order: an sFlow row names its agent, which two sources may share.
+    sflow_sources: list = field(default_factory=list)
 
 
 class Decoder:
@@ -100,6 +104,7 @@ class Decoder:
         self._exporters: dict[str, tuple[ExporterStats, bytes, bool]] = {}
         self._touched: set[str] = set()
         self._names: dict[int, str] = {}  # id of an exporter's stats → the exporter (see flush)
+        self._sflow_sources: list[list] = []  # see Decoded.sflow_sources
 
     detect = staticmethod(detect)
 
@@ -158,6 +163,12 @@ class Decoder:
         try:
             if kind == "ipfix":  # the usual case first, without a call more
                 self.ipfix.feed(payload, session or exporter, address, time_received_ms, stats, srv6)
+            elif kind == "sflow":
+                rows, counters = self.sflow.pending_rows()
+                try:
+                    self.sflow.feed(payload, address, time_received_ms, stats, srv6)
+                finally:
+                    self._sflow_fed(exporter, rows, counters)
             else:
                 self._dispatch(kind, payload, exporter, session, time_received_ms, stats, srv6)
         except Exception as e:  # a decoder bug must not take the collector down
@@ -167,9 +178,24 @@ class Decoder:
             self._touched.add(exporter)
         return kind
 
+    def _sflow_fed(self, exporter: str, rows: int, counters: int) -> None:
+        """Count the sFlow rows a datagram of ``exporter`` added (see Decoded.sflow_sources)."""
+        now_rows, now_counters = self.sflow.pending_rows()
+        rows, counters = now_rows - rows, now_counters - counters
+        if rows or counters:
+            runs = self._sflow_sources
+            if runs and runs[-1][0] == exporter:
+                runs[-1][1] += rows
+                runs[-1][2] += counters
+            else:
+                runs.append([exporter, rows, counters])
+
     def flush(self) -> Decoded:
         """Everything fed since the last flush."""
+        sources, self._sflow_sources = self._sflow_sources, []
         flows, counters, unsampled, failure = self._flush_decoders()
+        if failure:
+            sources = []
         errors: Counter = Counter()
         sequences: Counter = Counter()
         if failure:
@@ -189,7 +215,7 @@ class Decoder:
             stats.fresh.clear()
             stats.fresh_sequences.clear()
         self._touched.clear()
-        return Decoded(flows, counters, errors, sequences, unsampled)
+        return Decoded(flows, counters, errors, sequences, unsampled, sources)
 
     def _flush_decoders(self) -> tuple[FlowBatch, CounterBatch, Counter, str]:
         flows = counters = None

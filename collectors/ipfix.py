@@ -62,6 +62,10 @@ _META = (
 )
 
 
+_UNCOMPILED = object()
+_TEMPLATE_SET_BYTES = 16 << 20  # template set bytes remembered as unchanged (see _template_set)
+
+
 def load_native():
     """The native data-set decoder, or None (not built, or ``NETOBS_NATIVE=0``)."""
     if os.environ.get("NETOBS_NATIVE", "1").strip() in ("0", "false", "no", "off"):
@@ -133,13 +137,19 @@ class IpfixDecoder:
     def __init__(self, default_sampling_rate: int = 0, limits: Limits | None = None):
         self.default_sampling_rate = default_sampling_rate
         self.templates = TemplateStore(limits)
-        #: (session, domain, options) → (set bytes, templates in it, store generation); see _template_set.
-        self._template_sets: dict[tuple[str, int, bool], tuple[bytes, int, int]] = {}
+        #: (session, domain, options, set bytes) → (templates in it, store generation); see _template_set.
+        self._template_sets: dict[tuple[str, int, bool, bytes], tuple[int, int]] = {}
+        self._template_bytes = 0  # the set bytes kept as keys (bounded, see _template_set)
         self.sequences = SequenceTracker(self.TYPE, "records")
         self._domains: dict[tuple[str, int], _Domain] = {}
         #: Template → queued records: a _Pending, or a native Batch of decoded columns.
         self._pending: dict[Template, Any] = {}
         self.native = load_native()
+        #: The native columns every template's Batch writes (see _native_set), made with the first.
+        self._sink: Any = None
+        #: (fields, scope count) → its compiled native layout: hundreds of exporters send the same
+        #: templates, compiled once (a Layout holds no state between decode calls).
+        self._layouts: dict[tuple, Any] = {}
         self._table = self.templates.table  # (the same dict for the decoder's life)
         #: (exporter address, domain, template id) → the session that defined it last.
         self._origins: dict[tuple[bytes, int, int], str] = {}
@@ -208,11 +218,11 @@ class IpfixDecoder:
         """Decode every queued record into one flow batch."""
         pending, self._pending = self._pending, {}
         batches = []
+        native: dict[int, Any] = {}  # the columns the native templates wrote: usually the one sink
         for template, queue in pending.items():
-            if not isinstance(queue, _Pending):  # a native Batch: columns already decoded
-                groups, names = native_groups(self.native.COLUMNS)
-                n, buffers = queue.take_groups(groups)
-                batches.append(batch(native_columns(names, n, buffers, self.TYPE), n))
+            if not isinstance(queue, _Pending):  # a native Batch: its records are in its sink
+                target = queue.sink if queue.sink is not None else queue
+                native.setdefault(id(target), target)
                 continue
             records = queue.records(template)
             *columns, tables = zip(*queue.meta, strict=True)
@@ -232,6 +242,11 @@ class IpfixDecoder:
             if template.biflow:
                 cols, n = biflow_rows(records, cols)
             batches.append(batch(cols, n))
+        for target in native.values():  # every native template's records, in arrival order
+            if len(target):
+                groups, names = native_groups(self.native.COLUMNS)
+                n, buffers = target.take_groups(groups)
+                batches.insert(0, batch(native_columns(names, n, buffers, self.TYPE), n))
         return FlowBatch.concat(batches)
 
     def _sets(self, buf: bytes, end: int, ctx: tuple, stats: ExporterStats) -> int | None:
@@ -259,19 +274,23 @@ class IpfixDecoder:
     def _template_set(self, buf: bytes, off: int, end: int, options: bool, ctx: tuple, stats) -> None:
         session, domain_id = ctx[0], ctx[1]
         # Exporters refresh their templates often (OVS with almost every message when traffic is
-        # light). A set with the same bytes as the last one of this (session, domain, kind), with
-        # no template change since it was learned cleanly, would change nothing: count it, skip it.
-        key, body = (session, domain_id, options), buf[off:end]
+        # light, rotating through its templates one set at a time). A set with the same bytes as
+        # one this (session, domain, kind) sent before, learned cleanly with no template change
+        # since, would change nothing: count it, skip it.
+        key = (session, domain_id, options, buf[off:end])
         seen = self._template_sets.get(key)
-        if seen is not None and seen[0] == body and seen[2] == self.templates.generation:
-            stats.templates += seen[1]
+        if seen is not None and seen[1] == self.templates.generation:
+            stats.templates += seen[0]
             return
         learned = stats.templates
         clean = self._template_walk(buf, off, end, options, session, domain_id, stats, ctx[3][2])
         if clean:
-            if len(self._template_sets) >= 65536:  # bounded like the template store itself
+            # bounded like the template store itself, and in bytes
+            if len(self._template_sets) >= 65536 or self._template_bytes >= _TEMPLATE_SET_BYTES:
                 self._template_sets.clear()
-            self._template_sets[key] = (body, stats.templates - learned, self.templates.generation)
+                self._template_bytes = 0
+            self._template_sets[key] = (stats.templates - learned, self.templates.generation)
+            self._template_bytes += end - off
         else:
             self._template_sets.pop(key, None)
 
@@ -416,8 +435,16 @@ class IpfixDecoder:
         """
         batch = template.native
         if batch is None:
-            layout = native_layout(template, self.native)
-            batch = template.native = layout and self.native.Batch(layout)
+            shape = (template.fields, template.scope_count)
+            layout = self._layouts.get(shape, _UNCOMPILED)
+            if layout is _UNCOMPILED:
+                layout = native_layout(template, self.native)
+                if len(self._layouts) >= 4096:  # bounded like the templates of one exporter
+                    self._layouts.clear()
+                self._layouts[shape] = layout
+            if layout and (self._sink is None or type(self._sink) is not self.native.Batch):
+                self._sink = self.native.Batch(None)
+            batch = template.native = layout and self.native.Batch(layout, self._sink)
         queued = self._pending.get(template, batch)
         if batch is False or queued is not batch:  # (a Python queue if the switch was flipped)
             return None

@@ -9,10 +9,12 @@ listener's template state is loaded at start and saved periodically and at stop.
 The loop works in rounds to keep per-datagram Python work small: it waits until the
 socket is readable, drains it without blocking (up to ``drain_max_datagrams``; the rest
 stays queued in the kernel for the next round; a round of fewer than 64 datagrams waits up
-to 10 ms for more, so that moderate rates do not pay a flush per datagram or two), feeds
-every datagram of the round to the decoder, flushes once (a flush costs far more than a
-feed), splits the rows back by exporter (:mod:`collectors._split`) and updates the metrics
-once per exporter and round.
+to 10 ms for more) and feeds every datagram of the round to the decoder. The decoder is
+flushed every :data:`_FLUSH_DATAGRAMS` datagrams or when a batch is due, not per round (a
+flush costs as much as dozens of feeds): exporters sending a few flows per datagram do not
+pay a flush per datagram or two. The rows are split back by source exporter (sFlow rows by
+the decoder's count of each datagram's rows, the others by their exporter column, see
+:mod:`collectors._split`) and the metrics updated once per exporter and flush.
 Draining takes up to :data:`_RECV_SLOTS` datagrams per system call with ``recvmmsg(2)``
 (``collectors._native_recv``; ``socket.recvfrom`` one by one without it or with
 ``NETOBS_NATIVE=0``).
@@ -63,11 +65,12 @@ PROTOCOLS: dict[str, str | None] = {
     "netflow5": "netflow5",
 }
 _MAX_DATAGRAM = 65535
-#: A round is decoded once it holds this many datagrams (or the drain cap), or when its
-#: first datagram is _HOLD_S old: at moderate rates polls return a datagram or two, and a
-#: flush (~50 feeds) per couple of datagrams would cost more than the decoding itself.
+#: A round is fed to the decoder once it holds this many datagrams (or the drain cap), or when
+#: its first datagram is _HOLD_S old: at moderate rates polls return a datagram or two.
 _MIN_ROUND = 64
 _HOLD_S = 0.01
+#: The decoder is flushed after this many datagrams at the latest (or when a publish is due).
+_FLUSH_DATAGRAMS = 512
 _RECV_SLOTS = 64  # datagrams per recvmmsg call: 64 slices of _MAX_DATAGRAM (4 MB reserved, few pages touched)
 
 
@@ -237,15 +240,9 @@ class UdpCollector:
             if drops > before:  # the kernel's count only grows while the socket lives
                 metrics.socket_drops.labels(lc.listen).inc(drops - before)
 
-    def _publish(self, exporter: str, batches: list[FlowBatch]) -> None:
-        batch = FlowBatch.concat(batches)
-        types = batch.columns.get("type")
-        if types is not None and len(batch):
-            self._count_records(exporter, types)
-        self._send(exporter, batch.to_arrow(), len(batch))
-
-    def _publish_grouped(self, batch: FlowBatch, owners: dict[bytes, str]) -> None:
-        """Publish the flows of many exporters from one grouping and one Arrow conversion.
+    def _publish_grouped(self, batch: FlowBatch, codes: np.ndarray, names: list[str]) -> None:
+        """Publish the flows of many exporters from one grouping and one Arrow conversion;
+        ``codes`` gives each row's source exporter (``names[code]``).
 
         An exporter with at least :data:`SHARED_BELOW` pending flows gets a message of its own,
         keyed by it. Smaller ones share a message per bucket (``exporters-<n>``, the bucket a
@@ -253,22 +250,42 @@ class UdpCollector:
         exporters most batches are small, and a message's fixed cost (a compressed buffer per
         column) would otherwise be paid per exporter. Rows carry their exporter anyway."""
         n = len(batch)
-        order, parts = _split.groups(batch.columns.get("exporter"), n)
+        order, parts = _code_groups(codes, n)
+        # Each message's rows made contiguous (an exporter of its own, or a bucket of small ones),
+        # so that every message is a zero-copy slice of one Arrow conversion.
+        messages: list[tuple[int, int, str]] = []  # (bucket, or -1 - i for its own message; rows; exporter)
+        for code, start, end in parts:
+            exporter = names[code]
+            own = end - start >= SHARED_BELOW or len(parts) == 1
+            key = -1 - len(messages) if own else zlib.crc32(exporter.encode()) % SHARED_BUCKETS
+            messages.append((key, end - start, exporter))
+        if len(parts) > 1 and any(key >= 0 for key, _, _ in messages):
+            rank = np.repeat(np.fromiter((m[0] for m in messages), np.int64), [m[1] for m in messages])
+            regroup = np.argsort(rank, kind="stable")
+            order = regroup if order is None else order[regroup]
+            messages.sort(key=lambda m: m[0])  # (stable, as the argsort)
         cols = batch.columns if order is None else {k: v[order] for k, v in batch.columns.items()}
         rb = FlowBatch(cols, n).to_arrow()
         types = cols.get("type")
-        shared: dict[int, list[tuple[int, int]]] = {}
-        for address, start, end in parts:
-            exporter = _owner(address, owners)
+        start, bucket, bucket_start = 0, -1, 0
+        for key, size, exporter in messages:
             if types is not None:
-                self._count_records(exporter, types[start:end])
-            if end - start >= SHARED_BELOW or len(parts) == 1:
-                self._send(exporter, rb if len(parts) == 1 else rb.slice(start, end - start), end - start)
-            else:
-                shared.setdefault(zlib.crc32(exporter.encode()) % SHARED_BUCKETS, []).append((start, end))
-        for bucket, ranges in shared.items():
-            rows = np.concatenate([np.arange(s, e) for s, e in ranges])
-            self._send(f"exporters-{bucket}", rb.take(pa.array(rows)), len(rows))
+                self._count_records(exporter, types[start : start + size])
+            if key < 0:
+                self._send(exporter, rb if size == n else rb.slice(start, size), size)
+            elif key != bucket:
+                if bucket >= 0:
+                    self._send(
+                        f"exporters-{bucket}",
+                        rb.slice(bucket_start, start - bucket_start),
+                        start - bucket_start,
+                    )
+                bucket, bucket_start = key, start
+            start += size
+        if bucket >= 0:
+            self._send(
+                f"exporters-{bucket}", rb.slice(bucket_start, start - bucket_start), start - bucket_start
+            )
 
     def _count_records(self, exporter: str, types: np.ndarray) -> None:
         children = self._metric_records
@@ -328,7 +345,19 @@ class _Listener:
         #: Decoded flows not yet published, a batch per round, all exporters together: rows are
         #: grouped by exporter once per publish (UdpCollector._publish_grouped), not per round.
         self.pending: list[FlowBatch] = []
-        self.pending_owners: dict[bytes, str] = {}  # row address → source exporter (collectors._split)
+        #: Per pending batch, the code of each row's source exporter (``names[code]``): a row's
+        #: exporter column is an sFlow agent address, which several sources may share.
+        self.pending_codes: list[np.ndarray] = []
+        self.names: list[str] = []  # the source exporters of the pending rows, by code
+        self.codes: dict[str, int] = {}  # exporter → its code (until the next publish)
+        #: Datagrams fed to the decoder since its last flush, per exporter, and when the first was:
+        #: the decoder is flushed every _FLUSH_DATAGRAMS datagrams or when a publish is due, not
+        #: per round (a flush costs as much as dozens of feeds).
+        self.fed: dict[str, int] = {}
+        self.fed_count = 0
+        self.fed_since = 0.0
+        # (a datagram carries a flow or more: a small batch_max_records is checked as often)
+        self.flush_every = min(_FLUSH_DATAGRAMS, self.max_records)
         self.counts: dict[str, int] = {}  # exporter → flows pending
         self.oldest: dict[str, float] = {}  # exporter → when its first pending flow arrived
         self.counters: dict[str, list[CounterBatch]] = {}  # exporter → counter samples, not yet published
@@ -362,6 +391,8 @@ class _Listener:
                     self.held_count >= self.min_round or time.monotonic() - self.held_since >= _HOLD_S
                 ):
                     self._decode(self._release())
+                    if self.fed_count >= self.flush_every:
+                        self._flush()
             except OSError as e:  # the socket itself failed: nothing more will arrive on it
                 owner._failures[self.lc.listen] = f"socket failed: {e}"
                 log.critical("listener %s stopped: %s", self.lc.listen, e)
@@ -377,9 +408,11 @@ class _Listener:
             if now - drops_read >= _DROPS_EVERY_S:
                 owner._read_drops(sock, self.lc)
                 drops_read = now
-        if self.held:  # received already: decoded and published with the rest
+        if self.held or self.fed:  # received already: decoded and published with the rest
             try:
-                self._decode(self._release())
+                if self.held:
+                    self._decode(self._release())
+                self._flush()
             except Exception as e:
                 log.exception("listener %s: the last round of datagrams failed", self.lc.listen)
                 metrics.decode_errors.labels("*", f"internal:{type(e).__name__}").inc()
@@ -412,6 +445,8 @@ class _Listener:
         wait = _IDLE_WAIT_S
         if self.held:
             wait = min(wait, self.held_since + _HOLD_S - time.monotonic())
+        if self.fed:
+            wait = min(wait, self.fed_since + self.max_delay - time.monotonic())
         if self.oldest or self.counters_since:
             first = min(
                 next(iter(self.oldest.values()), float("inf")),
@@ -481,14 +516,13 @@ class _Listener:
         return burst
 
     def _decode(self, burst: dict[str, list[bytes]]) -> None:
-        """Decode one drained round; every exporter's flows join its pending batch.
-
-        One flush for the whole round, its rows split back by exporter (see
-        :mod:`collectors._split`); exporter by exporter when two of them claim one address.
-        """
+        """Feed one drained round to the decoder; its rows wait in the decoder for :meth:`_flush`.
+        A decoder failure loses what the decoder held (counted per exporter, see :meth:`_discard`)."""
         wall_ms = int(time.time() * 1000)
-        now = time.monotonic()
-        children = self.metric_datagrams
+        children, fed, protocol = self.metric_datagrams, self.fed, self.protocol
+        if not fed:
+            self.fed_since = time.monotonic()
+        total = 0
         for exporter, payloads in burst.items():
             child = children.get(exporter)
             if child is None:
@@ -496,78 +530,124 @@ class _Listener:
                 if len(children) < _MAX_CACHED_METRICS:
                     children[exporter] = child
             child.inc(len(payloads))
-        owners = _split.owners(burst, self.protocol, self.addresses)
-        if owners is None:  # two sources claim one address: exporter by exporter, published at once
-            for exporter, payloads in burst.items():
-                decoded = self._feed({exporter: payloads}, wall_ms)
-                if decoded is not None:
-                    if len(decoded.flows):
-                        self.owner._publish(exporter, [decoded.flows])
-                    self._take_counters(decoded.counters, {}, now, exporter)
-        else:
-            decoded = self._feed(burst, wall_ms)
-            if decoded is not None:
-                self._take(decoded.flows, owners, now)
-                self._take_counters(decoded.counters, owners, now)
+            fed[exporter] = fed.get(exporter, 0) + len(payloads)
+            total += len(payloads)
+        self.fed_count += total
         with self.owner._lock:
-            self.owner.datagrams += sum(map(len, burst.values()))
-
-    def _feed(self, part: dict[str, list[bytes]], wall_ms: int) -> Decoded | None:
-        """Feed and flush; None when the decoder failed (a bug: the part is counted lost)."""
-        feed, protocol = self.decoder.feed, self.protocol
+            self.owner.datagrams += total
+        feed = self.decoder.feed
         try:
-            for exporter, payloads in part.items():
+            for exporter, payloads in burst.items():
                 for payload in payloads:
                     feed(payload, exporter, wall_ms, None, protocol)
+        except Exception as e:
+            self.fed, self.fed_count = {}, 0
+            self._discard(fed, e)
+
+    def _flush(self) -> None:
+        """Flush the decoder: every exporter's flows join its pending batch (see :meth:`_take`)."""
+        if not self.fed:
+            return
+        fed, arrived = self.fed, self.fed_since
+        self.fed, self.fed_count = {}, 0
+        try:
             decoded = self.decoder.flush()
         except Exception as e:
-            self._discard(part, e)
-            return None
+            self._discard(fed, e)
+            return
         _count(decoded)
-        return decoded
+        self._take(decoded.flows, decoded.sflow_sources, fed, arrived)
+        self._take_counters(decoded.counters, decoded.sflow_sources, fed, arrived)
 
-    def _take(self, flows: FlowBatch, owners: dict[bytes, str], now: float) -> None:
-        """Add a round's decoded flows to the pending ones; count them per exporter."""
+    def _code(self, exporter: str) -> int:
+        code = self.codes.get(exporter)
+        if code is None:
+            code = self.codes[exporter] = len(self.names)
+            self.names.append(exporter)
+        return code
+
+    def _take(self, flows: FlowBatch, sources: list, fed: dict[str, int], arrived: float) -> None:
+        """Add a flush's flows to the pending ones, each row tagged with its source exporter:
+        the sFlow rows (first) by the runs the decoder counted, the others by their exporter
+        column, which is the UDP source they came from. Counted per exporter."""
         n = len(flows)
         if not n:
             return
+        codes = np.empty(n, dtype=np.int32)
+        pos = 0
+        for exporter, rows, _ in sources:
+            if rows:
+                codes[pos : pos + rows] = self._code(exporter)
+                pos += rows
+        if pos > n:  # (cannot happen: the decoder counted more sFlow rows than it returned)
+            log.error("listener %s: %d sFlow rows counted, %d decoded", self.lc.listen, pos, n)
+            pos = 0
+        if pos < n:
+            owners = {self._address(exporter): exporter for exporter in fed}
+            col = flows.columns.get("exporter")
+            order, parts = _split.groups(col[pos:] if col is not None else None, n - pos)
+            for address, start, end in parts:
+                exporter = _owner(address, owners) if address is not None else next(iter(fed), "unknown")
+                code = self._code(exporter)
+                if order is None:
+                    codes[pos + start : pos + end] = code
+                else:
+                    codes[pos + order[start:end]] = code
         self.pending.append(flows)
-        self.pending_owners.update(owners)
-        _, parts = _split.groups(flows.columns.get("exporter"), n) if len(owners) > 1 else (None, None)
-        if parts is None:  # one source: every row is its own (an sFlow agent address included)
-            parts = [(None, 0, n)]
-        for address, start, end in parts:
-            exporter = (
-                _owner(address, owners) if address is not None else next(iter(owners.values()), "unknown")
-            )
-            count = self.counts[exporter] = self.counts.get(exporter, 0) + end - start
-            self.oldest.setdefault(exporter, now)
+        self.pending_codes.append(codes)
+        counts = np.bincount(codes, minlength=len(self.names))
+        for code in np.flatnonzero(counts).tolist():
+            exporter = self.names[code]
+            count = self.counts[exporter] = self.counts.get(exporter, 0) + int(counts[code])
+            self.oldest.setdefault(exporter, arrived)
             if count >= self.max_records:
                 self.full = True
 
-    def _take_counters(
-        self, counters: CounterBatch, owners: dict[bytes, str], now: float, exporter: str | None = None
-    ) -> None:
-        """Interface counter records (few: one per interface and polling interval), per exporter."""
-        if not len(counters):
-            return
-        parts = (
-            [(None, counters.columns, len(counters))]
-            if exporter is not None
-            else _split.split(counters.columns, len(counters))
-        )
-        for address, columns, n in parts:
-            source = exporter or _owner(address, owners)
-            self.counters.setdefault(source, []).append(CounterBatch(columns, n))
-            self.counters_since.setdefault(source, now)
+    def _address(self, exporter: str) -> bytes:
+        """The 16-byte form of a source address (cached, bounded)."""
+        address = self.addresses.get(exporter)
+        if address is None:
+            address = _split.address(exporter)
+            if len(self.addresses) < _MAX_CACHED_METRICS:
+                self.addresses[exporter] = address
+        return address
 
-    def _discard(self, part: dict[str, list[bytes]], error: Exception) -> None:
+    def _take_counters(
+        self, counters: CounterBatch, sources: list, fed: dict[str, int], arrived: float
+    ) -> None:
+        """Interface counter records (few: one per interface and polling interval), per source
+        exporter: the decoder's sFlow runs say whose they are, in order."""
+        n = len(counters)
+        if not n:
+            return
+        if sum(run[2] for run in sources) != n:  # (cannot happen) by their agent address then
+            owners = {self._address(exporter): exporter for exporter in fed}
+            parts = [
+                (_owner(address, owners), columns, rows)
+                for address, columns, rows in _split.split(counters.columns, n)
+            ]
+        else:
+            parts, pos = [], 0
+            for exporter, _, rows in sources:
+                if rows:
+                    columns = (
+                        counters.columns
+                        if rows == n
+                        else {k: v[pos : pos + rows] for k, v in counters.columns.items()}
+                    )
+                    parts.append((exporter, columns, rows))
+                    pos += rows
+        for exporter, columns, rows in parts:
+            self.counters.setdefault(exporter, []).append(CounterBatch(columns, rows))
+            self.counters_since.setdefault(exporter, arrived)
+
+    def _discard(self, fed: dict[str, int], error: Exception) -> None:
         """Count datagrams the decoder failed on, and drop what it holds of them, so that
         their flows cannot end up in a later batch."""
-        lost = sum(map(len, part.values()))
+        lost = sum(fed.values())
         log.error("listener %s: %d datagrams lost to a decoder failure", self.lc.listen, lost, exc_info=error)
-        for exporter, payloads in part.items():
-            metrics.decode_errors.labels(exporter, f"internal:{type(error).__name__}").inc(len(payloads))
+        for exporter, count in fed.items():
+            metrics.decode_errors.labels(exporter, f"internal:{type(error).__name__}").inc(count)
         try:
             self.decoder.flush()
         except Exception:
@@ -575,21 +655,47 @@ class _Listener:
 
     def _publish_due(self, now: float) -> None:
         """Publish the pending flows once some exporter's are ``batch_max_records`` many or
-        ``batch_max_delay_ms`` old (all with ``now=inf``), and the counters that are due. The
-        oldest entry is the first (insertion order): no scan over the exporters."""
+        ``batch_max_delay_ms`` old (all with ``now=inf``), and the counters that are due; the
+        decoder is flushed first when what it holds is that old. The oldest entry is the first
+        (insertion order): no scan over the exporters."""
+        if self.fed and now - self.fed_since >= self.max_delay:
+            self._flush()
         if self.pending and (self.full or now - next(iter(self.oldest.values())) >= self.max_delay):
-            batch, owners = FlowBatch.concat(self.pending), self.pending_owners
-            self.pending, self.pending_owners = [], {}
+            batch, codes, names = (
+                FlowBatch.concat(self.pending),
+                np.concatenate(self.pending_codes),
+                self.names,
+            )
+            self.pending, self.pending_codes = [], []
             self.counts.clear()
             self.oldest.clear()
             self.full = False
-            self.owner._publish_grouped(batch, owners)
+            if not self.fed:  # (codes outlive a publish only while the decoder holds rows)
+                self.names, self.codes = [], {}
+            self.owner._publish_grouped(batch, codes, names)
         if self.counters_since and now - next(iter(self.counters_since.values())) >= self.max_delay:
             for exporter in list(self.counters_since):
                 if now - self.counters_since[exporter] < self.max_delay:
                     break
                 del self.counters_since[exporter]
                 self.owner._publish_counters(exporter, self.counters.pop(exporter))
+
+
+def _code_groups(codes: np.ndarray, n: int) -> tuple[np.ndarray | None, list[tuple[int, int, int]]]:
+    """Rows grouped by source code: (the order that makes each group contiguous, or None when
+    the rows are already, [(code, start, end)] in that order)."""
+    if n == 0:
+        return None, []
+    first = int(codes[0])
+    if bool((codes == first).all()):
+        return None, [(first, 0, n)]
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], n]
+    return order, [
+        (int(ordered[s]), int(s), int(e)) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
 
 
 def _owner(address: bytes | None, owners: dict[bytes, str]) -> str:

@@ -198,6 +198,11 @@ class SflowDecoder:
         self._samples(buf, 8 + head.size, nsamples, (time_ms, agent, sub_agent), stats)
         stats.flow_records += len(self._rows) - before
 
+    def pending_rows(self) -> tuple[int, int]:
+        """(flow rows, counter rows) fed since the last flush."""
+        native = self._native
+        return (len(native) if native is not None else len(self._rows)), len(self._counters)
+
     @property
     def pending(self) -> bool:
         """Whether a flush would return anything."""

@@ -7,6 +7,7 @@ strings when the batch is turned into Arrow, so decoders only fill what they kno
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -181,6 +182,10 @@ def _from_arrow(col: schema.Column, arr: pa.Array | pa.ChunkedArray) -> np.ndarr
 
 def ip_bytes(addr: str) -> bytes:
     """16-byte form of an IPv4 or IPv6 address (IPv4 mapped into IPv6)."""
+    try:  # the usual forms, without ipaddress's parsing (a collector meets hundreds of exporters)
+        return _IPV4_PREFIX + socket.inet_pton(socket.AF_INET, addr)
+    except (OSError, TypeError):
+        pass
     import ipaddress
 
     ip = ipaddress.ip_address(addr)

@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -409,9 +410,10 @@ static uint8_t prefix_length(const Layout *L, const Record *rec, int v4, int v6)
 
 /* --- Batch: growable column buffers ------------------------------------------------- */
 
-typedef struct {
+typedef struct Batch {
     PyObject_HEAD
-    Layout *layout;
+    Layout *layout; /* NULL for a sink: columns only, filled by the batches that name it */
+    struct Batch *sink; /* where the records go (NULL: this batch's own columns) */
     Py_ssize_t n, cap;
     Py_ssize_t hint; /* records at the last take: the next buffers start that big */
     PyObject *cols[NCOLS]; /* bytearrays of cap * width bytes, or NULL before the first record */
@@ -420,6 +422,7 @@ typedef struct {
 static int Batch_traverse(Batch *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->layout);
+    Py_VISIT(self->sink);
     return 0;
 }
 
@@ -427,21 +430,35 @@ static void Batch_dealloc(Batch *self)
 {
     PyObject_GC_UnTrack(self);
     Py_CLEAR(self->layout);
+    Py_CLEAR(self->sink);
     for (int c = 0; c < NCOLS; c++)
         Py_CLEAR(self->cols[c]);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyTypeObject BatchType;
+
+/* Batch(layout, sink=None): a template's decoder; with a sink (a Batch(None)) its records go
+ * to the sink's columns, which every template of a decoder shares, so that a flush takes one
+ * set of per-dtype buffers however many exporters and templates fed it. */
 static PyObject *Batch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *layout;
-    if (!PyArg_ParseTuple(args, "O!:Batch", &LayoutType, &layout))
+    PyObject *layout, *sink = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O:Batch", &layout, &sink))
         return NULL;
+    if (layout != Py_None && !Py_IS_TYPE(layout, &LayoutType)) {
+        PyErr_SetString(PyExc_TypeError, "Batch(layout, sink=None): a Layout, or None for a sink");
+        return NULL;
+    }
+    if (sink != Py_None && (!Py_IS_TYPE(sink, &BatchType) || ((Batch *)sink)->layout != NULL || layout == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "a sink is a Batch(None), given with a layout");
+        return NULL;
+    }
     Batch *self = (Batch *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    Py_INCREF(layout);
-    self->layout = (Layout *)layout;
+    self->layout = layout == Py_None ? NULL : (Layout *)Py_NewRef(layout);
+    self->sink = sink == Py_None ? NULL : (Batch *)Py_NewRef(sink);
     return (PyObject *)self;
 }
 
@@ -719,10 +736,15 @@ static void release(Batch *self)
     self->cap = 0;
 }
 
-static int decode_set(Batch *self, const uint8_t *buf, Py_ssize_t off, Py_ssize_t end, const Meta *m,
+static int decode_set(Batch *batch, const uint8_t *buf, Py_ssize_t off, Py_ssize_t end, const Meta *m,
                       int *truncated, Py_ssize_t *bad_times, Py_ssize_t *records)
 {
-    const Layout *L = self->layout;
+    const Layout *L = batch->layout;
+    Batch *self = batch->sink ? batch->sink : batch; /* the columns written */
+    if (L == NULL) {
+        PyErr_SetString(PyExc_TypeError, "a sink decodes nothing itself");
+        return -1;
+    }
     Py_ssize_t nvar = L->nseg - 1, i = self->n, rows = L->biflow ? 2 : 1; /* rows per record, at most */
     *truncated = 0;
     *records = 0;
@@ -931,7 +953,7 @@ fail:
 
 static Py_ssize_t Batch_len(Batch *self)
 {
-    return self->n;
+    return self->sink ? self->sink->n : self->n; /* the rows in the columns it writes */
 }
 
 static PyMethodDef Batch_methods[] = {
@@ -944,17 +966,24 @@ static PyMethodDef Batch_methods[] = {
     {NULL},
 };
 
+static PyMemberDef Batch_members[] = {
+    {"sink", T_OBJECT, offsetof(Batch, sink), READONLY, "the Batch whose columns the records go to, or None"},
+    {NULL},
+};
+
 static PySequenceMethods Batch_as_sequence = {.sq_length = (lenfunc)Batch_len};
 
 static PyTypeObject BatchType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "collectors._native_ipfix.Batch",
     .tp_basicsize = sizeof(Batch),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Batch(layout): decoded records of one template, as growable columns.",
+    .tp_doc = "Batch(layout, sink=None): decoded records of one template, as growable columns (a sink's"
+              " when given; Batch(None) is a sink).",
     .tp_new = Batch_new,
     .tp_dealloc = (destructor)Batch_dealloc,
     .tp_traverse = (traverseproc)Batch_traverse,
     .tp_methods = Batch_methods,
+    .tp_members = Batch_members,
     .tp_as_sequence = &Batch_as_sequence,
 };
 
@@ -1235,15 +1264,15 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     Py_ssize_t records = 0;
     for (Py_ssize_t i = 0; i < nsets; i++) {
-        Batch *batch = (Batch *)sets[i].batch;
-        Py_ssize_t before = batch->n;
+        Batch *batch = (Batch *)sets[i].batch, *out = batch->sink ? batch->sink : batch;
+        Py_ssize_t before = out->n;
         int truncated;
         Py_ssize_t bad_times = 0, set_records;
         if (decode_set(batch, buf, sets[i].off, sets[i].end, &m, &truncated, &bad_times, &set_records) < 0 ||
             (truncated && count_truncated(stats) < 0) || count_bad_times(stats, version, bad_times) < 0)
             goto done;
         records += set_records;
-        if (batch->n > before) {
+        if (out->n > before) {
             int queued = PyDict_Contains(pending, sets[i].template);
             if (queued < 0 || (!queued && PyDict_SetItem(pending, sets[i].template, sets[i].batch) < 0))
                 goto done;

@@ -299,6 +299,8 @@ def test_batch_waits_for_its_delay_or_its_size():
         dest = lst.sock.getsockname()
         send_from("127.0.0.2", dest, payloads[:3])
         lst._decode(drain_all(lst, 3))
+        assert not lst.counts  # fed: the decoder holds the rows until a flush
+        lst._flush()
         pending = lst.counts["127.0.0.2"]
         assert 0 < pending < 200
         due = lst.oldest["127.0.0.2"] + 1.0
@@ -308,6 +310,7 @@ def test_batch_waits_for_its_delay_or_its_size():
         assert c.published == pending and not lst.pending
         send_from("127.0.0.2", dest, payloads[3:])  # > 200 flows: published by size at once
         lst._decode(drain_all(lst, len(payloads) - 3))
+        lst._flush()
         lst._publish_due(lst.oldest["127.0.0.2"])
         assert c.published == expected_flows(payloads) and not lst.pending
     finally:
@@ -528,9 +531,41 @@ def test_a_round_of_several_exporters_is_flushed_once():
     assert sorted(tb.num_rows for tb in consumed(t)) == sorted(expected_flows(p) for p in sources.values())
 
 
-def test_two_sources_with_one_sflow_agent_address_are_flushed_apart():
+def test_rounds_are_flushed_when_due_not_one_by_one():
+    """Small rounds (an exporter sending a few flows per datagram, a datagram or two per poll)
+    are fed as they come and flushed once, when the batch is due; the published rows are all
+    of them."""
+    t = InprocessTransport(InprocessTransportConfig(max_batches=100))
+    lc = ListenerConfig(listen="127.0.0.1:0")
+    c = UdpCollector(CollectorConfig(listeners=(lc,)), t.producer())
+    from collectors.service import _bind, _Listener
+
+    lst = _Listener(c, _bind(lc), lc, FlushCountingDecoder())
+    payloads = load_payloads(SFLOW)[:12]
+    try:
+        for i in range(0, len(payloads), 2):
+            send_from("127.0.0.2", lst.sock.getsockname(), payloads[i : i + 2])
+            lst._decode(drain_all(lst, 2))
+            lst._publish_due(lst.fed_since + lst.max_delay / 2)  # not due yet
+        assert lst.decoder.flushes == 0 and c.published == 0
+        lst._publish_due(lst.fed_since + lst.max_delay)
+    finally:
+        lst.sock.close()
+    assert lst.decoder.flushes == 1
+    assert c.published == expected_flows(payloads) == sum(tb.num_rows for tb in consumed(t))
+
+
+def test_a_small_batch_size_flushes_as_often():
+    cfg = CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),), batch_max_records=3)
+    _, lst = manual_listener(cfg, InprocessTransport(InprocessTransportConfig(max_batches=10)))
+    lst.sock.close()
+    assert lst.flush_every == 3
+
+
+def test_two_sources_with_one_sflow_agent_address_are_told_apart_in_one_flush():
     """Two exporters naming the same agent address (a misconfiguration, or NAT) cannot be told
-    apart by the rows: that round is flushed exporter by exporter, each keeping its own rows."""
+    apart by the rows, but the decoder counts whose its sFlow rows are: one flush, each source
+    keeping its own rows."""
     payloads = load_payloads(SFLOW)[:15]
     t = InprocessTransport(InprocessTransportConfig(max_batches=100))
     lc = ListenerConfig(listen="127.0.0.1:0")
@@ -546,10 +581,10 @@ def test_two_sources_with_one_sflow_agent_address_are_flushed_apart():
         lst._publish_due(float("inf"))
     finally:
         lst.sock.close()
-    assert lst.decoder.flushes == 2
+    assert lst.decoder.flushes == 1
     for e, n in before.items():
         assert metric(metrics.records, exporter=e) - n == expected_flows(payloads)
-    assert [tb.num_rows for tb in consumed(t)] == [expected_flows(payloads)] * 2
+    assert sum(tb.num_rows for tb in consumed(t)) == 2 * expected_flows(payloads) == c.published
 
 
 def test_split_groups_rows_by_exporter_keeping_their_order():
@@ -567,21 +602,40 @@ def test_split_groups_rows_by_exporter_keeping_their_order():
     assert split({}, 0) == []
 
 
-def test_owners_foresee_sflow_agent_addresses_and_refuse_ambiguity():
-    from collectors._split import owners
-    from netobs.batch import ip_bytes
+def test_sources_sharing_an_sflow_agent_address_keep_their_own_flows():
+    """Two sFlow agents configured with one agent address (and an IPFIX exporter sending from
+    that very address) in one round: every flow is published and counted under the source its
+    datagram came from, decoded with one flush."""
+    from collectors.decoder import Decoder
+    from netobs.batch import ip_str
 
-    sflow = load_payloads(SFLOW)[0]
-    agent = sflow[8:12]
-    burst = {"127.0.0.2": [sflow], "127.0.0.3": load_payloads(IPFIX)[:1]}
-    got = owners(burst, None, {})
-    assert got == {
-        ip_bytes("127.0.0.2"): "127.0.0.2",
-        b"\x00" * 10 + b"\xff\xff" + agent: "127.0.0.2",
-        ip_bytes("127.0.0.3"): "127.0.0.3",
-    }
-    assert owners(burst, "ipfix", {}) == {ip_bytes(e): e for e in burst}  # pinned: no sFlow rows
-    assert owners({"127.0.0.2": [sflow], "127.0.0.3": [sflow]}, None, {}) is None
+    sflow, ipfix = load_payloads(SFLOW), load_payloads(IPFIX)
+    agent = ip_str(b"\x00" * 10 + b"\xff\xff" + sflow[0][8:12])
+    sources = {"127.0.0.6": sflow, "127.0.0.7": sflow[: len(sflow) // 2]}
+    t = InprocessTransport(InprocessTransportConfig(max_batches=100))
+    c, lst = manual_listener(CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),)), t)
+    before = {e: metric(metrics.records, exporter=e) for e in [*sources, agent]}
+    try:
+        dest = lst.sock.getsockname()
+        for i in range(len(sflow)):
+            for src, payloads in sources.items():
+                if i < len(payloads):
+                    send_from(src, dest, [payloads[i]])
+        if agent.startswith("127."):  # an IPFIX exporter at the agents' address
+            sources[agent] = ipfix
+            send_from(agent, dest, ipfix)
+        lst._decode(drain_all(lst, sum(map(len, sources.values()))))
+        lst._publish_due(float("inf"))
+    finally:
+        lst.sock.close()
+    for src, payloads in sources.items():
+        assert metric(metrics.records, exporter=src) - before[src] == expected_flows(payloads) > 0, src
+    assert c.published == sum(expected_flows(p) for p in sources.values())
+    assert c.counters_published == sum(
+        len(Decoder().decode_many((p, src, 0) for p in payloads).counters)
+        for src, payloads in sources.items()
+        if payloads is not ipfix
+    )
 
 
 def test_bench_replay_loops_continue_every_sequence():
