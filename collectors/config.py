@@ -4,6 +4,7 @@ mounted by the composition root (``netobs_app.settings``)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -202,3 +203,64 @@ class SamplerConfig(Section):
         SecretStr(""), description="HMAC key of `hash` (from env/file; never logged)."
     )
     hash_key_file: Path | None = Field(None, description="File holding the HMAC key (wins over hash_key).")
+_TARGET = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+
+
+def _targets(values: tuple[str, ...]) -> tuple[str, ...]:
+    for v in values:
+        if not _TARGET.match(v) or not 1 <= int(v.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError(f"target {v!r}: expected host:port (IPv6 as [addr]:port)")
+    return values
+
+
+class SflowExportConfig(Section):
+    enabled: bool = Field(True, description="Export sFlow from each bridge.")
+    targets: tuple[str, ...] = Field(
+        ("127.0.0.1:6343",), description="Collector addresses (host:port) the samples go to."
+    )
+    sampling: int = Field(400, ge=1, description="One packet in N is sampled.")
+    header: int = Field(128, ge=18, le=512, description="Bytes of each sampled packet's header exported.")
+    polling: int = Field(30, ge=0, description="Interface counter polling interval in seconds (0: off).")
+
+    _check_targets = field_validator("targets")(classmethod(lambda cls, v: _targets(v)))
+
+
+class IpfixExportConfig(Section):
+    enabled: bool = Field(False, description="Export bridge IPFIX from each bridge.")
+    targets: tuple[str, ...] = Field(
+        ("127.0.0.1:4739",), description="Collector addresses (host:port) the records go to."
+    )
+    sampling: int = Field(400, ge=1, description="One packet in N is sampled.")
+    obs_domain_id: int = Field(
+        1, ge=0, le=0xFFFFFFFF, description="IPFIX observation domain id of every record this node exports."
+    )
+    obs_point_id: int | None = Field(
+        None, ge=0, le=0xFFFFFFFF, description="IPFIX observation point id (default: OVS's own)."
+    )
+    cache_active_timeout: int = Field(
+        60, ge=0, le=4200, description="Seconds before a long flow's record is exported."
+    )
+    cache_max_flows: int = Field(
+        4096, ge=0, description="Flow cache size (0: no cache, every sampled packet is a record)."
+    )
+
+    _check_targets = field_validator("targets")(classmethod(lambda cls, v: _targets(v)))
+
+
+class ExportersConfig(Section):
+    ovs_db: str = Field(
+        "unix:/var/run/openvswitch/db.sock", description="OVSDB of the node (Kube-OVN: the host's socket)."
+    )
+    bridges: tuple[str, ...] = Field(
+        ("br-int",), description="Bridges to export from: br-int and the underlay bridges (absent: skipped)."
+    )
+    node: str = Field("", description="This node's name (the DaemonSet sets it from spec.nodeName).")
+    center: str = Field("", description="This node's data center (recorded with the exporter).")
+    agent: str = Field(
+        "",
+        description="Address the exporter is known by (sFlow agent address; the DaemonSet sets the "
+        "node's IP). Empty: OVS picks one.",
+    )
+    sflow: SflowExportConfig = Field(default_factory=SflowExportConfig)
+    ipfix: IpfixExportConfig = Field(default_factory=IpfixExportConfig)
+    timeout_s: int = Field(20, ge=1, description="ovs-vsctl timeout per call.")

@@ -345,6 +345,20 @@ class HealthConfig(Section):
     warn_interval_s: float = Field(
         60, gt=0, description="Each degraded reason is logged as a warning at most this often."
     )
+class LeaderElectionConfig(Section):
+    enabled: bool = Field(
+        False,
+        description="Run the analytics and alerts scheduler only while holding a Kubernetes Lease (several "
+        "replicas of `netobs schedule`, one working).",
+    )
+    namespace: str = Field("netobs", description="Namespace of the Lease (the chart sets the release's).")
+    lease_name: str = Field("netobs-scheduler", description="Name of the Lease.")
+    identity: str = Field("", description="This replica's name in the Lease (default: the host name).")
+    in_cluster: bool = Field(True, description="Use the pod's service account (else kubeconfig).")
+    kubeconfig: Path | None = Field(None, description="kubeconfig file when not in cluster.")
+    lease_duration_s: float = Field(15, gt=0, description="A leader silent this long is replaced.")
+    renew_deadline_s: float = Field(10, gt=0, description="A leader that cannot renew this long stops.")
+    retry_period_s: float = Field(2, gt=0, description="Between two acquire or renew attempts.")
 
 
 class ControlConfig(Section):
@@ -383,6 +397,16 @@ class ControlConfig(Section):
                 "(control.auth.principals); use control.metrics_listen to expose /metrics alone"
             )
         return self
+    startup_wait_s: float = Field(
+        300,
+        ge=0,
+        description="How long a process waits at start for Kafka and the ClickHouse server, retrying with "
+        "backoff, before it gives up and exits 1 (0: give up at once).",
+    )
+    leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
+    startup_max_backoff_s: float = Field(
+        15, gt=0, description="Longest pause between two start attempts (the first is 0.5 s, then doubled)."
+    )
 
 
 class Settings(BaseSettings):
@@ -439,6 +463,8 @@ def load(path: str | Path | None = None, model: type[BaseSettings] = Settings) -
             raise ConfigError(f"{p}: no such configuration file") from None
         except OSError as e:
             raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a text file (a YAML configuration is UTF-8 text)") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -68,5 +68,9 @@ queries_refused = Counter(
     "netobs_control_refused_queries_total",
     "Statements the SQL guard refused (outside the caller's grant), by role",
     ["role"],
+startup_retries = Counter(
+    "netobs_startup_retries_total",
+    "Start attempts that found a dependency (Kafka, the ClickHouse server) not up yet, by dependency",
+    ["dependency"],
     registry=REGISTRY,
 )

@@ -25,7 +25,7 @@ from netobs.query import format_table, run_query
 from netobs.store import StoreError, make_store
 from netobs.timeargs import glue_negative
 from netobs.transport import TransportError
-from netobs_app import components, scenario
+from netobs_app import clickhouse_cluster, components, scenario
 from netobs_app.capture import decoded
 from netobs_app.runtime import Runtime
 from netobs_app.settings import ConfigError, Settings, dump, load
@@ -159,7 +159,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    return Runtime(_settings(args), collect=False, process=True).serve(_wait_for_signal)
+    runtime = Runtime(_settings(args), collect=False, process=True, schedule=not args.no_schedule)
+    return runtime.serve(_wait_for_signal)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    return Runtime(_settings(args), collect=False, process=False, schedule=True).serve(_wait_for_signal)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -227,10 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("collect", cmd_collect, "run collectors only (distributed mode)"),
         ("pipeline", cmd_pipeline, "run the pipeline only (distributed mode)"),
+        ("schedule", cmd_schedule, "run the analytics and alerts scheduler only (the singleton)"),
         ("run", cmd_run, "run everything in one process (embedded mode)"),
     ):
-        sub.add_parser(name, help=text).set_defaults(func=func)
+        sp = sub.add_parser(name, help=text)
+        sp.set_defaults(func=func)
+        if name == "pipeline":
+            sp.add_argument(
+                "--no-schedule",
+                action="store_true",
+                help="leave the analytics and alerts to `netobs schedule` (pipeline replicas)",
+            )
     scenario.add_parser(analytics_parsers(sub))
+    clickhouse_cluster.add_parsers(sub)
     for register in components.commands():
         register(sub)
     return p

@@ -28,7 +28,8 @@ from analytics.policy.evaluate import EVIDENCE_VIEW, VIOLATIONS_TABLE
 from analytics.policy.rules import RULE_SQL
 from analytics.report.cli import add_parsers as report_commands
 from collectors.cli import add_parsers as collectors_commands
-from collectors.config import CollectorConfig, SamplerConfig
+from collectors.config import CollectorConfig, ExportersConfig, SamplerConfig
+from collectors.exporters_cli import add_parsers as exporters_commands
 from collectors.service import PROTOCOLS
 from dashboards.catalog import BUILDERS
 from dashboards.cli import add_parsers as dashboards_commands
@@ -82,8 +83,8 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         "collectors",
-        sections={"collector": CollectorConfig, "sampler": SamplerConfig},
-        commands=(collectors_commands,),
+        sections={"collector": CollectorConfig, "sampler": SamplerConfig, "exporters": ExportersConfig},
+        commands=(collectors_commands, exporters_commands),
         plugins={"collector.listeners[].protocol": PROTOCOLS},
     ),
     Component(

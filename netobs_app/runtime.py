@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alerts.service import Notifier
 from collectors.service import UdpCollector
@@ -20,8 +22,8 @@ from netobs.auth import Authenticator
 from netobs.config import ConfigError
 from netobs.control import ControlServer, Route, health_routes, metrics_route
 from netobs.queryservice import QueryService
-from netobs.store import Store, make_store
-from netobs.transport import Consumer, Transport, make_transport
+from netobs.store import Store, StoreError, make_store
+from netobs.transport import Consumer, Transport, TransportError, make_transport
 from netobs_app import components
 from netobs_app.health import HealthMonitor
 from netobs_app.scheduler import Scheduler
@@ -33,6 +35,7 @@ from pipeline.pipeline import Pipeline
 from pipeline.samples import sample_transform
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def spool_dir(s: Settings) -> Path | None:
@@ -59,10 +62,14 @@ class _SpoolView:
 class Runtime:
     """A netobs process: collectors and/or pipeline, plus the control endpoint."""
 
-    def __init__(self, settings: Settings, *, collect: bool, process: bool):
+    def __init__(self, settings: Settings, *, collect: bool, process: bool, schedule: bool | None = None):
+        """``schedule``: run the analytics and alerts (default: with the pipeline); ``process``
+        False with ``schedule`` True is the scheduler alone (``netobs schedule``)."""
         self.settings = settings
         self.collect = collect
         self.process = process
+        self.schedule = process if schedule is None else schedule
+        self.elector: Any = None
         self.store: Store | None = None
         self.collector: UdpCollector | None = None
         self.sampler: Any = None
@@ -86,16 +93,19 @@ class Runtime:
             authenticator = Authenticator(s.control.auth)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        transport = self.transport = make_transport(s.transport, spool_dir(s))
-        if self.process:
+        transport = self.transport = self._wait(
+            "transport", lambda: make_transport(s.transport, spool_dir(s))
+        )
+        if self.process or self.schedule:
             self.store = store = make_store(s.store, components.schema(s))
-            store.start()
+            self._wait("store", store.start)
             self.queries = QueryService(store, s.store.database, s.control.auth, self._audit_log(store))
+        if self.process:
             self.enricher = enricher = self._enricher(store)
             enricher.start()
             self.pipeline = Pipeline(
                 self._pipeline_config(),
-                self._consumer(transport),
+                self._wait("transport", lambda: self._consumer(transport)),
                 store,
                 drain=s.transport.type == "inprocess" and not s.transport.spool.enabled,
                 transform=enricher.enrich,
@@ -103,13 +113,14 @@ class Runtime:
                 sample_transform=sample_transform(enricher),
             )
             self.pipeline.start()
-            self.scheduler = Scheduler(s, store)
-            self.scheduler.start()
-            if s.alerts.enabled:
-                self.notifier = Notifier(s.alerts, store.query_arrow, s.store.database)
-                self.notifier.start()
+        if self.schedule:
+            if s.control.leader_election.enabled:
+                self.elector = self._elector()
+                self.elector.start()
+            else:
+                self._start_scheduled()
         if self.collect:
-            self.collector = UdpCollector(s.collector, transport.producer())
+            self.collector = UdpCollector(s.collector, self._wait("transport", transport.producer))
             self.collector.start()
             if s.sampler.enabled:
                 from collectors.sampler import SampleAgent
@@ -146,6 +157,69 @@ class Runtime:
         )
         audit.start()
         return audit
+
+    def _start_scheduled(self) -> None:
+        """The analytics and policy scheduler and the alert notifier (the singleton's work)."""
+        s, store = self.settings, self.store
+        assert store is not None
+        self.scheduler = Scheduler(s, store)
+        self.scheduler.start()
+        if s.alerts.enabled:
+            self.notifier = Notifier(s.alerts, store.query_arrow, s.store.database)
+            self.notifier.start()
+
+    def _elector(self) -> Any:
+        from kubernetes import client, config
+
+        from netobs.lease import LeaderElector
+
+        le = self.settings.control.leader_election
+        if le.in_cluster:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api = client.ApiClient()
+        else:
+            path = str(le.kubeconfig) if le.kubeconfig else None
+            api = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+
+        def lost() -> None:  # as client-go does: a replica that lost the Lease ends; it restarts clean
+            self.fatal = "leader election: the lease was lost"
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        return LeaderElector(
+            api,
+            le.namespace,
+            le.lease_name,
+            le.identity or socket.gethostname(),
+            lease_duration_s=le.lease_duration_s,
+            renew_deadline_s=le.renew_deadline_s,
+            retry_period_s=le.retry_period_s,
+            on_started=self._start_scheduled,
+            on_stopped=lost,
+        )
+
+    def _wait(self, what: str, attempt: Callable[[], T]) -> T:
+        """``attempt()``, retried with jittered exponential backoff while Kafka or the ClickHouse
+        server is not up yet (a compose stack or a cluster starts in any order), for at most
+        ``control.startup_wait_s``; then its error goes up (exit 1)."""
+        c = self.settings.control
+        deadline, delay, tries = time.monotonic() + c.startup_wait_s, 0.5, 0
+        while True:
+            tries += 1
+            try:
+                result = attempt()
+            except (StoreError, TransportError) as e:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping.is_set():
+                    raise
+                pause = min(delay * random.uniform(0.8, 1.2), c.startup_max_backoff_s, left)
+                metrics.startup_retries.labels(what).inc()
+                log.warning("%s not ready (%s); attempt %d, retrying in %.1f s", what, e, tries, pause)
+                self._stopping.wait(pause)
+                delay = min(delay * 2, c.startup_max_backoff_s)
+                continue
+            if tries > 1:
+                log.info("%s ready after %d attempts", what, tries)
+            return result
 
     def _pipeline_config(self) -> Any:
         """The pipeline's config; the embedded mode keeps dead letters in a directory by default."""
@@ -246,6 +320,8 @@ class Runtime:
             out["lost_flows"] = out.get("lost_flows", 0) + self.collector.lost
             out["rejected_datagrams"] = self.collector.rejected
             out["socket_drops"] = dict(self.collector.socket_drops)
+        if self.elector is not None:
+            out["leader"] = self.elector.leading.is_set()
         if self.scheduler is not None:
             out["scheduled_runs"] = dict(self.scheduler.runs)
             out["scheduled_errors"] = dict(self.scheduler.errors)
@@ -297,6 +373,8 @@ class Runtime:
             self.sampler.stop()
         if self.collector is not None:
             self.collector.stop()
+        if self.elector is not None:
+            self.elector.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.notifier is not None:

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from alerts.config import AlertsConfig
 from analytics.config import AnalyticsConfig, PolicyScheduleConfig
-from collectors.config import CollectorConfig, SamplerConfig
+from collectors.config import CollectorConfig, ExportersConfig, SamplerConfig
 from dashboards.config import DashboardsConfig
 from netobs import config as kernel
 from netobs.config import ConfigError
@@ -32,6 +32,7 @@ class Settings(kernel.Settings):
     policy: PolicyScheduleConfig = Field(default_factory=PolicyScheduleConfig)
     dashboards: DashboardsConfig = Field(default_factory=DashboardsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    exporters: ExportersConfig = Field(default_factory=ExportersConfig)
 
 
 def load(path: str | Path | None = None) -> Settings:

@@ -10,10 +10,14 @@
 #   NETOBS_SKIP_KAFKA=1   skip the Kafka jars step
 #   NETOBS_SKIP_GOFLOW2=1 skip building goflow2 (the peer collector the benchmarks and the
 #                         goflow2-protobuf input tests run); it goes to $NETOBS_CACHE/go/bin
+#   NETOBS_SKIP_DEPLOY=1  skip the deployment tools (helm v4, kubeconform, the Kubernetes API schemas
+#                         from k8s.io/kubernetes' OpenAPI, the compose-spec schema from compose-go),
+#                         all from the Go module proxy into $NETOBS_CACHE; and the image tools (Debian:
+#                         debootstrap, umoci, runc)
 set -euo pipefail
 
 # Debian packages the tests use. Others may add to this list.
-APT_PACKAGES="openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2 iptables tshark dnsmasq-base bind9-dnsutils curl openssl softflowd pmacct zookeeperd poppler-utils fonts-dejavu-core prometheus-alertmanager"
+APT_PACKAGES="debootstrap umoci runc openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2 iptables tshark dnsmasq-base bind9-dnsutils curl openssl softflowd pmacct zookeeperd poppler-utils fonts-dejavu-core prometheus-alertmanager"
 # Only installed when the command is missing (CI machines usually have a JDK and Maven already).
 JAVA_PACKAGES="openjdk-17-jre-headless"
 MAVEN_PACKAGES="maven"
@@ -147,7 +151,62 @@ install_goflow2() {
     echo "$GOFLOW2_VERSION" >"$stamp"
 }
 
+# --- deployment tools (Go module proxy) ---------------------------------------------------------
+HELM_VERSION="${NETOBS_HELM_VERSION:-v4.3.2}"
+KUBECONFORM_VERSION="${NETOBS_KUBECONFORM_VERSION:-v0.7.0}"
+K8S_API_VERSION="${NETOBS_K8S_API_VERSION:-v1.34.2}"
+COMPOSE_GO_VERSION="${NETOBS_COMPOSE_GO_VERSION:-v2.9.1}"
+
+go_cmd() {
+    local go
+    go="$(command -v go || true)"
+    [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+    echo "$go"
+}
+
+go_install_pinned() {  # name module@version
+    local name="$1" target="$2" version="${2##*@}" go
+    local stamp="$GOFLOW2_BIN/.$name-version"
+    if [ -x "$GOFLOW2_BIN/$name" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ]; then
+        log "$name $version already in $GOFLOW2_BIN"
+        return 0
+    fi
+    go="$(go_cmd)"
+    [ -n "$go" ] || { warn "no Go toolchain; $name missing"; return 1; }
+    mkdir -p "$GOFLOW2_BIN"
+    log "building $name $version into $GOFLOW2_BIN"
+    GOBIN="$GOFLOW2_BIN" GOMODCACHE="$NETOBS_CACHE/go/mod" GOFLAGS=-mod=mod "$go" install "$target" </dev/null \
+        || { warn "go install $target failed"; return 1; }
+    echo "$version" >"$stamp"
+}
+
+install_deploy_tools() {
+    local ok=0 go dir out
+    go_install_pinned helm "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" || ok=1
+    go_install_pinned kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" || ok=1
+    go="$(go_cmd)"
+    out="$NETOBS_CACHE/k8s-schemas/$K8S_API_VERSION"
+    if [ ! -f "$out/daemonset-apps-v1.json" ] && [ -n "$go" ]; then
+        # The Kubernetes API's own OpenAPI document, from the k8s.io/kubernetes module (18 MB zip).
+        dir="$(GOMODCACHE="$NETOBS_CACHE/go/mod" GOFLAGS=-mod=mod "$go" mod download -json \
+            "k8s.io/kubernetes@$K8S_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
+            && python3 "$HERE/../deploy/tools/k8s_schemas.py" "$dir/api/openapi-spec/swagger.json" "$out.tmp" \
+            && rm -rf "$out" && mv "$out.tmp" "$out" || { warn "Kubernetes schemas failed"; ok=1; }
+    fi
+    out="$NETOBS_CACHE/compose-spec/compose-spec.json"
+    if [ ! -f "$out" ] && [ -n "$go" ]; then
+        dir="$(GOMODCACHE="$NETOBS_CACHE/go/mod" GOFLAGS=-mod=mod "$go" mod download -json \
+            "github.com/compose-spec/compose-go/v2@$COMPOSE_GO_VERSION" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
+            && mkdir -p "$(dirname "$out")" && cp "$dir/schema/compose-spec.json" "$out" \
+            || { warn "compose-spec schema failed"; ok=1; }
+    fi
+    if [ "$ok" != 0 ] && { [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; }; then return 1; fi
+    return 0
+}
+
 if [ "${NETOBS_SKIP_APT:-0}" = 1 ]; then log "skipping Debian packages (NETOBS_SKIP_APT=1)"; else install_apt; fi
 if [ "${NETOBS_SKIP_KAFKA:-0}" = 1 ]; then log "skipping Kafka jars (NETOBS_SKIP_KAFKA=1)"; else install_kafka; fi
 if [ "${NETOBS_SKIP_GOFLOW2:-0}" = 1 ]; then log "skipping goflow2 (NETOBS_SKIP_GOFLOW2=1)"; else install_goflow2; fi
+if [ "${NETOBS_SKIP_DEPLOY:-0}" = 1 ]; then log "skipping deployment tools (NETOBS_SKIP_DEPLOY=1)"; else install_deploy_tools; fi
 log "done"

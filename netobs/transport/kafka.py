@@ -15,12 +15,12 @@ from typing import Any
 
 import pyarrow as pa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.errors import KafkaConfigurationError, KafkaError, MessageSizeTooLargeError
 from kafka.sasl.oauth import AbstractTokenProvider
 from kafka.structs import OffsetAndMetadata
 
 from netobs import wire
-from netobs.config import KafkaTransportConfig
+from netobs.config import ConfigError, KafkaTransportConfig
 from netobs.transport import kafka_producer, metrics
 from netobs.transport.base import Message, TransportError
 from netobs.transport.deadletter import KafkaDeadLetters
@@ -148,6 +148,8 @@ class KafkaBatchProducer:
                 max_block_ms=cfg.max_block_ms,
                 **client_options(cfg),
             )
+        except KafkaConfigurationError as e:  # a setting the client refuses: retrying cannot help
+            raise ConfigError(f"transport.kafka: {e}") from None
         except KafkaError as e:
             raise TransportError(f"Kafka {list(cfg.bootstrap_servers)} unreachable: {e}") from None
 
@@ -220,6 +222,8 @@ class KafkaBatchConsumer:
                 **client_options(cfg),
             )
             self._c.subscribe(self.topics(), listener=_Listener(self))
+        except KafkaConfigurationError as e:  # a setting the client refuses: retrying cannot help
+            raise ConfigError(f"transport.kafka: {e}") from None
         except KafkaError as e:
             raise TransportError(f"Kafka {list(cfg.bootstrap_servers)} unreachable: {e}") from None
 

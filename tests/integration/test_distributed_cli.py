@@ -98,7 +98,7 @@ def test_collect_with_broker_down_says_so(tmp_path):
         f"transport: {{type: kafka, kafka: {{bootstrap_servers: ['127.0.0.1:{free_port()}'], request_timeout_ms: 3000}}, "
         "spool: {enabled: false}}\n"
         "collector: {listeners: [{listen: '127.0.0.1:0'}]}\n"
-        f"control: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        f"control: {{listen: '127.0.0.1:{free_port()}', startup_wait_s: 2}}\n"
     )
     r = subprocess.run(
         [sys.executable, "-m", "netobs", "--config", str(config), "collect"],

@@ -81,6 +81,15 @@ def test_cli_check_missing_file(tmp_path, capsys):
     assert "no such configuration file" in capsys.readouterr().err
 
 
+def test_cli_check_binary_file(tmp_path, capsys):
+    """A capture given by mistake (found running `config --check` in the image): one line, exit 2."""
+    p = tmp_path / "x.pcap"
+    p.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    assert main(["config", "--check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "not a text file" in err and "Traceback" not in err
+
+
 def test_cli_check_ok_and_dump(tmp_path, capsys):
     p = write(tmp_path, "store:\n  retention_days: 7\n")
     assert main(["config", "--check", str(p)]) == 0

@@ -8,11 +8,16 @@ client is tested against this server instead. It serves ``/api/v1/{pods,namespac
 events (``{"type": ..., "object": ...}``, one per line) after the given resourceVersion,
 and, when that version is older than the compacted history, the apiserver's
 ``ERROR`` event carrying a ``Status`` with code 410 (Gone), which forces a relist.
+
+It also serves ``coordination.k8s.io/v1`` Leases (get, create, replace) with the apiserver's
+optimistic concurrency: a create of an existing name and a replace whose ``resourceVersion`` is
+not the current one get ``409 Conflict``; ``down`` makes every request fail with 503.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +54,7 @@ _PATHS = {
     ),
 }
 _KINDS = {res: (api, kind) for res, api, kind in _PATHS.values()}
+_LEASE = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/]+))?$")
 
 
 class FakeApiServer:
@@ -65,6 +71,9 @@ class FakeApiServer:
         self.rv = 100
         self.compacted = 0
         self.requests: list[str] = []
+        self.leases: dict[tuple[str, str], dict] = {}
+        self.lease_writes: list[tuple[str, str]] = []  # (method, holderIdentity) of accepted writes
+        self.down = False
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -149,6 +158,45 @@ class FakeApiServer:
                     return
                 self._cond.wait(min(left, 0.2))
 
+    def lease(self, method: str, ns: str, name: str | None, body: dict | None) -> tuple[int, dict]:
+        """One Lease request → (HTTP status, body), with the apiserver's conflict rules."""
+        with self._cond:
+            key = (ns, name or (body or {}).get("metadata", {}).get("name", ""))
+            current = self.leases.get(key)
+            if method == "GET":
+                return (200, current) if current else (404, _status(404, "NotFound", f"lease {key[1]}"))
+            assert body is not None
+            if method == "POST" and current is not None:
+                return 409, _status(409, "AlreadyExists", f"lease {key[1]} already exists")
+            if method == "PUT":
+                if current is None:
+                    return 404, _status(404, "NotFound", f"lease {key[1]}")
+                if body.get("metadata", {}).get("resourceVersion") != current["metadata"]["resourceVersion"]:
+                    return 409, _status(409, "Conflict", "the object has been modified")
+            self.rv += 1
+            meta = {
+                **body.get("metadata", {}),
+                "namespace": ns,
+                "name": key[1],
+                "resourceVersion": str(self.rv),
+            }
+            obj = {**body, "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
+            self.leases[key] = obj
+            self.lease_writes.append((method, (obj.get("spec") or {}).get("holderIdentity") or ""))
+            return (201 if method == "POST" else 200), obj
+
+
+def _status(code: int, reason: str, message: str) -> dict:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+        "metadata": {},
+    }
+
 
 def _key(obj: dict) -> str:
     meta = obj["metadata"]
@@ -177,6 +225,28 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args) -> None:  # keep test output quiet
             pass
 
+        def _lease(self, method: str) -> bool:
+            m = _LEASE.match(urlparse(self.path).path)
+            if m is None:
+                return False
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            if api.down:
+                self._json(503, _status(503, "ServiceUnavailable", "apiserver down"))
+            else:
+                self._json(*api.lease(method, m.group(1), m.group(2), body))
+            return True
+
+        def do_POST(self) -> None:
+            api.requests.append(self.path)
+            if not self._lease("POST"):
+                self._json(404, _status(404, "NotFound", self.path))
+
+        def do_PUT(self) -> None:
+            api.requests.append(self.path)
+            if not self._lease("PUT"):
+                self._json(404, _status(404, "NotFound", self.path))
+
         def do_GET(self) -> None:
             url = urlparse(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -193,6 +263,8 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                         "reason": "Unauthorized",
                     },
                 )
+            if self._lease("GET"):
+                return
             spec = _PATHS.get(url.path)
             if spec is not None and api.serve is not None and spec[0] not in api.serve:
                 spec = None

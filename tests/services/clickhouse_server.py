@@ -140,12 +140,17 @@ class ClickHouseServer(ManagedProcess):
             return self
         if not self.command:
             raise ClickHouseError("clickhouse-server not found (apt-get install clickhouse-server)")
-        if not self.config_file.exists():
-            self.port, self.http_port = free_port(), free_port()
-            self._write_config()
+        self.prepare()
         cmd = [*self.command, f"--config-file={self.config_file}"]
         log = self.work_dir / "stdout.log"
         self.launch(cmd, self.work_dir, log, self._ready, timeout, ClickHouseError, "clickhouse-server")
+        return self
+
+    def prepare(self) -> ClickHouseServer:
+        """Pick the ports and write the config without starting (a server that comes up late)."""
+        if not self.config_file.exists():
+            self.port, self.http_port = free_port(), free_port()
+            self._write_config()
         return self
 
     def restart(self, timeout: float = 60.0) -> ClickHouseServer:

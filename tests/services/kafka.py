@@ -86,14 +86,21 @@ class KafkaBroker(ManagedProcess):
         why = self.check_installed()
         if why:
             raise KafkaError(why)
+        self.prepare()
         if not self._formatted:
-            self.port, self.controller_port = free_port(), free_port()
-            self._write_config()
             self._format_storage()
             self._formatted = True
         cmd = self._java("kafka.Kafka", str(self.work_dir / "server.properties"))
         log = self.work_dir / "stdout.log"
         self.launch(cmd, self.work_dir, log, self._ready_check(), timeout, KafkaError, "broker")
+        return self
+
+    def prepare(self) -> KafkaBroker:
+        """Pick the ports and write the config, without starting: a client can be pointed at
+        ``bootstrap`` before the broker exists (a broker that comes up late)."""
+        if not self.port:
+            self.port, self.controller_port = free_port(), free_port()
+            self._write_config()
         return self
 
     def restart(self, timeout: float = 90.0) -> KafkaBroker:
