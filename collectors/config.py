@@ -203,6 +203,8 @@ class SamplerConfig(Section):
         SecretStr(""), description="HMAC key of `hash` (from env/file; never logged)."
     )
     hash_key_file: Path | None = Field(None, description="File holding the HMAC key (wins over hash_key).")
+
+
 _TARGET = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
 

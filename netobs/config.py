@@ -345,6 +345,8 @@ class HealthConfig(Section):
     warn_interval_s: float = Field(
         60, gt=0, description="Each degraded reason is logged as a warning at most this often."
     )
+
+
 class LeaderElectionConfig(Section):
     enabled: bool = Field(
         False,
@@ -397,6 +399,7 @@ class ControlConfig(Section):
                 "(control.auth.principals); use control.metrics_listen to expose /metrics alone"
             )
         return self
+
     startup_wait_s: float = Field(
         300,
         ge=0,

@@ -68,6 +68,8 @@ queries_refused = Counter(
     "netobs_control_refused_queries_total",
     "Statements the SQL guard refused (outside the caller's grant), by role",
     ["role"],
+    registry=REGISTRY,
+)
 startup_retries = Counter(
     "netobs_startup_retries_total",
     "Start attempts that found a dependency (Kafka, the ClickHouse server) not up yet, by dependency",
