@@ -102,7 +102,7 @@ def test_every_netobs_service_runs_a_configuration_netobs_accepts(monkeypatch) -
         assert settings.transport.kafka.bootstrap_servers == ("kafka:9092",)
         assert settings.store.clickhouse.host == "clickhouse"
         assert settings.store.clickhouse.password.get_secret_value() == "pw-from-env"
-        assert settings.control.listen.endswith(":9464")  # what the health check asks
+        assert settings.control.metrics_listen.endswith(":9465")  # what the health check asks
         assert settings.control.startup_wait_s >= 60
         health = " ".join(svc["healthcheck"]["test"])
-        assert "127.0.0.1:9464/health" in health
+        assert "127.0.0.1:9465/health" in health

@@ -33,7 +33,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $kafka := dict "bootstrap_servers" $c.kafka.bootstrapServers -}}
 {{- $ch := dict "host" $c.clickhouse.host "port" (int $c.clickhouse.port) -}}
 {{- $center := dict "transport" (dict "kafka" $kafka) "store" (dict "clickhouse" $ch) -}}
-{{- $ctl := dict "control" (dict "listen" "0.0.0.0:9464" "startup_wait_s" .root.Values.pipeline.startupWaitSeconds) -}}
+{{- $ctl := dict "control" (dict "listen" "127.0.0.1:9400" "startup_wait_s" .root.Values.pipeline.startupWaitSeconds) -}}
 {{- toYaml (mergeOverwrite (deepCopy .root.Values.config) $center $ctl) -}}
 {{- end -}}
 
