@@ -11,6 +11,7 @@ A leader that cannot renew for ``renew_deadline_s`` stops leading (``on_stopped`
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -101,7 +102,7 @@ class LeaderElector:
 
         return client.V1LeaseSpec(
             holder_identity=self.identity,
-            lease_duration_seconds=int(self.lease_duration_s),
+            lease_duration_seconds=math.ceil(self.lease_duration_s),  # never shorter than asked
             acquire_time=acquired,
             renew_time=renewed,
             lease_transitions=transitions,

@@ -72,7 +72,7 @@ class FakeApiServer:
         self.compacted = 0
         self.requests: list[str] = []
         self.leases: dict[tuple[str, str], dict] = {}
-        self.lease_writes: list[tuple[str, str]] = []  # (method, holderIdentity) of accepted writes
+        self.lease_writes: list[tuple[str, str, float]] = []  # (method, holderIdentity, when) accepted
         self.down = False
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -182,7 +182,8 @@ class FakeApiServer:
             }
             obj = {**body, "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
             self.leases[key] = obj
-            self.lease_writes.append((method, (obj.get("spec") or {}).get("holderIdentity") or ""))
+            holder = (obj.get("spec") or {}).get("holderIdentity") or ""
+            self.lease_writes.append((method, holder, time.monotonic()))
             return (201 if method == "POST" else 200), obj
 
 
