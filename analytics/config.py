@@ -81,7 +81,10 @@ class VolumeConfig(Section):
         ("5m", "1h", "1d"), description="Period lengths judged, shortest first (5m, 1h, 1d)."
     )
     bridge: int = Field(
-        2, ge=0, description="Join flagged periods separated by at most this many quiet ones."
+        2,
+        ge=0,
+        description="Join flagged periods separated by at most this many quiet ones (and by at most half an "
+        "hour of them at short scales: one anomaly).",
     )
     severity: str = "warning"
 

@@ -102,10 +102,12 @@ def _findings(s, j: LogJudgement, ob, orr_, oidx, cfg, scale_s, name, blind) -> 
     drop &= j.log_ratio <= -np.log(cfg.min_ratio)
     if blind is not None:
         drop &= ~blind
+    # Quiet periods inside one anomaly: at least half an hour of them is noise, whatever the scale.
+    bridge = max(cfg.bridge, -(-_BRIDGE_S // scale_s))
     out = []
     for i in np.flatnonzero(spike.any(axis=1) | drop.any(axis=1)):
         for kind, mask in (("spike", spike[i]), ("drop", drop[i])):
-            for start, end, sel in runs(_bridge(pd.Series(mask, index=oidx), cfg.bridge), period):
+            for start, end, sel in runs(_bridge(pd.Series(mask, index=oidx), bridge), period):
                 cols = oidx.get_indexer(sel)
                 ratio = float(np.nansum(ob[i, cols]) / max(float(np.nansum(j.expected[i, cols])), 1.0))
                 zmax = float(np.nanmax(np.abs(j.z[i, cols])))
@@ -152,6 +154,11 @@ def _num(v: float, digits: int = 2) -> float | None:
     return round(float(v), digits) if np.isfinite(v) else None
 
 
+#: Flagged periods closer than this (seconds) are one anomaly: a 0.5x hour at 1:1000 has 5-minute
+#: buckets that Poisson noise lifts back above the threshold.
+_BRIDGE_S = 1800
+
+
 def _bridge(mask: pd.Series, gap: int) -> pd.Series:
     """Join flagged runs separated by at most ``gap`` unflagged periods (noise inside one anomaly)."""
     if gap <= 0 or not mask.any():
@@ -193,4 +200,34 @@ def _finest(found: dict[str, list[Finding]], order: tuple[str, ...]) -> list[Fin
                 score=max(e.score, f.score),
                 evidence={**e.evidence, "also_at": sorted({*e.evidence.get("also_at", []), name})},
             )
-    return out
+    # A widened finding may now overlap other pieces of the same episode: one finding each.
+    merged: list[Finding] = []
+    for f in sorted(out, key=lambda f: (f.type, sorted((k, str(v)) for k, v in f.entities.items() if k != "scale"),
+                                        f.window_start)):  # fmt: skip
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.type == f.type
+            and {k: v for k, v in last.entities.items() if k != "scale"}
+            == {k: v for k, v in f.entities.items() if k != "scale"}
+            and f.window_start < last.window_end
+        ):
+            merged[-1] = replace(
+                last,
+                window_end=max(last.window_end, f.window_end),
+                score=max(last.score, f.score),
+                evidence={
+                    **last.evidence,
+                    "also_at": sorted(
+                        {
+                            *last.evidence.get("also_at", []),
+                            *f.evidence.get("also_at", []),
+                            f.entities.get("scale", ""),
+                        }
+                        - {last.entities.get("scale", ""), ""}
+                    ),
+                },  # fmt: skip
+            )
+        else:
+            merged.append(f)
+    return sorted(merged, key=lambda f: f.window_start)
