@@ -43,7 +43,7 @@ format: setup ## apply ruff's formatting and fixes
 bench: setup ## run every benchmark; one `bench: <name> <value> <unit>` line per figure
 	$(PY) bench/run.py
 
-demo: setup ## run the embedded default end to end on a bundled OVS capture
+demo: setup ## a live three-center bank sending sFlow and IPFIX into netobs; prints the flow explorer URL
 	bash scripts/demo.sh
 
 clean: ## remove the venv and local data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -39,6 +40,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     g.add_argument("--sampling", type=int, default=1000)
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--convention", default="probe_both_ends", help="how the exporters report the traffic")
+    g.add_argument(
+        "--start",
+        type=time_arg,
+        default=None,
+        help="first day (ISO-8601, UTC; default: the Monday that leaves the whole span before today, so the "
+        "data is recent and inside the store's retention)",
+    )
     g.set_defaults(func=cmd_scenario_generate)
     return ssub
 
@@ -122,11 +130,21 @@ def notes_lines(notes: dict) -> list[str]:
     return out
 
 
+def recent_start(days: int, now: datetime | None = None) -> datetime:
+    """The latest Monday 00:00 UTC from which ``days`` days end by today's midnight (weeks line up)."""
+    now = now or datetime.now(UTC)
+    latest = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
+    return latest - timedelta(days=latest.weekday())
+
+
 def cmd_scenario_generate(args: argparse.Namespace, settings) -> int:
     from analytics.scenario import ScenarioSpec, generate
 
     try:
-        spec = ScenarioSpec(args.tenants, args.days, args.sampling, args.seed, convention=args.convention)
+        start = args.start or recent_start(args.days)
+        spec = ScenarioSpec(
+            args.tenants, args.days, args.sampling, args.seed, int(start.timestamp() * 1000), args.convention
+        )
     except ValueError as e:
         print(f"netobs: {e}", file=sys.stderr)
         return 2

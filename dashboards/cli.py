@@ -28,7 +28,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("dir", type=Path)
     e.add_argument("--dashboards-path", default=DASHBOARDS_PATH, help="where Grafana reads the JSON files")
     e.add_argument(
-        "--password-env", default=PASSWORD_ENV, help="env variable holding the ClickHouse password"
+        "--password-env",
+        default=None,
+        help=f"env variable holding the data source password (default: {PASSWORD_ENV}, or for the embedded "
+        "store NETOBS__CONTROL__READ_PASSWORD)",
     )
     e.set_defaults(func=cmd_export)
     c = dsub.add_parser("check", help="run every panel's SQL for the last N hours; exit 1 on any error")

@@ -24,14 +24,48 @@ from dashboards.model import PLUGIN
 
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/netobs"
 PASSWORD_ENV = "NETOBS__STORE__CLICKHOUSE__PASSWORD"
+#: The embedded store's data source: the control endpoint's read-only ClickHouse HTTP interface.
+#: Grafana's password for it is a viewer token (the endpoint takes Basic with a token as password).
+CONTROL_PASSWORD_ENV = "NETOBS_GRAFANA_TOKEN"
+CHDB_HTTP_PATH = "/clickhouse"
 
 
-def datasource_yaml(settings: Any, password_env: str = PASSWORD_ENV) -> dict[str, Any]:
-    """Grafana provisioning of the ClickHouse data source (plugin v4 jsonData)."""
+def _chdb_source(settings: Any) -> dict[str, Any]:
+    """An embedded store has no server: Grafana reads it through ``netobs run``'s control endpoint,
+    which speaks the ClickHouse HTTP interface (read-only, authenticated) under /clickhouse."""
+    d, control = settings.dashboards, settings.control
+    host, _, port = control.listen.rpartition(":")
+    return {
+        "host": d.datasource_host or host.strip("[]") or "127.0.0.1",
+        "port": d.datasource_port or int(port),
+        "protocol": "http",
+        "path": CHDB_HTTP_PATH,
+        "secure": control.tls.enabled,
+        "username": "default",  # any principal: the password (a viewer token) says who
+        "defaultDatabase": settings.store.database,
+    }
+
+
+def datasource_yaml(settings: Any, password_env: str | None = None) -> dict[str, Any]:
+    """Grafana provisioning of the ClickHouse data source (plugin v4 jsonData): the ClickHouse
+    server, or for the embedded store (chdb) the control endpoint of the process that owns it."""
     d, ch = settings.dashboards, settings.store.clickhouse
-    port = d.datasource_port or ch.port
-    if d.datasource_protocol == "http" and d.datasource_port is None:
-        port = 8443 if ch.tls.enabled else 8123
+    if settings.store.type == "chdb":
+        json_data = _chdb_source(settings)
+        password_env = password_env or CONTROL_PASSWORD_ENV
+    else:
+        port = d.datasource_port or ch.port
+        if d.datasource_protocol == "http" and d.datasource_port is None:
+            port = 8443 if ch.tls.enabled else 8123
+        json_data = {
+            "host": d.datasource_host or ch.host,
+            "port": port,
+            "protocol": d.datasource_protocol,
+            "secure": ch.tls.enabled,
+            "username": ch.user,
+            "defaultDatabase": settings.store.database,
+        }
+        password_env = password_env or PASSWORD_ENV
     return {
         "apiVersion": 1,
         "datasources": [
@@ -41,14 +75,7 @@ def datasource_yaml(settings: Any, password_env: str = PASSWORD_ENV) -> dict[str
                 "type": PLUGIN,
                 "access": "proxy",
                 "editable": False,
-                "jsonData": {
-                    "host": d.datasource_host or ch.host,
-                    "port": port,
-                    "protocol": d.datasource_protocol,
-                    "secure": ch.tls.enabled,
-                    "username": ch.user,
-                    "defaultDatabase": settings.store.database,
-                },
+                "jsonData": json_data,
                 "secureJsonData": {"password": f"${{{password_env}}}"},
             }
         ],
@@ -77,7 +104,7 @@ def provider_yaml(settings: Any, path: str = DASHBOARDS_PATH) -> dict[str, Any]:
 
 
 def export(
-    settings: Any, out: Path, *, dashboards_path: str = DASHBOARDS_PATH, password_env: str = PASSWORD_ENV
+    settings: Any, out: Path, *, dashboards_path: str = DASHBOARDS_PATH, password_env: str | None = None
 ) -> list[Path]:
     """Write the dashboards and the provisioning files under ``out``; returns the paths written."""
     written = []
@@ -99,4 +126,12 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-__all__ = ["DASHBOARDS_PATH", "PASSWORD_ENV", "datasource_yaml", "export", "provider_yaml"]
+__all__ = [
+    "CHDB_HTTP_PATH",
+    "CONTROL_PASSWORD_ENV",
+    "DASHBOARDS_PATH",
+    "PASSWORD_ENV",
+    "datasource_yaml",
+    "export",
+    "provider_yaml",
+]

@@ -50,6 +50,10 @@ def unit_override(column: str, unit: str) -> dict[str, Any]:
     return {"matcher": {"id": "byName", "options": column}, "properties": [{"id": "unit", "value": unit}]}
 
 
+#: Grafana's min interval of a panel computing rates from per-minute rows.
+MIN_RATE_INTERVAL = "1m"
+
+
 @dataclass
 class Panel:
     """A panel before layout: kind, title, SQL, size and its field config."""
@@ -84,6 +88,9 @@ class Panel:
                 "overrides": self.overrides,
             },
             "options": self.options,
+            # Rates divide per-bucket sums by $__interval_s; rollup rows (and flow records) are per
+            # minute, so a bucket below a minute would show rates many times too high, with gaps.
+            **({"interval": MIN_RATE_INTERVAL} if "$__interval_s" in self.sql else {}),
         }  # fmt: skip
 
 

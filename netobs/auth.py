@@ -13,6 +13,8 @@ constant-time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
@@ -110,14 +112,34 @@ class Authenticator:
         return bool(self.principals)
 
     def authenticate(
-        self, headers: Mapping[str, str], peer_cert: dict[str, Any] | None, peer_host: str
+        self,
+        headers: Mapping[str, str],
+        peer_cert: dict[str, Any] | None,
+        peer_host: str,
+        *,
+        basic: bool = False,
+        token_only: bool = False,
     ) -> Principal:
+        """The caller. ``basic``: also ``Authorization: Basic`` whose password is a token (what
+        ClickHouse clients send; the user name must be empty, ``default`` or the principal's
+        name). ``token_only``: only a credential in the Authorization header counts (no client
+        certificate, no anonymous loopback): credentials a browser attaches by itself to a
+        cross-site request are not accepted."""
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         if auth:
             scheme, _, token = auth.partition(" ")
+            if basic and scheme.lower() == "basic":
+                return self._by_basic(token.strip())
             if scheme.lower() != "bearer" or not token.strip():
-                raise AuthError("expected 'Authorization: Bearer <token>'")
+                raise AuthError(
+                    "expected 'Authorization: Bearer <token>'"
+                    + (" or Basic with a token as the password" if basic else "")
+                )
             return self._by_token(token.strip())
+        if token_only:
+            raise AuthError(
+                "authentication required: a token (Authorization: Bearer, or Basic with the token as password)"
+            )
         cn = _common_name(peer_cert)
         if cn is not None:
             for p in self.principals:
@@ -129,6 +151,18 @@ class Authenticator:
         if role != "none" and is_loopback(peer_host):
             return Principal("anonymous", role, (), "anonymous")
         raise AuthError("authentication required (a bearer token or a client certificate)")
+
+    def _by_basic(self, credentials: str) -> Principal:
+        try:
+            user, sep, token = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthError("malformed Basic credentials") from None
+        if not sep or not token:
+            raise AuthError("Basic credentials need a token as the password")
+        principal = self._by_token(token)
+        if user not in ("", "default", principal.name):
+            raise AuthError("user name does not match the token's principal")
+        return principal
 
     def _by_token(self, token: str) -> Principal:
         digest = hash_token(token)

@@ -11,7 +11,12 @@ Routes (:class:`Route`) are added by whoever serves something: the runtime adds 
   (``application/sql``), which a cross-site page cannot send without a CORS preflight we never
   grant;
 - a route with a ``role`` authenticates the caller (:mod:`netobs.auth`: bearer token, client
-  certificate, or anonymous loopback) and refuses one below that role.
+  certificate, or anonymous loopback) and refuses one below that role;
+- a ``token_only`` route (``/clickhouse``) takes only a token in the Authorization header (Bearer,
+  or Basic with the token as password when ``basic_auth``), never the anonymous role or a client
+  certificate, which a browser could attach to a cross-site request by itself; since a cross-site
+  page cannot send that header, such a route's POST may carry any content type (ClickHouse
+  clients post SQL as text/plain or untyped).
 
 The endpoint binds to loopback unless TLS and principals are configured (the config refuses
 otherwise). Only one process may open an embedded chdb directory, so while ``netobs run`` owns
@@ -80,8 +85,14 @@ class Route:
     handler: Handler
     #: Least role the caller needs; None: no authentication (health, metrics).
     role: Role | None = None
-    #: Content types a POST may carry (all non-simple).
+    #: Content types a POST may carry (all non-simple, unless ``token_only``).
     content_types: tuple[str, ...] = (SQL_TYPE,)
+    #: Also accept ``Authorization: Basic`` with a token as the password (ClickHouse clients).
+    basic_auth: bool = False
+    #: Only a token in the Authorization header authenticates (never anonymous, never a client
+    #: certificate). A cross-site page cannot make a browser send that header without a CORS
+    #: preflight we never grant, so such a route's POST may take any content type.
+    token_only: bool = False
 
 
 def text(status: int, message: str) -> Response:
@@ -123,7 +134,13 @@ class ControlServer:
         key = (route.method.upper(), route.path)
         if key in self._routes:
             raise ValueError(f"route {route.method} {route.path} already served")
-        if route.method.upper() == "POST" and SIMPLE_TYPES & set(route.content_types):
+        if route.token_only and route.role is None:
+            raise ValueError(f"route {route.path}: token_only needs a role")
+        if (
+            route.method.upper() == "POST"
+            and not route.token_only
+            and SIMPLE_TYPES & set(route.content_types)
+        ):
             raise ValueError(f"route {route.path}: a POST must not accept a simple content type")
         self._routes[key] = route
 
@@ -169,14 +186,20 @@ class ControlServer:
         if route is None:
             allowed = [m for m, p in self._routes if p == req.path]
             return text(405, "method not allowed") if allowed else text(404, "not found")
-        if req.method == "POST":
+        if req.method == "POST" and not route.token_only:
             ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in route.content_types:
                 refused_total.labels("content_type").inc()
                 return text(415, f"expected Content-Type: {' or '.join(route.content_types)}")
         if route.role is not None:
             try:
-                req.principal = self._auth.authenticate(req.headers, peer_cert, req.peer)
+                req.principal = self._auth.authenticate(
+                    req.headers,
+                    peer_cert,
+                    req.peer,
+                    basic=route.basic_auth,
+                    token_only=route.token_only,
+                )
             except AuthError as e:
                 refused_total.labels("unauthenticated" if e.status == 401 else "forbidden").inc()
                 resp = text(e.status, str(e))

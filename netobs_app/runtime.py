@@ -16,13 +16,15 @@ from typing import Any, TypeVar
 
 from alerts.service import Notifier
 from collectors.service import UdpCollector
-from netobs import __version__, metrics
+from dashboards import explorer_http
+from netobs import __version__, chhttp, metrics
 from netobs.audit import AUDIT_TABLE, AuditLog
 from netobs.auth import Authenticator
 from netobs.config import ConfigError
 from netobs.control import ControlServer, Route, health_routes, metrics_route
 from netobs.queryservice import QueryService
 from netobs.store import Store, StoreError, make_store
+from netobs.store.chdb import ChdbStore
 from netobs.transport import Consumer, Transport, TransportError, make_transport
 from netobs_app import components
 from netobs_app.health import HealthMonitor
@@ -36,6 +38,16 @@ from pipeline.samples import sample_transform
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def read_routes(queries: QueryService, database: str) -> list[Route]:
+    """The control endpoint's read-only viewer routes: the flow explorer, and for an embedded store
+    (which has no server of its own) the ClickHouse HTTP interface. Both run their SQL through
+    ``queries`` (main's guard, readonly settings, tenant scope and audit)."""
+    routes = explorer_http.routes(queries, database)
+    if isinstance(queries.store, ChdbStore):
+        routes += chhttp.routes(queries)
+    return routes
 
 
 def spool_dir(s: Settings) -> Path | None:
@@ -130,6 +142,8 @@ class Runtime:
         routes: list[Route] = [metrics_route(), *health_routes(self.health, self.ready)]
         if self.queries is not None:
             routes.append(self.queries.route())
+        if self.queries is not None:
+            routes.extend(read_routes(self.queries, s.store.database))
         self.control = ControlServer(s.control, routes, authenticator=authenticator)
         self.control.start()
         if s.control.metrics_listen:

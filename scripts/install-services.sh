@@ -14,10 +14,14 @@
 #                         from k8s.io/kubernetes' OpenAPI, the compose-spec schema from compose-go),
 #                         all from the Go module proxy into $NETOBS_CACHE; and the image tools (Debian:
 #                         debootstrap, umoci, runc)
+#   NETOBS_SKIP_BROWSER=1 skip playwright-core (npm) for the explorer's browser tests; it drives
+#                         Debian's chromium (above) from $NETOBS_CACHE/npm
+#   NETOBS_SKIP_CHGO=1    skip building the clickhouse-go v2 test client ($NETOBS_CACHE/chgo) from
+#                         tests/dashboards/chgo/main.go and the Go module proxy
 set -euo pipefail
 
 # Debian packages the tests use. Others may add to this list.
-APT_PACKAGES="debootstrap umoci runc openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2 iptables tshark dnsmasq-base bind9-dnsutils curl openssl softflowd pmacct zookeeperd poppler-utils fonts-dejavu-core prometheus-alertmanager"
+APT_PACKAGES="debootstrap umoci runc openvswitch-switch clickhouse-server clickhouse-client tcpdump ethtool iproute2 iptables tshark dnsmasq-base bind9-dnsutils curl openssl softflowd pmacct zookeeperd poppler-utils fonts-dejavu-core prometheus-alertmanager chromium"
 # Only installed when the command is missing (CI machines usually have a JDK and Maven already).
 JAVA_PACKAGES="openjdk-17-jre-headless"
 MAVEN_PACKAGES="maven"
@@ -27,6 +31,8 @@ NETOBS_CACHE="${NETOBS_CACHE:-$HOME/.cache/netobs}"
 KAFKA_LIBS="$NETOBS_CACHE/kafka/libs"
 GOFLOW2_VERSION="${NETOBS_GOFLOW2_VERSION:-v2.2.6}"
 GOFLOW2_BIN="$NETOBS_CACHE/go/bin"
+PLAYWRIGHT_VERSION="${NETOBS_PLAYWRIGHT_VERSION:-1.65.2}"
+CHGO_VERSION="${NETOBS_CLICKHOUSE_GO_VERSION:-v2.51.0}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { echo "install-services: $*"; }
@@ -64,6 +70,7 @@ install_apt() {
     local wanted="$APT_PACKAGES" missing
     command -v java >/dev/null 2>&1 || wanted="$wanted $JAVA_PACKAGES"
     command -v mvn >/dev/null 2>&1 || wanted="$wanted $MAVEN_PACKAGES"
+    command -v npm >/dev/null 2>&1 || wanted="$wanted nodejs npm"  # playwright-core for the explorer tests
     # shellcheck disable=SC2086
     missing="$(missing_packages $wanted | tr '\n' ' ')"
     if [ -z "${missing// /}" ]; then
@@ -205,8 +212,63 @@ install_deploy_tools() {
     return 0
 }
 
+# --- playwright-core (npm): drives Debian's chromium in the explorer's browser tests -------------
+install_browser_driver() {
+    local dir="$NETOBS_CACHE/npm" stamp="$NETOBS_CACHE/npm/.playwright-version"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PLAYWRIGHT_VERSION" ] && [ -d "$dir/node_modules/playwright-core" ]; then
+        log "playwright-core $PLAYWRIGHT_VERSION already in $dir"
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        warn "no npm; the explorer's browser tests will skip"
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || echo '{"name": "netobs-test-tools", "private": true}' >"$dir/package.json"
+    log "npm install playwright-core@$PLAYWRIGHT_VERSION into $dir (no browser download: it drives /usr/bin/chromium)"
+    if ! (cd "$dir" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION" </dev/null); then
+        warn "npm install playwright-core failed; the explorer's browser tests will skip"
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    echo "$PLAYWRIGHT_VERSION" >"$stamp"
+}
+
+# --- clickhouse-go v2 test client (Go module proxy) ------------------------------------------
+install_chgo() {
+    local dir="$NETOBS_CACHE/chgo" stamp="$NETOBS_CACHE/chgo/.version" src="$HERE/../tests/dashboards/chgo/main.go"
+    local want
+    want="$CHGO_VERSION $(sha256sum "$src" | cut -c1-16)"
+    if [ -x "$dir/chgo" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "clickhouse-go $CHGO_VERSION test client already in $dir"
+        return 0
+    fi
+    local go
+    go="$(command -v go || true)"
+    [ -z "$go" ] && [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go
+    if [ -z "$go" ]; then
+        warn "no Go toolchain; the clickhouse-go test will skip"
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    mkdir -p "$dir"
+    cp "$src" "$dir/main.go"
+    log "building the clickhouse-go $CHGO_VERSION test client in $dir"
+    if ! (cd "$dir" && { [ -f go.mod ] || "$go" mod init netobs.test/chgo >/dev/null 2>&1; } \
+        && GOMODCACHE="$NETOBS_CACHE/go/mod" GOFLAGS=-mod=mod "$go" get "github.com/ClickHouse/clickhouse-go/v2@$CHGO_VERSION" \
+        && GOMODCACHE="$NETOBS_CACHE/go/mod" GOFLAGS=-mod=mod "$go" build -o chgo . ) </dev/null; then
+        warn "building the clickhouse-go test client failed; its test will skip"
+        if [ -n "${CI:-}" ] || [ "${NETOBS_REQUIRE_SERVICES:-0}" = 1 ]; then return 1; fi
+        return 0
+    fi
+    echo "$want" >"$stamp"
+}
+
 if [ "${NETOBS_SKIP_APT:-0}" = 1 ]; then log "skipping Debian packages (NETOBS_SKIP_APT=1)"; else install_apt; fi
 if [ "${NETOBS_SKIP_KAFKA:-0}" = 1 ]; then log "skipping Kafka jars (NETOBS_SKIP_KAFKA=1)"; else install_kafka; fi
 if [ "${NETOBS_SKIP_GOFLOW2:-0}" = 1 ]; then log "skipping goflow2 (NETOBS_SKIP_GOFLOW2=1)"; else install_goflow2; fi
 if [ "${NETOBS_SKIP_DEPLOY:-0}" = 1 ]; then log "skipping deployment tools (NETOBS_SKIP_DEPLOY=1)"; else install_deploy_tools; fi
+if [ "${NETOBS_SKIP_BROWSER:-0}" = 1 ]; then log "skipping playwright-core (NETOBS_SKIP_BROWSER=1)"; else install_browser_driver; fi
+if [ "${NETOBS_SKIP_CHGO:-0}" = 1 ]; then log "skipping the clickhouse-go client (NETOBS_SKIP_CHGO=1)"; else install_chgo; fi
 log "done"

@@ -173,12 +173,13 @@ def conversations(
         if client.ip == server.ip:
             continue
         lo, hi = start_ms, start_ms + span_ms
-        if (
-            kind == "cross_center"
-        ):  # wholly before the exemption expires (with a margin for export lag), or after
-            lo, hi = (
-                (lo, expiry - EXPIRY_MARGIN_MS) if rng.random() < 0.5 else (expiry + EXPIRY_MARGIN_MS, hi)
-            )
+        if kind == "cross_center":
+            # wholly before the exemption expires (with a margin for export lag), or after; a
+            # span too short for either (the live demo's 20 s steps) keeps its whole window
+            sides = [w for w in ((lo, expiry - EXPIRY_MARGIN_MS), (expiry + EXPIRY_MARGIN_MS, hi))
+                     if w[1] - w[0] >= 4_000]  # fmt: skip
+            if sides:
+                lo, hi = sides[0] if len(sides) == 1 or rng.random() < 0.5 else sides[1]
         duration = int(rng.integers(1_000, min((hi - lo) // 2, 400_000)))
         start = lo + int(rng.integers(0, hi - lo - duration))
         fwd = int(rng.lognormal(np.log(1500), 0.8)) + 20

@@ -79,6 +79,12 @@ class ChdbStore:
         res = self._run(f"EXPLAIN AST {sql}", "TSVRaw")
         return bytes(res.bytes()).decode() if hasattr(res, "bytes") else str(res)
 
+    def query_format(self, sql: str, fmt: str, settings: Mapping[str, Any] | None = None) -> bytes:
+        """The result in a ClickHouse output format, as bytes; ``settings`` as for :meth:`query_arrow`."""
+        if settings:
+            sql = f"{sql}\nSETTINGS {settings_clause(settings)}"
+        return bytes(self._run(sql, fmt).bytes())
+
     def insert(self, table: pa.Table, token: str | None = None, target: str = ddl.FLOWS) -> int:
         """Insert ``table``; the rows stored (0 when the engine dropped them as a duplicate block,
         read from its event counter: exact, this process is the engine's only user)."""

@@ -38,9 +38,10 @@ def test_export_writes_dashboards_and_provisioning(tmp_path, capsys, monkeypatch
     assert len(written) == 8
     ds = yaml.safe_load((tmp_path / "out/provisioning/datasources/netobs.yaml").read_text())["datasources"][0]
     assert ds["uid"] == "ch-main" and ds["type"] == "grafana-clickhouse-datasource"
-    assert ds["jsonData"] == {"host": "ch.dc1.bank", "port": 9440, "protocol": "native", "secure": False,
-                              "username": "default", "defaultDatabase": "netobs"}  # fmt: skip
-    assert ds["secureJsonData"] == {"password": "${NETOBS__STORE__CLICKHOUSE__PASSWORD}"}
+    # The embedded store: Grafana reads it through the control endpoint's ClickHouse HTTP interface.
+    assert ds["jsonData"] == {"host": "ch.dc1.bank", "port": 9440, "protocol": "http", "path": "/clickhouse",
+                              "secure": False, "username": "default", "defaultDatabase": "netobs"}  # fmt: skip
+    assert ds["secureJsonData"] == {"password": "${NETOBS_GRAFANA_TOKEN}"}  # a viewer token
     texts = "".join(Path(p).read_text() for p in written)
     assert "do-not-write-me" not in texts
     provider = yaml.safe_load((tmp_path / "out/provisioning/dashboards/netobs.yaml").read_text())[
@@ -49,6 +50,19 @@ def test_export_writes_dashboards_and_provisioning(tmp_path, capsys, monkeypatch
     assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards/netobs"
     model = json.loads((tmp_path / "out/dashboards/tenant.json").read_text())
     assert model["uid"] == "netobs-tenant" and model["panels"][0]["datasource"]["uid"] == "ch-main"
+
+
+def test_export_for_a_clickhouse_server_points_at_the_server(tmp_path, monkeypatch):
+    monkeypatch.delenv("NETOBS__DASHBOARDS__DATASOURCE_HOST", raising=False)
+    cfg = tmp_path / "ch.yaml"
+    cfg.write_text(
+        "store:\n  type: clickhouse\n  clickhouse: {host: ch.dc1.bank, port: 9000, user: reader}\n"
+    )
+    assert main(["-c", str(cfg), "dashboards", "export", str(tmp_path / "out")]) == 0
+    ds = yaml.safe_load((tmp_path / "out/provisioning/datasources/netobs.yaml").read_text())["datasources"][0]
+    assert ds["jsonData"] == {"host": "ch.dc1.bank", "port": 9000, "protocol": "native", "secure": False,
+                              "username": "reader", "defaultDatabase": "netobs"}  # fmt: skip
+    assert ds["secureJsonData"] == {"password": "${NETOBS__STORE__CLICKHOUSE__PASSWORD}"}
 
 
 def test_committed_compose_export_is_current(tmp_path, monkeypatch):
