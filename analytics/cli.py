@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     ssub = s.add_subparsers(dest="scenario_command", required=True)
     g = ssub.add_parser("generate", help="write inventory, IPFIX capture, labels and analytics config")
     g.add_argument("--out", type=Path, required=True)
-    g.add_argument("--tenants", type=int, default=10)
+    g.add_argument("--tenants", type=int, default=14)
     g.add_argument("--days", type=int, default=28)
     g.add_argument("--sampling", type=int, default=1000)
     g.add_argument("--seed", type=int, default=7)

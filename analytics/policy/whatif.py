@@ -59,7 +59,9 @@ def render(diff: dict[str, Any]) -> str:
     lines.append(f"added {len(diff['added'])}, removed {len(diff['removed'])}, unchanged {diff['unchanged']}")
     for tag, rows in (("+", diff["added"]), ("-", diff["removed"])):
         for r in rows:
-            src = "/".join(r["src"].values()) or "?"
-            dst = "/".join(r["dst"].values()) or "?"
+            client = r.get("client", r.get("src")) or {}
+            server = r.get("server", r.get("dst")) or {}
+            src = "/".join(str(v) for v in client.values() if v) or "?"
+            dst = "/".join(str(v) for v in server.values() if v) or "?"
             lines.append(f"{tag} {r['window']['start']} {r['rule']} {src} -> {dst} bytes={r['bytes']}")
     return "\n".join(lines) + "\n"
