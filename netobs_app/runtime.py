@@ -157,10 +157,13 @@ class Runtime:
         log.info("netobs ready: control endpoint %s://%s", self.control.scheme, self.control.address)
 
     def _audit_log(self, store: Store) -> AuditLog:
-        """The query audit log, its table created (without TTL on pre-19 servers, which have none)."""
+        """The query audit log, its table created (on pre-19 servers without TTL and column comments)."""
         s = self.settings
         days = s.control.auth.audit_retention_days
-        spec = AUDIT_TABLE if store.dialect == "modern" else dataclasses.replace(AUDIT_TABLE, ttl=None)
+        spec = AUDIT_TABLE
+        if store.dialect != "modern":  # pre-19: no TTL, and column comments break Replicated tables there
+            columns = tuple(dataclasses.replace(c, comment="") for c in AUDIT_TABLE.columns)
+            spec = dataclasses.replace(AUDIT_TABLE, ttl=None, columns=columns)
         cluster = s.store.clickhouse.cluster if s.store.type == "clickhouse" else None
         for stmt in spec.create(
             s.store.database, cluster=cluster, replicated=s.store.replicated, retention_days=days
