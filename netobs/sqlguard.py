@@ -215,6 +215,47 @@ def _cte_names(tree: exp.Expression) -> set[str]:
     return {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
 
 
+def _names_cte(table: exp.Table) -> bool:
+    """Whether the unqualified ``table`` names a CTE visible where it stands.
+
+    Stricter than the engine, never looser: inside a CTE's body only the CTEs defined before it
+    count (the engine resolves a CTE's own name, or a later CTE's, inside its body to a real
+    table of the session's database: ``WITH flows AS (SELECT * FROM flows)`` would read it
+    unscoped); a WITH of a UNION counts for its first SELECT only (servers with
+    ``enable_global_with_statement = 0`` resolve the name to a table in the other branches).
+    """
+    name = table.name
+    child: Any = table
+    node: Any = table.parent
+    passed: Any = None  # the WITH whose CTE body ``child`` is in
+    while node is not None:
+        if isinstance(node, exp.CTE) and isinstance(node.parent, exp.With):
+            ctes = node.parent.expressions
+            if name in {c.alias_or_name for c in ctes[: ctes.index(node)]}:
+                return True
+            passed = node.parent
+        elif isinstance(node, exp.Query):
+            with_ = node.args.get("with") or node.args.get("with_")
+            if isinstance(with_, exp.With) and with_ is not passed and child is not with_:
+                first: Any = node
+                while isinstance(first, exp.SetOperation):
+                    first = first.this
+                if (first is node or _within(table, first)) and name in {
+                    c.alias_or_name for c in with_.expressions
+                }:
+                    return True
+        child, node = node, node.parent
+    return False
+
+
+def _within(node: Any, ancestor: Any) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
 def _function_name(node: exp.Func) -> str:
     return str(node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
 
@@ -247,8 +288,13 @@ def _table_name(table: exp.Table, database: str, ctes: set[str], allowed: set[st
         raise Refused(f"table {table.sql(dialect='clickhouse')} is not allowed")
     db = table.db
     if not db:
-        if table.name in ctes:
+        if table.name in ctes and _names_cte(table):
             return None
+        if table.name in ctes:
+            raise Refused(
+                f"{table.name} names a CTE where it is not visible (its own body, a later CTE, or "
+                "another branch of a UNION): qualify the table or define the CTE before it"
+            )
         raise Refused(f"table {table.name} must be qualified as {database}.{table.name}")
     if db != database:
         raise Refused(f"database {db} is not readable (only {database})")
@@ -285,7 +331,7 @@ def _check_operator(tree: exp.Expression, database: str) -> None:
         if not isinstance(table.this, exp.Identifier):
             raise Refused(f"table function {table.this.sql(dialect='clickhouse')[:80]} is not allowed")
         db = table.db
-        if not db and table.name in ctes:
+        if not db and table.name in ctes and _names_cte(table):
             continue
         if db == "system" and reads_only:
             continue

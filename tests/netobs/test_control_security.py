@@ -168,6 +168,44 @@ def test_viewer_reads_and_admin_may_do_anything(endpoint):
     store.execute("DROP TABLE netobs.scratch")
 
 
+# ---- CTE names: the engine resolves a CTE's own name inside its body to a real table ----------
+def test_cte_names_only_where_the_engine_means_the_cte(endpoint):
+    """``WITH t AS (SELECT * FROM t)`` reads table ``t`` of the session's database on the engine
+    (found by the fuzz, seed 1351593330); the guard counts a CTE name only where it is visible."""
+    server, store = endpoint
+    store.execute("CREATE TABLE IF NOT EXISTS default.leak (x UInt8) ENGINE = Memory")
+    store.execute("INSERT INTO default.leak VALUES (42)")
+    try:
+        # the hole is real on the engine: the self-reference reads default.leak
+        got = store.query_arrow("WITH leak AS (SELECT * FROM leak) SELECT sum(x) AS s FROM leak")
+        assert got.column("s").to_pylist() == [42]
+        for sql in (
+            "WITH leak AS (SELECT * FROM leak) SELECT sum(x) AS s FROM leak",
+            "WITH a AS (SELECT * FROM leak), leak AS (SELECT 1 AS x) SELECT * FROM a",
+            "WITH leak AS (SELECT 1 AS x) SELECT 2 AS x UNION ALL SELECT x FROM leak",
+        ):
+            status, body = as_role(server, sql, TOKENS["viewer"])
+            assert status == 403, (sql, body)
+            status, body = as_role(server, sql, TENANT_A)
+            assert status == 403, (sql, body)
+        for sql, want in (
+            (
+                "WITH a AS (SELECT bytes FROM netobs.flows), b AS (SELECT * FROM a) SELECT sum(bytes) AS s FROM b",
+                111,
+            ),
+            ("WITH a AS (SELECT bytes FROM netobs.flows) SELECT sum(bytes) AS s FROM (SELECT * FROM a)", 111),
+            (
+                "WITH a AS (SELECT bytes FROM netobs.flows) SELECT sum(bytes) AS s FROM a UNION ALL SELECT 0",
+                111,
+            ),
+        ):
+            status, body = as_role(server, sql, TOKENS["viewer"])
+            assert status == 200, (sql, body)
+            assert max(r["s"] for r in rows(body)) == want
+    finally:
+        store.execute("DROP TABLE IF EXISTS default.leak")
+
+
 # ---- tenants ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "sql",
