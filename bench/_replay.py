@@ -258,6 +258,8 @@ def send_main(args: argparse.Namespace) -> None:
         s.connect(("127.0.0.1", args.port))
         socks[source] = s.send
     plan = [(socks[source], flows, payload) for source, flows, payload in datagrams]
+    if args.count:  # one pass over the first --count datagrams (a collector's first contact)
+        plan = plan[: args.count]
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
     sent = offered = 0
@@ -275,18 +277,42 @@ def send_main(args: argparse.Namespace) -> None:
                 if args.rate and (ahead := sent / args.rate - (now - started)) > 0:
                     time.sleep(ahead)
         else:
+            if args.count:
+                break
             continue
         break
     elapsed = time.perf_counter() - started
     print(json.dumps({"sent": sent, "flows": offered, "seconds": elapsed}), flush=True)
 
 
+def first_contact(path: Path, times: int = 3) -> int:
+    """How many datagrams from the start of the replay file it takes until every source has
+    sent ``times`` of them: a collector's first contact with all its exporters (templates,
+    sequence streams, per-exporter state), what :func:`bench_collector.run_netobs` primes with."""
+    raw = path.read_bytes()
+    seen: dict[int, int] = {}
+    sources, off, n = set(), 0, 0
+    while off < len(raw):
+        source, _, length = _RECORD.unpack_from(raw, off)
+        sources.add(source)
+        off += _RECORD.size + length
+    off = 0
+    while off < len(raw):
+        source, _, length = _RECORD.unpack_from(raw, off)
+        off += _RECORD.size + length
+        n += 1
+        seen[source] = seen.get(source, 0) + 1
+        if len(seen) == len(sources) and min(seen.values()) >= times:
+            break
+    return n
+
+
 class Sender:
     """The sender process, started ready; :meth:`go` starts sending, :meth:`result` waits."""
 
-    def __init__(self, replay: Path, port: int, seconds: float, rate: float = 0):
+    def __init__(self, replay: Path, port: int, seconds: float, rate: float = 0, count: int = 0):
         cmd = [sys.executable, __file__, "--send", str(replay), "--port", str(port)]
-        cmd += ["--seconds", str(seconds), "--rate", str(rate)]
+        cmd += ["--seconds", str(seconds), "--rate", str(rate), "--count", str(count)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("bench: the replay sender did not start")
@@ -314,6 +340,7 @@ def main() -> None:
     ap.add_argument("--port", type=int)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rate", type=float, default=0, help="datagrams/s (0: as fast as possible)")
+    ap.add_argument("--count", type=int, default=0, help="send the first COUNT datagrams once, then stop")
     args = ap.parse_args()
     if args.build:
         build_main(args)

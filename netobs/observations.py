@@ -388,7 +388,17 @@ class Counter:
         #: Records of the last batch per reason (index into REASON_NAMES).
         self.reason_counts = np.zeros(len(REASON_NAMES), dtype=np.int64)
 
-    def apply(self, table: pa.Table, listening: Listening | None = None, dictionary: bool = True) -> pa.Table:
+    def apply(
+        self,
+        table: pa.Table,
+        listening: Listening | None = None,
+        dictionary: bool = True,
+        coded: dict[str, tuple[list[str], dict[str, np.ndarray]]] | None = None,
+    ) -> pa.Table:
+        """``table`` with the counting columns. ``coded`` (from the enrichment, which has them
+        already): per space ``"node"``/``"center"``, its values (``''`` first, each once) and the
+        integer codes of the columns ``src_<space>``, ``dst_<space>``, ``exporter_<space>`` in
+        them; without it they are coded here from the table's string columns."""
         n = table.num_rows
         if n == 0:
             return _with_columns(table, {}, n, dictionary)
@@ -398,8 +408,10 @@ class Counter:
         direction = _direction_codes(table)
         exp_codes, exporters = self._exporters(table)
         changed = self._learn(table, exp_codes, exporters, direction)
-        nodes = _Codes(table, ("src_node", "dst_node", "exporter_node"))
-        centers = _Codes(table, ("src_center", "dst_center", "exporter_center"))
+        nodes = _Codes.given(coded, "node") or _Codes(table, ("src_node", "dst_node", "exporter_node"))
+        centers = _Codes.given(coded, "center") or _Codes(
+            table, ("src_center", "dst_center", "exporter_center")
+        )
         per_exporter = {
             "node": nodes.codes_of([e.node for e in exporters]),
             "center": centers.codes_of([e.center for e in exporters]),
@@ -581,6 +593,23 @@ class _Codes:
             codes, values = _strings(table, name)
             lut = self.codes_of(values)
             self.cols[name] = lut[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def given(
+        cls, coded: dict[str, tuple[list[str], dict[str, np.ndarray]]] | None, space: str
+    ) -> _Codes | None:
+        """The space ``space`` of ``coded`` (see :meth:`Counter.apply`); None when not given or
+        not usable (values not unique, or not starting with '')."""
+        if not coded or space not in coded:
+            return None
+        values, cols = coded[space]
+        index = {v: i for i, v in enumerate(values)}
+        if not values or values[0] != "" or len(index) != len(values):
+            return None
+        self = cls.__new__(cls)
+        self.values, self._index = list(values), index
+        self.cols = {f"{end}_{space}": cols[f"{end}_{space}"] for end in ("src", "dst", "exporter")}
+        return self
 
     def codes_of(self, values: list[str]) -> np.ndarray:
         """Codes of ``values``, with a trailing 0 (so that -1 gathers '')."""
@@ -898,9 +927,19 @@ _FIRST_BYTE[ord("i")], _FIRST_BYTE[ord("e")] = 0, 1
 _FIRST_BYTE[0] = 2  # an empty value: other
 
 
+_TEXTS: dict[bytes, str] = {}
+
+
 def _text(raw: bytes) -> str:
-    ip = ipaddress.IPv6Address(raw)
-    return str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
+    """The text form of a 16-byte address (cached: exporters are few, and seen every batch)."""
+    text = _TEXTS.get(raw)
+    if text is None:
+        ip = ipaddress.IPv6Address(raw)
+        text = str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
+        if len(_TEXTS) >= 65_536:
+            _TEXTS.clear()
+        _TEXTS[raw] = text
+    return text
 
 
 _TS = pa.timestamp("ms", tz="UTC")

@@ -306,6 +306,14 @@ class Tables:
         #: Attributes no metadata sets: every flow gets '' (the enricher skips their gathers).
         self.unset = frozenset(a for a in ("plane", "cluster", "host") if len(self.dicts[a]) == 1)
 
+    def values(self, attr: str) -> list[str]:
+        """The values of ``attr``'s dictionary as Python strings (cached per index build)."""
+        cache = self.__dict__.setdefault("_values", {})
+        out = cache.get(attr)
+        if out is None:
+            out = cache[attr] = self.dicts[attr].to_pylist()
+        return out
+
     def exporter(self, addrs: Addresses, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Node and center pool codes of exporter addresses (node addresses only)."""
         node, center, _ = self.exporter_cluster(addrs, times)

@@ -127,8 +127,15 @@ class Enricher:
         out = _set(out, "dst_nat", _column(nat.methods, nat.dst_method, encode))
         out = _set(out, "nat_confidence", pa.array(nat.confidence, pa.uint8()))
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
-            out = _exporter_columns(tab, out, times, encode)
-            out = self.counter.apply(out, self._listening, dictionary=encode)
+            out, exp_node, exp_center = _exporter_columns(tab, out, times, encode)
+            coded = {  # the codes the counting model compares, as the enrichment has them
+                space: (
+                    tab.values(space),
+                    {f"src_{space}": src[space], f"dst_{space}": dst[space], f"exporter_{space}": exp},
+                )
+                for space, exp in (("node", exp_node), ("center", exp_center))
+            }
+            out = self.counter.apply(out, self._listening, dictionary=encode, coded=coded)
             for code in np.flatnonzero(self.counter.reason_counts):
                 metrics.counted_records.labels(REASON_NAMES[code]).inc(int(self.counter.reason_counts[code]))
         return out
@@ -158,7 +165,7 @@ class Enricher:
 
     def enrich_exporters(self, table: pa.Table) -> pa.Table:
         """``table`` (interface counters) with ``exporter_node``/``exporter_center`` filled."""
-        return _exporter_columns(self.tables(), table, clip_times(_times(table)), False)
+        return _exporter_columns(self.tables(), table, clip_times(_times(table)), False)[0]
 
     def _scope(self, tab: Tables, table: pa.Table, times: np.ndarray) -> np.ndarray | None:
         """Cluster (pool code, -1: not known) of each row's exporter, where the metadata has clusters:
@@ -234,6 +241,8 @@ def cluster_path_of(tab: Tables, src: dict[str, np.ndarray], dst: dict[str, np.n
     """Index into ``CLUSTER_PATHS`` for each flow: 0 when an end is in no cluster, else intra_cluster,
     cross_cluster, or cross_cloud when the two clusters' clouds are known and differ."""
     s, d = src["cluster"], dst["cluster"]
+    if "cluster" in tab.unset:  # no clusters in the metadata: every flow's is 0
+        return np.zeros(len(s), dtype=np.int32)
     cloud = tab.cluster_cloud  # by local cluster code: its cloud's code (0: not known)
     cross = np.where((cloud[s] != 0) & (cloud[d] != 0) & (cloud[s] != cloud[d]), 3, 2)
     return np.where((s == 0) | (d == 0), 0, np.where(s == d, 1, cross))
@@ -269,11 +278,15 @@ def _exact(
     return ep, (np.arange(addrs.n) if rows is None else rows)
 
 
-def _exporter_columns(tab: Tables, table: pa.Table, times: np.ndarray, encode: bool) -> pa.Table:
-    """``exporter_node`` and ``exporter_center`` of each row's exporter (a node address) at ``times``."""
+def _exporter_columns(
+    tab: Tables, table: pa.Table, times: np.ndarray, encode: bool
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """``exporter_node`` and ``exporter_center`` of each row's exporter (a node address) at ``times``;
+    also their codes in ``tab.dicts["node"]`` / ``["center"]``."""
     node, center = tab.exporter(Addresses.from_arrow(table.column("exporter")), times)
-    out = _set(table, "exporter_node", _column(tab.dicts["node"], tab.local["node"][node], encode))
-    return _set(out, "exporter_center", _column(tab.dicts["center"], tab.local["center"][center], encode))
+    node, center = tab.local["node"][node], tab.local["center"][center]
+    out = _set(table, "exporter_node", _column(tab.dicts["node"], node, encode))
+    return _set(out, "exporter_center", _column(tab.dicts["center"], center, encode)), node, center
 
 
 def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:

@@ -1,0 +1,91 @@
+"""The enrichment hands its node and center codes to the counting model (no re-coding of the
+string columns); the counting columns must be exactly what the model computes from the strings."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from netobs import observations
+from pipeline.enrich import Enricher
+from pipeline.metadata.model import Center, Namespace, Network, Node, Pod, Site
+from pipeline.metadata.versions import Change, MetadataStore
+
+T0 = 1_700_000_000_000
+COUNTING = ("counted", "count_reason", "initiator", "role_method", "role_confidence", "observer")
+
+
+def _bank(rng: np.random.Generator) -> tuple[MetadataStore, int, int]:
+    nodes, pods = int(rng.integers(3, 30)), int(rng.integers(20, 400))
+    meta = MetadataStore()
+    objs = [Site(name="a"), Site(name="b")]
+    objs += [Center(name=f"dc{c}", site="a" if c < 3 else "b") for c in (1, 2, 3)]
+    objs += [Node(name=f"n{k}", ip=f"192.0.2.{k + 1}", center=f"dc{1 + k % 3}") for k in range(nodes)]
+    objs += [Namespace(name=f"ns{k}", tenant=f"t{k % 3}") for k in range(4)]
+    objs += [Network(name="pods", cidr="10.64.0.0/16", vpc="v", center="dc1")]
+    objs += [
+        Pod(name=f"p{i}", namespace=f"ns{i % 4}", ip=f"10.64.{i // 256}.{i % 256}", node=f"n{i % nodes}")
+        for i in range(pods)
+    ]
+    meta.apply([Change.upsert(o) for o in objs], T0)
+    # a node changes center mid-way (time-correct codes), a pod moves
+    meta.apply([Change.upsert(Node(name="n0", ip="192.0.2.1", center="dc3"))], T0 + 1_800_000)
+    return meta, nodes, pods
+
+
+def _flows(rng: np.random.Generator, n: int, nodes: int, pods: int) -> pa.Table:
+    def addrs(kind: np.ndarray, i: np.ndarray) -> pa.Array:
+        b = np.zeros((n, 16), dtype=np.uint8)
+        b[:, 10:12] = 0xFF
+        b[:, 12], b[:, 13], b[:, 14], b[:, 15] = 10, 64, i // 256, i % 256
+        out = kind == 1  # outside every network
+        b[out, 12], b[out, 13] = 203, 0
+        node = kind == 2  # a node address
+        b[node, 12], b[node, 13], b[node, 14], b[node, 15] = 192, 0, 2, 1 + i[node] % nodes
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(b.tobytes())])
+
+    exporter = np.zeros((n, 16), dtype=np.uint8)
+    exporter[:, 10:12], exporter[:, 12:14], exporter[:, 14] = 0xFF, (192, 0), 2
+    # nodes' own addresses (known), and one unknown exporter (a router)
+    exporter[:, 15] = 1 + rng.integers(0, nodes + 1, n) % (nodes + 1)
+    start = T0 + rng.integers(0, 3_600_000, n)
+    ts = pa.timestamp("ms", tz="UTC")
+    return pa.table(
+        {
+            "flow_start": pa.array(start, pa.int64()).cast(ts),
+            "flow_end": pa.array(start + rng.integers(0, 60_000, n), pa.int64()).cast(ts),
+            "time_received": pa.array(start + 61_000, pa.int64()).cast(ts),
+            "type": pa.array(rng.choice(["ipfix", "sflow", "netflow5"], n).astype(object), pa.string()),
+            "direction": pa.array(rng.choice(["ingress", "egress", ""], n).astype(object), pa.string()),
+            "src_addr": addrs(rng.integers(0, 3, n), rng.integers(0, pods, n)),
+            "dst_addr": addrs(rng.integers(0, 3, n), rng.integers(0, pods, n)),
+            "src_port": pa.array(rng.choice([443, 5432, 40000, 51515], n).astype(np.uint16)),
+            "dst_port": pa.array(rng.choice([443, 8080, 33333, 61000], n).astype(np.uint16)),
+            "proto": pa.array(rng.choice([6, 17, 1], n).astype(np.uint8)),
+            "tcp_flags": pa.array(rng.choice([0x02, 0x12, 0x18, 0x11], n).astype(np.uint16)),
+            "packets": pa.array(rng.integers(1, 50, n).astype(np.uint64)),
+            "exporter": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(16), n, [None, pa.py_buffer(exporter.tobytes())]
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_codes_handed_over_count_as_the_strings_do(dictionary, monkeypatch):
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    meta, nodes, pods = _bank(rng)
+    batches = [_flows(rng, int(rng.integers(1, 3000)), nodes, pods) for _ in range(4)]
+    handed = Enricher(meta, dictionary=dictionary)
+    got = [handed.enrich(b) for b in batches]
+    monkeypatch.setattr(observations._Codes, "given", classmethod(lambda cls, coded, space: None))
+    recoded = Enricher(meta, dictionary=dictionary)
+    want = [recoded.enrich(b) for b in batches]
+    for g, w in zip(got, want, strict=True):
+        for name in COUNTING + ("exporter_node", "exporter_center", "src_node", "dst_center"):
+            assert g.column(name).to_pylist() == w.column(name).to_pylist(), (seed, name)
