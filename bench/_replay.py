@@ -260,6 +260,8 @@ def send_main(args: argparse.Namespace) -> None:
     plan = [(socks[source], flows, payload) for source, flows, payload in datagrams]
     if args.count:  # one pass over the first --count datagrams (a collector's first contact)
         plan = plan[: args.count]
+    elif args.skip:  # go on where a priming pass (--count) stopped: no exporter starts over
+        plan = plan[args.skip :] + plan[: args.skip]
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
     sent = offered = 0
@@ -310,9 +312,11 @@ def first_contact(path: Path, times: int = 3) -> int:
 class Sender:
     """The sender process, started ready; :meth:`go` starts sending, :meth:`result` waits."""
 
-    def __init__(self, replay: Path, port: int, seconds: float, rate: float = 0, count: int = 0):
+    def __init__(
+        self, replay: Path, port: int, seconds: float, rate: float = 0, count: int = 0, skip: int = 0
+    ):
         cmd = [sys.executable, __file__, "--send", str(replay), "--port", str(port)]
-        cmd += ["--seconds", str(seconds), "--rate", str(rate), "--count", str(count)]
+        cmd += ["--seconds", str(seconds), "--rate", str(rate), "--count", str(count), "--skip", str(skip)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("bench: the replay sender did not start")
@@ -341,6 +345,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rate", type=float, default=0, help="datagrams/s (0: as fast as possible)")
     ap.add_argument("--count", type=int, default=0, help="send the first COUNT datagrams once, then stop")
+    ap.add_argument("--skip", type=int, default=0, help="start at datagram SKIP (after a --count pass)")
     args = ap.parse_args()
     if args.build:
         build_main(args)

@@ -94,7 +94,7 @@ class CountingProducer:
 
 
 #: Datagrams/s of the priming pass (slow enough that the kernel drops none on a busy machine).
-PRIME_RATE = 5000.0
+PRIME_RATE = 2000.0
 
 
 def _settle(collector, sent: int, start: int = 0, drops_before: int = 0) -> int:
@@ -134,7 +134,7 @@ def run_netobs(replay: Path, seconds: float, rate: float = 0, prime: int = 0) ->
             base_rows = producer.rows
             base_drops = sum(collector.read_socket_drops().values())
         base_datagrams = collector.datagrams
-        sender = Sender(replay, collector.addresses[0][1], seconds, rate)
+        sender = Sender(replay, collector.addresses[0][1], seconds, rate, skip=prime)
         cpu = time.process_time()  # this process: the collector (the main thread only waits)
         started = sender.go()
         offered = sender.result()

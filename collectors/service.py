@@ -88,6 +88,8 @@ def _native_recv():
 #: Exporters with fewer pending flows than this share messages (see UdpCollector._publish_grouped).
 SHARED_BELOW = 512
 SHARED_BUCKETS = 16
+#: Per-exporter metric sums are handed to the metrics at most this often (see _Listener.tally_*).
+_METRICS_EVERY_S = 1.0
 _MAX_CACHED_METRICS = 65536  # labelled metric children kept per listener (bounded: spoofed sources)
 _IDLE_WAIT_S = 0.1  # longest sleep in poll(): bounds how late stop() and housekeeping run
 _DROPS_EVERY_S = 5.0
@@ -240,7 +242,13 @@ class UdpCollector:
             if drops > before:  # the kernel's count only grows while the socket lives
                 metrics.socket_drops.labels(lc.listen).inc(drops - before)
 
-    def _publish_grouped(self, batch: FlowBatch, codes: np.ndarray, names: list[str]) -> None:
+    def _publish_grouped(
+        self,
+        batch: FlowBatch,
+        codes: np.ndarray,
+        names: list[str],
+        tally: dict[tuple[str, str], int] | None = None,
+    ) -> None:
         """Publish the flows of many exporters from one grouping and one Arrow conversion;
         ``codes`` gives each row's source exporter (``names[code]``).
 
@@ -270,7 +278,11 @@ class UdpCollector:
         start, bucket, bucket_start = 0, -1, 0
         for key, size, exporter in messages:
             if types is not None:
-                self._count_records(exporter, types[start : start + size])
+                if tally is None:
+                    self._count_records(exporter, types[start : start + size])
+                else:  # the listener hands the sums to the metrics (see _Listener._push_metrics)
+                    for kind, k in _types(types[start : start + size]).items():
+                        tally[(exporter, kind)] = tally.get((exporter, kind), 0) + k
             if key < 0:
                 self._send(exporter, rb if size == n else rb.slice(start, size), size)
             elif key != bucket:
@@ -286,6 +298,16 @@ class UdpCollector:
             self._send(
                 f"exporters-{bucket}", rb.slice(bucket_start, start - bucket_start), start - bucket_start
             )
+
+    def _count_tally(self, tally: dict[tuple[str, str], int]) -> None:
+        children = self._metric_records
+        for key, n in tally.items():
+            child = children.get(key)
+            if child is None:
+                child = metrics.records.labels(*key)
+                if len(children) < _MAX_CACHED_METRICS:
+                    children[key] = child
+            child.inc(n)
 
     def _count_records(self, exporter: str, types: np.ndarray) -> None:
         children = self._metric_records
@@ -367,6 +389,12 @@ class _Listener:
         # and what is due is a prefix (no scan over every exporter per loop).
         self.full = False  # some exporter's pending flows reached batch_max_records
         self.metric_datagrams: dict[str, Any] = {}  # exporter → its labelled datagram counter
+        #: Per-exporter sums not yet in the metrics (datagrams; flows by (exporter, type)): with
+        #: hundreds of exporters, a metric increment per exporter per round cost a fifth of the
+        #: collector's time. Handed over at most every _METRICS_EVERY_S (and at every flush of all).
+        self.tally_datagrams: dict[str, int] = {}
+        self.tally_records: dict[tuple[str, str], int] = {}
+        self.metrics_pushed = time.monotonic()
         self.addresses: dict[str, bytes] = {}  # exporter → its 16-byte form (see collectors._split)
         self.held: dict[str, list[bytes]] = {}  # exporter → drained, not yet decoded (see _hold)
         self.held_count = 0
@@ -519,17 +547,13 @@ class _Listener:
         """Feed one drained round to the decoder; its rows wait in the decoder for :meth:`_flush`.
         A decoder failure loses what the decoder held (counted per exporter, see :meth:`_discard`)."""
         wall_ms = int(time.time() * 1000)
-        children, fed, protocol = self.metric_datagrams, self.fed, self.protocol
+        fed, protocol = self.fed, self.protocol
         if not fed:
             self.fed_since = time.monotonic()
         total = 0
+        tally = self.tally_datagrams
         for exporter, payloads in burst.items():
-            child = children.get(exporter)
-            if child is None:
-                child = metrics.datagrams.labels(exporter, self.lc.listen)
-                if len(children) < _MAX_CACHED_METRICS:
-                    children[exporter] = child
-            child.inc(len(payloads))
+            tally[exporter] = tally.get(exporter, 0) + len(payloads)
             fed[exporter] = fed.get(exporter, 0) + len(payloads)
             total += len(payloads)
         self.fed_count += total
@@ -653,6 +677,21 @@ class _Listener:
         except Exception:
             log.exception("listener %s: the decoder cannot flush either", self.lc.listen)
 
+    def _push_metrics(self) -> None:
+        """The per-exporter sums into the metrics (datagrams received, flows published by type)."""
+        children, tally = self.metric_datagrams, self.tally_datagrams
+        self.tally_datagrams = {}
+        for exporter, n in tally.items():
+            child = children.get(exporter)
+            if child is None:
+                child = metrics.datagrams.labels(exporter, self.lc.listen)
+                if len(children) < _MAX_CACHED_METRICS:
+                    children[exporter] = child
+            child.inc(n)
+        records, self.tally_records = self.tally_records, {}
+        self.owner._count_tally(records)
+        self.metrics_pushed = time.monotonic()
+
     def _publish_due(self, now: float) -> None:
         """Publish the pending flows once some exporter's are ``batch_max_records`` many or
         ``batch_max_delay_ms`` old (all with ``now=inf``), and the counters that are due; the
@@ -672,7 +711,9 @@ class _Listener:
             self.full = False
             if not self.fed:  # (codes outlive a publish only while the decoder holds rows)
                 self.names, self.codes = [], {}
-            self.owner._publish_grouped(batch, codes, names)
+            self.owner._publish_grouped(batch, codes, names, self.tally_records)
+        if (self.tally_datagrams or self.tally_records) and now - self.metrics_pushed >= _METRICS_EVERY_S:
+            self._push_metrics()
         if self.counters_since and now - next(iter(self.counters_since.values())) >= self.max_delay:
             for exporter in list(self.counters_since):
                 if now - self.counters_since[exporter] < self.max_delay:
@@ -712,14 +753,31 @@ def _types(types: np.ndarray) -> dict[str, int]:
     return Counter(types.tolist())
 
 
+#: Labelled metric children of :func:`_count`, by (metric, labels): with hundreds of exporters a
+#: collector that falls behind sees sequence gaps from every one of them at every flush, and
+#: ``labels()`` costs more than the increment. Bounded like the listeners' caches.
+_CHILDREN: dict[tuple, Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = metric.labels(*labels)
+        if len(_CHILDREN) >= _MAX_CACHED_METRICS:
+            _CHILDREN.clear()
+        _CHILDREN[key] = child
+    return child
+
+
 def _count(decoded: Decoded) -> None:
     """Decode errors and sequence findings of one flush into the metrics."""
     for (exp, reason), n in decoded.errors.items():
-        metrics.decode_errors.labels(exp, reason).inc(n)
+        _child(metrics.decode_errors, exp, reason).inc(n)
     for (exp, protocol, unit, kind), n in decoded.sequences.items():
-        metrics.sequence[unit].labels(exp, protocol, kind).inc(n)
+        _child(metrics.sequence[unit], exp, protocol, kind).inc(n)
     for exp, n in decoded.unsampled.items():
-        metrics.unsampled.labels(exp).inc(n)
+        _child(metrics.unsampled, exp).inc(n)
         if exp not in _WARNED_UNSAMPLED and len(_WARNED_UNSAMPLED) < 4096:
             _WARNED_UNSAMPLED.add(exp)
             log.warning(
