@@ -789,8 +789,8 @@ def _apply_native(
     times = [ms_column(table, name) for name in ("time_received", "flow_end", "flow_start")]
     arrays = (
         c64(exp_codes, np.int64), c64(direction, np.int8),
-        c64(nodes["src_node"], np.int64), c64(nodes["dst_node"], np.int64),
-        c64(centers["src_center"], np.int64), c64(centers["dst_center"], np.int64),
+        c64(nodes["src_node"], np.int32), c64(nodes["dst_node"], np.int32),
+        c64(centers["src_center"], np.int32), c64(centers["dst_center"], np.int32),
         c64(_np(table, "src_port", np.uint16)), c64(_np(table, "dst_port", np.uint16)),
         c64(_np(table, "proto", np.uint8)), flags, packets, biflow, bdir, src_listen, dst_listen,
         *(None if t is None else c64(t, np.int64) for t in times),

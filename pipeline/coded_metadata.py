@@ -337,6 +337,34 @@ class Tables:
         center = self.node_center[self.node_idx.lookup_clipped(self.node_idx.clamp_keys(node), tt)]
         return node, center, self.ep_cluster[row]
 
+    def exporter_versions(
+        self, addrs: Addresses, tt: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+        """:meth:`exporter` at times ``tt`` (from :func:`clip_times`), with what decides it: the
+        version hit in each lookup (the same hits at two times mean the same versions in between:
+        versions of a key are disjoint intervals), and whether that is certain (a known key
+        without a version at ``tt`` may have one between two such times)."""
+        row = np.full(addrs.n, -1, dtype=np.int64)
+        hits: list[np.ndarray] = []
+        certain = np.ones(addrs.n, dtype=bool)
+        k = EXACT_KINDS.index("node")
+        for c in self.clusters:
+            aset, idx, rows = self.exact_by[c][k]
+            if not len(aset):
+                continue
+            key = aset.lookup(addrs)
+            hit = idx.lookup_clipped(key, tt)
+            certain &= (key < 0) | (hit >= 0)
+            hits.append(hit)
+            take = (hit >= 0) & (row < 0)
+            row[take] = endpoint_rows(rows, hit[take])
+        node = self.ep_node[row]
+        nkey = self.node_idx.clamp_keys(node)
+        nhit = self.node_idx.lookup_clipped(nkey, tt)
+        certain &= (nkey < 0) | (nhit >= 0)
+        hits.append(nhit)
+        return node, self.node_center[nhit], hits, certain
+
     def attributes(self, ep: np.ndarray, net: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
         """Pool codes of every attribute for endpoint rows ``ep`` / network rows ``net`` at
         ``times`` (from :func:`clip_times`), plus ``inside`` (in a known center)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from netobs import schema
 from netobs.observations import REASON_NAMES, Counter, Listening, Observations, ms_column
@@ -283,10 +284,43 @@ def _exporter_columns(
 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """``exporter_node`` and ``exporter_center`` of each row's exporter (a node address) at ``times``;
     also their codes in ``tab.dicts["node"]`` / ``["center"]``."""
-    node, center = tab.exporter(Addresses.from_arrow(table.column("exporter")), times)
+    node, center = _exporters(tab, table.column("exporter"), times)
     node, center = tab.local["node"][node], tab.local["center"][center]
     out = _set(table, "exporter_node", _column(tab.dicts["node"], node, encode))
     return _set(out, "exporter_center", _column(tab.dicts["center"], center, encode)), node, center
+
+
+def _exporters(
+    tab: Tables, col: pa.Array | pa.ChunkedArray, times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Node and center pool codes of each row's exporter at its time (:meth:`Tables.exporter`),
+    looked up once per distinct exporter (a batch has many rows, few exporters): at the batch's
+    first and last time, and per row only for the exporters whose versions differ between the
+    two (or may: a known address without a version at one of them)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if len(col) < _PER_ROW_BELOW or col.null_count:
+        return tab.exporter(Addresses.from_arrow(col), times)
+    enc = pc.dictionary_encode(col)
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
+    uniq = Addresses.from_arrow(enc.dictionary)
+    tt = clip_times(times)
+    k = uniq.n
+    node, center, hits_lo, certain_lo = tab.exporter_versions(uniq, np.full(k, tt.min(), dtype=np.int64))
+    _, _, hits_hi, certain_hi = tab.exporter_versions(uniq, np.full(k, tt.max(), dtype=np.int64))
+    stable = certain_lo & certain_hi
+    for lo, hi in zip(hits_lo, hits_hi, strict=True):
+        stable &= lo == hi
+    node_rows, center_rows = node[codes], center[codes]
+    if not stable.all():  # an exporter's node (or its center) changed during the batch
+        rows = np.flatnonzero(~stable[codes])
+        n, c = tab.exporter(Addresses.from_arrow(col.take(pa.array(rows))), times[rows])
+        node_rows[rows], center_rows[rows] = n, c
+    return node_rows, center_rows
+
+
+#: Batches with fewer rows look their exporters up per row (the distinct pass costs more).
+_PER_ROW_BELOW = 256
 
 
 def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:

@@ -47,7 +47,7 @@ enum {
 };
 
 static const Py_ssize_t ITEMSIZE[N_ARGS] = {
-    8, 1, 8, 8, 8, 8, 2, 2, 1, 2, 8, 1, 1, 1, 1, 8, 8, 8,
+    8, 1, 4, 4, 4, 4, 2, 2, 1, 2, 8, 1, 1, 1, 1, 8, 8, 8,
     8, 8, 1, 1, 1, 1, 1,
     1, 1,
     1, 1, 1, 2, 1, 1,
@@ -76,8 +76,9 @@ typedef struct {
 static void run(Py_buffer *bufs, Py_ssize_t n, const Consts *c) {
     const int64_t *exp = GET(int64_t, ARG_EXP);
     const int8_t *direction = GET(int8_t, ARG_DIRECTION);
-    const int64_t *sn = GET(int64_t, ARG_SRC_NODE), *dn = GET(int64_t, ARG_DST_NODE);
-    const int64_t *sc = GET(int64_t, ARG_SRC_CENTER), *dc = GET(int64_t, ARG_DST_CENTER);
+    /* int32: the codes as the enrichment has them, no widening copy per batch */
+    const int32_t *sn = GET(int32_t, ARG_SRC_NODE), *dn = GET(int32_t, ARG_DST_NODE);
+    const int32_t *sc = GET(int32_t, ARG_SRC_CENTER), *dc = GET(int32_t, ARG_DST_CENTER);
     const uint16_t *sp = GET(uint16_t, ARG_SPORT), *dp = GET(uint16_t, ARG_DPORT);
     const uint8_t *proto = GET(uint8_t, ARG_PROTO);
     const uint16_t *flags = GET(uint16_t, ARG_FLAGS);
@@ -268,7 +269,7 @@ static PyObject *apply(PyObject *self, PyObject *args) {
             }
         }
         for (size_t k = 0; k < 4; k++) {
-            const int64_t *codes = GET(int64_t, row_codes[k][0]);
+            const int32_t *codes = GET(int32_t, row_codes[k][0]);
             const Py_ssize_t limit = row_codes[k][1] ? n_center : n_node;
             for (Py_ssize_t i = 0; i < n; i++) {
                 if (codes[i] < 0 || codes[i] >= limit) {

@@ -115,7 +115,7 @@ def test_the_native_pass_equals_the_numpy_reference(round_, monkeypatch):
 def test_refused_arguments_raise_instead_of_reading_out_of_bounds():
     kernel = observations._native
     n = 4
-    rows = [np.zeros(n, t) for t in (np.int64, np.int8, np.int64, np.int64, np.int64, np.int64, np.uint16,
+    rows = [np.zeros(n, t) for t in (np.int64, np.int8, np.int32, np.int32, np.int32, np.int32, np.uint16,
                                      np.uint16, np.uint8)]  # fmt: skip
     per_exp = [np.zeros(2, np.int64), np.zeros(2, np.int64)] + [np.zeros(2, np.uint8) for _ in range(5)]
     luts = [observations._DECISIONS, observations._COUNTING, observations._RANK,
@@ -137,7 +137,7 @@ def test_refused_arguments_raise_instead_of_reading_out_of_bounds():
     with pytest.raises(ValueError, match="exporter code"):
         call(rows=bad_exporter)
     bad_node = list(rows)
-    bad_node[2] = np.array([0, 0, 5, 0], np.int64)
+    bad_node[2] = np.array([0, 0, 5, 0], np.int32)
     with pytest.raises(ValueError, match="node or center code"):
         call(rows=bad_node)
     with pytest.raises(ValueError, match="rows"):

@@ -33,6 +33,12 @@ def _bank(rng: np.random.Generator) -> tuple[MetadataStore, int, int]:
     meta.apply([Change.upsert(o) for o in objs], T0)
     # a node changes center mid-way (time-correct codes), a pod moves
     meta.apply([Change.upsert(Node(name="n0", ip="192.0.2.1", center="dc3"))], T0 + 1_800_000)
+    # a node's address goes to another node (re-IP), and a node leaves
+    t = T0 + int(rng.integers(0, 3_600_000))
+    if nodes > 3:
+        meta.apply([Change.upsert(Node(name="n1", ip="192.0.2.250", center="dc1"))], t)
+        meta.apply([Change.upsert(Node(name="n2", ip="192.0.2.2", center="dc2"))], t + 1)
+        meta.apply([Change.delete("node", "n3")], t + 2)
     return meta, nodes, pods
 
 
@@ -89,3 +95,22 @@ def test_codes_handed_over_count_as_the_strings_do(dictionary, monkeypatch):
     for g, w in zip(got, want, strict=True):
         for name in COUNTING + ("exporter_node", "exporter_center", "src_node", "dst_center"):
             assert g.column(name).to_pylist() == w.column(name).to_pylist(), (seed, name)
+
+
+def test_exporters_looked_up_per_distinct_address_as_per_row(monkeypatch):
+    """Per distinct exporter at the batch's first and last time, per row where versions differ:
+    the same node and center as a lookup per row, across a center change, a re-IP and a removal."""
+    from pipeline import enrich
+
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    meta, nodes, pods = _bank(rng)
+    tab = Enricher(meta).tables()
+    for _ in range(6):
+        table = _flows(rng, int(rng.integers(300, 5000)), nodes, pods)
+        times = enrich.clip_times(enrich._times(table))
+        got = enrich._exporters(tab, table.column("exporter"), times)
+        want = tab.exporter(enrich.Addresses.from_arrow(table.column("exporter")), times)
+        assert got[0].tolist() == want[0].tolist(), seed
+        assert got[1].tolist() == want[1].tolist(), seed
