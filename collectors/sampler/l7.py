@@ -40,6 +40,7 @@ FIELDS = (
     "tls.handshake.ja3s",
     "tls.handshake.extension.type",
     "tls.handshake.sig_hash_alg",
+    "tls.handshake.sig_hash_alg_len",
     "http.request.method",
     "http.host",
     "http.request.uri",
@@ -49,7 +50,11 @@ FIELDS = (
 COLUMNS = tuple(f.replace("tls.handshake.", "tls_").replace(".", "_") for f in FIELDS)
 _GREASE = {0x0A0A + 0x1010 * i for i in range(16)}
 _TLS_VERSIONS = {0x0300: "SSL3.0", 0x0301: "TLS1.0", 0x0302: "TLS1.1", 0x0303: "TLS1.2", 0x0304: "TLS1.3"}
-_JA4_VERSIONS = {0x0300: "s3", 0x0301: "10", 0x0302: "11", 0x0303: "12", 0x0304: "13"}
+_JA4_VERSIONS = {0x0002: "s2", 0x0300: "s3", 0x0301: "10", 0x0302: "11", 0x0303: "12", 0x0304: "13"}
+#: ClientHello extensions whose algorithm lists tshark 4.0 reports under ``tls.handshake.sig_hash_alg``
+#: (one list each, in extension order): signature_algorithms (13), delegated_credentials (34),
+#: signature_algorithms_cert (50). JA4 takes only the first kind's list.
+_SIGALG_LIST_EXTENSIONS = (13, 34, 50)
 
 
 class DissectError(RuntimeError):
@@ -125,18 +130,78 @@ def tls_version(hello_version: str, supported: str, server: bool) -> str:
     return _TLS_VERSIONS.get(v, f"0x{v:04x}" if v else "")
 
 
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def alpn_code(first: bytes) -> str:
+    """JA4's two ALPN characters for the first ALPN value (FoxIO JA4 spec, "ALPN Extension Value"):
+    its first and last characters when both are ASCII letters or digits, else the first and last hex
+    digits of its bytes; "00" when there is none."""
+    if not first:
+        return "00"
+    a, b = chr(first[0]), chr(first[-1])
+    if _alnum(a) and _alnum(b):
+        return a + b
+    h = first.hex()
+    return h[0] + h[-1]
+
+
+def signature_algorithms(extensions: list[int], sigalgs: str, lengths: str) -> list[int] | None:
+    """The signature_algorithms (13) list of a ClientHello, from tshark's flat ``sig_hash_alg``
+    occurrences split by ``sig_hash_alg_len`` (bytes per list) over the list-carrying extensions in
+    the order they came. None when the lists cannot be told apart."""
+    algs = _ints(sigalgs)
+    sizes = [n // 2 for n in _ints(lengths)]
+    kinds = [e for e in extensions if e in _SIGALG_LIST_EXTENSIONS]
+    if not sizes:
+        return [] if not algs else (algs if kinds[:1] == [13] else None)
+    if sum(sizes) != len(algs) or len(sizes) != len(kinds):
+        return None
+    start = 0
+    for kind, size in zip(kinds, sizes, strict=True):
+        if kind == 13:
+            return algs[start : start + size]
+        start += size
+    return []
+
+
 def ja4(
-    version: str, supported: str, sni: str, ciphers: str, extensions: str, alpn: str, sigalgs: str
+    version: str,
+    supported: str,
+    sni: str,
+    ciphers: str,
+    extensions: str,
+    alpn: str,
+    sigalgs: str,
+    sigalg_lengths: str | None = None,
 ) -> str:
-    """JA4 (FoxIO, TCP) of a ClientHello from its dissected fields."""
+    """JA4 (FoxIO, TLS over TCP) of a ClientHello from its dissected fields, '' when the fields do not
+    determine it (a non-UTF-8 ALPN value that tshark replaced, algorithm lists not told apart).
+
+    Follows FoxIO's JA4 definition (technical_details/JA4.md): GREASE ignored everywhere (versions,
+    ciphers, extensions, signature algorithms); version = highest supported_versions entry, else the
+    hello's version; counts capped at 99; ciphers and extensions (less SNI 0000 and ALPN 0010) sorted
+    and hashed (SHA-256, first 12 hex digits, '000000000000' when empty); signature algorithms of
+    extension 13 appended in their order after '_'. Checked against FoxIO's published vectors in
+    tests/collectors/test_tls_fingerprints.py."""
     vs = [v for v in _ints(supported) if v not in _GREASE] or ([int(version, 0)] if version else [0])
     cs = sorted(c for c in _ints(ciphers) if c not in _GREASE)
-    ext = [e for e in _ints(extensions) if e not in _GREASE]
+    ext_all = _ints(extensions)
+    ext = [e for e in ext_all if e not in _GREASE]
     first_alpn = _first(alpn)
-    a = (first_alpn[0] + first_alpn[-1]) if first_alpn else "00"
+    if "\ufffd" in first_alpn:  # tshark replaced bytes that were not UTF-8: the hex rule cannot be applied
+        return ""
+    a = alpn_code(first_alpn.encode())
     head = f"t{_JA4_VERSIONS.get(max(vs), '00')}{'d' if sni else 'i'}{min(len(cs), 99):02d}{min(len(ext), 99):02d}{a}"
     ext_sorted = sorted(e for e in ext if e not in (0x0000, 0x0010))
-    sig = [s for s in _ints(sigalgs)]
+    if sigalg_lengths is None:  # one list assumed (older callers)
+        sig: list[int] | None = _ints(sigalgs)
+    else:
+        sig = signature_algorithms(ext_all, sigalgs, sigalg_lengths)
+    if sig is None:
+        return ""
+    sig = [s for s in sig if s not in _GREASE]
     b = hashlib.sha256(",".join(f"{c:04x}" for c in cs).encode()).hexdigest()[:12] if cs else "0" * 12
     ext_text = ",".join(f"{e:04x}" for e in ext_sorted)
     if sig:
@@ -185,6 +250,7 @@ def summarise(fields: pa.Table) -> dict[str, np.ndarray]:
                 out["tls_ja4"][i] = ja4(
                     _first(col["tls_version"][i]), sup, out["tls_sni"][i], col["tls_ciphersuite"][i],
                     col["tls_extension_type"][i], col["tls_extensions_alpn_str"][i], col["tls_sig_hash_alg"][i],
+                    col["tls_sig_hash_alg_len"][i],
                 )  # fmt: skip
             else:
                 cipher = _ints(col["tls_ciphersuite"][i])
@@ -216,4 +282,14 @@ def path_template(uri: str) -> str:
     return "/".join(parts)
 
 
-__all__ = ["COLUMNS", "FIELDS", "DissectError", "dissect", "ja4", "path_template", "summarise", "tshark_path"]
+__all__ = [
+    "COLUMNS",
+    "FIELDS",
+    "DissectError",
+    "alpn_code",
+    "dissect",
+    "ja4",
+    "path_template",
+    "summarise",
+    "tshark_path",
+]
