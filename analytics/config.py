@@ -168,6 +168,21 @@ class DnsTunnelConfig(Section):
     severity: str = "warning"
 
 
+class PlaintextDowngradeConfig(Section):
+    min_tls_conversations: int = Field(
+        3,
+        ge=1,
+        description="TLS conversations from a pod to a server over the history that make it a TLS pair.",
+    )
+    max_plaintext_before: int = Field(
+        0,
+        ge=0,
+        description="Plaintext conversations of that pair over the history still tolerated (0: a pair that "
+        "ever talked plaintext before is not a downgrade).",
+    )
+    severity: str = "warning"
+
+
 class ElephantConfig(Section):
     link_capacity_bps: dict[str, float] = Field(
         default_factory=dict, description="Capacity per center pair 'dc1-dc2' (either order) in bits/s."
@@ -211,6 +226,7 @@ class AnalyticsConfig(Section):
     dependency: DependencyConfig = Field(default_factory=DependencyConfig)
     fanout: FanoutConfig = Field(default_factory=FanoutConfig)
     dns_tunnel: DnsTunnelConfig = Field(default_factory=DnsTunnelConfig)
+    plaintext_downgrade: PlaintextDowngradeConfig = Field(default_factory=PlaintextDowngradeConfig)
     elephant: ElephantConfig = Field(default_factory=ElephantConfig)
     gaps: GapConfig = Field(default_factory=GapConfig)
     asymmetry: AsymmetryConfig = Field(default_factory=AsymmetryConfig)

@@ -191,6 +191,34 @@ def dns_long_names(db: str, start: datetime, end: datetime, bucket_s: int, min_l
     )
 
 
+def plaintext_after_tls(db: str, h_start: datetime, start: datetime, end: datetime) -> str:
+    """Per client and server (pods by namespace/name, else addresses; ``netobs sample``'s L7 rows): the
+    TCP conversations that were TLS and plaintext before ``start`` and in [start, end). A conversation
+    seen on both pods' ports or cut by a flush counts once. Only pairs with plaintext now and TLS
+    before are returned."""
+    conv = "(src_addr, src_port, dst_addr, dst_port)"
+    before, now = f"first_seen < {ts(start)}", f"first_seen >= {ts(start)}"
+    tls, plain = "encryption = 'tls'", "encryption = 'plaintext'"
+    return (
+        f"SELECT if(src_pod != '', concat(src_namespace, '/', src_pod), {addr('src_addr')}) AS src, "
+        f"if(dst_pod != '', concat(dst_namespace, '/', dst_pod), {addr('dst_addr')}) AS dst, "
+        "any(src_pod) AS pod, any(src_namespace) AS namespace, any(src_tenant) AS tenant, "
+        f"{addr('any(src_addr)')} AS client_addr, "
+        f"uniqExactIf({conv}, {before} AND {tls}) AS tls_before, "
+        f"uniqExactIf({conv}, {before} AND {plain}) AS plaintext_before, "
+        f"uniqExactIf({conv}, {now} AND {tls}) AS tls_now, "
+        f"uniqExactIf({conv}, {now} AND {plain}) AS plaintext_now, "
+        f"toUnixTimestamp(maxIf(first_seen, {before} AND {tls})) AS last_tls, "
+        f"toUnixTimestamp(minIf(first_seen, {now} AND {plain})) AS first_plaintext, "
+        f"groupUniqArrayIf(dst_port, {before} AND {tls}) AS tls_ports, "
+        f"groupUniqArrayIf(dst_port, {now} AND {plain}) AS plaintext_ports, "
+        f"groupUniqArrayIf(8)(http_host, {now} AND {plain} AND http_host != '') AS http_hosts\n"
+        f"FROM `{db}`.l7_conversations\nWHERE first_seen >= {ts(h_start)} AND first_seen < {ts(end)} "
+        f"AND proto = 6 AND encryption IN ('tls', 'plaintext')\n"
+        "GROUP BY src, dst HAVING plaintext_now > 0 AND tls_before > 0 ORDER BY src, dst"
+    )
+
+
 def usual_fanout(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
     """Each source's typical fan-out over history: the 90th percentile of its per-bucket fan-out."""
     return (

@@ -76,6 +76,7 @@ class Analysis:
         out += self.fanout()
         out += self.elephants()
         out += self.dns_tunnelling()
+        out += self.plaintext_downgrades()
         return planned.apply(out, self.cfg.windows, self.bucket)
 
     # --- detectors ------------------------------------------------------------------------
@@ -397,6 +398,14 @@ class Analysis:
             f for t, g in cur.groupby("t") for f in self.detectors["dns_tunnelling"](g, cfg, self._window(t))
         ]
         return _merge_consecutive(found)
+
+    def plaintext_downgrades(self) -> list[Finding]:
+        cur = _df(self.q, model.plaintext_after_tls(self.db, self.h_start, self.start, self.end))
+        if cur.empty:
+            return []
+        return self.detectors["plaintext_downgrade"](
+            cur, self.cfg.plaintext_downgrade, (self.start, self.end)
+        )
 
     def elephants(self) -> list[Finding]:
         if not self.cfg.elephant.link_capacity_bps:

@@ -10,6 +10,7 @@ from analytics.detectors.dr_traffic import detect_dr_traffic
 from analytics.detectors.elephant import detect_elephants
 from analytics.detectors.fanout import detect_fanout
 from analytics.detectors.gaps import detect_gaps
+from analytics.detectors.plaintext import detect_plaintext_downgrade
 from analytics.detectors.shift import detect_center_shift
 from analytics.detectors.volume import detect_volume
 
@@ -25,6 +26,7 @@ DETECTORS: dict[str, Callable[..., Any]] = {
     "elephant": detect_elephants,
     "collection_gap": detect_gaps,
     "dns_tunnelling": detect_dns_tunnelling,
+    "plaintext_downgrade": detect_plaintext_downgrade,
 }
 
 __all__ = [
@@ -37,5 +39,6 @@ __all__ = [
     "detect_fanout",
     "detect_gaps",
     "detect_new_dependencies",
+    "detect_plaintext_downgrade",
     "detect_volume",
 ]

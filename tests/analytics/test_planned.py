@@ -30,6 +30,7 @@ ENTITIES = {
     "elephant": {"src_center": "dc1", "dst_center": "dc3"},
     "collection_gap": {"exporter": "192.0.2.11", "center": "dc1"},
     "dns_tunnelling": {"tenant": "t1", "src": "10.0.0.1", "center": "dc1"},
+    "plaintext_downgrade": {"tenant": "t1", "src": "shop/web-1", "dst": "core/api-1"},
 }
 
 
@@ -41,7 +42,11 @@ def finding(detector, start=T0, hours=1):
 def test_every_detector_is_honoured_by_a_maintenance_window(detector):
     w = Window(start=T0 - H, end=T0 + 2 * H, kind="maintenance", centers=("dc1",), note="patching dc1")
     (f,) = planned.apply([finding(detector)], (w,), B)
-    if detector in ("fanout", "dns_tunnelling"):  # a scan or a tunnel is nobody's plan
+    if detector in (
+        "fanout",
+        "dns_tunnelling",
+        "plaintext_downgrade",
+    ):  # nobody plans a scan, tunnel, downgrade
         assert f.severity == "critical" and not f.planned
     else:
         assert f.severity == "info" and f.planned
