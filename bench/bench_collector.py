@@ -63,6 +63,8 @@ from _goflow2 import build_goflow2_decoder, decode_rates, note, run_goflow2  # n
 from _replay import Run, Sender, build_replay, first_contact, peak_rss_mb  # noqa: E402
 from _util import report  # noqa: E402
 
+from netobs import wire  # noqa: E402
+
 # --- netobs -----------------------------------------------------------------------------------
 
 
@@ -299,7 +301,15 @@ def main() -> None:
     )
     ap.add_argument("--datagrams", type=int, default=1000, help="datagrams of each decode comparison set")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
+    ap.add_argument(
+        "--wire-compression",
+        choices=wire.COMPRESSIONS,
+        default=wire.DEFAULT_COMPRESSION,
+        help="codec of the published messages (transport.wire_compression)",
+    )
     args = ap.parse_args()
+    wire.set_compression(args.wire_compression)
+    note(f"wire compression: {args.wire_compression}")
     if args.quick:
         args.rounds, args.seconds, args.loops, args.dense_loops, args.datagrams = 1, 0.2, 2, 20, 50
     with tempfile.TemporaryDirectory(prefix="netobs-bench-") as tmp:

@@ -1,11 +1,13 @@
 """Wire encoding of a batch: a small header and an Arrow IPC stream.
 
 Layout: ``b"NOBS"`` magic, one byte format version, two bytes (big-endian) schema, then
-an Arrow IPC stream holding one record batch, its buffers zstd-compressed when it holds at
-least :data:`COMPRESS_MIN_ROWS` records (below that zstd's fixed cost, ~0.6 ms a message,
-outweighs the bytes it saves: the schema, never compressed, is most of a tiny message). The
-IPC stream says per batch whether and how its buffers are compressed, so a consumer reads
-either. Many records per message keeps Kafka's per-message cost negligible; the IPC stream
+an Arrow IPC stream holding one record batch, its buffers compressed (``transport.wire_compression``:
+lz4 by default, zstd or none; :func:`set_compression`) when it holds at least
+:data:`COMPRESS_MIN_ROWS` records (below that the codec's fixed cost outweighs the bytes it saves:
+the schema, never compressed, is most of a tiny message). The IPC stream says per batch whether
+and how its buffers are compressed, so a consumer reads any of them, whatever its own setting.
+Arrow compresses every buffer of every column on its own: zstd costs ~1.3 ms a message of ~80 flows
+(a fresh context per buffer), lz4 ~0.12 ms for ~15 % more bytes (bench/bench_wire.py). Many records per message keeps Kafka's per-message cost negligible; the IPC stream
 carries its own schema so a consumer can check column names and types.
 
 The schema field names the record kind in its high byte (0: flows, 1: interface
@@ -28,10 +30,23 @@ from netobs import schema
 MAGIC = b"NOBS"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("!4sBH")
-# One thread: Arrow's pool would compress each column's buffer as its own task, which for the
-# small batches of many exporters cost more in hand-offs than the compression itself.
-_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd", use_threads=False)
-_PLAIN_OPTIONS = pa.ipc.IpcWriteOptions(use_threads=False)
+#: The codecs a message's buffers may be compressed with (Arrow IPC's); "none" leaves them plain.
+COMPRESSIONS = ("lz4", "zstd", "none")
+DEFAULT_COMPRESSION = "lz4"
+
+
+def _options(compression: str) -> pa.ipc.IpcWriteOptions:
+    # One thread: Arrow's pool would compress each column's buffer as its own task, which for the
+    # small batches of many exporters cost more in hand-offs than the compression itself.
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"wire compression must be one of {COMPRESSIONS}, not {compression!r}")
+    return pa.ipc.IpcWriteOptions(
+        compression=None if compression == "none" else compression, use_threads=False
+    )
+
+
+_WRITE_OPTIONS = _options(DEFAULT_COMPRESSION)
+_PLAIN_OPTIONS = _options("none")
 #: Batches with fewer records travel with uncompressed buffers.
 COMPRESS_MIN_ROWS = 32
 #: Record kind → its code in the schema field's high byte.
@@ -41,6 +56,18 @@ _KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 class WireError(ValueError):
     """A message that is not a batch netobs can read."""
+
+
+def set_compression(compression: str) -> None:
+    """The codec of the messages this process encodes from now on (``transport.wire_compression``,
+    applied by :func:`netobs.transport.make_transport`); readers need no setting."""
+    global _WRITE_OPTIONS
+    _WRITE_OPTIONS = _options(compression)
+
+
+def compression() -> str:
+    """The codec :func:`encode` uses for batches of :data:`COMPRESS_MIN_ROWS` records or more."""
+    return _WRITE_OPTIONS.compression or "none"
 
 
 def encode(rb: pa.RecordBatch) -> bytes:

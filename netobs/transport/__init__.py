@@ -33,7 +33,11 @@ TRANSPORTS: dict[str, Callable[[TransportConfig, Path | None], Transport]] = {
 
 
 def make_transport(cfg: TransportConfig, spool_dir: Path | None = None) -> Transport:
-    """The configured transport; with ``spool_dir`` (and ``spool.enabled``) its producers spool."""
+    """The configured transport; with ``spool_dir`` (and ``spool.enabled``) its producers spool.
+    Its messages are encoded with ``wire_compression`` (process-wide: one transport per process)."""
+    from netobs import wire
+
+    wire.set_compression(cfg.wire_compression)
     return TRANSPORTS[cfg.type](cfg, spool_dir)
 
 

@@ -1,8 +1,9 @@
 """Kafka transport (kafka-python): many flows per message, keyed by exporter.
 
-Each message is one zstd-compressed Arrow IPC batch (:mod:`netobs.wire`). Producers use
-``acks=all``; a batch larger than the broker accepts is split in halves. Consumers
-never auto-commit: the pipeline commits only after the rows are in the store.
+Each message is one compressed Arrow IPC batch (:mod:`netobs.wire`; lz4 or zstd by
+``transport.wire_compression``). Producers use ``acks=all``; a batch larger than the broker
+accepts is split in halves. Consumers never auto-commit: the pipeline commits only after the rows
+are in the store.
 """
 
 from __future__ import annotations

@@ -2,9 +2,14 @@
 
 import numpy as np
 import pyarrow as pa
+import pytest
+from pydantic import ValidationError
 
 from netobs import schema, wire
 from netobs.batch import FlowBatch, arrow_array
+from netobs.config import TransportConfig
+from netobs.transport import make_transport
+from netobs.transport.spooled import encode_parts
 
 
 def _batch(n: int) -> pa.RecordBatch:
@@ -28,7 +33,7 @@ def _stream(rb: pa.RecordBatch, options: pa.ipc.IpcWriteOptions) -> bytes:
 def test_small_batches_travel_uncompressed_and_read_back():
     rb = _batch(wire.COMPRESS_MIN_ROWS - 1)
     data = wire.encode(rb)
-    assert data[7:] == _stream(rb, pa.ipc.IpcWriteOptions())  # no zstd: the plain IPC stream
+    assert data[7:] == _stream(rb, pa.ipc.IpcWriteOptions())  # not compressed: the plain IPC stream
     back = wire.decode(data)
     assert back.num_rows == rb.num_rows
     assert back.column("bytes").to_pylist() == rb.column("bytes").to_pylist()
@@ -58,3 +63,57 @@ def test_constant_text_columns_match_the_general_conversion():
         assert arr.type == col.arrow
         assert arr.to_pylist() == values
     assert arrow_array(col, np.array([], dtype=object), 0).to_pylist() == []
+
+
+# ---- the codec of the buffers (transport.wire_compression) -------------------------------------------------
+
+
+@pytest.fixture
+def restore_codec():
+    yield
+    wire.set_compression(wire.DEFAULT_COMPRESSION)
+
+
+@pytest.mark.parametrize("codec", wire.COMPRESSIONS)
+def test_each_codec_is_arrow_ipc_and_any_consumer_reads_it(codec, restore_codec):
+    rb = _batch(4096)
+    wire.set_compression(codec)
+    data = wire.encode(rb)
+    opts = pa.ipc.IpcWriteOptions(compression=None if codec == "none" else codec, use_threads=False)
+    assert data[7:] == _stream(rb, opts)  # Arrow's own IPC with that codec: any Arrow reader knows it
+    for reader in wire.COMPRESSIONS:  # the consumer's own setting does not matter
+        wire.set_compression(reader)
+        back = wire.decode(data)
+        assert back.column("bytes").to_pylist() == rb.column("bytes").to_pylist()
+        assert back.column("type").to_pylist() == ["ipfix"] * 4096
+
+
+def test_the_transport_setting_chooses_the_codec_and_refuses_others(restore_codec):
+    assert TransportConfig().wire_compression == wire.DEFAULT_COMPRESSION == "lz4"
+    make_transport(TransportConfig(wire_compression="zstd")).close()
+    assert wire.compression() == "zstd"
+    make_transport(TransportConfig()).close()
+    assert wire.compression() == "lz4"
+    with pytest.raises(ValidationError):
+        TransportConfig(wire_compression="brotli")
+    with pytest.raises(ValueError, match="wire compression"):
+        wire.set_compression("gzip")
+
+
+@pytest.mark.parametrize("codec", wire.COMPRESSIONS)
+def test_split_messages_stay_under_the_size_limit_with_every_codec(codec, restore_codec):
+    wire.set_compression(codec)
+    rng = np.random.default_rng(7)
+    n = 20_000
+    rb = FlowBatch(
+        {
+            "packets": rng.integers(0, 2**40, n, dtype=np.uint64),
+            "bytes": rng.integers(0, 2**60, n, dtype=np.uint64),
+            "src_port": rng.integers(0, 2**16, n, dtype=np.uint16),
+        }
+    ).to_arrow()
+    parts = encode_parts(rb, 200_000)
+    assert len(parts) > 1 and all(len(data) <= 200_000 for data, _ in parts)
+    assert sum(rows for _, rows in parts) == n
+    back = pa.concat_tables([wire.decode(data) for data, _ in parts])
+    assert back.column("bytes").to_pylist() == rb.column("bytes").to_pylist()
