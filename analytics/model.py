@@ -212,7 +212,8 @@ def plaintext_after_tls(db: str, h_start: datetime, start: datetime, end: dateti
         f"toUnixTimestamp(minIf(first_seen, {now} AND {plain})) AS first_plaintext, "
         f"groupUniqArrayIf(dst_port, {before} AND {tls}) AS tls_ports, "
         f"groupUniqArrayIf(dst_port, {now} AND {plain}) AS plaintext_ports, "
-        f"groupUniqArrayIf(8)(http_host, {now} AND {plain} AND http_host != '') AS http_hosts\n"
+        # 18.16 has no parametric groupUniqArray: the first 8 by arraySlice
+        f"arraySlice(groupUniqArrayIf(http_host, {now} AND {plain} AND http_host != ''), 1, 8) AS http_hosts\n"
         f"FROM `{db}`.l7_conversations\nWHERE first_seen >= {ts(h_start)} AND first_seen < {ts(end)} "
         f"AND proto = 6 AND encryption IN ('tls', 'plaintext')\n"
         "GROUP BY src, dst HAVING plaintext_now > 0 AND tls_before > 0 ORDER BY src, dst"

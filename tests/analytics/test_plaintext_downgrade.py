@@ -8,12 +8,15 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from analytics.config import AnalyticsConfig
 from analytics.runner import Analysis
 from collectors.sampler.agent import _table
 from netobs import schema
 from netobs.batch import ip_bytes
+from netobs.config import ClickHouseStoreConfig, StoreConfig
+from netobs.store import make_store
 
 PODS = {  # address → (namespace, pod); '' pod: the metadata store did not know it
     "10.244.1.10": ("shop", "web-1"),
@@ -59,6 +62,26 @@ def l7_rows(convs: list[tuple[str, str, int, str, datetime]], rng: random.Random
 
 
 def test_a_pod_that_loses_its_tls_is_found_and_plaintext_pods_are_not(store):
+    _scenario(store)
+
+
+@pytest.mark.integration
+def test_the_same_on_a_clickhouse_server(clickhouse_server):
+    """The detector's query on the real server (Debian's 18.16: DateTime, not DateTime64)."""
+    cfg = StoreConfig(
+        type="clickhouse",
+        database="netobs_downgrade",
+        clickhouse=ClickHouseStoreConfig(host=clickhouse_server.host, port=clickhouse_server.port),
+    )
+    server_store = make_store(cfg)
+    try:
+        server_store.start()
+        _scenario(server_store, full_run=False)  # the components' tables are not made here
+    finally:
+        server_store.stop()
+
+
+def _scenario(store, full_run: bool = True):
     seed = random.randrange(2**32)
     print(f"seed {seed}")
     rng = random.Random(seed)
@@ -110,6 +133,8 @@ def test_a_pod_that_loses_its_tls_is_found_and_plaintext_pods_are_not(store):
     )
     later = Analysis(store.query_arrow, store.database, AnalyticsConfig(), end, end + timedelta(hours=1))
     assert later.plaintext_downgrades() == []
+    if not full_run:
+        return
     # The whole run includes it (and the findings validate against the schema).
     run = Analysis(store.query_arrow, store.database, AnalyticsConfig(), start, end).run()
     assert [f.entities["src"] for f in run if f.detector == "plaintext_downgrade"] == [src]
