@@ -275,11 +275,16 @@ class UdpCollector:
         cols = batch.columns if order is None else {k: v[order] for k, v in batch.columns.items()}
         rb = FlowBatch(cols, n).to_arrow()
         types = cols.get("type")
+        mixed = (
+            _mixed_types(types, [m[1] for m in messages]) if types is not None and tally is not None else None
+        )
         start, bucket, bucket_start = 0, -1, 0
-        for key, size, exporter in messages:
+        for i, (key, size, exporter) in enumerate(messages):
             if types is not None:
-                if tally is None:
+                if tally is None or mixed is None:
                     self._count_records(exporter, types[start : start + size])
+                elif not mixed[i]:  # (the usual case: one export type per exporter)
+                    tally[(exporter, types[start])] = tally.get((exporter, types[start]), 0) + size
                 else:  # the listener hands the sums to the metrics (see _Listener._push_metrics)
                     for kind, k in _types(types[start : start + size]).items():
                         tally[(exporter, kind)] = tally.get((exporter, kind), 0) + k
@@ -551,9 +556,7 @@ class _Listener:
         if not fed:
             self.fed_since = time.monotonic()
         total = 0
-        tally = self.tally_datagrams
         for exporter, payloads in burst.items():
-            tally[exporter] = tally.get(exporter, 0) + len(payloads)
             fed[exporter] = fed.get(exporter, 0) + len(payloads)
             total += len(payloads)
         self.fed_count += total
@@ -566,7 +569,14 @@ class _Listener:
                     feed(payload, exporter, wall_ms, None, protocol)
         except Exception as e:
             self.fed, self.fed_count = {}, 0
+            self._tally_fed(fed)
             self._discard(fed, e)
+
+    def _tally_fed(self, fed: dict[str, int]) -> None:
+        """Datagrams received per exporter, for the metrics (once per flush, not per round)."""
+        tally = self.tally_datagrams
+        for exporter, n in fed.items():
+            tally[exporter] = tally.get(exporter, 0) + n
 
     def _flush(self) -> None:
         """Flush the decoder: every exporter's flows join its pending batch (see :meth:`_take`)."""
@@ -574,6 +584,7 @@ class _Listener:
             return
         fed, arrived = self.fed, self.fed_since
         self.fed, self.fed_count = {}, 0
+        self._tally_fed(fed)
         try:
             decoded = self.decoder.flush()
         except Exception as e:
@@ -743,6 +754,21 @@ def _owner(address: bytes | None, owners: dict[bytes, str]) -> str:
     """The source exporter of rows carrying ``address`` (the address itself if unforeseen)."""
     exporter = owners.get(address) if address is not None else None
     return exporter or (ip_str(address) if address is not None else "unknown")
+
+
+def _mixed_types(types: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Per consecutive run of ``sizes`` rows, whether its export type changes within it: one
+    pass over the batch instead of one comparison per exporter."""
+    if not len(types):
+        return np.zeros(len(sizes), dtype=bool)
+    change = np.flatnonzero(types[1:] != types[:-1]) + 1  # rows whose type differs from the row before
+    if not len(change):
+        return np.zeros(len(sizes), dtype=bool)
+    ends = np.cumsum(np.asarray(sizes, dtype=np.int64))
+    starts = ends - np.asarray(sizes, dtype=np.int64)
+    at = np.searchsorted(change, starts, side="right")  # the first change after each run's start
+    inside = at < len(change)
+    return inside & (change[np.minimum(at, len(change) - 1)] < ends)
 
 
 def _types(types: np.ndarray) -> dict[str, int]:

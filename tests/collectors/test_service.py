@@ -767,3 +767,26 @@ def test_datagrams_held_at_stop_are_published(monkeypatch):
         c.stop()
     assert c.datagrams == len(payloads)
     assert c.published == sum(tb.num_rows for tb in consumed(t)) == expected_flows(payloads)
+
+
+def test_mixed_types_per_run_as_the_per_exporter_check():
+    """_mixed_types (one pass over a publish) says what _types per exporter would."""
+    import os
+
+    import numpy as np
+
+    from collectors.service import _mixed_types, _types
+
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        sizes = [int(x) for x in rng.integers(1, 20, int(rng.integers(1, 30)))]
+        kinds = np.array(["ipfix", "sflow", "psamp"], dtype=object)
+        types = kinds[rng.integers(0, 1 + int(rng.integers(0, 3)), sum(sizes))]
+        if rng.random() < 0.5:  # runs of one type, as exporters send them
+            types = np.repeat(kinds[rng.integers(0, 3, len(sizes))], sizes)
+        got = _mixed_types(types, sizes)
+        start = 0
+        for i, size in enumerate(sizes):
+            assert bool(got[i]) == (len(_types(types[start : start + size])) > 1), (seed, sizes, i)
+            start += size
