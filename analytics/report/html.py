@@ -11,6 +11,7 @@ from analytics.report.data import (
     EVIDENCE_HEADER,
     EXPORTER_HEADER,
     RULE_HEADER,
+    category_count,
     entity_name,
     evidence_rows,
     exporter_rows,
@@ -46,7 +47,7 @@ def _scope(s: dict[str, Any]) -> str:
     c = s["counting"]
     excluded = table(
         ["category", "records", "reason"],
-        ([r["category"], "unknown" if r["records"] is None else r["records"], r["reason"]] for r in s["categories"]),
+        ([r["category"], category_count(r), r["reason"]] for r in s["categories"]),
     )  # fmt: skip
     return (
         "<h2>1. Scope and data coverage</h2>"

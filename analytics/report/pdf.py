@@ -21,6 +21,7 @@ from analytics.report.data import (
     EVIDENCE_HEADER,
     EXPORTER_HEADER,
     RULE_HEADER,
+    category_count,
     entity_name,
     evidence_rows,
     exporter_rows,
@@ -223,10 +224,7 @@ def _scope(doc: _Doc, s: dict[str, Any]) -> None:
     )
     doc.grid(
         ["category", "records", "reason"],
-        [
-            [r["category"], "unknown" if r["records"] is None else r["records"], r["reason"]]
-            for r in s["categories"]
-        ],
+        [[r["category"], category_count(r), r["reason"]] for r in s["categories"]],
     )
     doc.grid(["center", "counted records (either end)"], [[c["center"], c["flows"]] for c in s["centers"]])
     doc.grid(EXPORTER_HEADER, exporter_rows(s))
