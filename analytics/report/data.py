@@ -95,7 +95,9 @@ def scope(
         for (ip, typ), e in sorted(per.items())
     ]
     centers = query(
-        f"SELECT c AS center, count() AS flows FROM `{db}`.flows ARRAY JOIN [src_center, dst_center] AS c "
+        # a record between two ends of one center counts once there (and once in each of two centers)
+        f"SELECT c AS center, count() AS flows FROM `{db}`.flows "
+        f"ARRAY JOIN arrayDistinct([src_center, dst_center]) AS c "
         f"WHERE {counting.in_event_range(ts(start), ts(end))} AND {counting.COUNTED} AND c != '' "
         f"GROUP BY c ORDER BY c"
     ).to_pylist()
@@ -151,20 +153,27 @@ def categories(
     if generated is not None:
         final = generated - timedelta(seconds=counting.ALLOWED_LATENESS_S)
         if end > final:
-            n = (
-                query(
-                    f"SELECT count() AS n FROM `{db}`.flows WHERE {counting.in_event_range(ts(max(start, final)), ts(end))} "
-                    f"AND {counting.COUNTED}"
-                )
-                .column("n")[0]
-                .as_py()
-            )
+            late = query(
+                f"SELECT count() AS n, countIf({counting.NAMED}) AS named FROM `{db}`.flows "
+                f"WHERE {counting.in_event_range(ts(max(start, final)), ts(end))} AND {counting.COUNTED}"
+            ).to_pylist()[0]
+            n = late["n"]
+            # in this category only, not also in the counted ones (every record in one category)
+            rows[0]["records"] -= late["named"]
+            rows[1]["records"] -= n - late["named"]
             rows.append({
                 "category": "not evaluated (not final)",
                 "records": n,
                 "reason": f"event time after {_iso(final)}: late records may still arrive; evaluate again "
                 "after the watermark",
             })  # fmt: skip
+    rows.append({
+        "category": "total",
+        "records": cov["records"],
+        "reason": "records received with an event time in the period: the sum of the categories above"
+        + (" (outside retention is not in it: those records are no longer stored)"
+           if any(r["category"] == "outside retention" for r in rows) else ""),
+    })  # fmt: skip
     return rows
 
 
@@ -311,11 +320,11 @@ def exemptions(policy: Policy, start: datetime, end: datetime) -> list[dict[str,
             "rule": e.rule,
             "from": e.from_ if isinstance(e.from_, str) else _selector_text(e.from_),
             "to": e.to if isinstance(e.to, str) else _selector_text(e.to),
-            "ports": [str(x) for x in e.ports] + [str(x) for x in e.protocols],
+            "ports": [str(x) for x in e.ports] + [str(x) for x in e.protocols] or ["any"],
             "approver": e.approver,
             "reason": e.reason,
             "ticket": e.ticket,
-            "starts": _iso(e.starts) if e.starts else "",
+            "starts": _iso(e.starts) if e.starts else "not set",
             "expires": _iso(e.expires) if e.expires else "never",
             "review": e.review.isoformat(),
         }
@@ -428,7 +437,9 @@ def evidence_rows(evidence: dict) -> list[list]:
         row = []
         for k in _EVIDENCE_KEYS:
             v = f.get(k, "")
-            if k in ("src_port", "dst_port"):
+            if k == "dst_port":
+                v = port_text(v, f.get("proto", ""), with_proto=False)
+            elif k == "src_port":
                 v = str(v)
             elif k == "proto":
                 v = PROTOCOL_NAMES.get(v, str(v)) if isinstance(v, int) else v
@@ -437,6 +448,23 @@ def evidence_rows(evidence: dict) -> list[list]:
             row.append(v)
         out.append(row)
     return out
+
+
+#: ICMP types by name (exporters put ``type * 256 + code`` in the destination port).
+_ICMP_TYPES = {"icmp": {0: "echo-reply", 3: "unreachable", 8: "echo-request", 11: "time-exceeded"},
+               "icmpv6": {1: "unreachable", 3: "time-exceeded", 128: "echo-request", 129: "echo-reply"}}  # fmt: skip
+
+
+def port_text(port: Any, proto: Any, with_proto: bool = True) -> str:
+    """A server port as a reader wants it: ``443/tcp``; ICMP's type and code by name
+    (``echo-request/icmp``, ``type 5 code 1/icmp``), not the exporter's ``type * 256 + code``."""
+    name = PROTOCOL_NAMES.get(proto, str(proto)) if isinstance(proto, int) else str(proto)
+    if name in _ICMP_TYPES and str(port).isdigit():
+        t, c = divmod(int(port), 256)
+        text = _ICMP_TYPES[name].get(t, f"type {t}") + (f" code {c}" if c else "")
+    else:
+        text = str(port)
+    return f"{text}/{name}" if with_proto else text
 
 
 def short_time(iso: str) -> str:
