@@ -129,6 +129,8 @@ def test_the_html_report_shows_every_violation_with_its_evidence_in_a_browser(tm
         flows = sorted((f for f in extra if f["dst_port"] == port), key=lambda f: -f["bytes"])
         mine = [s for s in samples if s["dport"] == str(port)]
         assert 1 <= len(mine) <= 3 and len(mine) == min(3, len(flows)), (port, mine, flows)
-        made = {(str(f["src_port"]), f"{f['bytes']:,}", f["time"].replace("T", " ").rstrip("Z")) for f in flows}
+        made = {
+            (str(f["src_port"]), f"{f['bytes']:,}", f["time"].replace("T", " ").rstrip("Z")) for f in flows
+        }
         assert {(s["sport"], s["bytes"], s["first seen"]) for s in mine} <= made, (mine, made)
         assert all(s["source"] == "10.244.1.10" and s["proto"] == "tcp" for s in mine), mine
