@@ -63,10 +63,10 @@ def _selectors(policy: Policy, out: Lint, source: str) -> None:
                 + (f"; used by rule {', '.join(users)}" if users else "")
             )
     for e in policy.exemptions:
-        for side, m in (("from", e.from_), ("to", e.to)):
-            if isinstance(m, Matcher) and _labelled(m) and matcher_sql(m, "src", policy) == FALSE:
+        for side, end in (("from", e.from_), ("to", e.to)):
+            if isinstance(end, Matcher) and _labelled(end) and matcher_sql(end, "src", policy) == FALSE:
                 out.warnings.append(
-                    f"exemption {e.id}: its {side} end ({_selector_words(m)}) matches no pod of the inventory "
+                    f"exemption {e.id}: its {side} end ({_selector_words(end)}) matches no pod of the inventory "
                     f"({source}): it exempts nothing"
                 )
 
