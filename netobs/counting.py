@@ -151,11 +151,28 @@ _PAIRS = ("addr", "port", "mac", "as", "mask") + (
 )  # fmt: skip
 
 
+#: ICMP carries no ports: exporters put ``type * 256 + code`` in dst_port (src_port 0). A reply's
+#: type names its request's (echo reply 0 → echo request 8, timestamp 14 → 13, information 16 → 15,
+#: address mask 18 → 17; ICMPv6 echo reply 129 → 128), so a turned reply joins its request's
+#: conversation instead of forming one of its own (server "port" 0).
+_ICMP_TYPE = "toUInt16(intDiv(dst_port, 256))"
+ICMP_REQUEST_PORT = (
+    f"toUInt16(if(proto = 1, transform({_ICMP_TYPE}, [0, 14, 16, 18], [8, 13, 15, 17], {_ICMP_TYPE}), "
+    f"transform({_ICMP_TYPE}, [129], [128], {_ICMP_TYPE})) * 256 + dst_port % 256)"
+)
+_ICMP = "proto IN (1, 58)"
+
+
 def oriented(source: str, where: str = "") -> str:
     """``source`` (a table) with each reply turned around: ``src_*`` is the client, ``dst_*`` the
-    server, for every record (requests as they are). ``is_reply`` says which rows were turned."""
+    server, for every record (requests as they are). ``is_reply`` says which rows were turned.
+    An ICMP reply keeps its ports, its type turned into its request's (:data:`ICMP_REQUEST_PORT`)."""
+    special = {
+        "src_port": f"if({IS_REPLY} AND NOT {_ICMP}, dst_port, src_port) AS src_port",
+        "dst_port": f"if({IS_REPLY}, if({_ICMP}, {ICMP_REQUEST_PORT}, src_port), dst_port) AS dst_port",
+    }
     swaps = ", ".join(
-        f"if({IS_REPLY}, {b}_{c}, {a}_{c}) AS {a}_{c}"
+        special.get(f"{a}_{c}", f"if({IS_REPLY}, {b}_{c}, {a}_{c}) AS {a}_{c}")
         for c in _PAIRS
         for a, b in (("src", "dst"), ("dst", "src"))
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -40,6 +42,8 @@ from netobs.store import STORES
 from netobs.tables import Declared, Table, View
 from netobs.transport import TRANSPORTS
 from pipeline.config import EnrichConfig, PipelineConfig
+from pipeline.metadata.inventory import InventoryError, load_inventory
+from pipeline.metadata.model import Namespace, Pod
 from pipeline.metadata.versions import VERSIONS_TABLE
 
 if TYPE_CHECKING:
@@ -64,6 +68,21 @@ class Component:
     declares: tuple[Table | View, ...] = ()
     #: Retention in days of its tables with a TTL, from the settings.
     retention: Callable[[Settings], Mapping[str, int]] = field(default=lambda settings: {})
+
+
+def inventory_labels(
+    path: Path,
+) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, dict[str, str]], list[str]]:
+    """The pods and namespaces (with their labels) of an inventory file, for the policy's label
+    selectors (``policy lint|check --inventory``): the kinds the metadata watcher gives, read by the
+    pipeline's own loader; malformed objects are skipped and returned as problems."""
+    try:
+        inv = load_inventory(path)
+    except InventoryError as e:
+        raise ValueError(str(e)) from None
+    pods = [(p.namespace, p.name, dict(p.labels)) for p in inv.of(Pod) if isinstance(p, Pod)]
+    namespaces = {n.name: dict(n.labels) for n in inv.of(Namespace) if isinstance(n, Namespace)}
+    return pods, namespaces, [str(p) for p in inv.problems]
 
 
 #: In the order their sub-commands appear in ``netobs --help``. The analytics' own sub-commands
@@ -95,7 +114,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "analytics",
         sections={"analytics": AnalyticsConfig, "policy": PolicyScheduleConfig},
-        commands=(policy_commands, report_commands),
+        commands=(partial(policy_commands, inventory_labels=inventory_labels), report_commands),
         plugins={"detectors": DETECTORS, "policy rule types": RULE_SQL},
         declares=(FINDINGS_TABLE, VIOLATIONS_TABLE, EVIDENCE_VIEW),
     ),

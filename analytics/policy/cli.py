@@ -39,6 +39,27 @@ def _range(args) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _with_inventory(policy, args, settings, default: bool):
+    """The policy with its label selectors resolved against ``--inventory FILE`` (or, when
+    ``default``, the configured ``enrich.inventory``); unchanged when there is none. The file is
+    read by the loader the composition root hands over (the inventory format is the pipeline's)."""
+    path = getattr(args, "inventory", None)
+    if path is None and default:
+        path = getattr(getattr(settings, "enrich", None), "inventory", None)
+    if path is None or not policy.uses_labels():
+        return policy, ""
+    loader = getattr(args, "inventory_labels", None)
+    if loader is None:
+        raise SourceError("--inventory: no inventory reader is wired into this command")
+    try:
+        pods, namespaces, problems = loader(Path(path))
+    except (OSError, ValueError) as e:
+        raise SourceError(f"inventory {path}: {e}") from None
+    for problem in problems:
+        print(f"netobs: warning: inventory: {problem}", file=sys.stderr)
+    return policy.with_labels(pods, namespaces), f"{path}: {len(pods)} pods"
+
+
 def _notes(policy) -> None:
     for note in policy._notes:
         print(f"netobs: note: {note}", file=sys.stderr)
@@ -48,6 +69,7 @@ def cmd_check(args, settings) -> int:
     """Evaluate the policy over [from, to) into the violations table and print them, one conversation a line."""
     policy = load_policy(args.policy)
     _notes(policy)
+    policy, _ = _with_inventory(policy, args, settings, default=False)
     start, end = _range(args)
     window = args.window
     with open_store(settings) as store:
@@ -116,7 +138,8 @@ def cmd_lint(args, settings) -> int:
     for path in args.policies:
         policy = load_policy(path)
         _notes(policy)
-        result = lint(policy)
+        policy, source = _with_inventory(policy, args, settings, default=True)
+        result = lint(policy, inventory=source)
         sys.stdout.write(render(policy, result))
         if result.warnings and args.strict:
             code = EXIT_FAILED
@@ -191,8 +214,11 @@ def _time_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_parsers(subparsers) -> None:
-    """Register ``policy check|test|whatif`` on the top-level sub-parsers."""
+def add_parsers(subparsers, inventory_labels=None) -> None:
+    """Register ``policy check|test|whatif`` on the top-level sub-parsers.
+
+    ``inventory_labels(path) -> (pods [(namespace, name, labels)], {namespace: labels}, problems)``
+    reads an inventory file for ``--inventory`` (given by the composition root)."""
     policy = subparsers.add_parser("policy", help="check observed traffic against a policy as code")
     sub = policy.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
 
@@ -204,7 +230,13 @@ def add_parsers(subparsers) -> None:
     c.add_argument(
         "--fail-on", choices=SEVERITIES, help="exit 1 when a violation of this severity or higher is found"
     )
-    c.set_defaults(func=_guard(cmd_check))
+    c.add_argument(
+        "--inventory",
+        metavar="FILE",
+        help="resolve label selectors against this inventory file (pods and namespaces with labels) "
+        "instead of the store's metadata history",
+    )
+    c.set_defaults(func=_guard(cmd_check), inventory_labels=inventory_labels)
 
     t = sub.add_parser("test", help="run policy unit tests (fixture flows → expected violations)")
     t.add_argument("tests", nargs="+", metavar="TESTFILE")
@@ -214,7 +246,12 @@ def add_parsers(subparsers) -> None:
     lt = sub.add_parser("lint", help="explain each rule in plain words and warn about suspicious ones")
     lt.add_argument("policies", nargs="+", metavar="FILE")
     lt.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
-    lt.set_defaults(func=_guard(cmd_lint))
+    lt.add_argument(
+        "--inventory",
+        metavar="FILE",
+        help="judge label selectors against this inventory file (default: enrich.inventory, if set)",
+    )
+    lt.set_defaults(func=_guard(cmd_lint), inventory_labels=inventory_labels)
 
     mg = sub.add_parser("migrate", help="print a version 1 policy as version 2 (--write: rewrite the file)")
     mg.add_argument("policy", metavar="FILE")

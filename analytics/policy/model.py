@@ -184,8 +184,9 @@ class Matcher(_Model):
     pod_selector: LabelSelector | None = Field(
         None,
         alias="podSelector",
-        description="Pods whose labels match (the pod inventory of the evaluated period; `policy test` "
-        "files declare pods).",
+        description="Pods whose labels match (the pod inventory of the evaluated period: the metadata "
+        "history, which the Kubernetes watcher and `netobs ingest --inventory FILE` fill, or `policy check "
+        "--inventory FILE`; `policy test` files declare pods).",
     )
     namespace_selector: LabelSelector | None = Field(
         None,

@@ -112,7 +112,9 @@ def reference() -> str:
         "# Policy language reference (version 2)\n\n",
         _doc(m).split("\n\nEvery class docstring")[0] + "\n\n",
         "Commands: `netobs policy lint FILE` (explains each rule, warns about rules that can never match "
-        "or match everything, exemptions past their review date), `netobs policy test TESTFILE...`, "
+        "or match everything, exemptions past their review date; with `--inventory FILE`, or `enrich.inventory` "
+        "in the config, label selectors no pod of the inventory matches, naming the zone and its rules), "
+        "`netobs policy test TESTFILE...`, "
         "`netobs policy check --policy FILE --from -1d`, `netobs policy migrate FILE` (version 1 → 2), "
         "`netobs report --policy FILE --from -7d --format pdf --out r.pdf`.\n\n",
         "## The file\n\n",

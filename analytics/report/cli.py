@@ -31,19 +31,36 @@ def build(
     *,
     csv_name: str = "",
     retention_days: int = 0,
+    rollups: tuple[tuple[str, int], ...] = (),
     generated: datetime | None = None,
 ) -> tuple[bytes, str]:
     """The report bytes for the stored violations and flows of [start, end), and the full CSV."""
     text = policy_path.read_text()
     policy = load_policy(policy_path)
     data = gather(
-        query, database, policy, text, start, end, retention_days=retention_days, generated=generated
+        query,
+        database,
+        policy,
+        text,
+        start,
+        end,
+        retention_days=retention_days,
+        rollups=rollups,
+        generated=generated,
     )
     data["csv_name"] = csv_name or "violations.csv"
     from analytics.report.pdf import render_pdf
 
     content = render_pdf(data) if fmt == "pdf" else render_html(data).encode()
     return content, data["csv"]
+
+
+def rollups_of(store_cfg) -> tuple[tuple[str, int], ...]:
+    """The traffic rollups (finest first) with their retention days, from the store's settings."""
+    return (
+        ("flows_1m", store_cfg.rollup_1m_retention_days),
+        ("flows_1h", store_cfg.rollup_1h_retention_days),
+    )
 
 
 def _recorded_elsewhere(out: Path, content: bytes) -> bool:
@@ -86,6 +103,7 @@ def cmd_report(args, settings) -> int:
             content, csv_text = build(
                 store.query_arrow, store.database, policy_path, start, end, args.format,
                 csv_name=csv_path.name, retention_days=settings.store.retention_days,
+                rollups=rollups_of(settings.store),
             )  # fmt: skip
     except PolicyError as e:
         print(f"netobs: invalid policy:\n{e}", file=sys.stderr)

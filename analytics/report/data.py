@@ -59,8 +59,12 @@ def scope(
     end: datetime,
     generated: datetime | None = None,
     retention_days: int = 0,
+    rollups: tuple[tuple[str, int], ...] = (),
 ) -> dict[str, Any]:
-    """Centers, exporters, sampling rates, what was counted and what not, and collection gaps."""
+    """Centers, exporters, sampling rates, what was counted and what not, and collection gaps.
+
+    ``rollups``: the traffic rollups and their retention days, finest first (what outside the raw
+    records' retention can still be counted from)."""
     step = bucket_seconds(start, end)
     lookback = start - (end - start)
     rows = query(
@@ -91,7 +95,9 @@ def scope(
         for (ip, typ), e in sorted(per.items())
     ]
     centers = query(
-        f"SELECT c AS center, count() AS flows FROM `{db}`.flows ARRAY JOIN [src_center, dst_center] AS c "
+        # a record between two ends of one center counts once there (and once in each of two centers)
+        f"SELECT c AS center, count() AS flows FROM `{db}`.flows "
+        f"ARRAY JOIN arrayDistinct([src_center, dst_center]) AS c "
         f"WHERE {counting.in_event_range(ts(start), ts(end))} AND {counting.COUNTED} AND c != '' "
         f"GROUP BY c ORDER BY c"
     ).to_pylist()
@@ -99,7 +105,7 @@ def scope(
     n_counted = cov["counted"]
     n_named = n_counted - cov["counted_unnamed"]
     return {
-        "categories": categories(query, db, start, end, cov, generated, retention_days),
+        "categories": categories(query, db, start, end, cov, generated, retention_days, rollups),
         "bucket_seconds": step,
         "buckets": len(buckets),
         "centers": centers,
@@ -119,6 +125,7 @@ def categories(
     cov: dict[str, Any],
     generated: datetime | None,
     retention_days: int,
+    rollups: tuple[tuple[str, int], ...] = (),
 ) -> list[dict[str, Any]]:
     """Every record of the period in one category, with the count and the reason (the coverage table)."""
     rows = [
@@ -140,30 +147,107 @@ def categories(
     if retention_days and generated is not None:
         kept_from = generated - timedelta(days=retention_days)
         if start < kept_from:
-            rows.append({
-                "category": "outside retention",
-                "records": None,
-                "reason": f"the store keeps {retention_days} days: records before {_iso(kept_from)} are "
-                "deleted and could not be evaluated (count unknown)",
-            })  # fmt: skip
+            rows.append(
+                outside_retention(query, db, start, min(end, kept_from), generated, retention_days, rollups)
+            )
     if generated is not None:
         final = generated - timedelta(seconds=counting.ALLOWED_LATENESS_S)
         if end > final:
-            n = (
-                query(
-                    f"SELECT count() AS n FROM `{db}`.flows WHERE {counting.in_event_range(ts(max(start, final)), ts(end))} "
-                    f"AND {counting.COUNTED}"
-                )
-                .column("n")[0]
-                .as_py()
-            )
+            late = query(
+                f"SELECT count() AS n, countIf({counting.NAMED}) AS named FROM `{db}`.flows "
+                f"WHERE {counting.in_event_range(ts(max(start, final)), ts(end))} AND {counting.COUNTED}"
+            ).to_pylist()[0]
+            n = late["n"]
+            # in this category only, not also in the counted ones (every record in one category)
+            rows[0]["records"] -= late["named"]
+            rows[1]["records"] -= n - late["named"]
             rows.append({
                 "category": "not evaluated (not final)",
                 "records": n,
                 "reason": f"event time after {_iso(final)}: late records may still arrive; evaluate again "
                 "after the watermark",
             })  # fmt: skip
+    rows.append({
+        "category": "total",
+        "records": cov["records"],
+        "reason": "records received with an event time in the period: the sum of the categories above"
+        + (" (outside retention is not in it: those records are no longer stored)"
+           if any(r["category"] == "outside retention" for r in rows) else ""),
+    })  # fmt: skip
     return rows
+
+
+def category_count(row: dict[str, Any]) -> str | int:
+    """A coverage category's count as shown: the number, "at least N" or "unknown"."""
+    if row["records"] is None:
+        return "unknown"
+    return f"at least {row['records']:,}" if row.get("at_least") else row["records"]
+
+
+def outside_retention(
+    query: Query,
+    db: str,
+    start: datetime,
+    upto: datetime,
+    generated: datetime,
+    retention_days: int,
+    rollups: tuple[tuple[str, int], ...],
+) -> dict[str, Any]:
+    """The counted records of [start, upto) whose raw records the store has deleted (TTL), counted
+    from the traffic rollups (``rollups``: (table, retention days), finest first), which keep the
+    counted records' number per bucket but not the ends, ports and names the rules judge.
+
+    Each part of the range is taken from the finest rollup still covering it; raw records the TTL
+    has not removed yet are subtracted (they were counted above). A part no rollup covers any more
+    makes the count a lower bound ("at least"), and no covering rollup at all makes it unknown."""
+    pieces, lo_known, hi = [], upto, upto
+    for table, days in rollups:
+        covered_from = max(start, generated - timedelta(days=days)) if days else start
+        if covered_from >= hi:
+            continue
+        pieces.append((table, days, covered_from, hi))
+        lo_known, hi = covered_from, covered_from
+        if covered_from == start:
+            break
+    head = f"the store keeps raw records {retention_days} days: records before {_iso(upto)} are deleted"
+    n, used = 0.0, []
+    try:
+        for table, days, lo, hi in pieces:
+            n += (
+                query(
+                    f"SELECT sum(flows) AS n FROM `{db}`.`{table}` WHERE time >= {ts(lo)} AND time < {ts(hi)}"
+                )
+                .column("n")[0]
+                .as_py()
+                or 0.0
+            )
+            used.append(f"{table} (kept {days or 'forever'} days)" if days else f"{table} (kept forever)")
+        left = (
+            query(
+                f"SELECT count() AS n FROM `{db}`.flows WHERE {counting.in_event_range(ts(start), ts(upto))} "
+                f"AND {counting.COUNTED}"
+            )
+            .column("n")[0]
+            .as_py()
+        )
+    except Exception as e:  # a store without rollups (pre-19 server): nothing left to count from
+        return {"category": "outside retention", "records": None,
+                "reason": f"{head}; no rollup to count them from ({str(e).splitlines()[0][:80]}): count unknown"}  # fmt: skip
+    if not pieces:
+        names = ", ".join(f"{t} {d} days" for t, d in rollups) or "none configured"
+        return {"category": "outside retention", "records": None,
+                "reason": f"{head}, and the rollups ({names}) no longer reach back to {_iso(start)}: "
+                "count unknown"}  # fmt: skip
+    count = max(0, round(n) - int(left))
+    partial = lo_known > start
+    return {
+        "category": "outside retention",
+        "records": count,
+        "at_least": partial,
+        "reason": f"{head} and could not be evaluated; {'at least ' if partial else ''}this many counted "
+        f"records, from {' and '.join(used)}, which keeps totals but not the ends and ports rules judge"
+        + (f"; before {_iso(lo_known)} no rollup reaches: not counted" if partial else ""),
+    }
 
 
 def _rollup(violations: list[dict], key) -> list[dict[str, Any]]:
@@ -236,11 +320,11 @@ def exemptions(policy: Policy, start: datetime, end: datetime) -> list[dict[str,
             "rule": e.rule,
             "from": e.from_ if isinstance(e.from_, str) else _selector_text(e.from_),
             "to": e.to if isinstance(e.to, str) else _selector_text(e.to),
-            "ports": [str(x) for x in e.ports] + [str(x) for x in e.protocols],
+            "ports": [str(x) for x in e.ports] + [str(x) for x in e.protocols] or ["any"],
             "approver": e.approver,
             "reason": e.reason,
             "ticket": e.ticket,
-            "starts": _iso(e.starts) if e.starts else "",
+            "starts": _iso(e.starts) if e.starts else "not set",
             "expires": _iso(e.expires) if e.expires else "never",
             "review": e.review.isoformat(),
         }
@@ -287,6 +371,7 @@ def gather(
     evidence_limit: int = 5,
     generated: datetime | None = None,
     retention_days: int = 0,
+    rollups: tuple[tuple[str, int], ...] = (),
 ) -> dict[str, Any]:
     """The whole report as data, from stored violations of ``policy`` and the flows table.
 
@@ -307,7 +392,7 @@ def gather(
             "description": policy.description,
             "sha256": hashlib.sha256(policy_text.encode()).hexdigest(),
         },
-        "scope": scope(query, db, start, end, generated, retention_days),
+        "scope": scope(query, db, start, end, generated, retention_days, rollups),
         "posture": posture(policy, violations, start, end, windows),
         "exemptions": exemptions(policy, start, end),
         "violations_total": len(violations),
@@ -352,7 +437,9 @@ def evidence_rows(evidence: dict) -> list[list]:
         row = []
         for k in _EVIDENCE_KEYS:
             v = f.get(k, "")
-            if k in ("src_port", "dst_port"):
+            if k == "dst_port":
+                v = port_text(v, f.get("proto", ""), with_proto=False)
+            elif k == "src_port":
                 v = str(v)
             elif k == "proto":
                 v = PROTOCOL_NAMES.get(v, str(v)) if isinstance(v, int) else v
@@ -361,6 +448,23 @@ def evidence_rows(evidence: dict) -> list[list]:
             row.append(v)
         out.append(row)
     return out
+
+
+#: ICMP types by name (exporters put ``type * 256 + code`` in the destination port).
+_ICMP_TYPES = {"icmp": {0: "echo-reply", 3: "unreachable", 8: "echo-request", 11: "time-exceeded"},
+               "icmpv6": {1: "unreachable", 3: "time-exceeded", 128: "echo-request", 129: "echo-reply"}}  # fmt: skip
+
+
+def port_text(port: Any, proto: Any, with_proto: bool = True) -> str:
+    """A server port as a reader wants it: ``443/tcp``; ICMP's type and code by name
+    (``echo-request/icmp``, ``type 5 code 1/icmp``), not the exporter's ``type * 256 + code``."""
+    name = PROTOCOL_NAMES.get(proto, str(proto)) if isinstance(proto, int) else str(proto)
+    if name in _ICMP_TYPES and str(port).isdigit():
+        t, c = divmod(int(port), 256)
+        text = _ICMP_TYPES[name].get(t, f"type {t}") + (f" code {c}" if c else "")
+    else:
+        text = str(port)
+    return f"{text}/{name}" if with_proto else text
 
 
 def short_time(iso: str) -> str:

@@ -11,9 +11,11 @@ from analytics.report.data import (
     EVIDENCE_HEADER,
     EXPORTER_HEADER,
     RULE_HEADER,
+    category_count,
     entity_name,
     evidence_rows,
     exporter_rows,
+    port_text,
     rule_rows,
     short_time,
 )
@@ -23,7 +25,20 @@ _CSS = (
     "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;"
     "font-size:12px;text-align:left}th{background:#eee}.num{text-align:right}h2{border-bottom:2px solid #444}"
     ".critical{color:#b2182b;font-weight:bold}.high{color:#d6604d}"
+    # cells wrap between words only (a timestamp, an address or a name is never cut); a table wider
+    # than the window scrolls on screen instead of overflowing the page
+    ".t{white-space:nowrap}.wide{overflow-x:auto;max-width:100%}.cap{font-size:12px;margin:0.8em 0 0.2em}"
+    "h2,h3,.cap{break-after:avoid}tr,svg{break-inside:avoid}"
+    "@page{size:A4 landscape;margin:12mm}@media print{body{margin:0}td,th{font-size:9px}"
+    ".wide{overflow:visible}}"
 )
+
+
+def _words(text: str) -> str:
+    """``text`` with each word unbreakable: lines wrap at spaces only (never inside a timestamp,
+    an address, a name or a date, which a browser would otherwise cut after any hyphen)."""
+    return " ".join(f'<span class="t">{escape(w)}</span>' if "-" in w or "/" in w else escape(w)
+                    for w in text.split(" "))  # fmt: skip
 
 
 def _cell(v: Any) -> str:
@@ -31,22 +46,24 @@ def _cell(v: Any) -> str:
         return f'<td class="num">{v:,}</td>'
     if isinstance(v, list | tuple):
         v = ", ".join(str(x) for x in v)
-    return f"<td>{escape(str(v))}</td>"
+    return f"<td>{_words(str(v))}</td>"
 
 
 def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body or '<tr><td colspan=99>none</td></tr>'}</table>"
+    return (
+        f'<div class="wide"><table><tr>{head}</tr>{body or "<tr><td colspan=99>none</td></tr>"}</table></div>'
+    )
 
 
 def _scope(s: dict[str, Any]) -> str:
     exporters = table(EXPORTER_HEADER, exporter_rows(s))
-    centers = table(["center", "flow records"], ([c["center"], c["flows"]] for c in s["centers"]))
+    centers = table(["center", "counted records"], ([c["center"], c["flows"]] for c in s["centers"]))
     c = s["counting"]
     excluded = table(
         ["category", "records", "reason"],
-        ([r["category"], "unknown" if r["records"] is None else r["records"], r["reason"]] for r in s["categories"]),
+        ([r["category"], category_count(r), r["reason"]] for r in s["categories"]),
     )  # fmt: skip
     return (
         "<h2>1. Scope and data coverage</h2>"
@@ -57,7 +74,16 @@ def _scope(s: dict[str, Any]) -> str:
         f"{s['bucket_seconds']} s; a gap is a bucket without any record from the exporter, i.e. "
         "traffic that was <b>not observed</b>.</p>"
         f"<h3>Every record, by category</h3>{excluded}"
-        f"<h3>Centers (counted records, either end)</h3>{centers}<h3>Exporters</h3>{exporters}"
+        f"<h3>Centers</h3><p>Counted records with an end in the center (a record between two centers "
+        f"counts in both).</p>{centers}<h3>Exporters</h3>{exporters}"
+    )
+
+
+def _chart(title: str, p: dict[str, Any], key: str = "trend_by_severity") -> str:
+    """A trend chart with its title and what its axes mean (as the PDF's)."""
+    return (
+        f'<p class="cap"><b>{escape(title)}</b>: x, bucket start (UTC); y, conversations violating in the '
+        "bucket (a conversation seen in several buckets counts in each)</p>" + svg(p[key], p["trend_buckets"])
     )
 
 
@@ -75,13 +101,13 @@ def _posture(p: dict[str, Any]) -> str:
         "<h2>2. Posture summary</h2>"
         f"<p>{p['violations']} violating conversations ({sev}); {p['rules_compliant']} of {p['rules_total']} rules "
         "without any violation.</p>"
-        + svg(p["trend_by_severity"], p["trend_buckets"])
+        + _chart("Violating conversations by severity", p)
         + "<h2>3. Violations by rule</h2>"
         + rules
-        + svg(p["trend_by_rule"], p["trend_buckets"])
+        + _chart("Violating conversations by rule", p, "trend_by_rule")
         + "<h3>By client tenant</h3>"
         + rollup(p["by_tenant"])
-        + "<h3>By center pair</h3>"
+        + "<h3>By center pair (client -> server)</h3>"
         + rollup(p["by_center"])
     )
 
@@ -123,7 +149,7 @@ def render_html(data: dict[str, Any]) -> str:
         ["rule", "severity", "client", "server", "port", "flows", "packets", "bytes", "first seen", "last seen",
          "exemption considered", "id"],
         (
-            [v["rule"], v["severity"], entity_name(v["client"]), entity_name(v["server"]), f"{v['port']}/{v['proto']}",
+            [v["rule"], v["severity"], entity_name(v["client"]), entity_name(v["server"]), port_text(v["port"], v["proto"]),
              v["flows"], v["packets"], v["bytes"], short_time(v["first_seen"]), short_time(v["last_seen"]),
              v.get("exemptions_considered", "") or "none", v["id"]]
             for v in data["violations"]

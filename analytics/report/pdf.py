@@ -21,9 +21,11 @@ from analytics.report.data import (
     EVIDENCE_HEADER,
     EXPORTER_HEADER,
     RULE_HEADER,
+    category_count,
     entity_name,
     evidence_rows,
     exporter_rows,
+    port_text,
     rule_rows,
     short_time,
 )
@@ -80,9 +82,13 @@ class _Doc(FPDF):
     def grid(
         self, headers: list[str], rows: list[list[Any]], widths: tuple[float, ...] | None = None
     ) -> None:
-        """A table: bold headings on grey, body rows white and light grey in turn (zebra)."""
+        """A table: bold headings on grey, body rows white and light grey in turn (zebra); numbers
+        right-aligned; every column at least as wide as its longest word (names, addresses and
+        timestamps wrap at spaces, never inside)."""
         self.set_font(self.family, "", 7)
         self.set_fill_color(255, 255, 255)  # the body's base colour; charts change the fill colour
+        rows = rows or [["none"] + [""] * (len(headers) - 1)]
+        widths = self.fit(headers, rows, widths)
         with self.table(
             text_align="LEFT",
             line_height=4,
@@ -93,9 +99,45 @@ class _Doc(FPDF):
             col_widths=widths,
         ) as t:
             t.row([self.text_of(h) for h in headers])
-            for row in rows or [["none"] + [""] * (len(headers) - 1)]:
-                t.row([self.text_of(c) for c in row])
+            for row in rows:
+                r = t.row()
+                for c in row:
+                    number = isinstance(c, int | float) and not isinstance(c, bool)
+                    r.cell(self.text_of(c), align="RIGHT" if number else "LEFT")
         self.ln(2)
+
+    def fit(
+        self, headers: list[str], rows: list[list[Any]], widths: tuple[float, ...] | None
+    ) -> tuple[float, ...]:
+        """Column widths (mm, summing to the page width): the given proportions (default: even),
+        each column raised to its longest word (+ padding), the others giving way in proportion."""
+        page = self.epw
+        want = [float(w) for w in widths] if widths else [1.0] * len(headers)
+        want = [w / sum(want) * page for w in want]
+        need = []
+        for i, h in enumerate(headers):
+            self.set_font(self.family, "B", 7)
+            longest = max((self.get_string_width(w) for w in self.text_of(h).split()), default=0)
+            self.set_font(self.family, "", 7)
+            for row in rows:
+                words = self.text_of(row[i]).split() if i < len(row) else []
+                longest = max([longest, *(self.get_string_width(w) for w in words)])
+            need.append(longest + 2.5)
+        if sum(need) >= page:  # cannot fit every word: proportional to the needs
+            return tuple(n / sum(need) * page for n in need)
+        out = list(want)
+        for _ in range(len(out)):
+            short = [i for i, w in enumerate(out) if w < need[i] - 1e-6]
+            if not short:
+                break
+            for i in short:
+                out[i] = need[i]
+            spare = [i for i, w in enumerate(out) if w > need[i] + 1e-6]
+            excess = sum(out) - page
+            room = sum(out[i] - need[i] for i in spare)
+            for i in spare:
+                out[i] -= excess * (out[i] - need[i]) / room
+        return tuple(out)
 
     def chart(
         self, series: dict[str, list[int]], labels: list[str], title: str, w: float = 255, h: float = 40
@@ -196,7 +238,7 @@ def render_pdf(data: dict[str, Any]) -> bytes:
     doc.grid(
         ["rule", "severity", "client", "server", "port", "flows", "bytes", "first seen", "last seen", "exemption considered"],
         [
-            [v["rule"], v["severity"], entity_name(v["client"]), entity_name(v["server"]), f"{v['port']}/{v['proto']}",
+            [v["rule"], v["severity"], entity_name(v["client"]), entity_name(v["server"]), port_text(v["port"], v["proto"]),
              v["flows"], v["bytes"], short_time(v["first_seen"]), short_time(v["last_seen"]),
              v.get("exemptions_considered", "") or "none"]
             for v in data["violations"]
@@ -205,8 +247,11 @@ def render_pdf(data: dict[str, Any]) -> bytes:
     )  # fmt: skip
     doc.heading("Appendix: sample flows of the conversations shown")
     for e in data["evidence"]:
+        rows = evidence_rows(e)
+        if doc.will_page_break(6 + 4.5 * (len(rows) + 1) * 2):  # a sample with its caption, not split
+            doc.add_page()
         doc.para(f"{e['rule']} · {e['id']}")
-        doc.grid(EVIDENCE_HEADER, evidence_rows(e))
+        doc.grid(EVIDENCE_HEADER, rows)
     return bytes(doc.output())
 
 
@@ -223,12 +268,13 @@ def _scope(doc: _Doc, s: dict[str, Any]) -> None:
     )
     doc.grid(
         ["category", "records", "reason"],
-        [
-            [r["category"], "unknown" if r["records"] is None else r["records"], r["reason"]]
-            for r in s["categories"]
-        ],
+        [[r["category"], category_count(r), r["reason"]] for r in s["categories"]],
     )
-    doc.grid(["center", "counted records (either end)"], [[c["center"], c["flows"]] for c in s["centers"]])
+    doc.grid(
+        ["center", "counted records with an end in the center (a record between two centers counts in both)"],
+        [[c["center"], c["flows"]] for c in s["centers"]],
+        widths=(1, 3),
+    )
     doc.grid(EXPORTER_HEADER, exporter_rows(s))
 
 

@@ -84,6 +84,32 @@ def test_lint_explains_and_warns():
     ]
 
 
+def test_lint_judges_label_selectors_only_against_an_inventory():
+    p = parse_policy(
+        "version: 2\nzones:\n  db: {match: [{podSelector: {matchLabels: {tier: db}}}]}\n"
+        "  ghosts: {match: [{podSelector: {matchExpressions: [{key: tier, operator: In, values: [ghost]}]}}]}\n"
+        "rules:\n  - {id: to-db, type: deny, from: '*', to: db}\n  - {id: from-ghosts, type: deny, from: ghosts}\n"
+        "exemptions:\n  - {id: e, rule: to-db, from: {namespaceSelector: {matchLabels: {env: nope}}},"
+        " approver: me, reason: r, review: 2030-01-01}\n"
+    )
+    offline = lint(p, today=date(2026, 6, 1))
+    assert (
+        len(offline.warnings) == 1 and "not judged here" in offline.warnings[0]
+    )  # no false "selects no end"
+    pods = [("shop", "pg-0", {"tier": "db"}), ("shop", "web-0", {"tier": "web"})]
+    judged = lint(
+        p.with_labels(pods, {"shop": {"env": "prod"}}), today=date(2026, 6, 1), inventory="inv.yaml"
+    )
+    assert judged.warnings == [
+        "zone ghosts: podSelector {tier In ['ghost']} matches no pod of the inventory (inv.yaml); used by rule "
+        "from-ghosts",
+        "exemption e: its from end (namespaceSelector {env=nope}) matches no pod of the inventory (inv.yaml): "
+        "it exempts nothing",
+        "rule from-ghosts: can never match (its conditions contradict or select nothing)",
+        "rule from-ghosts: zone ghosts selects no end",
+    ]
+
+
 def test_version_1_is_migrated_with_a_message(tmp_path, capsys):
     v1 = tmp_path / "v1.yaml"
     v1.write_text(
