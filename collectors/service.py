@@ -609,33 +609,45 @@ class _Listener:
         if not n:
             return
         codes = np.empty(n, dtype=np.int32)
-        pos = 0
+        get, code_of = self.codes.get, self._code
+        run_codes, run_rows = [], []  # the sFlow runs (one per datagram of an interleaved agent)
         for exporter, rows, _ in sources:
             if rows:
-                codes[pos : pos + rows] = self._code(exporter)
-                pos += rows
+                code = get(exporter)
+                run_codes.append(code_of(exporter) if code is None else code)
+                run_rows.append(rows)
+        pos = sum(run_rows)
         if pos > n:  # (cannot happen: the decoder counted more sFlow rows than it returned)
             log.error("listener %s: %d sFlow rows counted, %d decoded", self.lc.listen, pos, n)
             pos = 0
+        elif pos:
+            codes[:pos] = np.repeat(np.array(run_codes, dtype=np.int32), run_rows)
         if pos < n:
             owners = {self._address(exporter): exporter for exporter in fed}
             col = flows.columns.get("exporter")
             order, parts = _split.groups(col[pos:] if col is not None else None, n - pos)
-            for address, start, end in parts:
-                exporter = _owner(address, owners) if address is not None else next(iter(fed), "unknown")
-                code = self._code(exporter)
-                if order is None:
-                    codes[pos + start : pos + end] = code
-                else:
-                    codes[pos + order[start:end]] = code
+            group_codes = [
+                code_of(_owner(address, owners) if address is not None else next(iter(fed), "unknown"))
+                for address, _, _ in parts
+            ]
+            ordered = np.repeat(
+                np.array(group_codes, dtype=np.int32), [end - start for _, start, end in parts]
+            )
+            if order is None:
+                codes[pos:] = ordered
+            else:
+                codes[pos + order] = ordered
         self.pending.append(flows)
         self.pending_codes.append(codes)
         counts = np.bincount(codes, minlength=len(self.names))
-        for code in np.flatnonzero(counts).tolist():
-            exporter = self.names[code]
-            count = self.counts[exporter] = self.counts.get(exporter, 0) + int(counts[code])
-            self.oldest.setdefault(exporter, arrived)
-            if count >= self.max_records:
+        present = np.flatnonzero(counts)
+        names, pending, oldest, limit = self.names, self.counts, self.oldest, self.max_records
+        for code, k in zip(present.tolist(), counts[present].tolist(), strict=True):
+            exporter = names[code]
+            count = pending[exporter] = pending.get(exporter, 0) + k
+            if exporter not in oldest:
+                oldest[exporter] = arrived
+            if count >= limit:
                 self.full = True
 
     def _address(self, exporter: str) -> bytes:
