@@ -6,7 +6,8 @@ and the entities they share agree (a label's ``kind`` is the finding's ``type``:
 as an incident is a false alarm); negative labels (a planned drill's expected effect) may be
 matched by planned ``info`` findings only: anything above ``info`` is a false alarm. Findings
 that match nothing are false positives. A label the data cannot show (``excluded``: e.g. the
-convention has no exporter that could see it) is left out of the scores, with its reason.
+convention has no exporter that could see it) is left out of the scores, with its reason; its
+traffic still explains other detectors' findings.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def score(
     for i, why in sorted(excluded.items()):
         s = scores[labels[i]["detector"]]
         s.excluded = (s.excluded or []) + [why]
+    injected = labels  # every injected event, those its own detector cannot see included
     labels = [lab for i, lab in enumerate(labels) if i not in excluded]
     for f in findings:
         scores[f.detector].detector = f.detector
@@ -125,13 +127,15 @@ def score(
             true_ids |= {f.id for f in good}
     # A finding that coincides with another detector's injected event (same tenant or
     # entities, same time; a planned drill included) reports a real consequence of it, not a
-    # false alarm: it counts as neither true nor false.
+    # false alarm: it counts as neither true nor false. That holds for an event its own detector
+    # cannot see under this convention too (a cross-center asymmetry under probe_egress still
+    # adds a conversation that never existed before: a new dependency).
     explained = neutral - true_ids
     explained |= {
         f.id
         for f in findings
         if f.id not in true_ids
-        and any(lab["detector"] != f.detector and _related(lab, f, bucket) for lab in labels)
+        and any(lab["detector"] != f.detector and _related(lab, f, bucket) for lab in injected)
     }
     for f in findings:
         if f.id in explained:

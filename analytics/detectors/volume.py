@@ -200,7 +200,8 @@ def _finest(found: dict[str, list[Finding]], order: tuple[str, ...]) -> list[Fin
                 score=max(e.score, f.score),
                 evidence={**e.evidence, "also_at": sorted({*e.evidence.get("also_at", []), name})},
             )
-    # A widened finding may now overlap other pieces of the same episode: one finding each.
+    # A widened finding may now overlap other pieces of the same episode, or lie within the bridging gap
+    # of pieces found at another scale (a 5-minute piece just before an hourly one): one finding each.
     merged: list[Finding] = []
     for f in sorted(out, key=lambda f: (f.type, sorted((k, str(v)) for k, v in f.entities.items() if k != "scale"),
                                         f.window_start)):  # fmt: skip
@@ -210,7 +211,7 @@ def _finest(found: dict[str, list[Finding]], order: tuple[str, ...]) -> list[Fin
             and last.type == f.type
             and {k: v for k, v in last.entities.items() if k != "scale"}
             == {k: v for k, v in f.entities.items() if k != "scale"}
-            and f.window_start < last.window_end
+            and f.window_start <= last.window_end + timedelta(seconds=_BRIDGE_S)
         ):
             merged[-1] = replace(
                 last,

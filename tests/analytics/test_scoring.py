@@ -104,3 +104,22 @@ def test_labels_the_data_cannot_show_are_left_out_with_their_reason():
     assert (s.labels, s.detected, s.f1) == (1, 1, 1.0)
     (row,) = table({"collection_gap": s}, days=7)
     assert row["not_observable"] == ["no such exporter"]
+
+
+def test_an_event_its_own_detector_cannot_see_still_explains_its_consequences():
+    """A cross-center asymmetry under probe_egress is not observable as an asymmetry, but the conversation it
+    injected is new all the same: the new-dependency finding it causes is neither true nor false."""
+    labels = [
+        lab("asymmetric_path", 2 * H, 3 * H, tenant="t8"),
+        lab("new_dependency", 5 * H, 6 * H, tenant="t7"),
+    ]
+    found = [f("new_dependency", 120, 5, tenant="t8"), f("new_dependency", 300, 5, tenant="t7")]
+    s = score(found, labels, B, {0: "same records whichever path"})
+    assert (s["new_dependency"].findings, s["new_dependency"].explained, s["new_dependency"].f1) == (
+        1,
+        1,
+        1.0,
+    )
+    assert s["asymmetric_path"].labels == 0
+    unrelated = score([f("new_dependency", 120, 5, tenant="t9")], labels[:1], B, {0: "n/o"})
+    assert unrelated["new_dependency"].findings == 1  # another tenant: still a false finding
