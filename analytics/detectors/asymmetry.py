@@ -3,9 +3,12 @@
 A conversation (client, server, service port, proto, by the counting model's initiator) is
 asymmetric when its two directions take different paths. What shows it: an observation point
 that normally sees both directions of the conversations crossing it (an OVS bridge, a probe that
-reports what its node receives too, a router) saw one direction of this conversation and not
-the other, while the other direction was seen elsewhere, with enough sampled packets that the
-point would have seen it too (P(no sample | n expected) ≈ e⁻ⁿ). Which points are two-way is
+reports what its node receives too, a router) saw one direction of this conversation and (almost)
+none of the other: at most ``MISSING_SHARE`` of what it should have seen, judged from what it saw of
+the first direction and the conversation's reply/request ratio where each direction was seen most,
+with at least ``min_records`` sampled packets missing (P(no sample | n expected) ≈ e⁻ⁿ). "Almost":
+other connections between the same two pods on the usual path add a little of the missing
+direction in the same hour. Which points are two-way is
 learned from the data: the share of the cross-node conversations they saw in both directions.
 Inside one center and across centers alike.
 
@@ -25,6 +28,8 @@ from analytics.detectors._common import runs
 from analytics.findings import Finding
 
 CONV = ["client", "server", "port", "proto"]
+#: A direction is missing at a point that saw at most this share of what it should have seen.
+MISSING_SHARE = 0.25
 
 
 @dataclass
@@ -81,19 +86,31 @@ def detect_asymmetric(
     # Per bucket, conversation and direction: the most sampled packets any point saw.
     most = obs.groupby(["t", *CONV, "reply"])["sampled"].max().unstack("reply", fill_value=0)
     most = most.reindex(columns=[False, True], fill_value=0)
-    seen = obs.groupby(["t", *CONV, "exporter"])["reply"].agg(["min", "max"]).reset_index()
-    seen = seen[seen["exporter"].isin(two_way)]
+    # Per bucket, conversation and two-way point: the sampled packets it saw of each direction.
+    at = obs[obs["exporter"].isin(two_way)].groupby(["t", *CONV, "exporter", "reply"])["sampled"].sum()
+    at = at.unstack("reply", fill_value=0).reindex(columns=[False, True], fill_value=0).reset_index()
     flagged: dict[tuple, list] = {}
     observable: set[tuple] = set()
-    for row in seen.itertuples(index=False):
+    for row in at.itertuples(index=False):
         key = (row.t, row.client, row.server, row.port, row.proto)
         observable.add(key[1:])
-        if row.min != row.max:
-            continue  # this point saw both directions
-        missing = not bool(row.min)  # it saw only requests: the replies are missing (and vice versa)
-        n_missing = float(most.loc[key, missing]) if key in most.index else 0.0
-        if n_missing >= min_records:
-            flagged.setdefault(key[1:], []).append((row.t, row.exporter, "reply" if missing else "request"))
+        best = most.loc[key] if key in most.index else None
+        if best is None:
+            continue
+        # Each direction this point should have seen, from what it saw of the other one and the
+        # conversation's request/reply ratio where each direction was seen most. A path that skips
+        # the point for one direction leaves it (almost) nothing of that direction, even where other
+        # conversations between the same two pods, on the usual path, add a little.
+        for missing, have, want in ((True, row[-2], best[True]), (False, row[-1], best[False])):
+            other = best[not missing]
+            if not have or not other:
+                continue
+            expect = have * want / other
+            got = row[-1] if missing else row[-2]
+            if expect - got >= min_records and got <= expect * MISSING_SHARE:
+                flagged.setdefault(key[1:], []).append(
+                    (row.t, row.exporter, "reply" if missing else "request")
+                )
     _account(obs, most, observable, two_way, min_records, report)
     first = obs.drop_duplicates(CONV).set_index(CONV)
     out = []

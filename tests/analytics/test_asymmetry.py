@@ -80,3 +80,23 @@ def test_too_few_sampled_packets_to_expect_the_missing_direction():
 def test_empty():
     found, report = detect_asymmetric(obs([]), HOUR)
     assert found == [] and report.conversations == 0
+
+
+def test_asymmetry_beside_symmetric_traffic_of_the_same_two_pods():
+    """Inside one center: requests leave through e1 only, replies through e2 only, while other connections
+    of the same two pods on the usual path add a few packets of each direction at both points in the hour.
+    A symmetric conversation whose points report doubled counts (an OVS bridge's ingress and egress) beside
+    a probe's single ones stays quiet."""
+    rows = []
+    for exporter, req, rep in (("e1", 130, 3), ("e2", 2, 1050)):
+        for reply, n in ((False, req), (True, rep)):
+            rows.append((pd.Timestamp(T0), "10.0.9.2", "10.0.9.3", 8080, 6, "dc1", "dc1", "n1", "n2", "shop", "api",
+                         reply, exporter, "dc1", n))  # fmt: skip
+    for exporter, k in (("e1", 2), ("e2", 1)):
+        for reply, n in ((False, 40 * k), (True, 320 * k)):
+            rows.append((pd.Timestamp(T0), "10.0.9.4", "10.0.9.5", 8080, 6, "dc1", "dc2", "n1", "n2", "shop", "api",
+                         reply, exporter, "dc1", n))  # fmt: skip
+    found, _ = detect_asymmetric(obs(normal(5) + rows), HOUR)
+    assert [(f.entities["client"], f.entities["src_center"], f.entities["dst_center"]) for f in found] == [
+        ("10.0.9.2", "dc1", "dc1")
+    ]
