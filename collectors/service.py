@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from collectors import _split, metrics
+from collectors._split import _ZERO16
 from collectors.config import CollectorConfig, ListenerConfig
 from collectors.counters import CounterBatch
 from collectors.decoder import Decoded, Decoder
@@ -376,7 +377,8 @@ class _Listener:
         #: exporter column is an sFlow agent address, which several sources may share.
         self.pending_codes: list[np.ndarray] = []
         self.names: list[str] = []  # the source exporters of the pending rows, by code
-        self.codes: dict[str, int] = {}  # exporter → its code (until the next publish)
+        self.codes: dict[str, int] = {}  # exporter → its code (kept across publishes, bounded)
+        self.address_codes: dict[bytes, int] = {}  # 16-byte source address → its exporter's code
         #: Datagrams fed to the decoder since its last flush, per exporter, and when the first was:
         #: the decoder is flushed every _FLUSH_DATAGRAMS datagrams or when a publish is due, not
         #: per round (a flush costs as much as dozens of feeds).
@@ -623,13 +625,20 @@ class _Listener:
         elif pos:
             codes[:pos] = np.repeat(np.array(run_codes, dtype=np.int32), run_rows)
         if pos < n:
-            owners = {self._address(exporter): exporter for exporter in fed}
             col = flows.columns.get("exporter")
             order, parts = _split.groups(col[pos:] if col is not None else None, n - pos)
-            group_codes = [
-                code_of(_owner(address, owners) if address is not None else next(iter(fed), "unknown"))
-                for address, _, _ in parts
-            ]
+            known, owners = self.address_codes, None
+            group_codes = []
+            for address, _, _ in parts:
+                code = known.get(address) if address is not None else None
+                if code is None:
+                    if owners is None:  # (a first contact, or a row not from its UDP source)
+                        owners = {self._address(exporter): exporter for exporter in fed}
+                    exporter = _owner(address, owners) if address is not None else next(iter(fed), "unknown")
+                    code = code_of(exporter)
+                    if address is not None and address != _ZERO16 and owners.get(address) == exporter:
+                        known[address] = code  # its own source address: the same owner from now on
+                group_codes.append(code)
             ordered = np.repeat(
                 np.array(group_codes, dtype=np.int32), [end - start for _, start, end in parts]
             )
@@ -732,8 +741,8 @@ class _Listener:
             self.counts.clear()
             self.oldest.clear()
             self.full = False
-            if not self.fed:  # (codes outlive a publish only while the decoder holds rows)
-                self.names, self.codes = [], {}
+            if not self.fed and len(self.names) > _MAX_CACHED_METRICS:  # bounded (spoofed sources)
+                self.names, self.codes, self.address_codes = [], {}, {}
             self.owner._publish_grouped(batch, codes, names, self.tally_records)
         if (self.tally_datagrams or self.tally_records) and now - self.metrics_pushed >= _METRICS_EVERY_S:
             self._push_metrics()
