@@ -26,7 +26,7 @@ from _util import report  # noqa: E402
 from netobs.batch import FlowBatch  # noqa: E402
 from pipeline.enrich import Enricher  # noqa: E402
 from pipeline.lookups import Addresses, clip_times  # noqa: E402
-from pipeline.metadata.model import Eip, Network, NatRule, Pod  # noqa: E402
+from pipeline.metadata.model import Eip, NatRule, Network, Pod  # noqa: E402
 from pipeline.metadata.versions import Change, MetadataStore  # noqa: E402
 
 ROWS = 200_000

@@ -321,7 +321,7 @@ class NatAttributor:
     def _by_rules(
         self, nat: NatTable, end: str, rows: np.ndarray, eip_ids: np.ndarray, cols: tuple, proto: np.ndarray,
         times: np.ndarray,
-    ) -> list[tuple[np.ndarray, np.ndarray, int, int | np.ndarray]]:  # fmt: skip
+    ) -> list[tuple[np.ndarray, np.ndarray, int | np.ndarray, int | np.ndarray]]:  # fmt: skip
         """The rules' attribution of ``rows`` (whose ``end`` is an EIP), vectorized per EIP: each row
         takes the first live rule in the EIP's order that applies (a FIP or one-address SNAT of a
         source; a DNAT on the row's own port and protocol), else the join with the pre-NAT

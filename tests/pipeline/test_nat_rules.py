@@ -46,7 +46,6 @@ def draw(rnd: random.Random):
     """Metadata (EIPs and their rules, some ended), pre-NAT observations and post-NAT rows."""
     meta = MetadataStore()
     eips = [f"198.18.0.{i}" for i in range(1, rnd.randrange(3, 7))]
-    rules = []  # (eip, type, internal, ext port, proto, start, end) for the reference
     objs: list = [Eip(name=f"e{k}", ips=(a,), flavour="iptables") for k, a in enumerate(eips)]
     ends = {}
     # one subnet SNAT rule per CIDR (the prefix index keeps one version of a prefix at a time)
@@ -99,7 +98,11 @@ def reference(nat, pre, pre_t, post, post_t):
             hit = None
             for x in live:
                 if x.type == "fip" or (x.type == "snat" and x.one_address and end == "src"):
-                    hit = ("fip" if x.type == "fip" else "snat", 95, str(ipaddress.ip_network(x.internal).network_address))
+                    hit = (
+                        "fip" if x.type == "fip" else "snat",
+                        95,
+                        str(ipaddress.ip_network(x.internal).network_address),
+                    )
                     break
                 if x.type == "dnat" and own_port == x.external_port and (not x.proto or x.proto == proto):
                     hit = ("dnat", 90, x.internal)
@@ -145,7 +148,10 @@ def test_vectorized_rules_agree_with_the_per_row_reference(batches):
                 continue
             tb = table(post[lo:hi], post_t[lo:hi])
             times = clip_times(np.array(post_t[lo:hi], np.int64))
-            src, dst = Addresses.from_arrow(tb.column("src_addr")), Addresses.from_arrow(tb.column("dst_addr"))
+            src, dst = (
+                Addresses.from_arrow(tb.column("src_addr")),
+                Addresses.from_arrow(tb.column("dst_addr")),
+            )
             a = enricher.nat.attribute(tab, tb, src, dst, times, {}, {})
             for i in range(hi - lo):
                 row = {}
