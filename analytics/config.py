@@ -191,6 +191,27 @@ class ElephantConfig(Section):
     severity: str = "warning"
 
 
+class RateLimitConfig(Section):
+    """Observed pod rates against their Kube-OVN ``ingress_rate``/``egress_rate`` limits."""
+
+    margin: float = Field(
+        0.1, ge=0, le=10, description="An estimate this far above the limit (0.1: 10 %) is an exceedance."
+    )
+    saturation: float = Field(
+        0.9, gt=0, le=1, description="A pod at this fraction of its limit or above is saturated (info)."
+    )
+    min_sampled_packets: int = Field(
+        10, ge=1, description="Sampled packets a pod's bucket needs before its rate is judged."
+    )
+    z: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="Standard deviations below the estimate an exceedance must still hold at.",
+    )
+    severity: str = "warning"
+
+
 class AsymmetryConfig(Section):
     bucket_s: int = Field(3600, ge=300, description="Conversations are judged per period of this length.")
     min_records: float = Field(
@@ -230,6 +251,7 @@ class AnalyticsConfig(Section):
     elephant: ElephantConfig = Field(default_factory=ElephantConfig)
     gaps: GapConfig = Field(default_factory=GapConfig)
     asymmetry: AsymmetryConfig = Field(default_factory=AsymmetryConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
 
 class PolicyScheduleConfig(Section):

@@ -10,7 +10,11 @@ can be tested as text and executed on the real engine.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
 
 from netobs import counting
 
@@ -259,3 +263,102 @@ def exporter_centers(db: str, start: datetime, end: datetime) -> str:
         f"FROM `{db}`.flows\nWHERE time_received >= {ts(start)} AND time_received < {ts(end)} "
         "AND exporter_center != ''\nGROUP BY exporter"
     )
+
+
+#: A record reaching into a window from a later one is at most this long (the active timeouts of
+#: exporters are minutes): pod_rates reads the records ending up to this long after the window.
+RECORD_SPAN_S = 3600
+
+
+def pod_rates(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
+    """Scaled bytes and sampled packets per pod, direction (``egress``: the pod is the source;
+    ``ingress``: the destination) and pair of buckets (``b0``: where its records start, ``b1``:
+    where they end; bucket numbers of ``bucket_s``), counted once. Each record is spread over the
+    buckets it covers in proportion to its time in each: ``first_*`` goes to b0, ``last_*`` to b1
+    (when b1 > b0) and ``mid_*`` to every bucket between (see :func:`spread_rates`)."""
+    b = int(bucket_s) * 1000
+    rng = (
+        f"time_received >= {ts(start)} - INTERVAL {counting.MAX_CLOCK_AHEAD_S} SECOND "
+        f"AND time_received < {ts(end)} + INTERVAL {RECORD_SPAN_S + counting.ALLOWED_LATENESS_S} SECOND "
+        f"AND event_end >= {ts(start)} AND event_start < {ts(end)} AND {ONCE}"
+    )
+    sides = " UNION ALL ".join(
+        f"SELECT {end_}_cluster AS cluster, {end_}_namespace AS namespace, {end_}_pod AS pod, "
+        f"'{direction}' AS direction, toUnixTimestamp64Milli(event_start) AS s, "
+        f"toUnixTimestamp64Milli(event_end) AS e, bytes * {SCALE} AS scaled, packets AS sampled "
+        f"FROM `{db}`.flows WHERE {rng} AND {end_}_pod != ''"
+        for end_, direction in (("src", "egress"), ("dst", "ingress"))
+    )
+    d = "greatest(e - s, 0)"
+    first = f"if({d} = 0, 1, (least(e, (intDiv(s, {b}) + 1) * {b}) - s) / {d})"
+    last = f"if(intDiv(e, {b}) > intDiv(s, {b}), (e - intDiv(e, {b}) * {b}) / {d}, 0)"
+    mid = f"if(intDiv(e, {b}) > intDiv(s, {b}) + 1, {b} / {d}, 0)"
+    return (
+        f"SELECT cluster, namespace, pod, direction, intDiv(s, {b}) AS b0, intDiv(e, {b}) AS b1, "
+        f"sum(scaled * {first}) AS first_bytes, sum(scaled * {last}) AS last_bytes, "
+        f"sum(scaled * {mid}) AS mid_bytes, sum(sampled * {first}) AS first_packets, "
+        f"sum(sampled * {last}) AS last_packets, sum(sampled * {mid}) AS mid_packets\n"
+        f"FROM ({sides})\nGROUP BY cluster, namespace, pod, direction, b0, b1"
+    )
+
+
+def spread_rates(parts: pd.DataFrame, start: datetime, end: datetime, bucket_s: int) -> pd.DataFrame:
+    """:func:`pod_rates`'s rows as one row per pod, direction and bucket of [start, end): time,
+    cluster, namespace, pod, direction, bytes, raw_packets."""
+    cols = ["time", "cluster", "namespace", "pod", "direction", "bytes", "raw_packets"]
+    if parts.empty:
+        return pd.DataFrame(columns=cols)
+    b0 = parts["b0"].to_numpy(np.int64)
+    b1 = np.maximum(parts["b1"].to_numpy(np.int64), b0)
+    n = b1 - b0 + 1
+    row = np.repeat(np.arange(len(parts)), n)
+    bucket = b0[row] + (np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n))
+    is_first, is_last = bucket == b0[row], (bucket == b1[row]) & (b1[row] > b0[row])
+    out = {}
+    for name, prefix in (("bytes", "bytes"), ("raw_packets", "packets")):
+        first, last, mid = (parts[f"{w}_{prefix}"].to_numpy(float)[row] for w in ("first", "last", "mid"))
+        out[name] = np.where(is_first, first, np.where(is_last, last, mid))
+    df = pd.DataFrame(
+        {
+            "time": pd.to_datetime(bucket * int(bucket_s), unit="s", utc=True),
+            **{k: parts[k].to_numpy()[row] for k in ("cluster", "namespace", "pod", "direction")},
+            **out,
+        }
+    )
+    df = df[(df["time"] >= pd.Timestamp(start)) & (df["time"] < pd.Timestamp(end))]
+    keys = ["time", "cluster", "namespace", "pod", "direction"]
+    return df.groupby(keys, as_index=False)[["bytes", "raw_packets"]].sum()[cols]
+
+
+def pod_limits_sql(db: str, start: datetime, end: datetime) -> str:
+    """Pod versions overlapping [start, end) from the metadata store (their attributes as JSON)."""
+    lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    return (
+        "SELECT key, toUnixTimestamp64Milli(valid_from) AS f, toUnixTimestamp64Milli(valid_to) AS t, attrs "
+        f"FROM `{db}`.metadata_versions FINAL WHERE kind = 'pod' "
+        f"AND toUnixTimestamp64Milli(valid_from) < {hi} AND toUnixTimestamp64Milli(valid_to) > {lo}"
+    )
+
+
+def pod_limits(rows: list[dict]) -> pd.DataFrame:
+    """Kube-OVN rate limits (``ingress_rate_mbps``/``egress_rate_mbps`` of pod versions) as rows:
+    cluster, namespace, pod, direction, limit_mbps, valid_from, valid_to."""
+    out = []
+    for r in rows:
+        a = json.loads(r["attrs"])
+        for direction in ("ingress", "egress"):
+            mbps = float(a.get(f"{direction}_rate_mbps") or 0)
+            if mbps > 0:
+                out.append(
+                    (
+                        a.get("cluster", ""),
+                        a["namespace"],
+                        a["name"],
+                        direction,
+                        mbps,
+                        int(r["f"]),
+                        int(r["t"]),
+                    )
+                )
+    cols = ["cluster", "namespace", "pod", "direction", "limit_mbps", "valid_from", "valid_to"]
+    return pd.DataFrame(out, columns=cols)

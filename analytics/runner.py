@@ -77,6 +77,7 @@ class Analysis:
         out += self.elephants()
         out += self.dns_tunnelling()
         out += self.plaintext_downgrades()
+        out += self.rate_limits()
         return planned.apply(out, self.cfg.windows, self.bucket)
 
     # --- detectors ------------------------------------------------------------------------
@@ -406,6 +407,25 @@ class Analysis:
         return self.detectors["plaintext_downgrade"](
             cur, self.cfg.plaintext_downgrade, (self.start, self.end)
         )
+
+    def rate_limits(self) -> list[Finding]:
+        """Pods against their Kube-OVN rate limits (none configured in the metadata: nothing to do)."""
+        try:
+            rows = self.q(model.pod_limits_sql(self.db, self.start, self.end)).to_pylist()
+        except Exception as e:  # no metadata store: no limit is known
+            if "UNKNOWN_TABLE" in str(e) or "doesn't exist" in str(e):
+                self.notes["rate_limit"] = {"cold": "no metadata_versions table: no pod limit is known"}
+                return []
+            raise
+        limits = model.pod_limits(rows)
+        self.notes["rate_limit"] = {
+            "limited_pods": int(limits[["namespace", "pod"]].drop_duplicates().shape[0])
+        }
+        if limits.empty:
+            return []
+        parts = _df(self.q, model.pod_rates(self.db, self.start, self.end, self.cfg.bucket_s))
+        usage = model.spread_rates(parts, self.start, self.end, self.cfg.bucket_s)
+        return self.detectors["rate_limit"](usage, limits, self.cfg.rate_limit, self.bucket)
 
     def elephants(self) -> list[Finding]:
         if not self.cfg.elephant.link_capacity_bps:

@@ -40,6 +40,8 @@ _DIRECT = {
     "etype": (_U16, (F.ETYPE,)),
     "src_as": (_U32, (F.SRC_AS,)),
     "dst_as": (_U32, (F.DST_AS,)),
+    "post_nat_src_port": (_U16, (F.POST_NAPT_SRC_PORT,)),
+    "post_nat_dst_port": (_U16, (F.POST_NAPT_DST_PORT,)),
 }
 
 
@@ -65,9 +67,18 @@ _ADDRESS_ROLES = (
     ("outer_src_v6", F.OUTER_SRC_V6, 16),
     ("outer_dst_v4", F.OUTER_DST_V4, 4),
     ("outer_dst_v6", F.OUTER_DST_V6, 16),
+    ("post_nat_src_v4", F.POST_NAT_SRC_V4, 4),
+    ("post_nat_src_v6", F.POST_NAT_SRC_V6, 16),
+    ("post_nat_dst_v4", F.POST_NAT_DST_V4, 4),
+    ("post_nat_dst_v6", F.POST_NAT_DST_V6, 16),
 )
 #: next_hop: (IPv4, IPv6) element pairs in order of preference, per record (see _route).
 _NEXT_HOPS = ((F.NEXT_HOP_V4, F.NEXT_HOP_V6), (F.BGP_NEXT_HOP_V4, F.BGP_NEXT_HOP_V6))
+#: post_nat_src_addr / post_nat_dst_addr: the (IPv4, IPv6) elements of each (see _post_nat).
+_POST_NAT = (
+    ("post_nat_src_addr", F.POST_NAT_SRC_V4, F.POST_NAT_SRC_V6),
+    ("post_nat_dst_addr", F.POST_NAT_DST_V4, F.POST_NAT_DST_V6),
+)
 #: src_mask / dst_mask: (IPv4 prefix length, IPv6 prefix length) elements.
 _MASKS = (("src_mask", F.SRC_MASK_V4, F.SRC_MASK_V6), ("dst_mask", F.DST_MASK_V4, F.DST_MASK_V6))
 
@@ -103,6 +114,7 @@ def flow_columns(r: Records, meta: dict[str, np.ndarray], srv6: bool = False) ->
     _icmp(r, cols)
     _tunnel(r, cols)
     _route(r, cols)
+    _post_nat(r, cols)
     if r.template.section is not None:
         packet_columns(r, cols, srv6)
     return cols
@@ -306,6 +318,16 @@ def _route(r: Records, cols: dict) -> None:
         cols["observation_point"] = np.where(point <= 0xFFFFFFFF, point, _U64(0)).astype(_U32)
 
 
+def _post_nat(r: Records, cols: dict) -> None:
+    """The addresses a NAT middlebox gave the packet after the observation point (IE 225/281,
+    226/282): IPv6 where set, else IPv4 mapped; 0.0.0.0 or absent: ``::`` (not translated, or not
+    said). The ports (IE 227/228) are plain copies (_DIRECT)."""
+    for name, v4, v6 in _POST_NAT:
+        raw = r.address_bytes(v4, v6, unset_zero=True)
+        if raw is not None:
+            cols[name] = np.ascontiguousarray(raw).view("V16").reshape(r.n)
+
+
 #: Columns of the two ends of a flow: exchanged in the reverse half of a biflow record.
 _ENDS = (
     ("src_addr", "dst_addr"),
@@ -315,6 +337,8 @@ _ENDS = (
     ("src_as", "dst_as"),
     ("src_mask", "dst_mask"),
     ("tunnel_src", "tunnel_dst"),
+    ("post_nat_src_addr", "post_nat_dst_addr"),
+    ("post_nat_src_port", "post_nat_dst_port"),
 )
 
 

@@ -46,6 +46,16 @@ NEXT_HOP_V4, NEXT_HOP_V6, BGP_NEXT_HOP_V4, BGP_NEXT_HOP_V6 = iana(15), iana(62),
 SRC_AS, DST_AS = iana(16), iana(17)  # unsigned32; 2-byte reduced size from 16-bit AS exporters
 SRC_MASK_V4, DST_MASK_V4, SRC_MASK_V6, DST_MASK_V6 = iana(9), iana(13), iana(29), iana(30)
 OBSERVATION_POINT = iana(138)  # observationPointId (OVS per-flow IPFIX: its obs_point_id)
+# NAT middlebox (IANA IPFIX registry: postNATSourceIPv4Address 225, postNATDestinationIPv4Address 226,
+# postNAPTSourceTransportPort 227, postNAPTDestinationTransportPort 228, postNATSourceIPv6Address 281,
+# postNATDestinationIPv6Address 282; Cisco ASA NSEL sends 225-228/281/282 in NetFlow v9 as XLATE_*).
+POST_NAT_SRC_V4, POST_NAT_DST_V4, POST_NAT_SRC_V6, POST_NAT_DST_V6 = (
+    iana(225),
+    iana(226),
+    iana(281),
+    iana(282),
+)
+POST_NAPT_SRC_PORT, POST_NAPT_DST_PORT = iana(227), iana(228)
 # PSAMP (RFC 5477): packet sections and what describes them.
 FRAME_SECTION, IP_SECTION, L2_SECTION = iana(315), iana(313), iana(104)
 FRAME_SIZE, IP_TOTAL_LENGTH, SECTION_OCTETS = iana(312), iana(224), iana(410)
@@ -76,6 +86,7 @@ ADDRESS_KEYS = frozenset(
     (SRC_V4, DST_V4, SRC_V6, DST_V6, TUNNEL_SRC_V4, TUNNEL_DST_V4)
     + (OUTER_SRC_V4, OUTER_DST_V4, OUTER_SRC_V6, OUTER_DST_V6)
     + (NEXT_HOP_V4, NEXT_HOP_V6, BGP_NEXT_HOP_V4, BGP_NEXT_HOP_V6)
+    + (POST_NAT_SRC_V4, POST_NAT_DST_V4, POST_NAT_SRC_V6, POST_NAT_DST_V6)
 )
 WANTED = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, tuple))
 #: Packet sections, kept as their first SECTION_CAP bytes (headers; never the payload).

@@ -1,29 +1,39 @@
 """Planes and QoS: traffic between network planes, the DSCP each traffic carries, and the
 ``qos_marking`` violations of the policy (mismarked payment traffic, backup marked too high).
 
-Planes and DSCP are not rollup keys: the panels read raw ``flows`` (each flow counted once),
-bounded by the time range and a LIMIT. The plane variable's values come from the data.
+The traffic panels read the ``planes_qos_1m`` rollup (plane pair, source tenant, port, protocol and
+DSCP per minute, each flow counted once, scaled by sampling and spread over the minutes it covers,
+:data:`netobs.ddl.ROLLUPS`), not the raw flows. The plane variable's values come from it too.
 """
 
 from __future__ import annotations
 
 from dashboards.model import Dashboard, Panel, query_variable
 from dashboards.model import unit_override as _unit
-from dashboards.sql import SCALED_BYTES, any_of, raw_flows, table
+from dashboards.sql import any_of, table
 
 UID = "netobs-planes-qos"
 
 
+ROLLUP = "planes_qos_1m"
+
+
+def _rows(database: str, where: str = "") -> str:
+    """The rollup's rows in the time range."""
+    extra = f" AND ({where})" if where else ""
+    return f"(SELECT * FROM {table(database, ROLLUP)} WHERE $__timeFilter(time){extra})"
+
+
 def _plane_names(database: str) -> str:
     union = " UNION ALL ".join(
-        f"SELECT {c} AS v FROM {table(database, 'flows')} WHERE $__timeFilter(event_end)"
+        f"SELECT {c} AS v FROM {table(database, ROLLUP)} WHERE $__timeFilter(time)"
         for c in ("src_plane", "dst_plane")
     )
     return f"SELECT DISTINCT v FROM ({union}) WHERE v != '' ORDER BY v"
 
 
 def build(database: str, uid: str) -> Dashboard:
-    flows = raw_flows(database, any_of("plane", "src_plane", "dst_plane"))
+    flows = _rows(database, any_of("plane", "src_plane", "dst_plane"))
     d = Dashboard(
         UID,
         "Planes and QoS",
@@ -41,25 +51,23 @@ def build(database: str, uid: str) -> Dashboard:
         Panel(
             "table", "Traffic by plane pair",
             f"SELECT {plane.format(c='src_plane')} AS from_plane, {plane.format(c='dst_plane')} AS to_plane, "
-            f"sum({SCALED_BYTES}) AS bytes, count() AS flows FROM {flows} "
+            f"sum(bytes) AS bytes, sum(flows) AS flows FROM {flows} "
             "GROUP BY from_plane, to_plane ORDER BY bytes DESC LIMIT 50",
             width=12, unit="bytes", overrides=[_unit("flows", "short")],
         ),
         Panel(
             "timeseries", "Traffic per source plane",
-            f"SELECT $__timeInterval(event_end) AS time, {plane.format(c='src_plane')} AS plane, "
-            f"sum({SCALED_BYTES}) * 8 / $__interval_s AS bps FROM {flows} GROUP BY time, plane ORDER BY time",
+            f"SELECT $__timeInterval(time) AS time, {plane.format(c='src_plane')} AS plane, "
+            f"sum(bytes) * 8 / $__interval_s AS bps FROM {flows} GROUP BY time, plane ORDER BY time",
             width=12, unit="bps",
         ),
         Panel(
             "table", "DSCP per traffic (QoS)",
             "SELECT if(src_tenant = '', '(unknown)', src_tenant) AS tenant, dst_port, "
-            "multiIf(bitShiftRight(tos, 2) = 46, 'EF', bitShiftRight(tos, 2) = 0, 'DF', "
-            "bitAnd(bitShiftRight(tos, 2), 7) = 0, concat('CS', toString(bitShiftRight(tos, 5))), "
-            "concat('AF', toString(bitShiftRight(tos, 5)), toString(bitShiftRight(bitAnd(bitShiftRight(tos, 2), 7), 1)))"
-            ") AS dscp, "
-            f"sum({SCALED_BYTES}) AS bytes, count() AS flows FROM {flows} "
-            "GROUP BY tenant, dst_port, dscp ORDER BY bytes DESC LIMIT 50",
+            "multiIf(dscp = 46, 'EF', dscp = 0, 'DF', bitAnd(dscp, 7) = 0, concat('CS', toString(bitShiftRight(dscp, 3))), "
+            "concat('AF', toString(bitShiftRight(dscp, 3)), toString(bitShiftRight(bitAnd(dscp, 7), 1)))) AS class, "
+            f"sum(bytes) AS bytes, sum(flows) AS flows FROM {flows} "
+            "GROUP BY tenant, dst_port, class ORDER BY bytes DESC LIMIT 50",
             width=12, unit="bytes", overrides=[_unit("flows", "short")],
         ),
         Panel(

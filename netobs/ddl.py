@@ -278,6 +278,8 @@ ROLLUP_KEYS: tuple[str, ...] = (
     "direction",
     "initiator",
 )
+#: Dimensions of the planes and QoS rollup (the *Planes and QoS* dashboard), plus ``dscp`` (tos >> 2).
+PLANES_QOS_KEYS: tuple[str, ...] = ("src_plane", "dst_plane", "src_tenant", "dst_port", "proto")
 _SCALE = "if(f.sampling_rate = 0, 1, f.sampling_rate)"  # an unknown rate (0) counts as 1 in 1
 #: Event-time spreading: ``_w`` is the share of a record's span that falls in the bucket.
 _EVENT_WITH = (
@@ -292,6 +294,10 @@ _TRAFFIC_MEASURES = (
     ("raw_bytes", "Float64", "sum(f.bytes * _w)", "Bytes as exported (unscaled)."),
     ("raw_packets", "Float64", "sum(f.packets * _w)", "Packets as exported (unscaled)."),
     ("flows", "Float64", "sum(_w)", "Counted flow records (a record spread over buckets counts in shares)."),
+)
+#: The same measures without event-time spreading: each record counts whole in its end's bucket.
+_END_MEASURES = tuple(
+    (n, t, e.replace(" * _w", "").replace("sum(_w)", "count()"), d) for n, t, e, d in _TRAFFIC_MEASURES
 )
 _TS3 = "DateTime64(3, 'UTC')"
 _HEALTH_MEASURES = (
@@ -346,6 +352,11 @@ ROLLUPS: tuple[Rollup, ...] = (
            "rollup_1h_retention_days", source="flows_1m", time_of="f.time"),
     Rollup("exporter_health_1m", "toStartOfMinute", ("exporter", "type", "observation_domain"),
            _HEALTH_MEASURES, "AggregatingMergeTree", "exporter_health_retention_days"),
+    # Planes and DSCP (issue 20) apart from flows_1m: its keys and its rows stay as they were. By
+    # the minute of the record's event end, not spread (a second ARRAY JOIN per insert cost 40 %).
+    Rollup("planes_qos_1m", "toStartOfMinute", PLANES_QOS_KEYS, _END_MEASURES, "SummingMergeTree",
+           "rollup_1m_retention_days", ROLLUP_WHERE, time_of="toDateTime(f.event_end, 'UTC')",
+           computed=(("dscp", "UInt8", "bitShiftRight(f.tos, 2)"),)),
     Rollup("counting_1m", "toStartOfMinute", ("exporter", "type", "observer", "count_reason", "counted"),
            _COVERAGE_MEASURES, "SummingMergeTree", "exporter_health_retention_days",
            computed=(("named", "UInt8", NAMED),)),

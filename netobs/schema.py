@@ -18,8 +18,8 @@ import pyarrow as pa
 #: Bumped whenever a column is added, removed or changes type. Carried in every wire
 #: message so that a consumer can refuse batches it does not understand.
 #: 2: OVN Geneve ports, next hop / AS / masks, observation point; 3: biflow halves, counting model;
-#: 4: planes, clusters, legacy hosts, NAT attribution (issue 20).
-SCHEMA_VERSION = 4
+#: 4: planes, clusters, legacy hosts, NAT attribution (issue 20); 5: post-NAT addresses and ports.
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,33 @@ FLOW_COLUMNS: tuple[Column, ...] = (
         "1 initiator (the record's source opened it), 2 reverseInitiator, 3 perimeter. Both halves "
         "carry the record's value.",
     ),
+    Column(
+        "post_nat_src_addr",
+        "IPv6",
+        _IP,
+        "Source address after a NAT middlebox translated the packet, as the exporter reported it "
+        "(IPFIX/NetFlow v9 IE 225 postNATSourceIPv4Address / 281 postNATSourceIPv6Address); :: when "
+        "not reported.",
+    ),
+    Column(
+        "post_nat_dst_addr",
+        "IPv6",
+        _IP,
+        "Destination address after NAT (IE 226 postNATDestinationIPv4Address / 282 "
+        "postNATDestinationIPv6Address); :: when not reported.",
+    ),
+    Column(
+        "post_nat_src_port",
+        "UInt16",
+        pa.uint16(),
+        "Source port after NAPT (IE 227 postNAPTSourceTransportPort); 0 when not reported.",
+    ),
+    Column(
+        "post_nat_dst_port",
+        "UInt16",
+        pa.uint16(),
+        "Destination port after NAPT (IE 228 postNAPTDestinationTransportPort); 0 when not reported.",
+    ),
 )
 
 # Event time of rows stored before the counting model (the pipeline computes it for new rows;
@@ -236,7 +263,8 @@ FLOW_COLUMNS = (
             "LowCardinality(String)",
             _STR,
             "How the source end was named behind a NAT/EIP: '' (not translated), fip, snat, dnat, "
-            "snat_join (a pre-NAT observation of the same conversation), snat_subnet (only the subnet).",
+            "snat_join (a pre-NAT observation of the same conversation), snat_subnet (only the subnet), "
+            "postnat (the record's own post-NAT elements), postnat_join (another record's post-NAT elements).",
             group="enrich",
         ),
         Column(

@@ -11,6 +11,7 @@ from analytics.detectors.elephant import detect_elephants
 from analytics.detectors.fanout import detect_fanout
 from analytics.detectors.gaps import detect_gaps
 from analytics.detectors.plaintext import detect_plaintext_downgrade
+from analytics.detectors.rate_limit import detect_rate_limits
 from analytics.detectors.shift import detect_center_shift
 from analytics.detectors.volume import detect_volume
 
@@ -27,6 +28,7 @@ DETECTORS: dict[str, Callable[..., Any]] = {
     "collection_gap": detect_gaps,
     "dns_tunnelling": detect_dns_tunnelling,
     "plaintext_downgrade": detect_plaintext_downgrade,
+    "rate_limit": detect_rate_limits,
 }
 
 __all__ = [
@@ -40,5 +42,6 @@ __all__ = [
     "detect_gaps",
     "detect_new_dependencies",
     "detect_plaintext_downgrade",
+    "detect_rate_limits",
     "detect_volume",
 ]

@@ -31,6 +31,8 @@ enum {
     R_SRC_MASK_V4, R_SRC_MASK_V6, R_DST_MASK_V4, R_DST_MASK_V6, R_OBSERVATION_POINT,
     R_REV_PACKETS, R_REV_BYTES, R_REV_TCP_FLAGS, R_REV_TOS, R_BIFLOW_DIRECTION, R_SAMPLER_ID,
     R_OUTER_SRC_V4, R_OUTER_SRC_V6, R_OUTER_DST_V4, R_OUTER_DST_V6, R_OUTER_PROTO, R_OUTER_DST_PORT,
+    R_POST_NAT_SRC_PORT, R_POST_NAT_DST_PORT, R_POST_NAT_SRC_V4, R_POST_NAT_SRC_V6, R_POST_NAT_DST_V4,
+    R_POST_NAT_DST_V6,
     NROLES
 };
 static const char *const ROLE_NAMES[NROLES] = {
@@ -43,6 +45,8 @@ static const char *const ROLE_NAMES[NROLES] = {
     "src_mask_v4", "src_mask_v6", "dst_mask_v4", "dst_mask_v6", "observation_point",
     "rev_packets", "rev_bytes", "rev_tcp_flags", "rev_tos", "biflow_direction", "sampler_id",
     "outer_src_v4", "outer_src_v6", "outer_dst_v4", "outer_dst_v6", "outer_proto", "outer_dst_port",
+    "post_nat_src_port", "post_nat_dst_port", "post_nat_src_v4", "post_nat_src_v6", "post_nat_dst_v4",
+    "post_nat_dst_v6",
 };
 
 /* Time conversions (collectors._ipfix_columns.flow_time) and sampling rules (sampling_from). */
@@ -55,7 +59,8 @@ enum {
     C_DIRECTION, C_IN_IF, C_OUT_IF, C_SRC_ADDR, C_DST_ADDR, C_SRC_PORT, C_DST_PORT,
     C_PROTO, C_ETYPE, C_TCP_FLAGS, C_TOS, C_SRC_MAC, C_DST_MAC, C_VLAN, C_PACKETS,
     C_BYTES, C_TUNNEL_TYPE, C_TUNNEL_ID, C_TUNNEL_SRC, C_TUNNEL_DST, C_NEXT_HOP, C_SRC_AS, C_DST_AS,
-    C_SRC_MASK, C_DST_MASK, C_OBSERVATION_POINT, C_BIFLOW, C_BIFLOW_DIRECTION, NCOLS
+    C_SRC_MASK, C_DST_MASK, C_OBSERVATION_POINT, C_BIFLOW, C_BIFLOW_DIRECTION, C_POST_NAT_SRC_ADDR,
+    C_POST_NAT_DST_ADDR, C_POST_NAT_SRC_PORT, C_POST_NAT_DST_PORT, NCOLS
 };
 typedef struct {
     const char *name;
@@ -75,6 +80,8 @@ static const ColSpec COLS[NCOLS] = {
     {"next_hop", "V16", 16}, {"src_as", "=u4", 4}, {"dst_as", "=u4", 4},
     {"src_mask", "u1", 1}, {"dst_mask", "u1", 1}, {"observation_point", "=u4", 4},
     {"biflow", "u1", 1}, {"biflow_direction", "u1", 1},
+    {"post_nat_src_addr", "V16", 16}, {"post_nat_dst_addr", "V16", 16},
+    {"post_nat_src_port", "=u2", 2}, {"post_nat_dst_port", "=u2", 2},
 };
 
 #if defined(__GNUC__)
@@ -107,6 +114,7 @@ typedef struct {
     int routing;          /* any next hop or prefix length role: else those columns are 0 */
     int biflow;           /* an RFC 5103 biflow template: a reverse counter role */
     int outer;            /* a template repeating header fields: outer header roles */
+    int post_nat;         /* any post-NAT role: else those columns are 0 */
 } Layout;
 
 static void Layout_dealloc(Layout *self)
@@ -138,9 +146,10 @@ static int parse_source(Layout *self, int role, PyObject *spec)
     }
     int address = role == R_SRC_V4 || role == R_DST_V4 || role == R_TUNNEL_SRC || role == R_TUNNEL_DST ||
                   role == R_NEXT_HOP_V4 || role == R_BGP_NEXT_HOP_V4 || role == R_OUTER_SRC_V4 ||
-                  role == R_OUTER_DST_V4;
+                  role == R_OUTER_DST_V4 || role == R_POST_NAT_SRC_V4 || role == R_POST_NAT_DST_V4;
     int address6 = role == R_SRC_V6 || role == R_DST_V6 || role == R_NEXT_HOP_V6 || role == R_BGP_NEXT_HOP_V6 ||
-                   role == R_OUTER_SRC_V6 || role == R_OUTER_DST_V6;
+                   role == R_OUTER_SRC_V6 || role == R_OUTER_DST_V6 || role == R_POST_NAT_SRC_V6 ||
+                   role == R_POST_NAT_DST_V6;
     if ((address || address6) && (seg < 0 || len != (address ? 4 : 16))) {
         PyErr_Format(PyExc_ValueError, "role %s: addresses are fixed 4 or 16 bytes", ROLE_NAMES[role]);
         return -1;
@@ -228,6 +237,8 @@ static PyObject *Layout_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         self->routing |= self->roles[r].present;
     self->biflow = self->roles[R_REV_PACKETS].present || self->roles[R_REV_BYTES].present;
     self->outer = outer;
+    for (int r = R_POST_NAT_SRC_PORT; r <= R_POST_NAT_DST_V6; r++)
+        self->post_nat |= self->roles[r].present;
     self->start_mode = start;
     self->end_mode = end;
     self->sampling_mode = sampling;
@@ -552,7 +563,8 @@ static int reverse_half(const Layout *L, uint8_t *const *base, Py_ssize_t i, con
         memcpy(base[c] + j * COLS[c].width, base[c] + i * COLS[c].width, (size_t)COLS[c].width);
     static const int ends[][2] = {{C_SRC_ADDR, C_DST_ADDR}, {C_SRC_PORT, C_DST_PORT}, {C_SRC_MAC, C_DST_MAC},
                                   {C_IN_IF, C_OUT_IF},       {C_SRC_AS, C_DST_AS},     {C_SRC_MASK, C_DST_MASK},
-                                  {C_TUNNEL_SRC, C_TUNNEL_DST}};
+                                  {C_TUNNEL_SRC, C_TUNNEL_DST}, {C_POST_NAT_SRC_ADDR, C_POST_NAT_DST_ADDR},
+                                  {C_POST_NAT_SRC_PORT, C_POST_NAT_DST_PORT}};
     for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++) {
         int a = ends[k][0], b = ends[k][1];
         Py_ssize_t w = COLS[a].width;
@@ -674,6 +686,13 @@ static int emit(const Layout *L, uint8_t *const *base, Py_ssize_t i, const Recor
     PUT(C_OBSERVATION_POINT, uint32_t, point <= 0xFFFFFFFFu ? point : 0);
     PUT(C_BIFLOW, uint8_t, L->biflow ? 1 : 0);
     PUT(C_BIFLOW_DIRECTION, uint8_t, GET(R_BIFLOW_DIRECTION));
+    /* after a NAT middlebox (collectors._ipfix_columns._post_nat): unset (0.0.0.0, ::) is :: */
+    if (!L->post_nat || !next_hop(L, rec, R_POST_NAT_SRC_V4, R_POST_NAT_SRC_V6, AT16(C_POST_NAT_SRC_ADDR)))
+        memset(AT16(C_POST_NAT_SRC_ADDR), 0, 16);
+    if (!L->post_nat || !next_hop(L, rec, R_POST_NAT_DST_V4, R_POST_NAT_DST_V6, AT16(C_POST_NAT_DST_ADDR)))
+        memset(AT16(C_POST_NAT_DST_ADDR), 0, 16);
+    PUT(C_POST_NAT_SRC_PORT, uint16_t, GET(R_POST_NAT_SRC_PORT));
+    PUT(C_POST_NAT_DST_PORT, uint16_t, GET(R_POST_NAT_DST_PORT));
 #undef PUT
 #undef AT16
     return L->biflow ? 1 + reverse_half(L, base, i, rec) : 1;

@@ -107,6 +107,7 @@ def converge(
     if dialect == "modern":
         ttl = rollup_retention or {}
         stale = _stale_rollups(query, database) if query is not None else []
+        new = _new_rollups(query, database) if query is not None else []
         drops = _drop_rollups(database, stale, cluster)
         for stmt in drops:
             log.warning("schema: %s (its definition changed; rebuilt from the raw flows)", stmt)
@@ -118,7 +119,7 @@ def converge(
         rollups.append(counter_rates.create_view(database, cluster))
         for stmt in rollups:
             execute(stmt)
-        rebuilds = _rebuild_rollups(database, stale, cluster)
+        rebuilds = _rebuild_rollups(database, stale + new, cluster)
         for stmt in rebuilds:
             log.warning("schema: %s", stmt.splitlines()[0])
             execute(stmt)
@@ -138,6 +139,16 @@ def _stale_rollups(query: Callable[[str], pa.Table], database: str) -> list[ddl.
     ).to_pylist()
     live = {r["name"].removesuffix("_local"): r["comment"] for r in rows}
     return [r for r in ddl.ROLLUPS if r.table in live and live[r.table] != ddl.rollup_comment()]
+
+
+def _new_rollups(query: Callable[[str], pa.Table], database: str) -> list[ddl.Rollup]:
+    """Rollups a store that already has its others does not have yet (added by an upgrade): filled
+    from the raw flows once created. A new store (no rollup yet) has nothing to fill."""
+    rows = query(f"SELECT name FROM system.tables WHERE database = '{database}'").to_pylist()
+    live = {r["name"].removesuffix("_local") for r in rows}
+    if ddl.ROLLUPS[0].table not in live:
+        return []
+    return [r for r in ddl.ROLLUPS if r.table not in live]
 
 
 def _drop_rollups(database: str, stale: list[ddl.Rollup], cluster: str | None) -> list[str]:

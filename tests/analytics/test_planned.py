@@ -31,6 +31,7 @@ ENTITIES = {
     "collection_gap": {"exporter": "192.0.2.11", "center": "dc1"},
     "dns_tunnelling": {"tenant": "t1", "src": "10.0.0.1", "center": "dc1"},
     "plaintext_downgrade": {"tenant": "t1", "src": "shop/web-1", "dst": "core/api-1"},
+    "rate_limit": {"cluster": "", "namespace": "t1", "pod": "api-0", "direction": "egress"},
 }
 
 
@@ -46,7 +47,8 @@ def test_every_detector_is_honoured_by_a_maintenance_window(detector):
         "fanout",
         "dns_tunnelling",
         "plaintext_downgrade",
-    ):  # nobody plans a scan, tunnel, downgrade
+        "rate_limit",
+    ):  # nobody plans a scan, tunnel, downgrade, unenforced limit
         assert f.severity == "critical" and not f.planned
     else:
         assert f.severity == "info" and f.planned

@@ -173,3 +173,25 @@ def test_a_range_without_data_gives_empty_panels_not_errors(store, models):
     later = END + timedelta(days=30)
     report = check(models, store.query_arrow, later, later + timedelta(hours=1))
     assert not report.errors, [r.line() for r in report.errors]
+
+
+def test_planes_and_qos_panels_read_their_rollup_and_add_up_to_the_raw_flows(store, models):
+    """The planes_qos_1m rollup (counted once, scaled, spread by event time) gives the raw flows'
+    totals per plane pair and per DSCP class."""
+    pairs = run(store, models, "planes-qos", "Traffic by plane pair").to_pylist()
+    assert sum(r["bytes"] for r in pairs) == pytest.approx(direct_total(store))
+    dscp = run(store, models, "planes-qos", "DSCP per traffic (QoS)").to_pylist()
+    raw = store.query_arrow(
+        "SELECT bitShiftRight(tos, 2) AS d, sum(bytes * if(sampling_rate = 0, 1, sampling_rate)) AS b "
+        "FROM netobs.flows WHERE counted = 1 GROUP BY d"
+    ).to_pylist()
+    names = {0: "DF", 46: "EF", 34: "AF41", 8: "CS1", 10: "AF11"}
+    want: dict[str, float] = {}
+    for r in raw:
+        want[names.get(r["d"], str(r["d"]))] = want.get(names.get(r["d"], str(r["d"])), 0) + r["b"]
+    got: dict[str, float] = {}
+    for r in dscp:
+        got[r["class"]] = got.get(r["class"], 0) + r["bytes"]
+    assert got == pytest.approx(want)
+    series = run(store, models, "planes-qos", "Traffic per source plane", 300).to_pylist()
+    assert sum(r["bps"] * 300 / 8 for r in series) == pytest.approx(direct_total(store))

@@ -288,7 +288,7 @@ def test_converge_is_idempotent_and_applies_rollup_ttl(store):
     assert names == [
         "counting_1m", "counting_1m_mv", "exporter_health_1m", "exporter_health_1m_mv", "flows", "flows_1h",
         "flows_1h_mv", "flows_1m", "flows_1m_mv", "interface_counter_rates", "interface_counters",
-        "l7_conversations", "packet_samples",
+        "l7_conversations", "packet_samples", "planes_qos_1m", "planes_qos_1m_mv",
     ]  # fmt: skip
     by = {e["name"]: e["engine_full"] for e in engine}
     assert "toIntervalDay(7)" in by["packet_samples"] and "toIntervalDay(90)" in by["l7_conversations"]

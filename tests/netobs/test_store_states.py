@@ -70,3 +70,32 @@ def test_a_past_store_converges_to_today(tmp_path, state, today):
         assert row == {"n": 1, "b": 1500}
     finally:
         store.stop()
+
+
+@pytest.mark.slow
+def test_a_rollup_added_by_an_upgrade_is_filled_from_the_raw_flows(tmp_path):
+    """A store from before planes_qos_1m (issue 20): the new rollup is created and filled from the
+    flows already stored (counted once, scaled), not left empty for the past."""
+    cfg = StoreConfig(chdb=ChdbStoreConfig(path=tmp_path / "chdb"))
+    store = make_store(cfg)
+    store.start()
+    try:
+        store.execute(
+            "INSERT INTO netobs.flows (time_received, flow_start, flow_end, event_start, event_end, type, bytes, "
+            "packets, sampling_rate, counted, src_plane, tos) VALUES "
+            "(now64(3), now64(3), now64(3), now64(3), now64(3), 'ipfix', 1500, 1, 10, 1, 'storage', 184), "
+            "(now64(3), now64(3), now64(3), now64(3), now64(3), 'ipfix', 700, 1, 10, 0, 'storage', 184)"
+        )
+        store.execute("DROP VIEW netobs.planes_qos_1m_mv")
+        store.execute("DROP TABLE netobs.planes_qos_1m")
+    finally:
+        store.stop()
+    store = make_store(cfg)
+    store.start()
+    try:
+        rows = store.query_arrow(
+            "SELECT src_plane, dscp, sum(bytes) AS b FROM netobs.planes_qos_1m GROUP BY src_plane, dscp"
+        ).to_pylist()
+        assert rows == [{"src_plane": "storage", "dscp": 46, "b": 15000.0}]
+    finally:
+        store.stop()
