@@ -210,7 +210,7 @@ async function drawEvents() {
 // "12/07 05:14:02–05:14:40": a start and an end in local time, the date once.
 function span(start, end) {
   const day = { month: "2-digit", day: "2-digit" };
-  const clock = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  const clock = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
   const s = new Date(start || end), e = new Date(end || start);
   const first = `${s.toLocaleDateString([], day)} ${s.toLocaleTimeString([], clock)}`;
   if (e - s < 1000) return first;
