@@ -74,7 +74,7 @@ def filled(tmp_path_factory):
     runtime.start()
     sender = demo.Sender(demo._targets(settings))
     try:
-        sim = live.LiveBank(bank, sender, seed, rate=2.0)
+        sim = live.LiveBank(bank, sender, seed, rate=2.0, on_move=demo.follow_moves(runtime, inv_path))
         now = int(time.time() * 1000)
         first = now - MINUTES * 60_000
         for t in range(first, now + 25_000, 1000):  # and the reports of what started last
