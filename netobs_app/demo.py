@@ -172,7 +172,7 @@ def _banner(u: dict[str, str], settings: Settings, seed: int, token: str) -> str
         f"  seed {seed}; data in {settings.store.chdb.path}",
         "What happens (minutes after the start):",
     ]
-    for e in live.TIMELINE:
+    for e in sorted(live.TIMELINE, key=lambda e: e.start_s):
         lines.append(f"  {e.start_s / 60:4.1f}  {e.name}: {e.what}")
     lines += [
         "Look at: the center → center Sankey (dc1 empties during the failover, dc3 receives replication),",
