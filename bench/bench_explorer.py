@@ -6,7 +6,12 @@ inserted into ``flows_1m`` (the store's own view fills ``flows_1h`` from it). Ea
 panel is rendered for the last 1 h, 1 day, 7 days and 30 days and run ``--rounds`` times on
 chdb; p50 and p95 of the wall time are printed as ``bench:`` lines, then a table.
 
-    nice .venv/bin/python bench/bench_explorer.py [--days 30] [--keys 400] [--rounds 5]
+The explorer's views are also run the way the explorer runs them: as a viewer through the query
+service (``QueryService.run``: the SQL guard's parse and allowlist walk, readonly settings, one
+audit row inserted per query), and the two added costs are measured alone (guard CPU per view,
+audit insert wall/CPU per row).
+
+    nice .venv/bin/python bench/bench_explorer.py [--days 30] [--keys 400] [--rounds 5] [--only-explorer]
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ from dashboards import explorer as ex  # noqa: E402
 from dashboards.catalog import panel_queries  # noqa: E402
 from dashboards.check import context  # noqa: E402
 from dashboards.render import render  # noqa: E402
-from netobs.config import ChdbStoreConfig, StoreConfig  # noqa: E402
+from netobs.audit import AUDIT_TABLE, AuditLog  # noqa: E402
+from netobs.auth import Principal  # noqa: E402
+from netobs.config import ChdbStoreConfig, ControlAuthConfig, StoreConfig  # noqa: E402
+from netobs.queryservice import QueryService  # noqa: E402
+from netobs.sqlguard import guard_sql  # noqa: E402
 from netobs.store import make_store  # noqa: E402
 from netobs_app.settings import Settings  # noqa: E402
 
@@ -115,6 +124,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--keys", type=int, default=400, help="distinct rollup keys per minute")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only-explorer", action="store_true", help="skip the dashboard panels")
     args = ap.parse_args()
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +143,19 @@ def main() -> None:
             settings = Settings.model_validate(
                 {"store": {"type": "chdb", "chdb": {"path": str(Path(tmp) / "chdb")}}}
             )
-            models = build_all(settings)
+            models = {} if args.only_explorer else build_all(settings)
+            for stmt in AUDIT_TABLE.create(cfg.database, retention_days=90):
+                store.execute(stmt)
+            audit = AuditLog(  # as netobs_app.runtime makes it
+                lambda t, target: store.insert(t, target=target),
+                store.query_arrow,
+                cfg.database,
+                insert_json=store.insert_json,
+            )
+            audit.start()
+            service = QueryService(store, cfg.database, ControlAuthConfig(), audit)
+            viewer = Principal("bench", "viewer")
+            tables, tenant_tables = service.tables()
             table: list[tuple[str, str, float, float, float]] = []
             for label, span in RANGES.items():
                 start = end - span
@@ -145,6 +167,25 @@ def main() -> None:
                     ctx = context(model, store.query_arrow, start, end)
                     for q in panel_queries(model):
                         queries[f"{name}: {q.where}"] = render(q.sql, ctx)
+                for name, sql in list(queries.items()):
+                    if not name.startswith("explorer"):
+                        continue
+                    # the explorer's own path: guard + readonly + audit row, as a viewer
+                    ts, cpu = timed(
+                        lambda q: service.run(viewer, q, route="/explorer/api/bench"), sql, args.rounds
+                    )
+                    table.append(
+                        (f"{name} (as viewer)", label, statistics.median(ts), p95(ts), statistics.median(cpu))
+                    )
+                    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+                    report(f"explorer_{slug}_{label}_viewer_p95", p95(ts), "s")
+                    report(f"explorer_{slug}_{label}_viewer_cpu", statistics.median(cpu), "cpu-s")
+                    if label == "1h":
+                        c0 = time.process_time()
+                        for _ in range(20):
+                            guard_sql(viewer, sql, database=cfg.database, tables=tables,
+                                      tenant_tables=tenant_tables, timeout_s=30)  # fmt: skip
+                        report(f"explorer_{slug}_guard_cpu", (time.process_time() - c0) / 20 * 1e3, "cpu-ms")
                 for name, sql in queries.items():
                     rounds = args.rounds if name.startswith("explorer") else max(2, args.rounds // 2)
                     try:
@@ -156,6 +197,22 @@ def main() -> None:
                     slug = "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
                     report(f"explorer_{slug}_{label}_p95", p95(ts), "s")
                     report(f"explorer_{slug}_{label}_cpu", statistics.median(cpu), "cpu-s")
+            arrow = AuditLog(
+                lambda t, target: store.insert(t, target=target), store.query_arrow, cfg.database
+            )
+            arrow.start()
+            for how, log in (("json", audit), ("arrow", arrow)):  # the row as JSONEachRow, or as Arrow
+                walls, cpus = [], []
+                for i in range(50):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    log.record(
+                        principal="bench", role="viewer", route="/bench", sql=f"SELECT {i}", outcome="ok"
+                    )
+                    walls.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+                report(f"explorer_audit_row_{how}_wall_p50", statistics.median(walls) * 1e3, "ms")
+                report(f"explorer_audit_row_{how}_wall_p95", p95(walls) * 1e3, "ms")
+                report(f"explorer_audit_row_{how}_cpu", statistics.median(cpus) * 1e3, "cpu-ms")
             print(f"\n{'view or panel':60} {'range':>5} {'p50 s':>8} {'p95 s':>8} {'cpu s':>8}")
             for name, label, p50, p95_, c in table:
                 print(f"{name[:60]:60} {label:>5} {p50:8.3f} {p95_:8.3f} {c:8.3f}")

@@ -10,7 +10,7 @@ their sampling rate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -68,6 +68,9 @@ class View:
     limit: int = 10
     points: int = MAX_POINTS
     extra: tuple[str, ...] = field(default=())  # other columns the view reads (Sankey's right side)
+    #: The store's SQL dialect: ``legacy`` (a ClickHouse server before 19) has no rollups, so every
+    #: view reads the raw flows there, with the macros expanded for its DateTime columns.
+    dialect: str = "modern"
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
@@ -83,13 +86,16 @@ class View:
     @property
     def on_rollup(self) -> bool:
         cols = {self.by, *self.extra, *(f.column for f in self.filters)} - {""}
-        return cols <= ROLLUP_COLUMNS
+        return cols <= ROLLUP_COLUMNS and self.dialect == "modern"
 
     def context(self) -> Context:
         """The panel context; the interval is never finer than the minute rollup's rows."""
-        return Context(
-            self.start, self.end, max(interval_for(self.start, self.end, self.points), MIN_INTERVAL_S)
-        )
+        interval = max(interval_for(self.start, self.end, self.points), MIN_INTERVAL_S)
+        return Context(self.start, self.end, interval, dialect=self.dialect)
+
+    def seconds(self) -> int:
+        """The range's length in seconds (at least 1), what mean rates divide by."""
+        return max(int((self.end - self.start).total_seconds()), 1)
 
 
 def _quote(v: str) -> str:
@@ -134,7 +140,7 @@ def top_sql(database: str, view: View) -> str:
     """Top ``limit`` values of ``by`` with their bytes, packets, flows and mean rates over the range."""
     src = source(database, view)
     by = f"toString({view.by})" if view.by else "'total'"
-    secs = "greatest(dateDiff('second', $__fromTime, $__toTime), 1)"
+    secs = view.seconds()
     return render(
         f"SELECT {by} AS key, sum({src.bytes}) AS bytes, sum({src.packets}) AS packets, "
         f"sum({src.flows}) AS flows, bytes * 8 / {secs} AS bps, packets / {secs} AS pps, "
@@ -161,7 +167,7 @@ def series_sql(database: str, view: View, keep: Sequence[str] = ()) -> str:
 
 def sankey_sql(database: str, view: View, left: str, right: str) -> str:
     """Bytes from each ``left`` value to each ``right`` value over the range (largest ``limit`` links)."""
-    v = View(view.start, view.end, view.filters, view.metric, left, view.limit, view.points, (right,))
+    v = replace(view, by=left, extra=(right,))
     src = source(database, v)
     return render(
         f"SELECT toString({left}) AS source, toString({right}) AS target, sum({src.bytes}) AS bytes, "
@@ -173,9 +179,11 @@ def sankey_sql(database: str, view: View, left: str, right: str) -> str:
 
 def values_sql(database: str, view: View, column: str, prefix: str = "", limit: int = 50) -> str:
     """Values of ``column`` seen in the range (starting with ``prefix``), most traffic first."""
-    v = View(view.start, view.end, tuple(f for f in view.filters if f.column != column), "bps", column, limit)
+    rest = tuple(f for f in view.filters if f.column != column)
+    v = replace(view, filters=rest, metric="bps", by=column, limit=limit, extra=())
     src = source(database, v)
-    cond = f" WHERE startsWith(lower(key), {_quote(prefix.lower())})" if prefix else ""
+    low = prefix.lower()  # a prefix test every server has (startsWith came with 19.x)
+    cond = f" WHERE substring(lowerUTF8(key), 1, {len(low.encode())}) = {_quote(low)}" if prefix else ""
     return render(
         f"SELECT key, bytes FROM (SELECT toString({column}) AS key, sum({src.bytes}) AS bytes FROM {src.sql} "
         f"GROUP BY key){cond} ORDER BY key = '', bytes DESC, key LIMIT {int(limit)}",
@@ -201,12 +209,14 @@ VIOLATION_ENTITIES = tuple(
 
 
 def violations_sql(database: str, view: View, limit: int = 100) -> str:
-    """Open policy violations in the range, newest first (the compliance dashboard's source)."""
+    """Open policy violations in the range, the latest traffic first (the compliance dashboard's
+    source). ``first_seen`` .. ``last_seen`` is when the violating flows happened; the evaluation
+    window (``window_start`` .. ``window_end``) only says which run found them."""
     ctx = Context(view.start, view.end, 60, {"policy": ALL, "severity": ALL})
     cols = ", ".join(VIOLATION_ENTITIES)
     return render(
-        f"SELECT id, policy, rule, severity, window_start, window_end, {cols}, bytes, flows "
-        f"FROM {compliance._violations(database)} ORDER BY window_start DESC LIMIT {int(limit)}",
+        f"SELECT id, policy, rule, severity, window_start, window_end, first_seen, last_seen, {cols}, "
+        f"bytes, flows FROM {compliance._violations(database)} ORDER BY last_seen DESC, id LIMIT {int(limit)}",
         ctx,
     )
 

@@ -44,6 +44,16 @@ PORTS = {
     8443: "https-alt", 9092: "kafka", 9200: "elasticsearch", 11211: "memcache", 27017: "mongodb",
 }  # fmt: skip
 DEFAULT_RANGE_S = 3600
+#: An event's "traffic" link opens the time its traffic happened, this much either side.
+EVENT_PAD = dt.timedelta(minutes=5)
+LEGACY_NOTE = (
+    "this ClickHouse server is older than 19.x: it has no rollups, so every view reads the raw flows "
+    "(slower over long ranges)"
+)
+EVENTS_UNSUPPORTED = (
+    "findings and violations need ClickHouse 19 or later: this server is older, and netobs keeps no "
+    "findings or violations tables on it"
+)
 MAX_RANGE_DAYS = 400
 
 
@@ -70,7 +80,7 @@ def _time(text: str | None, default: dt.datetime) -> dt.datetime:
         raise ex.ViewError(f"cannot read the time {text!r}: epoch milliseconds or ISO 8601") from None
 
 
-def view_of(params: Mapping[str, str], now: dt.datetime | None = None) -> ex.View:
+def view_of(params: Mapping[str, str], now: dt.datetime | None = None, dialect: str = "modern") -> ex.View:
     """The View a request's parameters describe (from, to, metric, by, limit, filters as JSON)."""
     now = now or dt.datetime.now(dt.UTC)
     end = _time(params.get("to"), now)
@@ -86,7 +96,8 @@ def view_of(params: Mapping[str, str], now: dt.datetime | None = None) -> ex.Vie
         limit = int(params.get("limit") or 10)
     except (ValueError, TypeError, KeyError) as e:
         raise ex.ViewError(f"bad parameter: {e}") from None
-    return ex.View(start, end, filters, params.get("metric") or "bps", params.get("by") or "", limit)  # type: ignore[arg-type]
+    metric = params.get("metric") or "bps"
+    return ex.View(start, end, filters, metric, params.get("by") or "", limit, dialect=dialect)  # type: ignore[arg-type]
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -100,13 +111,22 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
 
 
 #: Columns the explorer's queries name that hold times.
-_TIME_COLUMNS = frozenset({"t", "window_start", "window_end"})
+_TIME_COLUMNS = frozenset({"t", "window_start", "window_end", "first_seen", "last_seen"})
 
 
 def _when(v: Any) -> dt.datetime | None:
     if v is None or isinstance(v, dt.datetime):
         return v if v is None or v.tzinfo else v.replace(tzinfo=dt.UTC)
     return dt.datetime.fromtimestamp(float(v), dt.UTC)
+
+
+def _around(
+    start: dt.datetime | None, end: dt.datetime | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The range an event's "traffic" link opens: its own times, padded by :data:`EVENT_PAD`."""
+    if start is None or end is None:
+        return None, None
+    return start - EVENT_PAD, max(end, start) + EVENT_PAD
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -124,28 +144,35 @@ def _default(o: Any) -> Any:
 class ExplorerApi:
     """The JSON answers of ``/explorer/api/<name>``."""
 
-    def __init__(self, query: Callable[[str], pa.Table], database: str):
+    def __init__(self, query: Callable[[str], pa.Table], database: str, dialect: str = "modern"):
         self.query = query
         self.database = database
+        self.dialect = dialect
+
+    def _view(self, params: Mapping[str, str]) -> ex.View:
+        return view_of(params, dialect=self.dialect)
 
     def meta(self, _: Mapping[str, str]) -> dict[str, Any]:
+        legacy = self.dialect != "modern"
         return {
             "dimensions": list(ex.DIMENSIONS),
-            "rollup_dimensions": sorted(ex.ROLLUP_COLUMNS),
+            "rollup_dimensions": [] if legacy else sorted(ex.ROLLUP_COLUMNS),
             "metrics": ex.METRICS,
             "database": self.database,
+            "dialect": self.dialect,
+            "notes": [LEGACY_NOTE] if legacy else [],
             "now": dt.datetime.now(dt.UTC),
         }
 
     def top(self, params: Mapping[str, str]) -> dict[str, Any]:
-        view = view_of(params)
+        view = self._view(params)
         rows = _rows(self.query(ex.top_sql(self.database, view)))
         for r in rows:
             r["label"] = label(view.by, r["key"])
         return {"by": view.by, "rows": rows, "source": "rollup" if view.on_rollup else "flows"}
 
     def series(self, params: Mapping[str, str]) -> dict[str, Any]:
-        view = view_of(params)
+        view = self._view(params)
         keep = [r["key"] for r in _rows(self.query(ex.top_sql(self.database, view)))] if view.by else []
         rows = _rows(self.query(ex.series_sql(self.database, view, keep)))
         times = sorted({r["t"] for r in rows})
@@ -171,7 +198,7 @@ class ExplorerApi:
 
     def sankey(self, params: Mapping[str, str]) -> dict[str, Any]:
         left, right = params.get("left") or "src_center", params.get("right") or "dst_center"
-        view = view_of({**params, "limit": params.get("limit") or "50"})
+        view = self._view({**params, "limit": params.get("limit") or "50"})
         rows = _rows(self.query(ex.sankey_sql(self.database, view, left, right)))
         secs = max((view.end - view.start).total_seconds(), 1.0)
         for r in rows:
@@ -181,7 +208,7 @@ class ExplorerApi:
 
     def values(self, params: Mapping[str, str]) -> dict[str, Any]:
         column = params.get("column") or ""
-        view = view_of(params)
+        view = self._view(params)
         if column not in ex.DIMENSIONS:
             raise ex.ViewError(f"unknown column {column!r}")
         rows = _rows(self.query(ex.values_sql(self.database, view, column, params.get("prefix", ""))))
@@ -191,17 +218,24 @@ class ExplorerApi:
         }
 
     def events(self, params: Mapping[str, str]) -> dict[str, Any]:
-        """Findings and violations in the range, each with the filters that show its traffic."""
-        view = view_of(params)
+        """Findings and violations in the range, each with the filters and the range (``from``,
+        ``to``: when its traffic happened, padded) that show its traffic."""
+        view = self._view(params)
+        if self.dialect != "modern":
+            return {"findings": [], "violations": [], "unsupported": EVENTS_UNSUPPORTED}
         findings: list[dict[str, Any]] = []
         violations: list[dict[str, Any]] = []
         for r in self._optional(ex.findings_sql(self.database, view)):
             entities = dict(r.get("entities") or [])
             r["entities"] = entities
             r["filters"] = ex.finding_filters(entities)
+            r["from"], r["to"] = _around(r["window_start"], r["window_end"])
             findings.append(r)
         for r in self._optional(ex.violations_sql(self.database, view)):
             r["filters"] = [{"column": c, "values": [r[c]]} for c in ex.VIOLATION_ENTITIES if r.get(c)]
+            r["from"], r["to"] = _around(
+                r["first_seen"] or r["window_start"], r["last_seen"] or r["window_end"]
+            )
             violations.append(r)
         return {"findings": findings, "violations": violations}
 
@@ -259,7 +293,7 @@ def _api(queries: QueryService, database: str, name: str) -> Callable[[Request],
         def query(sql: str) -> pa.Table:
             return queries.run(principal, sql, peer=req.peer, route=req.path)
 
-        api = ExplorerApi(query, database)
+        api = ExplorerApi(query, database, str(getattr(queries.store, "dialect", "modern")))
         params = {k: v[-1] for k, v in req.query.items() if v}
         try:
             return _json(getattr(api, name)(params))

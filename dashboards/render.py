@@ -47,6 +47,10 @@ class Context:
     variables: Mapping[str, Value] = field(default_factory=dict)
     #: Every value of each variable, what All stands for.
     options: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: ``legacy``: expand the macros for a ClickHouse server before 19 (DateTime columns, no
+    #: ``toStartOfInterval`` or ``fromUnixTimestamp64Milli``), as the flow explorer needs on
+    #: Debian's 18.16. Grafana's plugin knows no such mode: its panels need a modern server.
+    dialect: str = "modern"
 
     def interval(self) -> int:
         if self.interval_s:
@@ -162,11 +166,20 @@ def macros(sql: str, ctx: Context) -> str:
         "timeInterval_ms": lambda c: f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {sec * 1000} millisecond)",
         "timeInterval": lambda c: f"toStartOfInterval(toDateTime({c}), INTERVAL {sec} second)",
     }  # fmt: skip
+    from_text, to_text = f"fromUnixTimestamp64Milli({frm_ms})", f"fromUnixTimestamp64Milli({to_ms})"
+    if ctx.dialect == "legacy":  # second-resolution DateTime columns, intDiv buckets
+        bucket = f"toDateTime(intDiv(toUInt32({{}}), {sec}) * {sec})"
+        table |= {
+            "timeFilter_ms": table["timeFilter"],
+            "timeInterval_ms": bucket.format,
+            "timeInterval": bucket.format,
+        }
+        from_text, to_text = f"toDateTime({frm})", f"toDateTime({to})"
     for name, fmt in table.items():
         sql = _functions(sql, name, one_arg(name, fmt))
     for name, text in (
-        ("fromTime_ms", f"fromUnixTimestamp64Milli({frm_ms})"),
-        ("toTime_ms", f"fromUnixTimestamp64Milli({to_ms})"),
+        ("fromTime_ms", from_text),
+        ("toTime_ms", to_text),
         ("fromTime", f"toDateTime({frm})"),
         ("toTime", f"toDateTime({to})"),
         ("interval_s", str(sec)),

@@ -76,8 +76,12 @@ class AuditLog:
         insert: Callable[[pa.Table, str], Any],
         query: Callable[[str], pa.Table],
         database: str,
+        insert_json: Callable[[list[dict[str, Any]], str], Any] | None = None,
     ):
+        """``insert_json`` (optional): insert rows given as JSON-ready dicts, where the store has a
+        cheaper path for one small row than an Arrow insert (chdb: a third of the CPU)."""
         self._insert, self._query, self._db = insert, query, database
+        self._insert_json = insert_json
         self._lock = threading.Lock()
         self._seq, self._head = 0, GENESIS
         self.failures = 0
@@ -108,22 +112,28 @@ class AuditLog:
                 "prev_hash": self._head,
             }
             row["hash"] = row_hash(row)
-            table = pa.table(
-                {
-                    **{k: [row[k]] for k in row},
-                    "time": pa.array([row["time"]], pa.timestamp("s", tz="UTC")),
-                    "seq": pa.array([row["seq"]], pa.uint64()),
-                    "time_ms": pa.array([row["time_ms"]], pa.uint64()),
-                    "rows": pa.array([row["rows"]], pa.uint64()),
-                }
-            )
             try:
-                self._insert(table, AUDIT)
+                if self._insert_json is not None:
+                    self._insert_json([row], AUDIT)
+                else:
+                    self._insert(self._table(row), AUDIT)
             except Exception as e:  # the answer still goes out; the gap is counted and logged
                 self.failures += 1
                 log.error("query audit: cannot store the row of %s: %s", row["principal"], e)
                 return
             self._seq, self._head = row["seq"], row["hash"]
+
+    @staticmethod
+    def _table(row: dict[str, Any]) -> pa.Table:
+        return pa.table(
+            {
+                **{k: [row[k]] for k in row},
+                "time": pa.array([row["time"]], pa.timestamp("s", tz="UTC")),
+                "seq": pa.array([row["seq"]], pa.uint64()),
+                "time_ms": pa.array([row["time_ms"]], pa.uint64()),
+                "rows": pa.array([row["rows"]], pa.uint64()),
+            }
+        )
 
 
 __all__ = ["AUDIT", "AUDIT_TABLE", "AuditLog", "row_hash", "verify"]

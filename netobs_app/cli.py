@@ -25,7 +25,7 @@ from netobs.query import format_table, run_query
 from netobs.store import StoreError, make_store
 from netobs.timeargs import glue_negative
 from netobs.transport import TransportError
-from netobs_app import clickhouse_cluster, components, demo, scenario
+from netobs_app import clickhouse_cluster, components, demo, scenario, ui
 from netobs_app.capture import decoded
 from netobs_app.runtime import Runtime
 from netobs_app.settings import ConfigError, Settings, dump, load
@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_parser(analytics_parsers(sub))
     clickhouse_cluster.add_parsers(sub)
     demo.add_parser(sub)
+    ui.add_parser(sub)
     for register in components.commands():
         register(sub)
     return p

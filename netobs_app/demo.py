@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,20 @@ def urls(address: str) -> dict[str, str]:
     return {"explorer": f"http://{address}/explorer/", "clickhouse": f"http://{address}/clickhouse/"}
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+def follow_moves(runtime: Runtime, inv_path: Path) -> Callable[[Any, int], None]:
+    """The live bank's ``on_move``: a rollout moved a pod, so the inventory file is written again and
+    applied to the running enricher as of the move's time (flows are named by when they started)."""
     from pipeline.metadata.inventory import apply_inventory
 
+    def moved(bank: Any, at_ms: int) -> None:
+        inv_path.write_text(yaml.safe_dump(live.inventory(bank), sort_keys=False))
+        if runtime.enricher is not None:
+            apply_inventory(runtime.enricher.metadata, inv_path, at=at_ms)
+
+    return moved
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings, inv_path, token = demo_settings(settings, args.dir)
     bank = live.live_bank()
@@ -131,12 +143,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     runtime.start()
     sender = Sender(_targets(settings))
 
-    def moved(b: Any) -> None:
-        inv_path.write_text(yaml.safe_dump(live.inventory(b), sort_keys=False))
-        if runtime.enricher is not None:
-            apply_inventory(runtime.enricher.metadata, inv_path)
-
-    sim = live.LiveBank(bank, sender, seed, rate=args.rate, on_move=moved)
+    sim = live.LiveBank(bank, sender, seed, rate=args.rate, on_move=follow_moves(runtime, inv_path))
     stop = threading.Event()
     thread = threading.Thread(target=sim.run, args=(stop,), name="live-bank", daemon=True)
     thread.start()
@@ -150,7 +157,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         sender.close()
         runtime.stop()
     print(f"demo: sent {sim.sent['datagrams']} datagrams ({sim.sent['reports']} flow reports); "
-          f"events: {', '.join(sim.happened) or 'none yet'}", file=sys.stderr)  # fmt: skip
+          f"events: {', '.join(sim.happened) or 'none yet'}; {len(sim.moves)} pods moved", file=sys.stderr)  # fmt: skip
     return 1 if runtime.fatal else 0
 
 
@@ -165,7 +172,7 @@ def _banner(u: dict[str, str], settings: Settings, seed: int, token: str) -> str
         f"  seed {seed}; data in {settings.store.chdb.path}",
         "What happens (minutes after the start):",
     ]
-    for e in live.TIMELINE:
+    for e in sorted(live.TIMELINE, key=lambda e: e.start_s):
         lines.append(f"  {e.start_s / 60:4.1f}  {e.name}: {e.what}")
     lines += [
         "Look at: the center → center Sankey (dc1 empties during the failover, dc3 receives replication),",
@@ -190,4 +197,4 @@ def _wait(seconds: float, runtime: Runtime) -> None:
             return
 
 
-__all__ = ["POLICY", "add_parser", "cmd_demo", "demo_settings", "urls"]
+__all__ = ["POLICY", "add_parser", "cmd_demo", "demo_settings", "follow_moves", "urls"]

@@ -9,11 +9,17 @@ from its own address and is told apart by the collector like a real one.
 
 The story, from the start (:data:`TIMELINE`): a tenant talks to another tenant's database (a
 policy violation), an api pod sends a burst to the internet (an anomaly), dc1 fails over to dc2,
-a pod moves to another node, and dc1 comes back. DR replication to dc3 runs throughout.
+and dc1 comes back. DR replication to dc3 runs throughout, and so do rollouts: from
+:data:`CHURN_FROM_S` on, every :data:`CHURN_EVERY_S` seconds one more pod is recreated on the next
+node of its center (StatefulSet order, same name and address as Kube-OVN's fixed IPs keep them),
+tenant after tenant, round and round. ``on_move(bank, at_ms)`` tells the caller (which re-applies
+the inventory at ``at_ms``); :attr:`LiveBank.moves` is the history. A conversation runs where its
+pods were when it started.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import threading
 import time
@@ -23,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from analytics.scenario import conventions as cv
-from analytics.scenario.bank import NODES_PER_CENTER, Bank, Pod
+from analytics.scenario.bank import NODES_PER_CENTER, Bank, node_ip
 
 #: Where node exporters send from: loopback aliases, one per node (192.0.2.x in the offline bank).
 NODE_NET = "127.0.2"
@@ -31,6 +37,9 @@ CONVENTION = "mixed"
 SAMPLING = {"ipfix": 1, "sflow": 64, "probe": 1, "router": 100}
 #: Conversations start at most this long after they are made, and last at most half of it.
 SPAN_MS = 20_000
+#: Rollouts: the first pod moves this long after the start, then one more every CHURN_EVERY_S.
+CHURN_FROM_S = 30
+CHURN_EVERY_S = 20
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,23 @@ TIMELINE = (
     Event("policy violation", 45, 600, "tenant01's api (dc1) connects to tenant02's database on 5432"),
     Event("anomaly", 60, 180, "tenant03's api in dc1 sends a burst to 198.51.100.66:443 (the internet)"),
     Event("failover", 120, 300, "dc1 fails: its traffic moves to dc2 (the other production center)"),
-    Event("pod move", 150, 150, "tenant04's web-0 in dc2 moves to another node (same IP, Kube-OVN)"),
-)
+    Event("rollouts", CHURN_FROM_S, float("inf"),
+          f"from here on, every {CHURN_EVERY_S} s a rollout recreates one more pod on another node of its "
+          "center (same name and IP, Kube-OVN); flows are named by where the pod ran when they started"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Move:
+    """One pod recreated on another node at ``at_ms`` (its name and address stay)."""
+
+    at_ms: int
+    ip: str
+    pod: str
+    tenant: str
+    old_node: str
+    new_node: str
+    new_node_ip: str
 
 
 def live_bank(tenants: int = 10) -> Bank:
@@ -90,7 +114,7 @@ class LiveBank:
         send: Callable[[str, str, bytes], None],
         seed: int,
         rate: float = 10.0,
-        on_move: Callable[[Bank], None] | None = None,
+        on_move: Callable[[Bank, int], None] | None = None,
     ):
         self.bank, self.send, self.rate, self.on_move = bank, send, rate, on_move
         self.rng = np.random.default_rng(seed)
@@ -102,6 +126,14 @@ class LiveBank:
         self._sflow_seq: dict[str, int] = {}
         self.sent = {"datagrams": 0, "reports": 0}
         self.happened: list[str] = []
+        #: Moves made so far (applied to the bank, ``on_move`` called), oldest first.
+        self.moves: list[Move] = []
+        self._planned: list[Move] = []  # every move decided, applied or not (made ahead of time)
+        #: Where each pod runs from when: ip -> ([since_ms...], [(node, node_ip)...]).
+        self._history: dict[str, tuple[list[int], list[tuple[str, str]]]] = {}
+        self._order = sorted(
+            bank.pods, key=lambda p: (p.tenant, p.center, p.service, -int(p.name.rsplit("-", 1)[1]))
+        )
 
     def elapsed_s(self, now_ms: int) -> float:
         return (now_ms - self.started_ms) / 1000
@@ -126,7 +158,56 @@ class LiveBank:
         if self.active("anomaly", from_ms):
             out = cv.End("198.51.100.66")
             convs += self._special(from_ms, ("tenant03", "api", 1), out, 443, 2, 6_000)
-        return convs
+        self._plan(from_ms + SPAN_MS)
+        return [self._placed(c) for c in convs]
+
+    # ---- rollouts -----------------------------------------------------------------------------
+    def _plan(self, until_ms: int) -> None:
+        """Decide every move up to ``until_ms`` (conversations are made ahead of their start)."""
+        first = self.started_ms + CHURN_FROM_S * 1000
+        while True:
+            k = len(self._planned)
+            at = first + k * CHURN_EVERY_S * 1000
+            if at > until_ms:
+                return
+            pod = self._order[k % len(self._order)]
+            node, _ = self.node_at(pod.ip, at)
+            n = int(node.rsplit("node", 1)[1]) % NODES_PER_CENTER + 1
+            new = f"dc{pod.center}-node{n}"
+            move = Move(at, pod.ip, pod.name, pod.tenant, node, new, _alias(node_ip(pod.center, n)))
+            self._planned.append(move)
+            since, where = self._history.setdefault(pod.ip, ([], []))
+            since.append(at)
+            where.append((new, move.new_node_ip))
+
+    def node_at(self, ip: str, at_ms: int) -> tuple[str, str]:
+        """(node, node address) where the pod with ``ip`` runs at ``at_ms`` (as planned)."""
+        since, where = self._history.get(ip, ([], []))
+        i = bisect.bisect_right(since, at_ms)
+        if i:
+            return where[i - 1]
+        pod = next(p for p in self._order if p.ip == ip)
+        return pod.node, pod.node_ip
+
+    def _placed(self, c: cv.Conversation) -> cv.Conversation:
+        """``c`` with each pod end on the node it runs on when ``c`` starts."""
+        ends = []
+        for e in (c.client, c.server):
+            if e.is_pod and e.ip in self._history:
+                node, address = self.node_at(e.ip, c.start_ms)
+                e = replace(e, node=node, node_ip=address)
+            ends.append(e)
+        return replace(c, client=ends[0], server=ends[1])
+
+    def _apply_moves(self, now_ms: int) -> None:
+        """Make the planned moves that are due: the bank changes, ``on_move`` re-applies the inventory."""
+        while len(self.moves) < len(self._planned) and self._planned[len(self.moves)].at_ms <= now_ms:
+            move = self._planned[len(self.moves)]
+            i = next(i for i, p in enumerate(self.bank.pods) if p.ip == move.ip)
+            self.bank.pods[i] = replace(self.bank.pods[i], node=move.new_node, node_ip=move.new_node_ip)
+            self.moves.append(move)
+            if self.on_move is not None:
+                self.on_move(self.bank, move.at_ms)
 
     def _pod(self, tenant: str, service: str, center: int) -> cv.End:
         pods = self.bank.pods_of(tenant, service, center)
@@ -173,17 +254,6 @@ class LiveBank:
         self._n += 1
         return self._n
 
-    def move_pod(self) -> Pod:
-        """tenant04's web-0 in dc2 moves to the next node of its center (keeping its address)."""
-        i, pod = next((i, p) for i, p in enumerate(self.bank.pods)
-                      if p.tenant == "tenant04" and p.service == "web" and p.center == 2 and p.name == "web-0")  # fmt: skip
-        n = int(pod.node.rsplit("node", 1)[1]) % NODES_PER_CENTER + 1
-        moved = replace(pod, node=f"dc2-node{n}", node_ip=f"{NODE_NET}.{20 + n}")
-        self.bank.pods[i] = moved
-        if self.on_move is not None:
-            self.on_move(self.bank)
-        return moved
-
     # ---- exports ------------------------------------------------------------------------------
     def step(self, now_ms: int) -> int:
         """Make what starts up to ``now_ms`` and send every report due; returns datagrams sent."""
@@ -192,8 +262,8 @@ class LiveBank:
         for e in TIMELINE:
             if e.name not in self.happened and self.elapsed_s(now_ms) >= e.start_s:
                 self.happened.append(e.name)
-                if e.name == "pod move":
-                    self.move_pod()
+        self._plan(now_ms)
+        self._apply_moves(now_ms)
         if now_ms > self.made_until_ms:
             convs = self.make(self.made_until_ms, now_ms)
             self.made_until_ms = now_ms
@@ -242,6 +312,7 @@ __all__ = [
     "TIMELINE",
     "Event",
     "LiveBank",
+    "Move",
     "inventory",
     "live_bank",
     "zone_of",

@@ -99,7 +99,7 @@ function chart(id) {
   return charts[id];
 }
 
-function noData(panel, on, text) {
+function noData(panel, on, text, error = Boolean(text && text !== "no data")) {
   let el = $(panel).querySelector(".nodata");
   if (!el) {
     el = document.createElement("div");
@@ -107,7 +107,7 @@ function noData(panel, on, text) {
     $(panel).appendChild(el);
   }
   el.textContent = text || "no data";
-  el.classList.toggle("error", Boolean(text && text !== "no data"));
+  el.classList.toggle("error", error);
   el.hidden = !on;
 }
 
@@ -178,30 +178,43 @@ async function drawTop() {
 
 async function drawEvents() {
   const d = await api("events");
+  if (d.unsupported) { $("events").innerHTML = ""; noData("p-events", true, d.unsupported, false); return; }
+  // A violation is listed when its traffic happened (first..last flow seen), not when the policy run
+  // that found it started; its "traffic" link opens that time (the API pads it).
   const items = [
-    ...d.violations.map((v) => ({ when: v.window_start, type: "violation", kind: `violation · ${v.severity}`,
+    ...d.violations.map((v) => ({ when: v.last_seen || v.window_end, start: v.first_seen || v.window_start,
+      type: "violation", kind: `violation · ${v.severity}`,
       text: `${v.policy} / ${v.rule}: ${v.src_tenant || "?"} → ${v.dst_tenant || "?"}`, filters: v.filters,
-      from: v.window_start, to: v.window_end })),
-    ...d.findings.map((f) => ({ when: f.window_start, type: "finding", kind: `${f.detector} · ${f.severity}`, text: f.summary,
-      filters: f.filters, from: f.window_start, to: f.window_end })),
+      from: v.from, to: v.to })),
+    ...d.findings.map((f) => ({ when: f.window_end, start: f.window_start, type: "finding",
+      kind: `${f.detector} · ${f.severity}`, text: f.summary, filters: f.filters, from: f.from, to: f.to })),
   ].sort((a, b) => (a.when < b.when ? 1 : -1));
   noData("p-events", items.length === 0);
   if (!items.length) { $("events").innerHTML = ""; return; }
   $("events").innerHTML = `<table><thead><tr><th>when</th><th>what</th><th></th><th></th></tr></thead><tbody>` +
-    items.slice(0, 100).map((it, i) => `<tr><td>${esc(new Date(it.when).toLocaleString([], { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }))}</td>` +
+    items.slice(0, 100).map((it, i) => `<tr><td class="when">${esc(span(it.start, it.when))}</td>` +
       `<td>${esc(it.kind)}</td><td style="white-space:normal">${esc(it.text)}</td>` +
       `<td><a href="#" data-ev="${i}" data-kind="${it.type}">traffic</a></td></tr>`).join("") + "</tbody></table>";
   $("events").querySelectorAll("a[data-ev]").forEach((a) => a.addEventListener("click", (e) => {
     e.preventDefault();
     const it = items[Number(a.dataset.ev)];
-    const pad = 15 * 60 * 1000;
     state.range = "custom";
-    state.from = new Date(Date.parse(it.from) - pad).toISOString();
-    state.to = new Date(Date.parse(it.to) + pad).toISOString();
+    state.from = new Date(Date.parse(it.from)).toISOString();
+    state.to = new Date(Date.parse(it.to)).toISOString();
     state.filters = it.filters.map((f) => ({ column: f.column, values: f.values, negate: false }));
     sync();
     refresh();
   }));
+}
+
+// "12/07 05:14:02–05:14:40": a start and an end in local time, the date once.
+function span(start, end) {
+  const day = { month: "2-digit", day: "2-digit" };
+  const clock = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+  const s = new Date(start || end), e = new Date(end || start);
+  const first = `${s.toLocaleDateString([], day)} ${s.toLocaleTimeString([], clock)}`;
+  if (e - s < 1000) return first;
+  return `${first}–${s.toDateString() === e.toDateString() ? "" : e.toLocaleDateString([], day) + " "}${e.toLocaleTimeString([], clock)}`;
 }
 
 function esc(s) {
@@ -278,6 +291,7 @@ async function refresh() {
 
 async function init() {
   meta = await api("meta");
+  if (meta.notes && meta.notes.length) { $("note").textContent = meta.notes.join(" · "); $("note").hidden = false; }
   $("metric").innerHTML = Object.entries(meta.metrics).map(([k, v]) => `<option value="${k}">${v}</option>`).join("");
   const dims = meta.dimensions.map((d) => `<option value="${d}">${esc(nice(d))}</option>`).join("");
   $("by").innerHTML = `<option value="">(total)</option>` + dims;

@@ -8,6 +8,7 @@ dictionary-encoded columns go to LowCardinality ones as they are); reads come ba
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -104,6 +105,17 @@ class ChdbStore:
             duplicated = self._duplicated_blocks() > before if token else False
         del data
         return 0 if duplicated else table.num_rows
+
+    def insert_json(self, rows: list[dict[str, Any]], target: str) -> None:
+        """Insert a few rows given as dicts (times as epoch seconds): ``INSERT ... FORMAT JSONEachRow``
+        with the rows inline. For one small row it costs about a third of :meth:`insert`'s CPU (no
+        Arrow scan through ``Python()``); every value is JSON-escaped into the data part (ASCII
+        only, no raw quote or newline), which the engine reads as data, never as SQL."""
+        if not rows:
+            return
+        data = "\n".join(json.dumps(r, ensure_ascii=True, allow_nan=False) for r in rows)
+        with self._insert_lock:
+            self._run(f"INSERT INTO `{self.database}`.`{target}` FORMAT JSONEachRow {data}")
 
     def _duplicated_blocks(self) -> int:
         t = self.query_arrow("SELECT value FROM system.events WHERE event = 'DuplicatedInsertedBlocks'")

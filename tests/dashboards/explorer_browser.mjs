@@ -27,7 +27,9 @@ try {
   const series = [];
   page.on("response", async (r) => {
     if (r.url().includes("/api/series") && r.ok()) {
-      const d = await r.json();
+      // the body is gone when the page navigated on before it was read (not an error of the page)
+      const d = await r.json().catch(() => null);
+      if (d === null) return;
       series.push({ url: r.url(), total: d.series.reduce((a, s) => a + s.values.reduce((x, y) => x + y, 0), 0),
         names: d.series.map((s) => s.key) });
     }
@@ -103,10 +105,12 @@ try {
   await loaded(1);
   const link = await page.$("#events a[data-kind=violation]");
   if (link) {
+    const when = await link.evaluate((a) => a.closest("tr").querySelector("td").textContent);
     await link.click();
     await loaded(2);
     await page.waitForTimeout(500);
-    result.steps.eventLink = { ...(await state()), hash: decodeURIComponent(await page.evaluate(() => location.hash)) };
+    result.steps.eventLink = { ...(await state()), when,
+      hash: decodeURIComponent(await page.evaluate(() => location.hash)) };
     await page.screenshot({ path: path.join(outDir, "explorer-violation-traffic.png"), fullPage: true });
   }
 } catch (e) {

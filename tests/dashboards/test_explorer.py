@@ -115,3 +115,44 @@ def test_remote_browsers_need_a_token_the_page_does_not(store):
     closed = _server(store, anonymous="none")
     assert _get(closed, "/explorer/api/meta").status == 401
     assert _get(server, "/explorer/api/meta", headers={"origin": "https://evil.example"}).status == 403
+
+
+def test_a_violation_is_listed_and_linked_when_its_traffic_happened(store):
+    """Not at its evaluation window's start: the screenshot of session 5 listed 05:00 for traffic at 05:14."""
+    import random
+
+    from analytics.policy.evaluate import create_violations
+
+    seed = random.randrange(2**31)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    for stmt in create_violations(store.database):
+        store.execute(stmt)
+    window = T.replace(minute=0)  # an hourly policy run
+    rows = []
+    for i in range(3):
+        first = window + timedelta(seconds=rng.randrange(0, 3000))
+        last = first + timedelta(seconds=rng.randrange(0, 600))
+        rows.append((f"v{i}", first, last))
+        store.execute(
+            f"INSERT INTO `{store.database}`.violations (id, policy, rule, severity, window_start, window_end, "
+            "first_seen, last_seen, src_tenant, dst_tenant, bytes, flows, version) VALUES "
+            f"('v{i}', 'p', 'tenant-isolation', 'high', '{window:%Y-%m-%d %H:%M:%S}', "
+            f"'{window + timedelta(hours=1):%Y-%m-%d %H:%M:%S}', '{first:%Y-%m-%d %H:%M:%S}', "
+            f"'{last:%Y-%m-%d %H:%M:%S}', 'tenant01', 'tenant02', 100, 1, 1)"
+        )
+    events = ExplorerApi(store.query_arrow, store.database).events(
+        {"from": (window - timedelta(hours=1)).isoformat(), "to": (window + timedelta(hours=2)).isoformat()}
+    )
+    got = events["violations"]
+    order = sorted(rows, key=lambda r: (-r[2].timestamp(), r[0]))  # the latest traffic first
+    assert [v["id"] for v in got] == [r[0] for r in order]
+    by_id = {r[0]: r for r in rows}
+    pad = explorer_http.EVENT_PAD
+    for v in got:
+        _, first, last = by_id[v["id"]]
+        assert (v["first_seen"], v["last_seen"]) == (first, last)
+        assert (v["from"], v["to"]) == (first - pad, last + pad)  # the link opens the traffic, not the window
+        assert v["window_start"] == window
+        assert {"column": "src_tenant", "values": ["tenant01"]} in v["filters"]
+    assert len(got) == 3

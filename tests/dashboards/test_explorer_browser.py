@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import yaml
 from analytics.policy.evaluate import evaluate
 from analytics.policy.loader import load_policy
 from analytics.scenario import live
+from dashboards import explorer_http
 from netobs.control import remote_health
 from netobs_app import demo
 from netobs_app.runtime import Runtime
@@ -72,7 +74,7 @@ def filled(tmp_path_factory):
     runtime.start()
     sender = demo.Sender(demo._targets(settings))
     try:
-        sim = live.LiveBank(bank, sender, seed, rate=2.0)
+        sim = live.LiveBank(bank, sender, seed, rate=2.0, on_move=demo.follow_moves(runtime, inv_path))
         now = int(time.time() * 1000)
         first = now - MINUTES * 60_000
         for t in range(first, now + 25_000, 1000):  # and the reports of what started last
@@ -111,7 +113,7 @@ def _browse(token: str, address: str) -> dict:
         [node, str(Path(__file__).with_name("explorer_browser.mjs")), f"http://{address}/explorer/", token,
          str(ARTIFACTS)],
         capture_output=True, text=True, timeout=240, cwd=str(CACHE / "npm"),
-        env={**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": chromium},
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES), "CHROMIUM": chromium, "TZ": "UTC"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -173,8 +175,28 @@ def test_an_empty_range_says_no_data(seen):
     assert all(v["nodata"] and v["text"] == "no data" for v in empty["nodata"]), empty["nodata"]
 
 
-def test_a_violation_links_to_its_traffic(seen):
+def test_a_violation_links_to_its_traffic(seen, filled):
+    """Listed and linked at when its flows happened (first_seen .. last_seen), not at the start of
+    the policy window that found it (here the window starts with the data, the violation 45 s later)."""
     step = seen["steps"].get("eventLink")
     assert step is not None, "no violation or finding listed"
     assert '"custom"' in step["hash"] and "src_tenant" in step["hash"] and "tenant01" in step["hash"]
     assert not any(v["nodata"] for v in step["nodata"] if v["id"] != "p-events"), step["nodata"]
+    _, runtime, _, token = filled
+    req = urllib.request.Request(
+        f"http://{runtime.control.address}/explorer/api/events?from={int(time.time() * 1000) - 7_200_000}"
+        f"&to={int(time.time() * 1000) + 3_600_000}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        newest = json.loads(r.read())["violations"][0]
+    state = json.loads(step["hash"][1:])
+    assert (state["from"], state["to"]) == (newest["from"], newest["to"])
+    first, last = (
+        datetime.fromisoformat(newest[k].replace("Z", "+00:00")) for k in ("first_seen", "last_seen")
+    )
+    window = datetime.fromisoformat(newest["window_start"].replace("Z", "+00:00"))
+    assert (first - window).total_seconds() >= 40  # the violation starts 45 s into the bank's story
+    assert datetime.fromisoformat(state["from"].replace("Z", "+00:00")) == first - explorer_http.EVENT_PAD
+    assert datetime.fromisoformat(state["to"].replace("Z", "+00:00")) == last + explorer_http.EVENT_PAD
+    assert first.strftime("%H:%M:%S") in step["when"]  # the page shows local time; Chromium runs with TZ=UTC
