@@ -44,7 +44,8 @@ def groups(col: np.ndarray | None, n: int) -> tuple[np.ndarray | None, list[tupl
     ordered = codes[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = np.r_[starts[1:], n]
-    return order, [(col[order[s]].tobytes(), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+    firsts = np.ascontiguousarray(col[order[starts]]).view("V16").tolist()  # each group's address, as bytes
+    return order, list(zip(firsts, starts.tolist(), ends.tolist(), strict=True))
 
 
 def split(columns: dict[str, np.ndarray], n: int) -> list[tuple[bytes | None, dict[str, np.ndarray], int]]:

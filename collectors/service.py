@@ -401,6 +401,7 @@ class _Listener:
         #: collector's time. Handed over at most every _METRICS_EVERY_S (and at every flush of all).
         self.tally_datagrams: dict[str, int] = {}
         self.tally_records: dict[tuple[str, str], int] = {}
+        self.tally_sequences: dict[tuple, int] = {}  # (exporter, protocol, unit, kind) → count
         self.metrics_pushed = time.monotonic()
         self.addresses: dict[str, bytes] = {}  # exporter → its 16-byte form (see collectors._split)
         self.held: dict[str, list[bytes]] = {}  # exporter → drained, not yet decoded (see _hold)
@@ -592,7 +593,7 @@ class _Listener:
         except Exception as e:
             self._discard(fed, e)
             return
-        _count(decoded)
+        _count(decoded, self.tally_sequences)
         self._take(decoded.flows, decoded.sflow_sources, fed, arrived)
         self._take_counters(decoded.counters, decoded.sflow_sources, fed, arrived)
 
@@ -722,6 +723,9 @@ class _Listener:
             child.inc(n)
         records, self.tally_records = self.tally_records, {}
         self.owner._count_tally(records)
+        sequences, self.tally_sequences = self.tally_sequences, {}
+        for (exp, protocol, unit, kind), n in sequences.items():
+            _child(metrics.sequence[unit], exp, protocol, kind).inc(n)
         self.metrics_pushed = time.monotonic()
 
     def _publish_due(self, now: float) -> None:
@@ -744,7 +748,9 @@ class _Listener:
             if not self.fed and len(self.names) > _MAX_CACHED_METRICS:  # bounded (spoofed sources)
                 self.names, self.codes, self.address_codes = [], {}, {}
             self.owner._publish_grouped(batch, codes, names, self.tally_records)
-        if (self.tally_datagrams or self.tally_records) and now - self.metrics_pushed >= _METRICS_EVERY_S:
+        if (self.tally_datagrams or self.tally_records or self.tally_sequences) and (
+            now - self.metrics_pushed >= _METRICS_EVERY_S
+        ):
             self._push_metrics()
         if self.counters_since and now - next(iter(self.counters_since.values())) >= self.max_delay:
             for exporter in list(self.counters_since):
@@ -817,12 +823,18 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
-def _count(decoded: Decoded) -> None:
-    """Decode errors and sequence findings of one flush into the metrics."""
+def _count(decoded: Decoded, tally: dict[tuple, int] | None = None) -> None:
+    """Decode errors and sequence findings of one flush into the metrics; the sequence findings
+    into ``tally`` when given (a listener's sums, handed over with the others): a collector that
+    falls behind sees gaps from every exporter at every flush."""
     for (exp, reason), n in decoded.errors.items():
         _child(metrics.decode_errors, exp, reason).inc(n)
-    for (exp, protocol, unit, kind), n in decoded.sequences.items():
-        _child(metrics.sequence[unit], exp, protocol, kind).inc(n)
+    if tally is not None:
+        for key, n in decoded.sequences.items():
+            tally[key] = tally.get(key, 0) + n
+    else:
+        for (exp, protocol, unit, kind), n in decoded.sequences.items():
+            _child(metrics.sequence[unit], exp, protocol, kind).inc(n)
     for exp, n in decoded.unsampled.items():
         _child(metrics.unsampled, exp).inc(n)
         if exp not in _WARNED_UNSAMPLED and len(_WARNED_UNSAMPLED) < 4096:
