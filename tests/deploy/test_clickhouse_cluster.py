@@ -116,6 +116,18 @@ def _until(fn, timeout: float = 60.0):
         time.sleep(0.5)
 
 
+def _ddl(server: ClickHouseServer, client, stmt: str) -> None:
+    """Run an idempotent (IF NOT EXISTS) ON CLUSTER statement; a connection 18.16 drops under it
+    (seen once in CI: EOF, then the server gone) is retried, the server started again if it died."""
+
+    def run() -> bool:
+        server.start()  # (a no-op while it runs)
+        client.execute(stmt)
+        return True
+
+    _until(run, 120.0)
+
+
 @pytest.mark.integration
 def test_two_center_cluster_from_the_rendered_config(tmp_path, zookeeper) -> None:  # noqa: F811
     if not find_server_command():
@@ -149,7 +161,7 @@ def test_two_center_cluster_from_the_rendered_config(tmp_path, zookeeper) -> Non
         stmts = [ddl.create_database(db, t.cluster)]
         stmts += ddl.create_table(db, ddl.FLOWS_TABLE, dialect="legacy", cluster=t.cluster)
         for stmt in stmts:  # through the distributed DDL queue: both servers get the tables
-            a.execute(stmt)
+            _ddl(servers["dc1"], a, stmt)
         engines = _until(
             lambda: dict(b.execute(f"SELECT name, engine FROM system.tables WHERE database = '{db}'"))
         )
