@@ -24,6 +24,7 @@ from netobs_app import demo
 from netobs_app.runtime import Runtime
 from netobs_app.settings import Settings
 from tests.services._proc import free_port
+from tests.services.settle import settle
 
 pytestmark = pytest.mark.slow
 #: Minutes of the bank (and 25 s): rollouts start at 0:30, one move every 20 s (6 moves).
@@ -97,12 +98,4 @@ def test_rollouts_keep_moving_pods_and_flows_name_the_node_of_their_time(tmp_pat
 
 
 def _settle(runtime: Runtime, timeout_s: float = 120) -> None:
-    deadline, previous = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        h = runtime.health()
-        counts = (h.get("published_flows"), h.get("rows_inserted"))
-        if counts[0] and counts[0] == counts[1] and counts == previous:
-            return
-        previous = counts
-        time.sleep(1.0)
-    raise AssertionError(f"the pipeline did not catch up: {runtime.health()}")
+    settle(runtime.health, timeout_s)

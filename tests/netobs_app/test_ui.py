@@ -38,6 +38,7 @@ from netobs_app.runtime import Runtime
 from netobs_app.settings import Settings
 from tests.services._proc import free_port
 from tests.services._require import unavailable
+from tests.services.settle import settle
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("NETOBS_CACHE", Path.home() / ".cache" / "netobs"))
@@ -115,15 +116,7 @@ def _fill(store: dict[str, Any], root: Path) -> tuple[Settings, Runtime, int, in
 
 
 def _settle(runtime: Runtime, timeout_s: float = 120) -> None:
-    deadline, previous = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        h = runtime.health()
-        counts = (h.get("published_flows"), h.get("rows_inserted"))
-        if counts[0] and counts[0] == counts[1] and counts == previous:
-            return
-        previous = counts
-        time.sleep(1.0)
-    raise AssertionError(f"the pipeline did not catch up: {runtime.health()}")
+    settle(runtime.health, timeout_s)
 
 
 # ---- running `netobs ui` ------------------------------------------------------------------------
