@@ -71,8 +71,8 @@ class SamplingDefaults:
         if not count:
             return Counter()
         exporters = columns["exporter"]
-        ex = exporters if count == len(rate) else exporters[missing]
-        pairs = ex.view(np.uint64).reshape(-1, 2)
+        ex = np.ascontiguousarray(exporters if count == len(rate) else exporters[missing])
+        pairs = ex.view(np.uint64).reshape(-1, 2)  # a decoder's column may be a strided view
         if (pairs == pairs[0]).all():  # one exporter (a flush of one socket round): no sort
             key = bytes(ex[0])
             r = self.rate_for(key)

@@ -52,6 +52,19 @@ def test_rules_in_order_then_default_then_unknown_counted():
     assert cols["sampling_rate"].tolist() == [0, 0, 8, 5]
 
 
+def test_strided_exporter_column():
+    """A decoder may hand a strided view (every other row of a wider buffer); seen in CI as a
+    lost flush from a mutated sFlow datagram."""
+    wide = np.frombuffer(b"".join(ip_bytes(e) for e in ["10.0.0.1", "192.0.2.9"] * 3), dtype="V16")
+    for rates in ([0, 0, 0], [0, 7, 0]):
+        cols = {"sampling_rate": np.array(rates, dtype=np.uint32), "exporter": wide[::2]}
+        assert not cols["exporter"].flags.c_contiguous
+        assert SamplingDefaults([(["10.0.0.0/8"], 4)]).apply(cols) == {}
+        assert cols["sampling_rate"].tolist() == [4, rates[1] or 4, 4]
+    cols = {"sampling_rate": np.zeros(3, dtype=np.uint32), "exporter": wide[1::2]}
+    assert SamplingDefaults([(["10.0.0.0/8"], 4)]).apply(cols) == {"192.0.2.9": 3}
+
+
 def test_bad_rules_are_refused():
     with pytest.raises(ValueError, match="not an address or CIDR: 'ten/8'"):
         SamplingDefaults([(["ten/8"], 4)])
