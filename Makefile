@@ -13,7 +13,7 @@ help: ## list the targets
 
 setup: $(STAMP) ## create .venv with netobs installed (editable) and the dev tools
 
-$(STAMP): pyproject.toml setup.py $(wildcard collectors/_native/*.c collectors/_native/*.h netobs/_native/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard collectors/_native/*.c collectors/_native/*.h netobs/_native/*.c pipeline/_native/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

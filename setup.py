@@ -1,5 +1,6 @@
 """Native code: every ``collectors/_native/<name>.c`` is the extension ``collectors._native_<name>`` (the
-decoders), every ``netobs/_native/<name>.c`` the extension ``netobs._native_<name>`` (the counting model).
+decoders), every ``netobs/_native/<name>.c`` the extension ``netobs._native_<name>`` (the counting model),
+every ``pipeline/_native/<name>.c`` the extension ``pipeline._native_<name>`` (the enrichment's gathers).
 
 The project metadata is in pyproject.toml; this file only lists the C extensions, which
 setuptools builds in place for the editable install (`make setup`). Each extension is
@@ -27,7 +28,9 @@ EXTENSIONS = [
             "-fno-strict-aliasing",
         ],
     )
-    for source in sorted(glob("collectors/_native/*.c") + glob("netobs/_native/*.c"))
+    for source in sorted(
+        glob("collectors/_native/*.c") + glob("netobs/_native/*.c") + glob("pipeline/_native/*.c")
+    )
 ]
 
 setup(ext_modules=EXTENSIONS)

@@ -394,11 +394,15 @@ class Counter:
         listening: Listening | None = None,
         dictionary: bool = True,
         coded: dict[str, tuple[list[str], dict[str, np.ndarray]]] | None = None,
+        exporter_codes: tuple[np.ndarray, int] | None = None,
     ) -> pa.Table:
         """``table`` with the counting columns. ``coded`` (from the enrichment, which has them
         already): per space ``"node"``/``"center"``, its values (``''`` first, each once) and the
         integer codes of the columns ``src_<space>``, ``dst_<space>``, ``exporter_<space>`` in
-        them; without it they are coded here from the table's string columns."""
+        them; without it they are coded here from the table's string columns.
+        ``exporter_codes``: each row's exporter address numbered 0..k-1 (one number per distinct
+        address) and k, where the enrichment has them; the exporters are then numbered from those
+        small integers instead of hashing every row's address again."""
         n = table.num_rows
         if n == 0:
             return _with_columns(table, {}, n, dictionary)
@@ -406,7 +410,7 @@ class Counter:
         if obs.refresh is not None:
             obs.refresh()
         direction = _direction_codes(table)
-        exp_codes, exporters = self._exporters(table)
+        exp_codes, exporters = self._exporters(table, exporter_codes)
         changed = self._learn(table, exp_codes, exporters, direction)
         nodes = _Codes.given(coded, "node") or _Codes(table, ("src_node", "dst_node", "exporter_node"))
         centers = _Codes.given(coded, "center") or _Codes(
@@ -467,9 +471,12 @@ class Counter:
             "role_confidence": _CONFIDENCE[method],
         }
 
-    def _exporters(self, table: pa.Table) -> tuple[np.ndarray, list[Exporter]]:
+    def _exporters(
+        self, table: pa.Table, given: tuple[np.ndarray, int] | None = None
+    ) -> tuple[np.ndarray, list[Exporter]]:
         """Per row, the index of its (exporter, type, observation domain) in the returned list, which is
-        in order of first appearance in the batch (so both ways of numbering agree)."""
+        in order of first appearance in the batch (so every way of numbering agrees); ``given``: see
+        :meth:`apply` (``exporter_codes``)."""
         n = table.num_rows
         tcodes, types = _type_codes(table)
         col = table.column("exporter").combine_chunks()
@@ -479,7 +486,17 @@ class Counter:
             else None
         )
         kernel = _native if _native is not None and native_enabled() else None
-        if kernel is not None and col.type == pa.binary(16) and col.null_count == 0:
+        if (
+            kernel is not None and given is not None and len(given[0]) == n
+            and (dom is None or not len(dom) or dom.min() == dom.max())
+        ):  # fmt: skip
+            # the address numbers with the type: a dense key, each (address, type) once (one domain)
+            wide = len(types) + 1
+            key = np.asarray(given[0], dtype=np.int64) * wide + tcodes
+            codes = np.empty(n, dtype=np.int64)
+            first = np.array(kernel.dense_keys(key, int(given[1]) * wide, codes), np.int64)
+            addrs = [_text(a) for a in col.take(pa.array(first)).to_pylist()]
+        elif kernel is not None and col.type == pa.binary(16) and col.null_count == 0:
             raw = np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * 16 : (col.offset + n) * 16]
             codes = np.empty(n, dtype=np.int64)
             first = np.array(

@@ -128,7 +128,7 @@ class Enricher:
         out = _set(out, "dst_nat", _column(nat.methods, nat.dst_method, encode))
         out = _set(out, "nat_confidence", pa.array(nat.confidence, pa.uint8()))
         if "exporter" in table.schema.names:  # exporter address → its node → that node's center
-            out, exp_node, exp_center = _exporter_columns(tab, out, times, encode)
+            out, exp_node, exp_center, exp_codes = _exporter_columns(tab, out, times, encode)
             coded = {  # the codes the counting model compares, as the enrichment has them
                 space: (
                     tab.values(space),
@@ -136,7 +136,9 @@ class Enricher:
                 )
                 for space, exp in (("node", exp_node), ("center", exp_center))
             }
-            out = self.counter.apply(out, self._listening, dictionary=encode, coded=coded)
+            out = self.counter.apply(
+                out, self._listening, dictionary=encode, coded=coded, exporter_codes=exp_codes
+            )
             for code in np.flatnonzero(self.counter.reason_counts):
                 metrics.counted_records.labels(REASON_NAMES[code]).inc(int(self.counter.reason_counts[code]))
         return out
@@ -211,7 +213,7 @@ class Enricher:
         # every row: one shared zero array instead of a gather (any write into it writes 0 again).
         zero = np.zeros(len(prof), dtype=np.int32)
         codes: dict[str, np.ndarray] = {
-            name: zero if name in tab.unset else tab.prof_codes[name][prof] for name in ATTRS
+            name: zero if name in tab.unset else tab.prof_codes[name].take(prof) for name in ATTRS
         }
         codes["inside"] = tab.inside[prof]
         moving = np.flatnonzero(~tab.static[prof]) if not tab.all_static else ()
@@ -224,18 +226,27 @@ class Enricher:
 
 
 def path_of(src: dict[str, np.ndarray], dst: dict[str, np.ndarray]) -> np.ndarray:
-    """Index into ``PATHS`` for each flow, from both ends' node, center, site and ``inside``."""
-    both = src["inside"] & dst["inside"]
-    path = np.where(src["inside"] | dst["inside"], _EXTERNAL, _UNKNOWN)
-    same_site = src["site"] == dst["site"]
-    inner = np.where(
-        (src["node"] == dst["node"]) & (src["node"] != 0),
-        _INTRA_NODE,
-        np.where(
-            src["center"] == dst["center"], _INTRA_CENTER, np.where(same_site, _CROSS_CENTER, _CROSS_SITE)
-        ),
-    )
-    return np.where(both, inner, path)
+    """Index into ``PATHS`` for each flow, from both ends' node, center, site and ``inside``
+    (one 5-bit key per row into :data:`_PATH_OF_KEY`; :func:`_path_reference` says it plainly)."""
+    si, di = src["inside"], dst["inside"]
+    key = (si | di).view(np.uint8) | ((si & di).view(np.uint8) << 1)
+    key |= ((src["node"] == dst["node"]) & (src["node"] != 0)).view(np.uint8) << 2
+    key |= (src["center"] == dst["center"]).view(np.uint8) << 3
+    key |= (src["site"] == dst["site"]).view(np.uint8) << 4
+    return _PATH_OF_KEY[key]
+
+
+def _path_reference(any_inside: bool, both: bool, same_node: bool, same_center: bool, same_site: bool) -> int:
+    if not both:
+        return _EXTERNAL if any_inside else _UNKNOWN
+    if same_node:
+        return _INTRA_NODE
+    if same_center:
+        return _INTRA_CENTER
+    return _CROSS_CENTER if same_site else _CROSS_SITE
+
+
+_PATH_OF_KEY = np.array([_path_reference(*(bool(k >> b & 1) for b in range(5))) for k in range(32)], np.int32)
 
 
 def cluster_path_of(tab: Tables, src: dict[str, np.ndarray], dst: dict[str, np.ndarray]) -> np.ndarray:
@@ -281,18 +292,20 @@ def _exact(
 
 def _exporter_columns(
     tab: Tables, table: pa.Table, times: np.ndarray, encode: bool
-) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+) -> tuple[pa.Table, np.ndarray, np.ndarray, tuple[np.ndarray, int] | None]:
     """``exporter_node`` and ``exporter_center`` of each row's exporter (a node address) at ``times``;
-    also their codes in ``tab.dicts["node"]`` / ``["center"]``."""
-    node, center = _exporters(tab, table.column("exporter"), times)
+    also their codes in ``tab.dicts["node"]`` / ``["center"]``, and each row's exporter address
+    numbered with the count of numbers (None where the batch was looked up per row)."""
+    node, center, numbered = _exporters(tab, table.column("exporter"), times)
     node, center = tab.local["node"][node], tab.local["center"][center]
     out = _set(table, "exporter_node", _column(tab.dicts["node"], node, encode))
-    return _set(out, "exporter_center", _column(tab.dicts["center"], center, encode)), node, center
+    out = _set(out, "exporter_center", _column(tab.dicts["center"], center, encode))
+    return out, node, center, numbered
 
 
 def _exporters(
     tab: Tables, col: pa.Array | pa.ChunkedArray, times: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, int] | None]:
     """Node and center pool codes of each row's exporter at its time (:meth:`Tables.exporter`),
     looked up once per distinct exporter (a batch has many rows, few exporters): at the batch's
     first and last time, and per row only for the exporters whose versions differ between the
@@ -300,7 +313,7 @@ def _exporters(
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     if len(col) < _PER_ROW_BELOW or col.null_count:
-        return tab.exporter(Addresses.from_arrow(col), times)
+        return (*tab.exporter(Addresses.from_arrow(col), times), None)
     enc = pc.dictionary_encode(col)
     codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
     uniq = Addresses.from_arrow(enc.dictionary)
@@ -316,7 +329,7 @@ def _exporters(
         rows = np.flatnonzero(~stable[codes])
         n, c = tab.exporter(Addresses.from_arrow(col.take(pa.array(rows))), times[rows])
         node_rows[rows], center_rows[rows] = n, c
-    return node_rows, center_rows
+    return node_rows, center_rows, (codes, k)
 
 
 #: Batches with fewer rows look their exporters up per row (the distinct pass costs more).
@@ -325,12 +338,24 @@ _PER_ROW_BELOW = 256
 
 def _column(values: pa.Array, codes: np.ndarray, dictionary: bool) -> pa.Array:
     """``values[codes]``: dictionary-encoded, or as plain strings."""
-    if dictionary and len(values) == 1:  # only '': no gather
-        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(codes), np.int32)), values)
+    if dictionary and len(values) == 1:  # only '': no gather, and one shared buffer of zeros
+        return pa.DictionaryArray.from_arrays(_zero_indices(len(codes)), values)
     indices = pa.array(np.asarray(codes, dtype=np.int32))
     if dictionary:  # codes come from the index's own tables: always within ``values``
         return pa.DictionaryArray.from_arrays(indices, values, safe=False)
     return values.take(indices)
+
+
+def _zero_indices(n: int) -> pa.Array:
+    """``n`` int32 zeros as an Arrow array, kept for the next batch of the same length (Arrow
+    arrays are immutable: every column without a value shares it)."""
+    cached = _ZEROS[0]
+    if cached is None or len(cached) != n:
+        cached = _ZEROS[0] = pa.array(np.zeros(n, np.int32))
+    return cached
+
+
+_ZEROS: list[pa.Array | None] = [None]
 
 
 def _times(table: pa.Table) -> np.ndarray:

@@ -7,7 +7,9 @@
   through Arrow's ``index_in``.
 - :class:`IntervalIndex` answers "which version of key k was valid at time t": a key with
   one version is checked through per-key arrays (one gather each), keys with several (IP
-  reuse) are found by ``searchsorted`` over the packed ``key << 42 | t``.
+  reuse) are found by ``searchsorted`` over the packed ``key << 42 | t``. The one-version check
+  runs in one native pass (pipeline/_native/enrich.c) unless ``NETOBS_NATIVE=0``; the numpy
+  form stays the reference.
 - :class:`PrefixIndex` is longest-prefix match over time-versioned networks: one
   AddressSet + IntervalIndex per prefix length, longest first, on the rows still open.
 
@@ -17,9 +19,12 @@ gathers the sentinel without a mask.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
+import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +37,17 @@ _V4_MAPPED = 0xFFFF0000
 _MAPPED = b"\0" * 10 + b"\xff\xff"  # bytes 0..11 of ::ffff:a.b.c.d
 _RECORD = np.dtype([("s", "<i8"), ("e", "<i8"), ("row", "<i8")])
 _SCAN = 4  # keys with at most this many versions are resolved by a scan, not a binary search
+
+_native: Any
+try:  # the one-pass version check (pipeline/_native/enrich.c)
+    _native = importlib.import_module("pipeline._native_enrich")
+except ImportError:  # pragma: no cover - an install without the C extension
+    _native = None
+
+
+def native_enabled() -> bool:
+    """The native pass is used unless ``NETOBS_NATIVE=0`` (as for the decoders and the counting model)."""
+    return os.environ.get("NETOBS_NATIVE", "1") != "0"
 
 
 def addr16(text: str) -> bytes:
@@ -191,6 +207,14 @@ class IntervalIndex:
         """:meth:`lookup` for keys in -1..nkeys-1 and times from :func:`clip_times`."""
         if not len(self.k):
             return np.full(len(keys), -1, dtype=np.int64)
+        if _native is not None and native_enabled():  # one pass, no record-array temporaries
+            keys, tt = np.ascontiguousarray(keys, dtype=np.int64), np.ascontiguousarray(tt, dtype=np.int64)
+            out = np.empty(len(keys), dtype=np.int64)
+            if _native.interval(self.record, keys, tt, out):
+                multi = np.flatnonzero(out == -2)
+                rec = np.take(self.record, keys[multi])
+                out[multi] = self._versions(rec["s"], rec["e"], keys[multi], tt[multi])
+            return out
         rec = np.take(self.record, keys)  # (a fancy index on a record array is ~10x slower)
         out = np.where((rec["s"] <= tt) & (tt < rec["e"]), rec["row"], -1)
         if self.any_multi:

@@ -136,7 +136,7 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot {build_root} /bin/sh -c '
   cp -r /mnt /tmp/src
   /opt/netobs/bin/pip install --quiet --no-index --find-links /srv/wheels --no-build-isolation /tmp/src
   /opt/netobs/bin/pip uninstall --quiet --yes pip setuptools wheel
-  /opt/netobs/bin/python -c "import collectors._native_sflow, collectors._native_ipfix"
+  /opt/netobs/bin/python -c "import collectors._native_sflow, collectors._native_ipfix, netobs._native_counting, pipeline._native_enrich"
 '
 """
     log("build stage: venv, netobs with its C extensions, dependencies from wheels")

@@ -468,10 +468,65 @@ done:
     return result;
 }
 
+/* dense_keys(keys, nkeys, out) numbers the distinct values of keys (int64[n], each in 0..nkeys-1) in
+ * order of first appearance, as exporter_keys does for addresses: out[i] (int64[n]) is row i's number
+ * and the result the list of each number's first row. For keys the caller has already made small
+ * (the enrichment's exporter address codes with the type): one table of nkeys entries, no hashing. */
+static PyObject *dense_keys(PyObject *self, PyObject *args) {
+    Py_buffer keys = {0}, out = {0};
+    Py_ssize_t nkeys;
+    PyObject *result = NULL;
+    int64_t *seen = NULL;
+    if (!PyArg_ParseTuple(args, "y*nw*", &keys, &nkeys, &out))
+        return NULL;
+    const Py_ssize_t n = keys.len / 8;
+    if (keys.len % 8 || out.len != keys.len || nkeys < 0 || nkeys > ((Py_ssize_t)1 << 28)) {
+        PyErr_SetString(PyExc_ValueError, "dense_keys: int64 keys and out of one length, 0 <= nkeys <= 2**28");
+        goto done;
+    }
+    const int64_t *k = keys.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (k[i] < 0 || k[i] >= nkeys) {
+            PyErr_Format(PyExc_IndexError, "dense_keys: key %lld outside 0..%zd", (long long)k[i], nkeys - 1);
+            goto done;
+        }
+    }
+    seen = PyMem_Malloc((size_t)(nkeys > 0 ? nkeys : 1) * sizeof(int64_t));
+    if (seen == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(seen, 0xFF, (size_t)nkeys * sizeof(int64_t)); /* -1: not seen */
+    result = PyList_New(0);
+    if (result == NULL)
+        goto done;
+    int64_t *o = out.buf, used = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t id = seen[k[i]];
+        if (id < 0) {
+            id = seen[k[i]] = used++;
+            PyObject *row = PyLong_FromSsize_t(i);
+            if (row == NULL || PyList_Append(result, row) < 0) {
+                Py_XDECREF(row);
+                Py_CLEAR(result);
+                goto done;
+            }
+            Py_DECREF(row);
+        }
+        o[i] = id;
+    }
+done:
+    PyMem_Free(seen);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&keys);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"apply", apply, METH_VARARGS, "Fill the counting model's per-record columns in one pass (see the module)."},
     {"edge_codes", edge_codes, METH_VARARGS, "Codes of an enum string column from each value's edge byte."},
     {"exporter_keys", exporter_keys, METH_VARARGS, "Number the (exporter, type, domain) of each record."},
+    {"dense_keys", dense_keys, METH_VARARGS, "Number small integer keys in order of first appearance."},
     {NULL, NULL, 0, NULL},
 };
 

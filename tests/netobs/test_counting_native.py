@@ -170,3 +170,22 @@ def test_exporter_keys_number_in_order_of_first_appearance():
         observations._native.exporter_keys(raw.ravel()[:-16], types, None, codes)
     with pytest.raises(ValueError, match="domains"):
         observations._native.exporter_keys(raw.ravel(), types, domains[:-1], codes)
+
+
+def test_dense_keys_number_in_order_of_first_appearance():
+    """Small integer keys (the enrichment's address numbers with the type), against pandas."""
+    rng = np.random.default_rng(SEED)
+    for nkeys in (1, 7, 3000):
+        keys = rng.integers(0, nkeys, int(rng.integers(0, 20_000))).astype(np.int64)
+        codes = np.empty(len(keys), np.int64)
+        first = observations._native.dense_keys(keys, nkeys, codes)
+        want, uniq = pd.factorize(keys)
+        assert codes.tolist() == want.tolist()
+        assert first == [int(np.flatnonzero(keys == u)[0]) for u in uniq]
+    codes = np.empty(2, np.int64)
+    with pytest.raises(IndexError):
+        observations._native.dense_keys(np.array([0, 5], np.int64), 5, codes)
+    with pytest.raises(IndexError):
+        observations._native.dense_keys(np.array([-1, 0], np.int64), 5, codes)
+    with pytest.raises(ValueError):
+        observations._native.dense_keys(np.array([0, 1, 2], np.int64), 5, codes)

@@ -90,11 +90,46 @@ def test_codes_handed_over_count_as_the_strings_do(dictionary, monkeypatch):
     handed = Enricher(meta, dictionary=dictionary)
     got = [handed.enrich(b) for b in batches]
     monkeypatch.setattr(observations._Codes, "given", classmethod(lambda cls, coded, space: None))
+    hashed = observations.Counter._exporters  # the exporters numbered from the addresses again
+    monkeypatch.setattr(
+        observations.Counter, "_exporters", lambda self, table, given=None: hashed(self, table)
+    )
     recoded = Enricher(meta, dictionary=dictionary)
     want = [recoded.enrich(b) for b in batches]
     for g, w in zip(got, want, strict=True):
         for name in COUNTING + ("exporter_node", "exporter_center", "src_node", "dst_center"):
             assert g.column(name).to_pylist() == w.column(name).to_pylist(), (seed, name)
+    assert list(handed.counter.observations.exporters) == list(recoded.counter.observations.exporters)
+
+
+@pytest.mark.parametrize("domains", ["none", "one", "several"])
+def test_exporters_numbered_from_the_enrichment_codes_as_by_hashing(domains):
+    """The counter's numbering of (exporter, type, domain) from the enrichment's address codes is the
+    numbering by hashing each row's address: same rows together, same order of first appearance."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    meta, nodes, pods = _bank(rng)
+    enricher = Enricher(meta)
+    for _ in range(5):
+        table = _flows(rng, int(rng.integers(300, 5000)), nodes, pods)
+        if domains != "none":
+            dom = (
+                np.full(table.num_rows, 7, np.uint32)
+                if domains == "one"
+                else rng.integers(0, 3, table.num_rows)
+            )
+            table = table.append_column("observation_domain", pa.array(dom.astype(np.uint32)))
+        from pipeline import enrich
+
+        times = enrich.clip_times(enrich._times(table))
+        out, _, _, numbered = enrich._exporter_columns(enricher.tables(), table, times, True)
+        assert numbered is not None and numbered[0].max() < numbered[1]
+        counter = enricher.counter
+        got_codes, got = counter._exporters(out, numbered)
+        want_codes, want = counter._exporters(out)
+        assert got_codes.tolist() == want_codes.tolist(), seed
+        assert [(e.address, e.type, e.domain) for e in got] == [(e.address, e.type, e.domain) for e in want]
 
 
 def test_exporters_looked_up_per_distinct_address_as_per_row(monkeypatch):
@@ -111,6 +146,9 @@ def test_exporters_looked_up_per_distinct_address_as_per_row(monkeypatch):
         table = _flows(rng, int(rng.integers(300, 5000)), nodes, pods)
         times = enrich.clip_times(enrich._times(table))
         got = enrich._exporters(tab, table.column("exporter"), times)
+        codes, k = got[2]  # each row's address numbered: one number per distinct address
+        texts = table.column("exporter").to_pylist()
+        assert len({(int(c), t) for c, t in zip(codes, texts, strict=True)}) == k == len(set(texts)), seed
         want = tab.exporter(enrich.Addresses.from_arrow(table.column("exporter")), times)
         assert got[0].tolist() == want[0].tolist(), seed
         assert got[1].tolist() == want[1].tolist(), seed
