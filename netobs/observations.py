@@ -492,7 +492,9 @@ class Counter:
         ):  # fmt: skip
             # the address numbers with the type: a dense key, each (address, type) once (one domain)
             wide = len(types) + 1
-            key = np.asarray(given[0], dtype=np.int64) * wide + tcodes
+            key = given[0].astype(np.int64)
+            key *= wide
+            key += tcodes
             codes = np.empty(n, dtype=np.int64)
             first = np.array(kernel.dense_keys(key, int(given[1]) * wide, codes), np.int64)
             addrs = [_text(a) for a in col.take(pa.array(first)).to_pylist()]
@@ -792,11 +794,11 @@ def _apply_native(
     biflow = _optional(table, "biflow", np.uint8)
     bdir = _optional(table, "biflow_direction", np.uint8) if biflow is not None else None
     out = {
-        "reason": np.empty(n, np.int8),
+        "reason": np.empty(n, np.int32),  # int32: the dictionary indices Arrow takes, no widening copy
         "counted": np.empty(n, np.uint8),
-        "initiator": np.empty(n, np.int8),
-        "method": np.empty(n, np.int8),
-        "observer": np.empty(n, np.uint8),
+        "initiator": np.empty(n, np.int32),
+        "method": np.empty(n, np.int32),
+        "observer": np.empty(n, np.int32),
         "event_start": np.empty(n, np.int64),
         "event_end": np.empty(n, np.int64),
         "reason_counts": np.zeros(len(REASON_NAMES), np.int64),
@@ -972,13 +974,18 @@ _TYPES = {
 }
 
 
+_DICTS: dict[tuple[str, ...], pa.Array] = {}
+
+
 def _with_columns(table: pa.Table, cols: dict[str, Any], n: int, dictionary: bool) -> pa.Table:
     out = table
     for name, typ in _TYPES.items():
         values = cols.get(name)
         if typ == pa.string():
             codes, names = values if values is not None else (np.zeros(n, np.int64), ("",))
-            dict_arr = pa.array(list(names), pa.string())
+            dict_arr = _DICTS.get(names)
+            if dict_arr is None:  # the names are the model's fixed tuples: built once each
+                dict_arr = _DICTS[names] = pa.array(list(names), pa.string())
             indices = pa.array(np.asarray(codes, dtype=np.int32))
             arr = pa.DictionaryArray.from_arrays(indices, dict_arr, safe=False)
             if not dictionary:

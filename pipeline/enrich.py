@@ -296,24 +296,31 @@ def _exporter_columns(
     """``exporter_node`` and ``exporter_center`` of each row's exporter (a node address) at ``times``;
     also their codes in ``tab.dicts["node"]`` / ``["center"]``, and each row's exporter address
     numbered with the count of numbers (None where the batch was looked up per row)."""
-    node, center, numbered = _exporters(tab, table.column("exporter"), times)
-    node, center = tab.local["node"][node], tab.local["center"][center]
+    node, center, numbered = _exporters(tab, table.column("exporter"), times, local=True)
     out = _set(table, "exporter_node", _column(tab.dicts["node"], node, encode))
     out = _set(out, "exporter_center", _column(tab.dicts["center"], center, encode))
     return out, node, center, numbered
 
 
 def _exporters(
-    tab: Tables, col: pa.Array | pa.ChunkedArray, times: np.ndarray
+    tab: Tables, col: pa.Array | pa.ChunkedArray, times: np.ndarray, local: bool = False
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, int] | None]:
     """Node and center pool codes of each row's exporter at its time (:meth:`Tables.exporter`),
     looked up once per distinct exporter (a batch has many rows, few exporters): at the batch's
     first and last time, and per row only for the exporters whose versions differ between the
-    two (or may: a known address without a version at one of them)."""
+    two (or may: a known address without a version at one of them). With ``local``: the codes in
+    the node and center dictionaries (``tab.local``) instead of the pool's. Also each row's address
+    numbered 0..k-1 and k (None where looked up per row)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
+    to_node, to_center = tab.local["node"], tab.local["center"]
+
+    def per_row(addrs: Addresses, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, c = tab.exporter(addrs, at)
+        return (n, c) if not local else (to_node[n], to_center[c])
+
     if len(col) < _PER_ROW_BELOW or col.null_count:
-        return (*tab.exporter(Addresses.from_arrow(col), times), None)
+        return (*per_row(Addresses.from_arrow(col), times), None)
     enc = pc.dictionary_encode(col)
     codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
     uniq = Addresses.from_arrow(enc.dictionary)
@@ -324,10 +331,12 @@ def _exporters(
     stable = certain_lo & certain_hi
     for lo, hi in zip(hits_lo, hits_hi, strict=True):
         stable &= lo == hi
+    if local:  # the few distinct exporters mapped, then one gather per row
+        node, center = to_node[node], to_center[center]
     node_rows, center_rows = node[codes], center[codes]
     if not stable.all():  # an exporter's node (or its center) changed during the batch
         rows = np.flatnonzero(~stable[codes])
-        n, c = tab.exporter(Addresses.from_arrow(col.take(pa.array(rows))), times[rows])
+        n, c = per_row(Addresses.from_arrow(col.take(pa.array(rows))), times[rows])
         node_rows[rows], center_rows[rows] = n, c
     return node_rows, center_rows, (codes, k)
 

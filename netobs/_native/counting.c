@@ -37,10 +37,10 @@ enum {
     ARG_PAIR, /* int16[25] */
     ARG_ECHO_REQUEST, ARG_ECHO_REPLY, /* uint8[256] */
     /* outputs, per row */
-    OUT_REASON, /* int8 */
+    OUT_REASON, /* int32: the dictionary indices of the string columns, as Arrow takes them */
     OUT_COUNTED, /* uint8 */
-    OUT_INITIATOR, OUT_METHOD, /* int8 */
-    OUT_OBSERVER, /* uint8 */
+    OUT_INITIATOR, OUT_METHOD, /* int32 */
+    OUT_OBSERVER, /* int32 */
     OUT_EVENT_START, OUT_EVENT_END, /* int64 */
     OUT_REASON_COUNTS, /* int64[reasons] */
     N_ARGS
@@ -51,7 +51,7 @@ static const Py_ssize_t ITEMSIZE[N_ARGS] = {
     8, 8, 1, 1, 1, 1, 1,
     1, 1,
     1, 1, 1, 2, 1, 1,
-    1, 1, 1, 1, 1, 8, 8, 8,
+    4, 1, 4, 4, 4, 8, 8, 8,
 };
 
 /* Which arguments are per row (length n), may be None, and are written. */
@@ -96,10 +96,10 @@ static void run(Py_buffer *bufs, Py_ssize_t n, const Consts *c) {
     const uint8_t *rank = GET(uint8_t, ARG_RANK);
     const int16_t *pair = GET(int16_t, ARG_PAIR);
     const uint8_t *echo_req = GET(uint8_t, ARG_ECHO_REQUEST), *echo_rep = GET(uint8_t, ARG_ECHO_REPLY);
-    int8_t *o_reason = PUT(int8_t, OUT_REASON);
+    int32_t *o_reason = PUT(int32_t, OUT_REASON);
     uint8_t *o_counted = PUT(uint8_t, OUT_COUNTED);
-    int8_t *o_who = PUT(int8_t, OUT_INITIATOR), *o_how = PUT(int8_t, OUT_METHOD);
-    uint8_t *o_observer = PUT(uint8_t, OUT_OBSERVER);
+    int32_t *o_who = PUT(int32_t, OUT_INITIATOR), *o_how = PUT(int32_t, OUT_METHOD);
+    int32_t *o_observer = PUT(int32_t, OUT_OBSERVER);
     int64_t *o_es = PUT(int64_t, OUT_EVENT_START), *o_ee = PUT(int64_t, OUT_EVENT_END);
     int64_t *o_counts = PUT(int64_t, OUT_REASON_COUNTS);
     const int listening = HAS(ARG_SRC_LISTEN) && HAS(ARG_DST_LISTEN);
@@ -159,8 +159,8 @@ static void run(Py_buffer *bufs, Py_ssize_t n, const Consts *c) {
             if ((b == 1 && bd == 2) || (b == 2 && bd == 1)) code = c->biflow + 2;
             if ((b == 1 && bd == 1) || (b == 2 && bd == 2)) code = c->biflow + 1;
         }
-        o_who[i] = (int8_t)(code % 3);
-        o_how[i] = (int8_t)(code / 3);
+        o_who[i] = code % 3;
+        o_how[i] = code / 3;
         o_observer[i] = b ? observer_bi[e] : observer[e];
 
         /* ---- event time (event_times()) ---- */

@@ -121,7 +121,7 @@ def test_refused_arguments_raise_instead_of_reading_out_of_bounds():
     luts = [observations._DECISIONS, observations._COUNTING, observations._RANK,
             np.ascontiguousarray(observations._PAIR.ravel()), observations._ECHO_REQUEST.view(np.uint8),
             observations._ECHO_REPLY.view(np.uint8)]  # fmt: skip
-    outs = [np.zeros(n, t) for t in (np.int8, np.uint8, np.int8, np.int8, np.uint8, np.int64, np.int64)]
+    outs = [np.zeros(n, t) for t in (np.int32, np.uint8, np.int32, np.int32, np.int32, np.int64, np.int64)]
     outs.append(np.zeros(len(observations.REASON_NAMES), np.int64))
     consts = (0, 1, 1, 1, 3, 6, 9, 12, 15, 18)
 

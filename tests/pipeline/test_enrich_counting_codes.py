@@ -152,3 +152,6 @@ def test_exporters_looked_up_per_distinct_address_as_per_row(monkeypatch):
         want = tab.exporter(enrich.Addresses.from_arrow(table.column("exporter")), times)
         assert got[0].tolist() == want[0].tolist(), seed
         assert got[1].tolist() == want[1].tolist(), seed
+        local = enrich._exporters(tab, table.column("exporter"), times, local=True)
+        assert local[0].tolist() == tab.local["node"][want[0]].tolist(), seed
+        assert local[1].tolist() == tab.local["center"][want[1]].tolist(), seed
