@@ -548,7 +548,8 @@ def test_rounds_are_flushed_when_due_not_one_by_one():
             lst._decode(drain_all(lst, 2))
             lst._publish_due(lst.fed_since + lst.max_delay / 2)  # not due yet
         assert lst.decoder.flushes == 0 and c.published == 0
-        lst._publish_due(lst.fed_since + lst.max_delay)
+        # past the due time: ``(t + d) - t`` is below ``d`` in floating point for most clock values
+        lst._publish_due(lst.fed_since + lst.max_delay + 0.01)
     finally:
         lst.sock.close()
     assert lst.decoder.flushes == 1
