@@ -212,6 +212,57 @@ class RateLimitConfig(Section):
     severity: str = "warning"
 
 
+class QosClassConfig(Section):
+    """A traffic class by its DSCP marking (the names of the policy's ``qos_marking`` classes) and
+    the share of a limited link it must keep when the link is full."""
+
+    name: str = Field(min_length=1, description="Class name (payments, voice).")
+    dscp: tuple[str | int, ...] = Field(
+        min_length=1, description="DSCP names (EF, AF41, CS1) or numbers 0-63 the class is marked with."
+    )
+    min_share: float = Field(
+        0.0, ge=0, le=1, description="Share of the link's rateMax the class is guaranteed (0.2: 20 %)."
+    )
+    min_mbps: float = Field(0.0, ge=0, description="Guaranteed Mbit/s (the larger of this and min_share counts).")
+
+    @field_validator("dscp")
+    @classmethod
+    def _dscp(cls, v: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        from analytics.policy.model import DSCP
+
+        for d in v:
+            if isinstance(d, int) and not 0 <= d <= 63 or isinstance(d, str) and d.upper() not in DSCP:
+                raise ValueError(f"unknown DSCP {d!r} (a name such as EF, AF41, CS1, or 0-63)")
+        return v
+
+    def codes(self) -> tuple[int, ...]:
+        from analytics.policy.model import DSCP
+
+        return tuple(sorted({d if isinstance(d, int) else DSCP[d.upper()] for d in self.dscp}))
+
+    def floor_mbps(self, limit_mbps: float) -> float:
+        return min(limit_mbps, max(self.min_share * limit_mbps, self.min_mbps))
+
+
+class LinkQosConfig(Section):
+    """Links limited by a Kube-OVN ``QoSPolicy`` (EIPs, NAT gateways): is a declared class starved
+    while the link is full?"""
+
+    classes: tuple[QosClassConfig, ...] = Field(
+        (), description="Classes with a guaranteed share (none: the detector has nothing to judge)."
+    )
+    saturation: float = Field(
+        0.9, gt=0, le=1, description="A link at this fraction of its rateMax or above is full."
+    )
+    min_sampled_packets: int = Field(
+        10, ge=1, description="Sampled packets a link's bucket needs before it is judged."
+    )
+    z: float = Field(
+        2.0, ge=0, le=10, description="Standard deviations the class's shortfall must hold at (sampling)."
+    )
+    severity: str = "warning"
+
+
 class AsymmetryConfig(Section):
     bucket_s: int = Field(3600, ge=300, description="Conversations are judged per period of this length.")
     min_records: float = Field(
@@ -252,6 +303,7 @@ class AnalyticsConfig(Section):
     gaps: GapConfig = Field(default_factory=GapConfig)
     asymmetry: AsymmetryConfig = Field(default_factory=AsymmetryConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    link_qos: LinkQosConfig = Field(default_factory=LinkQosConfig)
 
 
 class PolicyScheduleConfig(Section):

@@ -270,42 +270,66 @@ def exporter_centers(db: str, start: datetime, end: datetime) -> str:
 RECORD_SPAN_S = 3600
 
 
+def ms(column: str) -> str:
+    """Milliseconds since the epoch of a time column, in every dialect: DateTime64(3) (current
+    ClickHouse, chdb) and DateTime (18.16's legacy schema, whole seconds)."""
+    return f"toInt64(round(toFloat64({column}) * 1000))"
+
+
+def _rate_range(start: datetime, end: datetime) -> str:
+    return (
+        f"time_received >= {ts(start)} - INTERVAL {counting.MAX_CLOCK_AHEAD_S} SECOND "
+        f"AND time_received < {ts(end)} + INTERVAL {RECORD_SPAN_S + counting.ALLOWED_LATENESS_S} SECOND "
+        f"AND event_end >= {ts(start)} AND event_start < {ts(end)}"
+    )
+
+
+def _spread_sql(sides: str, keys: tuple[str, ...], bucket_s: int) -> str:
+    """Rows of ``sides`` (``keys``, ``s``/``e`` ms, ``scaled`` bytes, ``sampled`` packets) summed per
+    ``keys`` and pair of buckets, each record's share of its time in its first, last and middle
+    buckets apart (see :func:`spread_rates`)."""
+    b = int(bucket_s) * 1000
+    d = "greatest(e - s, 0)"
+    first = f"if({d} = 0, 1, (least(e, (intDiv(s, {b}) + 1) * {b}) - s) / {d})"
+    last = f"if(intDiv(e, {b}) > intDiv(s, {b}), (e - intDiv(e, {b}) * {b}) / {d}, 0)"
+    mid = f"if(intDiv(e, {b}) > intDiv(s, {b}) + 1, {b} / {d}, 0)"
+    k = ", ".join(keys)
+    return (
+        f"SELECT {k}, intDiv(s, {b}) AS b0, intDiv(e, {b}) AS b1, "
+        f"sum(scaled * {first}) AS first_bytes, sum(scaled * {last}) AS last_bytes, "
+        f"sum(scaled * {mid}) AS mid_bytes, sum(sampled * {first}) AS first_packets, "
+        f"sum(sampled * {last}) AS last_packets, sum(sampled * {mid}) AS mid_packets\n"
+        f"FROM ({sides})\nGROUP BY {k}, b0, b1"
+    )
+
+
+POD_KEYS = ("cluster", "namespace", "pod", "direction")
+
+
 def pod_rates(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
     """Scaled bytes and sampled packets per pod, direction (``egress``: the pod is the source;
     ``ingress``: the destination) and pair of buckets (``b0``: where its records start, ``b1``:
     where they end; bucket numbers of ``bucket_s``), counted once. Each record is spread over the
     buckets it covers in proportion to its time in each: ``first_*`` goes to b0, ``last_*`` to b1
-    (when b1 > b0) and ``mid_*`` to every bucket between (see :func:`spread_rates`)."""
-    b = int(bucket_s) * 1000
-    rng = (
-        f"time_received >= {ts(start)} - INTERVAL {counting.MAX_CLOCK_AHEAD_S} SECOND "
-        f"AND time_received < {ts(end)} + INTERVAL {RECORD_SPAN_S + counting.ALLOWED_LATENESS_S} SECOND "
-        f"AND event_end >= {ts(start)} AND event_start < {ts(end)} AND {ONCE}"
-    )
+    (when b1 > b0) and ``mid_*`` to every bucket between (see :func:`spread_rates`). Runs on every
+    dialect (chdb, current servers, 18.16)."""
+    rng = f"{_rate_range(start, end)} AND {ONCE}"
     sides = " UNION ALL ".join(
         f"SELECT {end_}_cluster AS cluster, {end_}_namespace AS namespace, {end_}_pod AS pod, "
-        f"'{direction}' AS direction, toUnixTimestamp64Milli(event_start) AS s, "
-        f"toUnixTimestamp64Milli(event_end) AS e, bytes * {SCALE} AS scaled, packets AS sampled "
+        f"'{direction}' AS direction, {ms('event_start')} AS s, "
+        f"{ms('event_end')} AS e, bytes * {SCALE} AS scaled, packets AS sampled "
         f"FROM `{db}`.flows WHERE {rng} AND {end_}_pod != ''"
         for end_, direction in (("src", "egress"), ("dst", "ingress"))
     )
-    d = "greatest(e - s, 0)"
-    first = f"if({d} = 0, 1, (least(e, (intDiv(s, {b}) + 1) * {b}) - s) / {d})"
-    last = f"if(intDiv(e, {b}) > intDiv(s, {b}), (e - intDiv(e, {b}) * {b}) / {d}, 0)"
-    mid = f"if(intDiv(e, {b}) > intDiv(s, {b}) + 1, {b} / {d}, 0)"
-    return (
-        f"SELECT cluster, namespace, pod, direction, intDiv(s, {b}) AS b0, intDiv(e, {b}) AS b1, "
-        f"sum(scaled * {first}) AS first_bytes, sum(scaled * {last}) AS last_bytes, "
-        f"sum(scaled * {mid}) AS mid_bytes, sum(sampled * {first}) AS first_packets, "
-        f"sum(sampled * {last}) AS last_packets, sum(sampled * {mid}) AS mid_packets\n"
-        f"FROM ({sides})\nGROUP BY cluster, namespace, pod, direction, b0, b1"
-    )
+    return _spread_sql(sides, POD_KEYS, bucket_s)
 
 
-def spread_rates(parts: pd.DataFrame, start: datetime, end: datetime, bucket_s: int) -> pd.DataFrame:
-    """:func:`pod_rates`'s rows as one row per pod, direction and bucket of [start, end): time,
-    cluster, namespace, pod, direction, bytes, raw_packets."""
-    cols = ["time", "cluster", "namespace", "pod", "direction", "bytes", "raw_packets"]
+def spread_rates(
+    parts: pd.DataFrame, start: datetime, end: datetime, bucket_s: int, keys: tuple[str, ...] = POD_KEYS
+) -> pd.DataFrame:
+    """:func:`pod_rates`'s (or :func:`link_rates`'s) rows as one row per ``keys`` and bucket of
+    [start, end): time, the keys, bytes, raw_packets."""
+    cols = ["time", *keys, "bytes", "raw_packets"]
     if parts.empty:
         return pd.DataFrame(columns=cols)
     b0 = parts["b0"].to_numpy(np.int64)
@@ -321,22 +345,21 @@ def spread_rates(parts: pd.DataFrame, start: datetime, end: datetime, bucket_s: 
     df = pd.DataFrame(
         {
             "time": pd.to_datetime(bucket * int(bucket_s), unit="s", utc=True),
-            **{k: parts[k].to_numpy()[row] for k in ("cluster", "namespace", "pod", "direction")},
+            **{k: parts[k].to_numpy()[row] for k in keys},
             **out,
         }
     )
     df = df[(df["time"] >= pd.Timestamp(start)) & (df["time"] < pd.Timestamp(end))]
-    keys = ["time", "cluster", "namespace", "pod", "direction"]
-    return df.groupby(keys, as_index=False)[["bytes", "raw_packets"]].sum()[cols]
+    return df.groupby(["time", *keys], as_index=False)[["bytes", "raw_packets"]].sum()[cols]
 
 
 def pod_limits_sql(db: str, start: datetime, end: datetime) -> str:
     """Pod versions overlapping [start, end) from the metadata store (their attributes as JSON)."""
     lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     return (
-        "SELECT key, toUnixTimestamp64Milli(valid_from) AS f, toUnixTimestamp64Milli(valid_to) AS t, attrs "
+        f"SELECT key, {ms('valid_from')} AS f, {ms('valid_to')} AS t, attrs "
         f"FROM `{db}`.metadata_versions FINAL WHERE kind = 'pod' "
-        f"AND toUnixTimestamp64Milli(valid_from) < {hi} AND toUnixTimestamp64Milli(valid_to) > {lo}"
+        f"AND {ms('valid_from')} < {hi} AND {ms('valid_to')} > {lo}"
     )
 
 
@@ -362,3 +385,203 @@ def pod_limits(rows: list[dict]) -> pd.DataFrame:
                 )
     cols = ["cluster", "namespace", "pod", "direction", "limit_mbps", "valid_from", "valid_to"]
     return pd.DataFrame(out, columns=cols)
+
+
+# ---- links with a Kube-OVN QoSPolicy (EIPs, NAT gateways) ------------------------------------------
+#: The metadata kinds that define a limited link.
+LINK_KINDS = ("eip", "nat_gateway", "qos_policy")
+LINK_KEYS = ("address", "direction", "exporter", "klass", "remote")
+#: What names one limit of a link (a bandwidth rule of the QoSPolicy bound to it).
+RULE_COLS = ("cluster", "link", "policy", "rule", "direction", "limit_mbps", "match")
+#: Records that repeat another observation of the same exporter or node (netobs.counting rule 1).
+COPIES = "count_reason NOT IN ('dual_direction_copy', 'other_exporter_of_node')"
+_ZERO = "IPv6StringToNum('::')"
+
+
+def link_versions_sql(db: str, start: datetime, end: datetime) -> str:
+    """EIP, NAT gateway and QoSPolicy versions overlapping [start, end) (attributes as JSON)."""
+    lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    kinds = ", ".join(f"'{k}'" for k in LINK_KINDS)
+    return (
+        f"SELECT kind, key, {ms('valid_from')} AS f, {ms('valid_to')} AS t, attrs "
+        f"FROM `{db}`.metadata_versions FINAL WHERE kind IN ({kinds}) "
+        f"AND {ms('valid_from')} < {hi} AND {ms('valid_to')} > {lo}"
+    )
+
+
+def _match(value: str) -> tuple[str, str]:
+    """A bandwidth rule's ``matchValue`` (``src 172.18.11.22/32`` / ``dst 10.0.0.0/8``) as (side, CIDR)."""
+    import ipaddress
+
+    side, _, net = value.strip().partition(" ")
+    if side not in ("src", "dst"):
+        raise ValueError(f"matchValue {value!r}: expected 'src CIDR' or 'dst CIDR'")
+    return side, str(ipaddress.ip_network(net.strip(), strict=False))
+
+
+def link_rules(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
+    """The limits in force on each link, from the metadata versions of :func:`link_versions_sql`:
+    one row per (rule, address of the link, interval) with cluster, link (``eip/<name>`` or
+    ``natgw/<name>``), policy, rule, direction, limit_mbps, match_side/match_net (the rule's
+    ``matchValue``; '' for the whole link), address, valid_from, valid_to (ms: the intersection of
+    the versions of the bound object, its policy and, for a NAT gateway, each of its EIPs). And the
+    problems (a rule that cannot be applied)."""
+    by: dict[str, dict[str, list[tuple[int, int, dict]]]] = {k: {} for k in LINK_KINDS}
+    for r in rows:
+        by[r["kind"]].setdefault(r["key"], []).append((int(r["f"]), int(r["t"]), json.loads(r["attrs"])))
+    out: list[tuple] = []
+    problems: list[str] = []
+
+    def bound(link: str, cluster: str, f: int, t: int, policy: str, addrs: list[tuple[int, int, list]]) -> None:
+        pkey = f"{cluster}::{policy}" if cluster else policy
+        for pf, pt, p in by["qos_policy"].get(pkey, []):
+            lo, hi = max(f, pf), min(t, pt)
+            if lo >= hi:
+                continue
+            for rule in p.get("rules") or []:
+                mbps = float(rule.get("rate_max_mbps") or 0)
+                direction = rule.get("direction") or ""
+                if mbps <= 0 or direction not in ("ingress", "egress"):
+                    continue
+                side, net = "", ""
+                if rule.get("match_value"):
+                    try:
+                        side, net = _match(rule["match_value"])
+                    except ValueError as e:
+                        problems.append(f"{pkey} rule {rule.get('name', '')}: {e}; not judged")
+                        continue
+                for af, at, ips in addrs:
+                    a, b = max(lo, af), min(hi, at)
+                    if a < b:
+                        out.extend(
+                            (cluster, link, policy, rule.get("name", ""), direction, mbps, side, net, ip, a, b)
+                            for ip in ips
+                        )
+
+    for key, versions in by["eip"].items():
+        for f, t, a in versions:
+            if a.get("qos_policy"):
+                bound(f"eip/{a['name']}", a.get("cluster", ""), f, t, a["qos_policy"], [(f, t, a.get("ips") or [])])
+    for key, versions in by["nat_gateway"].items():
+        for f, t, g in versions:
+            if not g.get("qos_policy"):
+                continue
+            cluster = g.get("cluster", "")
+            eips = [
+                (ef, et, e.get("ips") or [])
+                for vs in by["eip"].values()
+                for ef, et, e in vs
+                if e.get("nat_gw") == g["name"] and e.get("cluster", "") == cluster
+            ]
+            if not eips:
+                problems.append(f"nat gateway {key}: no IptablesEIP names it (natGwDp): its link is not known")
+            bound(f"natgw/{g['name']}", cluster, f, t, g["qos_policy"], eips)
+    cols = ["cluster", "link", "policy", "rule", "direction", "limit_mbps", "match_side", "match_net",
+            "address", "valid_from", "valid_to"]  # fmt: skip
+    return pd.DataFrame(out, columns=cols), problems
+
+
+def _class_of(classes: list[tuple[int, ...]]) -> str:
+    """The index (1-based) of the first class whose DSCP codes hold the record's DSCP, 0: none."""
+    if not classes:
+        return "0"
+    arms = ", ".join(f"intDiv(tos, 4) IN ({', '.join(str(c) for c in codes)}), {i}" for i, codes in
+                     enumerate(classes, 1))  # fmt: skip
+    return f"multiIf({arms}, 0)"
+
+
+def link_rates(
+    db: str,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+    addresses: list[str],
+    classes: list[tuple[int, ...]],
+    remotes: bool = False,
+) -> str:
+    """Scaled bytes and sampled packets crossing the links that hold ``addresses`` (EIPs), per
+    address, direction, exporter, traffic class (``klass``: 1-based index into ``classes`` by the
+    record's DSCP, 0 for none) and pair of buckets (spread like :func:`pod_rates`).
+
+    A link is observed where the translated addresses are on the wire: leaving (``egress``) a
+    packet's source is the EIP — the observed source, or the post-NAT source an exporter on the
+    gateway reports (IE 225/281); arriving (``ingress``) its destination is the EIP (before DNAT).
+    Every exporter that sees the link is kept apart (the caller takes the one that saw most);
+    an exporter's second report of the same packets (its egress copy, another exporter of its
+    node) is left out. With ``remotes`` the far end's address is kept too (``remote``, for rules
+    that match on it), else ''. Runs on every dialect."""
+    inlist = ", ".join(f"IPv6StringToNum('{_v6(a)}')" for a in sorted(set(addresses)))
+    klass = _class_of(classes)
+    sides = []
+    for direction in ("egress", "ingress"):
+        if direction == "egress":
+            near = f"if(post_nat_src_addr != {_ZERO}, post_nat_src_addr, src_addr)"
+            far = f"if(post_nat_dst_addr != {_ZERO}, post_nat_dst_addr, dst_addr)"
+        else:
+            near, far = "dst_addr", "src_addr"
+        remote = addr(far) if remotes else "''"
+        sides.append(
+            f"SELECT {addr(near)} AS address, '{direction}' AS direction, {addr('exporter')} AS exporter, "
+            f"{klass} AS klass, {remote} AS remote, {ms('event_start')} AS s, {ms('event_end')} AS e, "
+            f"bytes * {SCALE} AS scaled, packets AS sampled "
+            f"FROM `{db}`.flows WHERE {_rate_range(start, end)} AND {COPIES} AND {near} IN ({inlist})"
+        )
+    return _spread_sql(" UNION ALL ".join(sides), LINK_KEYS, bucket_s)
+
+
+def _v6(address: str) -> str:
+    """An address as the store keeps it (IPv4 mapped into IPv6)."""
+    import ipaddress
+
+    a = ipaddress.ip_address(address)
+    return f"::ffff:{a}" if a.version == 4 else str(a)
+
+
+def link_usage(usage: pd.DataFrame, rules: pd.DataFrame, bucket_s: int) -> pd.DataFrame:
+    """:func:`link_rates` spread into buckets (``usage``: time, address, direction, exporter,
+    klass, remote, bytes, raw_packets) as what each limit saw: time, cluster, link, policy, rule,
+    direction, limit_mbps, match, klass, bytes, raw_packets. A record belongs to a rule when its
+    address is one of the rule's link at the bucket's middle (time-correct: an EIP moved to
+    another gateway, a policy changed), its direction is the rule's, and its far end matches the
+    rule's ``matchValue`` (``src`` / ``dst`` of the packet on the link). Of the exporters that saw a
+    rule's traffic in a bucket, the one that saw most is its observer (each exporter on the path
+    sees the whole link; adding them up would count it again)."""
+    import ipaddress
+
+    cols = ["time", "cluster", "link", "policy", "rule", "direction", "limit_mbps", "match", "klass",
+            "exporter", "bytes", "raw_packets"]  # fmt: skip
+    if usage.empty or rules.empty:
+        return pd.DataFrame(columns=cols)
+    u = usage.copy()
+    u["mid"] = pd.DatetimeIndex(u["time"]).as_unit("ms").asi8 + int(bucket_s) * 500
+    r = rules.copy()
+    r["address"] = r["address"].astype(str)
+    m = u.merge(r, on=["address", "direction"])
+    m = m[(m["mid"] >= m["valid_from"]) & (m["mid"] < m["valid_to"])]
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    matched = (m["match_net"] == "").to_numpy().copy()
+    if not matched.all():
+        nets = {n: ipaddress.ip_network(n) for n in m.loc[~matched, "match_net"].unique()}
+        # the packet's src on an egress link is the EIP (its dst is the far end); ingress, the reverse
+        far_side = np.where(m["direction"] == "egress", "dst", "src")
+        on_link = {}
+        for i in np.flatnonzero(~matched):
+            row = m.iloc[i]
+            side = row["match_side"]
+            text = row["remote"] if side == far_side[i] else row["address"]
+            key = (text, row["match_net"])
+            if key not in on_link:
+                try:
+                    on_link[key] = ipaddress.ip_address(text) in nets[row["match_net"]]
+                except ValueError:
+                    on_link[key] = False
+            matched[i] = on_link[key]
+    m = m[matched].copy()
+    m["match"] = np.where(m["match_net"] == "", "", m["match_side"] + " " + m["match_net"])
+    rule_keys = ["time", *RULE_COLS]
+    per = m.groupby([*rule_keys, "exporter", "klass"], as_index=False)[["bytes", "raw_packets"]].sum()
+    tot = per.groupby([*rule_keys, "exporter"], as_index=False)["bytes"].sum()
+    best = tot.sort_values("bytes", ascending=False, kind="stable").drop_duplicates(rule_keys)
+    per = per.merge(best[[*rule_keys, "exporter"]], on=[*rule_keys, "exporter"])
+    return per[cols].reset_index(drop=True)

@@ -78,6 +78,7 @@ class Analysis:
         out += self.dns_tunnelling()
         out += self.plaintext_downgrades()
         out += self.rate_limits()
+        out += self.link_qos()
         return planned.apply(out, self.cfg.windows, self.bucket)
 
     # --- detectors ------------------------------------------------------------------------
@@ -426,6 +427,35 @@ class Analysis:
         parts = _df(self.q, model.pod_rates(self.db, self.start, self.end, self.cfg.bucket_s))
         usage = model.spread_rates(parts, self.start, self.end, self.cfg.bucket_s)
         return self.detectors["rate_limit"](usage, limits, self.cfg.rate_limit, self.bucket)
+
+    def link_qos(self) -> list[Finding]:
+        """Declared traffic classes on links a Kube-OVN QoSPolicy limits (EIPs, NAT gateways)."""
+        cfg = self.cfg.link_qos
+        if not cfg.classes:
+            self.notes["link_qos"] = {"off": "no traffic class declared (analytics.link_qos.classes)"}
+            return []
+        try:
+            rows = self.q(model.link_versions_sql(self.db, self.start, self.end)).to_pylist()
+        except Exception as e:  # no metadata store: no limit is known
+            if "UNKNOWN_TABLE" in str(e) or "doesn't exist" in str(e):
+                self.notes["link_qos"] = {"cold": "no metadata_versions table: no link limit is known"}
+                return []
+            raise
+        rules, problems = model.link_rules(rows)
+        notes: dict[str, Any] = {"limited_links": int(rules["link"].nunique()) if not rules.empty else 0}
+        if problems:
+            notes["problems"] = problems
+        self.notes["link_qos"] = notes
+        if rules.empty:
+            return []
+        sql = model.link_rates(
+            self.db, self.start, self.end, self.cfg.bucket_s, rules["address"].tolist(),
+            [c.codes() for c in cfg.classes], remotes=bool((rules["match_net"] != "").any()),
+        )  # fmt: skip
+        parts = _df(self.q, sql)
+        spread = model.spread_rates(parts, self.start, self.end, self.cfg.bucket_s, model.LINK_KEYS)
+        usage = model.link_usage(spread, rules, self.cfg.bucket_s)
+        return self.detectors["link_qos"](usage, cfg, self.bucket, notes)
 
     def elephants(self) -> list[Finding]:
         if not self.cfg.elephant.link_capacity_bps:

@@ -10,6 +10,7 @@ from analytics.detectors.dr_traffic import detect_dr_traffic
 from analytics.detectors.elephant import detect_elephants
 from analytics.detectors.fanout import detect_fanout
 from analytics.detectors.gaps import detect_gaps
+from analytics.detectors.link_qos import detect_starved_classes
 from analytics.detectors.plaintext import detect_plaintext_downgrade
 from analytics.detectors.rate_limit import detect_rate_limits
 from analytics.detectors.shift import detect_center_shift
@@ -29,6 +30,7 @@ DETECTORS: dict[str, Callable[..., Any]] = {
     "dns_tunnelling": detect_dns_tunnelling,
     "plaintext_downgrade": detect_plaintext_downgrade,
     "rate_limit": detect_rate_limits,
+    "link_qos": detect_starved_classes,
 }
 
 __all__ = [
@@ -43,5 +45,6 @@ __all__ = [
     "detect_new_dependencies",
     "detect_plaintext_downgrade",
     "detect_rate_limits",
+    "detect_starved_classes",
     "detect_volume",
 ]

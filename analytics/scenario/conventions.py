@@ -79,6 +79,7 @@ class Conversation:
     fwd_size: int  # IP bytes per packet
     rev_size: int
     kind: str = ""  # which kind of conversation the generator drew (edge, inbound, replication...)
+    tos: int = 0  # IP TOS both ways (DSCP << 2): a payment class marks EF, bulk stays 0
 
     @property
     def fwd_bytes(self) -> int:
@@ -227,6 +228,7 @@ class Report:
     flags: int = 0
     sampling: int = 1
     reverse: tuple[int, int, int] | None = None  # biflow: (packets, size, flags) of the reverse direction
+    tos: int = 0
 
 
 @dataclass
@@ -299,7 +301,7 @@ def reports(
                 if pk == 0 and not (fwd and reverse[i][2]):
                     continue
                 base = dict(src=src, dst=dst, sport=sport, dport=dport, proto=conv.proto, start_ms=s, end_ms=e,
-                            size=size, flags=flags)  # fmt: skip
+                            size=size, flags=flags, tos=conv.tos)  # fmt: skip
                 rev = (reverse[i][2], ((0x12 | 0x18) if first else 0x18) if conv.proto == 6 else 0)
                 made = _observe(conv, fwd, base, pk, rev, convention, sampling, rng)
                 seen = seen or bool(made)
@@ -393,15 +395,15 @@ def _ip4(text: str) -> bytes:
 
 _IPFIX_LAYOUTS: dict[str, tuple[tuple[int, int, int], ...]] = {
     # (IE, length, enterprise) in record order
-    "ovs_bridge_ipfix": ((152, 8, 0), (153, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0),
+    "ovs_bridge_ipfix": ((152, 8, 0), (153, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0), (5, 1, 0),
                          (6, 1, 0), (10, 4, 0), (14, 4, 0), (61, 1, 0), (2, 8, 0), (1, 8, 0)),
-    "ovs_perflow_ipfix": ((154, 8, 0), (155, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0),
+    "ovs_perflow_ipfix": ((154, 8, 0), (155, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0), (5, 1, 0),
                           (6, 2, 0), (138, 4, 0), (2, 8, 0), (1, 8, 0)),
-    "probe_egress": ((150, 4, 0), (151, 4, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0),
+    "probe_egress": ((150, 4, 0), (151, 4, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0), (5, 1, 0),
                      (6, 1, 0), (61, 1, 0), (2, 4, 0), (1, 4, 0)),
-    "router_ingress": ((152, 8, 0), (153, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0),
+    "router_ingress": ((152, 8, 0), (153, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0), (5, 1, 0),
                        (6, 1, 0), (10, 4, 0), (2, 8, 0), (1, 8, 0)),
-    "biflow": ((152, 8, 0), (153, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0), (6, 1, 0),
+    "biflow": ((152, 8, 0), (153, 8, 0), (8, 4, 0), (12, 4, 0), (7, 2, 0), (11, 2, 0), (4, 1, 0), (5, 1, 0), (6, 1, 0),
                (239, 1, 0), (2, 8, 0), (1, 8, 0), (2, 8, 29305), (1, 8, 29305), (6, 1, 29305)),
 }  # fmt: skip
 _DATA, _OPTIONS = 256, 257
@@ -438,7 +440,7 @@ def _value(ie: int, n: int, pen: int, r: Report) -> int | bytes:
         150: r.start_ms // 1000, 151: r.end_ms // 1000, 152: r.start_ms, 153: r.end_ms,
         154: r.start_ms * 1000, 155: r.end_ms * 1000, 8: _ip4(r.src.ip), 12: _ip4(r.dst.ip), 7: r.sport,
         11: r.dport, 4: r.proto, 6: r.flags, 10: 1 if r.direction != 1 else 2, 14: 2 if r.direction != 1 else 3,
-        61: r.direction, 138: 7, 239: 1, 2: r.packets, 1: r.packets * r.size,
+        61: r.direction, 138: 7, 239: 1, 5: r.tos, 2: r.packets, 1: r.packets * r.size,
     }  # fmt: skip
     return values[ie]
 
@@ -493,7 +495,7 @@ def _netflow5(address: str, recs: list[Report], export_s: int, seq: int, samplin
         body = b"".join(
             _ip4(r.src.ip) + _ip4(r.dst.ip) + b"\0\0\0\0"
             + struct.pack("!HHIIIIHHBBBBHHBBH", 1, 2, r.packets, r.packets * r.size, r.start_ms - boot_ms,
-                          r.end_ms - boot_ms, r.sport, r.dport, 0, r.flags & 0xFF, r.proto, 0, 0, 0, 0, 0, 0)
+                          r.end_ms - boot_ms, r.sport, r.dport, 0, r.flags & 0xFF, r.proto, r.tos, 0, 0, 0, 0, 0)
             for r in chunk
         )  # fmt: skip
         out.append(head + body)
@@ -508,7 +510,7 @@ def _packet_header(r: Report, size: int, syn_only: bool) -> bytes:
         if r.proto == 6
         else struct.pack("!HHHH", r.sport, r.dport, max(8, size - 20), 0)
     )
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, 0, 0, 64, r.proto, 0, _ip4(r.src.ip), _ip4(r.dst.ip))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, r.tos, size, 0, 0, 64, r.proto, 0, _ip4(r.src.ip), _ip4(r.dst.ip))
     return eth + ip + l4
 
 

@@ -17,6 +17,7 @@ from pipeline.metadata.model import (
     Eip,
     IPAddress,
     Namespace,
+    NatGateway,
     NatRule,
     Network,
     Node,
@@ -231,6 +232,7 @@ def _eip(flavour: str, v4: str, v6: str) -> Callable[[dict], Obj | None]:
             flavour=flavour,
             external_subnet=spec.get("externalSubnet") or "",
             qos_policy=spec.get("qosPolicy") or status.get("qosPolicy") or "",
+            nat_gw=spec.get("natGwDp") or "",
         )
 
     return convert
@@ -280,6 +282,18 @@ def qos_policy(obj: dict) -> Obj:
     )
 
 
+def nat_gateway(obj: dict) -> Obj:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return NatGateway(
+        name=_meta(obj).get("name"),
+        vpc=spec.get("vpc") or "",
+        subnet=spec.get("subnet") or "",
+        lan_ip=spec.get("lanIp") or "",
+        external_subnets=tuple(spec.get("externalSubnets") or status.get("externalSubnets") or ()),
+        qos_policy=spec.get("qosPolicy") or status.get("qosPolicy") or "",
+    )
+
+
 def key_of(kind: str, obj: dict, cluster: str = "") -> str:
     """The store key of a wire object (to delete it even when it no longer converts)."""
     meta = _meta(obj)
@@ -311,6 +325,7 @@ CONVERTERS: dict[str, tuple[str, Callable[[dict], Any]]] = {
     "iptables-snat-rules": ("nat", _nat("snat", "iptables", "eip", ("internalCIDR",))),
     "iptables-dnat-rules": ("nat", _nat("dnat", "iptables", "eip", ("internalIp",))),
     "qos-policies": ("qos_policy", qos_policy),
+    "vpc-nat-gateways": ("nat_gateway", nat_gateway),
 }
 
 #: Kube-OVN resources beyond subnets/vpcs/ips: underlay, NAT and EIP, QoS (kubeovn.io/v1).

@@ -253,6 +253,7 @@ class Eip(Obj):
     flavour: Literal["ovn", "iptables"] = "ovn"
     external_subnet: str = ""
     qos_policy: str = ""
+    nat_gw: str = Field("", description="The VpcNatGateway an IptablesEIP lives on (natGwDp).")
 
     _v_ips = field_validator("ips", mode="before")(_ips)
 
@@ -329,6 +330,19 @@ class QosPolicy(Obj):
     rules: tuple[QosRule, ...] = ()
 
 
+class NatGateway(Obj):
+    """A Kube-OVN ``VpcNatGateway``: the pod a VPC leaves by; its EIPs are the ``IptablesEIP``
+    objects whose ``natGwDp`` names it, ``qos_policy`` limits its external NIC (net1)."""
+
+    kind: ClassVar[str] = "nat_gateway"
+    name: str = Field(min_length=1)
+    vpc: str = ""
+    subnet: str = ""
+    lan_ip: str = ""
+    external_subnets: tuple[str, ...] = ()
+    qos_policy: str = ""
+
+
 class Cluster(Obj):
     """A Kubernetes cluster: the cloud it runs in, for the cross-cloud path class."""
 
@@ -346,7 +360,7 @@ class Cluster(Obj):
 KINDS: dict[str, type[Obj]] = {
     c.kind: c
     for c in (Site, Center, Node, Network, Namespace, Pod, IPAddress, Vpc, Service)
-    + (Host, Eip, NatRule, Vlan, ProviderNetwork, QosPolicy, Cluster)
+    + (Host, Eip, NatRule, Vlan, ProviderNetwork, QosPolicy, NatGateway, Cluster)
 }
 
 

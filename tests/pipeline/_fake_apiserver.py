@@ -36,6 +36,7 @@ _KUBE_OVN = {
     "iptables-snat-rules": "IptablesSnatRule",
     "iptables-dnat-rules": "IptablesDnatRule",
     "qos-policies": "QoSPolicy",
+    "vpc-nat-gateways": "VpcNatGateway",
 }
 
 _PATHS = {

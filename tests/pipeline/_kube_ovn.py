@@ -3,7 +3,7 @@
 Field names are Kube-OVN's (``kubeovn.io/v1``), taken from its Go API types
 (``pkg/apis/kubeovn/v1``: subnet.go, ip.go, vlan.go, provider-network.go, ovn-eip.go, ovn-fip.go,
 ovn-snat-rule.go, ovn-dnat-rule.go, iptables-eip.go, iptables-fip-rule.go, iptables-snat-rule.go,
-iptables-dnat-rule.go, qos-policy.go) as of Kube-OVN v1.15/v1.16 and its API reference (v1.12);
+iptables-dnat-rule.go, qos-policy.go, vpc-nat-gateway.go) as of Kube-OVN v1.15/v1.16 and its API reference (v1.12);
 the pod annotations are Multus's ``k8s.v1.cni.cncf.io/network-status`` and Kube-OVN's
 ``ovn.kubernetes.io/ingress_rate``/``egress_rate``.
 """
@@ -25,6 +25,7 @@ RESOURCES = {
     "iptables-snat-rules": "IptablesSnatRule",
     "iptables-dnat-rules": "IptablesDnatRule",
     "qos-policies": "QoSPolicy",
+    "vpc-nat-gateways": "VpcNatGateway",
 }
 
 
@@ -174,3 +175,28 @@ def qos_policy(name: str, rate_mbps: str, direction: str = "egress", binding: st
             "spec": {"shared": False, "bindingType": binding,
                      "bandwidthLimitRules": [{"name": "limit", "rateMax": rate_mbps, "burstMax": rate_mbps,
                                               "priority": 1, "direction": direction}]}}  # fmt: skip
+
+
+def qos_rule(name: str, rate_mbps: str, direction: str, priority: int = 1, interface: str = "",
+             match: str = "") -> dict:
+    """One ``bandwidthLimitRules`` item (``matchValue`` e.g. ``dst 172.18.11.23/32``, ``matchType: ip``)."""
+    rule = {"name": name, "rateMax": rate_mbps, "burstMax": rate_mbps, "priority": priority, "direction": direction}
+    if interface:
+        rule["interface"] = interface
+    if match:
+        rule |= {"matchType": "ip", "matchValue": match}
+    return rule
+
+
+def qos_policy_rules(name: str, rules: list[dict], binding: str = "EIP", shared: bool = False) -> dict:
+    spec = {"shared": shared, "bindingType": binding, "bandwidthLimitRules": rules}
+    return {"metadata": _meta(name), "spec": spec, "status": dict(spec, conditions=[])}
+
+
+def vpc_nat_gateway(name: str, vpc: str, subnet: str, lan_ip: str, qos: str = "") -> dict:
+    return {"metadata": _meta(name),
+            "spec": {"vpc": vpc, "subnet": subnet, "externalSubnets": ["ovn-vpc-external-network"], "lanIp": lan_ip,
+                     "selector": ["kubernetes.io/os: linux"], "tolerations": [], "affinity": {}, "qosPolicy": qos,
+                     "bgpSpeaker": {"enabled": False}, "routes": []},
+            "status": {"qosPolicy": qos, "externalSubnets": ["ovn-vpc-external-network"], "selector": [],
+                       "tolerations": [], "affinity": {}}}  # fmt: skip
