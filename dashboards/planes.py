@@ -16,6 +16,16 @@ UID = "netobs-planes-qos"
 
 
 ROLLUP = "planes_qos_1m"
+#: The name of a DSCP code point (``dscp`` column): DF, EF, VOICE-ADMIT, LE, CS0-7, AF11-AF43 (RFC
+#: 2474, 2597, 3246, 5865, 8622); any other value as ``DSCP n``, so that a code point no standard
+#: names (35, 1 bit off AF41) never shows under a standard class's name.
+DSCP_NAME = (
+    "multiIf(dscp = 0, 'DF', dscp = 46, 'EF', dscp = 44, 'VOICE-ADMIT', dscp = 1, 'LE', "
+    "bitAnd(dscp, 7) = 0, concat('CS', toString(bitShiftRight(dscp, 3))), "
+    "bitAnd(dscp, 1) = 0 AND bitShiftRight(dscp, 3) BETWEEN 1 AND 4, "
+    "concat('AF', toString(bitShiftRight(dscp, 3)), toString(bitShiftRight(bitAnd(dscp, 7), 1))), "
+    "concat('DSCP ', toString(dscp)))"
+)
 
 
 def _rows(database: str, where: str = "") -> str:
@@ -64,8 +74,7 @@ def build(database: str, uid: str) -> Dashboard:
         Panel(
             "table", "DSCP per traffic (QoS)",
             "SELECT if(src_tenant = '', '(unknown)', src_tenant) AS tenant, dst_port, "
-            "multiIf(dscp = 46, 'EF', dscp = 0, 'DF', bitAnd(dscp, 7) = 0, concat('CS', toString(bitShiftRight(dscp, 3))), "
-            "concat('AF', toString(bitShiftRight(dscp, 3)), toString(bitShiftRight(bitAnd(dscp, 7), 1)))) AS class, "
+            f"{DSCP_NAME} AS class, "
             f"sum(bytes) AS bytes, sum(flows) AS flows FROM {flows} "
             "GROUP BY tenant, dst_port, class ORDER BY bytes DESC LIMIT 50",
             width=12, unit="bytes", overrides=[_unit("flows", "short")],

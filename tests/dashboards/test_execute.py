@@ -195,3 +195,16 @@ def test_planes_and_qos_panels_read_their_rollup_and_add_up_to_the_raw_flows(sto
     assert got == pytest.approx(want)
     series = run(store, models, "planes-qos", "Traffic per source plane", 300).to_pylist()
     assert sum(r["bps"] * 300 / 8 for r in series) == pytest.approx(direct_total(store))
+
+
+def test_dscp_names_are_the_standard_ones_and_nothing_else(store):
+    """Every code point 0-63 named as the policy's DSCP table names it (DF for 0), and a value no
+    standard names shown as its number: 35 (one bit off AF41) must not pass for AF41."""
+    from analytics.policy.model import DSCP
+    from dashboards.planes import DSCP_NAME
+
+    got = {r["dscp"]: r["name"] for r in store.query_arrow(
+        f"SELECT dscp, {DSCP_NAME} AS name FROM (SELECT toUInt8(number) AS dscp FROM numbers(64))"
+    ).to_pylist()}  # fmt: skip
+    names = {code: name for name, code in DSCP.items() if name not in ("BE", "CS0")}
+    assert got == {d: names.get(d, f"DSCP {d}") for d in range(64)}
