@@ -223,7 +223,9 @@ class QosClassConfig(Section):
     min_share: float = Field(
         0.0, ge=0, le=1, description="Share of the link's rateMax the class is guaranteed (0.2: 20 %)."
     )
-    min_mbps: float = Field(0.0, ge=0, description="Guaranteed Mbit/s (the larger of this and min_share counts).")
+    min_mbps: float = Field(
+        0.0, ge=0, description="Guaranteed Mbit/s (the larger of this and min_share counts)."
+    )
 
     @field_validator("dscp")
     @classmethod

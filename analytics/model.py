@@ -432,7 +432,9 @@ def link_rules(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     out: list[tuple] = []
     problems: list[str] = []
 
-    def bound(link: str, cluster: str, f: int, t: int, policy: str, addrs: list[tuple[int, int, list]]) -> None:
+    def bound(
+        link: str, cluster: str, f: int, t: int, policy: str, addrs: list[tuple[int, int, list]]
+    ) -> None:
         pkey = f"{cluster}::{policy}" if cluster else policy
         for pf, pt, p in by["qos_policy"].get(pkey, []):
             lo, hi = max(f, pf), min(t, pt)
@@ -454,14 +456,33 @@ def link_rules(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
                     a, b = max(lo, af), min(hi, at)
                     if a < b:
                         out.extend(
-                            (cluster, link, policy, rule.get("name", ""), direction, mbps, side, net, ip, a, b)
+                            (
+                                cluster,
+                                link,
+                                policy,
+                                rule.get("name", ""),
+                                direction,
+                                mbps,
+                                side,
+                                net,
+                                ip,
+                                a,
+                                b,
+                            )
                             for ip in ips
                         )
 
-    for key, versions in by["eip"].items():
+    for versions in by["eip"].values():
         for f, t, a in versions:
             if a.get("qos_policy"):
-                bound(f"eip/{a['name']}", a.get("cluster", ""), f, t, a["qos_policy"], [(f, t, a.get("ips") or [])])
+                bound(
+                    f"eip/{a['name']}",
+                    a.get("cluster", ""),
+                    f,
+                    t,
+                    a["qos_policy"],
+                    [(f, t, a.get("ips") or [])],
+                )
     for key, versions in by["nat_gateway"].items():
         for f, t, g in versions:
             if not g.get("qos_policy"):
@@ -474,7 +495,9 @@ def link_rules(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
                 if e.get("nat_gw") == g["name"] and e.get("cluster", "") == cluster
             ]
             if not eips:
-                problems.append(f"nat gateway {key}: no IptablesEIP names it (natGwDp): its link is not known")
+                problems.append(
+                    f"nat gateway {key}: no IptablesEIP names it (natGwDp): its link is not known"
+                )
             bound(f"natgw/{g['name']}", cluster, f, t, g["qos_policy"], eips)
     cols = ["cluster", "link", "policy", "rule", "direction", "limit_mbps", "match_side", "match_net",
             "address", "valid_from", "valid_to"]  # fmt: skip

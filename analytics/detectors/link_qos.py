@@ -77,9 +77,7 @@ def detect_starved_classes(
             c = (per["bytes"][k] * 8 / seconds) if k in per["bytes"] else pd.Series(0.0, index=times)
             n = per["raw_packets"][k] if k in per["raw_packets"] else pd.Series(0.0, index=times)
             up_n = n + z * np.sqrt(n) + z * z
-            c_up = pd.Series(
-                np.where(n > 0, c * up_n / n.where(n > 0, 1.0), z * z * per_sample), index=times
-            )
+            c_up = pd.Series(np.where(n > 0, c * up_n / n.where(n > 0, 1.0), z * z * per_sample), index=times)
             n_free = float(n[free].sum())
             name = f"{link} {direction} ({rule})" + (f" [{match}]" if match else "")
             if n_free <= 0:
@@ -102,8 +100,14 @@ def detect_starved_classes(
                         score=round(1 - share, 3),
                         window_start=start,
                         window_end=end,
-                        entities={"cluster": cluster, "link": link, "policy": policy, "rule": rule,
-                                  "direction": direction, "class": cls.name},  # fmt: skip
+                        entities={
+                            "cluster": cluster,
+                            "link": link,
+                            "policy": policy,
+                            "rule": rule,
+                            "direction": direction,
+                            "class": cls.name,
+                        },  # fmt: skip
                         summary=(
                             f"{where} {direction} at its {float(limit_mbps):g} Mbit/s limit ({policy}/{rule}"
                             + (f", {match}" if match else "")

@@ -26,7 +26,9 @@ BUCKET = timedelta(minutes=5)
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 MS0 = int(T0.timestamp() * 1000)
 END = 1 << 62
-CFG = LinkQosConfig.model_validate({"classes": [{"name": "payments", "dscp": ["EF", "AF41"], "min_share": 0.2}]})
+CFG = LinkQosConfig.model_validate(
+    {"classes": [{"name": "payments", "dscp": ["EF", "AF41"], "min_share": 0.2}]}
+)
 
 
 @pytest.fixture()
@@ -83,9 +85,9 @@ def test_too_few_samples_cannot_prove_a_starved_class():
     """Payments at 1.5 of a 2 Mbit/s floor from 4 sampled packets: the upper bound
     1.5 * (4 + 2*2 + 4) / 4 = 4.5 is not below the floor: not judged starved; from 4000: it is."""
     assert detect_starved_classes(usage([6, 9.9], [3, 1.5], sampled=30), CFG, BUCKET) == []
-    assert [f.type for f in detect_starved_classes(usage([6, 9.9], [3, 1.5], sampled=30000), CFG, BUCKET)] == [
-        "qos_class_starved"
-    ]
+    assert [
+        f.type for f in detect_starved_classes(usage([6, 9.9], [3, 1.5], sampled=30000), CFG, BUCKET)
+    ] == ["qos_class_starved"]
 
 
 def version(kind, key, attrs, f=0, t=END):
@@ -107,8 +109,11 @@ def test_link_rules_follow_the_versions_of_bindings_policies_and_gateway_eips():
         version("qos_policy", "p1", policy("p1", ("out", "egress", 50, ""), ("in", "ingress", 5, "")), f=h),
         # a gateway whose NIC policy has a match rule; its EIPs: eip-a always, eip-b from h
         version("nat_gateway", "gw1", {"name": "gw1", "qos_policy": "gwq"}),
-        version("qos_policy", "gwq", policy("gwq", ("ext", "egress", 100, "dst 203.0.113.0/24"),
-                                            ("bad", "egress", 1, "any 1.2.3.4"))),  # fmt: skip
+        version(
+            "qos_policy",
+            "gwq",
+            policy("gwq", ("ext", "egress", 100, "dst 203.0.113.0/24"), ("bad", "egress", 1, "any 1.2.3.4")),
+        ),  # fmt: skip
         version("eip", "eip-a", {"name": "eip-a", "ips": ["198.18.0.20"], "nat_gw": "gw1"}),
         version("eip", "eip-b", {"name": "eip-b", "ips": ["198.18.0.21"], "nat_gw": "gw1"}, f=h),
         version("eip", "eip-c", {"name": "eip-c", "ips": ["198.18.0.22"], "nat_gw": "gw2"}),
@@ -116,7 +121,17 @@ def test_link_rules_follow_the_versions_of_bindings_policies_and_gateway_eips():
     ]
     rules, problems = model.link_rules(rows)
     got = sorted(
-        (r.link, r.rule, r.direction, r.limit_mbps, r.match_side, r.match_net, r.address, r.valid_from, r.valid_to)
+        (
+            r.link,
+            r.rule,
+            r.direction,
+            r.limit_mbps,
+            r.match_side,
+            r.match_net,
+            r.address,
+            r.valid_from,
+            r.valid_to,
+        )
         for r in rules.itertuples()
     )
     assert got == sorted([
@@ -148,7 +163,9 @@ def test_link_usage_takes_the_rule_in_force_the_match_and_the_best_observer():
         columns=["time", *model.LINK_KEYS, "bytes", "raw_packets"],
     )  # fmt: skip
     u = model.link_usage(rows, rules, 300)
-    got = sorted((r.time, r.link, r.limit_mbps, r.match, r.exporter, r.klass, r.bytes) for r in u.itertuples())
+    got = sorted(
+        (r.time, r.link, r.limit_mbps, r.match, r.exporter, r.klass, r.bytes) for r in u.itertuples()
+    )
     assert got == sorted([
         (t[0], "eip/e", 10.0, "", "r2", 0, 450.0),
         (t[0], "natgw/gw1", 100.0, "dst 203.0.113.0/24", "r1", 1, 100.0),
@@ -230,7 +247,9 @@ def test_a_starved_payment_class_end_to_end(tmp_path, rnd):
             ko.qos_rule("net1-ext-egress", f"{10 * limit:g}", "egress", priority=2, interface="net1",
                         match="dst 198.51.100.0/24"),
         ], binding="NATGW", shared=True))  # fmt: skip
-        api.put("vpc-nat-gateways", ko.vpc_nat_gateway("gw1", "vpc-pay", "net-pay", "10.0.1.254", qos="gw1-net1"))
+        api.put(
+            "vpc-nat-gateways", ko.vpc_nat_gateway("gw1", "vpc-pay", "net-pay", "10.0.1.254", qos="gw1-net1")
+        )
         settings = _scenario_settings(Settings(), tmp_path)
         enrich = settings.enrich.model_copy(update={"kubernetes": KubernetesEnrichConfig(
             enabled=True, kube_ovn=True, kubeconfig=kubeconfig(tmp_path / "kubeconfig", api, "tok"))})  # fmt: skip
@@ -252,8 +271,14 @@ def test_a_starved_payment_class_end_to_end(tmp_path, rnd):
             ingest.flush()
             assert ingest.rejects == 0
             acfg = AnalyticsConfig.model_validate(
-                {"link_qos": {"classes": [{"name": "payments", "dscp": ["EF", "AF41"], "min_share": 0.2},
-                                          {"name": "backup", "dscp": ["CS1"]}]}}  # fmt: skip
+                {
+                    "link_qos": {
+                        "classes": [
+                            {"name": "payments", "dscp": ["EF", "AF41"], "min_share": 0.2},
+                            {"name": "backup", "dscp": ["CS1"]},
+                        ]
+                    }
+                }  # fmt: skip
             )
             analysis = Analysis(store.query_arrow, cfg.store.database, acfg, T0, T0 + timedelta(minutes=30))
             found = analysis.link_qos()
@@ -269,7 +294,9 @@ def test_a_starved_payment_class_end_to_end(tmp_path, rnd):
     for f in found:
         assert f.entities["link"] == "eip/eip-pay" and f.entities["direction"] == "egress", context
         assert f.entities["class"] == "payments" and f.entities["rule"] == "eip-egress", context
-        assert f.window_start >= T0 + timedelta(minutes=10) and f.window_end <= T0 + timedelta(minutes=30), context
+        assert f.window_start >= T0 + timedelta(minutes=10) and f.window_end <= T0 + timedelta(minutes=30), (
+            context
+        )
         assert f.evidence["floor_bits_per_s"] == round(0.2 * limit * 1e6), context
         # the class's figures are the truth within their sampling error (counted once: not doubled)
         for got, n in zip(f.evidence["class_bits_per_s"], f.evidence["class_sampled_packets"], strict=True):

@@ -88,7 +88,9 @@ def test_rate_queries_agree_on_18_16_and_chdb(tmp_path, clickhouse_server):
     try:
         assert legacy.dialect == "legacy"
         for store, cfg in ((modern, base), (legacy, legacy_cfg)):
-            n = store.query_arrow(f"SELECT count() AS n FROM `{cfg.store.database}`.flows").to_pylist()[0]["n"]
+            n = store.query_arrow(f"SELECT count() AS n FROM `{cfg.store.database}`.flows").to_pylist()[0][
+                "n"
+            ]
             assert n > 0
         got = {}
         for name, store, db in (("chdb", modern, base.store.database), ("18.16", legacy, "netobs_rates")):
@@ -99,7 +101,9 @@ def test_rate_queries_agree_on_18_16_and_chdb(tmp_path, clickhouse_server):
             assert len(a) > 0
             pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-9)
         # The detectors' limits need the metadata history, which 18.16 cannot keep: said, not guessed.
-        cfg = AnalyticsConfig.model_validate({"link_qos": {"classes": [{"name": "p", "dscp": ["EF"], "min_share": 0.2}]}})
+        cfg = AnalyticsConfig.model_validate(
+            {"link_qos": {"classes": [{"name": "p", "dscp": ["EF"], "min_share": 0.2}]}}
+        )
         analysis = Analysis(legacy.query_arrow, "netobs_rates", cfg, *WINDOW)
         assert analysis.rate_limits() == [] and "cold" in analysis.notes["rate_limit"]
         assert analysis.link_qos() == [] and "cold" in analysis.notes["link_qos"]

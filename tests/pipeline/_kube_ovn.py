@@ -177,10 +177,17 @@ def qos_policy(name: str, rate_mbps: str, direction: str = "egress", binding: st
                                               "priority": 1, "direction": direction}]}}  # fmt: skip
 
 
-def qos_rule(name: str, rate_mbps: str, direction: str, priority: int = 1, interface: str = "",
-             match: str = "") -> dict:
+def qos_rule(
+    name: str, rate_mbps: str, direction: str, priority: int = 1, interface: str = "", match: str = ""
+) -> dict:
     """One ``bandwidthLimitRules`` item (``matchValue`` e.g. ``dst 172.18.11.23/32``, ``matchType: ip``)."""
-    rule = {"name": name, "rateMax": rate_mbps, "burstMax": rate_mbps, "priority": priority, "direction": direction}
+    rule = {
+        "name": name,
+        "rateMax": rate_mbps,
+        "burstMax": rate_mbps,
+        "priority": priority,
+        "direction": direction,
+    }
     if interface:
         rule["interface"] = interface
     if match:
