@@ -290,7 +290,11 @@ def test_a_starved_payment_class_end_to_end(tmp_path, rnd):
     print(context)
     notes = analysis.notes["link_qos"]
     assert notes["limited_links"] == 4, (notes, context)  # three EIPs and the gateway's NIC
-    assert found, context
+    # The bucket where the traffic changes (10:10-10:15) holds the end of the first phase too: sFlow
+    # samples and records are stamped when their export slice ends (up to a minute later), so it may be
+    # judged either way. From 10:15 on every bucket is steady: starved, at the figures of the truth.
+    steady = T0 + timedelta(minutes=15)
+    flagged = set()
     for f in found:
         assert f.entities["link"] == "eip/eip-pay" and f.entities["direction"] == "egress", context
         assert f.entities["class"] == "payments" and f.entities["rule"] == "eip-egress", context
@@ -298,8 +302,19 @@ def test_a_starved_payment_class_end_to_end(tmp_path, rnd):
             context
         )
         assert f.evidence["floor_bits_per_s"] == round(0.2 * limit * 1e6), context
-        # the class's figures are the truth within their sampling error (counted once: not doubled)
-        for got, n in zip(f.evidence["class_bits_per_s"], f.evidence["class_sampled_packets"], strict=True):
-            assert abs(got / (0.05 * limit * 1e6) - 1) <= 4 / np.sqrt(max(n, 1)) + 0.05, context
-        for got, n in zip(f.evidence["link_bits_per_s"], f.evidence["link_sampled_packets"], strict=True):
-            assert abs(got / (0.98 * limit * 1e6) - 1) <= 4 / np.sqrt(max(n, 1)) + 0.03, context
+        ev = f.evidence
+        for i, t in enumerate(ev["buckets"]):
+            if datetime.fromisoformat(t) < steady:
+                continue
+            flagged.add(t)
+            # the figures are the truth within their sampling error (counted once: not doubled)
+            n_c, n_t = max(ev["class_sampled_packets"][i], 1), max(ev["link_sampled_packets"][i], 1)
+            assert abs(ev["class_bits_per_s"][i] / (0.05 * limit * 1e6) - 1) <= 4 / np.sqrt(n_c) + 0.05, (
+                context
+            )
+            assert abs(ev["link_bits_per_s"][i] / (0.98 * limit * 1e6) - 1) <= 4 / np.sqrt(n_t) + 0.03, (
+                context
+            )
+    assert flagged, (
+        context
+    )  # at least one of the three steady buckets (each fails ~1 % at the worst sampling)
