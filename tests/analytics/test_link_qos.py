@@ -14,6 +14,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from analytics import model
 from analytics.config import LinkQosConfig
 from analytics.detectors.link_qos import detect_starved_classes
+from analytics.findings import schema
 
 BUCKET = timedelta(minutes=5)
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -64,6 +66,7 @@ def test_a_full_link_that_squeezes_payments_below_their_floor_and_their_demand()
     assert f.evidence["floor_bits_per_s"] == 2_000_000 and f.evidence["demand_bits_per_s"] == 3_000_000
     assert f.evidence["other_share"][0] == pytest.approx(1 - 0.5 / 9.8, abs=1e-3)
     assert "below its floor of 2 Mbit/s" in f.summary
+    jsonschema.validate(f.to_json(), schema())  # what analyze writes, the table stores and alerts read
 
 
 def test_near_misses_do_not_fire():

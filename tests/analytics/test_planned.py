@@ -32,6 +32,14 @@ ENTITIES = {
     "dns_tunnelling": {"tenant": "t1", "src": "10.0.0.1", "center": "dc1"},
     "plaintext_downgrade": {"tenant": "t1", "src": "shop/web-1", "dst": "core/api-1"},
     "rate_limit": {"cluster": "", "namespace": "t1", "pod": "api-0", "direction": "egress"},
+    "link_qos": {
+        "cluster": "",
+        "link": "eip/eip-pay",
+        "policy": "q",
+        "rule": "r",
+        "direction": "egress",
+        "class": "payments",
+    },  # fmt: skip
 }
 
 
@@ -48,7 +56,8 @@ def test_every_detector_is_honoured_by_a_maintenance_window(detector):
         "dns_tunnelling",
         "plaintext_downgrade",
         "rate_limit",
-    ):  # nobody plans a scan, tunnel, downgrade, unenforced limit
+        "link_qos",
+    ):  # nobody plans a scan, tunnel, downgrade, unenforced limit, starved payments
         assert f.severity == "critical" and not f.planned
     else:
         assert f.severity == "info" and f.planned
