@@ -312,8 +312,28 @@ def posture(
     }
 
 
-def exemptions(policy: Policy, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Exemptions in force for some of the period (expired ones are not)."""
+def in_force_text(e: Any, start: datetime, end: datetime) -> str:
+    """When in the period an exemption was in force (an auditor asks: the whole period, or until
+    it expired part way through?)."""
+    since = e.starts if e.starts is not None and e.starts > start else None
+    until = e.expires if e.expires is not None and e.expires < end else None
+    if since is None and until is None:
+        return "whole period"
+    parts = [f"from {_iso(since)[:16].replace('T', ' ')}" if since else "",
+             f"until {_iso(until)[:16].replace('T', ' ')} (expired in the period)" if until else ""]  # fmt: skip
+    return " ".join(x for x in parts if x)
+
+
+def review_text(e: Any, generated: datetime | None) -> str:
+    """The review date, marked overdue when it passed before the report was generated."""
+    overdue = generated is not None and e.review < generated.date()
+    return f"{e.review.isoformat()} (overdue)" if overdue else e.review.isoformat()
+
+
+def exemptions(
+    policy: Policy, start: datetime, end: datetime, generated: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Exemptions in force for some of the period (expired ones are not), with when they were."""
     return [
         {
             "id": e.id,
@@ -326,7 +346,8 @@ def exemptions(policy: Policy, start: datetime, end: datetime) -> list[dict[str,
             "ticket": e.ticket,
             "starts": _iso(e.starts) if e.starts else "not set",
             "expires": _iso(e.expires) if e.expires else "never",
-            "review": e.review.isoformat(),
+            "review": review_text(e, generated),
+            "in_force": in_force_text(e, start, end),
         }
         for e in sorted(policy.exemptions, key=lambda e: e.id)
         if e.in_force(start, end)
@@ -394,7 +415,7 @@ def gather(
         },
         "scope": scope(query, db, start, end, generated, retention_days, rollups),
         "posture": posture(policy, violations, start, end, windows),
-        "exemptions": exemptions(policy, start, end),
+        "exemptions": exemptions(policy, start, end, generated),
         "violations_total": len(violations),
         "violations": [{k: v[k] for k in v if k != "evidence"} for v in top],
         "evidence": [{"id": v["id"], "rule": v["rule"], "flows": v["evidence"]} for v in top],

@@ -126,6 +126,7 @@ def render_html(data: dict[str, Any]) -> str:
             "ticket",
             "starts",
             "expires",
+            "in force",
             "review",
         ],
         (
@@ -140,6 +141,7 @@ def render_html(data: dict[str, Any]) -> str:
                 e["ticket"],
                 e["starts"],
                 e["expires"],
+                e["in_force"],
                 e["review"],
             ]
             for e in data["exemptions"]
@@ -174,7 +176,7 @@ def render_html(data: dict[str, Any]) -> str:
         "Bytes and packets are scaled by the sampling rate.</p>"
         + _scope(data["scope"])
         + _posture(data["posture"])
-        + "<h2>4. Exemptions in force</h2>"
+        + "<h2>4. Exemptions in force during the period</h2>"
         + ex
         + "<h2>5. Violating conversations</h2>"
         + f"<p>{data['violations_total']:,} violating conversations; shown: the largest {len(data['violations'])} "

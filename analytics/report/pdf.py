@@ -220,12 +220,13 @@ def render_pdf(data: dict[str, Any]) -> bytes:
     )
     _scope(doc, data["scope"])
     _posture(doc, data["posture"])
-    doc.heading("4. Exemptions in force")
+    doc.heading("4. Exemptions in force during the period")
     doc.grid(
-        ["id", "rule", "client", "server", "ports", "approver", "reason", "ticket", "expires", "review"],
+        ["id", "rule", "client", "server", "ports", "approver", "reason", "ticket", "expires", "in force",
+         "review"],
         [
             [e["id"], e["rule"], e["from"], e["to"], e["ports"], e["approver"], e["reason"], e["ticket"],
-             short_time(e["expires"]) if e["expires"] != "never" else "never", e["review"]]
+             short_time(e["expires"]) if e["expires"] != "never" else "never", e["in_force"], e["review"]]
             for e in data["exemptions"]
         ],
     )  # fmt: skip

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from analytics.policy.fixtures import flows_table
+from analytics.policy.model import Exemption
 from analytics.report.charts import bars, ticks
 from analytics.report.cli import add_parsers
-from analytics.report.data import EXPORTER_HEADER, _buckets, _gaps, exporter_rows
+from analytics.report.data import EXPORTER_HEADER, _buckets, _gaps, exporter_rows, in_force_text, review_text
 from netobs.config import ChdbStoreConfig, ControlConfig, StoreConfig
 from netobs.store import make_store
 from netobs_app.settings import Settings
@@ -254,3 +255,26 @@ def test_the_exporter_table_has_one_source_for_both_formats():
     assert exporter_rows(scope) == [
         ["192.0.2.2", "ipfix", 12, ["none"], "66.7%", "02:00 – 04:00; 05:00 – 06:00"]
     ]
+
+
+@pytest.mark.parametrize(
+    ("starts", "expires", "text"),
+    [
+        (None, None, "whole period"),
+        (None, "2026-06-09T00:00:00Z", "whole period"),  # expires after the period
+        (None, "2026-06-03T00:00:00Z", "until 2026-06-03 00:00 (expired in the period)"),
+        ("2026-06-02T12:00:00Z", None, "from 2026-06-02 12:00"),
+        ("2026-06-02T12:00:00Z", "2026-06-04T00:00:00Z", "from 2026-06-02 12:00 until 2026-06-04 00:00 (expired in the period)"),
+    ],
+)  # fmt: skip
+def test_exemptions_say_when_they_were_in_force_and_whether_review_is_overdue(starts, expires, text):
+    """An exemption that expired part way through the period is not "in force" for all of it."""
+    e = Exemption.model_validate(
+        {"id": "CHG-1", "rule": "r", "approver": "CISO", "reason": "cutover", "review": "2026-06-05",
+         "starts": starts, "expires": expires}
+    )  # fmt: skip
+    start, end = datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 8, tzinfo=UTC)
+    assert in_force_text(e, start, end) == text
+    assert review_text(e, datetime(2026, 6, 5, 23, tzinfo=UTC)) == "2026-06-05"
+    assert review_text(e, datetime(2026, 6, 6, tzinfo=UTC)) == "2026-06-05 (overdue)"
+    assert review_text(e, None) == "2026-06-05"
