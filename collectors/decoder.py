@@ -193,12 +193,12 @@ class Decoder:
     def flush(self) -> Decoded:
         """Everything fed since the last flush."""
         sources, self._sflow_sources = self._sflow_sources, []
-        flows, counters, unsampled, failure = self._flush_decoders()
-        if failure:
+        flows, counters, unsampled, failures, sflow_lost = self._flush_decoders()
+        if sflow_lost:
             sources = []
         errors: Counter = Counter()
         sequences: Counter = Counter()
-        if failure:
+        for failure in failures:
             errors[("*", failure)] += 1
         # (after the decoders' flush: the Python IPFIX path and v5 count bad times as they decode)
         touched = self._touched
@@ -217,24 +217,55 @@ class Decoder:
         self._touched.clear()
         return Decoded(flows, counters, errors, sequences, unsampled, sources)
 
-    def _flush_decoders(self) -> tuple[FlowBatch, CounterBatch, Counter, str]:
-        flows = counters = None
+    def _flush_decoders(self) -> tuple[FlowBatch, CounterBatch, Counter, list[str], bool]:
+        """(flows, counters, unsampled, internal failures, whether the sFlow rows were lost).
+
+        Each step is contained on its own, so a bug loses no more than it must: a decoder whose
+        flush raises loses its own pending rows (counted ``internal:<Type>``), the others keep
+        theirs; when only the sampling defaults fail, the decoded rows are kept with the rates
+        the exports gave (0 where none: "unknown", as the queries read it) and the failure is
+        counted, never a whole flush dropped for it.
+        """
+        failures: list[str] = []
+        parts: list[FlowBatch] = []
+        counters = None
+        sflow_lost = False
+        if self.sflow.pending:
+            try:
+                sflow_flows, counters = self.sflow.flush()
+                parts.append(sflow_flows)
+            except Exception as e:  # a bug; this decoder's pending rows are lost (counted)
+                log.exception("sFlow decoder flush failed")
+                failures.append(f"internal:{type(e).__name__}")
+                sflow_lost = True
+        rated = not parts or self.sflow.unrated == 0  # every sFlow row has its rate (counted in C)
+        for d in (self.ipfix, self.netflow9, self.netflow5):
+            if d.pending:
+                try:
+                    parts.append(d.flush())
+                    rated = False
+                except Exception as e:  # a bug; this decoder's pending rows are lost (counted)
+                    log.exception("%s decoder flush failed", type(d).__name__)
+                    failures.append(f"internal:{type(e).__name__}")
+        if counters is None:
+            counters = CounterBatch.empty()
+        if not parts:
+            return FlowBatch.empty(), counters, Counter(), failures, sflow_lost
         try:
-            if self.sflow.pending:
-                flows, counters = self.sflow.flush()
-            more = [d.flush() for d in (self.ipfix, self.netflow9, self.netflow5) if d.pending]
-            if more:
-                flows = FlowBatch.concat([flows, *more]) if flows is not None else FlowBatch.concat(more)
-            if counters is None:
-                counters = CounterBatch.empty()
-            if flows is None:
-                return FlowBatch.empty(), counters, Counter(), ""
-            if not more and self.sflow.unrated == 0:  # every sFlow row has its rate (counted in C)
-                return flows, counters, Counter(), ""
-            return flows, counters, self.sampling.apply(flows.columns), ""
-        except Exception as e:  # pragma: no cover - a bug; the pending records are lost
+            flows = parts[0] if len(parts) == 1 else FlowBatch.concat(parts)
+        except Exception as e:  # pragma: no cover - a bug; the pending flows are lost (counted)
             log.exception("decoder flush failed")
-            return FlowBatch.empty(), CounterBatch.empty(), Counter(), f"internal:{type(e).__name__}"
+            failures.append(f"internal:{type(e).__name__}")
+            return FlowBatch.empty(), counters, Counter(), failures, True
+        if rated:
+            return flows, counters, Counter(), failures, sflow_lost
+        try:
+            unsampled = self.sampling.apply(flows.columns)
+        except Exception as e:  # a bug: keep the rows with the rates the exports gave
+            log.exception("sampling defaults failed; the flows keep the rates they were exported with")
+            failures.append(f"internal:{type(e).__name__}")
+            unsampled = Counter()
+        return flows, counters, unsampled, failures, sflow_lost
 
     def _dispatch(self, kind, payload, exporter, session, time_ms, stats, srv6=False) -> None:
         if kind == "sflow":

@@ -255,7 +255,10 @@ class SflowDecoder:
         if not len(rows):
             return None
         self.unrated = -1  # not counted: Decoder.flush looks
-        return {name: rows[name] for name, _ in ROW_FIELDS}
+        # Each field of the structured rows is a strided view: copy it into a column of its own,
+        # as the native path's columns are (consumers view columns as other dtypes, e.g. the
+        # exporter as two words in SamplingDefaults.apply).
+        return {name: np.ascontiguousarray(rows[name]) for name, _ in ROW_FIELDS}
 
     def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
         end = len(buf)

@@ -135,3 +135,58 @@ def test_internal_errors_are_contained(monkeypatch):
     monkeypatch.setattr(d.ipfix, "feed", lambda *a: 1 / 0)
     out = d.decode(GOOD_IPFIX, EXP, T)
     assert out.errors == {(EXP, "internal:ZeroDivisionError"): 1}
+
+
+def _unrated_sflow(agent: str) -> bytes:
+    return b.sflow_datagram([b.flow_sample([b.raw_header_record(b.eth(b.tcp4()))], rate=0)] * 2, agent=agent)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_unrated_sflow_of_two_agents_takes_the_configured_rates(native):
+    """The Python sFlow path's columns were strided views of its packed rows: the sampling
+    defaults could not view the exporter column as words and the flush was lost (CI, a
+    mutated datagram with rate 0 in every sample)."""
+    from collectors.sflow import SflowDecoder
+
+    d = Decoder(exporter_sampling=[(["192.0.2.0/24"], 64)])
+    d.sflow = SflowDecoder(native=native)
+    out = d.decode_many([(_unrated_sflow("192.0.2.1"), EXP, T), (_unrated_sflow("198.51.100.3"), EXP, T)])
+    assert out.errors == {}
+    assert out.flows.columns["sampling_rate"].tolist() == [64, 64, 0, 0]
+    assert out.unsampled == {"198.51.100.3": 2}
+    for name, col in out.flows.columns.items():
+        assert col.flags.c_contiguous, name
+
+
+def test_a_failing_sampling_step_keeps_the_decoded_flows(monkeypatch):
+    """A bug in the sampling defaults is counted, and the flows stay, with the rates their
+    exports gave (0: unknown), instead of the whole flush being dropped."""
+    d = Decoder(exporter_sampling=[(["192.0.2.0/24"], 64)])
+
+    def broken(columns):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(d.sampling, "apply", broken)
+    d.feed(_unrated_sflow("192.0.2.1"), "192.0.2.1", T)
+    d.feed(GOOD_IPFIX, EXP, T)
+    out = d.flush()
+    assert out.errors == {("*", "internal:ValueError"): 1}
+    assert len(out.flows) == 3
+    assert out.flows.columns["sampling_rate"].tolist() == [0, 0, 0]
+    assert out.sflow_sources == [["192.0.2.1", 2, 0]]
+    monkeypatch.undo()
+    d.feed(_unrated_sflow("192.0.2.1"), "192.0.2.1", T)
+    out = d.flush()
+    assert out.errors == {} and out.flows.columns["sampling_rate"].tolist() == [64, 64]
+
+
+def test_a_failing_decoder_flush_loses_only_its_own_rows(monkeypatch):
+    d = Decoder()
+    monkeypatch.setattr(d.ipfix, "flush", lambda: 1 / 0)
+    d.feed(_unrated_sflow("192.0.2.1"), "192.0.2.1", T)
+    d.feed(GOOD_IPFIX, EXP, T)
+    out = d.flush()
+    assert out.errors == {("*", "internal:ZeroDivisionError"): 1}
+    assert len(out.flows) == 2 and set(out.flows.columns["type"]) == {"sflow"}
+    assert out.sflow_sources == [["192.0.2.1", 2, 0]]
+    assert out.unsampled == {"192.0.2.1": 2}

@@ -67,6 +67,7 @@ def _check(decoder: Decoder) -> None:
         assert not [r for r in stats.errors if r.startswith("internal")], stats.errors
     for name, col in out.flows.columns.items():
         assert len(col) == len(out.flows), name
+        assert col.flags.c_contiguous, name  # consumers view columns as other dtypes
 
 
 @st.composite

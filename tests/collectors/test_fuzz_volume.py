@@ -117,6 +117,7 @@ def _check(d: Decoder, where: str) -> int:
     n = len(out.flows)
     for name, col in out.flows.columns.items():
         assert len(col) == n, (where, name)
+        assert col.flags.c_contiguous, (where, name)  # consumers view columns as other dtypes
     if n:
         for name in ("flow_start", "flow_end"):
             t = out.flows.columns[name]

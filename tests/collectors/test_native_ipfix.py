@@ -69,6 +69,7 @@ def _same_batch(a, b) -> None:
         other = b.columns[name]
         assert col.dtype == other.dtype, name
         assert col.shape == other.shape, name
+        assert col.flags.c_contiguous and other.flags.c_contiguous, name  # as consumers view them
     assert _rows(a) == _rows(b)
 
 

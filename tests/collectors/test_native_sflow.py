@@ -62,6 +62,7 @@ def assert_same_columns(a: dict, b_: dict) -> None:
     for name in a:
         x, y = a[name], b_[name]
         assert x.dtype == y.dtype, name
+        assert x.flags.c_contiguous and y.flags.c_contiguous, name  # as consumers view them
         assert x.tolist() == y.tolist(), name
 
 
