@@ -110,13 +110,41 @@ _BY_DTYPE: dict[np.dtype, list[int]] = {}
 for _i, _dt in enumerate(_COLUMN_DTYPES):
     _BY_DTYPE.setdefault(_dt, []).append(_i)
 _GROUPS = tuple(tuple(v) for v in _BY_DTYPE.values())
-_GROUP_NAMES = tuple((dt, tuple(ROW_FIELDS[i][0] for i in v)) for dt, v in _BY_DTYPE.items())
+_GROUP_NAMES = tuple((dt, tuple(ROW_FIELDS[i][0] for i in v), len(v)) for dt, v in _BY_DTYPE.items())
 #: Collect columns sFlow never fills (zeros, or '' for text), as :func:`complete` would add them.
 _ABSENT = tuple(
     (name, _OBJECT if dt == _OBJECT else dt)
     for name, dt in _DTYPES.items()
     if name not in dict(ROW_FIELDS) and name not in ("flow_start", "flow_end", "type", "packets")
 )
+
+
+_MAX_FIXED = 256  # row counts whose fixed columns are kept
+_MAX_FIXED_ROWS = 4096  # (larger flushes are rare: they build theirs)
+
+
+class _Fixed:
+    """The columns of a flush of ``n`` sFlow rows that do not depend on the rows: the type,
+    ``packets`` = 1 and the collect columns sFlow never fills (zeros, '' for text), plus the
+    text columns whose code is alike in every row. Read-only views of shared arrays (see
+    :func:`collectors._columns.constant`), so one set serves every flush of ``n`` rows."""
+
+    __slots__ = ("n", "columns", "_texts")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        cols = {"type": constant_text("sflow", n), "packets": constant(_U64, 1, n)}
+        for name, dtype in _ABSENT:
+            cols[name] = constant_text("", n) if dtype is _OBJECT else constant(dtype, 0, n)
+        self.columns = cols
+        self._texts: dict[str, np.ndarray] = {}
+
+    def text(self, value: str) -> np.ndarray:
+        """``n`` times ``value`` (a direction or tunnel type), as :func:`constant_text`."""
+        arr = self._texts.get(value)
+        if arr is None:
+            arr = self._texts[value] = constant_text(value, self.n)
+        return arr
 
 
 def native_module(force: bool = False) -> ModuleType | None:
@@ -156,6 +184,7 @@ class SflowDecoder:
             raise ImportError("collectors._native_sflow is not built")
         # In native mode the C state holds the pending rows and both sequence trackers.
         self._native = module.State(MAX_STREAMS, LATE_WINDOW) if module is not None else None
+        self._fixed_by_rows: dict[int, _Fixed] = {}
 
     @property
     def native(self) -> bool:
@@ -226,30 +255,42 @@ class SflowDecoder:
             rate = cols["sampling_rate"]
             cols["sampling_rate"] = np.where(rate == 0, np.uint32(self.default_sampling_rate), rate)
         cols["flow_start"] = cols["flow_end"] = cols["time_received"]
-        # A flush may follow every datagram: the constant columns are views of shared arrays.
-        cols["type"] = constant_text("sflow", n)
-        cols["packets"] = constant(_U64, 1, n)
-        for name, dtype in _ABSENT:
-            cols[name] = constant_text("", n) if dtype is _OBJECT else constant(dtype, 0, n)
         return batch(cols, n), counters
 
+    def _fixed(self, n: int) -> _Fixed:
+        """The columns alike in every flush of ``n`` rows (see :class:`_Fixed`), cached: a
+        flush per datagram (``Decoder.decode``) would otherwise build ~12 views per call."""
+        fixed = self._fixed_by_rows.get(n)
+        if fixed is None:
+            if len(self._fixed_by_rows) >= _MAX_FIXED:  # (bounded: datagrams of many sizes)
+                self._fixed_by_rows.clear()
+            fixed = self._fixed_by_rows[n] = _Fixed(n)
+        return fixed
+
     def _take(self) -> dict[str, np.ndarray] | None:
-        """The pending rows as raw columns (text columns still as codes), or None."""
+        """The pending rows as columns (text columns still as codes unless alike in every row,
+        and the columns sFlow never fills), or None."""
         if self._native is not None:
-            # One buffer per dtype: one numpy array per group, its rows are the columns (a
-            # flush per datagram would otherwise pay an array per column).
+            # One buffer per dtype, read as one (columns, rows) array whose rows are the columns
+            # (a flush per datagram would otherwise pay an array per column).
             taken = self._native.take_groups(_GROUPS)
             if taken is None:
                 return None
             n, raw, direction, tunnel, self.unrated = taken
-            cols: dict = {}
-            for (dtype, names), buf in zip(_GROUP_NAMES, raw, strict=True):
-                cols.update(zip(names, np.frombuffer(buf, dtype=dtype).reshape(len(names), n)))  # noqa: B905
-            # (the text of codes alike in every row, as directions() and text() would make it)
-            if direction >= 0:
-                cols["direction"] = constant_text(DIRECTION_NAMES[min(direction, 2)], n)
-            if tunnel >= 0:
-                cols["tunnel_type"] = constant_text(_TUNNEL_NAMES[tunnel], n)
+            fixed = self._fixed(n) if n <= _MAX_FIXED_ROWS else _Fixed(n)
+            cols = fixed.columns.copy()
+            for (dtype, names, size), buf in zip(_GROUP_NAMES, raw, strict=True):
+                cols.update(zip(names, np.ndarray((size, n), dtype, buf)))  # noqa: B905
+            # The text of the direction and tunnel codes, as directions() and text() make it:
+            # the C side says whether one code is in every row (else -1).
+            cols["direction"] = (
+                fixed.text(DIRECTION_NAMES[min(direction, 2)])
+                if direction >= 0
+                else DIRECTION_NAMES.take(np.minimum(cols["direction"], 2))
+            )
+            cols["tunnel_type"] = (
+                fixed.text(_TUNNEL_NAMES[tunnel]) if tunnel >= 0 else _TUNNEL_NAMES.take(cols["tunnel_type"])
+            )
             return cols
         rows = self._rows.take()
         if not len(rows):
@@ -258,7 +299,9 @@ class SflowDecoder:
         # Each field of the structured rows is a strided view: copy it into a column of its own,
         # as the native path's columns are (consumers view columns as other dtypes, e.g. the
         # exporter as two words in SamplingDefaults.apply).
-        return {name: np.ascontiguousarray(rows[name]) for name, _ in ROW_FIELDS}
+        cols = {name: np.ascontiguousarray(rows[name]) for name, _ in ROW_FIELDS}
+        cols.update(_Fixed(len(rows)).columns)
+        return cols
 
     def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
         end = len(buf)
