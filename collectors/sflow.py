@@ -119,24 +119,37 @@ _ABSENT = tuple(
 )
 
 
-_MAX_FIXED = 256  # row counts whose fixed columns are kept
+_MAX_FIXED = 1024  # flush shapes (rows, zero columns) whose fixed columns are kept
 _MAX_FIXED_ROWS = 4096  # (larger flushes are rare: they build theirs)
 
 
 class _Fixed:
-    """The columns of a flush of ``n`` sFlow rows that do not depend on the rows: the type,
-    ``packets`` = 1 and the collect columns sFlow never fills (zeros, '' for text), plus the
-    text columns whose code is alike in every row. Read-only views of shared arrays (see
-    :func:`collectors._columns.constant`), so one set serves every flush of ``n`` rows."""
+    """The columns of a flush of ``n`` sFlow rows that do not depend on the rows' values: the
+    type, ``packets`` = 1, the collect columns sFlow never fills (zeros, '' for text), the
+    native columns that are 0 in every row (the bits of ``zeros``, by ROW_FIELDS index), and the
+    text of a direction or tunnel type alike in every row. Read-only views of shared arrays
+    (see :func:`collectors._columns.constant`), so one set serves every flush of that shape.
+    ``groups``: (index, dtype, names, count) of each dtype group's columns that are not all 0."""
 
-    __slots__ = ("n", "columns", "_texts")
+    __slots__ = ("n", "columns", "groups", "_texts")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, zeros: int = 0) -> None:
         self.n = n
         cols = {"type": constant_text("sflow", n), "packets": constant(_U64, 1, n)}
         for name, dtype in _ABSENT:
             cols[name] = constant_text("", n) if dtype is _OBJECT else constant(dtype, 0, n)
+        groups = []
+        for i, ((dtype, _names, _size), indexes) in enumerate(zip(_GROUP_NAMES, _GROUPS, strict=True)):
+            names = []
+            for c in indexes:
+                if zeros >> c & 1:
+                    cols[ROW_FIELDS[c][0]] = constant(dtype, 0, n)
+                else:
+                    names.append(ROW_FIELDS[c][0])
+            if names:
+                groups.append((i, dtype, tuple(names), len(names)))
         self.columns = cols
+        self.groups = tuple(groups)
         self._texts: dict[str, np.ndarray] = {}
 
     def text(self, value: str) -> np.ndarray:
@@ -184,7 +197,8 @@ class SflowDecoder:
             raise ImportError("collectors._native_sflow is not built")
         # In native mode the C state holds the pending rows and both sequence trackers.
         self._native = module.State(MAX_STREAMS, LATE_WINDOW) if module is not None else None
-        self._fixed_by_rows: dict[int, _Fixed] = {}
+        self._fixed_by_rows: dict[tuple[int, int], _Fixed] = {}
+        self._take_nonzero = hasattr(self._native, "take_nonzero")
 
     @property
     def native(self) -> bool:
@@ -257,30 +271,43 @@ class SflowDecoder:
         cols["flow_start"] = cols["flow_end"] = cols["time_received"]
         return batch(cols, n), counters
 
-    def _fixed(self, n: int) -> _Fixed:
-        """The columns alike in every flush of ``n`` rows (see :class:`_Fixed`), cached: a
-        flush per datagram (``Decoder.decode``) would otherwise build ~12 views per call."""
-        fixed = self._fixed_by_rows.get(n)
+    def _fixed(self, n: int, zeros: int = 0) -> _Fixed:
+        """The columns alike in every flush of ``n`` rows whose all-zero columns are the bits of
+        ``zeros`` (see :class:`_Fixed`), cached: a flush per datagram (``Decoder.decode``) would
+        otherwise build ~20 views per call."""
+        key = (n, zeros)
+        fixed = self._fixed_by_rows.get(key)
         if fixed is None:
-            if len(self._fixed_by_rows) >= _MAX_FIXED:  # (bounded: datagrams of many sizes)
+            if n > _MAX_FIXED_ROWS:  # (larger flushes are rare: they build theirs)
+                return _Fixed(n, zeros)
+            if len(self._fixed_by_rows) >= _MAX_FIXED:  # (bounded: datagrams of many shapes)
                 self._fixed_by_rows.clear()
-            fixed = self._fixed_by_rows[n] = _Fixed(n)
+            fixed = self._fixed_by_rows[key] = _Fixed(n, zeros)
         return fixed
 
     def _take(self) -> dict[str, np.ndarray] | None:
         """The pending rows as columns (text columns still as codes unless alike in every row,
         and the columns sFlow never fills), or None."""
-        if self._native is not None:
+        native = self._native
+        if native is not None:
             # One buffer per dtype, read as one (columns, rows) array whose rows are the columns
-            # (a flush per datagram would otherwise pay an array per column).
-            taken = self._native.take_groups(_GROUPS)
-            if taken is None:
-                return None
-            n, raw, direction, tunnel, self.unrated = taken
-            fixed = self._fixed(n) if n <= _MAX_FIXED_ROWS else _Fixed(n)
+            # (a flush per datagram would otherwise pay an array per column); the columns that
+            # are 0 in every row are left out and come from the cached zeros of _Fixed.
+            if self._take_nonzero:
+                taken = native.take_nonzero(_GROUPS)
+                if taken is None:
+                    return None
+                n, raw, direction, tunnel, self.unrated, zeros = taken
+            else:  # (an older build of the extension)
+                taken = native.take_groups(_GROUPS)
+                if taken is None:
+                    return None
+                n, raw, direction, tunnel, self.unrated = taken
+                zeros = 0
+            fixed = self._fixed(n, zeros)
             cols = fixed.columns.copy()
-            for (dtype, names, size), buf in zip(_GROUP_NAMES, raw, strict=True):
-                cols.update(zip(names, np.ndarray((size, n), dtype, buf)))  # noqa: B905
+            for i, dtype, names, size in fixed.groups:
+                cols.update(zip(names, np.ndarray((size, n), dtype, raw[i])))  # noqa: B905
             # The text of the direction and tunnel codes, as directions() and text() make it:
             # the C side says whether one code is in every row (else -1).
             cols["direction"] = (
@@ -299,8 +326,8 @@ class SflowDecoder:
         # Each field of the structured rows is a strided view: copy it into a column of its own,
         # as the native path's columns are (consumers view columns as other dtypes, e.g. the
         # exporter as two words in SamplingDefaults.apply).
-        cols = {name: np.ascontiguousarray(rows[name]) for name, _ in ROW_FIELDS}
-        cols.update(_Fixed(len(rows)).columns)
+        cols = _Fixed(len(rows)).columns
+        cols.update((name, np.ascontiguousarray(rows[name])) for name, _ in ROW_FIELDS)
         return cols
 
     def _samples(self, buf: bytes, off: int, count: int, dgram: tuple, stats: ExporterStats) -> None:
