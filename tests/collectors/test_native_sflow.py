@@ -10,6 +10,7 @@ exporter's statistics must be identical.
 from __future__ import annotations
 
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -429,3 +430,25 @@ def test_columns_are_contiguous_and_writable():
         assert col.flags.c_contiguous, name
     assert out.flows.columns["src_port"].flags.writeable
     assert np.asarray(out.flows.columns["tunnel_type"]).tolist() == ["geneve"]
+
+
+def test_flush_shapes_alike_on_both_paths_when_their_cache_is_full(monkeypatch):
+    """A flush takes the columns that are 0 in every row from shared zeros cached per shape
+    (rows, zero columns); datagrams of many shapes, flushed one by one and in pairs, with a
+    cache of 3 shapes (cleared when full), decode as the Python path does."""
+    monkeypatch.setattr(sflow, "_MAX_FIXED", 3)
+    seed = random.randrange(1 << 32)
+    print("seed", seed)
+    rng = random.Random(seed)
+    frames = list(FRAMES.values())
+    datagrams = []
+    for i in range(60):
+        records = [[b.raw_header_record(rng.choice(frames))] for _ in range(rng.randint(1, 5))]
+        samples = [b.flow_sample(r, rate=rng.choice([0, 1, 100]), seq=i) for r in records]
+        if rng.random() < 0.3:
+            samples.append(b.flow_sample([b.router_record(), b.gateway_record()], seq=i))
+        datagrams.append((b.sflow_datagram(samples, seq=i), EXPORTER, T + i))
+    for batch in (1, 2):
+        flows, native = run_both(datagrams, batch=batch)
+        assert flows > 60
+        assert len(native.sflow._fixed_by_rows) <= 3
