@@ -120,6 +120,8 @@ _ABSENT = tuple(
 
 
 _MAX_FIXED = 1024  # flush shapes (rows, zero columns) whose fixed columns are kept
+_MAX_MIXED = 16  # mixes of direction / tunnel codes kept per flush shape...
+_MAX_MIXED_ROWS = 64  # ...of at most this many rows (a datagram's)
 _MAX_FIXED_ROWS = 4096  # (larger flushes are rare: they build theirs)
 
 
@@ -131,7 +133,7 @@ class _Fixed:
     (see :func:`collectors._columns.constant`), so one set serves every flush of that shape.
     ``groups``: (index, dtype, names, count) of each dtype group's columns that are not all 0."""
 
-    __slots__ = ("n", "columns", "groups", "_texts")
+    __slots__ = ("n", "columns", "groups", "_texts", "_mixed")
 
     def __init__(self, n: int, zeros: int = 0) -> None:
         self.n = n
@@ -151,12 +153,25 @@ class _Fixed:
         self.columns = cols
         self.groups = tuple(groups)
         self._texts: dict[str, np.ndarray] = {}
+        self._mixed: dict[tuple[int, bytes], np.ndarray] = {}
 
     def text(self, value: str) -> np.ndarray:
         """``n`` times ``value`` (a direction or tunnel type), as :func:`constant_text`."""
         arr = self._texts.get(value)
         if arr is None:
             arr = self._texts[value] = constant_text(value, self.n)
+        return arr
+
+    def texts(self, names: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """``names[codes]`` for codes that differ between rows (a datagram mixing tunnelled and
+        plain packets), shared read-only like :meth:`text` when the same mix came before."""
+        key = (id(names), codes.tobytes())
+        arr = self._mixed.get(key)
+        if arr is None:
+            arr = names.take(codes)
+            if len(self._mixed) < _MAX_MIXED and self.n <= _MAX_MIXED_ROWS:  # (bounded memory)
+                arr.flags.writeable = False
+                self._mixed[key] = arr
         return arr
 
 
@@ -313,10 +328,12 @@ class SflowDecoder:
             cols["direction"] = (
                 fixed.text(DIRECTION_NAMES[min(direction, 2)])
                 if direction >= 0
-                else DIRECTION_NAMES.take(np.minimum(cols["direction"], 2))
+                else fixed.texts(DIRECTION_NAMES, np.minimum(cols["direction"], 2))
             )
             cols["tunnel_type"] = (
-                fixed.text(_TUNNEL_NAMES[tunnel]) if tunnel >= 0 else _TUNNEL_NAMES.take(cols["tunnel_type"])
+                fixed.text(_TUNNEL_NAMES[tunnel])
+                if tunnel >= 0
+                else fixed.texts(_TUNNEL_NAMES, cols["tunnel_type"])
             )
             return cols
         rows = self._rows.take()
