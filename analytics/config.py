@@ -138,6 +138,19 @@ class DrTrafficConfig(Section):
 
 class DependencyConfig(Section):
     min_bytes: float = Field(1e4, ge=0, description="Scaled bytes below which a new pair is ignored.")
+    min_records: float = Field(
+        3,
+        ge=0,
+        description="Sampled packets a pair must show in the window before it is called new (at 1:1000 one "
+        "sampled packet of a rare known pair is no evidence that it is new).",
+    )
+    max_unseen_p: float = Field(
+        0.001,
+        gt=0,
+        le=1,
+        description="A pair is new only if, at the rate it shows in the window so far, the chance that "
+        "sampling left it out of the whole history is below this (exp(-rate × history)).",
+    )
     severity: str = "warning"
 
 

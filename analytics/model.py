@@ -79,14 +79,14 @@ def peer_series(db: str, start: datetime, end: datetime, bucket_s: int, keys: tu
 
 def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None = None) -> str:
     """Service-to-service pairs (client → server, by who opened the conversation) with their
-    centers, scaled bytes and first appearance (per bucket if given)."""
+    centers, scaled bytes, sampled packets (as exported) and first appearance (per bucket if given)."""
     t, g = _bucket(bucket_s)
     c, v = counting.client, counting.server
     return (
         f"SELECT {t}concat({c('namespace')}, '/', {c('workload')}) AS src_service, "
         f"concat({v('namespace')}, '/', {v('workload')}) AS dst_service, "
         f"{c('center')} AS client_center, {v('center')} AS server_center, "
-        f"sum(bytes * {SCALE}) AS bytes, min(event_start) AS first_seen\n"
+        f"sum(bytes * {SCALE}) AS bytes, sum(packets) AS sampled, min(event_start) AS first_seen\n"
         f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} "
         "AND src_workload != '' AND dst_workload != ''\n"
         f"GROUP BY {g}src_service, dst_service, client_center, server_center"

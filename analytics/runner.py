@@ -24,6 +24,7 @@ from analytics.baseline import ewma_baseline
 from analytics.config import AnalyticsConfig
 from analytics.detectors import DETECTORS
 from analytics.detectors._common import runs
+from analytics.detectors.dependency import so_far
 from analytics.detectors.dr_traffic import known_kinds
 from analytics.detectors.volume import SeriesSet
 from analytics.findings import Finding
@@ -299,10 +300,20 @@ class Analysis:
         cur = _df(self.q, model.service_pairs(self.db, self.start, self.end, self.cfg.bucket_s)).rename(
             columns=renamed
         )
-        self.notes["new_dependency"] = {"known_pairs": len(baseline)}
+        history_s = (self.start - self.h_start).total_seconds()
+        self.notes["new_dependency"] = {
+            "known_pairs": len(baseline),
+            "needs": f"{self.cfg.dependency.min_records:g} sampled packets of a pair in the window, and a rate "
+            f"that history ({history_s / 86_400:g} days) could not have missed with P ≥ "
+            f"{self.cfg.dependency.max_unseen_p:g}",
+        }
         out: list[Finding] = []
-        for t, g in cur.groupby("t") if not cur.empty else []:
-            found = self.detectors["new_dependency"](g, baseline, self.cfg.dependency, self._window(t))
+        if cur.empty:
+            return out
+        for t, g, elapsed in so_far(cur, self.start, self.bucket):
+            found = self.detectors["new_dependency"](
+                g, baseline, self.cfg.dependency, self._window(t), history_s=history_s, elapsed_s=elapsed
+            )
             out += found
             baseline |= {tuple(f.entities[k] for k in cols) for f in found}  # report a new pair once
         return out
