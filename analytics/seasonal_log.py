@@ -12,8 +12,9 @@ For each series (a row of a matrix over time periods of one scale: 5 minutes, 1 
   behind it, else hour of day split into weekdays and weekends; month-end days (the last
   ``month_end_days`` of a month) have slots of their own once history holds a month end;
 * the **spread** is the series' robust spread of log residuals around its slot medians (MAD, one
-  figure per series: a handful of weeks cannot give one per slot), widened by the error of a
-  median of few values;
+  figure per series: a handful of weeks cannot give one per slot), less the sampling noise its
+  history periods already hold (median 1/n; it is added back for the period judged), widened by the
+  error of a median of few values;
 * the **sampling noise** of a period is Poisson in the sampled records behind it: an estimate
   scaled up from ``n`` sampled packets has a relative error of about ``1/√n`` (at 1:1000, two
   sampled packets say little), taken at the count expected under the baseline;
@@ -166,7 +167,11 @@ def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_recor
     slots = chosen.get("slots", np.full(n, "hour_of_week", dtype=object))
     if scale_s >= 86_400:
         slots = np.where(slots == "hour_of_week", "day_of_week", slots)
-    sigma = np.nan_to_num(chosen["sigma"], nan=np.inf)[:, None]
+    # The history's spread already holds the sampling noise of its periods (about 1/n in the log
+    # variance for n sampled packets); the Poisson term and the count test add it again for the period
+    # judged. Counted twice it hid drops of thin series: only the spread beyond Poisson is kept.
+    sigma = np.sqrt(np.maximum(chosen["sigma"] ** 2 - _poisson_var(hist_records, hx, sampled), 0.0))
+    sigma = np.nan_to_num(sigma, nan=np.inf)[:, None]
     recs = np.nan_to_num(recs, nan=0.0)
     poisson = np.where(sampled[:, None], 1.0 / np.maximum(recs, 0.5), 0.0)
     total = np.sqrt(sigma**2 * (1 + 1.57 / np.maximum(nvals, 1)) + poisson + sigma_floor**2)
@@ -195,6 +200,17 @@ def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_recor
         month_end_unlearned=me_cold & judged,
         slots=np.asarray(slots, dtype=object),
     )
+
+
+def _poisson_var(hist_records: np.ndarray, hx: np.ndarray, sampled: np.ndarray) -> np.ndarray:
+    """Per series: the log variance sampling alone gives its history periods, 1/n for n sampled
+    packets, the median over periods (as robust as the MAD it is taken from); 0 if not sampled."""
+    if not hist_records.size:
+        return np.zeros(hx.shape[0])
+    inv = np.where(np.isfinite(hx), 1.0 / np.maximum(hist_records, 0.5), np.nan)
+    with np.errstate(all="ignore"):
+        out = np.nan_to_num(np.nanmedian(inv, axis=1), nan=0.0)
+    return np.where(sampled, out, 0.0)
 
 
 #: Residuals a series needs before its tails say more than its MAD (5-minute and hourly scales over
