@@ -256,6 +256,15 @@ def exporter_activity(db: str, start: datetime, end: datetime, bucket_s: int) ->
     )
 
 
+def exporters_seen(db: str, start: datetime, end: datetime) -> str:
+    """The exporters that sent anything in [start, end) (the exporter-health rollup)."""
+    return (
+        f"SELECT {addr('exporter')} AS exporter\n"
+        f"FROM `{db}`.exporter_health_1m\nWHERE time >= {ts(start)} AND time < {ts(end)}\n"
+        "GROUP BY exporter"
+    )
+
+
 def exporter_centers(db: str, start: datetime, end: datetime) -> str:
     """Which center each exporter belongs to (from the enriched flows)."""
     return (

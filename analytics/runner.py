@@ -85,14 +85,15 @@ class Analysis:
     # --- detectors ------------------------------------------------------------------------
 
     def gaps(self) -> tuple[list[Finding], dict[str, pd.Series]]:
-        hist = _df(self.q, model.exporter_activity(self.db, self.h_start, self.end, self.cfg.bucket_s))
-        if hist.empty:
+        # History only says which exporters to expect; the window's activity is judged per bucket.
+        known = set(_df(self.q, model.exporters_seen(self.db, self.h_start, self.start))["exporter"].tolist())
+        now = _df(self.q, model.exporter_activity(self.db, self.start, self.end, self.cfg.bucket_s))
+        if not known and now.empty:
             self.notes["collection_gap"] = {"exporters": 0, "cold": "no exporter has sent anything"}
             return [], {}
-        before = hist["t"] < pd.Timestamp(self.start)
-        known = set(hist.loc[before, "exporter"])
-        first = hist[~before].groupby("exporter")["t"].min()
-        expected = sorted(set(hist["exporter"]))
+        now["exporter"] = now["exporter"].astype(object)
+        first = now.groupby("exporter", sort=False)["t"].min()
+        expected = sorted(known | set(first.index))
         cold = {e: first[e] for e in expected if e not in known}
         self.notes["collection_gap"] = {
             "exporters": len(expected),
@@ -100,7 +101,7 @@ class Analysis:
             "needs": "an exporter is expected from its first record on; one with no history is judged "
             "from its first record in the window",
         }
-        health = hist[~before].rename(columns={"t": "time"})
+        health = now.rename(columns={"t": "time"})
         health = health.assign(datagrams=health["flows"], lost=0)
         findings, gaps = self.detectors["collection_gap"](
             health, expected, self.index, self.cfg.gaps, self.bucket, cold

@@ -35,7 +35,7 @@ from analytics.scenario.conventions import (
     write,
     write_bank,
 )
-from analytics.scenario.traffic import CONVENTIONS as TRAFFIC_CONVENTIONS
+from analytics.scenario.generate import CONVENTIONS as TRAFFIC_CONVENTIONS
 from analytics.scoring import score, table
 from netobs.counting import CountingConfig
 from netobs.store import make_store
@@ -69,7 +69,8 @@ def add_parser(scenario_sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--convention",
         dest="conventions",
         default="all",
-        help="comma-separated export conventions to generate (analytics.scenario.traffic.CONVENTIONS; default all)",
+        help="comma-separated export conventions to generate (analytics.scenario.generate.CONVENTIONS: probe_both_ends "
+        "and the counting matrix's wire conventions; default all)",
     )
     e.add_argument("--sampling", type=int, default=1000, help="sampling rate 1:N of every exporter")
     e.add_argument("--seed", type=int, default=None, help="random seed (default: drawn now, and printed)")

@@ -32,9 +32,12 @@ def detect_gaps(
     silent_buckets = max(1, int(cfg.silent_after_s // bucket.total_seconds()))
     out: list[Finding] = []
     gaps: dict[str, pd.Series] = {}
+    # One pass over the rows (not one comparison of every row per exporter: hundreds of exporters).
+    per = health.groupby(["exporter", "time"], sort=False)[["datagrams", "lost"]].sum()
+    by_exporter = {e: g.droplevel(0) for e, g in per.groupby(level=0, sort=False)} if len(per) else {}
+    empty = pd.DataFrame({"datagrams": [], "lost": []}, index=pd.DatetimeIndex([], tz="UTC"))
     for exporter in expected_exporters:
-        mine = health[health["exporter"] == exporter].groupby("time")[["datagrams", "lost"]].sum()
-        mine = mine.reindex(window, fill_value=0)
+        mine = by_exporter.get(exporter, empty).reindex(window, fill_value=0)
         silent = mine["datagrams"] == 0
         if first_seen and exporter in first_seen:
             silent &= window >= first_seen[exporter]

@@ -14,10 +14,18 @@ from typing import Any
 import numpy as np
 import yaml
 
+from analytics.scenario import wire
 from analytics.scenario.anomalies import HOUR_MS, Anomaly, default_anomalies
 from analytics.scenario.bank import Bank
+from analytics.scenario.conventions import End
 from analytics.scenario.exporter import Exporter, PcapWriter
-from analytics.scenario.traffic import CONVENTIONS, ROUTERS, _observations, normal_bucket, records
+from analytics.scenario.traffic import ROUTERS, _observations, normal_bucket, records
+
+#: Every export convention the detection scenario is written in: the project's first (probe_both_ends,
+#: one sampled count shared by the observation points) and the counting matrix's wire conventions
+#: (each observation point samples on its own; sFlow, NetFlow v5, biflows, late data ...). Names the two
+#: share are written by the wire encoder.
+CONVENTIONS = ("probe_both_ends", *wire.WIRE_CONVENTIONS)
 
 BUCKET_MS = 300_000
 
@@ -33,7 +41,7 @@ class ScenarioSpec:
     sampling: int = 1000
     seed: int = 7
     start_ms: int = 1_761_523_200_000  # Monday 2025-10-27 00:00 UTC
-    convention: str = "probe_both_ends"  # how the exporters report the traffic (traffic.CONVENTIONS)
+    convention: str = "probe_both_ends"  # how the exporters report the traffic (CONVENTIONS)
     noise: float = 0.08  # log-normal sigma of each tenant's per-bucket volume
     late_s: int = 0  # exports arrive up to this late (event time stays the flow's own)
     month_end: float = 1.0  # traffic factor on the last two days of a month
@@ -96,11 +104,15 @@ def mark_observability(anomalies: list[Anomaly], bank: Bank, spec: ScenarioSpec,
         elif a.kind == "cross" and (p.get("forward_at") or p.get("reverse_at")):
             c = bank.pods_of(p["tenant"], p["client"][0], p["client"][1])[0]
             s = bank.pods_of(p["tenant"], p["server"][0], p["server"][1])[0]
-            usual = (_observations(spec.convention, c, s, None), _observations(spec.convention, s, c, None))
-            now = (
-                _observations(spec.convention, c, s, p.get("forward_at")),
-                _observations(spec.convention, s, c, p.get("reverse_at")),
-            )
+            nodes = _node_ends(bank)
+
+            def seen(a, b, at, nodes=nodes):  # type: ignore[no-untyped-def]
+                if spec.convention in wire.WIRE_CONVENTIONS:
+                    return wire.points(spec.convention, a, b, at, nodes)
+                return _observations(spec.convention, a, b, at)
+
+            usual = (seen(c, s, None), seen(s, c, None))
+            now = (seen(c, s, p.get("forward_at")), seen(s, c, p.get("reverse_at")))
             if [sorted(x) for x in usual] == [sorted(x) for x in now]:
                 lab.observable = False
                 lab.why = f"{spec.convention}: the exporters send the same records whichever path each direction takes"
@@ -115,6 +127,11 @@ def mark_observability(anomalies: list[Anomaly], bank: Bank, spec: ScenarioSpec,
                     f"hour ({total:.0f} in all): fewer than the {SLOW_SCAN_FLOOR} an hour or {SLOW_SCAN_DAY_FLOOR} "
                     "a day that tell a scan"
                 )
+
+
+def _node_ends(bank: Bank) -> dict[str, End]:
+    """An End standing for each node (by address): where an anomaly forces a direction through."""
+    return {p.node_ip: End(p.node_ip, p.node, p.node_ip, p.center) for p in bank.pods}
 
 
 def _iso(ms: int) -> str:
@@ -134,6 +151,9 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
         scale[-spec.thin :] /= 100
     exporters: dict[str, Exporter] = {}
     n_records = 0
+    on_wire = spec.convention in wire.WIRE_CONVENTIONS
+    encoder, nodes = wire.Encoder(spec.convention, rng), _node_ends(bank)
+    seen_exporters: set[str] = set()
     with PcapWriter(out / "exports.pcap") as pcap:
         for i in range(spec.days * 24 * 3_600_000 // BUCKET_MS):
             t = spec.start_ms + i * BUCKET_MS
@@ -141,6 +161,13 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
             for a in anomalies:
                 if a.active(t):
                     a.apply(bank, bucket, rng)
+            if on_wire:
+                reps = wire.reports(bucket, spec.convention, spec.sampling, rng, nodes)
+                seen_exporters |= {r.exporter for r in reps}
+                encoder.add(reps)
+                for ts, address, d in encoder.ready((t + BUCKET_MS) / 1000 - wire.LATE_MS / 1000 - 10):
+                    pcap.write(ts, address, d)
+                continue
             for address, recs in sorted(records(bucket, spec.sampling, rng, spec.convention).items()):
                 exp = exporters.setdefault(address, Exporter(address, spec.sampling))
                 # Late exports: up to late_s after the bucket (in order per exporter: late_s < a bucket).
@@ -148,7 +175,11 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
                 for d in exp.datagrams(recs, export_s):
                     pcap.write(export_s, address, d)
                 n_records += len(recs)
-    mark_observability(anomalies, bank, spec, set(exporters))
+        if on_wire:
+            for ts, address, d in encoder.ready(float("inf")):
+                pcap.write(ts, address, d)
+            n_records = encoder.records
+    mark_observability(anomalies, bank, spec, set(exporters) | seen_exporters)
     (out / "labels.json").write_text(json.dumps([a.label.to_json() for a in anomalies], indent=1))
     (out / "analytics.yaml").write_text(yaml.safe_dump(analytics_config(spec, anomalies), sort_keys=False))
     # Routers are not nodes: the bank names their centers in the counting section.

@@ -1,0 +1,81 @@
+"""The detection scenario under the counting matrix's wire conventions: each convention's datagrams of
+a bank bucket decode with the real decoder, every observation point samples on its own, and an
+asymmetric path is observable exactly where the convention's exporters can tell it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from analytics.scenario import wire
+from analytics.scenario.bank import Bank
+from analytics.scenario.conventions import ROUTERS
+from analytics.scenario.generate import CONVENTIONS, _node_ends
+from analytics.scenario.traffic import normal_bucket
+from collectors.decoder import Decoder
+
+T = 1_761_523_200_000 + 3 * 3_600_000  # a Monday, 03:00
+
+
+@pytest.fixture
+def rng():
+    seed = int(os.environ.get("NETOBS_TEST_SEED") or np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    return np.random.default_rng(seed)
+
+
+def test_every_convention_is_offered():
+    assert set(CONVENTIONS) >= {
+        "probe_both_ends",
+        "ovs_sflow",
+        "netflow5",
+        "biflow",
+        "ovs_perflow_ipfix",
+        "late",
+    }
+
+
+@pytest.mark.parametrize("convention", wire.WIRE_CONVENTIONS)
+def test_a_bucket_decodes_under_every_wire_convention(convention, rng):
+    bank = Bank(13)
+    bucket = normal_bucket(bank, T, rng, np.full(13, 3e6))
+    reps = wire.reports(bucket, convention, 100, rng, _node_ends(bank))
+    enc = wire.Encoder(convention, rng)
+    enc.add(reps)
+    dgrams = list(enc.ready(float("inf")))
+    assert dgrams and [d[0] for d in dgrams] == sorted(d[0] for d in dgrams)  # arrival order
+    dec = Decoder()
+    flows, errors = 0, 0
+    exporters, rates = set(), set()
+    for ts, address, payload in dgrams:
+        out = dec.decode(payload, address, int(ts * 1000), session=f"{address}:4739")
+        errors += sum(out.errors.values())
+        if len(out.flows):
+            cols = out.flows.to_arrow()
+            flows += len(out.flows)
+            exporters |= {address}
+            rates |= set(cols.column("sampling_rate").to_pylist())
+    assert errors == 0 and flows > 0
+    nodes = {p.node_ip for p in bank.pods} | set(ROUTERS.values())
+    assert exporters <= nodes
+    assert rates == {100}
+    # each observation point sampled on its own: the same direction's counts differ between points
+    by_dir: dict[tuple, list[int]] = {}
+    for r in reps:
+        by_dir.setdefault((r.src.ip, r.dst.ip, r.sport, r.start_ms), []).append(r.packets)
+    multi = [v for v in by_dir.values() if len(v) > 1]
+    if convention not in ("ovs_bridge_ipfix", "late", "probe_egress", "biflow") and multi:
+        assert any(len(set(v)) > 1 for v in multi)
+
+
+def test_an_asymmetric_path_is_observable_where_the_exporters_can_tell():
+    bank = Bank(13)
+    nodes = _node_ends(bank)
+    client, server = bank.pods_of("tenant03", "api", 1)[0], bank.pods_of("tenant03", "db", 2)[0]
+    other = next(n for n, e in nodes.items() if e.center == 3)  # the reply comes back through dc3
+    for convention, tells in (("ovs_bridge_ipfix", True), ("router_ingress", True), ("probe_egress", False)):
+        usual = wire.points(convention, server, client, None, nodes)
+        now = wire.points(convention, server, client, (other,), nodes)
+        assert (usual != now) == tells, (convention, usual, now)
