@@ -159,12 +159,16 @@ def detect_asymmetric(
 def _account(obs, most, observable, two_way, min_records, report: AsymmetryReport) -> None:
     """Count what was judged and what could not be, and why."""
     per = most.groupby(level=CONV).max()
+    # Per client and server, once: the first row (tenant, workload) and the exporters that saw it.
+    pairs = obs.groupby(["client", "server"], sort=False)
+    first = pairs[["tenant", "workload"]].first()
+    seen_by = pairs["exporter"].unique()
     for conv, row in per.iterrows():
         lo = min(float(row[False]), float(row[True]))
         if lo == 0:
             report.one_way_only += 1
         elif conv not in observable:
-            info = obs[(obs["client"] == conv[0]) & (obs["server"] == conv[1])].iloc[0]
+            info = first.loc[(conv[0], conv[1])]
             report.not_observable.append(
                 {
                     "client": conv[0],
@@ -172,9 +176,7 @@ def _account(obs, most, observable, two_way, min_records, report: AsymmetryRepor
                     "port": str(conv[2]),
                     "tenant": str(info["tenant"]),
                     "workload": str(info["workload"]),
-                    "exporters": sorted(
-                        set(obs.loc[(obs["client"] == conv[0]) & (obs["server"] == conv[1]), "exporter"])
-                    ),
+                    "exporters": sorted(str(e) for e in seen_by.loc[(conv[0], conv[1])]),
                 }  # fmt: skip
             )
         elif lo < min_records:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
 from analytics.config import GapConfig
@@ -32,22 +33,36 @@ def detect_gaps(
     silent_buckets = max(1, int(cfg.silent_after_s // bucket.total_seconds()))
     out: list[Finding] = []
     gaps: dict[str, pd.Series] = {}
-    # One pass over the rows (not one comparison of every row per exporter: hundreds of exporters).
-    per = health.groupby(["exporter", "time"], sort=False)[["datagrams", "lost"]].sum()
-    by_exporter = {e: g.droplevel(0) for e, g in per.groupby(level=0, sort=False)} if len(per) else {}
-    empty = pd.DataFrame({"datagrams": [], "lost": []}, index=pd.DatetimeIndex([], tz="UTC"))
-    for exporter in expected_exporters:
-        mine = by_exporter.get(exporter, empty).reindex(window, fill_value=0)
-        silent = mine["datagrams"] == 0
+    # Exporters × window buckets in one pass (hundreds of exporters: no per-exporter scan of the rows).
+    pos = {e: i for i, e in enumerate(expected_exporters)}
+    n, m = len(expected_exporters), len(window)
+    datagrams, lost = np.zeros((n, m)), np.zeros((n, m))
+    if len(health):
+        row = health["exporter"].map(pos).to_numpy(dtype=float, na_value=np.nan)
+        col = window.get_indexer(pd.DatetimeIndex(health["time"]))
+        ok = ~np.isnan(row) & (col >= 0)
+        r, c = row[ok].astype(int), col[ok]
+        np.add.at(datagrams, (r, c), health["datagrams"].to_numpy(dtype=float)[ok])
+        np.add.at(lost, (r, c), health["lost"].to_numpy(dtype=float)[ok])
+    silent_all = datagrams == 0
+    for exporter, i in ((e, pos[e]) for e in expected_exporters):
         if first_seen and exporter in first_seen:
-            silent &= window >= first_seen[exporter]
+            silent_all[i] &= np.asarray(window >= first_seen[exporter])
+    lossy_all = lost > cfg.loss_ratio * np.maximum(datagrams + lost, 1)
+    quiet = pd.Series(False, index=window)
+    for i, exporter in enumerate(expected_exporters):
+        if not silent_all[i].any() and not lossy_all[i].any():
+            gaps[exporter] = quiet.copy()
+            continue
+        mine = pd.DataFrame({"datagrams": datagrams[i], "lost": lost[i]}, index=window)
+        silent = pd.Series(silent_all[i], index=window)
         # A run shorter than the silence threshold is not yet a gap.
         silent = silent & silent.groupby((~silent).cumsum()).transform("size").ge(silent_buckets)
-        lossy = mine["lost"] > cfg.loss_ratio * (mine["datagrams"] + mine["lost"]).clip(lower=1)
+        lossy = pd.Series(lossy_all[i], index=window)
         gaps[exporter] = silent | lossy
         for kind, mask in (("silent", silent), ("loss", lossy & ~silent)):
             for start, end, sel in runs(mask, bucket):
-                lost = int(mine.loc[sel, "lost"].sum())
+                n_lost = int(mine.loc[sel, "lost"].sum())
                 out.append(
                     Finding(
                         detector="collection_gap",
@@ -55,12 +70,12 @@ def detect_gaps(
                         severity=cfg.severity,
                         score=float(len(sel))
                         if kind == "silent"
-                        else round(lost / max(1, int(mine.loc[sel].sum().sum())), 3),
+                        else round(n_lost / max(1, int(mine.loc[sel].sum().sum())), 3),
                         window_start=start,
                         window_end=end,
                         entities={"exporter": exporter},
                         summary=f"exporter {exporter} "
-                        + ("sent nothing" if kind == "silent" else f"lost {lost} datagrams"),
+                        + ("sent nothing" if kind == "silent" else f"lost {n_lost} datagrams"),
                         evidence={"buckets": [t.isoformat() for t in sel]},
                     )
                 )
