@@ -116,17 +116,58 @@ def mark_observability(anomalies: list[Anomaly], bank: Bank, spec: ScenarioSpec,
             if [sorted(x) for x in usual] == [sorted(x) for x in now]:
                 lab.observable = False
                 lab.why = f"{spec.convention}: the exporters send the same records whichever path each direction takes"
-        elif a.kind == "scan" and p.get("rotate"):
-            # This generator draws sampled bytes as Poisson(bytes / rate): a probe survives with 1 − e^(−b/N).
-            per_hour = p["ports"] * 12 * (1 - np.exp(-p["probe_bytes"] / spec.sampling))
-            total = per_hour * (lab.end_ms - lab.start_ms) / HOUR_MS
-            if per_hour < SLOW_SCAN_FLOOR and total < SLOW_SCAN_DAY_FLOOR:
-                lab.observable = False
-                lab.why = (
-                    f"1:{spec.sampling} sampling keeps about {per_hour:.0f} of the scan's {p['ports'] * 12} probes an "
-                    f"hour ({total:.0f} in all): fewer than the {SLOW_SCAN_FLOOR} an hour or {SLOW_SCAN_DAY_FLOOR} "
-                    "a day that tell a scan"
-                )
+        elif a.kind == "scan":
+            why = _scan_unobservable(p, bank, spec, (lab.end_ms - lab.start_ms) // BUCKET_MS)
+            if why:
+                lab.observable, lab.why = False, why
+
+
+#: Distinct ports the fan-out detector needs at 5 minutes by default (analytics FanoutConfig.min_distinct).
+FAST_SCAN_FLOOR = 100
+
+
+def _scan_unobservable(p: dict, bank: Bank, spec: ScenarioSpec, buckets: int) -> str:
+    """Why a scan cannot be told at this sampling and convention ('' if it can): the distinct ports
+    expected to survive sampling, at the best of 5 minutes, an hour and a day, must clear the detector's
+    floor by two standard deviations (else whether it is found is a coin toss of sampling)."""
+    if spec.convention in wire.WIRE_CONVENTIONS:
+        # Packet sampling: a probe of k packets is seen with 1 − (1 − 1/N)^k.
+        k = max(1.0, p["probe_bytes"] / wire.REQUEST_SIZE)
+        seen, model = 1 - (1 - 1 / spec.sampling) ** k, f"{k:.0f}-packet probes sampled 1:{spec.sampling}"
+    else:
+        # This generator draws sampled bytes as Poisson(bytes / rate): a probe survives with 1 − e^(−b/N).
+        seen, model = 1 - np.exp(-p["probe_bytes"] / spec.sampling), f"1:{spec.sampling} sampling"
+    src = bank.pods_of(p["tenant"], "web", p["center"])[0]
+    targets = [q for q in bank.pods if q.center == p["center"]][: p["hosts"]]
+    visible = 1.0
+    if spec.convention == "router_ingress":  # a router sees nothing that stays on one node
+        visible = sum(q.node_ip != src.node_ip for q in targets) / len(targets)
+    ports = p["ports"] * visible
+    if p.get("rotate"):  # new ports every bucket
+        per = {
+            "5 minutes": ports * seen,
+            "an hour": ports * min(12, buckets) * seen,
+            "a day": ports * buckets * seen,
+        }
+    else:
+        per = {
+            "5 minutes": ports * seen,
+            "an hour": ports * (1 - (1 - seen) ** min(12, buckets)),
+            "a day": ports * (1 - (1 - seen) ** buckets),
+        }
+    floors = {"5 minutes": FAST_SCAN_FLOOR, "an hour": SLOW_SCAN_FLOOR, "a day": SLOW_SCAN_DAY_FLOOR}
+    if any(v - 2 * np.sqrt(v) >= floors[k] for k, v in per.items()):
+        return ""
+    hidden = (
+        f", {1 - visible:.0%} of its targets on the scanner's node (invisible to routers)"
+        if visible < 1
+        else ""
+    )
+    return (
+        f"{spec.convention}: {model}{hidden} leave about "
+        + ", ".join(f"{v:.0f} distinct ports in {k}" for k, v in per.items())
+        + f"; the detector needs {FAST_SCAN_FLOOR} / {SLOW_SCAN_FLOOR} / {SLOW_SCAN_DAY_FLOOR} (with 2σ to spare)"
+    )
 
 
 def _node_ends(bank: Bank) -> dict[str, End]:
@@ -187,4 +228,9 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
         {"match": [ip], "observer": "device_flow", "center": f"dc{c}"} for c, ip in sorted(ROUTERS.items())
     ]
     (out / "counting.yaml").write_text(yaml.safe_dump({"exporters": routers}, sort_keys=False))
-    return {"records": n_records, "exporters": len(exporters), "labels": len(anomalies), "dir": str(out)}
+    return {
+        "records": n_records,
+        "exporters": len(set(exporters) | seen_exporters),
+        "labels": len(anomalies),
+        "dir": str(out),
+    }

@@ -51,9 +51,9 @@ def reports(
             src, dst = (client, server) if fwd else (server, client)
             real = conv.request_bytes * (1 if fwd else conv.response_ratio)
             size = REQUEST_SIZE if fwd else REPLY_SIZE
-            packets = int(rng.poisson(max(real, 0.0) / size))
-            if packets == 0:
+            if real <= 0:
                 continue
+            packets = max(1, int(rng.poisson(real / size)))  # a probe of 120 bytes is still a packet
             start = bucket.start_ms + int(rng.integers(0, 240_000))
             base = dict(
                 src=src, dst=dst, sport=conv.sport if fwd else port, dport=port if fwd else conv.sport, proto=6,
