@@ -79,3 +79,20 @@ def test_an_asymmetric_path_is_observable_where_the_exporters_can_tell():
         usual = wire.points(convention, server, client, None, nodes)
         now = wire.points(convention, server, client, (other,), nodes)
         assert (usual != now) == tells, (convention, usual, now)
+
+
+def test_a_scan_is_scored_only_where_sampling_leaves_enough_distinct_ports():
+    from analytics.scenario.generate import ScenarioSpec, _scan_unobservable
+
+    bank = Bank(13)
+    slow = {"tenant": "tenant12", "center": 1, "ports": 20, "hosts": 20, "probe_bytes": 120.0, "rotate": True}
+    fast = {"tenant": "tenant09", "center": 1, "ports": 300, "hosts": 20, "probe_bytes": 60_000.0}
+    spec = lambda conv, rate: ScenarioSpec(tenants=13, days=8, sampling=rate, convention=conv)  # noqa: E731
+    # Sampled bytes (the first generator): a 120-byte probe survives 1:1000 one time in nine; a day holds enough.
+    assert _scan_unobservable(slow, bank, spec("probe_both_ends", 1000), 72) == ""
+    # Packet sampling: a one-packet probe survives one time in a thousand; nothing to tell.
+    assert "1-packet probes sampled 1:1000" in _scan_unobservable(slow, bank, spec("netflow5", 1000), 72)
+    assert _scan_unobservable(fast, bank, spec("netflow5", 100), 2) == ""
+    # Routers see no probe to a target on the scanner's own node.
+    why = _scan_unobservable(fast, bank, spec("router_ingress", 1000), 2)
+    assert "on the scanner's node" in why
