@@ -61,10 +61,21 @@ class Analysis:
         self.index = pd.date_range(start, end, freq=self.bucket, inclusive="left", tz="UTC")
         self.detectors: dict[str, Callable[..., Any]] = DETECTORS if detectors is None else detectors
         self.notes: dict[str, dict[str, Any]] = {}
+        self._kept: dict[tuple[tuple[str, ...], bool, str], pd.DataFrame] = {}
 
-    def series(self, keys: tuple[str, ...], history: bool, where: str = "") -> pd.DataFrame:
+    def series(
+        self, keys: tuple[str, ...], history: bool, where: str = "", keep: bool = False
+    ) -> pd.DataFrame:
+        """Rollup series of the window or its history. ``keep``: a later call for the same series takes
+        this result instead of querying again (the center-shift and the tenant volume views share one)."""
+        key = (keys, history, where)
+        if key in self._kept:
+            return self._kept.pop(key)
         lo, hi = (self.h_start, self.start) if history else (self.start, self.end)
-        return _df(self.q, model.rollup_series(self.db, lo, hi, self.cfg.bucket_s, keys, where))
+        df = _df(self.q, model.rollup_series(self.db, lo, hi, self.cfg.bucket_s, keys, where))
+        if keep:
+            self._kept[key] = df
+        return df
 
     def run(self) -> list[Finding]:
         gap_findings, center_gaps = self.gaps()
@@ -245,7 +256,12 @@ class Analysis:
         )
         keys = ("src_tenant", "src_center")
         step = timedelta(seconds=max(self.cfg.shift.bucket_s, self.cfg.bucket_s))
-        now, hist = (_coarse(df, step) for df in (self.series(keys, False), self.series(keys, True)))
+        shared = keys in (
+            k for k, _, w in self.VOLUME_VIEWS if not w
+        )  # the tenant volume view reads them too
+        now, hist = (_coarse(df, step) for df in (self.series(keys, False, keep=shared),
+                                                  self.series(keys, True, keep=shared)))  # fmt: skip
+        hist_of = dict(tuple(hist.groupby("src_tenant", sort=False))) if not hist.empty else {}
         index = pd.date_range(self.start, self.end, freq=step, inclusive="left", tz="UTC")
         blind = blind.groupby(blind.index.floor(step)).any().reindex(index, fill_value=False)
         out = []
@@ -258,7 +274,7 @@ class Analysis:
                 .reindex(index)
                 .fillna(0)
             )
-            h = hist[hist["src_tenant"] == tenant].pivot_table(
+            h = hist_of.get(tenant, hist.iloc[:0]).pivot_table(
                 index="t", columns="src_center", values="bytes", aggfunc="sum"
             )
             if a not in h or b not in h:
