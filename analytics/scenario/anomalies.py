@@ -15,6 +15,8 @@ from analytics.scenario.bank import Bank, node_ip
 from analytics.scenario.traffic import Bucket, Conversation
 
 HOUR_MS = 3_600_000
+#: Real bytes of one scan probe unless the anomaly says otherwise.
+PROBE_BYTES = 60_000.0
 
 
 @dataclass
@@ -79,7 +81,7 @@ class Anomaly:
         )
 
     def _scan(
-        self, bank, b, rng, tenant: str, center: int, ports: int, hosts: int, probe_bytes: float = 60_000.0,
+        self, bank, b, rng, tenant: str, center: int, ports: int, hosts: int, probe_bytes: float = PROBE_BYTES,
         rotate: bool = False,
     ) -> None:  # fmt: skip
         """``ports`` probes per bucket; a slow scan (``rotate``) moves on to new ports every bucket."""

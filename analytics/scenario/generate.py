@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from analytics.scenario import wire
-from analytics.scenario.anomalies import HOUR_MS, Anomaly, default_anomalies
+from analytics.scenario.anomalies import HOUR_MS, PROBE_BYTES, Anomaly, default_anomalies
 from analytics.scenario.bank import Bank
 from analytics.scenario.conventions import End
 from analytics.scenario.exporter import Exporter, PcapWriter
@@ -132,11 +132,14 @@ def _scan_unobservable(p: dict, bank: Bank, spec: ScenarioSpec, buckets: int) ->
     floor by two standard deviations (else whether it is found is a coin toss of sampling)."""
     if spec.convention in wire.WIRE_CONVENTIONS:
         # Packet sampling: a probe of k packets is seen with 1 − (1 − 1/N)^k.
-        k = max(1.0, p["probe_bytes"] / wire.REQUEST_SIZE)
+        k = max(1.0, p.get("probe_bytes", PROBE_BYTES) / wire.REQUEST_SIZE)
         seen, model = 1 - (1 - 1 / spec.sampling) ** k, f"{k:.0f}-packet probes sampled 1:{spec.sampling}"
     else:
         # This generator draws sampled bytes as Poisson(bytes / rate): a probe survives with 1 − e^(−b/N).
-        seen, model = 1 - np.exp(-p["probe_bytes"] / spec.sampling), f"1:{spec.sampling} sampling"
+        seen, model = (
+            1 - np.exp(-p.get("probe_bytes", PROBE_BYTES) / spec.sampling),
+            f"1:{spec.sampling} sampling",
+        )
     src = bank.pods_of(p["tenant"], "web", p["center"])[0]
     targets = [q for q in bank.pods if q.center == p["center"]][: p["hosts"]]
     visible = 1.0

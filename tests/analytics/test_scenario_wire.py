@@ -86,7 +86,7 @@ def test_a_scan_is_scored_only_where_sampling_leaves_enough_distinct_ports():
 
     bank = Bank(13)
     slow = {"tenant": "tenant12", "center": 1, "ports": 20, "hosts": 20, "probe_bytes": 120.0, "rotate": True}
-    fast = {"tenant": "tenant09", "center": 1, "ports": 300, "hosts": 20, "probe_bytes": 60_000.0}
+    fast = {"tenant": "tenant09", "center": 1, "ports": 300, "hosts": 20}  # probes of the default size
     spec = lambda conv, rate: ScenarioSpec(tenants=13, days=8, sampling=rate, convention=conv)  # noqa: E731
     # Sampled bytes (the first generator): a 120-byte probe survives 1:1000 one time in nine; a day holds enough.
     assert _scan_unobservable(slow, bank, spec("probe_both_ends", 1000), 72) == ""
