@@ -63,7 +63,19 @@ class ChdbStore:
             try:
                 return self._session.query(sql, fmt)
             except Exception as e:  # chdb raises RuntimeError-likes carrying "Code: N. DB::Exception"
+                if fmt == "ArrowTable":
+                    self._drain_arrow()
                 raise_classified(_first_line(e), detail=str(e))
+
+    def _drain_arrow(self) -> None:
+        """After an Arrow result failed part way (e.g. chdb's "Dictionary replacement detected when
+        writing IPC file format" for a UNION of LowCardinality and plain strings), chdb hands its
+        leftover bytes to the next Arrow query of the session, which then fails with "Invalid
+        flatbuffers message": one throwaway query takes them, so no other caller sees that error."""
+        try:
+            self._session.query("SELECT 1", "ArrowTable")
+        except Exception:  # noqa: S110 - it exists to fail in place of the next query
+            pass
 
     def execute(self, sql: str) -> None:
         self._run(sql)

@@ -158,3 +158,18 @@ def test_inserted_flow_parts_are_compact(store_factory):
         "SELECT part_type FROM system.parts WHERE database='netobs' AND table='flows' AND active"
     )
     assert parts.column("part_type").to_pylist() == ["Compact"]
+
+
+def test_a_failed_arrow_result_does_not_fail_the_next_query(store_factory):
+    """chdb fails an Arrow result part way for a UNION of LowCardinality and plain strings (one
+    field, two dictionaries) and used to hand its leftover bytes to the session's next Arrow query
+    ("Invalid flatbuffers message"): a viewer's bad query broke whoever queried next (seen by the
+    SQL guard fuzz, seed 3787023966)."""
+    store = store_factory()
+    store.start()
+    store.execute("INSERT INTO netobs.flows (time_received, src_tenant, bytes) SELECT now64(3), 'A', 5")
+    for _ in range(3):
+        with pytest.raises(StoreError):
+            store.query_arrow("SELECT src_tenant FROM netobs.flows UNION ALL SELECT 1")
+        got = store.query_arrow("SELECT src_tenant, bytes FROM netobs.flows")
+        assert got.column("src_tenant").to_pylist() == ["A"] and got.column("bytes").to_pylist() == [5]
