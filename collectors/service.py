@@ -249,61 +249,81 @@ class UdpCollector:
         codes: np.ndarray,
         names: list[str],
         tally: dict[tuple[str, str], int] | None = None,
+        buckets: np.ndarray | None = None,
     ) -> None:
         """Publish the flows of many exporters from one grouping and one Arrow conversion;
-        ``codes`` gives each row's source exporter (``names[code]``).
+        ``codes`` gives each row's source exporter (``names[code]``), ``buckets`` each code's
+        shared bucket if known (:func:`_buckets`).
 
         An exporter with at least :data:`SHARED_BELOW` pending flows gets a message of its own,
         keyed by it. Smaller ones share a message per bucket (``exporters-<n>``, the bucket a
         hash of the exporter, so an exporter's flows keep one partition): with hundreds of
         exporters most batches are small, and a message's fixed cost (a compressed buffer per
-        column) would otherwise be paid per exporter. Rows carry their exporter anyway."""
+        column) would otherwise be paid per exporter. Rows carry their exporter anyway.
+
+        The grouping is array work over the exporter codes (a message key and a rank per code,
+        one stable sort of the rows by rank); Python loops run per message (at most
+        :data:`SHARED_BUCKETS` shared ones) and once per exporter for its flow count."""
         n = len(batch)
-        order, parts = _code_groups(codes, n)
-        # Each message's rows made contiguous (an exporter of its own, or a bucket of small ones),
-        # so that every message is a zero-copy slice of one Arrow conversion.
-        messages: list[tuple[int, int, str]] = []  # (bucket, or -1 - i for its own message; rows; exporter)
-        for code, start, end in parts:
-            exporter = names[code]
-            own = end - start >= SHARED_BELOW or len(parts) == 1
-            key = -1 - len(messages) if own else zlib.crc32(exporter.encode()) % SHARED_BUCKETS
-            messages.append((key, end - start, exporter))
-        if len(parts) > 1 and any(key >= 0 for key, _, _ in messages):
-            rank = np.repeat(np.fromiter((m[0] for m in messages), np.int64), [m[1] for m in messages])
-            regroup = np.argsort(rank, kind="stable")
-            order = regroup if order is None else order[regroup]
-            messages.sort(key=lambda m: m[0])  # (stable, as the argsort)
+        if n == 0:
+            return
+        sizes = np.bincount(codes)
+        present = np.flatnonzero(sizes)
+        if len(present) == 1:  # one exporter: its own message, rows as they are
+            runs, order = [(int(present[0]), 0, n)], None
+            messages = [(-1, 0, n, names[int(present[0])])]
+        else:
+            psizes = sizes[present]
+            own = psizes >= SHARED_BELOW
+            keys = np.where(own, -1 - np.arange(len(present)), _buckets(names, buckets)[present])
+            by_key = np.argsort(keys, kind="stable")  # codes by message key, then by code
+            rank = np.empty(len(sizes), dtype=np.uint16 if len(present) <= 65536 else np.int64)
+            rank[present[by_key]] = np.arange(len(present))
+            order = np.argsort(rank[codes], kind="stable")  # (radix sort of 16-bit ranks)
+            ends = np.cumsum(psizes[by_key])
+            starts = ends - psizes[by_key]
+            runs = list(zip(present[by_key].tolist(), starts.tolist(), ends.tolist(), strict=True))
+            messages = []  # (key, start, end, exporter of an own message)
+            sorted_keys = keys[by_key].tolist()
+            for i, (code, start, end) in enumerate(runs):
+                key = sorted_keys[i]
+                if key < 0 or not messages or messages[-1][0] != key:
+                    messages.append((key, start, end, names[code] if key < 0 else ""))
+                else:
+                    messages[-1] = (key, messages[-1][1], end, "")
         cols = batch.columns if order is None else {k: v[order] for k, v in batch.columns.items()}
         rb = FlowBatch(cols, n).to_arrow()
         types = cols.get("type")
-        mixed = (
-            _mixed_types(types, [m[1] for m in messages]) if types is not None and tally is not None else None
-        )
-        start, bucket, bucket_start = 0, -1, 0
-        for i, (key, size, exporter) in enumerate(messages):
-            if types is not None:
-                if tally is None or mixed is None:
-                    self._count_records(exporter, types[start : start + size])
-                elif not mixed[i]:  # (the usual case: one export type per exporter)
-                    tally[(exporter, types[start])] = tally.get((exporter, types[start]), 0) + size
-                else:  # the listener hands the sums to the metrics (see _Listener._push_metrics)
-                    for kind, k in _types(types[start : start + size]).items():
-                        tally[(exporter, kind)] = tally.get((exporter, kind), 0) + k
-            if key < 0:
-                self._send(exporter, rb if size == n else rb.slice(start, size), size)
-            elif key != bucket:
-                if bucket >= 0:
-                    self._send(
-                        f"exporters-{bucket}",
-                        rb.slice(bucket_start, start - bucket_start),
-                        start - bucket_start,
-                    )
-                bucket, bucket_start = key, start
-            start += size
-        if bucket >= 0:
-            self._send(
-                f"exporters-{bucket}", rb.slice(bucket_start, start - bucket_start), start - bucket_start
-            )
+        if types is not None:
+            self._tally_types(types, runs, names, tally)
+        for key, start, end, exporter in messages:
+            size = end - start
+            part = rb if size == n else rb.slice(start, size)
+            self._send(exporter if key < 0 else f"exporters-{key}", part, size)
+
+    def _tally_types(
+        self,
+        types: np.ndarray,
+        runs: list[tuple[int, int, int]],
+        names: list[str],
+        tally: dict[tuple[str, str], int] | None,
+    ) -> None:
+        """Flows per (exporter, export type) of a publish, given each exporter's rows as
+        ``runs`` of ``types``: into ``tally`` (the listener hands the sums to the metrics, see
+        _Listener._push_metrics), or straight into the metrics without it."""
+        if tally is None:
+            for code, start, end in runs:
+                self._count_records(names[code], types[start:end])
+            return
+        mixed = _mixed_types(types, [end - start for _, start, end in runs])
+        firsts = types[[start for _, start, _ in runs]].tolist() if len(runs) > 1 else [types[0]]
+        for (code, start, end), first, mix in zip(runs, firsts, mixed.tolist(), strict=True):
+            exporter = names[code]
+            if not mix:  # (the usual case: one export type per exporter)
+                tally[(exporter, first)] = tally.get((exporter, first), 0) + end - start
+            else:
+                for kind, k in _types(types[start:end]).items():
+                    tally[(exporter, kind)] = tally.get((exporter, kind), 0) + k
 
     def _count_tally(self, tally: dict[tuple[str, str], int]) -> None:
         children = self._metric_records
@@ -379,6 +399,7 @@ class _Listener:
         self.names: list[str] = []  # the source exporters of the pending rows, by code
         self.codes: dict[str, int] = {}  # exporter → its code (kept across publishes, bounded)
         self.address_codes: dict[bytes, int] = {}  # 16-byte source address → its exporter's code
+        self.buckets = np.zeros(0, dtype=np.int64)  # exporter code → its shared message bucket
         #: Datagrams fed to the decoder since its last flush, per exporter, and when the first was:
         #: the decoder is flushed every _FLUSH_DATAGRAMS datagrams or when a publish is due, not
         #: per round (a flush costs as much as dozens of feeds).
@@ -387,13 +408,16 @@ class _Listener:
         self.fed_since = 0.0
         # (a datagram carries a flow or more: a small batch_max_records is checked as often)
         self.flush_every = min(_FLUSH_DATAGRAMS, self.max_records)
-        self.counts: dict[str, int] = {}  # exporter → flows pending
-        self.oldest: dict[str, float] = {}  # exporter → when its first pending flow arrived
+        #: Flows pending per exporter code (an array: a flush adds its bincount, no per-exporter loop),
+        #: and when the first of them arrived: a publish takes every exporter's, so the oldest
+        #: pending flow of all is the one that makes a publish due.
+        self.code_counts = np.zeros(64, dtype=np.int64)
+        self.pending_since: float | None = None
         self.counters: dict[str, list[CounterBatch]] = {}  # exporter → counter samples, not yet published
         self.counters_since: dict[str, float] = {}  # exporter → when its first pending counter arrived
-        # oldest and counters_since keep insertion order, which is time order: an exporter enters
-        # with its first pending row and leaves when published, so the first entry is the oldest
-        # and what is due is a prefix (no scan over every exporter per loop).
+        # counters_since keeps insertion order, which is time order: an exporter enters with its
+        # first pending counter and leaves when published, so the first entry is the oldest and
+        # what is due is a prefix (no scan over every exporter per loop).
         self.full = False  # some exporter's pending flows reached batch_max_records
         self.metric_datagrams: dict[str, Any] = {}  # exporter → its labelled datagram counter
         #: Per-exporter sums not yet in the metrics (datagrams; flows by (exporter, type)): with
@@ -483,9 +507,9 @@ class _Listener:
             wait = min(wait, self.held_since + _HOLD_S - time.monotonic())
         if self.fed:
             wait = min(wait, self.fed_since + self.max_delay - time.monotonic())
-        if self.oldest or self.counters_since:
+        if self.pending_since is not None or self.counters_since:
             first = min(
-                next(iter(self.oldest.values()), float("inf")),
+                float("inf") if self.pending_since is None else self.pending_since,
                 next(iter(self.counters_since.values()), float("inf")),
             )
             wait = min(wait, first + self.max_delay - time.monotonic())
@@ -627,7 +651,7 @@ class _Listener:
             codes[:pos] = np.repeat(np.array(run_codes, dtype=np.int32), run_rows)
         if pos < n:
             col = flows.columns.get("exporter")
-            order, parts = _split.groups(col[pos:] if col is not None else None, n - pos)
+            parts = _split.runs(col[pos:] if col is not None else None, n - pos)
             known, owners = self.address_codes, None
             group_codes = []
             for address, _, _ in parts:
@@ -640,25 +664,28 @@ class _Listener:
                     if address is not None and address != _ZERO16 and owners.get(address) == exporter:
                         known[address] = code  # its own source address: the same owner from now on
                 group_codes.append(code)
-            ordered = np.repeat(
+            codes[pos:] = np.repeat(
                 np.array(group_codes, dtype=np.int32), [end - start for _, start, end in parts]
             )
-            if order is None:
-                codes[pos:] = ordered
-            else:
-                codes[pos + order] = ordered
         self.pending.append(flows)
         self.pending_codes.append(codes)
-        counts = np.bincount(codes, minlength=len(self.names))
-        present = np.flatnonzero(counts)
-        names, pending, oldest, limit = self.names, self.counts, self.oldest, self.max_records
-        for code, k in zip(present.tolist(), counts[present].tolist(), strict=True):
-            exporter = names[code]
-            count = pending[exporter] = pending.get(exporter, 0) + k
-            if exporter not in oldest:
-                oldest[exporter] = arrived
-            if count >= limit:
-                self.full = True
+        if self.pending_since is None:
+            self.pending_since = arrived
+        counts = np.bincount(codes)
+        if len(counts) > len(self.code_counts):
+            grown = np.zeros(max(len(counts), 2 * len(self.code_counts)), dtype=np.int64)
+            grown[: len(self.code_counts)] = self.code_counts
+            self.code_counts = grown
+        pending = self.code_counts[: len(counts)]
+        pending += counts
+        if int(pending.max()) >= self.max_records:
+            self.full = True
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Flows pending per exporter (for inspection; the loop keeps them per code)."""
+        present = np.flatnonzero(self.code_counts[: len(self.names)])
+        return {self.names[code]: int(self.code_counts[code]) for code in present.tolist()}
 
     def _address(self, exporter: str) -> bytes:
         """The 16-byte form of a source address (cached, bounded)."""
@@ -731,50 +758,48 @@ class _Listener:
     def _publish_due(self, now: float) -> None:
         """Publish the pending flows once some exporter's are ``batch_max_records`` many or
         ``batch_max_delay_ms`` old (all with ``now=inf``), and the counters that are due; the
-        decoder is flushed first when what it holds is that old. The oldest entry is the first
-        (insertion order): no scan over the exporters."""
-        if self.fed and now - self.fed_since >= self.max_delay:
+        decoder is flushed first when what it holds is that old. No scan over the exporters:
+        ``pending_since`` is the oldest pending flow, ``full`` set by :meth:`_take`."""
+        if self.fed and now >= self.fed_since + self.max_delay:  # (the sum: exact for now = since + delay)
             self._flush()
-        if self.pending and (self.full or now - next(iter(self.oldest.values())) >= self.max_delay):
+        if self.pending and (self.full or now >= self.pending_since + self.max_delay):
             batch, codes, names = (
                 FlowBatch.concat(self.pending),
                 np.concatenate(self.pending_codes),
                 self.names,
             )
             self.pending, self.pending_codes = [], []
-            self.counts.clear()
-            self.oldest.clear()
+            self.code_counts[:] = 0
+            self.pending_since = None
             self.full = False
             if not self.fed and len(self.names) > _MAX_CACHED_METRICS:  # bounded (spoofed sources)
                 self.names, self.codes, self.address_codes = [], {}, {}
-            self.owner._publish_grouped(batch, codes, names, self.tally_records)
+                self.code_counts = np.zeros(64, dtype=np.int64)
+                self.buckets = np.zeros(0, dtype=np.int64)
+            elif len(self.buckets) < len(names):
+                self.buckets = _buckets(names, self.buckets)
+            self.owner._publish_grouped(batch, codes, names, self.tally_records, self.buckets)
         if (self.tally_datagrams or self.tally_records or self.tally_sequences) and (
             now - self.metrics_pushed >= _METRICS_EVERY_S
         ):
             self._push_metrics()
-        if self.counters_since and now - next(iter(self.counters_since.values())) >= self.max_delay:
+        if self.counters_since and now >= next(iter(self.counters_since.values())) + self.max_delay:
             for exporter in list(self.counters_since):
-                if now - self.counters_since[exporter] < self.max_delay:
+                if now < self.counters_since[exporter] + self.max_delay:
                     break
                 del self.counters_since[exporter]
                 self.owner._publish_counters(exporter, self.counters.pop(exporter))
 
 
-def _code_groups(codes: np.ndarray, n: int) -> tuple[np.ndarray | None, list[tuple[int, int, int]]]:
-    """Rows grouped by source code: (the order that makes each group contiguous, or None when
-    the rows are already, [(code, start, end)] in that order)."""
-    if n == 0:
-        return None, []
-    first = int(codes[0])
-    if bool((codes == first).all()):
-        return None, [(first, 0, n)]
-    order = np.argsort(codes, kind="stable")
-    ordered = codes[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], n]
-    return order, [
-        (int(ordered[s]), int(s), int(e)) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
-    ]
+def _buckets(names: list[str], known: np.ndarray | None = None) -> np.ndarray:
+    """The shared message bucket of every exporter code (a hash of its name), ``known`` (the
+    buckets of the first codes, kept by the caller) extended to every name."""
+    if known is None:
+        known = np.zeros(0, dtype=np.int64)
+    if len(known) >= len(names):
+        return known
+    more = np.fromiter((zlib.crc32(x.encode()) % SHARED_BUCKETS for x in names[len(known) :]), np.int64)
+    return np.concatenate([known, more])
 
 
 def _owner(address: bytes | None, owners: dict[bytes, str]) -> str:

@@ -303,7 +303,7 @@ def test_batch_waits_for_its_delay_or_its_size():
         lst._flush()
         pending = lst.counts["127.0.0.2"]
         assert 0 < pending < 200
-        due = lst.oldest["127.0.0.2"] + 1.0
+        due = lst.pending_since + 1.0
         lst._publish_due(due - 0.01)  # neither full nor old: stays
         assert c.published == 0 and lst.pending
         lst._publish_due(due)  # old enough: published, whatever its size
@@ -311,7 +311,7 @@ def test_batch_waits_for_its_delay_or_its_size():
         send_from("127.0.0.2", dest, payloads[3:])  # > 200 flows: published by size at once
         lst._decode(drain_all(lst, len(payloads) - 3))
         lst._flush()
-        lst._publish_due(lst.oldest["127.0.0.2"])
+        lst._publish_due(lst.pending_since)
         assert c.published == expected_flows(payloads) and not lst.pending
     finally:
         lst.sock.close()
@@ -324,9 +324,9 @@ def test_wait_is_bounded_by_the_oldest_pending_batch():
     _, lst = manual_listener(cfg, t)
     try:
         assert lst._wait_ms() == 100  # idle: the housekeeping period
-        lst.oldest["192.0.2.1"] = time.monotonic()
+        lst.pending_since = time.monotonic()
         assert lst._wait_ms() <= 30
-        lst.oldest["192.0.2.1"] = time.monotonic() - 1
+        lst.pending_since = time.monotonic() - 1
         assert lst._wait_ms() == 0
     finally:
         lst.sock.close()
@@ -791,3 +791,98 @@ def test_mixed_types_per_run_as_the_per_exporter_check():
         for i, size in enumerate(sizes):
             assert bool(got[i]) == (len(_types(types[start : start + size])) > 1), (seed, sizes, i)
             start += size
+
+
+def test_split_runs_cover_the_rows_in_order():
+    """_split.runs (one pass, no sort): runs of one address, in row order, adjacent runs differ."""
+    import os
+
+    import numpy as np
+
+    from collectors._split import runs
+    from netobs.batch import ip_bytes
+
+    seed = int.from_bytes(os.urandom(4), "little")
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    pool = [ip_bytes(f"10.0.{i // 250}.{i % 250 + 1}") for i in range(40)] + [
+        ip_bytes("2001:db8::1"),
+        bytes(16),
+    ]
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        picks = rng.integers(0, int(rng.integers(1, len(pool) + 1)), n)
+        if rng.random() < 0.5:  # long runs, as a round fed exporter by exporter makes them
+            picks = np.repeat(picks[: max(1, n // 20)], 20)[:n]
+            n = len(picks)
+        col = np.frombuffer(b"".join(pool[i] for i in picks), dtype="V16")
+        got = runs(col, n)
+        assert got[0][1] == 0 and got[-1][2] == n, seed
+        for (address, start, end), nxt in zip(got, [*got[1:], None], strict=True):
+            assert start < end and all(col[i].tobytes() == address for i in range(start, end)), seed
+            if nxt is not None:
+                assert nxt[1] == end and nxt[0] != address, seed
+    assert runs(None, 3) == [(None, 0, 3)] and runs(np.zeros(0, dtype="V16"), 0) == []
+
+
+def test_publish_grouped_sends_every_row_once_in_messages_by_exporter_or_bucket():
+    """_publish_grouped over random codes: every row once; an exporter with SHARED_BELOW rows or
+    more (or alone) in a message of its own keyed by it, the others in their bucket's message;
+    each exporter's rows in arrival order; the tally counts (exporter, type)."""
+    import os
+    import zlib
+
+    import numpy as np
+
+    from collectors.service import SHARED_BELOW, SHARED_BUCKETS, _buckets
+    from netobs.batch import FlowBatch
+
+    class Recording:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, rb, key):
+            self.sent.append((key.decode(), rb))
+
+    seed = int.from_bytes(os.urandom(4), "little")
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    kinds = np.array(["ipfix", "sflow", "psamp"], dtype=object)
+    for _ in range(30):
+        producer = Recording()
+        c = UdpCollector(CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),)), producer)
+        names = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(int(rng.integers(1, 80)))]
+        weights = rng.random(len(names)) ** 4
+        n = int(rng.integers(1, 3 * SHARED_BELOW))
+        codes = rng.choice(len(names), n, p=weights / weights.sum()).astype(np.int32)
+        types = kinds[rng.integers(0, 1 + int(rng.integers(0, 3)), n)]
+        if rng.random() < 0.5:  # one type per exporter, as exporters send them
+            types = kinds[rng.integers(0, 3, len(names))][codes]
+        batch = FlowBatch({"packets": np.arange(n, dtype=np.uint64), "type": types}, n)
+        tally: dict = {}
+        known = _buckets(names[: int(rng.integers(0, len(names) + 1))]) if rng.random() < 0.5 else None
+        c._publish_grouped(batch, codes, names, tally, known)
+        sizes = np.bincount(codes, minlength=len(names))
+        alone = np.count_nonzero(sizes) == 1
+        seen = []
+        for key, rb in producer.sent:
+            rows = rb.column("packets").to_numpy().astype(np.int64)
+            assert len(rows), seed
+            owners = {names[code] for code in codes[rows].tolist()}
+            if key.startswith("exporters-"):
+                bucket = int(key.split("-")[1])
+                for exporter in owners:
+                    assert zlib.crc32(exporter.encode()) % SHARED_BUCKETS == bucket, seed
+                    assert sizes[names.index(exporter)] < SHARED_BELOW and not alone, seed
+            else:
+                assert owners == {key} and (sizes[names.index(key)] >= SHARED_BELOW or alone), seed
+                assert len(rows) == sizes[names.index(key)], seed
+            for exporter in owners:
+                mine = rows[codes[rows] == names.index(exporter)]
+                assert (np.diff(mine) > 0).all(), seed  # arrival order
+            seen.extend(rows.tolist())
+        assert sorted(seen) == list(range(n)), seed
+        expected: dict = {}
+        for code, kind in zip(codes.tolist(), types.tolist(), strict=True):
+            expected[(names[code], kind)] = expected.get((names[code], kind), 0) + 1
+        assert tally == expected, seed
