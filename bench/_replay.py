@@ -242,8 +242,72 @@ def build_replay(path: Path, loops: int, scenario: str = "testcaptures") -> dict
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
+def continuations(datagrams: list[tuple[int, int, bytes]]) -> list[list[tuple[int, int]]]:
+    """Per datagram, the (offset, span) of each sequence number in it: the sender adds ``k * span``
+    on its k-th pass over the set, so that every pass continues the one before, as exporters
+    that keep running do (without it, a pass would jump back: a reset of every stream, or, for
+    a stream spanning fewer than 2^16 units, every datagram after the jump counted late).
+
+    A stream is a source's (``_streams``): IPFIX records counted by decoding each source's
+    datagrams in order, as :func:`replay_set` does."""
+    from collectors.decoder import detect
+
+    by_source: dict[int, list[int]] = {}
+    for i, (source, _, _) in enumerate(datagrams):
+        by_source.setdefault(source, []).append(i)
+    first: dict = {}
+    end: dict = {}
+    located: list[list[tuple[tuple, int]]] = [[] for _ in datagrams]
+    for source, indices in by_source.items():
+        payloads = [datagrams[i][2] for i in indices]
+        kind = detect(payloads[0])
+        if kind not in ("sflow", "ipfix", "netflow9", "netflow5"):
+            continue
+        records = _decode_counts(payloads)[1] if kind == "ipfix" else [0] * len(payloads)
+        for i, payload, n in zip(indices, payloads, records, strict=True):
+            if detect(payload) != kind:
+                continue
+            for stream, off, units in _streams(kind, payload):
+                key = (source, stream)
+                seq = _U32.unpack_from(payload, off)[0]
+                first.setdefault(key, seq)
+                end[key] = max(end.get(key, 0), seq + (n if units is None else units))
+                located[i].append((key, off))
+    return [[(off, (end[key] - first[key]) & 0xFFFFFFFF) for key, off in spots] for spots in located]
+
+
+def continued(payload: bytes, spots: list[tuple[int, int]], k: int) -> bytes | bytearray:
+    """``payload`` as sent on pass ``k`` over the set: its sequence numbers ``k`` spans on."""
+    buf = bytearray(payload)
+    for at, span in spots:
+        _U32.pack_into(buf, at, (_U32.unpack_from(buf, at)[0] + k * span) & 0xFFFFFFFF)
+    return buf
+
+
+def _cached_continuations(path: Path, datagrams: list[tuple[int, int, bytes]]) -> list:
+    """:func:`continuations` of a replay file, kept beside it (each run's sender reads them)."""
+    import pickle
+
+    cache = path.with_name(path.name + ".continuations")
+    stamp = path.stat().st_mtime_ns
+    try:
+        with open(cache, "rb") as f:
+            made, patches = pickle.load(f)
+        if made == stamp and len(patches) == len(datagrams):
+            return patches
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+        pass
+    patches = continuations(datagrams)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump((stamp, patches), f)
+    os.replace(tmp, cache)
+    return patches
+
+
 def send_main(args: argparse.Namespace) -> None:
-    """Send the replay file to --port for --seconds, cycling it, at --rate datagrams/s (0: max)."""
+    """Send the replay file to --port for --seconds, cycling it, at --rate datagrams/s (0: max);
+    each pass continues the sequence numbers of the one before (:func:`continuations`)."""
     raw = Path(args.send).read_bytes()
     datagrams, off = [], 0
     while off < len(raw):
@@ -251,25 +315,31 @@ def send_main(args: argparse.Namespace) -> None:
         off += _RECORD.size
         datagrams.append((source, flows, raw[off : off + n]))
         off += n
+    patches = _cached_continuations(Path(args.send), datagrams)
     socks = {}
     for source in sorted({d[0] for d in datagrams}):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((source_address(source), 0))
         s.connect(("127.0.0.1", args.port))
         socks[source] = s.send
-    plan = [(socks[source], flows, payload) for source, flows, payload in datagrams]
+    # (send, flows, payload, sequence numbers to continue, passes already behind it)
+    plan = [
+        (socks[source], flows, payload, spots, 0)
+        for (source, flows, payload), spots in zip(datagrams, patches, strict=True)
+    ]
     if args.count:  # one pass over the first --count datagrams (a collector's first contact)
         plan = plan[: args.count]
     elif args.skip:  # go on where a priming pass (--count) stopped: no exporter starts over
-        plan = plan[args.skip :] + plan[: args.skip]
+        plan = plan[args.skip :] + [(*p[:4], 1) for p in plan[: args.skip]]
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
     sent = offered = 0
     started = time.perf_counter()
     stop_at = started + args.seconds
+    passes = 0
     while True:
-        for send, flows, payload in plan:
-            send(payload)
+        for send, flows, payload, spots, behind in plan:
+            send(continued(payload, spots, k) if (k := passes + behind) and spots else payload)
             sent += 1
             offered += flows
             if sent & 31 == 0:
@@ -281,10 +351,11 @@ def send_main(args: argparse.Namespace) -> None:
         else:
             if args.count:
                 break
+            passes += 1
             continue
         break
     elapsed = time.perf_counter() - started
-    print(json.dumps({"sent": sent, "flows": offered, "seconds": elapsed}), flush=True)
+    print(json.dumps({"sent": sent, "flows": offered, "seconds": elapsed, "passes": passes}), flush=True)
 
 
 def first_contact(path: Path, times: int = 3) -> int:

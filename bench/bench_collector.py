@@ -295,9 +295,10 @@ def main() -> None:
     ap.add_argument("--dense-loops", type=int, default=1000, help="export seconds of the dense replay set")
     ap.add_argument(
         "--scenario",
-        choices=("all", "dense", "many", "testcaptures", "decode"),
+        choices=("all", "dense", "many", "scale", "testcaptures", "decode"),
         default="all",
-        help="decode: only the decode comparison (*.decode.vs_goflow2)",
+        help="decode: only the decode comparison (*.decode.vs_goflow2); scale: dense and many "
+        "(collector.e2e_500_exporters.vs_8_exporters)",
     )
     ap.add_argument("--datagrams", type=int, default=1000, help="datagrams of each decode comparison set")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
@@ -320,7 +321,9 @@ def main() -> None:
             ("many", "collector.e2e_500_exporters", max(2, args.dense_loops * 8 // 500)),
             ("testcaptures", "collector.e2e_testcaptures", args.loops),
         ):
-            if args.scenario not in ("all", scenario):
+            if args.scenario not in ("all", scenario) and not (
+                args.scenario == "scale" and scenario in ("dense", "many")
+            ):
                 continue
             replay = workdir / f"replay-{scenario}.bin"
             built = build_replay(replay, loops, scenario)
