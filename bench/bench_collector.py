@@ -14,7 +14,9 @@ arrive, as many flows as ``dense``, without the goflow2 runs;
 ``collector.e2e_500_exporters.vs_8_exporters`` is its figure over ``collector.e2e`` (the goal:
 above 0.8). ``<name>_flows_per_datagram`` says which is which.
 Another process sends them over loopback for ``--seconds``, as fast as it can or paced,
-and reports what it offered.
+cycling the set with every pass continuing the sequence numbers of the one before (as running
+exporters do: ``_replay.continuations``), and reports what it offered. ``--scenario scale``
+runs ``dense`` and ``many`` only (the ``vs_8_exporters`` figures).
 
 Figures of each scenario (medians over ``--rounds``; socket drops are the worst round),
 named here for ``collector.e2e``:
