@@ -762,7 +762,8 @@ class _Listener:
         ``pending_since`` is the oldest pending flow, ``full`` set by :meth:`_take`."""
         if self.fed and now >= self.fed_since + self.max_delay:  # (the sum: exact for now = since + delay)
             self._flush()
-        if self.pending and (self.full or now >= self.pending_since + self.max_delay):
+        since = self.pending_since
+        if self.pending and (self.full or (since is not None and now >= since + self.max_delay)):
             batch, codes, names = (
                 FlowBatch.concat(self.pending),
                 np.concatenate(self.pending_codes),
