@@ -243,17 +243,14 @@ class QosClassConfig(Section):
     @field_validator("dscp")
     @classmethod
     def _dscp(cls, v: tuple[str | int, ...]) -> tuple[str | int, ...]:
-        from analytics.policy.model import DSCP
+        from analytics.policy.model import check_dscp
 
-        for d in v:
-            if isinstance(d, int) and not 0 <= d <= 63 or isinstance(d, str) and d.upper() not in DSCP:
-                raise ValueError(f"unknown DSCP {d!r} (a name such as EF, AF41, CS1, or 0-63)")
-        return v
+        return check_dscp(v)
 
     def codes(self) -> tuple[int, ...]:
-        from analytics.policy.model import DSCP
+        from analytics.policy.model import dscp_codes
 
-        return tuple(sorted({d if isinstance(d, int) else DSCP[d.upper()] for d in self.dscp}))
+        return dscp_codes(self.dscp)
 
     def floor_mbps(self, limit_mbps: float) -> float:
         return min(limit_mbps, max(self.min_share * limit_mbps, self.min_mbps))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
-import os
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +29,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from netobs.observations import native_enabled
 
 _TBITS = 42  # time in ms fits 42 bits until 2109; see metadata.versions.OPEN
 _TMAX = (1 << _TBITS) - 1
@@ -43,11 +44,6 @@ try:  # the one-pass version check (pipeline/_native/enrich.c)
     _native = importlib.import_module("pipeline._native_enrich")
 except ImportError:  # pragma: no cover - an install without the C extension
     _native = None
-
-
-def native_enabled() -> bool:
-    """The native pass is used unless ``NETOBS_NATIVE=0`` (as for the decoders and the counting model)."""
-    return os.environ.get("NETOBS_NATIVE", "1") != "0"
 
 
 def addr16(text: str) -> bytes:

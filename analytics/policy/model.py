@@ -558,6 +558,19 @@ DSCP = {
 }  # fmt: skip
 
 
+def check_dscp(values: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """``values`` when each is a DSCP name (EF, AF41, CS1, ...) or a number 0-63; else ValueError."""
+    for d in values:
+        if isinstance(d, int) and not 0 <= d <= 63 or isinstance(d, str) and d.upper() not in DSCP:
+            raise ValueError(f"unknown DSCP {d!r} (a name such as EF, AF41, CS1, or 0-63)")
+    return values
+
+
+def dscp_codes(values: tuple[str | int, ...]) -> tuple[int, ...]:
+    """The DSCP numbers of names or numbers, each once, ascending."""
+    return tuple(sorted({d if isinstance(d, int) else DSCP[d.upper()] for d in values}))
+
+
 class TrafficClass(Ports):
     """Traffic of one class (zones and ports) and the DSCP values it must carry."""
 
@@ -570,13 +583,10 @@ class TrafficClass(Ports):
     @field_validator("dscp")
     @classmethod
     def _dscp(cls, v: tuple[str | int, ...]) -> tuple[str | int, ...]:
-        for d in v:
-            if isinstance(d, int) and not 0 <= d <= 63 or isinstance(d, str) and d.upper() not in DSCP:
-                raise ValueError(f"unknown DSCP {d!r} (a name such as EF, AF41, CS1, or 0-63)")
-        return v
+        return check_dscp(v)
 
     def codes(self) -> tuple[int, ...]:
-        return tuple(sorted({d if isinstance(d, int) else DSCP[d.upper()] for d in self.dscp}))
+        return dscp_codes(self.dscp)
 
 
 class QosMarkingRule(_Rule):

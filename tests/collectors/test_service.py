@@ -642,17 +642,11 @@ def test_sources_sharing_an_sflow_agent_address_keep_their_own_flows():
 def test_bench_replay_loops_continue_every_sequence():
     """The collector bench repeats the captures with rewritten sequence numbers: decoding N
     repetitions finds N times what one finds (the captures' own gaps), no resets."""
-    import importlib.util
-    import sys
     from collections import Counter
-    from pathlib import Path
 
     from collectors.decoder import Decoder
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "_replay.py"
-    spec = importlib.util.spec_from_file_location("netobs_bench_replay", path)
-    replay = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses need it there
-    spec.loader.exec_module(replay)
+    replay, _ = _bench_replay()
 
     def findings(loops: int) -> Counter:
         found: Counter = Counter()
@@ -673,21 +667,10 @@ def test_bench_sender_passes_continue_every_sequence():
     exporters set, fed as the collector feeds them: nothing late, nothing reset. (The decoder
     counts the re-sent options record of each pass's first IPFIX message as no record, so each
     IPFIX exporter shows one record missing per pass after the first: at most that.)"""
-    import importlib.util
-    import sys
-    from pathlib import Path
 
     from collectors.decoder import Decoder
 
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location("netobs_bench_replay", root / "bench" / "_replay.py")
-        replay = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(replay)
-        datagrams, _ = replay.many_set(2)
-    finally:
-        sys.path.remove(str(root / "bench"))
+    replay, (datagrams, _) = _bench_replay("many_set", 2)
     spots = replay.continuations(datagrams)
     assert all(spots)  # every datagram numbers something
     decoder, found, flows = Decoder(), [], 0
@@ -734,21 +717,10 @@ def test_rounds_read_alike_with_recvmmsg_or_recvfrom(monkeypatch, native):
 def test_bench_dense_scenario_counts_what_netobs_decodes():
     """The dense replay (scenario exporter IPFIX and sFlow, many records per datagram): the
     flows it announces per datagram are the ones netobs decodes, and its sequences run on."""
-    import importlib.util
-    import sys
-    from pathlib import Path
 
     from collectors.decoder import Decoder
 
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root / "bench"))  # dense_set uses bench_decode's sFlow datagrams
-    try:
-        spec = importlib.util.spec_from_file_location("netobs_bench_replay", root / "bench" / "_replay.py")
-        replay = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(replay)
-        datagrams, per_loop = replay.dense_set(4)
-    finally:
-        sys.path.remove(str(root / "bench"))
+    replay, (datagrams, per_loop) = _bench_replay("dense_set", 4)
     decoder, total = Decoder(), 0
     for source, flows, payload in datagrams:
         decoded = decoder.decode(payload, f"127.0.0.{replay.FIRST_SOURCE + source}", 0)
@@ -925,3 +897,22 @@ def test_publish_grouped_sends_every_row_once_in_messages_by_exporter_or_bucket(
         for code, kind in zip(codes.tolist(), types.tolist(), strict=True):
             expected[(names[code], kind)] = expected.get((names[code], kind), 0) + 1
         assert tally == expected, seed
+
+
+def _bench_replay(build: str = "", *args):
+    """bench/_replay.py as a module (registered in sys.modules: its dataclasses need it there), and
+    what its set builder ``build`` returns for ``args``, run with bench/ on the path (``dense_set``
+    uses bench_decode's sFlow datagrams)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    spec = importlib.util.spec_from_file_location("netobs_bench_replay", bench / "_replay.py")
+    replay = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(bench))
+    try:
+        spec.loader.exec_module(replay)
+        return replay, getattr(replay, build)(*args) if build else None
+    finally:
+        sys.path.remove(str(bench))

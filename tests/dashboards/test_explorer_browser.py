@@ -32,6 +32,7 @@ from netobs_app.runtime import Runtime
 from netobs_app.settings import Settings
 from tests.services._proc import free_port
 from tests.services._require import unavailable
+from tests.services.settle import settle
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,15 +96,7 @@ def filled(tmp_path_factory):
 
 
 def _settle(address: str, timeout_s: float = 120) -> None:
-    deadline, previous = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        h = remote_health(address)
-        counts = (h.get("published_flows"), h.get("rows_inserted"))
-        if counts[0] and counts[0] == counts[1] and counts == previous:
-            return
-        previous = counts
-        time.sleep(1.0)
-    raise AssertionError(f"the pipeline did not catch up: {remote_health(address)}")
+    settle(lambda: remote_health(address), timeout_s)
 
 
 def _browse(token: str, address: str) -> dict:
