@@ -77,18 +77,22 @@ def peer_series(db: str, start: datetime, end: datetime, bucket_s: int, keys: tu
     )
 
 
-def service_pairs(db: str, start: datetime, end: datetime, bucket_s: int | None = None) -> str:
+def service_pairs(
+    db: str, start: datetime, end: datetime, bucket_s: int | None = None, cross_only: bool = False
+) -> str:
     """Service-to-service pairs (client → server, by who opened the conversation) with their
-    centers, scaled bytes, sampled packets (as exported) and first appearance (per bucket if given)."""
+    centers, scaled bytes, sampled packets (as exported) and first appearance (per bucket if given).
+    ``cross_only``: pairs whose two known centers differ (whoever opened it, the same rows)."""
     t, g = _bucket(bucket_s)
     c, v = counting.client, counting.server
+    cross = " AND src_center != dst_center AND src_center != '' AND dst_center != ''" if cross_only else ""
     return (
         f"SELECT {t}concat({c('namespace')}, '/', {c('workload')}) AS src_service, "
         f"concat({v('namespace')}, '/', {v('workload')}) AS dst_service, "
         f"{c('center')} AS client_center, {v('center')} AS server_center, "
         f"sum(bytes * {SCALE}) AS bytes, sum(packets) AS sampled, min(event_start) AS first_seen\n"
         f"FROM `{db}`.flows\nWHERE {_range(start, end)} AND {ONCE} "
-        "AND src_workload != '' AND dst_workload != ''\n"
+        f"AND src_workload != '' AND dst_workload != ''{cross}\n"
         f"GROUP BY {g}src_service, dst_service, client_center, server_center"
     )
 
@@ -224,13 +228,20 @@ def plaintext_after_tls(db: str, h_start: datetime, start: datetime, end: dateti
     )
 
 
-def usual_fanout(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
-    """Each source's typical fan-out over history: the 90th percentile of its per-bucket fan-out."""
+def usual_fanout(
+    db: str, start: datetime, end: datetime, bucket_s: int, sources: list[str] | None = None
+) -> str:
+    """Each source's typical fan-out over history: the 90th percentile of its per-bucket fan-out;
+    only of ``sources`` (text addresses) when given (a source's figure depends on its rows only)."""
+    only = ""
+    if sources is not None:
+        quoted = ", ".join("'" + s.replace("\\", "").replace("'", "") + "'" for s in sources) or "''"
+        only = f" AND {addr('src_addr')} IN ({quoted})"
     return (
         "SELECT src, quantileExact(0.9)(fan) AS usual FROM (\n"
         f"  SELECT toStartOfInterval({counting.EVENT_TIME}, INTERVAL {int(bucket_s)} SECOND) AS t, "
         f"{addr('src_addr')} AS src, greatest(uniqExact(dst_addr), uniqExact(dst_port)) AS fan\n"
-        f"  FROM `{db}`.flows WHERE {_range(start, end)} AND {ONCE} AND {OPENED}\n"
+        f"  FROM `{db}`.flows WHERE {_range(start, end)} AND {ONCE} AND {OPENED}{only}\n"
         "  GROUP BY t, src)\nGROUP BY src"
     )
 

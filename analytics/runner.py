@@ -10,6 +10,7 @@ without enough history (cold start) or evidence, conversations whose asymmetry i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics import model, planned
 from analytics.baseline import ewma_baseline
@@ -33,7 +35,11 @@ Query = Callable[[str], pa.Table]
 
 
 def _df(query: Query, sql: str) -> pd.DataFrame:
-    df = query(sql).to_pandas()
+    return _frame(query(sql))
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    df = table.to_pandas()
     if "t" in df:
         # chdb hands DateTime columns to Arrow as uint32 seconds; a server store as timestamps.
         unit = "s" if pd.api.types.is_integer_dtype(df["t"]) else None
@@ -61,21 +67,28 @@ class Analysis:
         self.index = pd.date_range(start, end, freq=self.bucket, inclusive="left", tz="UTC")
         self.detectors: dict[str, Callable[..., Any]] = DETECTORS if detectors is None else detectors
         self.notes: dict[str, dict[str, Any]] = {}
-        self._kept: dict[tuple[tuple[str, ...], bool, str], pd.DataFrame] = {}
+        self._kept: dict[tuple[tuple[str, ...], bool, str], pa.Table] = {}
 
     def series(
         self, keys: tuple[str, ...], history: bool, where: str = "", keep: bool = False
     ) -> pd.DataFrame:
         """Rollup series of the window or its history. ``keep``: a later call for the same series takes
         this result instead of querying again (the center-shift and the tenant volume views share one)."""
+        return _frame(self._rollup(keys, history, where, keep))
+
+    def _rollup(self, keys: tuple[str, ...], history: bool, where: str = "", keep: bool = False) -> pa.Table:
         key = (keys, history, where)
         if key in self._kept:
             return self._kept.pop(key)
         lo, hi = (self.h_start, self.start) if history else (self.start, self.end)
-        df = _df(self.q, model.rollup_series(self.db, lo, hi, self.cfg.bucket_s, keys, where))
+        # A week at a time: the engine groups a week of buckets, not the whole history, at once.
+        table = _concat([
+            self.q(model.rollup_series(self.db, a, b, self.cfg.bucket_s, keys, where))
+            for a, b in _spans(lo, hi, WEEK_S, [self.cfg.bucket_s])
+        ])  # fmt: skip
         if keep:
-            self._kept[key] = df
-        return df
+            self._kept[key] = table  # kept as Arrow: a fraction of the frame's memory
+        return table
 
     def run(self) -> list[Finding]:
         gap_findings, center_gaps = self.gaps()
@@ -143,46 +156,52 @@ class Analysis:
     )
 
     def _series_set(self, keys: tuple[str, ...], names: tuple[str, ...], where: str) -> SeriesSet | None:
-        cols = [model._name(k) for k in keys]
-        now, hist = self.series(keys, False, where), self.series(keys, True, where)
-        if now.empty:
+        """The view's series as matrices, built from the engine's Arrow columns (no frame of the
+        whole history: it cost ~4x the Arrow table); series numbered in the order of their keys."""
+        now, hist = self._rollup(keys, False, where), self._rollup(keys, True, where)
+        if not now.num_rows:
             return None
-        frames = [now.assign(_h=False)] + ([hist.assign(_h=True)] if not hist.empty else [])
-        both = pd.concat(frames, ignore_index=True)
-        both["_sid"] = both.groupby(cols, sort=True).ngroup()
-        ids = both.drop_duplicates("_sid").sort_values("_sid")
-        entities = [
-            dict(zip(names, (str(v) for v in row), strict=True)) for row in ids[cols].itertuples(index=False)
-        ]
+        parts = [now, hist] if hist.num_rows else [now]
+        cols = [model._name(k) for k in keys]
+        sid, values = _series_ids(
+            [pa.chunked_array([c for p in parts for c in p.column(k).chunks]) for k in cols]
+        )
+        entities = [dict(zip(names, (str(v) for v in row), strict=True)) for row in values]
         keep = np.array([all(v not in ("", "0") for v in e.values()) for e in entities])
         h_index = pd.date_range(self.h_start, self.start, freq=self.bucket, inclusive="left", tz="UTC")
+        n_now = now.num_rows
 
-        def matrix(df: pd.DataFrame, index: pd.DatetimeIndex, col: str, before_nan: bool) -> np.ndarray:
+        def column(name: str) -> np.ndarray:
+            return np.concatenate([p.column(name).to_numpy().astype(float, copy=False) for p in parts])
+
+        t_ns = np.concatenate([_ns(p.column("t")) for p in parts])
+
+        def matrix(rows: slice, index: pd.DatetimeIndex, values: np.ndarray, before_nan: bool) -> np.ndarray:
             out = np.zeros((len(entities), len(index)))
-            pos = index.get_indexer(df["t"])
+            pos = _positions(t_ns[rows], index, self.bucket)
             ok = pos >= 0
-            np.add.at(out, (df["_sid"].to_numpy()[ok], pos[ok]), df[col].to_numpy(dtype=float)[ok])
+            ids = sid[rows][ok]
+            np.add.at(out, (ids, pos[ok]), values[rows][ok])
             if before_nan:  # a series did not exist before its first record: not zero traffic
                 first = np.full(len(entities), len(index))
-                np.minimum.at(first, df["_sid"].to_numpy()[ok], pos[ok])
+                np.minimum.at(first, ids, pos[ok])
                 out[np.arange(len(index))[None, :] < first[:, None]] = np.nan
             return out
 
-        h, o = both[both["_h"]], both[~both["_h"]]
-        scaled = both.groupby("_sid")[["packets", "raw_packets"]].sum()
-        sampled = (scaled["packets"] > 1.5 * scaled["raw_packets"]).reindex(
-            range(len(entities)), fill_value=False
-        )
+        obs, hst = slice(0, n_now), slice(n_now, None)
+        nbytes, records = column("bytes"), column("raw_packets")
+        scaled = np.bincount(sid, weights=column("packets"), minlength=len(entities))
+        sampled = scaled > 1.5 * np.bincount(sid, weights=records, minlength=len(entities))
         sel = np.flatnonzero(keep)
         return SeriesSet(
             entities=[entities[i] for i in sel],
-            hist_bytes=matrix(h, h_index, "bytes", True)[sel],
-            hist_records=matrix(h, h_index, "raw_packets", True)[sel],
+            hist_bytes=matrix(hst, h_index, nbytes, True)[sel],
+            hist_records=matrix(hst, h_index, records, True)[sel],
             hist_index=h_index,
-            obs_bytes=matrix(o, self.index, "bytes", False)[sel],
-            obs_records=matrix(o, self.index, "raw_packets", False)[sel],
+            obs_bytes=matrix(obs, self.index, nbytes, False)[sel],
+            obs_records=matrix(obs, self.index, records, False)[sel],
             obs_index=self.index,
-            sampled=sampled.to_numpy()[sel],
+            sampled=sampled[sel],
         )
 
     def volumes(self, center_gaps: dict[str, pd.Series], shifts: list[Finding]) -> list[Finding]:
@@ -314,9 +333,10 @@ class Analysis:
         renamed = {"client_center": "src_center", "server_center": "dst_center"}
         known = _df(self.q, model.service_pairs(self.db, self.h_start, self.start)).rename(columns=renamed)
         baseline = set(map(tuple, known[cols].to_numpy())) if not known.empty else set()
-        cur = _df(self.q, model.service_pairs(self.db, self.start, self.end, self.cfg.bucket_s)).rename(
-            columns=renamed
-        )
+        # Only pairs that cross centers can be new: the engine leaves the rest out (and its groups).
+        cur = _df(
+            self.q, model.service_pairs(self.db, self.start, self.end, self.cfg.bucket_s, cross_only=True)
+        ).rename(columns=renamed)
         history_s = (self.start - self.h_start).total_seconds()
         self.notes["new_dependency"] = {
             "known_pairs": len(baseline),
@@ -402,14 +422,21 @@ class Analysis:
             ("1h", 3600, cfg.min_distinct_1h),
             ("1d", 86_400, cfg.min_distinct_1d),
         )
-        cur_all = _df(
-            self.q, model.fanout_scales(self.db, self.start, self.end, tuple((b, f) for _, b, f in scales))
-        )
+        # One query per day: a day's (period, source) groups of every scale are all inside it, and
+        # the engine holds one day's distinct-count states at a time, not the window's.
+        spec = tuple((b, f) for _, b, f in scales)
+        parts = [
+            _df(self.q, model.fanout_scales(self.db, lo, hi, spec))
+            for lo, hi in _spans(self.start, self.end, DAY_S, [b for _, b, _ in scales])
+        ]
+        cur_all = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         for scale, bucket_s, floor in scales:
             cur = cur_all[cur_all["scale_s"] == bucket_s] if not cur_all.empty else cur_all
             if cur.empty:
                 continue
-            usual = _df(self.q, model.usual_fanout(self.db, self.h_start, self.start, bucket_s))
+            # The usual fan-out of the sources judged only: each source's figure is of its own rows.
+            sources = sorted(set(cur["src"].astype(str)))
+            usual = _df(self.q, model.usual_fanout(self.db, self.h_start, self.start, bucket_s, sources))
             usual_s = (
                 pd.Series(usual["usual"].to_numpy(dtype=float), index=usual["src"])
                 if not usual.empty
@@ -501,6 +528,73 @@ class Analysis:
         usage = self.series(("src_center", "dst_center"), False).rename(columns={"t": "time"})
         top = _df(self.q, model.top_flows(self.db, self.start, self.end))
         return self.detectors["elephant"](usage, self.cfg.elephant, self.bucket, top)
+
+
+#: Chunks of a query whose groups are periods of a few scales: a day (fan-out), a week (rollup series).
+DAY_S, WEEK_S = 86_400, 7 * 86_400
+
+
+def _spans(
+    start: datetime, end: datetime, step_s: int, periods: list[int]
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at multiples of ``step_s`` since the epoch, where periods (seconds) are aligned
+    as ``toStartOfInterval`` aligns them: a period dividing ``step_s`` is never cut in two, so
+    per-chunk results are the whole one's rows. Whole when a period does not divide ``step_s``."""
+    if any(p <= 0 or step_s % p for p in periods):
+        return [(start, end)]
+    t0, t1 = start.timestamp(), end.timestamp()
+    first, last = int(t0 // step_s + 1) * step_s, int(-(-t1 // step_s)) * step_s
+    bounds = [t0, *(float(c) for c in range(first, last, step_s)), t1]
+    tz = start.tzinfo
+    spans = [
+        (datetime.fromtimestamp(lo, tz), datetime.fromtimestamp(hi, tz))
+        for lo, hi in itertools.pairwise(bounds)
+        if lo < hi
+    ]
+    return spans or [(start, end)]
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Chunk results as one table (an empty result may carry no types: left out)."""
+    full = [t for t in tables if t.num_rows]
+    if len(full) == 1:
+        return full[0]
+    return pa.concat_tables(full) if full else tables[0]
+
+
+def _series_ids(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """Per row, the number of its key (the columns' values) in sorted key order (the order of a
+    sorted pandas group-by), and the keys in that order."""
+    sid = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    for col in columns:
+        u = pc.unique(col)
+        u = u.take(pc.array_sort_indices(u))
+        codes = pc.index_in(col, value_set=u).to_numpy().astype(np.int64)
+        _, sid = np.unique(sid * len(u) + codes, return_inverse=True)
+        sid = sid.reshape(-1)
+    row = np.zeros(int(sid.max()) + 1 if len(sid) else 0, dtype=np.int64)
+    row[sid] = np.arange(len(sid))  # a row of each key
+    keys = list(zip(*(col.take(pa.array(row)).to_pylist() for col in columns), strict=True))
+    return sid, keys
+
+
+def _ns(t: pa.ChunkedArray) -> np.ndarray:
+    """Bucket times as epoch nanoseconds: chdb hands DateTime to Arrow as uint32 seconds, a server
+    store as timestamps."""
+    if pa.types.is_timestamp(t.type):
+        per_s = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[t.type.unit]
+        return t.cast(pa.int64()).to_numpy() * (1_000_000_000 // per_s)
+    return t.to_numpy().astype(np.int64) * 1_000_000_000
+
+
+def _positions(t_ns: np.ndarray, index: pd.DatetimeIndex, bucket: timedelta) -> np.ndarray:
+    """Each time's column in ``index`` (a regular range), -1 when it is not one of its times."""
+    if not len(index):
+        return np.full(len(t_ns), -1)
+    step = int(bucket.total_seconds() * 1_000_000_000)
+    d = t_ns - index.as_unit("ns").asi8[0]
+    pos = d // step
+    return np.where((d % step == 0) & (pos >= 0) & (pos < len(index)), pos, -1)
 
 
 def _coarse(df: pd.DataFrame, step: timedelta) -> pd.DataFrame:
