@@ -19,7 +19,7 @@ from analytics.config import AnalyticsConfig
 from analytics.detectors.dependency import so_far
 from analytics.detectors.volume import SeriesSet
 from analytics.findings import Finding
-from analytics.runner import Analysis, _df, _merge_consecutive, _overlaps_any, _spans
+from analytics.runner import Analysis, _df, _merge_consecutive, _ns, _overlaps_any, _positions, _spans
 from netobs.batch import FlowBatch
 from netobs.observations import Counter
 
@@ -328,3 +328,27 @@ def test_spans_cover_the_range_and_never_cut_a_period():
             assert spans == [(start, end)]
         for lo, _ in spans[1:]:  # every cut is on a period boundary of every scale
             assert all(int(lo.timestamp()) % p == 0 for p in periods)
+
+
+def test_bucket_times_from_either_engine_are_the_same_instants():
+    """chdb hands DateTime columns over as uint32 seconds, a server store as timestamps (any unit,
+    with or without a zone): the matrices' columns come from the same instants either way."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    secs = rng.integers(0, 2**32 - 1, 50).astype("uint32")
+    expected = secs.astype("int64") * 1_000_000_000
+    got = [_ns(pa.chunked_array([secs]))]
+    for unit, per_s in (("s", 1), ("ms", 1_000), ("us", 1_000_000), ("ns", 1_000_000_000)):
+        for tz in (None, "UTC"):
+            got.append(
+                _ns(pa.chunked_array([pa.array(secs.astype("int64") * per_s, pa.timestamp(unit, tz))]))
+            )
+    for g in got:
+        np.testing.assert_array_equal(g, expected)
+    index = pd.date_range(START, START + timedelta(days=1), freq="300s", inclusive="left", tz="UTC")
+    ns = index.as_unit("ns").asi8  # pandas 3 keeps the index at the start's resolution (us)
+    t = np.r_[ns[[0, 5, -1]], ns[0] - 300 * 10**9, ns[-1] + 300 * 10**9, ns[3] + 1]
+    np.testing.assert_array_equal(
+        _positions(t, index, timedelta(seconds=300)), [0, 5, len(index) - 1, -1, -1, -1]
+    )
