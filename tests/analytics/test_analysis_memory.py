@@ -293,8 +293,25 @@ def test_findings_and_notes_are_mains(bank):
     (found, notes), (ref_found, ref_notes) = (_run(cls, store, start, end) for cls in (Analysis, Reference))
     print(sorted(f.detector for f in ref_found))
     assert {"volume", "fanout", "new_dependency"} <= {f.detector for f in ref_found}
-    assert [f.to_json() for f in found] == [f.to_json() for f in ref_found]
-    assert notes == ref_notes
+    _same([f.to_json() for f in found], [f.to_json() for f in ref_found])
+    _same(notes, ref_notes)
+
+
+def _same(a, b, where: str = "") -> None:
+    """Equal, floats to 1e-9: the engine's float sums depend on the order it reads parts in (the
+    same query twice may differ in the last bits while parts merge)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, nan_ok=True), where
+    else:
+        assert a == b, where
 
 
 @pytest.mark.slow
@@ -307,8 +324,10 @@ def test_volume_matrices_are_mains(bank):
         )  # fmt: skip
         assert new is not None and ref is not None
         assert new.entities == ref.entities and len(new.entities) >= 2
-        for field in ("hist_bytes", "hist_records", "obs_bytes", "obs_records", "sampled"):
-            np.testing.assert_array_equal(getattr(new, field), getattr(ref, field), err_msg=field)
+        np.testing.assert_array_equal(new.sampled, ref.sampled)
+        for field in ("hist_bytes", "hist_records", "obs_bytes", "obs_records"):
+            # the engine's float sums may differ in the last bits between two reads (see _same)
+            np.testing.assert_allclose(getattr(new, field), getattr(ref, field), rtol=1e-12, err_msg=field)
         assert new.hist_index.equals(ref.hist_index) and new.obs_index.equals(ref.obs_index)
 
 
