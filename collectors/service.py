@@ -86,9 +86,15 @@ def _native_recv():
     return recv_many
 
 
-#: Exporters with fewer pending flows than this share messages (see UdpCollector._publish_grouped).
+#: Exporters with fewer pending flows than this, or than a shared bucket's average of the publish
+#: (its flows / SHARED_BUCKETS), share messages (see UdpCollector._publish_grouped).
 SHARED_BELOW = 512
 SHARED_BUCKETS = 16
+
+
+def own_message_at(rows: int) -> int:
+    """The pending flows an exporter needs for a message of its own in a publish of ``rows``."""
+    return max(SHARED_BELOW, rows // SHARED_BUCKETS)
 #: Per-exporter metric sums are handed to the metrics at most this often (see _Listener.tally_*).
 _METRICS_EVERY_S = 1.0
 _MAX_CACHED_METRICS = 65536  # labelled metric children kept per listener (bounded: spoofed sources)
@@ -255,11 +261,13 @@ class UdpCollector:
         ``codes`` gives each row's source exporter (``names[code]``), ``buckets`` each code's
         shared bucket if known (:func:`_buckets`).
 
-        An exporter with at least :data:`SHARED_BELOW` pending flows gets a message of its own,
-        keyed by it. Smaller ones share a message per bucket (``exporters-<n>``, the bucket a
-        hash of the exporter, so an exporter's flows keep one partition): with hundreds of
-        exporters most batches are small, and a message's fixed cost (a compressed buffer per
-        column) would otherwise be paid per exporter. Rows carry their exporter anyway.
+        An exporter with at least :func:`own_message_at` pending flows (:data:`SHARED_BELOW`, or
+        more in a large publish: an average shared bucket's) gets a message of its own, keyed by
+        it. Smaller ones share a message per bucket (``exporters-<n>``, the bucket a hash of the
+        exporter, so an exporter's flows keep one partition): with hundreds of exporters most
+        batches are small, and a message's fixed cost (a compressed buffer per column) would
+        otherwise be paid per exporter (500 exporters of ~600 flows each made 60 messages of a
+        publish where 16 hold them). Rows carry their exporter anyway.
 
         The grouping is array work over the exporter codes (a message key and a rank per code,
         one stable sort of the rows by rank); Python loops run per message (at most
@@ -274,7 +282,7 @@ class UdpCollector:
             messages = [(-1, 0, n, names[int(present[0])])]
         else:
             psizes = sizes[present]
-            own = psizes >= SHARED_BELOW
+            own = psizes >= own_message_at(n)
             keys = np.where(own, -1 - np.arange(len(present)), _buckets(names, buckets)[present])
             by_key = np.argsort(keys, kind="stable")  # codes by message key, then by code
             rank = np.empty(len(sizes), dtype=np.uint16 if len(present) <= 65536 else np.int64)

@@ -837,15 +837,15 @@ def test_split_runs_cover_the_rows_in_order():
 
 
 def test_publish_grouped_sends_every_row_once_in_messages_by_exporter_or_bucket():
-    """_publish_grouped over random codes: every row once; an exporter with SHARED_BELOW rows or
-    more (or alone) in a message of its own keyed by it, the others in their bucket's message;
+    """_publish_grouped over random codes: every row once; an exporter with own_message_at(rows)
+    rows or more (or alone) in a message of its own keyed by it, the others in their bucket's message;
     each exporter's rows in arrival order; the tally counts (exporter, type)."""
     import os
     import zlib
 
     import numpy as np
 
-    from collectors.service import SHARED_BELOW, SHARED_BUCKETS, _buckets
+    from collectors.service import SHARED_BELOW, SHARED_BUCKETS, _buckets, own_message_at
     from netobs.batch import FlowBatch
 
     class Recording:
@@ -864,7 +864,7 @@ def test_publish_grouped_sends_every_row_once_in_messages_by_exporter_or_bucket(
         c = UdpCollector(CollectorConfig(listeners=(ListenerConfig(listen="127.0.0.1:0"),)), producer)
         names = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(int(rng.integers(1, 80)))]
         weights = rng.random(len(names)) ** 4
-        n = int(rng.integers(1, 3 * SHARED_BELOW))
+        n = int(rng.integers(1, (3 if rng.random() < 0.5 else 40) * SHARED_BELOW))
         codes = rng.choice(len(names), n, p=weights / weights.sum()).astype(np.int32)
         types = kinds[rng.integers(0, 1 + int(rng.integers(0, 3)), n)]
         if rng.random() < 0.5:  # one type per exporter, as exporters send them
@@ -875,6 +875,7 @@ def test_publish_grouped_sends_every_row_once_in_messages_by_exporter_or_bucket(
         c._publish_grouped(batch, codes, names, tally, known)
         sizes = np.bincount(codes, minlength=len(names))
         alone = np.count_nonzero(sizes) == 1
+        own_at = own_message_at(n)
         seen = []
         for key, rb in producer.sent:
             rows = rb.column("packets").to_numpy().astype(np.int64)
@@ -884,9 +885,9 @@ def test_publish_grouped_sends_every_row_once_in_messages_by_exporter_or_bucket(
                 bucket = int(key.split("-")[1])
                 for exporter in owners:
                     assert zlib.crc32(exporter.encode()) % SHARED_BUCKETS == bucket, seed
-                    assert sizes[names.index(exporter)] < SHARED_BELOW and not alone, seed
+                    assert sizes[names.index(exporter)] < own_at and not alone, seed
             else:
-                assert owners == {key} and (sizes[names.index(key)] >= SHARED_BELOW or alone), seed
+                assert owners == {key} and (sizes[names.index(key)] >= own_at or alone), seed
                 assert len(rows) == sizes[names.index(key)], seed
             for exporter in owners:
                 mine = rows[codes[rows] == names.index(exporter)]
