@@ -154,7 +154,11 @@ class Decoder:
         session: str | None = None,
         protocol: str | None = None,
     ) -> str | None:
-        """Decode into the pending batch; returns the detected protocol."""
+        """Decode into the pending batch; returns the detected protocol. ``payload`` may be any
+        bytes-like object: a bytearray or memoryview is taken as its bytes (the decoders keep
+        slices of it as dict keys: template sets, sFlow agents)."""
+        if type(payload) is not bytes:
+            payload = bytes(payload)
         known = self._exporters.get(exporter)
         if known is None:
             stats = self.stats.get(exporter)
