@@ -95,6 +95,8 @@ SHARED_BUCKETS = 16
 def own_message_at(rows: int) -> int:
     """The pending flows an exporter needs for a message of its own in a publish of ``rows``."""
     return max(SHARED_BELOW, rows // SHARED_BUCKETS)
+
+
 #: Per-exporter metric sums are handed to the metrics at most this often (see _Listener.tally_*).
 _METRICS_EVERY_S = 1.0
 _MAX_CACHED_METRICS = 65536  # labelled metric children kept per listener (bounded: spoofed sources)
