@@ -1166,10 +1166,75 @@ static int domain_state(PyObject *state, const Header *h, long version, Meta *m)
     return m->init == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* The common case of collectors._sequence.SequenceTracker.check, inline (its `expected`
- * dict is meant for that): the stream's number is the expected one, so it advances.
- * 1 if done, 0 if the tracker must look at it (a gap, a new stream), -1 on an exception. */
-static int sequence_in_order(PyObject *expected, PyObject *key, uint32_t seq, uint32_t advance)
+/* collectors._sequence.SequenceTracker.check for a stream it already tracks, inline (its
+ * `expected` dict is meant for that): in order, the number advances; a gap, a late message or
+ * a reset is counted in the exporter's stats as ExporterStats.sequence() counts it (its
+ * `sequences` and `fresh_sequences` Counters, `sequence_gaps`), with no Python call: with
+ * hundreds of exporters and a kernel dropping datagrams, almost every message starts a gap.
+ * 1 if done, 0 if the tracker must look at it (a new stream, an unexpected value), -1 on an
+ * exception. Keys (protocol, unit, kind): ("ipfix", "records", ...) or ("netflow9", "datagrams", ...). */
+#define LATE_WINDOW (1 << 16) /* collectors._sequence.LATE_WINDOW */
+enum { K_MISSING, K_LATE, K_RESET, K_KINDS };
+static PyObject *SEQ_KEYS[2][K_KINDS]; /* [version 9, version 10][kind] */
+static PyObject *SEQUENCES, *FRESH_SEQUENCES, *SEQUENCE_GAPS;
+
+static int add_to(PyObject *dict, PyObject *key, unsigned long long n)
+{
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "stats sequence counters must be dicts");
+        return -1;
+    }
+    PyObject *old = PyDict_GetItemWithError(dict, key); /* borrowed */
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *more = PyLong_FromUnsignedLongLong(n);
+    PyObject *sum = more && old ? PyNumber_Add(old, more) : Py_XNewRef(more);
+    Py_XDECREF(more);
+    if (sum == NULL)
+        return -1;
+    int rc = PyDict_SetItem(dict, key, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+static int add_attr(PyObject *obj, PyObject *name, unsigned long long n)
+{
+    PyObject *old = PyObject_GetAttr(obj, name);
+    if (old == NULL)
+        return -1;
+    PyObject *more = PyLong_FromUnsignedLongLong(n);
+    PyObject *sum = more ? PyNumber_Add(old, more) : NULL;
+    Py_DECREF(old);
+    Py_XDECREF(more);
+    if (sum == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+static int count_finding(PyObject *stats, long version, int kind, unsigned long long n)
+{
+    PyObject *key = SEQ_KEYS[version == 10][kind];
+    PyObject *total = PyObject_GetAttr(stats, SEQUENCES);
+    if (total == NULL)
+        return -1;
+    int rc = add_to(total, key, n);
+    Py_DECREF(total);
+    if (rc < 0)
+        return -1;
+    PyObject *fresh = PyObject_GetAttr(stats, FRESH_SEQUENCES);
+    if (fresh == NULL)
+        return -1;
+    rc = add_to(fresh, key, n);
+    Py_DECREF(fresh);
+    if (rc < 0)
+        return -1;
+    return kind == K_MISSING ? add_attr(stats, SEQUENCE_GAPS, 1) : 0;
+}
+
+static int sequence_check(PyObject *expected, PyObject *key, uint32_t seq, uint32_t advance, PyObject *stats,
+                          long version)
 {
     PyObject *want = PyDict_GetItemWithError(expected, key);
     if (want == NULL)
@@ -1181,8 +1246,21 @@ static int sequence_in_order(PyObject *expected, PyObject *key, uint32_t seq, ui
         PyErr_Clear();
         return 0;
     }
-    if (v != seq)
+    if (v > 0xFFFFFFFFul)
         return 0;
+    if (v != seq) {
+        int64_t diff = (int64_t)(int32_t)(seq - (uint32_t)v); /* signed distance, wrapping at 2^32 */
+        int rc;
+        if (diff > 0) {
+            rc = count_finding(stats, version, K_MISSING, (unsigned long long)diff);
+        } else if (-diff <= LATE_WINDOW) { /* the expected number stays where it was */
+            return count_finding(stats, version, K_LATE, advance ? advance : 1) < 0 ? -1 : 1;
+        } else {
+            rc = count_finding(stats, version, K_RESET, 1);
+        }
+        if (rc < 0)
+            return -1;
+    }
     PyObject *next = PyLong_FromUnsignedLong((uint32_t)(seq + advance));
     if (next == NULL)
         return -1;
@@ -1211,9 +1289,9 @@ static int add_flow_records(PyObject *stats, Py_ssize_t records)
  * decodes a message whose sets are all data sets of templates decoded here, adding to
  * stats.flow_records. Returns None when the message needs the Python walk instead
  * (template sets, options data, unknown templates, anything malformed: nothing was
- * decoded then), True when its sequence number was the expected one (advanced in
- * `expected`, the sequence tracker's dict), else (domain, sequence, advance) for the
- * tracker to judge: NetFlow v9 sequence numbers count packets (advance 1), IPFIX ones
+ * decoded then), True when its sequence number was judged here (a stream the tracker knows:
+ * advanced in `expected`, the sequence tracker's dict, findings counted in stats), else
+ * (domain, sequence, advance) for the tracker to judge (a new stream): NetFlow v9 sequence numbers count packets (advance 1), IPFIX ones
  * data records (advance: the records of the message). */
 static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1299,10 +1377,10 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (add_flow_records(stats, records) < 0)
         goto done;
-    int in_order = sequence_in_order(expected, key, h.sequence, version == 9 ? 1 : (uint32_t)records);
-    if (in_order < 0)
+    int judged = sequence_check(expected, key, h.sequence, version == 9 ? 1 : (uint32_t)records, stats, version);
+    if (judged < 0)
         goto done;
-    result = in_order ? Py_NewRef(Py_True)
+    result = judged ? Py_NewRef(Py_True)
                       : Py_BuildValue("(kkn)", (unsigned long)h.domain, (unsigned long)h.sequence,
                                       version == 9 ? (Py_ssize_t)1 : records);
 done:
@@ -1381,6 +1459,18 @@ PyMODINIT_FUNC PyInit__native_ipfix(void)
     SAMPLER_TABLE = PyUnicode_InternFromString("sampler_table");
     if (SAMPLER_TABLE == NULL)
         return NULL;
+    SEQUENCES = PyUnicode_InternFromString("sequences");
+    FRESH_SEQUENCES = PyUnicode_InternFromString("fresh_sequences");
+    SEQUENCE_GAPS = PyUnicode_InternFromString("sequence_gaps");
+    if (SEQUENCES == NULL || FRESH_SEQUENCES == NULL || SEQUENCE_GAPS == NULL)
+        return NULL;
+    static const char *const KINDS[K_KINDS] = {"missing", "late", "reset"};
+    for (int k = 0; k < K_KINDS; k++) {
+        SEQ_KEYS[0][k] = Py_BuildValue("(sss)", "netflow9", "datagrams", KINDS[k]);
+        SEQ_KEYS[1][k] = Py_BuildValue("(sss)", "ipfix", "records", KINDS[k]);
+        if (SEQ_KEYS[0][k] == NULL || SEQ_KEYS[1][k] == NULL)
+            return NULL;
+    }
     if (TRUNCATED == NULL || ERROR == NULL || NATIVE == NULL || SAMPLING_RATE == NULL || SYSTEM_INIT == NULL ||
         FLOW_RECORDS == NULL)
         return NULL;
