@@ -1176,7 +1176,7 @@ static int domain_state(PyObject *state, const Header *h, long version, Meta *m)
 #define LATE_WINDOW (1 << 16) /* collectors._sequence.LATE_WINDOW */
 enum { K_MISSING, K_LATE, K_RESET, K_KINDS };
 static PyObject *SEQ_KEYS[2][K_KINDS]; /* [version 9, version 10][kind] */
-static PyObject *SEQUENCES, *FRESH_SEQUENCES, *SEQUENCE_GAPS;
+static PyObject *SEQUENCES, *FRESH_SEQUENCES, *SEQUENCE_GAPS, *FRESH;
 
 static int add_to(PyObject *dict, PyObject *key, unsigned long long n)
 {
@@ -1396,10 +1396,106 @@ done:
     return result;
 }
 
+/* out[key] += n (a missing key counts from 0), for the Counters of collectors.decoder.Decoded. */
+static int add_object(PyObject *out, PyObject *key, PyObject *n)
+{
+    PyObject *old = PyDict_GetItemWithError(out, key); /* borrowed */
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *sum = old ? PyNumber_Add(old, n) : Py_NewRef(n);
+    if (sum == NULL)
+        return -1;
+    int rc = PyDict_SetItem(out, key, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+/* One exporter's stats.<attr> Counter into out, keyed (exporter, reason) or, with spread, by the
+ * exporter followed by the items of its tuple key (exporter, protocol, unit, kind); then cleared. */
+static int drain_one(PyObject *stats, PyObject *attr, PyObject *exporter, PyObject *out, int spread)
+{
+    PyObject *fresh = PyObject_GetAttr(stats, attr);
+    if (fresh == NULL)
+        return -1;
+    if (!PyDict_Check(fresh)) {
+        Py_DECREF(fresh);
+        PyErr_SetString(PyExc_TypeError, "stats fresh counters must be dicts");
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int rc = 0;
+    while (rc == 0 && PyDict_Next(fresh, &pos, &k, &v)) {
+        PyObject *key;
+        if (spread) {
+            if (!PyTuple_Check(k)) {
+                PyErr_SetString(PyExc_TypeError, "sequence findings are keyed by tuples");
+                rc = -1;
+                break;
+            }
+            Py_ssize_t n = PyTuple_GET_SIZE(k);
+            key = PyTuple_New(n + 1);
+            if (key != NULL) {
+                PyTuple_SET_ITEM(key, 0, Py_NewRef(exporter));
+                for (Py_ssize_t i = 0; i < n; i++)
+                    PyTuple_SET_ITEM(key, i + 1, Py_NewRef(PyTuple_GET_ITEM(k, i)));
+            }
+        } else {
+            key = PyTuple_Pack(2, exporter, k);
+        }
+        if (key == NULL) {
+            rc = -1;
+            break;
+        }
+        rc = add_object(out, key, v);
+        Py_DECREF(key);
+    }
+    if (rc == 0)
+        PyDict_Clear(fresh);
+    Py_DECREF(fresh);
+    return rc;
+}
+
+/* drain(touched, stats, errors, sequences): collectors.decoder.Decoder.flush's loop over the
+ * exporters a flush touched, in C (hundreds of them at every flush while the kernel drops). */
+static PyObject *drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "drain(touched, stats, errors, sequences): an iterable and three dicts");
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(args[0]);
+    if (it == NULL)
+        return NULL;
+    PyObject *exporter;
+    while ((exporter = PyIter_Next(it)) != NULL) {
+        PyObject *stats = PyDict_GetItemWithError(args[1], exporter); /* borrowed */
+        int rc = -1;
+        if (stats == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, exporter);
+        } else if (drain_one(stats, FRESH, exporter, args[2], 0) == 0) {
+            rc = drain_one(stats, FRESH_SEQUENCES, exporter, args[3], 1);
+        }
+        Py_DECREF(exporter);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
      "feed(buf, version, session, exporter, time_ms, templates, domains, pending, expected, stats)\n"
      "-> None (the Python walk must take the message), True, or (domain, sequence, advance)."},
+    {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL,
+     "drain(touched, stats, errors, sequences): each touched exporter's fresh errors and sequence\n"
+     "findings into errors[(exporter, reason)] and sequences[(exporter, protocol, unit, kind)], cleared."},
     {NULL},
 };
 
@@ -1462,7 +1558,8 @@ PyMODINIT_FUNC PyInit__native_ipfix(void)
     SEQUENCES = PyUnicode_InternFromString("sequences");
     FRESH_SEQUENCES = PyUnicode_InternFromString("fresh_sequences");
     SEQUENCE_GAPS = PyUnicode_InternFromString("sequence_gaps");
-    if (SEQUENCES == NULL || FRESH_SEQUENCES == NULL || SEQUENCE_GAPS == NULL)
+    FRESH = PyUnicode_InternFromString("fresh");
+    if (SEQUENCES == NULL || FRESH_SEQUENCES == NULL || SEQUENCE_GAPS == NULL || FRESH == NULL)
         return NULL;
     static const char *const KINDS[K_KINDS] = {"missing", "late", "reset"};
     for (int k = 0; k < K_KINDS; k++) {
