@@ -40,7 +40,7 @@ from analytics.scoring import score, table
 from netobs.counting import CountingConfig
 from netobs.store import make_store
 from netobs_app import components
-from netobs_app.capture import decoded
+from netobs_app.capture import decoded, decoded_batches
 from netobs_app.settings import Settings
 from pipeline.enrich import make_enricher
 from pipeline.enrich_ingest import Ingest
@@ -184,8 +184,8 @@ def _evaluate_one(
         if not (root / "chdb" / ".ingested").exists():
             started = time.perf_counter()
             ingest = Ingest(make_enricher(settings, store), store, progress=None)
-            for flows, _, rejects in decoded(str(root / "exports.pcap")):
-                ingest.add(flows, rejects)
+            for flows, _, rejects, n in decoded_batches(str(root / "exports.pcap")):
+                ingest.add(flows, rejects, datagrams=n)
             ingest.flush()
             figures["ingest_s"] = round(time.perf_counter() - started, 1)
             (root / "chdb" / ".ingested").write_text(ingest.summary())

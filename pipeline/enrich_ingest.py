@@ -59,9 +59,10 @@ class Ingest:
         self.last_ms: int | None = None
         self._shown = 0.0
 
-    def add(self, flows: FlowBatch, rejects: int = 0, counters: Any = None) -> None:
-        """One decoded datagram's flows (and counter records), and how many records were refused."""
-        self.datagrams += 1
+    def add(self, flows: FlowBatch, rejects: int = 0, counters: Any = None, datagrams: int = 1) -> None:
+        """One decoded datagram's flows (or ``datagrams`` datagrams' flows), counter records, and how
+        many records were refused."""
+        self.datagrams += datagrams
         self.rejects += rejects
         if counters is not None and len(counters):
             self._counters.append(counters)

@@ -96,3 +96,34 @@ def test_a_scan_is_scored_only_where_sampling_leaves_enough_distinct_ports():
     # Routers see no probe to a target on the scanner's own node.
     why = _scan_unobservable(fast, bank, spec("router_ingress", 1000), 2)
     assert "on the scanner's node" in why
+
+
+@pytest.mark.parametrize("convention", wire.WIRE_CONVENTIONS)
+def test_the_array_encoder_writes_the_same_bytes_as_the_per_record_builders(convention, rng):
+    """The packed encoder (numpy arrays of the wire layout) against the counting matrix's builders,
+    one struct.pack per field: byte for byte, for every exporter and export of a bucket."""
+    import copy
+
+    from analytics.scenario import conventions as cv
+
+    bank = Bank(13)
+    bucket = normal_bucket(bank, T + int(rng.integers(0, 86_400_000)), rng, np.full(13, 3e6))
+    reps = wire.reports(bucket, convention, int(rng.choice([100, 1000])), rng, _node_ends(bank))
+    for r in reps[:: max(1, len(reps) // 5)]:  # reverse counts and SYN-only first packets too
+        r.flags = int(rng.choice([0x02, 0x12, 0x18, 0x1B]))
+    groups: dict[tuple, list] = {}
+    for r in reps:
+        groups.setdefault((r.exporter, r.protocol, r.style), []).append(r)
+    assert groups
+    for (address, protocol, style), recs in groups.items():
+        if protocol in ("ipfix", "biflow"):
+            ours = cv._IpfixExporter(address, style, recs[0].sampling)
+            ref = copy.deepcopy(ours)
+            assert wire._ipfix_datagrams(ours, wire._ipfix_records(style, recs), 1000) == ref.datagrams(
+                recs, 1000
+            )
+            assert ours.seq == ref.seq
+        elif protocol == "sflow":
+            assert wire._sflow(address, recs, 1_000_000, 7, 1000) == cv._sflow(
+                address, recs, 1_000_000, 7, 1000
+            )
