@@ -73,6 +73,14 @@ def add_parser(scenario_sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "and the counting matrix's wire conventions; default all)",
     )
     e.add_argument("--sampling", type=int, default=1000, help="sampling rate 1:N of every exporter")
+    e.add_argument(
+        "--volume",
+        type=float,
+        default=3e8,
+        help="median real bytes per 5 minutes per tenant and center (anomaly sizes and link capacities "
+        "scale with it); under sFlow every sampled packet is a record, so a 21-day bank at 1:1000 needs "
+        "about 1e7 to stay in minutes",
+    )
     e.add_argument("--seed", type=int, default=None, help="random seed (default: drawn now, and printed)")
     e.set_defaults(func=cmd_evaluate)
     c = scenario_sub.add_parser(
@@ -119,14 +127,16 @@ def _seed(given: int | None) -> int:
     return entropy % 2**32
 
 
-def draw_spec(seed: int, convention: str, tenants: int, days: int, sampling: int) -> ScenarioSpec:
+def draw_spec(
+    seed: int, convention: str, tenants: int, days: int, sampling: int, volume: float = 3e8
+) -> ScenarioSpec:
     """The scenario of one seed: noise level, export lateness and month-end batch factor drawn from it
     (the same for every convention, so conventions differ only in how the traffic is exported)."""
     rng = np.random.default_rng([seed, 12])
     return ScenarioSpec(
         tenants, days, sampling, seed, convention=convention,
         noise=float(rng.uniform(0.05, 0.2)), late_s=int(rng.choice([0, 120, 240])),
-        month_end=float(rng.choice([1.0, 1.3])),
+        month_end=float(rng.choice([1.0, 1.3])), volume=volume,
     )  # fmt: skip
 
 
@@ -140,7 +150,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         wanted = TRAFFIC_CONVENTIONS if args.conventions == "all" else tuple(args.conventions.split(","))
         seed = _seed(args.seed)
         try:
-            runs = [(c, root / c, draw_spec(seed, c, args.tenants, args.days, args.sampling)) for c in wanted]
+            runs = [
+                (c, root / c, draw_spec(seed, c, args.tenants, args.days, args.sampling, args.volume))
+                for c in wanted
+            ]
         except ValueError as e:
             print(f"netobs: {e}", file=sys.stderr)
             return 2
@@ -155,7 +168,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     spec0 = runs[0][2]
     drawn = f"noise {spec0.noise:.3f}, late {spec0.late_s} s, month end x{spec0.month_end}" if spec0 else ""
-    print(f"scenario {root}: seed {seed}, sampling 1:{args.sampling}, {args.days} days, {drawn}")
+    print(
+        f"scenario {root}: seed {seed}, sampling 1:{args.sampling}, {args.days} days, {args.tenants} tenants, "
+        f"volume {args.volume:g} B/5 min, {drawn}"
+    )
     for r in results:
         print(f"  {r['convention']}: analysed {r['window']}, {r['figures']}")
     _print("netobs detectors, per detector and convention", _by_detector(results, "netobs"))

@@ -104,11 +104,12 @@ def _node_of(bank: Bank, tenant: str, service: str, center: int) -> str:
     return bank.pods_of(tenant, service, center)[0].node_ip
 
 
-def default_anomalies(bank: Bank, first_ms: int, days: int) -> list[Anomaly]:
+def default_anomalies(bank: Bank, first_ms: int, days: int, size: float = 1.0) -> list[Anomaly]:
     """One or more of each kind in the last week, at known hours (all windows on hour boundaries): spikes
     and drops to 0.5×, 0.3× and 0.1×, a planned and an unplanned failover, new DR traffic beside the
     normal replication and a drill, a new dependency, a cross-center and a center-local asymmetric
-    path, a fast and a slow scan, an elephant, a silent exporter."""
+    path, a fast and a slow scan, an elephant, a silent exporter. ``size``: the bank's volume relative to
+    the default; the added conversations' bytes scale with it (a scan's probes do not: a probe is a probe)."""
     d = first_ms + (days - 7) * 24 * HOUR_MS  # start of the last week
     t = [f"tenant{i:02d}" for i in range(1, bank.tenants + 1)]
 
@@ -117,6 +118,8 @@ def default_anomalies(bank: Bank, first_ms: int, days: int) -> list[Anomaly]:
         return s, s + int(hours * HOUR_MS)
 
     def a(detector, window, entities, kind, planned=False, negative=False, **params):
+        if "nbytes" in params:
+            params["nbytes"] *= size
         return Anomaly(Label(detector, *window, entities, planned, negative), kind, params)
 
     return [

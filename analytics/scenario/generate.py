@@ -28,6 +28,8 @@ from analytics.scenario.traffic import ROUTERS, _observations, normal_bucket, re
 CONVENTIONS = ("probe_both_ends", *wire.WIRE_CONVENTIONS)
 
 BUCKET_MS = 300_000
+#: Median real bytes per 5 minutes per tenant and center of the default bank.
+DEFAULT_VOLUME = 3e8
 
 
 #: The default anomaly set puts each kind on its own tenant in the last week of the span.
@@ -46,6 +48,9 @@ class ScenarioSpec:
     late_s: int = 0  # exports arrive up to this late (event time stays the flow's own)
     month_end: float = 1.0  # traffic factor on the last two days of a month
     thin: int = 1  # the last N tenants carry 1/100 of the traffic (thin series at 1:1000)
+    # median real bytes per 5 minutes per tenant and center; the anomalies' byte sizes and the links'
+    # capacities scale with it (a smaller bank of the same shape: fewer sampled packets per series)
+    volume: float = 3e8
 
     def __post_init__(self) -> None:
         if self.tenants < MIN_TENANTS or self.days < MIN_DAYS:
@@ -57,6 +62,13 @@ class ScenarioSpec:
             raise ValueError(f"unknown convention {self.convention!r}; known: {', '.join(CONVENTIONS)}")
         if self.sampling < 1:
             raise ValueError(f"sampling must be at least 1, got {self.sampling}")
+        if not self.volume > 0:
+            raise ValueError(f"volume must be positive, got {self.volume}")
+
+    @property
+    def size(self) -> float:
+        """The bank's volume relative to the default (anomaly sizes and link capacities scale with it)."""
+        return self.volume / DEFAULT_VOLUME
 
 
 def analytics_config(spec: ScenarioSpec, anomalies: list[Anomaly]) -> dict:
@@ -84,7 +96,11 @@ def analytics_config(spec: ScenarioSpec, anomalies: list[Anomaly]) -> dict:
             )
     return {
         "windows": windows,
-        "elephant": {"link_capacity_bps": {"dc1-dc2": 10e9, "dc1-dc3": 1e9, "dc2-dc3": 1e9}},
+        "elephant": {
+            "link_capacity_bps": {
+                k: v * spec.size for k, v in {"dc1-dc2": 10e9, "dc1-dc3": 1e9, "dc2-dc3": 1e9}.items()
+            }
+        },
     }
 
 
@@ -189,8 +205,10 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
     rng = np.random.default_rng(spec.seed)
     bank = Bank(spec.tenants)
     bank.write_inventory(out / "inventory.yaml")
-    anomalies = default_anomalies(bank, spec.start_ms, spec.days)
-    scale = rng.lognormal(np.log(3e8), 0.5, spec.tenants)  # real bytes per 5 minutes per tenant and center
+    anomalies = default_anomalies(bank, spec.start_ms, spec.days, spec.size)
+    scale = rng.lognormal(
+        np.log(spec.volume), 0.5, spec.tenants
+    )  # real bytes per 5 minutes per tenant and center
     if spec.thin:
         scale[-spec.thin :] /= 100
     exporters: dict[str, Exporter] = {}
