@@ -1,26 +1,42 @@
 """The whole analysis on real chdb: a labeled scenario through decode → enrich → store → analyze.
 
-Eight simulated days: one of history, seven analysed. The volume detector needs weeks of
-history and must stay quiet rather than guess; the others must find exactly what was injected. Reruns must update findings, not duplicate them.
+Eight simulated days: one of history, seven analysed, exported under a convention drawn at test time
+(the project's first, or one of the counting matrix's wire conventions: per-point packet sampling,
+sFlow, NetFlow v5, biflows, routers, late data) with the seed's noise and lateness, at 1:1000 on a
+small bank (3e6 real bytes per 5 minutes per tenant and center: sFlow makes a record per sampled
+packet). The volume detector needs weeks of history and must stay quiet rather than guess; the
+others must find what was injected wherever the convention can show it, with at most two false
+findings a day. Reruns must update findings, not duplicate them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import jsonschema
+import numpy as np
 import pytest
 
 from analytics.findings import schema
-from analytics.scenario import ScenarioSpec, generate
+from analytics.scenario import generate
+from analytics.scenario.generate import CONVENTIONS
+from netobs_app.scenario import draw_spec
+
+#: Detectors that need no more than a day of history.
+HISTORY_FREE = ("collection_gap", "dr_traffic", "fanout", "elephant", "new_dependency", "center_shift",
+                "asymmetric_path")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
+    seed = int(os.environ.get("NETOBS_TEST_SEED") or np.random.SeedSequence().entropy % 2**32)
+    convention = os.environ.get("NETOBS_TEST_CONVENTION") or CONVENTIONS[seed % len(CONVENTIONS)]
+    print(f"seed {seed} convention {convention}")
     root = tmp_path_factory.mktemp("scenario")
-    generate(ScenarioSpec(tenants=13, days=8), root)
+    generate(draw_spec(seed, convention, 13, 8, 1000, volume=3e6), root)
     return root
 
 
@@ -38,24 +54,17 @@ def test_evaluate_scores_history_free_detectors(scenario):
         "results"
     ]
     rows = {r["detector"]: r for r in out["netobs"]}
-    for detector in (
-        "collection_gap",
-        "dr_traffic",
-        "fanout",
-        "elephant",
-        "new_dependency",
-        "center_shift",
-    ):  # a center's share is stable enough to judge after a day
-        assert rows[detector]["f1"] == 1.0, rows[detector]
-    # Known gap (issue 12, open): the scenario's center-local asymmetry is missed; the cross-center one
-    # is found and nothing false is reported.
-    asym = rows["asymmetric_path"]
-    assert asym["detected"] >= 1 and asym["findings"] == asym["detected"], asym
+    for det in HISTORY_FREE:
+        row = rows[det]
+        if row["labels"]:  # labels the convention cannot show are left out, each with its reason
+            assert row["f1"] >= 0.9, row
+        assert row["false_per_day"] <= 2, row
     # One day of history: volume baselines are not warm, so no guessing, and it says so.
     assert rows["volume"]["findings"] == 0, rows["volume"]
     assert out["notes"]["volume"]["tenant/center"]["scales"]["5m"]["cold"] > 0
     assert out["ewma_reference"]
-    assert all(f["detector"] == "fanout" for f in out["above_info_in_planned"])  # only unplanned kinds
+    # inside the planned windows only what they did not plan for (a scan) is reported above info
+    assert all(f["detector"] == "fanout" for f in out["above_info_in_planned"]), out["above_info_in_planned"]
 
 
 @pytest.mark.slow
