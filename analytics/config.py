@@ -293,6 +293,16 @@ class AsymmetryConfig(Section):
 class GapConfig(Section):
     silent_after_s: float = Field(300, gt=0, description="An exporter silent this long is a collection gap.")
     loss_ratio: float = Field(0.05, gt=0, le=1, description="Sequence loss above this ratio is a gap.")
+    max_chance: float = Field(
+        1e-6,
+        gt=0,
+        le=1,
+        description="A silence is a gap only if the exporter's own datagram rate around it makes it less "
+        "likely than this by chance (Poisson): thin exporters send nothing for minutes.",
+    )
+    rate_buckets: int = Field(
+        12, ge=1, description="Buckets on each side of a silence whose mean datagram rate judges it."
+    )
     severity: str = "warning"
 
 

@@ -56,8 +56,9 @@ def detect_gaps(
             continue
         mine = pd.DataFrame({"datagrams": datagrams[i], "lost": lost[i]}, index=window)
         silent = pd.Series(silent_all[i], index=window)
-        # A run shorter than the silence threshold is not yet a gap.
+        # A run shorter than the silence threshold is not yet a gap, nor one its own rate explains.
         silent = silent & silent.groupby((~silent).cumsum()).transform("size").ge(silent_buckets)
+        silent &= _improbable(silent.to_numpy(), datagrams[i], cfg)
         lossy = pd.Series(lossy_all[i], index=window)
         gaps[exporter] = silent | lossy
         for kind, mask in (("silent", silent), ("loss", lossy & ~silent)):
@@ -80,3 +81,23 @@ def detect_gaps(
                     )
                 )
     return out, gaps
+
+
+def _improbable(silent: np.ndarray, datagrams: np.ndarray, cfg: GapConfig) -> np.ndarray:
+    """Which silent buckets belong to a run that the exporter's own datagram rate around it (the mean
+    over ``rate_buckets`` buckets each side) makes less likely than ``max_chance`` as Poisson arrivals:
+    a thin exporter (few flows, or sFlow at 1:1000 with a few samples a bucket) sends nothing for
+    minutes by chance. A run with no data on either side (silent to the window's edges) stays a gap."""
+    out = silent.copy()
+    edges = np.flatnonzero(np.diff(np.r_[0, silent.astype(np.int8), 0]))
+    total = np.r_[0, np.cumsum(datagrams)]
+    w, m = cfg.rate_buckets, len(silent)
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        lo, hi = max(0, start - w), min(m, end + w)
+        around = (start - lo) + (hi - end)
+        if not around:
+            continue
+        rate = (total[start] - total[lo] + total[hi] - total[end]) / around
+        if np.exp(-rate * (end - start)) >= cfg.max_chance:
+            out[start:end] = False
+    return out

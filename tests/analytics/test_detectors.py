@@ -227,6 +227,29 @@ def test_gaps_silent_and_lossy():
     assert not gaps["node-1"].any() and gaps["node-2"].sum() == 5 and gaps["node-3"].all()
 
 
+def test_gaps_a_thin_exporter_silent_by_chance_is_no_gap_a_long_silence_is():
+    """sFlow at 1:1000 on a quiet node sends a datagram every few minutes (Poisson): empty buckets
+    are chance, not a gap; six silent hours of the same exporter, or an hour of a busy one, are."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    window = pd.date_range(T0, periods=7 * 288, freq="5min", tz="UTC")
+    thin = rng.poisson(rng.uniform(0.5, 1.5) * (1 + 0.8 * np.sin(np.arange(len(window)) / 288 * 2 * np.pi)))
+    busy = rng.poisson(20, len(window))
+    thin[1500:1572], busy[1000:1012] = 0, 0  # six hours by day, one hour
+    rows = [{"time": t, "exporter": e, "flows": int(n), "datagrams": int(n), "lost": 0}
+            for e, counts in (("thin", thin), ("busy", busy)) for t, n in zip(window, counts, strict=True) if n]  # fmt: skip
+    findings, gaps = detect_gaps(
+        pd.DataFrame(rows), ["thin", "busy"], window, GapConfig(), timedelta(minutes=5)
+    )
+    got = sorted((f.entities["exporter"], f.window_start, f.window_end) for f in findings)
+    assert [g[0] for g in got] == ["busy", "thin"], got
+    assert got[0][1:] == (window[1000].to_pydatetime(), window[1012].to_pydatetime())
+    # the thin exporter's chance empty buckets next to the silence join it (at most a couple of hours)
+    assert window[1476] <= got[1][1] <= window[1500] and window[1572] <= got[1][2] <= window[1596], got
+    assert 72 <= gaps["thin"].sum() <= 120 and gaps["busy"].sum() == 12
+
+
 def test_gaps_cold_start_judges_a_new_exporter_from_its_first_record():
     window = pd.date_range(T0, periods=12, freq="5min", tz="UTC")
     rows = [{"time": t, "exporter": "new", "flows": 1, "datagrams": 1, "lost": 0} for t in window[6:]]
