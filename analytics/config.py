@@ -111,6 +111,12 @@ class ShiftConfig(Section):
     min_volume: float = Field(
         1e6, ge=0, description="Ignore buckets with less traffic than this in the pair."
     )
+    min_z: float = Field(
+        5.0,
+        gt=0,
+        description="A share must move by this many standard errors of a share of the bucket's sampled "
+        "packets (sampling alone moves a thin tenant's share).",
+    )
     bucket_s: int = Field(
         3600,
         ge=300,

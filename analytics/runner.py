@@ -299,11 +299,18 @@ class Analysis:
             if a not in h or b not in h:
                 cold.append(tenant)
                 continue
+            counts = (
+                g.pivot_table(index="t", columns="src_center", values="raw_packets", aggfunc="sum")
+                .reindex(index)
+                .fillna(0)
+            )
             for c in (a, b):
                 if c not in obs:
                     obs[c] = 0.0
+                if c not in counts:
+                    counts[c] = 0.0
             out += self.detectors["center_shift"](
-                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, step, (), blind
+                obs, h.fillna(0), {"tenant": tenant}, self.cfg.shift, step, (), blind, counts
             )
         self.notes["center_shift"] = {
             "tenants_without_history": cold,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
 from analytics.baseline import seasonal
@@ -25,13 +26,17 @@ def detect_center_shift(
     bucket: timedelta,
     windows: tuple[Window, ...] = (),
     suppressed: pd.Series | None = None,
+    sampled: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """``observed``/``history``: bytes per bucket with one column per production center.
 
     A shift needs both sides: one center's share falls by ``threshold`` AND, against their
     own baselines, that center lost traffic while the other gained. A spike in one center
     alone, or a drop in one alone, is a volume anomaly, not a shift. ``suppressed`` marks
-    buckets where a collection gap makes the share meaningless.
+    buckets where a collection gap makes the share meaningless. ``sampled``: the sampled packets behind
+    ``observed`` (same shape): the share must also move by ``min_z`` standard errors of a share of that
+    many packets, else sampling alone explains it (a thin tenant at 1:1000 has a few dozen packets an
+    hour: its share swings by a quarter by chance).
     """
     a, b = cfg.production_centers
     if (
@@ -57,6 +62,11 @@ def detect_center_shift(
     b_lost = (observed[b] < exp_b * (1 - m)) & (-loss_a >= 0.5 * loss_b)
     delta = (share - expected).abs()
     mask = (delta >= m) & (total >= cfg.min_volume) & expected.notna() & (a_lost | b_lost)
+    if sampled is not None:
+        n = (sampled.get(a, 0) + sampled.get(b, 0)).reindex(idx, fill_value=0).astype(float)
+        e = expected.clip(0.01, 0.99)
+        # the baseline is a median of a few such shares (its variance about π/2k of one, k >= 3)
+        mask &= delta >= cfg.min_z * np.sqrt(1.5 * e * (1 - e) / n.where(n > 0))
     if suppressed is not None:
         mask &= ~suppressed.reindex(mask.index, fill_value=False)
     out = []

@@ -93,6 +93,38 @@ def test_center_shift_quiet_when_balanced():
     assert detect_center_shift(pd.DataFrame(), pd.DataFrame(), {}, ShiftConfig(), HOUR) == []
 
 
+def thin_pair(rng):
+    """Scaled bytes and sampled packets per hour of a thin tenant at 1:1000 (packets of 600 and 1200
+    bytes), five weeks; dc1 fails over to dc2 for four hours in the last week."""
+    idx = pd.date_range(T0, periods=5 * 168, freq="h", tz="UTC")
+    day = 1 + 0.8 * np.sin((idx.hour.to_numpy() - 6) / 24 * 2 * np.pi)
+    weekend = np.where(idx.day_of_week.to_numpy() >= 5, 0.5, 1.0)
+    rate = rng.uniform(20, 40) * day * weekend  # sampled packets an hour per center and packet size
+    small, large = rng.poisson(rate, (2, len(idx))), rng.poisson(rate, (2, len(idx)))
+    fail = slice(4 * 168 + 34, 4 * 168 + 38)
+    for n in (small, large):
+        n[1, fail] += n[0, fail]
+        n[0, fail] = 0
+    sampled = pd.DataFrame({"dc1": small[0] + large[0], "dc2": small[1] + large[1]}, index=idx).astype(float)
+    nbytes = pd.DataFrame({c: (small[i] * 600 + large[i] * 1200) * 1000.0 for i, c in enumerate(("dc1", "dc2"))},
+                          index=idx)  # fmt: skip
+    return nbytes, sampled
+
+
+def test_center_shift_a_thin_tenants_sampled_share_is_no_shift_a_failover_is():
+    """A few dozen sampled packets an hour: the share of the pair swings by a quarter by chance, which
+    is no shift; the failover (everything to dc2) is one."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    nbytes, sampled = thin_pair(np.random.default_rng(seed))
+    cut = 4 * 168
+    got = detect_center_shift(nbytes.iloc[cut:], nbytes.iloc[:cut], {}, ShiftConfig(), HOUR, (), None,
+                              sampled.iloc[cut:])  # fmt: skip
+    fail = (nbytes.index[cut + 34], nbytes.index[cut + 38])
+    assert got and all(fail[0] <= f.window_start < f.window_end <= fail[1] for f in got), got  # nothing else
+    assert {f.entities["away_from"] for f in got} == {"dc1"} and got[0].window_start == fail[0], got
+
+
 # --- DR traffic -----------------------------------------------------------------------------
 
 
