@@ -31,6 +31,7 @@ def detect_gaps(
     their first record in the window on (cold start), not reported silent before it.
     """
     silent_buckets = max(1, int(cfg.silent_after_s // bucket.total_seconds()))
+    per_day = max(1, round(86400 / bucket.total_seconds()))
     out: list[Finding] = []
     gaps: dict[str, pd.Series] = {}
     # Exporters × window buckets in one pass (hundreds of exporters: no per-exporter scan of the rows).
@@ -58,7 +59,7 @@ def detect_gaps(
         silent = pd.Series(silent_all[i], index=window)
         # A run shorter than the silence threshold is not yet a gap, nor one its own rate explains.
         silent = silent & silent.groupby((~silent).cumsum()).transform("size").ge(silent_buckets)
-        silent &= _improbable(silent.to_numpy(), datagrams[i], cfg)
+        silent &= _improbable(silent.to_numpy(), datagrams[i], cfg, per_day)
         lossy = pd.Series(lossy_all[i], index=window)
         gaps[exporter] = silent | lossy
         for kind, mask in (("silent", silent), ("loss", lossy & ~silent)):
@@ -83,21 +84,39 @@ def detect_gaps(
     return out, gaps
 
 
-def _improbable(silent: np.ndarray, datagrams: np.ndarray, cfg: GapConfig) -> np.ndarray:
-    """Which silent buckets belong to a run that the exporter's own datagram rate around it (the mean
-    over ``rate_buckets`` buckets each side) makes less likely than ``max_chance`` as Poisson arrivals:
-    a thin exporter (few flows, or sFlow at 1:1000 with a few samples a bucket) sends nothing for
-    minutes by chance. A run with no data on either side (silent to the window's edges) stays a gap."""
+def _improbable(silent: np.ndarray, datagrams: np.ndarray, cfg: GapConfig, per_day: int) -> np.ndarray:
+    """Which silent buckets belong to a run that the exporter's own datagram rate makes less likely
+    than ``max_chance`` as Poisson arrivals (the conditional test of two Poisson rates: no datagram in
+    the silence given ``k`` in a reference of the same rate): a thin exporter (few flows, or sFlow at
+    1:1000 with a few samples a bucket) sends nothing for minutes, and in its nightly trough for
+    hours, by chance. The reference is the same time of day on the window's other days (a trough is
+    thinner than its slopes), and the silence must also be improbable, at ``sqrt(max_chance)``,
+    against the ``rate_buckets`` buckets each side (a day thinner than the others shows there). With
+    no other day in the window the buckets each side judge alone, at ``max_chance``. A run with no
+    data on either side (silent to the window's edges) stays a gap."""
     out = silent.copy()
     edges = np.flatnonzero(np.diff(np.r_[0, silent.astype(np.int8), 0]))
     total = np.r_[0, np.cumsum(datagrams)]
     w, m = cfg.rate_buckets, len(silent)
+    limit = -np.log(cfg.max_chance)
     for start, end in zip(edges[::2], edges[1::2], strict=True):
         lo, hi = max(0, start - w), min(m, end + w)
         around = (start - lo) + (hi - end)
         if not around:
             continue
-        rate = (total[start] - total[lo] + total[hi] - total[end]) / around
-        if np.exp(-rate * (end - start)) >= cfg.max_chance:
+        # Given the datagrams of the silence and its reference together, each fell in the silence
+        # with chance length / (length + reference) if the rate did not change: all of them outside
+        # has this chance. Exact whatever the rate, where a rate estimated from a few datagrams is not.
+        length = end - start
+        near = (total[start] - total[lo] + total[hi] - total[end]) * np.log1p(length / around)
+        days = (
+            [k for k in range(-(start // per_day), (m - end) // per_day + 1) if k] if length < per_day else []
+        )
+        if days:
+            same = sum(total[end + k * per_day] - total[start + k * per_day] for k in days)
+            gap = same * np.log1p(1 / len(days)) > limit and near > limit / 2
+        else:
+            gap = near > limit
+        if not gap:
             out[start:end] = False
     return out
