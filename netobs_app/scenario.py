@@ -205,10 +205,13 @@ def _evaluate_one(
             ingest.flush()
             figures["ingest_s"] = round(time.perf_counter() - started, 1)
             (root / "chdb" / ".ingested").write_text(ingest.summary())
-        last = store.query_arrow(
-            f"SELECT max(flow_start) AS t FROM `{settings.store.database}`.flows"
-        ).column("t")[0]
-        end = datetime.fromtimestamp(int(last.as_py().timestamp()) // 86400 * 86400 + 86400, UTC)
+        if (root / "span.json").exists():
+            end = datetime.fromtimestamp(json.loads((root / "span.json").read_text())["end_ms"] / 1000, UTC)
+        else:  # a scenario from before span.json: the day of the last record that is not a late export
+            last = store.query_arrow(
+                f"SELECT max(flow_start) - 3600 AS t FROM `{settings.store.database}`.flows"
+            ).column("t")[0]
+            end = datetime.fromtimestamp(int(last.as_py().timestamp()) // 86400 * 86400 + 86400, UTC)
         start = end - timedelta(days=args.analyze_days)
         cfg = load_analytics(root / "analytics.yaml")
         started, cpu = time.perf_counter(), time.process_time()

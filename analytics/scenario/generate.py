@@ -243,6 +243,10 @@ def generate(spec: ScenarioSpec, out_dir: str | Path) -> dict:
             n_records = encoder.records
     mark_observability(anomalies, bank, spec, set(exporters) | seen_exporters)
     (out / "labels.json").write_text(json.dumps([a.label.to_json() for a in anomalies], indent=1))
+    # The span the bank's traffic covers: exports of its last bucket arrive after it ends (an sFlow
+    # sample is dated by its datagram), so the data's last timestamp does not say where it ends.
+    span = {"start_ms": spec.start_ms, "end_ms": spec.start_ms + spec.days * 86_400_000}
+    (out / "span.json").write_text(json.dumps(span))
     (out / "analytics.yaml").write_text(yaml.safe_dump(analytics_config(spec, anomalies), sort_keys=False))
     # Routers are not nodes: the bank names their centers in the counting section.
     routers = [
