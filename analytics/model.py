@@ -267,6 +267,18 @@ def exporter_activity(db: str, start: datetime, end: datetime, bucket_s: int) ->
     )
 
 
+def exporter_records_per_conversation(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
+    """Per exporter: its records over the conversations (either direction, per bucket) they report, an
+    approximate count: OVS bridge IPFIX reports a flow at ingress and at egress, and both directions of
+    a conversation, so its records come in twos and fours and are not independent events."""
+    ends = "bitXor(cityHash64(src_addr, src_port), cityHash64(dst_addr, dst_port))"
+    return (
+        f"SELECT {addr('exporter')} AS exporter, count() AS records, "
+        f"uniq({ends}, proto, intDiv(toUInt32(flow_start), {int(bucket_s)})) AS conversations\n"
+        f"FROM `{db}`.flows\nWHERE {_range(start, end)}\nGROUP BY exporter"
+    )
+
+
 def exporters_seen(db: str, start: datetime, end: datetime) -> str:
     """The exporters that sent anything in [start, end) (the exporter-health rollup)."""
     return (

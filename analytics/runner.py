@@ -127,8 +127,16 @@ class Analysis:
         }
         health = now.rename(columns={"t": "time"})
         health = health.assign(datagrams=health["flows"], lost=0)
+        per = _df(
+            self.q, model.exporter_records_per_conversation(self.db, self.start, self.end, self.cfg.bucket_s)
+        )
+        per_event = {
+            str(e): r / c
+            for e, r, c in zip(per["exporter"], per["records"], per["conversations"], strict=True)
+            if c
+        }
         findings, gaps = self.detectors["collection_gap"](
-            health, expected, self.index, self.cfg.gaps, self.bucket, cold
+            health, expected, self.index, self.cfg.gaps, self.bucket, cold, per_event
         )
         centers = _df(self.q, model.exporter_centers(self.db, self.h_start, self.end))
         center_of = dict(zip(centers["exporter"], centers["center"], strict=True))

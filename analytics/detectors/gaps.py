@@ -23,12 +23,15 @@ def detect_gaps(
     cfg: GapConfig,
     bucket: timedelta,
     first_seen: dict[str, pd.Timestamp] | None = None,
+    per_event: dict[str, float] | None = None,
 ) -> tuple[list[Finding], dict[str, pd.Series]]:
     """``health`` rows: time, exporter, flows, datagrams, lost (datagrams missing by sequence).
 
     Returns findings and, per exporter, a boolean series over ``window`` that is True where
     its collection was incomplete. ``first_seen``: exporters with no history are judged from
-    their first record in the window on (cold start), not reported silent before it.
+    their first record in the window on (cold start), not reported silent before it. ``per_event``:
+    per exporter, how many records one conversation makes (the store's count; at least the counts'
+    own dispersion is used): a silence is judged on independent events, not records.
     """
     silent_buckets = max(1, int(cfg.silent_after_s // bucket.total_seconds()))
     per_day = max(1, round(86400 / bucket.total_seconds()))
@@ -59,7 +62,8 @@ def detect_gaps(
         silent = pd.Series(silent_all[i], index=window)
         # A run shorter than the silence threshold is not yet a gap, nor one its own rate explains.
         silent = silent & silent.groupby((~silent).cumsum()).transform("size").ge(silent_buckets)
-        silent &= _improbable(silent.to_numpy(), datagrams[i], cfg, per_day)
+        cluster = max((per_event or {}).get(exporter, 1.0), _dispersion(datagrams[i], max(2, per_day // 24)))
+        silent &= _improbable(silent.to_numpy(), datagrams[i] / cluster, cfg, per_day)
         lossy = pd.Series(lossy_all[i], index=window)
         gaps[exporter] = silent | lossy
         for kind, mask in (("silent", silent), ("loss", lossy & ~silent)):
@@ -82,6 +86,23 @@ def detect_gaps(
                     )
                 )
     return out, gaps
+
+
+def _dispersion(counts: np.ndarray, block: int) -> float:
+    """How many records an exporter's independent events come as (its index of dispersion, at least
+    1): OVS bridge IPFIX reports each flow at ingress and at egress, so its records come in pairs or
+    fours, and an active timeout re-exports a long flow every minute. The median over ``block``-bucket
+    stretches (an hour) of their variance over their mean: 1 for Poisson arrivals, 2 for pairs; a
+    daily rhythm barely moves within an hour. The silence tests count events, not records."""
+    n = len(counts) // block * block
+    if n < 2 * block:
+        return 1.0
+    blocks = counts[:n].reshape(-1, block)
+    mean = blocks.mean(axis=1)
+    busy = mean > 0
+    if not busy.any():
+        return 1.0
+    return max(1.0, float(np.median(blocks[busy].var(axis=1, ddof=1) / mean[busy])))
 
 
 def _improbable(silent: np.ndarray, datagrams: np.ndarray, cfg: GapConfig, per_day: int) -> np.ndarray:

@@ -52,6 +52,7 @@ BUILDERS = [
     lambda: model.top_flows("netobs", A, B),
     lambda: model.exporter_activity("netobs", A, B, 300),
     lambda: model.exporters_seen("netobs", A, B),
+    lambda: model.exporter_records_per_conversation("netobs", A, B, 300),
     lambda: model.exporter_centers("netobs", A, B),
     lambda: model.peer_series("netobs", A, B, 300, ("src_tenant", "src_center")),
 ]

@@ -100,6 +100,13 @@ def test_rate_queries_agree_on_18_16_and_chdb(tmp_path, clickhouse_server):
         for a, b in zip(got["chdb"], got["18.16"], strict=True):
             assert len(a) > 0
             pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-9)
+        # the gap detector's records per conversation: the same on both engines
+        per = [
+            store.query_arrow(model.exporter_records_per_conversation(db, *WINDOW, 300)).to_pylist()
+            for store, db in ((modern, base.store.database), (legacy, "netobs_rates"))
+        ]
+        assert per[0] and sorted(per[0], key=str) == sorted(per[1], key=str), per
+        assert all(r["records"] >= r["conversations"] > 0 for r in per[0]), per[0]
         # The detectors' limits need the metadata history, which 18.16 cannot keep: said, not guessed.
         cfg = AnalyticsConfig.model_validate(
             {"link_qos": {"classes": [{"name": "p", "dscp": ["EF"], "min_share": 0.2}]}}
