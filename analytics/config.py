@@ -62,6 +62,13 @@ class VolumeConfig(Section):
     min_ratio: float = Field(
         1.8, gt=1, description="A spike is at least this many times the baseline, a drop at most 1/this."
     )
+    run_z: float = Field(
+        1.0,
+        ge=0,
+        description="At hourly and daily scales, 2 to 8 consecutive periods each past this z (both tests) "
+        "whose combined z (their sum over the root of their number) passes spike_z/drop_z and whose mean "
+        "log ratio passes min_ratio are one anomaly: a sustained halving over a few hours (0: off).",
+    )
     min_records: float = Field(
         10.0, ge=0, description="Sampled packets a period must be expected to hold to be judged at its scale."
     )

@@ -100,6 +100,9 @@ def _findings(s, j: LogJudgement, ob, orr_, oidx, cfg, scale_s, name, blind) -> 
     drop = j.judged & big & (j.z <= -cfg.drop_z) & (j.z_count <= -cfg.drop_z)
     spike &= j.log_ratio >= np.log(cfg.min_ratio)
     drop &= j.log_ratio <= -np.log(cfg.min_ratio)
+    if scale_s >= 3600 and cfg.run_z > 0:
+        spike |= _sustained(j, j.judged & big, 1.0, cfg.run_z, cfg.spike_z, np.log(cfg.min_ratio))
+        drop |= _sustained(j, j.judged & big, -1.0, cfg.run_z, cfg.drop_z, np.log(cfg.min_ratio))
     if blind is not None:
         drop &= ~blind
     # Quiet periods inside one anomaly: at least half an hour of them is noise, whatever the scale.
@@ -146,6 +149,43 @@ def _findings(s, j: LogJudgement, ob, orr_, oidx, cfg, scale_s, name, blind) -> 
                         },
                     )
                 )
+    return out
+
+
+#: Lengths (periods) of the stretches whose combined evidence ``_sustained`` judges.
+_STRETCHES = (2, 3, 4, 6, 8)
+
+
+def _sustained(
+    j: LogJudgement, ok: np.ndarray, sign: float, run_z: float, z: float, log_ratio: float
+) -> np.ndarray:
+    """Stretches of 2 to 8 consecutive judged periods, each at least ``run_z`` out in both tests, whose
+    combined z (Stouffer: the sum over the root of the stretch's length) passes ``z`` in both tests and
+    whose mean log ratio passes ``log_ratio``: a service at half its volume for four hours is as
+    improbable as one hour at a fifth, though no single hour says so against a series' own spread.
+    Hourly and daily periods only: neighbouring 5-minute buckets share their traffic's slow swings."""
+    zs = np.where(ok, sign * np.nan_to_num(j.z), -np.inf)
+    zc = np.where(ok, sign * np.nan_to_num(j.z_count), -np.inf)
+    lr = np.where(ok, sign * np.nan_to_num(j.log_ratio), 0.0)
+    out = np.zeros(zs.shape, dtype=bool)
+    rows = np.flatnonzero(((zs >= run_z) & (zc >= run_z)).sum(axis=1) >= 2)
+    if not len(rows):
+        return out
+    zs, zc, lr = zs[rows], zc[rows], lr[rows]
+    for n in _STRETCHES:
+        if n > zs.shape[1]:
+            break
+        win = np.lib.stride_tricks.sliding_window_view
+        low = np.minimum(win(zs, n, axis=1).min(axis=2), win(zc, n, axis=1).min(axis=2))
+        with np.errstate(invalid="ignore"):
+            hit = (
+                (low >= run_z)
+                & (win(zs, n, axis=1).sum(axis=2) / np.sqrt(n) >= z)
+                & (win(zc, n, axis=1).sum(axis=2) / np.sqrt(n) >= z)
+                & (win(lr, n, axis=1).mean(axis=2) >= log_ratio)
+            )
+        for r, c in zip(*np.nonzero(hit), strict=True):
+            out[rows[r], c : c + n] = True
     return out
 
 
