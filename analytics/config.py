@@ -293,6 +293,14 @@ class AsymmetryConfig(Section):
         description="Share of its cross-node conversations an exporter must see both ways "
         "to be taken as seeing both directions.",
     )
+    max_chance: float = Field(
+        1e-6,
+        gt=0,
+        le=1,
+        description="A point's missing direction is asymmetry only if independent sampling at the points "
+        "(one-sided Fisher test on the sampled packets, widened by the points' learned dispersion) makes it "
+        "less likely than this by chance.",
+    )
     severity: str = "warning"
 
 

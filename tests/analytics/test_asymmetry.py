@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from analytics.detectors import detect_asymmetric
-from analytics.detectors.asymmetry import two_way_exporters
+from analytics.detectors.asymmetry import fisher_low, two_way_exporters
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -100,3 +102,61 @@ def test_asymmetry_beside_symmetric_traffic_of_the_same_two_pods():
     assert [(f.entities["client"], f.entities["src_center"], f.entities["dst_center"]) for f in found] == [
         ("10.0.9.2", "dc1", "dc1")
     ]
+
+
+def _sampled_bank(rng, n_conv=150, hours=24, lump=2):
+    """Conversations seen both ways at two OVS-like points that sample packets independently at 1:1000
+    and report each sampled packet ``lump`` times (a bridge's ingress and egress ports)."""
+    rows = []
+    for i in range(n_conv):
+        req = rng.lognormal(np.log(8000), 1.2)  # real request packets per hour, heavy-tailed
+        ratio = rng.uniform(2, 6)
+        for h in range(hours):
+            t = pd.Timestamp(T0 + h * HOUR)
+            for exporter in ("e1", "e2"):
+                for reply, real in ((False, req), (True, req * ratio)):
+                    n = int(rng.binomial(int(real), 1e-3)) * lump
+                    if n:
+                        rows.append((t, f"10.0.{i // 200}.{i % 200}", f"10.1.{i // 200}.{i % 200}", 8080, 6, "dc1",
+                                     "dc1", "n1", "n2", "shop", "api", reply, exporter, "dc1", n))  # fmt: skip
+    return rows
+
+
+def test_independent_sampling_at_two_points_is_not_asymmetry():
+    """Heavy symmetric conversations sampled independently at both points (binomial at 1:1000, in lumps
+    of two) are quiet; a real one (requests only through e1, replies only through e2) is still found and
+    the points' dispersion is learned from the data."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    rows = _sampled_bank(rng)
+    t = pd.Timestamp(T0 + 5 * HOUR)
+    for exporter, reply, n in (("e1", False, 60), ("e2", True, 240)):
+        rows.append((t, "10.0.9.2", "10.0.9.3", 8080, 6, "dc1", "dc1", "n1", "n2", "shop", "web", reply, exporter,
+                     "dc1", n))  # fmt: skip
+    found, report = detect_asymmetric(obs(rows), HOUR)
+    assert [(f.entities["client"], f.window_start) for f in found] == [("10.0.9.2", T0 + 5 * HOUR)], seed
+    assert 1.5 < report.dispersion < 4, (seed, report.dispersion)
+    assert found[0].evidence["chance"] <= 1e-6
+
+
+def test_the_old_share_rule_alone_flags_sampling_noise():
+    """The same bank judged without the sampling test (max_chance 1): the 25 % rule alone flags noise, so the
+    test above is not quiet by construction."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    rows = _sampled_bank(rng, n_conv=300, hours=48)
+    noisy, _ = detect_asymmetric(obs(rows), HOUR, max_chance=1.0)
+    quiet, _ = detect_asymmetric(obs(rows), HOUR)
+    assert quiet == [] and len(noisy) >= 1, (seed, len(noisy))
+
+
+def test_fisher_low():
+    # [[0, 2], [16, 0]]: 1 / C(18, 2); a table with no evidence either way is 1.
+    assert abs(fisher_low(0, 2, 16, 0) - 1 / 153) < 1e-12
+    assert fisher_low(5, 5, 5, 5) > 0.5 and fisher_low(0, 0, 0, 0) == 1.0
+    # Against a direct sum of the hypergeometric probabilities.
+    a, b, c, d = 3, 15, 15, 3
+    tot = sum(math.comb(18, x) * math.comb(18, 18 - x) for x in range(0, a + 1)) / math.comb(36, 18)
+    assert abs(fisher_low(a, b, c, d) - tot) < 1e-12
