@@ -64,7 +64,10 @@ def detect_center_shift(
     mask = (delta >= m) & (total >= cfg.min_volume) & expected.notna() & (a_lost | b_lost)
     if sampled is not None:
         n = (sampled.get(a, 0) + sampled.get(b, 0)).reindex(idx, fill_value=0).astype(float)
-        e = expected.clip(0.01, 0.99)
+        # Under the share pooled from the bucket and its baseline, as a two-proportion test pools them:
+        # a thin tenant's baseline share is itself a few packets (0 % or 100 % at night), and its own
+        # p(1 - p) would make any move look certain.
+        e = ((share + expected) / 2).clip(0.01, 0.99)
         # the baseline is a median of a few such shares (its variance about π/2k of one, k >= 3)
         mask &= delta >= cfg.min_z * np.sqrt(1.5 * e * (1 - e) / n.where(n > 0))
     if suppressed is not None:

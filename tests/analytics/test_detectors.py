@@ -125,6 +125,28 @@ def test_center_shift_a_thin_tenants_sampled_share_is_no_shift_a_failover_is():
     assert {f.entities["away_from"] for f in got} == {"dc1"} and got[0].window_start == fail[0], got
 
 
+def test_center_shift_a_night_tenant_of_a_few_packets_is_no_shift():
+    """A tenant 100 times thinner (a packet or two an hour per center at night): its baseline share is
+    itself a few packets, 0 % or 100 % at night, and a move from it is no evidence; judged under the share
+    pooled from the bucket and its baseline, the week is quiet. A failover of a fat tenant is still found
+    (test above and test_center_shift_failover)."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range(T0, periods=5 * 168, freq="h", tz="UTC")
+    day = 1 + 0.9 * np.sin((idx.hour.to_numpy() - 6) / 24 * 2 * np.pi)
+    rate = rng.uniform(0.3, 1.5) * day
+    small, large = rng.poisson(rate, (2, len(idx))), rng.poisson(rate, (2, len(idx)))
+    sampled = pd.DataFrame({"dc1": small[0] + large[0], "dc2": small[1] + large[1]}, index=idx).astype(float)
+    nbytes = pd.DataFrame({c: (small[i] * 600 + large[i] * 1200) * 1000.0 for i, c in enumerate(("dc1", "dc2"))},
+                          index=idx)  # fmt: skip
+    cut = 4 * 168
+    cfg = ShiftConfig(min_volume=0)
+    got = detect_center_shift(nbytes.iloc[cut:], nbytes.iloc[:cut], {}, cfg, HOUR, (), None,
+                              sampled.iloc[cut:])  # fmt: skip
+    assert got == [], (seed, [(f.window_start, f.summary) for f in got])
+
+
 # --- DR traffic -----------------------------------------------------------------------------
 
 
