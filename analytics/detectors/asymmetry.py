@@ -7,8 +7,11 @@ reports what its node receives too, a router) saw one direction of this conversa
 none of the other: at most ``MISSING_SHARE`` of what it should have seen, judged from what it saw of
 the first direction and the conversation's reply/request ratio where each direction was seen most,
 with at least ``min_records`` sampled packets missing, and only if independent sampling at the two
-points makes it less likely than ``max_chance`` (one-sided Fisher test against the other two-way point
-that saw the most of that direction, on counts divided by the points' learned dispersion). "Almost":
+points makes it less likely than ``max_chance``: each point on the usual path samples every packet of
+both directions on its own (1:N), so of the missing direction's sampled packets at this point and at the
+other two-way point that saw the most of it, this point's number is binomial with its share of the two
+sampling rates (one half at equal rates), on counts divided by the points' learned dispersion (1 when
+the counts are Poisson, as they are once each exporter's sample is counted once). "Almost":
 other connections between the same two pods on the usual path add a little of the missing
 direction in the same hour. Which points are two-way is
 learned from the data: the share of the cross-node conversations they saw in both directions.
@@ -77,12 +80,12 @@ def detect_asymmetric(
     *,
     min_records: float = 10.0,
     two_way_share: float = 0.5,
-    max_chance: float = 1e-6,
+    max_chance: float = 1e-5,
     severity: str = "warning",
 ) -> tuple[list[Finding], AsymmetryReport]:
     """``obs`` rows (:func:`analytics.model.conversation_observations`): t, client, server, port, proto,
     client_center, server_center, client_node, server_node, tenant, workload, reply, exporter,
-    exporter_center, sampled."""
+    exporter_center, sampled and, if known, rate (the exporter's 1:N; equal at every point if not)."""
     report = AsymmetryReport()
     if obs.empty:
         return [], report
@@ -99,22 +102,28 @@ def detect_asymmetric(
     at = at.rename(columns={False: "req", True: "rep"})
     observable = {tuple(k) for k in at[CONV].drop_duplicates().itertuples(index=False)}
     tables = _tables(at)
+    # Each point's sampling rate (1:N; equal when not given): its share of what two points sample.
+    rates = obs.groupby("exporter")["rate"].max().astype(float).to_dict() if "rate" in obs else {}
     dispersion = _dispersion(tables)
     report.dispersion = dispersion
     flagged: dict[tuple, list] = {}
     for row in tables.itertuples(index=False):
         # got/have: the missing and the other direction at this point; want/other: the same at the
         # two-way point that saw the most of the missing direction. What it should have seen: what it
-        # saw of the other direction times the ratio there. The evidence is a one-sided Fisher test on
-        # the counts divided by the points' dispersion (independent sampling at each exporter, records
-        # in lumps; below 1 where the points select the same packets).
+        # saw of the other direction times the ratio there (a point that sees less of the conversation
+        # expects less). The evidence: how likely sampling alone leaves this point at most ``got`` of the
+        # ``got + want`` sampled packets of the direction the two points saw (binomial at its share of
+        # the sampling rates), on counts divided by the points' dispersion.
         got, have, want, other = row.got, row.have, row.want, row.other
         if not have or not want:
             continue
         expect = have * want / max(other, have)
         if expect - got < min_records or got > expect * MISSING_SHARE:
             continue
-        chance = fisher_low(*(int(round(x / dispersion)) for x in (got, have, want, other)))
+        share = (1 / rates.get(row.exporter, 1.0)) / (
+            1 / rates.get(row.exporter, 1.0) + 1 / rates.get(row.ref, 1.0)
+        )
+        chance = binomial_low(int(round(got / dispersion)), int(round((got + want) / dispersion)), share)
         if chance <= max_chance:
             flagged.setdefault((row.client, row.server, row.port, row.proto), []).append(
                 (row.t, row.exporter, "reply" if row.missing else "request", chance)
@@ -198,7 +207,7 @@ def _account(obs, most, observable, two_way, min_records, report: AsymmetryRepor
 def _tables(at: pd.DataFrame) -> pd.DataFrame:
     """One 2×2 table per bucket, conversation, two-way point and direction: what the point saw of the
     direction (``got``) and of the other one (``have``), and the same (``want``, ``other``) at the other
-    two-way point that saw the most of that direction. Points alone with a conversation give none."""
+    two-way point that saw the most of that direction (``ref``). Points alone with a conversation give none."""
     keys = ["t", *CONV]
     out = []
     for missing, col, rest in ((True, "rep", "req"), (False, "req", "rep")):
@@ -214,6 +223,7 @@ def _tables(at: pd.DataFrame) -> pd.DataFrame:
                 {
                     **{k: m[k] for k in keys},
                     "exporter": m["exporter"],
+                    "ref": m["q2"].where(mine, m["q1"]),
                     "missing": missing,
                     "got": m[col].to_numpy(float),
                     "have": m[rest].to_numpy(float),
@@ -225,19 +235,18 @@ def _tables(at: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-#: Points that agree exactly (the same packets selected at both) still leave this much doubt.
-MIN_DISPERSION = 0.05
 #: Median of χ² with one degree of freedom.
 _CHI2_MEDIAN = 0.4549
 
 
 def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
     """How much wider than Poisson two points' counts of the same direction spread, learned from the data:
-    the median Pearson χ² of the tables over the median of χ²₁ (1 with too few tables to tell). OVS bridges
-    report a sampled packet at both of its ports and flow records cut at each exporter's own timeouts land
-    in different buckets, so counts come in lumps (> 1); points that select the same packets (hash-based
-    selection, RFC 5475) agree better than independent sampling (< 1, floored at ``MIN_DISPERSION``). A
-    real asymmetry is rare and leaves the median alone."""
+    the median Pearson χ² of the tables over the median of χ²₁, at least 1 (1 with too few tables to tell).
+    Each exporter's sample counted once (the counting model's first rule) is Poisson (about 1); flow records
+    cut at each exporter's own timeouts land in different buckets, and an exporter reporting a sampled
+    packet at several ports lumps it (> 1). Points that select the same packets (hash-based selection, RFC
+    5475) agree better than independent sampling: the test is then conservative, so no credit is taken
+    for it. A real asymmetry is rare and leaves the median alone."""
     a, b, c, d = (tables[k].to_numpy(float) for k in ("got", "have", "want", "other"))
     n = a + b + c + d
     den = (a + b) * (c + d) * (a + c) * (b + d)
@@ -245,18 +254,21 @@ def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
     if ok.sum() < 20:
         return 1.0
     chi2 = n[ok] * (a[ok] * d[ok] - b[ok] * c[ok]) ** 2 / den[ok]
-    return max(MIN_DISPERSION, float(np.median(chi2)) / _CHI2_MEDIAN)
+    return max(1.0, float(np.median(chi2)) / _CHI2_MEDIAN)
 
 
-def fisher_low(a: int, b: int, c: int, d: int) -> float:
-    """One-sided Fisher exact test: P(X ≤ a) for the top-left cell of [[a, b], [c, d]], margins fixed."""
-    n1, k, n = a + b, a + c, a + b + c + d
-    if n == 0:
+def binomial_low(k: int, n: int, p: float) -> float:
+    """P(X ≤ k) for X ~ Binomial(n, p)."""
+    if k >= n:
         return 1.0
-    lo = max(0, n1 - (n - k))
-
-    def logc(x: int, y: int) -> float:
-        return math.lgamma(x + 1) - math.lgamma(y + 1) - math.lgamma(x - y + 1)
-
-    base = logc(n, n1)
-    return min(1.0, sum(math.exp(logc(k, x) + logc(n - k, n1 - x) - base) for x in range(lo, a + 1)))
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    total = 0.0
+    for x in range(0, k + 1):
+        total += math.exp(
+            math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * lp + (n - x) * lq
+        )
+    return min(1.0, total)

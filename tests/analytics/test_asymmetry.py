@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.detectors import detect_asymmetric
-from analytics.detectors.asymmetry import fisher_low, two_way_exporters
+from analytics.detectors.asymmetry import binomial_low, two_way_exporters
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -152,11 +152,28 @@ def test_the_old_share_rule_alone_flags_sampling_noise():
     assert quiet == [] and len(noisy) >= 1, (seed, len(noisy))
 
 
-def test_fisher_low():
-    # [[0, 2], [16, 0]]: 1 / C(18, 2); a table with no evidence either way is 1.
-    assert abs(fisher_low(0, 2, 16, 0) - 1 / 153) < 1e-12
-    assert fisher_low(5, 5, 5, 5) > 0.5 and fisher_low(0, 0, 0, 0) == 1.0
-    # Against a direct sum of the hypergeometric probabilities.
-    a, b, c, d = 3, 15, 15, 3
-    tot = sum(math.comb(18, x) * math.comb(18, 18 - x) for x in range(0, a + 1)) / math.comb(36, 18)
-    assert abs(fisher_low(a, b, c, d) - tot) < 1e-12
+def test_binomial_low():
+    # 0 of 13 at one half: 2^-13; everything at or above n is 1.
+    assert abs(binomial_low(0, 13, 0.5) - 2**-13) < 1e-15
+    assert binomial_low(5, 5, 0.3) == 1.0 and binomial_low(0, 0, 0.5) == 1.0
+    # Against a direct sum of the binomial probabilities.
+    k, n, p = 3, 20, 0.35
+    tot = sum(math.comb(n, x) * p**x * (1 - p) ** (n - x) for x in range(k + 1))
+    assert abs(binomial_low(k, n, p) - tot) < 1e-12
+
+
+def test_a_point_sampling_less_is_judged_at_its_share_of_the_rates():
+    """e1 samples 1:100, e2 1:1000: of the replies the two sampled, e2's share is 1/11, so one reply at e2
+    against 80 at e1 is what sampling gives (P ≈ 0.004), not a missing direction; judged as if both
+    sampled alike (no rates given) it would be (P ≈ 1e-22)."""
+    rows = normal(5)
+    rows += conversation("10.0.9.1", "10.1.9.1", 8080, {"e1": ("req",)}, n=40)
+    rows += conversation("10.0.9.1", "10.1.9.1", 8080, {"e1": ("rep",)}, n=80)
+    rows += conversation("10.0.9.1", "10.1.9.1", 8080, {"e2": ("req",)}, n=6)
+    rows += conversation("10.0.9.1", "10.1.9.1", 8080, {"e2": ("rep",)}, n=1)
+    frame = obs(rows)
+    with_rates = frame.assign(rate=frame["exporter"].map({"e1": 100.0, "e2": 1000.0}))
+    quiet, _ = detect_asymmetric(with_rates, HOUR)
+    alike, _ = detect_asymmetric(frame, HOUR)
+    assert quiet == []
+    assert [f.entities["client"] for f in alike] == ["10.0.9.1"] and alike[0].evidence["chance"] < 1e-20
