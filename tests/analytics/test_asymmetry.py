@@ -124,7 +124,7 @@ def _sampled_bank(rng, n_conv=150, hours=24, lump=2):
 
 def test_independent_sampling_at_two_points_is_not_asymmetry():
     """Heavy symmetric conversations sampled independently at both points (binomial at 1:1000, in lumps
-    of two) are quiet; a real one (requests only through e1, replies only through e2) is still found and
+    of two) are quiet but for what max_chance allows; a real one (requests only through e1, replies only through e2) is still found and
     the points' dispersion is learned from the data."""
     seed = int(np.random.SeedSequence().entropy % 2**32)
     print(f"seed {seed}")
@@ -135,9 +135,12 @@ def test_independent_sampling_at_two_points_is_not_asymmetry():
         rows.append((t, "10.0.9.2", "10.0.9.3", 8080, 6, "dc1", "dc1", "n1", "n2", "shop", "web", reply, exporter,
                      "dc1", n))  # fmt: skip
     found, report = detect_asymmetric(obs(rows), HOUR)
-    assert [(f.entities["client"], f.window_start) for f in found] == [("10.0.9.2", T0 + 5 * HOUR)], seed
+    real = [f for f in found if f.entities["client"] == "10.0.9.2"]
+    assert [f.window_start for f in real] == [T0 + 5 * HOUR] and real[0].evidence["chance"] <= 1e-20, seed
+    # max_chance (1e-5) is the false findings a judged table may give: some 14 000 tables here, so a
+    # tenth of a false finding expected; more than two is a test that does not know sampling
+    assert len(found) - len(real) <= 2, (seed, [(f.entities["client"], f.window_start) for f in found])
     assert 1.5 < report.dispersion < 4, (seed, report.dispersion)
-    assert found[0].evidence["chance"] <= 1e-6
 
 
 def test_the_old_share_rule_alone_flags_sampling_noise():
@@ -149,7 +152,7 @@ def test_the_old_share_rule_alone_flags_sampling_noise():
     rows = _sampled_bank(rng, n_conv=300, hours=48)
     noisy, _ = detect_asymmetric(obs(rows), HOUR, max_chance=1.0)
     quiet, _ = detect_asymmetric(obs(rows), HOUR)
-    assert quiet == [] and len(noisy) >= 1, (seed, len(noisy))
+    assert len(quiet) <= 2 and len(noisy) >= 50, (seed, len(quiet), len(noisy))
 
 
 def test_binomial_low():
