@@ -11,7 +11,8 @@ points makes it less likely than ``max_chance``: each point on the usual path sa
 both directions on its own (1:N), so of the missing direction's sampled packets at this point and at the
 other two-way point that saw the most of it, this point's number is binomial with its share of the two
 sampling rates (one half at equal rates), on counts divided by the points' learned dispersion (1 when
-the counts are Poisson, as they are once each exporter's sample is counted once). "Almost":
+the counts are Poisson, as they are once each exporter's sample is counted once; below 1 where the points
+share one sample). "Almost":
 other connections between the same two pods on the usual path add a little of the missing
 direction in the same hour. Which points are two-way is
 learned from the data: the share of the cross-node conversations they saw in both directions.
@@ -235,18 +236,21 @@ def _tables(at: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+#: Points that agree exactly (the same packets selected at both) still leave this much doubt.
+MIN_DISPERSION = 0.05
 #: Median of χ² with one degree of freedom.
 _CHI2_MEDIAN = 0.4549
 
 
 def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
     """How much wider than Poisson two points' counts of the same direction spread, learned from the data:
-    the median Pearson χ² of the tables over the median of χ²₁, at least 1 (1 with too few tables to tell).
-    Each exporter's sample counted once (the counting model's first rule) is Poisson (about 1); flow records
-    cut at each exporter's own timeouts land in different buckets, and an exporter reporting a sampled
-    packet at several ports lumps it (> 1). Points that select the same packets (hash-based selection, RFC
-    5475) agree better than independent sampling: the test is then conservative, so no credit is taken
-    for it. A real asymmetry is rare and leaves the median alone."""
+    the median Pearson χ² of the tables over the median of χ²₁ (1 with too few tables to tell). Each
+    exporter's sample counted once (the counting model's first rule) is Poisson (about 1); flow records cut
+    at each exporter's own timeouts land in different buckets, and an exporter reporting a sampled packet
+    at several ports lumps it (> 1). Points that select the same packets (hash-based selection, RFC 5475;
+    one sampled count shared by the points) agree better than independent sampling (< 1, floored at
+    ``MIN_DISPERSION``): a direction one of them lacks is then stronger evidence. A real asymmetry is rare
+    and leaves the median alone."""
     a, b, c, d = (tables[k].to_numpy(float) for k in ("got", "have", "want", "other"))
     n = a + b + c + d
     den = (a + b) * (c + d) * (a + c) * (b + d)
@@ -254,7 +258,7 @@ def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
     if ok.sum() < 20:
         return 1.0
     chi2 = n[ok] * (a[ok] * d[ok] - b[ok] * c[ok]) ** 2 / den[ok]
-    return max(1.0, float(np.median(chi2)) / _CHI2_MEDIAN)
+    return max(MIN_DISPERSION, float(np.median(chi2)) / _CHI2_MEDIAN)
 
 
 def binomial_low(k: int, n: int, p: float) -> float:
