@@ -300,6 +300,16 @@ class AsymmetryConfig(Section):
         description="Share of its cross-node conversations an exporter must see both ways "
         "to be taken as seeing both directions.",
     )
+    max_chance: float = Field(
+        1e-5,
+        gt=0,
+        le=1,
+        description="A point's missing direction is asymmetry only if independent sampling at the points "
+        "makes it less likely than this by chance (its sampled packets of that direction against the other "
+        "two-way point's, binomial at its share of the sampling rates, widened by the points' learned "
+        "dispersion). About this many false findings per conversation-hour judged: 1e-5 is well under one a "
+        "day for thousands of conversations.",
+    )
     severity: str = "warning"
 
 

@@ -104,20 +104,22 @@ def _hour(bucket_s: int) -> str:
 def conversation_observations(db: str, start: datetime, end: datetime, bucket_s: int) -> str:
     """Every observation point of every conversation (client, server, service port, proto), per
     bucket and direction (``reply``: server → client, by the counting model's initiator): which
-    exporter saw it, in which center, with how many sampled packets. All records, counted or not:
-    where each direction was seen is the point. Grouped on the stored values; addresses are turned
-    into text only for the groups."""
+    exporter saw it, in which center, with how many sampled packets at which rate (1:N). All records, counted or not:
+    where each direction was seen is the point; but once per exporter (an OVS bridge's egress copy of
+    the packets it reported at ingress is left out: its sampled packets are one sample, not two).
+    Grouped on the stored values; addresses are turned into text only for the groups."""
     c, v = counting.client, counting.server
     return (
         f"SELECT t, {addr('c_addr')} AS client, {addr('s_addr')} AS server, port, proto, client_center, "
         f"server_center, client_node, server_node, tenant, workload, reply, {addr('exp')} AS exporter, "
-        "exporter_center, sampled FROM (\n"
+        "exporter_center, sampled, rate FROM (\n"
         f"  SELECT {_hour(bucket_s)} AS t, {c('addr')} AS c_addr, {v('addr')} AS s_addr, "
         f"{v('port')} AS port, proto, {c('center')} AS client_center, {v('center')} AS server_center, "
         f"{c('node')} AS client_node, {v('node')} AS server_node, {v('tenant')} AS tenant, "
         f"{v('workload')} AS workload, {counting.IS_REPLY} AS reply, exporter AS exp, "
-        "any(exporter_center) AS exporter_center, sum(packets) AS sampled\n"
-        f"  FROM `{db}`.flows\n  WHERE {_range(start, end)}\n"
+        "any(exporter_center) AS exporter_center, sum(packets) AS sampled, "
+        f"max({SCALE}) AS rate\n"
+        f"  FROM `{db}`.flows\n  WHERE {_range(start, end)} AND {counting.ONE_PER_EXPORTER}\n"
         "  GROUP BY t, c_addr, s_addr, port, proto, client_center, server_center, client_node, server_node, "
         "tenant, workload, reply, exp)"
     )

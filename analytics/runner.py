@@ -388,6 +388,7 @@ class Analysis:
             timedelta(seconds=cfg.bucket_s),
             min_records=cfg.min_records,
             two_way_share=cfg.two_way_share,
+            max_chance=cfg.max_chance,
             severity=cfg.severity,
         )
         self.notes["asymmetric_path"] = report.to_json()

@@ -103,6 +103,9 @@ ROLE_METHODS: dict[str, int] = {
 # ---- SQL over the flows table ------------------------------------------------------------------
 #: The one counting condition every query over raw ``flows`` uses.
 COUNTED = "counted = 1"
+#: One observation per exporter (rule 1), counted or not: an exporter's egress copy of packets it also
+#: reported at ingress is left out, so each observation point's sampled packets are its own sample once.
+ONE_PER_EXPORTER = "count_reason != 'dual_direction_copy'"
 #: A pod (its namespace), a node or a named network on either end: what "named" means in coverage.
 NAMED = (
     "(src_pod != '' OR src_namespace != '' OR src_node != '' OR src_subnet != '' OR "

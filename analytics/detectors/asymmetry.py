@@ -6,7 +6,13 @@ that normally sees both directions of the conversations crossing it (an OVS brid
 reports what its node receives too, a router) saw one direction of this conversation and (almost)
 none of the other: at most ``MISSING_SHARE`` of what it should have seen, judged from what it saw of
 the first direction and the conversation's reply/request ratio where each direction was seen most,
-with at least ``min_records`` sampled packets missing (P(no sample | n expected) ≈ e⁻ⁿ). "Almost":
+with at least ``min_records`` sampled packets missing, and only if independent sampling at the two
+points makes it less likely than ``max_chance``: each point on the usual path samples every packet of
+both directions on its own (1:N), so of the missing direction's sampled packets at this point and at the
+other two-way point that saw the most of it, this point's number is binomial with its share of the two
+sampling rates (one half at equal rates), on counts divided by the points' learned dispersion (1 when
+the counts are Poisson, as they are once each exporter's sample is counted once; below 1 where the points
+share one sample). "Almost":
 other connections between the same two pods on the usual path add a little of the missing
 direction in the same hour. Which points are two-way is
 learned from the data: the share of the cross-node conversations they saw in both directions.
@@ -19,9 +25,11 @@ conversation is **not observable**, and is reported as such (never as a finding,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
 from analytics.detectors._common import runs
@@ -41,6 +49,7 @@ class AsymmetryReport:
     not_observable: list[dict] = field(default_factory=list)  # only one-way observation points
     one_way_only: int = 0  # one direction seen anywhere (a one-way flow, or sampling)
     thin: int = 0  # too few sampled packets to tell
+    dispersion: float = 1.0  # spread of two points' counts of one direction, in sampled packets
     one_way_exporters: list[str] = field(default_factory=list)
 
     def to_json(self, limit: int = 20) -> dict:
@@ -51,6 +60,7 @@ class AsymmetryReport:
             "not_observable_examples": self.not_observable[:limit],
             "one_direction_only": self.one_way_only,
             "thin": self.thin,
+            "dispersion": round(self.dispersion, 2),
             "one_way_exporters": self.one_way_exporters[:limit],
             "why": "a conversation seen only by exporters that report one direction (what their node sends) "
             "looks the same whichever path its directions took",
@@ -71,11 +81,12 @@ def detect_asymmetric(
     *,
     min_records: float = 10.0,
     two_way_share: float = 0.5,
+    max_chance: float = 1e-5,
     severity: str = "warning",
 ) -> tuple[list[Finding], AsymmetryReport]:
     """``obs`` rows (:func:`analytics.model.conversation_observations`): t, client, server, port, proto,
     client_center, server_center, client_node, server_node, tenant, workload, reply, exporter,
-    exporter_center, sampled."""
+    exporter_center, sampled and, if known, rate (the exporter's 1:N; equal at every point if not)."""
     report = AsymmetryReport()
     if obs.empty:
         return [], report
@@ -89,28 +100,35 @@ def detect_asymmetric(
     # Per bucket, conversation and two-way point: the sampled packets it saw of each direction.
     at = obs[obs["exporter"].isin(two_way)].groupby(["t", *CONV, "exporter", "reply"])["sampled"].sum()
     at = at.unstack("reply", fill_value=0).reindex(columns=[False, True], fill_value=0).reset_index()
+    at = at.rename(columns={False: "req", True: "rep"})
+    observable = {tuple(k) for k in at[CONV].drop_duplicates().itertuples(index=False)}
+    tables = _tables(at)
+    # Each point's sampling rate (1:N; equal when not given): its share of what two points sample.
+    rates = obs.groupby("exporter")["rate"].max().astype(float).to_dict() if "rate" in obs else {}
+    dispersion = _dispersion(tables)
+    report.dispersion = dispersion
     flagged: dict[tuple, list] = {}
-    observable: set[tuple] = set()
-    for row in at.itertuples(index=False):
-        key = (row.t, row.client, row.server, row.port, row.proto)
-        observable.add(key[1:])
-        best = most.loc[key] if key in most.index else None
-        if best is None:
+    for row in tables.itertuples(index=False):
+        # got/have: the missing and the other direction at this point; want/other: the same at the
+        # two-way point that saw the most of the missing direction. What it should have seen: what it
+        # saw of the other direction times the ratio there (a point that sees less of the conversation
+        # expects less). The evidence: how likely sampling alone leaves this point at most ``got`` of the
+        # ``got + want`` sampled packets of the direction the two points saw (binomial at its share of
+        # the sampling rates), on counts divided by the points' dispersion.
+        got, have, want, other = row.got, row.have, row.want, row.other
+        if not have or not want:
             continue
-        # Each direction this point should have seen, from what it saw of the other one and the
-        # conversation's request/reply ratio where each direction was seen most. A path that skips
-        # the point for one direction leaves it (almost) nothing of that direction, even where other
-        # conversations between the same two pods, on the usual path, add a little.
-        for missing, have, want in ((True, row[-2], best[True]), (False, row[-1], best[False])):
-            other = best[not missing]
-            if not have or not other:
-                continue
-            expect = have * want / other
-            got = row[-1] if missing else row[-2]
-            if expect - got >= min_records and got <= expect * MISSING_SHARE:
-                flagged.setdefault(key[1:], []).append(
-                    (row.t, row.exporter, "reply" if missing else "request")
-                )
+        expect = have * want / max(other, have)
+        if expect - got < min_records or got > expect * MISSING_SHARE:
+            continue
+        share = (1 / rates.get(row.exporter, 1.0)) / (
+            1 / rates.get(row.exporter, 1.0) + 1 / rates.get(row.ref, 1.0)
+        )
+        chance = binomial_low(int(round(got / dispersion)), int(round((got + want) / dispersion)), share)
+        if chance <= max_chance:
+            flagged.setdefault((row.client, row.server, row.port, row.proto), []).append(
+                (row.t, row.exporter, "reply" if row.missing else "request", chance)
+            )
     _account(obs, most, observable, two_way, min_records, report)
     first = obs.drop_duplicates(CONV).set_index(CONV)
     out = []
@@ -150,6 +168,8 @@ def detect_asymmetric(
                         "replies_seen_at": rev,
                         "missing": sorted({f"{h[2]} at {h[1]}" for h in mine}),
                         "min_records": min_records,
+                        "chance": min(h[3] for h in mine),
+                        "dispersion": round(dispersion, 2),
                     },
                 )
             )
@@ -183,3 +203,76 @@ def _account(obs, most, observable, two_way, min_records, report: AsymmetryRepor
             report.thin += 1
         else:
             report.judged += 1
+
+
+def _tables(at: pd.DataFrame) -> pd.DataFrame:
+    """One 2×2 table per bucket, conversation, two-way point and direction: what the point saw of the
+    direction (``got``) and of the other one (``have``), and the same (``want``, ``other``) at the other
+    two-way point that saw the most of that direction (``ref``). Points alone with a conversation give none."""
+    keys = ["t", *CONV]
+    out = []
+    for missing, col, rest in ((True, "rep", "req"), (False, "req", "rep")):
+        s = at.sort_values(col, ascending=False, kind="stable")
+        rank = s.groupby(keys, sort=False).cumcount()
+        cols = [*keys, "exporter", col, rest]
+        first = s.loc[rank == 0, cols].rename(columns={"exporter": "q1", col: "w1", rest: "o1"})
+        second = s.loc[rank == 1, cols].rename(columns={"exporter": "q2", col: "w2", rest: "o2"})
+        m = at.merge(first, on=keys).merge(second, on=keys)
+        mine = m["exporter"] == m["q1"]
+        out.append(
+            pd.DataFrame(
+                {
+                    **{k: m[k] for k in keys},
+                    "exporter": m["exporter"],
+                    "ref": m["q2"].where(mine, m["q1"]),
+                    "missing": missing,
+                    "got": m[col].to_numpy(float),
+                    "have": m[rest].to_numpy(float),
+                    "want": m["w2"].where(mine, m["w1"]).to_numpy(float),
+                    "other": m["o2"].where(mine, m["o1"]).to_numpy(float),
+                }
+            )
+        )
+    return pd.concat(out, ignore_index=True)
+
+
+#: Points that agree exactly (the same packets selected at both) still leave this much doubt.
+MIN_DISPERSION = 0.05
+#: Median of χ² with one degree of freedom.
+_CHI2_MEDIAN = 0.4549
+
+
+def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
+    """How much wider than Poisson two points' counts of the same direction spread, learned from the data:
+    the median Pearson χ² of the tables over the median of χ²₁ (1 with too few tables to tell). Each
+    exporter's sample counted once (the counting model's first rule) is Poisson (about 1); flow records cut
+    at each exporter's own timeouts land in different buckets, and an exporter reporting a sampled packet
+    at several ports lumps it (> 1). Points that select the same packets (hash-based selection, RFC 5475;
+    one sampled count shared by the points) agree better than independent sampling (< 1, floored at
+    ``MIN_DISPERSION``): a direction one of them lacks is then stronger evidence. A real asymmetry is rare
+    and leaves the median alone."""
+    a, b, c, d = (tables[k].to_numpy(float) for k in ("got", "have", "want", "other"))
+    n = a + b + c + d
+    den = (a + b) * (c + d) * (a + c) * (b + d)
+    ok = (den > 0) & (n >= min_total)
+    if ok.sum() < 20:
+        return 1.0
+    chi2 = n[ok] * (a[ok] * d[ok] - b[ok] * c[ok]) ** 2 / den[ok]
+    return max(MIN_DISPERSION, float(np.median(chi2)) / _CHI2_MEDIAN)
+
+
+def binomial_low(k: int, n: int, p: float) -> float:
+    """P(X ≤ k) for X ~ Binomial(n, p)."""
+    if k >= n:
+        return 1.0
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    total = 0.0
+    for x in range(0, k + 1):
+        total += math.exp(
+            math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * lp + (n - x) * lq
+        )
+    return min(1.0, total)

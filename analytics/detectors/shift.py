@@ -52,7 +52,8 @@ def detect_center_shift(
     total = observed[a] + observed[b]
     share = (observed[a] / total.where(total > 0)).astype(float)
     h_total = history[a] + history[b]
-    expected = seasonal((history[a] / h_total.where(h_total > 0)).dropna(), idx, min_history=1).median
+    base = seasonal((history[a] / h_total.where(h_total > 0)).dropna(), idx, min_history=1)
+    expected = base.median
     exp_a = seasonal(history[a], idx, min_history=1).median
     exp_b = seasonal(history[b], idx, min_history=1).median
     m = cfg.threshold
@@ -64,9 +65,16 @@ def detect_center_shift(
     mask = (delta >= m) & (total >= cfg.min_volume) & expected.notna() & (a_lost | b_lost)
     if sampled is not None:
         n = (sampled.get(a, 0) + sampled.get(b, 0)).reindex(idx, fill_value=0).astype(float)
-        e = expected.clip(0.01, 0.99)
-        # the baseline is a median of a few such shares (its variance about π/2k of one, k >= 3)
-        mask &= delta >= cfg.min_z * np.sqrt(1.5 * e * (1 - e) / n.where(n > 0))
+        # Under the share pooled from the bucket and its baseline, as a two-proportion test pools them:
+        # a thin tenant's baseline share is itself a few packets (0 % or 100 % at night), and its own
+        # p(1 - p) would make any move look certain.
+        e = ((share + expected) / 2).clip(0.01, 0.99)
+        # The baseline is the median of ``support`` such shares, each of about as many packets: its
+        # variance is one share's (k = 1), half of it (k = 2), about π/2k of it (k >= 3).
+        k = base.support.astype(float)
+        of_base = np.where(k >= 3, np.pi / (2 * k.clip(lower=1)), 1 / k.clip(lower=1))
+        var = (1 + of_base) * e * (1 - e) / n.where(n > 0)
+        mask &= delta >= cfg.min_z * np.sqrt(_dispersion(delta, var) * var)
     if suppressed is not None:
         mask &= ~suppressed.reindex(mask.index, fill_value=False)
     out = []
@@ -97,3 +105,18 @@ def detect_center_shift(
             )
         )
     return out
+
+
+#: Median of χ² with one degree of freedom.
+_CHI2_MEDIAN = 0.4549
+
+
+def _dispersion(delta: pd.Series, var: pd.Series, min_buckets: int = 24) -> float:
+    """How much wider than sampling alone the share moves from its baseline, learned from the window: the
+    median squared z over the median of χ²₁, at least 1. Each center's traffic has noise of its own
+    (a fat tenant's share moves by more than its thousands of sampled packets allow); a shift lasts hours
+    of a week and leaves the median alone."""
+    z2 = (delta**2 / var).replace([np.inf, -np.inf], np.nan).dropna()
+    if len(z2) < min_buckets:
+        return 1.0
+    return max(1.0, float(z2.median()) / _CHI2_MEDIAN)

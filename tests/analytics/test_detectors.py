@@ -125,6 +125,74 @@ def test_center_shift_a_thin_tenants_sampled_share_is_no_shift_a_failover_is():
     assert {f.entities["away_from"] for f in got} == {"dc1"} and got[0].window_start == fail[0], got
 
 
+def test_center_shift_a_night_tenant_of_a_few_packets_is_no_shift():
+    """A tenant 100 times thinner (a packet or two an hour per center at night): its baseline share is
+    itself a few packets, 0 % or 100 % at night, and a move from it is no evidence; judged under the share
+    pooled from the bucket and its baseline, the week is quiet. A failover of a fat tenant is still found
+    (test above and test_center_shift_failover)."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range(T0, periods=5 * 168, freq="h", tz="UTC")
+    day = 1 + 0.9 * np.sin((idx.hour.to_numpy() - 6) / 24 * 2 * np.pi)
+    rate = rng.uniform(0.3, 1.5) * day
+    small, large = rng.poisson(rate, (2, len(idx))), rng.poisson(rate, (2, len(idx)))
+    sampled = pd.DataFrame({"dc1": small[0] + large[0], "dc2": small[1] + large[1]}, index=idx).astype(float)
+    nbytes = pd.DataFrame({c: (small[i] * 600 + large[i] * 1200) * 1000.0 for i, c in enumerate(("dc1", "dc2"))},
+                          index=idx)  # fmt: skip
+    cut = 4 * 168
+    cfg = ShiftConfig(min_volume=0)
+    got = detect_center_shift(nbytes.iloc[cut:], nbytes.iloc[:cut], {}, cfg, HOUR, (), None,
+                              sampled.iloc[cut:])  # fmt: skip
+    assert got == [], (seed, [(f.window_start, f.summary) for f in got])
+
+
+def noisy_day_pair(rng):
+    """Eight days of a fat tenant at 1:1000: hundreds of sampled packets an hour per center, each center's
+    traffic with noise of its own (log-normal, sigma 0.06 an hour); dc1 fails over to dc2 for two hours on
+    the fourth day analysed."""
+    idx = pd.date_range(T0, periods=8 * 24, freq="h", tz="UTC")
+    day = 1 + 0.8 * np.sin((idx.hour.to_numpy() - 6) / 24 * 2 * np.pi)
+    rate = rng.uniform(300, 600) * day * rng.lognormal(0, 0.06, (2, len(idx)))
+    n = rng.poisson(rate).astype(float)
+    fail = slice(24 + 3 * 24 + 10, 24 + 3 * 24 + 12)
+    n[1, fail] += n[0, fail]
+    n[0, fail] = 0
+    sampled = pd.DataFrame({"dc1": n[0], "dc2": n[1]}, index=idx)
+    return sampled * 900_000.0, sampled, (idx[fail][0], idx[fail][-1] + HOUR)
+
+
+def test_center_shift_a_day_of_history_and_traffic_noise_is_no_shift():
+    """One day of history, and each center's traffic with noise of its own beside the sampling: the week
+    is quiet but for the failover, found from its first hour."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    nbytes, sampled, (start, end) = noisy_day_pair(np.random.default_rng(seed))
+    got = detect_center_shift(nbytes.iloc[24:], nbytes.iloc[:24], {}, ShiftConfig(), HOUR, (), None,
+                              sampled.iloc[24:])  # fmt: skip
+    assert [(f.window_start, f.window_end, f.entities["away_from"]) for f in got] == [
+        (start.to_pydatetime(), end.to_pydatetime(), "dc1")
+    ], (seed, [(f.window_start, f.summary) for f in got])
+
+
+def test_center_shift_a_baseline_of_one_day_is_as_uncertain_as_the_bucket():
+    """A share of 128 sampled packets moves from 64 % (the one day of history at that hour, itself 128
+    packets) to 36 %: 4.6 standard errors of the difference of two such shares, no shift at min_z 5. (Taken
+    as the median of three or more days, the baseline would leave 5.3 and a shift.)"""
+    idx = pd.date_range(T0, periods=8 * 24, freq="h", tz="UTC")
+    sampled = pd.DataFrame({"dc1": 64.0, "dc2": 64.0}, index=idx)
+    sampled.iloc[23] = (82.5, 45.5)  # the history's hour 23: 64 %
+    sampled.iloc[24 + 2 * 24 + 23] = (45.5, 82.5)  # the same hour two days later: 36 %
+    nbytes = sampled * 1_000_000.0
+    got = detect_center_shift(nbytes.iloc[24:], nbytes.iloc[:24], {}, ShiftConfig(), HOUR, (), None,
+                              sampled.iloc[24:])  # fmt: skip
+    assert got == [], [(f.window_start, f.summary) for f in got]
+    # with more packets behind the same move it is one
+    got = detect_center_shift(nbytes.iloc[24:], nbytes.iloc[:24], {}, ShiftConfig(), HOUR, (), None,
+                              sampled.iloc[24:] * 4)  # fmt: skip
+    assert [f.window_start for f in got] == [idx[24 + 2 * 24 + 23].to_pydatetime()], got
+
+
 # --- DR traffic -----------------------------------------------------------------------------
 
 
