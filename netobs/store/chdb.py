@@ -20,6 +20,14 @@ from netobs.config import StoreConfig
 from netobs.store.base import StoreUnavailable, converge_store, raise_classified
 from netobs.tables import Declared
 
+#: Settings of an insert into ``flows``, which feeds the rollups' materialized views
+#: (:data:`netobs.ddl.ROLLUPS`): each view's GROUP BY already gives one row per key of its target's
+#: ORDER BY, so ``optimize_on_insert`` (collapsing the block's equal keys again before the Summing/
+#: AggregatingMergeTree part is written) only re-sorts it (about 5% of an insert's CPU); the views
+#: run side by side (``parallel_view_processing``) instead of one after the other: they are most of
+#: an insert's time (about 0.6 of 0.25 + 0.35 s for 200k enriched flows on one core).
+FLOWS_INSERT_SETTINGS = ["optimize_on_insert = 0", "parallel_view_processing = 1"]
+
 
 class ChdbStore:
     dialect = "modern"
@@ -102,7 +110,10 @@ class ChdbStore:
         """Insert ``table``; the rows stored (0 when the engine dropped them as a duplicate block,
         read from its event counter: exact, this process is the engine's only user)."""
         cols = ", ".join(f"`{n}`" for n in table.schema.names)
-        settings = f" SETTINGS insert_deduplication_token = '{_quote(token)}'" if token else ""
+        given = [f"insert_deduplication_token = '{_quote(token)}'"] if token else []
+        if target == ddl.FLOWS:
+            given += FLOWS_INSERT_SETTINGS
+        settings = f" SETTINGS {', '.join(given)}" if given else ""
         # One chunk per column: chdb reads a chunked table batch by batch, each batch paying the
         # per-column setup again (a dictionary column: its whole dictionary), which made a
         # 200k-row insert of 20 concatenated messages ~1.5x slower than the one copy here.
