@@ -360,16 +360,9 @@ class Analysis:
             f"{self.cfg.dependency.max_unseen_p:g}",
         }
         out: list[Finding] = []
-        # Only pairs that cross centers and are not known can be new: the rest is not looked at per bucket.
-        if not cur.empty:
-            cross = (
-                (cur["src_center"] != cur["dst_center"])
-                & (cur["src_center"] != "")
-                & (cur["dst_center"] != "")
-            )
-            cur = cur[cross]
-            if baseline and not cur.empty:
-                cur = cur[[k not in baseline for k in zip(*(cur[c] for c in cols), strict=True)]]
+        # Only pairs that are not known can be new: the rest is not looked at per bucket.
+        if baseline and not cur.empty:
+            cur = cur[[k not in baseline for k in zip(*(cur[c] for c in cols), strict=True)]]
         if cur.empty:
             return out
         for t, g, elapsed in so_far(cur, self.start, self.bucket):

@@ -1269,21 +1269,6 @@ static int sequence_check(PyObject *expected, PyObject *key, uint32_t seq, uint3
     return rc < 0 ? -1 : 1;
 }
 
-static int add_flow_records(PyObject *stats, Py_ssize_t records)
-{
-    PyObject *old = PyObject_GetAttr(stats, FLOW_RECORDS);
-    if (old == NULL)
-        return -1;
-    PyObject *more = PyLong_FromSsize_t(records);
-    PyObject *sum = more ? PyNumber_Add(old, more) : NULL;
-    Py_DECREF(old);
-    Py_XDECREF(more);
-    if (sum == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(stats, FLOW_RECORDS, sum);
-    Py_DECREF(sum);
-    return rc;
-}
 
 /* feed(buf, version, session, exporter, time_ms, templates, domains, pending, expected, stats)
  * decodes a message whose sets are all data sets of templates decoded here, adding to
@@ -1375,7 +1360,7 @@ static PyObject *feed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto done;
         }
     }
-    if (add_flow_records(stats, records) < 0)
+    if (add_attr(stats, FLOW_RECORDS, (unsigned long long)records) < 0)
         goto done;
     int judged = sequence_check(expected, key, h.sequence, version == 9 ? 1 : (uint32_t)records, stats, version);
     if (judged < 0)
