@@ -307,8 +307,15 @@ class AsymmetryConfig(Section):
         description="A point's missing direction is asymmetry only if independent sampling at the points "
         "makes it less likely than this by chance (its sampled packets of that direction against the other "
         "two-way point's, binomial at its share of the sampling rates, widened by the points' learned "
-        "dispersion). About this many false findings per conversation-hour judged: 1e-5 is well under one a "
-        "day for thousands of conversations.",
+        "dispersion). An upper bound: the chance each test must beat is also held to false_per_day over the "
+        "tests of a day.",
+    )
+    false_per_day: float = Field(
+        0.02,
+        gt=0,
+        description="False findings a day that sampling alone may cause: the chance each test (a point's "
+        "missing direction, or two points' together) must beat is this over the tests judged a day (the "
+        "analysis notes say how many, and the chance used).",
     )
     severity: str = "warning"
 

@@ -382,6 +382,7 @@ class Analysis:
             min_records=cfg.min_records,
             two_way_share=cfg.two_way_share,
             max_chance=cfg.max_chance,
+            false_per_day=cfg.false_per_day,
             severity=cfg.severity,
         )
         self.notes["asymmetric_path"] = report.to_json()

@@ -18,6 +18,13 @@ direction in the same hour. Which points are two-way is
 learned from the data: the share of the cross-node conversations they saw in both directions.
 Inside one center and across centers alike.
 
+Two points each lacking the direction the other saw (requests by one path, replies by another) are
+also judged together: the sum of their counts against independent sampling. Every table judged (and
+every such pair) is a test: the chance each must beat is ``false_per_day`` over the tests of a day, at
+most ``max_chance``. A point's deficit that its own significant surplus of the same direction in the next
+or last bucket accounts for is a direction dated across the boundary (sFlow dates a sample by its
+datagram; clocks and export lags differ), not a missing one.
+
 Where every point that saw a conversation is one-way (a probe exporting only what its node
 sends, marked egress), both directions look the same whichever path they took: the
 conversation is **not observable**, and is reported as such (never as a finding, never silently).
@@ -50,6 +57,8 @@ class AsymmetryReport:
     one_way_only: int = 0  # one direction seen anywhere (a one-way flow, or sampling)
     thin: int = 0  # too few sampled packets to tell
     dispersion: float = 1.0  # spread of two points' counts of one direction, in sampled packets
+    tests: int = 0  # tables (and pairs of points) judged
+    threshold: float = 0.0  # the chance each had to beat
     one_way_exporters: list[str] = field(default_factory=list)
 
     def to_json(self, limit: int = 20) -> dict:
@@ -61,6 +70,8 @@ class AsymmetryReport:
             "one_direction_only": self.one_way_only,
             "thin": self.thin,
             "dispersion": round(self.dispersion, 2),
+            "tests": self.tests,
+            "max_chance_per_test": float(f"{self.threshold:.3g}"),
             "one_way_exporters": self.one_way_exporters[:limit],
             "why": "a conversation seen only by exporters that report one direction (what their node sends) "
             "looks the same whichever path its directions took",
@@ -82,6 +93,7 @@ def detect_asymmetric(
     min_records: float = 10.0,
     two_way_share: float = 0.5,
     max_chance: float = 1e-5,
+    false_per_day: float = 0.02,
     severity: str = "warning",
 ) -> tuple[list[Finding], AsymmetryReport]:
     """``obs`` rows (:func:`analytics.model.conversation_observations`): t, client, server, port, proto,
@@ -107,7 +119,22 @@ def detect_asymmetric(
     rates = obs.groupby("exporter")["rate"].max().astype(float).to_dict() if "rate" in obs else {}
     dispersion = _dispersion(tables)
     report.dispersion = dispersion
-    flagged: dict[tuple, list] = {}
+    # Every 2×2 table with both directions somewhere is a test, and so is every pair of points judged
+    # together below: the chance each must beat is the false-finding budget over the tests of a day
+    # (at most ``max_chance``), so a bank with more conversations asks more of each one.
+    # What each point saw of each direction per bucket: a direction a point lacks in one bucket and has in
+    # excess in the next (or the last) was timed across the boundary (sFlow dates a sample by its datagram;
+    # exporters' clocks and export lags differ), not routed elsewhere.
+    seen = {
+        (row.t, (row.client, row.server, row.port, row.proto), row.exporter, bool(row.missing)): (
+            row.got,
+            row.want,
+        )
+        for row in tables.itertuples(index=False)
+    }
+    candidates = []
+    halves: dict[tuple, list] = {}
+    tests = 0
     for row in tables.itertuples(index=False):
         # got/have: the missing and the other direction at this point; want/other: the same at the
         # two-way point that saw the most of the missing direction. What it should have seen: what it
@@ -118,16 +145,58 @@ def detect_asymmetric(
         got, have, want, other = row.got, row.have, row.want, row.other
         if not have or not want:
             continue
+        tests += 1
         expect = have * want / max(other, have)
-        if expect - got < min_records or got > expect * MISSING_SHARE:
+        if got > expect * MISSING_SHARE:
             continue
         share = (1 / rates.get(row.exporter, 1.0)) / (
             1 / rates.get(row.exporter, 1.0) + 1 / rates.get(row.ref, 1.0)
         )
-        chance = binomial_low(int(round(got / dispersion)), int(round((got + want) / dispersion)), share)
-        if chance <= max_chance:
-            flagged.setdefault((row.client, row.server, row.port, row.proto), []).append(
-                (row.t, row.exporter, "reply" if row.missing else "request", chance)
+        k, n = int(round(got / dispersion)), int(round((got + want) / dispersion))
+        conv = (row.client, row.server, row.port, row.proto)
+        candidates.append((row.t, conv, row.exporter, bool(row.missing), k, n, share, expect - got))
+        # Directions missing at a point but short of evidence alone, per bucket and conversation: two
+        # points each lacking the direction the other saw (requests by one path, replies by another) are
+        # judged together.
+        halves.setdefault((row.t, conv), []).append(candidates[-1][2:])
+    tests += sum(1 for hs in halves.values() if len({h[1] for h in hs}) == 2)
+    days = max(1.0, obs["t"].nunique() * bucket.total_seconds() / 86400)
+    threshold = min(max_chance, false_per_day * days / max(1, tests))
+    report.tests, report.threshold = tests, threshold
+    flagged: dict[tuple, list] = {}
+    alone = set()
+
+    def shifted(t, conv, exporter, missing, share, gap) -> bool:
+        for step in (bucket, -bucket):
+            got, want = seen.get((t + step, conv, exporter, missing), (0.0, 0.0))
+            surplus = got - want * share / (1 - share)
+            if surplus >= gap / 2 and binomial_high(int(got), int(got + want), share) <= SHIFT_CHANCE:
+                return True
+        return False
+
+    for t, conv, exporter, missing, k, n, share, gap in candidates:
+        chance = binomial_low(k, n, share)
+        if gap >= min_records and chance <= threshold and not shifted(t, conv, exporter, missing, share, gap):
+            flagged.setdefault(conv, []).append((t, exporter, "reply" if missing else "request", chance))
+            alone.add((t, conv))
+    for (t, conv), hs in halves.items():
+        if (t, conv) in alone:
+            continue
+        # One point lacking replies and another lacking requests: under sampling alone the two counts are
+        # independent binomials; their sum is judged at the smaller share (an upper bound on the chance).
+        best = None
+        for a in (h for h in hs if h[1]):
+            for b in (h for h in hs if not h[1] and h[0] != a[0]):
+                if a[5] + b[5] < min_records:
+                    continue
+                chance = binomial_low(a[2] + b[2], a[3] + b[3], min(a[4], b[4]))
+                if chance > threshold or any(shifted(t, conv, h[0], h[1], h[4], h[5]) for h in (a, b)):
+                    continue
+                if best is None or chance < best[2]:
+                    best = (a[0], b[0], chance)
+        if best:
+            flagged.setdefault(conv, []).extend(
+                [(t, best[0], "reply", best[2]), (t, best[1], "request", best[2])]
             )
     _account(obs, most, observable, two_way, min_records, report)
     first = obs.drop_duplicates(CONV).set_index(CONV)
@@ -244,21 +313,43 @@ _CHI2_MEDIAN = 0.4549
 
 def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
     """How much wider than Poisson two points' counts of the same direction spread, learned from the data:
-    the median Pearson χ² of the tables over the median of χ²₁ (1 with too few tables to tell). Each
+    the median Pearson χ² of the tables over the median of χ²₁ (1 with too few tables to tell, or when
+    the median's confidence bound reaches 1). Each
     exporter's sample counted once (the counting model's first rule) is Poisson (about 1); flow records cut
     at each exporter's own timeouts land in different buckets, and an exporter reporting a sampled packet
     at several ports lumps it (> 1). Points that select the same packets (hash-based selection, RFC 5475;
     one sampled count shared by the points) agree better than independent sampling (< 1, floored at
     ``MIN_DISPERSION``): a direction one of them lacks is then stronger evidence. A real asymmetry is rare
     and leaves the median alone."""
+    # Each pair of points' table appears once per point and direction (four times, transposed): once here.
+    lo = tables["exporter"].where(tables["exporter"] < tables["ref"], tables["ref"])
+    hi = tables["ref"].where(tables["exporter"] < tables["ref"], tables["exporter"])
+    tables = tables[~pd.DataFrame({"t": tables["t"], **{k: tables[k] for k in CONV}, "lo": lo, "hi": hi})
+                    .duplicated().to_numpy()]  # fmt: skip
     a, b, c, d = (tables[k].to_numpy(float) for k in ("got", "have", "want", "other"))
     n = a + b + c + d
     den = (a + b) * (c + d) * (a + c) * (b + d)
     ok = (den > 0) & (n >= min_total)
     if ok.sum() < 20:
         return 1.0
-    chi2 = n[ok] * (a[ok] * d[ok] - b[ok] * c[ok]) ** 2 / den[ok]
-    return max(MIN_DISPERSION, float(np.median(chi2)) / _CHI2_MEDIAN)
+    chi2 = np.sort(n[ok] * (a[ok] * d[ok] - b[ok] * c[ok]) ** 2 / den[ok])
+    spread = max(MIN_DISPERSION, float(np.median(chi2)) / _CHI2_MEDIAN)
+    # Below Poisson only when the median's upper 97.5 % confidence bound (its order statistic) is too:
+    # with few tables a median below χ²₁'s by chance would take independent points for points sharing
+    # one sample and make ordinary sampling noise look like a missing direction.
+    m = len(chi2)
+    upper = float(chi2[min(m - 1, int(math.ceil(m / 2 + 1.96 * math.sqrt(m) / 2)))]) / _CHI2_MEDIAN
+    return 1.0 if spread < 1.0 <= upper else spread
+
+
+#: A point's surplus of a direction in the next (or last) bucket at most this likely by sampling alone
+#: explains its deficit in this one: the direction was timed across the boundary.
+SHIFT_CHANCE = 0.05
+
+
+def binomial_high(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p)."""
+    return 1.0 if k <= 0 else 1.0 - binomial_low(k - 1, n, p)
 
 
 def binomial_low(k: int, n: int, p: float) -> float:

@@ -7,6 +7,7 @@ which anomalies were injected where, for the evaluation to score detectors again
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from analytics.config import AsymmetryConfig
 from analytics.scenario import wire
 from analytics.scenario.anomalies import HOUR_MS, PROBE_BYTES, Anomaly, default_anomalies
 from analytics.scenario.bank import Bank
@@ -132,10 +134,50 @@ def mark_observability(anomalies: list[Anomaly], bank: Bank, spec: ScenarioSpec,
             if [sorted(x) for x in usual] == [sorted(x) for x in now]:
                 lab.observable = False
                 lab.why = f"{spec.convention}: the exporters send the same records whichever path each direction takes"
+            else:
+                why = _asymmetry_unsampled(p, spec)
+                if why:
+                    lab.observable, lab.why = False, why
         elif a.kind == "scan":
             why = _scan_unobservable(p, bank, spec, (lab.end_ms - lab.start_ms) // BUCKET_MS)
             if why:
                 lab.observable, lab.why = False, why
+
+
+def _asymmetry_unsampled(p: dict, spec: ScenarioSpec) -> str:
+    """Why an asymmetric path cannot be told from sampling at this rate ('' if it can), under packet
+    sampling (the wire conventions). The detector (defaults of analytics AsymmetryConfig) judges each hour:
+    a point lacking a direction that another point saw, or two points each lacking the direction the other
+    saw, judged together (requests by one path, replies by another). Either way the lacking points must
+    miss at least ``min_records`` sampled packets, all of them landing elsewhere must be less likely than
+    ``max_chance`` (1/2 each at equal rates: ``ceil(log2(1/max_chance))`` packets), and each point must
+    have sampled a packet of the direction it did see. Observable when sampling (Poisson at 1:N) gives the
+    detector that evidence at least 9 times in 10 (else finding it is a coin toss of sampling)."""
+    if spec.convention not in wire.WIRE_CONVENTIONS:
+        return ""
+    cfg = AsymmetryConfig()
+    need = max(cfg.min_records, math.ceil(math.log2(1 / cfg.max_chance)))
+    per_hour = cfg.bucket_s * 1000 / BUCKET_MS  # the generator's 5-minute buckets in the detector's period
+    request = p["nbytes"] / wire.REQUEST_SIZE * per_hour / spec.sampling
+    reply = p["nbytes"] * p.get("response_ratio", 8.0) / wire.REPLY_SIZE * per_hour / spec.sampling
+    chance = _poisson_at_least(request + reply, int(need)) * (1 - math.exp(-request)) * (1 - math.exp(-reply))
+    if chance >= 0.9:
+        return ""
+    return (
+        f"{spec.convention}: at 1:{spec.sampling} the conversation leaves about {request:.1f} sampled request "
+        f"and {reply:.1f} reply packets an hour at each point; telling its missing directions from sampling at "
+        f"chance {cfg.max_chance:g} needs {need:.0f} of them together and one of each, which sampling gives "
+        f"{chance:.0%} of the time"
+    )
+
+
+def _poisson_at_least(mean: float, k: int) -> float:
+    """P(X >= k) for X ~ Poisson(mean)."""
+    term, below = math.exp(-mean), 0.0
+    for i in range(k):
+        below += term
+        term *= mean / (i + 1)
+    return max(0.0, 1.0 - below)
 
 
 #: Distinct ports the fan-out detector needs at 5 minutes by default (analytics FanoutConfig.min_distinct).

@@ -103,9 +103,13 @@ def _observe(
     at += [n for n in path if cv._style(convention, n.center) != "probe_egress"]
     made: list[cv.Report] = []
     for node in at:
+        # A biflow exporter on a path only one direction takes reports that direction alone: a record of
+        # it as the forward one, no reverse counts (the other direction never crossed this node).
+        one_way = cv._style(convention, node.center) == "biflow"
         for r in cv._observe(
-            conv, fwd, dict(base, src=node, dst=node), packets, (rev, 0x1B), convention, rates, rng
-        ):
+            conv, fwd or one_way, dict(base, src=node, dst=node), packets, (0 if one_way else rev, 0x1B),
+            convention, rates, rng,
+        ):  # fmt: skip
             r.src, r.dst = src, dst
             made.append(r)
     return made

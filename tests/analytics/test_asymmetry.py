@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analytics.detectors import detect_asymmetric
 from analytics.detectors.asymmetry import binomial_low, two_way_exporters
@@ -144,13 +146,13 @@ def test_independent_sampling_at_two_points_is_not_asymmetry():
 
 
 def test_the_old_share_rule_alone_flags_sampling_noise():
-    """The same bank judged without the sampling test (max_chance 1): the 25 % rule alone flags noise, so the
+    """The same bank judged without the sampling test (max_chance 1, no false-finding budget): the 25 % rule alone flags noise, so the
     test above is not quiet by construction."""
     seed = int(np.random.SeedSequence().entropy % 2**32)
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     rows = _sampled_bank(rng, n_conv=300, hours=48)
-    noisy, _ = detect_asymmetric(obs(rows), HOUR, max_chance=1.0)
+    noisy, _ = detect_asymmetric(obs(rows), HOUR, max_chance=1.0, false_per_day=1e12)
     quiet, _ = detect_asymmetric(obs(rows), HOUR)
     assert len(quiet) <= 2 and len(noisy) >= 50, (seed, len(quiet), len(noisy))
 
@@ -181,3 +183,108 @@ def test_a_point_sampling_less_is_judged_at_its_share_of_the_rates():
     alike, _ = detect_asymmetric(frame, HOUR)
     assert quiet == []
     assert [f.entities["client"] for f in alike] == ["10.0.9.1"] and alike[0].evidence["chance"] < 1e-20
+
+
+@pytest.fixture
+def rng():
+    seed = int(os.environ.get("NETOBS_TEST_SEED") or np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    return np.random.default_rng(seed)
+
+
+def _two_points(rng, t, n_conv, req=20.0, rep=60.0):
+    """Symmetric conversations both of whose nodes sample each direction on their own (Poisson counts)."""
+    rows = []
+    for i in range(n_conv):
+        for exporter in ("e1", "e2"):
+            for reply, mean in ((False, req), (True, rep)):
+                n = int(rng.poisson(mean))
+                if n:
+                    rows.append((pd.Timestamp(t), f"10.0.0.{i}", f"10.1.0.{i}", 443, 6, "dc1", "dc1", "n1", "n2",
+                                 "shop", "web", reply, exporter, "dc1", n))  # fmt: skip
+    return rows
+
+
+def _one_way(t, client, req_at, rep_at, req, rep):
+    return [
+        (
+            pd.Timestamp(t),
+            client,
+            "10.1.9.1",
+            8080,
+            6,
+            "dc1",
+            "dc1",
+            "n1",
+            "n2",
+            "shop",
+            "api",
+            reply,
+            exporter,
+            "dc1",
+            n,
+        )  # fmt: skip
+        for exporter, reply, n in ((req_at, False, req), (rep_at, True, rep))
+        if n
+    ]
+
+
+def test_two_points_each_lacking_what_the_other_saw_are_judged_together(rng):
+    """Requests only through e1 (4 sampled), replies only through e2 (16): neither point alone is evidence
+    enough (2^-16 at e1 is above max_chance; 2^-4 at e2 is nothing), together 2^-20 is."""
+    rows = _two_points(rng, T0, 10) + _one_way(T0, "10.0.9.1", "e1", "e2", 4, 16)  # too few to learn a spread
+    found, report = detect_asymmetric(obs(rows), HOUR)
+    assert report.dispersion == 1.0 and 2**-20 < report.threshold < 2**-16
+    assert [f.entities["client"] for f in found] == ["10.0.9.1"]
+    assert found[0].evidence["missing"] == ["reply at e1", "request at e2"]
+    assert found[0].evidence["chance"] == 2**-20
+
+
+def test_a_direction_timed_across_the_hour_is_not_asymmetry(rng):
+    """sFlow dates a sample by its datagram: e2 sent the replies of the hour's last minutes a second after
+    the hour, e1 before it. e2 lacks them in the first hour and has them in excess in the next: a shift,
+    not a missing direction. The same deficit without the excess next door is found."""
+    t1 = T0 + HOUR
+    background = _two_points(rng, T0, 40) + _two_points(rng, t1, 40)
+    shifted = [
+        (pd.Timestamp(t), "10.0.9.1", "10.1.9.1", 8080, 6, "dc1", "dc1", "n1", "n2", "shop", "api", reply, ex, "dc1", n)
+        for t, ex, reply, n in (
+            (T0, "e1", False, 15), (T0, "e2", False, 16), (T0, "e1", True, 50),  # e2's 50 replies went late
+            (t1, "e1", False, 20), (t1, "e2", False, 20), (t1, "e1", True, 90), (t1, "e2", True, 140),
+        )
+    ]  # fmt: skip
+    found, _ = detect_asymmetric(obs(background + shifted), HOUR)
+    assert found == []
+    missing = [r for r in shifted if not (r[0] == pd.Timestamp(t1) and r[12] == "e2" and r[11])]
+    missing.append((pd.Timestamp(t1), "10.0.9.1", "10.1.9.1", 8080, 6, "dc1", "dc1", "n1", "n2", "shop", "api", True,
+                    "e2", "dc1", 88))  # fmt: skip
+    found, _ = detect_asymmetric(obs(background + missing), HOUR)
+    assert [(f.entities["client"], f.window_start) for f in found] == [("10.0.9.1", T0)]
+
+
+def test_the_chance_each_test_must_beat_falls_with_the_tests_of_a_day(rng):
+    """The false-finding budget over the tests judged a day, at most max_chance."""
+    few = detect_asymmetric(obs(_two_points(rng, T0, 30)), HOUR, max_chance=1.0)[1]
+    many = detect_asymmetric(obs(_two_points(rng, T0, 300)), HOUR, max_chance=1.0)[1]
+    assert many.tests > 5 * few.tests
+    assert many.threshold == pytest.approx(0.02 / many.tests) and few.threshold == pytest.approx(
+        0.02 / few.tests
+    )
+    assert detect_asymmetric(obs(_two_points(rng, T0, 30)), HOUR)[1].threshold == 1e-5  # the cap
+    assert detect_asymmetric(obs(_two_points(rng, T0, 30)), HOUR)[1].to_json()["tests"] > 0
+
+
+def test_a_dispersion_below_poisson_needs_more_than_a_few_tables_to_say_so():
+    """Points that agree exactly (one shared sample) are learned as such from many tables; a median below
+    χ²₁'s from a few Poisson tables is taken as chance (1), each pair's table counted once, not four times."""
+    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
+    shared = []
+    for i in range(60):
+        for reply, n in ((False, 20), (True, 60)):
+            for exporter in ("e1", "e2"):
+                shared.append((pd.Timestamp(T0), f"10.0.0.{i}", f"10.1.0.{i}", 443, 6, "dc1", "dc1", "n1", "n2",
+                               "shop", "web", reply, exporter, "dc1", n))  # fmt: skip
+    assert detect_asymmetric(obs(shared), HOUR)[1].dispersion == 0.05
+    lows = [detect_asymmetric(obs(_two_points(rng, T0, 30)), HOUR)[1].dispersion for _ in range(40)]
+    # below 1 only when the median's 97.5 % bound is: a draw in 40 or so
+    assert sum(d < 1 for d in lows) <= 4 and sum(d == 1.0 for d in lows) >= 10, lows

@@ -5,8 +5,10 @@ asymmetric path is observable exactly where the convention's exporters can tell 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analytics.scenario import wire
@@ -127,3 +129,69 @@ def test_the_array_encoder_writes_the_same_bytes_as_the_per_record_builders(conv
             assert wire._sflow(address, recs, 1_000_000, 7, 1000) == cv._sflow(
                 address, recs, 1_000_000, 7, 1000
             )
+
+
+@pytest.mark.parametrize("volume", [3e6, 4e6, 5e6, 1e7, 3e8])
+def test_an_asymmetric_path_is_scored_only_where_sampling_leaves_enough_packets(volume, rng):
+    """The generator's rule against the detector run on sampled counts drawn here: requests seen only at the
+    client's node, replies only at the server's, beside symmetric conversations at both. Where the rule says
+    observable the detector finds the hour in at least 80 % of draws; where it says not, it names the
+    packets an hour and what the detector needs."""
+    from analytics.detectors import detect_asymmetric
+    from analytics.scenario.generate import ScenarioSpec, _asymmetry_unsampled
+
+    spec = ScenarioSpec(tenants=13, days=8, sampling=1000, convention="ovs_sflow", volume=volume)
+    p = {
+        "nbytes": 1e7 * spec.size
+    }  # the default anomaly set's asymmetric conversation, 8 times the reply bytes
+    why = _asymmetry_unsampled(p, spec)
+    request, reply = p["nbytes"] / 600 * 12 / 1000, p["nbytes"] * 8 / 1200 * 12 / 1000
+    cols = ["t", "client", "server", "port", "proto", "client_center", "server_center", "client_node",
+            "server_node", "tenant", "workload", "reply", "exporter", "exporter_center", "sampled"]  # fmt: skip
+    t = pd.Timestamp("2026-11-02T10:00:00Z")
+    found = 0
+    draws = 60
+    for _ in range(draws):
+        rows = []
+        for i in range(30):  # symmetric background: both nodes sample both directions on their own
+            for ex in ("n1", "n2"):
+                for rep, mean in ((False, 20.0), (True, 60.0)):
+                    rows.append((t, f"10.0.0.{i}", f"10.1.0.{i}", 443, 6, "dc1", "dc1", "n1", "n2", "bank", "web",
+                                 rep, ex, "dc1", int(rng.poisson(mean))))  # fmt: skip
+        for ex, rep, mean in (("n1", False, request), ("n2", True, reply)):
+            rows.append((t, "10.0.9.1", "10.1.9.1", 8080, 6, "dc1", "dc1", "n1", "n2", "bank", "api", rep, ex,
+                         "dc1", int(rng.poisson(mean))))  # fmt: skip
+        obs = pd.DataFrame(rows, columns=cols)
+        obs = obs[obs["sampled"] > 0]
+        hits, _ = detect_asymmetric(obs, timedelta(hours=1))
+        assert all(f.entities["client"] == "10.0.9.1" for f in hits), hits  # nothing false
+        found += bool(hits)
+    if why:
+        assert "sampled request" in why and "needs 17 of them together" in why
+        assert found / draws < 0.97
+    else:
+        assert found / draws >= 0.8
+    assert _asymmetry_unsampled(p, ScenarioSpec(tenants=13, days=8, sampling=1000, volume=volume)) == ""
+
+
+def test_a_biflow_exporter_on_a_one_way_path_reports_that_direction_alone(rng):
+    """Requests forced through the client's node, replies through the server's: the client node's biflow
+    records carry no reverse counts (the replies never crossed it), the server node reports the replies
+    as a record of their own. On the usual path one record carries both."""
+    bank = Bank(13)
+    nodes = _node_ends(bank)
+    client, server = bank.pods_of("tenant08", "web", 1)[0], bank.pods_of("tenant08", "api", 2)[0]
+    base = dict(src=wire._end(client), dst=wire._end(server), sport=45000, dport=8080, proto=6, start_ms=T,
+                end_ms=T + 60_000, size=wire.REQUEST_SIZE, flags=0x1B)  # fmt: skip
+    rates = {"ipfix": 1, "sflow": 1, "probe": 1, "router": 1}
+    usual = wire._observe("biflow", True, base, 100, rates, rng, None, 8.0)
+    assert usual and all(r.reverse[0] > 0 for r in usual)
+    fwd = wire._observe("biflow", True, base, 100, rates, rng, [nodes[client.node_ip]], 8.0)
+    assert [(r.exporter, r.reverse[0]) for r in fwd] == [(client.node_ip, 0)]
+    back = dict(
+        base, src=wire._end(server), dst=wire._end(client), sport=8080, dport=45000, size=wire.REPLY_SIZE
+    )
+    rev = wire._observe("biflow", False, back, 400, rates, rng, [nodes[server.node_ip]], 8.0)
+    assert [(r.exporter, r.packets, r.reverse[0], r.src.ip) for r in rev] == [
+        (server.node_ip, 400, 0, server.ip)
+    ]

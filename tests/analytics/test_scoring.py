@@ -123,3 +123,14 @@ def test_an_event_its_own_detector_cannot_see_still_explains_its_consequences():
     assert s["asymmetric_path"].labels == 0
     unrelated = score([f("new_dependency", 120, 5, tenant="t9")], labels[:1], B, {0: "n/o"})
     assert unrelated["new_dependency"].findings == 1  # another tenant: still a false finding
+
+
+def test_an_event_left_out_as_thin_but_found_anyway_is_neither_true_nor_false():
+    """An asymmetric path with too few sampled packets to count on is left out of the scores; its detector
+    finding it all the same reports a real event (not a false one), and finding something else is false."""
+    labels = [lab("asymmetric_path", 2 * H, 3 * H, tenant="t8")]
+    thin = {0: "too few sampled packets"}
+    s = score([f("asymmetric_path", 130, 60, tenant="t8")], labels, B, thin)["asymmetric_path"]
+    assert (s.labels, s.findings, s.explained) == (0, 0, 1)
+    s = score([f("asymmetric_path", 130, 60, tenant="t9")], labels, B, thin)["asymmetric_path"]
+    assert (s.labels, s.findings, s.explained) == (0, 1, 0)
