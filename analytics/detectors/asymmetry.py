@@ -78,11 +78,18 @@ class AsymmetryReport:
         }
 
 
-def two_way_exporters(obs: pd.DataFrame, share: float = 0.5) -> set[str]:
-    """Exporters that saw both directions of at least ``share`` of the cross-node conversations they saw."""
+def two_way_exporters(obs: pd.DataFrame, share: float = 0.5, min_sampled: float = 10.0) -> set[str]:
+    """Exporters that saw both directions of at least ``share`` of the cross-node conversations they saw
+    with at least ``min_sampled`` sampled packets (all of them where none has as many): a scan's one-packet
+    probes, whose replies sampling rarely keeps, say nothing of what the exporter can see."""
     cross = obs[(obs["client_node"] != obs["server_node"]) | (obs["client_node"] == "")]
-    per = cross.groupby(["exporter", *CONV])["reply"].agg(["min", "max"])
-    both = (per["min"] != per["max"]).groupby(level="exporter").mean()
+    per = cross.groupby(["exporter", *CONV]).agg(
+        lo=("reply", "min"), hi=("reply", "max"), n=("sampled", "sum")
+    )
+    both = (per["lo"] != per["hi"]).groupby(level="exporter").mean()
+    sure = per[per["n"] >= min_sampled]
+    enough = (sure["lo"] != sure["hi"]).groupby(level="exporter").mean()
+    both.loc[enough.index] = enough
     return set(both[both >= share].index)
 
 
@@ -103,7 +110,7 @@ def detect_asymmetric(
     if obs.empty:
         return [], report
     obs = obs.assign(reply=obs["reply"].astype(bool))
-    two_way = two_way_exporters(obs, two_way_share)
+    two_way = two_way_exporters(obs, two_way_share, min_records)
     report.one_way_exporters = sorted(set(obs["exporter"]) - two_way)
     report.conversations = int(obs.groupby(CONV).ngroups)
     # Per bucket, conversation and direction: the most sampled packets any point saw.

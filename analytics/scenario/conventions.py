@@ -229,6 +229,9 @@ class Report:
     sampling: int = 1
     reverse: tuple[int, int, int] | None = None  # biflow: (packets, size, flags) of the reverse direction
     tos: int = 0
+    #: biflow: RFC 5103 biflowDirection, 1 the forward direction is the initiator's, 0 arbitrary (an
+    #: exporter that saw one direction alone cannot tell who opened the conversation)
+    initiator: int = 1
 
 
 @dataclass
@@ -440,7 +443,7 @@ def _value(ie: int, n: int, pen: int, r: Report) -> int | bytes:
         150: r.start_ms // 1000, 151: r.end_ms // 1000, 152: r.start_ms, 153: r.end_ms,
         154: r.start_ms * 1000, 155: r.end_ms * 1000, 8: _ip4(r.src.ip), 12: _ip4(r.dst.ip), 7: r.sport,
         11: r.dport, 4: r.proto, 6: r.flags, 10: 1 if r.direction != 1 else 2, 14: 2 if r.direction != 1 else 3,
-        61: r.direction, 138: 7, 239: 1, 5: r.tos, 2: r.packets, 1: r.packets * r.size,
+        61: r.direction, 138: 7, 239: r.initiator, 5: r.tos, 2: r.packets, 1: r.packets * r.size,
     }  # fmt: skip
     return values[ie]
 

@@ -144,19 +144,32 @@ def mark_observability(anomalies: list[Anomaly], bank: Bank, spec: ScenarioSpec,
                 lab.observable, lab.why = False, why
 
 
+#: Tests the asymmetry detector judges a day per tenant of the scenario's bank (2×2 tables with both
+#: directions somewhere, and pairs of points): about 25 000 a day for 13 tenants at 3e7 B/5 min, 1:1000
+#: (its notes' ``tests``); fewer on thinner banks, so the chance below is if anything too strict.
+ASYMMETRY_TESTS_PER_TENANT_DAY = 2000
+
+
+def asymmetry_threshold(spec: ScenarioSpec) -> float:
+    """The chance each asymmetry test must beat on the scenario's bank (the detector's default false-finding
+    budget over its tests a day, at most ``max_chance``)."""
+    cfg = AsymmetryConfig()
+    return min(cfg.max_chance, cfg.false_per_day / (ASYMMETRY_TESTS_PER_TENANT_DAY * spec.tenants))
+
+
 def _asymmetry_unsampled(p: dict, spec: ScenarioSpec) -> str:
     """Why an asymmetric path cannot be told from sampling at this rate ('' if it can), under packet
     sampling (the wire conventions). The detector (defaults of analytics AsymmetryConfig) judges each hour:
     a point lacking a direction that another point saw, or two points each lacking the direction the other
     saw, judged together (requests by one path, replies by another). Either way the lacking points must
     miss at least ``min_records`` sampled packets, all of them landing elsewhere must be less likely than
-    ``max_chance`` (1/2 each at equal rates: ``ceil(log2(1/max_chance))`` packets), and each point must
+    :func:`asymmetry_threshold` (1/2 each at equal rates: ``ceil(log2(1/threshold))`` packets), and each point must
     have sampled a packet of the direction it did see. Observable when sampling (Poisson at 1:N) gives the
     detector that evidence at least 9 times in 10 (else finding it is a coin toss of sampling)."""
     if spec.convention not in wire.WIRE_CONVENTIONS:
         return ""
     cfg = AsymmetryConfig()
-    need = max(cfg.min_records, math.ceil(math.log2(1 / cfg.max_chance)))
+    need = max(cfg.min_records, math.ceil(math.log2(1 / asymmetry_threshold(spec))))
     per_hour = cfg.bucket_s * 1000 / BUCKET_MS  # the generator's 5-minute buckets in the detector's period
     request = p["nbytes"] / wire.REQUEST_SIZE * per_hour / spec.sampling
     reply = p["nbytes"] * p.get("response_ratio", 8.0) / wire.REPLY_SIZE * per_hour / spec.sampling
@@ -166,7 +179,7 @@ def _asymmetry_unsampled(p: dict, spec: ScenarioSpec) -> str:
     return (
         f"{spec.convention}: at 1:{spec.sampling} the conversation leaves about {request:.1f} sampled request "
         f"and {reply:.1f} reply packets an hour at each point; telling its missing directions from sampling at "
-        f"chance {cfg.max_chance:g} needs {need:.0f} of them together and one of each, which sampling gives "
+        f"chance {asymmetry_threshold(spec):.2g} needs {need:.0f} of them together and one of each, which sampling gives "
         f"{chance:.0%} of the time"
     )
 

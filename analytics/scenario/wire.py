@@ -111,6 +111,10 @@ def _observe(
             convention, rates, rng,
         ):  # fmt: skip
             r.src, r.dst = src, dst
+            if one_way and not fwd:
+                r.initiator = (
+                    0  # replies alone: which end opened the conversation is not the exporter's to say
+                )
             made.append(r)
     return made
 
@@ -216,7 +220,7 @@ def _columns(recs: list[cv.Report]) -> dict[tuple[int, int], np.ndarray]:
         (12, 0): u(lambda r: _ip(r.dst.ip)), (7, 0): u(lambda r: r.sport), (11, 0): u(lambda r: r.dport),
         (4, 0): u(lambda r: r.proto), (6, 0): u(lambda r: r.flags), (5, 0): u(lambda r: r.tos),
         (10, 0): np.where(out_if, 1, 2).astype(np.uint64), (14, 0): np.where(out_if, 2, 3).astype(np.uint64),
-        (61, 0): direction, (138, 0): ones * 7, (239, 0): ones, (2, 0): packets, (1, 0): packets * size,
+        (61, 0): direction, (138, 0): ones * 7, (239, 0): u(lambda r: r.initiator), (2, 0): packets, (1, 0): packets * size,
         (2, 29305): rev[:, 0], (1, 29305): rev[:, 0] * rev[:, 1], (6, 29305): rev[:, 2],
     }  # fmt: skip
 

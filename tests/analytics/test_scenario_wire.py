@@ -131,14 +131,15 @@ def test_the_array_encoder_writes_the_same_bytes_as_the_per_record_builders(conv
             )
 
 
-@pytest.mark.parametrize("volume", [3e6, 4e6, 5e6, 1e7, 3e8])
+@pytest.mark.parametrize("volume", [3e6, 5e6, 7e6, 1e7, 3e8])
 def test_an_asymmetric_path_is_scored_only_where_sampling_leaves_enough_packets(volume, rng):
-    """The generator's rule against the detector run on sampled counts drawn here: requests seen only at the
-    client's node, replies only at the server's, beside symmetric conversations at both. Where the rule says
-    observable the detector finds the hour in at least 80 % of draws; where it says not, it names the
-    packets an hour and what the detector needs."""
+    """The generator's rule against the detector run on sampled counts drawn here, at the chance the rule
+    says the detector needs on the scenario's bank: requests seen only at the client's node, replies only
+    at the server's, beside symmetric conversations at both. Where the rule says observable the detector
+    finds the hour in at least 80 % of draws; where it says not, it names the packets an hour and what the
+    detector needs, and finding it is a coin toss at best."""
     from analytics.detectors import detect_asymmetric
-    from analytics.scenario.generate import ScenarioSpec, _asymmetry_unsampled
+    from analytics.scenario.generate import ScenarioSpec, _asymmetry_unsampled, asymmetry_threshold
 
     spec = ScenarioSpec(tenants=13, days=8, sampling=1000, convention="ovs_sflow", volume=volume)
     p = {
@@ -153,7 +154,7 @@ def test_an_asymmetric_path_is_scored_only_where_sampling_leaves_enough_packets(
     draws = 60
     for _ in range(draws):
         rows = []
-        for i in range(30):  # symmetric background: both nodes sample both directions on their own
+        for i in range(4):  # symmetric background (too few tables to learn a spread from: Poisson)
             for ex in ("n1", "n2"):
                 for rep, mean in ((False, 20.0), (True, 60.0)):
                     rows.append((t, f"10.0.0.{i}", f"10.1.0.{i}", 443, 6, "dc1", "dc1", "n1", "n2", "bank", "web",
@@ -163,11 +164,14 @@ def test_an_asymmetric_path_is_scored_only_where_sampling_leaves_enough_packets(
                          "dc1", int(rng.poisson(mean))))  # fmt: skip
         obs = pd.DataFrame(rows, columns=cols)
         obs = obs[obs["sampled"] > 0]
-        hits, _ = detect_asymmetric(obs, timedelta(hours=1))
+        hits, report = detect_asymmetric(
+            obs, timedelta(hours=1), max_chance=asymmetry_threshold(spec), false_per_day=1e12
+        )
+        assert report.dispersion == 1.0
         assert all(f.entities["client"] == "10.0.9.1" for f in hits), hits  # nothing false
         found += bool(hits)
     if why:
-        assert "sampled request" in why and "needs 17 of them together" in why
+        assert "sampled request" in why and "of them together" in why
         assert found / draws < 0.97
     else:
         assert found / draws >= 0.8
@@ -177,7 +181,9 @@ def test_an_asymmetric_path_is_scored_only_where_sampling_leaves_enough_packets(
 def test_a_biflow_exporter_on_a_one_way_path_reports_that_direction_alone(rng):
     """Requests forced through the client's node, replies through the server's: the client node's biflow
     records carry no reverse counts (the replies never crossed it), the server node reports the replies
-    as a record of their own. On the usual path one record carries both."""
+    as a record of their own, its biflowDirection arbitrary (0: an exporter that saw the replies alone
+    does not know who opened the conversation; netobs then decides by ports and metadata). On the usual
+    path one record carries both."""
     bank = Bank(13)
     nodes = _node_ends(bank)
     client, server = bank.pods_of("tenant08", "web", 1)[0], bank.pods_of("tenant08", "api", 2)[0]
@@ -195,3 +201,5 @@ def test_a_biflow_exporter_on_a_one_way_path_reports_that_direction_alone(rng):
     assert [(r.exporter, r.packets, r.reverse[0], r.src.ip) for r in rev] == [
         (server.node_ip, 400, 0, server.ip)
     ]
+    # it cannot tell who opened the conversation (biflowDirection arbitrary); the forward records can
+    assert [r.initiator for r in rev] == [0] and {r.initiator for r in usual + fwd} == {1}
