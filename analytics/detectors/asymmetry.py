@@ -21,9 +21,10 @@ Inside one center and across centers alike.
 Two points each lacking the direction the other saw (requests by one path, replies by another) are
 also judged together: the sum of their counts against independent sampling. Every table judged (and
 every such pair) is a test: the chance each must beat is ``false_per_day`` over the tests of a day, at
-most ``max_chance``. A point's deficit that its own significant surplus of the same direction in the next
-or last bucket accounts for is a direction dated across the boundary (sFlow dates a sample by its
-datagram; clocks and export lags differ), not a missing one.
+most ``max_chance``. A point's deficit that fades once the next or the last bucket is added to it
+(the point had next door what it lacked) is a direction dated across the boundary (sFlow dates a sample
+by its datagram, a flow record by its end; exporters' clocks, caches and export lags differ), not a
+missing one.
 
 Where every point that saw a conversation is one-way (a probe exporting only what its node
 sends, marked egress), both directions look the same whichever path they took: the
@@ -60,6 +61,7 @@ class AsymmetryReport:
     tests: int = 0  # tables (and pairs of points) judged
     threshold: float = 0.0  # the chance each had to beat
     one_way_exporters: list[str] = field(default_factory=list)
+    degraded: list[tuple[str, str]] = field(default_factory=list)  # (bucket, exporter) not taken as witness
 
     def to_json(self, limit: int = 20) -> dict:
         return {
@@ -73,6 +75,7 @@ class AsymmetryReport:
             "tests": self.tests,
             "max_chance_per_test": float(f"{self.threshold:.3g}"),
             "one_way_exporters": self.one_way_exporters[:limit],
+            "degraded_points": [list(x) for x in self.degraded[:limit]],
             "why": "a conversation seen only by exporters that report one direction (what their node sends) "
             "looks the same whichever path its directions took",
         }
@@ -122,6 +125,13 @@ def detect_asymmetric(
     at = at.rename(columns={False: "req", True: "rep"})
     observable = {tuple(k) for k in at[CONV].drop_duplicates().itertuples(index=False)}
     tables = _tables(at)
+    # A point that reported less than half of what it did the bucket before and after (an exporter
+    # down for part of it: a collection gap) witnesses no missing direction in that bucket.
+    down = _degraded(obs, bucket)
+    if down:
+        keep = [(t, e) not in down for t, e in zip(tables["t"], tables["exporter"], strict=True)]
+        tables = tables[np.array(keep, dtype=bool)]
+        report.degraded = sorted({(str(t), e) for t, e in down})
     # Each point's sampling rate (1:N; equal when not given): its share of what two points sample.
     rates = obs.groupby("exporter")["rate"].max().astype(float).to_dict() if "rate" in obs else {}
     dispersion = _dispersion(tables)
@@ -173,17 +183,23 @@ def detect_asymmetric(
     flagged: dict[tuple, list] = {}
     alone = set()
 
-    def shifted(t, conv, exporter, missing, share, gap) -> bool:
+    def shifted(t, conv, points: list[tuple[str, bool]], share: float) -> bool:
+        """Whether the deficit at ``t`` of ``points`` (exporter, missing direction) fades once the next (or
+        the last) bucket is added: what the points lacked they had next door."""
         for step in (bucket, -bucket):
-            got, want = seen.get((t + step, conv, exporter, missing), (0.0, 0.0))
-            surplus = got - want * share / (1 - share)
-            if surplus >= gap / 2 and binomial_high(int(got), int(got + want), share) <= SHIFT_CHANCE:
+            got = want = 0.0
+            for exporter, missing in points:
+                for at in (t, t + step):
+                    g, w = seen.get((at, conv, exporter, missing), (0.0, 0.0))
+                    got, want = got + g, want + w
+            n = int(round((got + want) / dispersion))
+            if binomial_low(int(round(got / dispersion)), n, share) > SHIFT_CHANCE:
                 return True
         return False
 
     for t, conv, exporter, missing, k, n, share, gap in candidates:
         chance = binomial_low(k, n, share)
-        if gap >= min_records and chance <= threshold and not shifted(t, conv, exporter, missing, share, gap):
+        if gap >= min_records and chance <= threshold and not shifted(t, conv, [(exporter, missing)], share):
             flagged.setdefault(conv, []).append((t, exporter, "reply" if missing else "request", chance))
             alone.add((t, conv))
     for (t, conv), hs in halves.items():
@@ -197,7 +213,7 @@ def detect_asymmetric(
                 if a[5] + b[5] < min_records:
                     continue
                 chance = binomial_low(a[2] + b[2], a[3] + b[3], min(a[4], b[4]))
-                if chance > threshold or any(shifted(t, conv, h[0], h[1], h[4], h[5]) for h in (a, b)):
+                if chance > threshold or shifted(t, conv, [(a[0], a[1]), (b[0], b[1])], min(a[4], b[4])):
                     continue
                 if best is None or chance < best[2]:
                     best = (a[0], b[0], chance)
@@ -281,6 +297,19 @@ def _account(obs, most, observable, two_way, min_records, report: AsymmetryRepor
             report.judged += 1
 
 
+def _degraded(obs: pd.DataFrame, bucket: timedelta, share: float = 0.5) -> set[tuple]:
+    """(bucket, exporter) where the exporter's sampled packets fell below ``share`` of both its neighbours'."""
+    tot = obs.groupby(["exporter", "t"])["sampled"].sum()
+    out = set()
+    for exporter, s in tot.groupby(level="exporter"):
+        s = s.droplevel("exporter")
+        full = s.reindex(pd.date_range(s.index.min(), s.index.max(), freq=bucket), fill_value=0)
+        before, after = full.shift(1), full.shift(-1)
+        low = (full < share * before) & (full < share * after)
+        out |= {(t, exporter) for t in full.index[low.to_numpy()]}
+    return out
+
+
 def _tables(at: pd.DataFrame) -> pd.DataFrame:
     """One 2×2 table per bucket, conversation, two-way point and direction: what the point saw of the
     direction (``got``) and of the other one (``have``), and the same (``want``, ``other``) at the other
@@ -349,14 +378,9 @@ def _dispersion(tables: pd.DataFrame, min_total: float = 20.0) -> float:
     return 1.0 if spread < 1.0 <= upper else spread
 
 
-#: A point's surplus of a direction in the next (or last) bucket at most this likely by sampling alone
-#: explains its deficit in this one: the direction was timed across the boundary.
-SHIFT_CHANCE = 0.05
-
-
-def binomial_high(k: int, n: int, p: float) -> float:
-    """P(X ≥ k) for X ~ Binomial(n, p)."""
-    return 1.0 if k <= 0 else 1.0 - binomial_low(k - 1, n, p)
+#: A point's deficit that is no longer this unlikely once the next (or the last) bucket is added to it
+#: was timed across the boundary (the point had next door what it lacked), not routed elsewhere.
+SHIFT_CHANCE = 1e-3
 
 
 def binomial_low(k: int, n: int, p: float) -> float:

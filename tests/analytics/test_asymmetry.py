@@ -145,15 +145,19 @@ def test_independent_sampling_at_two_points_is_not_asymmetry():
     assert 1.5 < report.dispersion < 4, (seed, report.dispersion)
 
 
-def test_the_old_share_rule_alone_flags_sampling_noise():
-    """The same bank judged without the sampling test (max_chance 1, no false-finding budget): the 25 % rule alone flags noise, so the
+def test_the_old_share_rule_alone_flags_sampling_noise(monkeypatch):
+    """The same bank judged without the sampling test (max_chance 1, no false-finding budget, no check
+    against the next and last hours): the 25 % rule alone flags noise, so the
     test above is not quiet by construction."""
     seed = int(np.random.SeedSequence().entropy % 2**32)
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     rows = _sampled_bank(rng, n_conv=300, hours=48)
-    noisy, _ = detect_asymmetric(obs(rows), HOUR, max_chance=1.0, false_per_day=1e12)
+    from analytics.detectors import asymmetry
+
     quiet, _ = detect_asymmetric(obs(rows), HOUR)
+    monkeypatch.setattr(asymmetry, "SHIFT_CHANCE", 1.0)  # nor the check against the next and last hours
+    noisy, _ = detect_asymmetric(obs(rows), HOUR, max_chance=1.0, false_per_day=1e12)
     assert len(quiet) <= 2 and len(noisy) >= 50, (seed, len(quiet), len(noisy))
 
 
@@ -288,3 +292,26 @@ def test_a_dispersion_below_poisson_needs_more_than_a_few_tables_to_say_so():
     lows = [detect_asymmetric(obs(_two_points(rng, T0, 30)), HOUR)[1].dispersion for _ in range(40)]
     # below 1 only when the median's 97.5 % bound is: a draw in 40 or so
     assert sum(d < 1 for d in lows) <= 4 and sum(d == 1.0 for d in lows) >= 10, lows
+
+
+def test_an_exporter_down_for_part_of_an_hour_witnesses_no_missing_direction(rng, monkeypatch):
+    """e2 reported a fifth of its usual packets in the middle hour (down for most of it): the replies it
+    lacks then are a collection gap, not a path; the hour is named in the notes. The hours around it, and
+    e2's witness in them, are judged as usual."""
+    rows = []
+    for h in range(3):
+        t = T0 + h * HOUR
+        rows += _two_points(rng, t, 40)
+        if h == 1:
+            # e2 reported 8 of its 40 conversations (down for most of the hour)
+            rows = [r for r in rows if not (r[0] == pd.Timestamp(t) and r[12] == "e2" and int(r[1][7:]) >= 8)]
+            # e1 saw both directions of this one; e2 its requests only (down when the replies came)
+            rows += _one_way(t, "10.0.9.1", "e1", "e1", 20, 60) + _one_way(t, "10.0.9.1", "e2", "e2", 20, 0)
+    found, report = detect_asymmetric(obs(rows), HOUR)
+    assert found == [] and report.degraded == [(str(pd.Timestamp(T0 + HOUR)), "e2")]
+    assert report.to_json()["degraded_points"] == [[str(pd.Timestamp(T0 + HOUR)), "e2"]]
+    from analytics.detectors import asymmetry
+
+    monkeypatch.setattr(asymmetry, "_degraded", lambda *a: set())
+    found, _ = detect_asymmetric(obs(rows), HOUR)
+    assert [(f.entities["client"], f.window_start) for f in found] == [("10.0.9.1", T0 + HOUR)]
