@@ -32,9 +32,10 @@ HISTORY_FREE = ("collection_gap", "dr_traffic", "fanout", "elephant", "new_depen
 
 
 #: Real bytes per 5 minutes per tenant and center: a small bank (sFlow makes a record per sampled packet),
-#: big enough that an hour's asymmetric path leaves packet sampling the evidence to tell it (about 7 sampled
-#: requests and 27 replies at each point); smaller, it is scored as not observable.
-VOLUME = 1e7
+#: big enough that an hour's asymmetric path leaves packet sampling the evidence to tell it every time (about
+#: 13 sampled requests and 53 replies at each point, where the detector needs some 21 together; at 1e7 it is
+#: 9 times in 10, and below 7e6 it is scored as not observable).
+VOLUME = 2e7
 
 
 @pytest.fixture(scope="module")
