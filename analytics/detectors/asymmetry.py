@@ -136,12 +136,9 @@ def detect_asymmetric(
     rates = obs.groupby("exporter")["rate"].max().astype(float).to_dict() if "rate" in obs else {}
     dispersion = _dispersion(tables)
     report.dispersion = dispersion
-    # Every 2×2 table with both directions somewhere is a test, and so is every pair of points judged
-    # together below: the chance each must beat is the false-finding budget over the tests of a day
-    # (at most ``max_chance``), so a bank with more conversations asks more of each one.
-    # What each point saw of each direction per bucket: a direction a point lacks in one bucket and has in
-    # excess in the next (or the last) was timed across the boundary (sFlow dates a sample by its datagram;
-    # exporters' clocks and export lags differ), not routed elsewhere.
+    # What each point saw of each direction per bucket: a deficit that fades once the next (or the last)
+    # bucket is added to it was timed across the boundary (sFlow dates a sample by its datagram; exporters'
+    # clocks and export lags differ), not routed elsewhere (``shifted`` below).
     seen = {
         (row.t, (row.client, row.server, row.port, row.proto), row.exporter, bool(row.missing)): (
             row.got,
@@ -149,6 +146,9 @@ def detect_asymmetric(
         )
         for row in tables.itertuples(index=False)
     }
+    # Every 2×2 table with both directions somewhere is a test, and so is every pair of points judged
+    # together below: the chance each must beat is the false-finding budget over the tests of a day
+    # (at most ``max_chance``), so a bank with more conversations asks more of each one.
     candidates = []
     halves: dict[tuple, list] = {}
     tests = 0
