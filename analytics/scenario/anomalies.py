@@ -76,9 +76,14 @@ class Anomaly:
     ) -> None:
         c = bank.pods_of(tenant, client[0], client[1])[0]
         s = bank.pods_of(tenant, server[0], server[1])[0]
-        b.conversations.append(
-            Conversation(c, s, nbytes, 45000, forward_at, reverse_at, response_ratio=response_ratio)
-        )
+        new = Conversation(c, s, nbytes, 45000, forward_at, reverse_at, response_ratio=response_ratio)
+        if forward_at or reverse_at:
+            # A path is a property of the route, not of one flow: while it is changed, every conversation
+            # between the two pods to that port takes it (not only the one this anomaly adds beside them).
+            for conv in b.conversations:
+                if conv.client == c and conv.server == s and conv.port == new.port:
+                    conv.forward_at, conv.reverse_at = forward_at, reverse_at
+        b.conversations.append(new)
 
     def _scan(
         self, bank, b, rng, tenant: str, center: int, ports: int, hosts: int, probe_bytes: float = PROBE_BYTES,

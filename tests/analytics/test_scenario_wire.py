@@ -203,3 +203,29 @@ def test_a_biflow_exporter_on_a_one_way_path_reports_that_direction_alone(rng):
     ]
     # it cannot tell who opened the conversation (biflowDirection arbitrary); the forward records can
     assert [r.initiator for r in rev] == [0] and {r.initiator for r in usual + fwd} == {1}
+
+
+def test_an_asymmetric_path_reroutes_every_conversation_between_its_pods(rng):
+    """A changed route takes every flow between the two pods, not only the one the anomaly adds: an added
+    flow beside unchanged ones of the same conversation is a partial asymmetry the label does not describe
+    (each point still sees both directions, mostly)."""
+    from analytics.scenario.anomalies import Anomaly, Label, _node_of
+
+    bank = Bank(13)
+    tenant = f"tenant{int(rng.integers(1, 14)):02d}"
+    web, api = bank.pods_of(tenant, "web", 1)[0], bank.pods_of(tenant, "api", 1)[0]
+    fwd, rev = (_node_of(bank, tenant, "web", 1),), (_node_of(bank, tenant, "api", 1),)
+    bucket = normal_bucket(bank, T, rng, np.full(13, 3e6))
+    while not any(c.client == web and c.server == api for c in bucket.conversations):
+        bucket = normal_bucket(bank, T, rng, np.full(13, 3e6))  # pods are drawn per bucket
+    before = len(bucket.conversations)
+    label = Label("asymmetric_path", T, T + 3_600_000, {"tenant": tenant})
+    params = dict(
+        tenant=tenant, client=("web", 1), server=("api", 1), nbytes=1e6, forward_at=fwd, reverse_at=rev
+    )
+    Anomaly(label, "cross", params).apply(bank, bucket, rng)
+    assert len(bucket.conversations) == before + 1
+    pair = [c for c in bucket.conversations if c.client == web and c.server == api]
+    assert len(pair) >= 2 and all((c.forward_at, c.reverse_at) == (fwd, rev) for c in pair)
+    others = [c for c in bucket.conversations if not (c.client == web and c.server == api)]
+    assert all(c.forward_at is None and c.reverse_at is None for c in others)
