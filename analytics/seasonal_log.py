@@ -179,7 +179,11 @@ def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_recor
     sigma = np.nan_to_num(sigma, nan=np.inf)[:, None]
     recs = np.nan_to_num(recs, nan=0.0)
     poisson = np.where(sampled[:, None], 1.0 / np.maximum(recs, 0.5), 0.0)
-    total = np.sqrt(sigma**2 * (1 + 1.57 / np.maximum(nvals, 1)) + poisson + sigma_floor**2)
+    # The level is a median of ``nvals`` history values, each with the series' spread and its sampling
+    # noise: both widen the log test (a median of three thin hours misses by a third of a Poisson σ²).
+    # Not the count test: a negative binomial's lower tail is far lighter than a Poisson of its lumps'.
+    widen = 1 + 1.57 / np.maximum(nvals, 1)
+    total = np.sqrt((sigma**2 + poisson) * widen + sigma_floor**2)
     # Month-end slots have one or two month ends behind them at best: one is enough to use them.
     cold = np.where(me_used, support < 1, support < min_history) | ~np.isfinite(level)
     thin = ~cold & sampled[:, None] & (recs < min_records)

@@ -270,15 +270,18 @@ def test_a_router_view_of_conversations_seen_by_halves_gives_no_finding(rng):
     time: an hour holds 6 of 12 on average, 2 about once in 50 hours. Its sampled packets come in lumps
     of ~20-60: counted as single packets, such an hour is 13 Poisson σ below the usual (a week of 30
     such services gave a dozen false drops). The count test takes the history's own dispersion of the
-    counts: at most one finding over a quiet week (as for whole buckets seen or not, above), and a
+    counts: findings on at most one of the 30 over a quiet week (one whose three history days happened
+    to see few of its conversations: its usual hours then read as spikes), and a
     service gone for a working morning (6 hours: none of 72 seen) is still found."""
     n = 30
     hist, (ob, orr), mk = week_series(rng, np.full(n, 3.6e7), sigma_h=0.05, visible=0.5)
     cfg = VolumeConfig(scales=("1h",))
     found, _ = detect_volume(mk(*hist, ob, orr), cfg, B)
-    assert len(found) <= 1, [(f.entities, f.summary, f.evidence["z"], f.evidence["z_count"]) for f in found]
+    noisy = {f.entities["tenant"] for f in found}
+    assert len(noisy) <= 1, [(f.entities, f.summary, f.evidence["z"], f.evidence["z_count"]) for f in found]
     start = int(rng.integers(0, 5)) * 288 + int(rng.integers(8, 12)) * 12
     ob[0, start : start + 72] = 0
     orr[0, start : start + 72] = 0
     found, _ = detect_volume(mk(*hist, ob, orr), cfg, B)
     assert ("volume_drop", "t0") in [(f.type, f.entities["tenant"]) for f in found], found
+    assert {f.entities["tenant"] for f in found} <= noisy | {"t0"}, found
