@@ -31,7 +31,8 @@ def detect_center_shift(
     """``observed``/``history``: bytes per bucket with one column per production center.
 
     A shift needs both sides: one center's share falls by ``threshold`` AND, against their
-    own baselines, that center lost traffic while the other gained. A spike in one center
+    own baselines, that center lost traffic while the other gained (half of the loss, or the threshold
+    over its own baseline: a failover may lose part of the traffic on the way). A spike in one center
     alone, or a drop in one alone, is a volume anomaly, not a shift. ``suppressed`` marks
     buckets where a collection gap makes the share meaningless. ``sampled``: the sampled packets behind
     ``observed`` (same shape): the share must also move by ``min_z`` standard errors of a share of that
@@ -58,9 +59,11 @@ def detect_center_shift(
     exp_b = seasonal(history[b], idx, min_history=1).median
     m = cfg.threshold
     loss_a, loss_b = exp_a - observed[a], exp_b - observed[b]
-    # The other center must take over at least half of what one center lost.
-    a_lost = (observed[a] < exp_a * (1 - m)) & (-loss_b >= 0.5 * loss_a)
-    b_lost = (observed[b] < exp_b * (1 - m)) & (-loss_a >= 0.5 * loss_b)
+    # The other center must take over at least half of what one center lost, or grow by the threshold
+    # over its own baseline: a failover during which part of the traffic is lost (clients that give up,
+    # sessions that do not come back) still moves the pair to one center.
+    a_lost = (observed[a] < exp_a * (1 - m)) & ((-loss_b >= 0.5 * loss_a) | (-loss_b >= m * exp_b))
+    b_lost = (observed[b] < exp_b * (1 - m)) & ((-loss_a >= 0.5 * loss_b) | (-loss_a >= m * exp_a))
     delta = (share - expected).abs()
     mask = (delta >= m) & (total >= cfg.min_volume) & expected.notna() & (a_lost | b_lost)
     if sampled is not None:

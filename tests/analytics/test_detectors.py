@@ -382,3 +382,20 @@ def test_ewma_reference_flags_big_outliers():
     s = diurnal(1)
     s.iloc[100] *= 20
     assert ewma_baseline(s).iloc[100]
+
+
+@pytest.mark.parametrize("takeover", [0.3, 0.45])
+def test_center_shift_a_failover_that_loses_part_of_the_traffic_is_one(takeover):
+    """dc1 fails and dc2 takes over only part of its traffic (clients that give up during the failover;
+    a 14-day scenario bank's night failover moved 46 % of it): the pair is on one center, a failover. A
+    drop in dc1 alone (dc2 as usual) is still no shift."""
+    df = pair()
+    history, window = df.iloc[: 4 * 168], df.iloc[4 * 168 :].copy()
+    lost = window.iloc[10:14, 0].copy()
+    window.iloc[10:14, 0] *= 0.02
+    alone = window.copy()
+    window.iloc[10:14, 1] += takeover * lost * 0.98
+    (f,) = detect_center_shift(window, history, {"tenant": "retail"}, ShiftConfig(), HOUR)
+    assert f.type == "center_failover" and f.entities["away_from"] == "dc1"
+    assert f.window_start == window.index[10].to_pydatetime()
+    assert detect_center_shift(alone, history, {"tenant": "retail"}, ShiftConfig(), HOUR) == []
