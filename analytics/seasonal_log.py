@@ -301,7 +301,8 @@ def _candidate(hx, hist_records, hist_index, obs_index, scale_s, weekly, h_me, o
     m = len(obs_index)
     hk = slot_keys(hist_index, scale_s, weekly, h_me)
     ok = slot_keys(obs_index, scale_s, weekly, o_me)
-    slots = _Slots(hx, hist_records, hk, _periods(hist_index, weekly))
+    hp = _periods(hist_index, weekly)
+    slots = _Slots(hx, hist_records, hk, hp)
     level, support, recs = slots.level(ok), slots.support(ok), slots.records(ok)
     me_used = np.broadcast_to(o_me[None, :], level.shape).copy()
     me_cold = me_used & (support < 1)
@@ -310,11 +311,11 @@ def _candidate(hx, hist_records, hist_index, obs_index, scale_s, weekly, h_me, o
         l2, s2, r2 = slots.level(plain), slots.support(plain), slots.records(plain)
         level, support, recs = (np.where(me_cold, b, a) for a, b in ((level, l2), (support, s2), (recs, r2)))
         me_used &= ~me_cold
-    hp = _periods(hist_index, weekly)
-    resid = _loo_residuals(hx, hk, hp)
     # The sampled counts' own dispersion: √ of a Poisson count has variance 1/4 whatever its mean, so
-    # 4 × the spread² of √count residuals is the count's variance over its mean (1: Poisson).
-    root = _loo_residuals(np.sqrt(np.where(np.isfinite(hx), hist_records, np.nan)), hk, hp)
+    # 4 × the spread² of √count residuals is the count's variance over its mean (1: Poisson). Both sets
+    # of residuals in one pass over the slots (rows are independent).
+    counts = np.sqrt(np.where(np.isfinite(hx), hist_records, np.nan))
+    resid, root = np.split(_loo_residuals(np.vstack([hx, counts]), hk, hp), 2)
     with np.errstate(all="ignore"):
         sigma = MAD_TO_SIGMA * np.nanmedian(np.abs(resid), axis=1)
         sigma = np.fmax(sigma, _tail_sigma(resid))
