@@ -132,6 +132,12 @@ class KafkaTransportConfig(Section):
         description="How long the producer keeps retrying a batch; a batch still not stored then goes to "
         "the spool (transport.spool) and is replayed when the broker is back.",
     )
+    idempotent: bool = Field(
+        True,
+        description="Idempotent producer (broker-assigned producer id and sequence numbers): a request "
+        "the client retries after a lost answer (request timeout, broker restart) is stored once. Needs "
+        "acks=all (always set) and, on brokers before 2.8 with ACLs, the IdempotentWrite permission.",
+    )
     max_block_ms: int = Field(
         5000,
         ge=100,

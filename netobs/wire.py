@@ -17,11 +17,23 @@ kind sees a schema "newer than its own" and refuses the message (counted, dead-l
 instead of misreading counters as flows. A consumer refuses unknown kinds and newer
 versions the same way. The kind travels in the Arrow schema metadata too
 (:func:`netobs.schema.kind_of`), which is how the in-process transport carries it.
+
+Format version 2 adds a message id after the schema field: an 8-byte stream (one per producer
+incarnation and message key, :class:`MessageIds`) and an 8-byte sequence number counting that
+stream's messages from 0. A message the producer had to send again (a delivery that timed out
+in flight may have been stored: see :mod:`netobs.transport.spooled`) carries the id it had the
+first time, so a consumer can tell the copy (:func:`message_id`; the pipeline drops it,
+:mod:`pipeline.duplicates`). Messages without an id are version 1, byte for byte as before; a
+consumer older than version 2 refuses the new ones (dead-lettered), so consumers are upgraded
+first.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
+import threading
 
 import pyarrow as pa
 
@@ -29,7 +41,12 @@ from netobs import schema
 
 MAGIC = b"NOBS"
 FORMAT_VERSION = 1
+#: The format of messages that carry a message id (:class:`MessageIds`).
+ID_FORMAT_VERSION = 2
 _HEADER = struct.Struct("!4sBH")
+_ID = struct.Struct("!8sQ")
+#: Schema metadata key under which :func:`decode` leaves a message's id (stream + sequence, hex).
+ID_KEY = b"netobs.message_id"
 #: The codecs a message's buffers may be compressed with (Arrow IPC's); "none" leaves them plain.
 COMPRESSIONS = ("lz4", "zstd", "none")
 DEFAULT_COMPRESSION = "lz4"
@@ -58,6 +75,27 @@ class WireError(ValueError):
     """A message that is not a batch netobs can read."""
 
 
+class MessageIds:
+    """Message ids of one producer incarnation: per message key (the exporter, which also picks
+    the Kafka partition) a stream of its own, numbered from 0, so a consumer sees each stream's
+    numbers contiguous and can keep what it has seen as a few intervals."""
+
+    def __init__(self, seed: bytes | None = None):
+        self._seed = seed if seed is not None else os.urandom(16)
+        self._next: dict[bytes, tuple[bytes, list[int]]] = {}
+        self._lock = threading.Lock()
+
+    def next(self, key: bytes) -> bytes:
+        with self._lock:
+            entry = self._next.get(key)
+            if entry is None:
+                entry = self._next[key] = (hashlib.blake2b(key, key=self._seed, digest_size=8).digest(), [0])
+            stream, counter = entry
+            seq = counter[0]
+            counter[0] += 1
+        return _ID.pack(stream, seq)
+
+
 def set_compression(compression: str) -> None:
     """The codec of the messages this process encodes from now on (``transport.wire_compression``,
     applied by :func:`netobs.transport.make_transport`); readers need no setting."""
@@ -70,14 +108,36 @@ def compression() -> str:
     return _WRITE_OPTIONS.compression or "none"
 
 
-def encode(rb: pa.RecordBatch) -> bytes:
-    """Serialise one record batch for the transport; its kind comes from its schema metadata."""
+def encode(rb: pa.RecordBatch, message_id: bytes | None = None) -> bytes:
+    """Serialise one record batch for the transport; its kind comes from its schema metadata.
+    With ``message_id`` (16 bytes from :meth:`MessageIds.next`) the message is format version 2."""
     kind = schema.kind_of(rb)
     code = KIND_CODES.get(kind)
     if code is None:
         raise WireError(f"cannot encode records of unknown kind {kind!r}")
     field = code << 8 | schema.KINDS[kind][1]
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, field) + arrow_stream(rb)
+    if message_id is None:
+        return _HEADER.pack(MAGIC, FORMAT_VERSION, field) + arrow_stream(rb)
+    if len(message_id) != _ID.size:
+        raise ValueError(f"a message id is {_ID.size} bytes, not {len(message_id)}")
+    return _HEADER.pack(MAGIC, ID_FORMAT_VERSION, field) + message_id + arrow_stream(rb)
+
+
+def with_id(data: bytes, message_id: bytes) -> bytes:
+    """A version 1 message of :func:`encode` as version 2 with ``message_id`` (no re-encoding)."""
+    magic, fmt, field = _HEADER.unpack_from(data)
+    if magic != MAGIC or fmt != FORMAT_VERSION or len(message_id) != _ID.size:
+        raise ValueError("with_id takes a format version 1 message and a 16-byte id")
+    return _HEADER.pack(MAGIC, ID_FORMAT_VERSION, field) + message_id + data[_HEADER.size :]
+
+
+def message_id(table: pa.Table | pa.RecordBatch) -> tuple[bytes, int] | None:
+    """(stream, sequence number) of the message ``table`` came in, when it had an id."""
+    raw = (table.schema.metadata or {}).get(ID_KEY)
+    if raw is None:
+        return None
+    stream, seq = _ID.unpack(bytes.fromhex(raw.decode()))
+    return stream, seq
 
 
 def arrow_stream(rb: pa.RecordBatch) -> bytes:
@@ -102,8 +162,14 @@ def decode(data: bytes) -> pa.Table:
     magic, fmt, field = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise WireError(f"bad magic {magic!r}: not a netobs batch")
-    if fmt != FORMAT_VERSION:
+    if fmt not in (FORMAT_VERSION, ID_FORMAT_VERSION):
         raise WireError(f"unsupported wire format version {fmt}")
+    start, mid = _HEADER.size, None
+    if fmt == ID_FORMAT_VERSION:
+        if len(data) < _HEADER.size + _ID.size:
+            raise WireError(f"message of {len(data)} bytes is shorter than a format version 2 header")
+        mid = data[start : start + _ID.size]
+        start += _ID.size
     kind = _KINDS.get(field >> 8)
     if kind is None:
         raise WireError(f"unknown record kind {field >> 8} (schema {field}): newer than this consumer")
@@ -111,13 +177,15 @@ def decode(data: bytes) -> pa.Table:
     if version > known:
         raise WireError(f"{kind} schema version {version} is newer than this consumer's {known}")
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)[_HEADER.size :]).read_all()
+        table = pa.ipc.open_stream(pa.py_buffer(data)[start:]).read_all()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         raise WireError(f"corrupt Arrow payload: {e}") from None
-    if schema.kind_of(table) != kind:  # the header is authoritative
+    if schema.kind_of(table) != kind or mid is not None:  # the header is authoritative
         meta = dict(table.schema.metadata or {})
         meta.pop(schema.KIND_KEY, None)
         if kind != schema.FLOWS:
             meta[schema.KIND_KEY] = kind.encode()
+        if mid is not None:
+            meta[ID_KEY] = mid.hex().encode()
         table = table.replace_schema_metadata(meta)
     return table

@@ -116,6 +116,10 @@ class Batcher:
     def set_plans(self, plans: dict[tuple[str, int], tuple[int, int]]) -> None:
         self._plans.update(plans)
 
+    def messages(self, keys: list[tuple[str, int]]) -> list[Message]:
+        """The messages buffered for these partitions."""
+        return [m for key in keys for batch in self._batches.get(key, []) for m in batch.messages]
+
     def drop(self, keys: list[tuple[str, int]]) -> int:
         """Forget the batches (and plans) of partitions this consumer no longer owns."""
         dropped = 0

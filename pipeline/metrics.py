@@ -37,6 +37,15 @@ lost_rows = counter(
     "Rows set aside with no dead-letter destination to keep them",
     ("reason",),
 )
+duplicate_messages = counter(
+    "netobs_pipeline_duplicate_messages_total",
+    "Messages not inserted because one with the same message id was taken before (a producer sent "
+    "it again after a delivery that timed out in flight had been stored after all)",
+    (),
+)
+duplicate_rows = counter(
+    "netobs_pipeline_duplicate_rows_total", "Rows of the messages counted in duplicate_messages", ()
+)
 buffered_rows = gauge("netobs_pipeline_buffered_rows", "Rows waiting for the next insert", ())
 insert_latency = histogram("netobs_pipeline_insert_seconds", "Duration of one insert", ())
 dead_letters = counter(

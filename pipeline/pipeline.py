@@ -29,6 +29,7 @@ from netobs.transport.deadletter import DeadLetters, DirectoryDeadLetters
 from pipeline import metrics
 from pipeline.config import PipelineConfig
 from pipeline.delivery import Batch, Batcher
+from pipeline.duplicates import SeenMessages
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ class Pipeline:
         self.dead_lettered = 0
         self.quarantined_rows = 0
         self.rows_deduplicated = 0  # rows the store dropped as duplicates (replays; identical blocks)
+        #: Message ids taken (:mod:`pipeline.duplicates`); copies of them are not inserted.
+        self._seen = SeenMessages()
+        self.duplicate_rows = 0  # rows of copies not inserted
         #: Why the last insert or commit failed, until one succeeds ("" while all is well).
         self.store_error = ""
         if self.capabilities.partitioned is not None:
@@ -164,6 +168,19 @@ class Pipeline:
                 self.bad_messages += 1
                 metrics.bad_messages.labels(reason="undecodable").inc()
                 log.error("unreadable message at %s: %s", msg.position, msg.error)
+            else:
+                mid = wire.message_id(msg.table)
+                if mid is not None and self._seen.seen(*mid):
+                    msg.duplicate = True
+                    self.duplicate_rows += msg.table.num_rows
+                    metrics.duplicate_messages.inc()
+                    metrics.duplicate_rows.inc(msg.table.num_rows)
+                    log.info(
+                        "message %s:%d at %s was taken before: not inserted again",
+                        mid[0].hex(),
+                        mid[1],
+                        msg.position,
+                    )
             self._batcher.add(msg)
         metrics.buffered_rows.set(self._batcher.rows)
 
@@ -182,17 +199,27 @@ class Pipeline:
         if not keys:
             return
         self._settle_before_rebalance()
+        self._forget(keys)
         dropped = self._batcher.drop(keys)
         metrics.dropped_on_rebalance.inc(dropped)
         log.info("partitions revoked: %s; dropped %d uncommitted buffered rows", keys, dropped)
 
     def _assigned(self, plans: dict[tuple[str, int], tuple[int, int] | None]) -> None:
         self._settle_before_rebalance()
+        self._forget(list(plans))
         self._batcher.drop(list(plans))
         self._batcher.set_plans({k: v for k, v in plans.items() if v is not None})
         self._paused = False  # a fresh assignment is not paused
         replays = {f"{t}:{p}": v for (t, p), v in plans.items() if v is not None}
         log.info("partitions assigned: %s; recorded batches to replay: %s", sorted(plans), replays or "none")
+
+    def _forget(self, keys: list[tuple[str, int]]) -> None:
+        """Messages buffered but not inserted, about to be dropped (and polled again, here or by
+        another replica), are no longer taken: their ids are forgotten."""
+        for msg in self._batcher.messages(keys):
+            mid = wire.message_id(msg.table) if msg.table is not None and not msg.duplicate else None
+            if mid is not None:
+                self._seen.forget(*mid)
 
     # ---- delivery ----------------------------------------------------------------------------
     def flush(self) -> None:
@@ -239,7 +266,7 @@ class Pipeline:
             return job
         by_kind: dict[str, list[Message]] = {}
         for m in batch.messages:
-            if m.table is not None:
+            if m.table is not None and not m.duplicate:
                 by_kind.setdefault(schema.kind_of(m.table), []).append(m)
         for kind, msgs in by_kind.items():
             if kind not in ddl.TABLES:

@@ -21,6 +21,10 @@ class Message:
     position: tuple[str, int, int] | None = None
     error: str | None = None
     raw: bytes | None = None
+    #: A copy of a message taken before (same message id, :mod:`pipeline.duplicates`): it keeps
+    #: its place in its batch (the batch's range and row count stay what a replay re-creates)
+    #: but its rows are not inserted.
+    duplicate: bool = False
 
 
 class TransportError(RuntimeError):

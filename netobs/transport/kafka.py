@@ -142,6 +142,7 @@ class KafkaBatchProducer:
         try:
             self._p = KafkaProducer(
                 acks="all",
+                enable_idempotence=cfg.idempotent,
                 compression_type=None if cfg.compression == "none" else cfg.compression,
                 linger_ms=cfg.linger_ms,
                 max_request_size=MAX_MESSAGE_BYTES + 4096,
@@ -154,9 +155,9 @@ class KafkaBatchProducer:
         except KafkaError as e:
             raise TransportError(f"Kafka {list(cfg.bootstrap_servers)} unreachable: {e}") from None
 
-    def encode(self, rb: pa.RecordBatch) -> list[tuple[bytes, int]]:
-        """``rb`` as messages the broker accepts, with their row counts."""
-        return encode_parts(rb, MAX_MESSAGE_BYTES)
+    def encode(self, rb: pa.RecordBatch, ids: Callable[[], bytes] | None = None) -> list[tuple[bytes, int]]:
+        """``rb`` as messages the broker accepts, with their row counts (and ids from ``ids``)."""
+        return encode_parts(rb, MAX_MESSAGE_BYTES, ids)
 
     def send(self, rb: pa.RecordBatch, key: bytes) -> None:
         for data, _ in self.encode(rb):

@@ -6,8 +6,15 @@ raising), fails to deliver later (a Kafka delivery timeout: the broker was away 
 ``max_inflight_bytes`` (kafka-python ignores ``buffer_memory``) goes to the
 :class:`~netobs.transport.spool.Spool`. While anything is spooled, new batches queue behind
 it, and a replay thread hands the spool back to the transport in order, forgetting records
-only once the transport confirmed them. A record confirmed after one before it failed is
-sent again on the next attempt, so a replay interrupted by a new outage may duplicate.
+only once the transport confirmed them. A record the transport confirmed after one before it
+failed is remembered and not sent again when the replay resumes (in memory: a process that
+dies between the two may send it twice).
+
+The Kafka producer is idempotent by default (``transport.kafka.idempotent``), so its own
+retries after a lost answer store a message once. What no producer can tell is whether a
+message that timed out in flight (the broker stopped after storing it, before answering) was
+stored: such a message is spooled and replayed, and may arrive twice. Kafka's answer to that
+is a transactional producer read with ``read_committed``; netobs does not use one.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ Done = Callable[[BaseException | None], None]
 class RawProducer(Protocol):
     """A transport producer that takes encoded messages and reports each one's fate."""
 
-    def encode(self, rb: pa.RecordBatch) -> list[tuple[bytes, int]]: ...
+    def encode(
+        self, rb: pa.RecordBatch, ids: Callable[[], bytes] | None = None
+    ) -> list[tuple[bytes, int]]: ...
     def send_bytes(self, value: bytes, key: bytes, done: Done) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
     def close(self) -> None: ...
@@ -65,6 +74,12 @@ class SpooledProducer:
         self._thread: threading.Thread | None = None
         self.delivered = 0  # rows the transport confirmed
         self.spooled = 0  # rows that went to the spool
+        #: Spool sequence numbers the transport confirmed while one before them failed: the spool
+        #: can only forget a prefix, so these are skipped, not sent again, when the replay resumes.
+        self._confirmed: set[int] = set()
+        #: Every message gets an id (:class:`netobs.wire.MessageIds`) before it is first sent, and
+        #: keeps it through the spool: a copy of one that was stored after all is known as one.
+        self._ids = wire.MessageIds()
         try:
             self._inner = make_inner()
             self._up = True
@@ -88,7 +103,8 @@ class SpooledProducer:
     def send(self, rb: pa.RecordBatch, key: bytes) -> None:
         kind = schema.kind_of(rb)
         inner = self._inner
-        parts = inner.encode(rb) if inner is not None else _encode(rb)
+        ids = lambda: self._ids.next(key)  # noqa: E731
+        parts = inner.encode(rb, ids) if inner is not None else _encode(rb, ids)
         for value, rows in parts:
             self._send(value, key, rows, kind)
 
@@ -190,6 +206,9 @@ class SpooledProducer:
 
         sent = 0
         for i, rec in enumerate(records):
+            if rec.seq in self._confirmed:
+                results[i] = None
+                continue
             try:
                 self._inner.send_bytes(rec.value, rec.key, done_at(i))
                 sent += 1
@@ -208,12 +227,15 @@ class SpooledProducer:
             if res is not None:
                 break
             ok += 1
-        if ok:
-            self.spool.ack(records[0].seq + ok)
-            for rec in records[:ok]:
+        for rec, res in zip(records, results, strict=True):
+            if res is None and rec.seq not in self._confirmed:
                 self.delivered += rec.rows
                 metrics.delivered.labels(rec.kind).inc(rec.rows)
                 metrics.replayed.labels(rec.kind).inc(rec.rows)
+                self._confirmed.add(rec.seq)
+        if ok:
+            self.spool.ack(records[0].seq + ok)
+            self._confirmed.difference_update(rec.seq for rec in records[:ok])
         if ok < len(records):
             first_error = next((r for r in results if r is not None and r is not False), "no answer in time")
             self._down(f"replay failed: {first_error}")
@@ -245,14 +267,19 @@ class SpooledProducer:
         self.spool.close()
 
 
-def _encode(rb: pa.RecordBatch) -> list[tuple[bytes, int]]:
-    return encode_parts(rb, 900_000)
+def _encode(rb: pa.RecordBatch, ids: Callable[[], bytes] | None = None) -> list[tuple[bytes, int]]:
+    return encode_parts(rb, 900_000, ids)
 
 
-def encode_parts(rb: pa.RecordBatch, max_bytes: int) -> list[tuple[bytes, int]]:
-    """``rb`` as wire messages of at most ``max_bytes`` (halved until they fit), with their row counts."""
+def encode_parts(
+    rb: pa.RecordBatch, max_bytes: int, ids: Callable[[], bytes] | None = None
+) -> list[tuple[bytes, int]]:
+    """``rb`` as wire messages of at most ``max_bytes`` (halved until they fit), with their row
+    counts; each message with an id from ``ids`` when given (drawn once the message fits)."""
     data = wire.encode(rb)
     if len(data) > max_bytes and rb.num_rows > 1:
         half = rb.num_rows // 2
-        return encode_parts(rb.slice(0, half), max_bytes) + encode_parts(rb.slice(half), max_bytes)
+        return encode_parts(rb.slice(0, half), max_bytes, ids) + encode_parts(rb.slice(half), max_bytes, ids)
+    if ids is not None:
+        data = wire.with_id(data, ids())
     return [(data, rb.num_rows)]

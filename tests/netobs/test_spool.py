@@ -152,3 +152,44 @@ def test_inprocess_transport_on_the_spool_replays_what_was_not_acknowledged(tmp_
     assert [m.position for m in msgs] == [(topic, 0, i) for i in (2, 3, 4)]
     assert msgs[0].table.column("packets").to_pylist() == list(range(100, 150))
     t.close()
+
+
+def test_replay_does_not_resend_what_was_confirmed_after_a_failure(tmp_path):
+    """A replay chunk where record 1 fails but 2 and 3 are confirmed: the next replay sends only 1.
+
+    The inner producer here answers by script (which record the broker refuses), so the spool's
+    bookkeeping is exercised alone; the real broker's outage is tests/integration/test_spool_kafka.py.
+    """
+    from netobs.transport.base import TransportError
+    from netobs.transport.spooled import SpooledProducer
+
+    class Scripted:
+        def __init__(self):
+            self.sent: list[bytes] = []
+            self.refuse = {b"v1"}
+
+        def encode(self, rb):
+            raise AssertionError("not used")
+
+        def send_bytes(self, value, key, done):
+            self.sent.append(value)
+            done(TransportError("refused") if value in self.refuse else None)
+
+        def flush(self, timeout_s=30.0):
+            pass
+
+        def close(self):
+            pass
+
+    inner = Scripted()
+    spool = Spool(tmp_path / "s", max_bytes=1 << 20, segment_bytes=1 << 16, max_age_s=3600)
+    for i in range(4):
+        spool.append(b"10.0.0.1", f"v{i}".encode(), 10)
+    p = SpooledProducer(lambda: inner, spool, replay_chunk=8, delivery_timeout_s=1)
+    assert not p.replay_once()
+    assert inner.sent == [b"v0", b"v1", b"v2", b"v3"] and p.delivered == 30
+    inner.refuse.clear()
+    assert p.replay_once()
+    assert inner.sent[4:] == [b"v1"], "records confirmed after the failure were sent again"
+    assert spool.depth() == 0 and p.delivered == 40
+    p.close()

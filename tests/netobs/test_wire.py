@@ -117,3 +117,28 @@ def test_split_messages_stay_under_the_size_limit_with_every_codec(codec, restor
     assert sum(rows for _, rows in parts) == n
     back = pa.concat_tables([wire.decode(data) for data, _ in parts])
     assert back.column("bytes").to_pylist() == rb.column("bytes").to_pylist()
+
+
+def test_message_ids_travel_in_format_2_and_format_1_stays_as_it_was():
+    rb = _batch(50)
+    plain = wire.encode(rb)
+    assert plain[4] == wire.FORMAT_VERSION and wire.message_id(wire.decode(plain)) is None
+    ids = wire.MessageIds()
+    a, b, c = ids.next(b"10.0.0.1"), ids.next(b"10.0.0.1"), ids.next(b"10.0.0.2")
+    assert a[:8] == b[:8] != c[:8]  # a stream per key
+    with_id = wire.encode(rb, a)
+    assert with_id[4] == wire.ID_FORMAT_VERSION and wire.with_id(plain, a) == with_id
+    back = wire.decode(with_id)
+    assert wire.message_id(back) == (a[:8], 0) and wire.message_id(wire.decode(wire.encode(rb, b)))[1] == 1
+    assert back.to_batches()[0].equals(wire.decode(plain).to_batches()[0])
+    counters = wire.decode(wire.encode(_counters(), c))  # other kinds keep their kind with an id
+    assert schema.kind_of(counters) == schema.COUNTERS and wire.message_id(counters)[1] == 0
+    with pytest.raises(wire.WireError, match="format version 2"):
+        wire.decode(with_id[:20])
+    parts = encode_parts(rb, 1 << 20, lambda: ids.next(b"k"))
+    assert [wire.message_id(wire.decode(p))[1] for p, _ in parts] == [0]
+
+
+def _counters() -> pa.RecordBatch:
+    rb = pa.RecordBatch.from_pydict({"exporter": ["10.0.0.1"]})
+    return rb.replace_schema_metadata({schema.KIND_KEY: schema.COUNTERS.encode()})
