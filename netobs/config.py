@@ -133,10 +133,12 @@ class KafkaTransportConfig(Section):
         "the spool (transport.spool) and is replayed when the broker is back.",
     )
     idempotent: bool = Field(
-        True,
+        False,
         description="Idempotent producer (broker-assigned producer id and sequence numbers): a request "
-        "the client retries after a lost answer (request timeout, broker restart) is stored once. Needs "
-        "acks=all (always set) and, on brokers before 2.8 with ACLs, the IdempotentWrite permission.",
+        "the client retries after a lost answer is stored once by the broker. Off by default: every "
+        "message carries an id the pipeline drops copies by (retries and spool replays alike), and "
+        "kafka-python's idempotent producer stalled replays after a broker restart under load here. "
+        "Needs acks=all (always set) and, on brokers before 2.8 with ACLs, IdempotentWrite.",
     )
     max_block_ms: int = Field(
         5000,

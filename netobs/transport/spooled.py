@@ -10,11 +10,12 @@ only once the transport confirmed them. A record the transport confirmed after o
 failed is remembered and not sent again when the replay resumes (in memory: a process that
 dies between the two may send it twice).
 
-The Kafka producer is idempotent by default (``transport.kafka.idempotent``), so its own
-retries after a lost answer store a message once. What no producer can tell is whether a
-message that timed out in flight (the broker stopped after storing it, before answering) was
-stored: such a message is spooled and replayed, and may arrive twice. Kafka's answer to that
-is a transactional producer read with ``read_committed``; netobs does not use one.
+What no producer can tell is whether a message that timed out in flight (the broker stopped
+after storing it, before answering) was stored: such a message is spooled and replayed, and
+may arrive twice, as may one the Kafka client retried after a lost answer (unless
+``transport.kafka.idempotent``). Every message carries an id (:class:`netobs.wire.MessageIds`)
+from before its first send, through the spool, so the pipeline inserts such a copy once
+(:mod:`pipeline.duplicates`).
 """
 
 from __future__ import annotations
