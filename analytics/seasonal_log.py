@@ -21,8 +21,11 @@ For each series (a row of a matrix over time periods of one scale: 5 minutes, 1 
   scaled up from ``n`` sampled packets has a relative error of about ``1/√n`` (at 1:1000, two
   sampled packets say little), taken at the count expected under the baseline;
 * the **count test** judges the sampled packets against those expected as a count of lumps: the
-  larger of the dispersion the log spread implies (a negative binomial's) and the one the history's
-  own counts show (traffic seen or unseen by whole conversations varies more than Poisson);
+  larger of the dispersion the log spread implies (a negative binomial's, with the spread at least the
+  log test's floor) and the one the history's own counts show (traffic seen or unseen by whole
+  conversations varies more than Poisson); the expected count is a median of few history values, so
+  the count is judged against the likeliest level within that median's error (a profile of the
+  Poisson-lognormal tail, :func:`profile_poisson_z`, which keeps the Poisson's light lower tail);
 * **evidence**: a period whose expected sampled count is under ``min_records`` is not judged at
   this scale (the caller tries a longer one) and is counted as such.
 """
@@ -134,6 +137,29 @@ def judge(
                       min_history, min_records, month_end_days, sigma_floor)  # fmt: skip
 
 
+#: Offsets of the expected level, in units of its error, over which :func:`profile_poisson_z` looks.
+_PROFILE_STEPS = np.arange(0.0, 4.01, 0.5)
+
+
+def profile_poisson_z(k: np.ndarray, lam: np.ndarray, level_sd: np.ndarray) -> np.ndarray:
+    """z of observing ``k`` events where ``lam`` were expected and ``lam`` itself is uncertain by a
+    factor exp(±``level_sd``): the smallest combined z, √(x² + z(k; lam·e^{±x·level_sd})²), over
+    offsets x of the level toward the observation (a profile, or Laplace, approximation of the
+    Poisson-lognormal tail). It keeps the Poisson's light lower tail (a drop to nothing stays
+    evidence) where widening the count's variance would make it as heavy as a normal's."""
+    k = np.asarray(k, dtype=float)
+    lam = np.asarray(lam, dtype=float)
+    level_sd = np.broadcast_to(np.nan_to_num(np.asarray(level_sd, dtype=float), nan=0.0), lam.shape)
+    z0 = poisson_z(k, lam)
+    toward = np.where(z0 < 0, -1.0, 1.0)
+    best = np.abs(z0)
+    for x in _PROFILE_STEPS[1:]:
+        zx = poisson_z(k, lam * np.exp(toward * x * level_sd))
+        zx = np.where(np.sign(zx) == np.sign(z0), np.abs(zx), 0.0)  # past the observation: no evidence
+        best = np.minimum(best, np.sqrt(x * x + zx * zx))
+    return np.sign(z0) * best
+
+
 def poisson_z(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """z of observing ``k`` events where ``lam`` were expected (Byar's approximation of the Poisson
     tail: accurate to a few percent in z from k = 0 on, where a normal approximation of log counts
@@ -197,11 +223,18 @@ def _judge(hist_bytes, hist_records, hist_index, obs_bytes, obs_index, obs_recor
         # Counts that come in lumps (a conversation seen in one period, unseen in the next: a router
         # sees traffic between two nodes, not inside one) vary more than Poisson: the history's
         # own dispersion of the counts, where it says more than the log spread does.
-        nb = 1 + recs * np.minimum(sigma, 10.0) ** 2
+        # The spread is at least the floor the log test keeps (traffic is never exactly Poisson: a
+        # series whose history shows no spread beyond sampling has one too small to measure, not none).
+        nb = 1 + recs * np.clip(sigma, sigma_floor, 10.0) ** 2
         # Judged as lumps of that size (a quasi-Poisson count): dividing a Poisson z by the spread
         # instead gives the same figure for many lumps and far too light a tail for a few.
         d = np.fmax(nb, np.nan_to_num(chosen["dispersion"], nan=1.0)[:, None])
-        z_count = np.where(sampled[:, None], poisson_z(obs_records / d, recs / d), np.sign(ratio) * np.inf)
+        # The expectation is a median of ``nvals`` history values, off by its own error (log variance
+        # v(nvals) × one value's): the count is judged against the likeliest level within that error.
+        level_sd = np.sqrt(median_var(np.maximum(nvals, 1)) * (sigma**2 + poisson))
+        z_count = np.where(
+            sampled[:, None], profile_poisson_z(obs_records / d, recs / d, level_sd), np.sign(ratio) * np.inf
+        )
     return LogJudgement(
         log_ratio=ratio,
         z=ratio / total,

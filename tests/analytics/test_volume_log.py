@@ -285,3 +285,27 @@ def test_a_router_view_of_conversations_seen_by_halves_gives_no_finding(rng):
     found, _ = detect_volume(mk(*hist, ob, orr), cfg, B)
     assert ("volume_drop", "t0") in [(f.type, f.entities["tenant"]) for f in found], found
     assert {f.entities["tenant"] for f in found} <= noisy | {"t0"}, found
+
+
+def test_profile_count_z_follows_the_poisson_lognormal_tail():
+    """The count test against an uncertain expectation: close to the exact tail of a Poisson whose
+    mean is log-normal (simulated here), never lighter than it by much, and a drop to nothing stays
+    strong evidence (where a widened normal would not)."""
+    from statistics import NormalDist
+
+    from analytics.seasonal_log import poisson_z, profile_poisson_z
+
+    seed = np.random.SeedSequence().entropy % 2**32
+    rng = np.random.default_rng(seed)
+    assert np.allclose(profile_poisson_z(np.array([3.0, 40.0]), np.array([20.0, 20.0]), 0.0),
+                       poisson_z(np.array([3.0, 40.0]), np.array([20.0, 20.0])))  # fmt: skip
+    for lam, sd, k in ((157.0, 0.054, 85), (100.0, 0.1, 60), (400.0, 0.08, 250), (60.0, 0.15, 110)):
+        draws = rng.poisson(lam * np.exp(sd * rng.standard_normal(4_000_000)))
+        p = np.mean(draws <= k) if k < lam else np.mean(draws >= k)
+        exact = NormalDist().inv_cdf(max(p, 1e-7)) * (1 if k > lam else 1)
+        exact = -abs(exact) if k < lam else abs(exact)
+        z = float(profile_poisson_z(np.array([float(k)]), np.array([lam]), np.array([sd]))[0])
+        assert abs(z - exact) < 0.45, f"seed {seed}: λ={lam} sd={sd} k={k}: {z:.2f} vs {exact:.2f}"
+        assert abs(z) <= abs(float(poisson_z(np.array([float(k)]), np.array([lam]))[0])) + 1e-9
+    zero = float(profile_poisson_z(np.array([0.0]), np.array([30.0]), np.array([0.15]))[0])
+    assert zero < -5.5, zero  # a normal widened by the same level error: about -4.4
