@@ -163,6 +163,10 @@ def _sustained(
     combined z (Stouffer: the sum over the root of the stretch's length) passes ``z`` in both tests and
     whose mean log ratio passes ``log_ratio``: a service at half its volume for four hours is as
     improbable as one hour at a fifth, though no single hour says so against a series' own spread.
+    A stretch must also say more than its strongest period alone (its combined z at least that period's,
+    in both tests): one period far out carries a stretch's combined z and mean by itself, and would lend
+    its finding the ordinary period beside it (a one-day transfer reported over two days, reaching into a
+    planned window the day before). That period is judged on its own.
     Hourly and daily periods only: neighbouring 5-minute buckets share their traffic's slow swings."""
     zs = np.where(ok, sign * np.nan_to_num(j.z), -np.inf)
     zc = np.where(ok, sign * np.nan_to_num(j.z_count), -np.inf)
@@ -180,8 +184,14 @@ def _sustained(
         with np.errstate(invalid="ignore"):
             hit = (
                 (low >= run_z)
-                & (win(zs, n, axis=1).sum(axis=2) / np.sqrt(n) >= z)
-                & (win(zc, n, axis=1).sum(axis=2) / np.sqrt(n) >= z)
+                & (
+                    win(zs, n, axis=1).sum(axis=2) / np.sqrt(n)
+                    >= np.maximum(z, win(zs, n, axis=1).max(axis=2))
+                )
+                & (
+                    win(zc, n, axis=1).sum(axis=2) / np.sqrt(n)
+                    >= np.maximum(z, win(zc, n, axis=1).max(axis=2))
+                )
                 & (win(lr, n, axis=1).mean(axis=2) >= log_ratio)
             )
         for r, c in zip(*np.nonzero(hit), strict=True):

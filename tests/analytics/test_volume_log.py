@@ -324,3 +324,25 @@ def test_a_half_drop_is_found_against_a_baseline_that_ran_low(rng):
     assert [(f.type, f.entities["tenant"]) for f in found] == [("volume_drop", "t0")], [
         (f.type, f.entities, f.summary) for f in found
     ]
+
+
+@pytest.mark.parametrize(
+    ("scale", "sampling", "before", "spike"), [(3e9, 1000, 1.2, 10), (5e6, 4096, 1.8, 100)]
+)
+def test_one_hour_far_out_does_not_lend_its_finding_to_the_hour_beside_it(
+    rng, scale, sampling, before, spike
+):
+    """An hour far out beside an hour a little high (a fat series 20 % up, a few sigma; a thin one at
+    1:4096, ~30 sampled packets an hour, 1.8x: about 1 sigma in its log test): the finding is the one
+    hour, not a two-hour stretch whose combined z and mean ratio the far hour carries alone."""
+    hist, (ob, orr) = series(rng, [scale, scale], noise=0.02, sampling=sampling)
+    start = int(rng.integers(0, 5)) * 288 + int(rng.integers(9, 15)) * 12  # a weekday, hour-aligned
+    ob[0, start - 12 : start] *= before
+    orr[0, start - 12 : start] = np.round(orr[0, start - 12 : start] * before)
+    ob[0, start : start + 12] *= spike
+    orr[0, start : start + 12] = rng.poisson(orr[0, start : start + 12] * spike)
+    found, _ = detect_volume(build(hist, (ob, orr), 2), VolumeConfig(scales=("1h",)), B)
+    assert [(f.type, f.entities["tenant"]) for f in found] == [("volume_spike", "t0")], found
+    (f,) = found
+    t0 = W_IDX[start].to_pydatetime()
+    assert (f.window_start, f.window_end) == (t0, t0 + timedelta(hours=1)), (f.window_start, f.evidence["z"])
