@@ -166,7 +166,9 @@ def _sustained(
     A stretch must also say more than its strongest period alone (its combined z at least that period's,
     in both tests): one period far out carries a stretch's combined z and mean by itself, and would lend
     its finding the ordinary period beside it (a one-day transfer reported over two days, reaching into a
-    planned window the day before). That period is judged on its own.
+    planned window the day before). That period is judged on its own. And each period of a stretch is
+    off by at least half the ratio asked of their mean (in log): hours a little low by chance beside a
+    halving do not widen it.
     Hourly and daily periods only: neighbouring 5-minute buckets share their traffic's slow swings."""
     zs = np.where(ok, sign * np.nan_to_num(j.z), -np.inf)
     zc = np.where(ok, sign * np.nan_to_num(j.z_count), -np.inf)
@@ -184,6 +186,7 @@ def _sustained(
         with np.errstate(invalid="ignore"):
             hit = (
                 (low >= run_z)
+                & (win(lr, n, axis=1).min(axis=2) >= log_ratio / 2)
                 & (
                     win(zs, n, axis=1).sum(axis=2) / np.sqrt(n)
                     >= np.maximum(z, win(zs, n, axis=1).max(axis=2))

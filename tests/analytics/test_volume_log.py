@@ -212,7 +212,9 @@ def test_a_sustained_halving_is_found_from_its_hours_together(rng, run_z):
     (f,) = found
     assert f.entities["tenant"] == "t0" and f.window_end - f.window_start >= timedelta(hours=3), f
     t0 = W_IDX[start].to_pydatetime()
-    assert t0 - timedelta(hours=1) <= f.window_start and f.window_end <= t0 + timedelta(hours=5)
+    # Hours beside the halving that chance left low too (each at least 1 sigma and a fifth under, the
+    # stretch's mean under 1/min_ratio) may join it: at most two, about one run in 20 (min_ratio 1.5).
+    assert t0 - timedelta(hours=2) <= f.window_start and f.window_end <= t0 + timedelta(hours=6)
 
 
 def test_hourly_swings_alone_give_no_sustained_finding(rng):
