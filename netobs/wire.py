@@ -31,6 +31,7 @@ first.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import struct
 import threading
@@ -82,18 +83,16 @@ class MessageIds:
 
     def __init__(self, seed: bytes | None = None):
         self._seed = seed if seed is not None else os.urandom(16)
-        self._next: dict[bytes, tuple[bytes, list[int]]] = {}
+        self._next: dict[bytes, tuple[bytes, itertools.count[int]]] = {}
         self._lock = threading.Lock()
 
     def next(self, key: bytes) -> bytes:
         with self._lock:
             entry = self._next.get(key)
             if entry is None:
-                entry = self._next[key] = (hashlib.blake2b(key, key=self._seed, digest_size=8).digest(), [0])
-            stream, counter = entry
-            seq = counter[0]
-            counter[0] += 1
-        return _ID.pack(stream, seq)
+                stream = hashlib.blake2b(key, key=self._seed, digest_size=8).digest()
+                entry = self._next[key] = (stream, itertools.count())
+            return _ID.pack(entry[0], next(entry[1]))
 
 
 def set_compression(compression: str) -> None:
@@ -116,11 +115,8 @@ def encode(rb: pa.RecordBatch, message_id: bytes | None = None) -> bytes:
     if code is None:
         raise WireError(f"cannot encode records of unknown kind {kind!r}")
     field = code << 8 | schema.KINDS[kind][1]
-    if message_id is None:
-        return _HEADER.pack(MAGIC, FORMAT_VERSION, field) + arrow_stream(rb)
-    if len(message_id) != _ID.size:
-        raise ValueError(f"a message id is {_ID.size} bytes, not {len(message_id)}")
-    return _HEADER.pack(MAGIC, ID_FORMAT_VERSION, field) + message_id + arrow_stream(rb)
+    data = _HEADER.pack(MAGIC, FORMAT_VERSION, field) + arrow_stream(rb)
+    return data if message_id is None else with_id(data, message_id)
 
 
 def with_id(data: bytes, message_id: bytes) -> bytes:

@@ -3,7 +3,7 @@
 A producer cannot tell whether a message whose delivery timed out in flight was stored before
 the broker went away; it spools the message and sends it again with the id it had the first
 time (:mod:`netobs.transport.spooled`). The pipeline drops the second copy here and counts it
-(``netobs_pipeline_duplicate_messages_total``, ``rows_duplicate``), like Kafka's idempotent
+(``netobs_pipeline_duplicate_messages_total``, ``netobs_pipeline_duplicate_rows_total``), like Kafka's idempotent
 producer does for its own retries, one step further along.
 
 What is kept: per stream (a producer incarnation and message key, which also fixes the

@@ -3,8 +3,6 @@ in flight but was stored) is inserted once, through a real Kafka broker and the 
 
 from __future__ import annotations
 
-import time
-
 import pyarrow as pa
 
 from netobs import wire
@@ -13,15 +11,8 @@ from netobs.transport import Message
 from netobs.transport.kafka import KafkaTransport
 from pipeline import Pipeline
 from pipeline.config import PipelineConfig
+from tests.pipeline.test_deadletter import run_until
 from tests.pipeline.test_pipeline import ListConsumer, count, flows
-
-
-def run_until(pipeline, cond, timeout_s=15.0):
-    pipeline.start()
-    deadline = time.monotonic() + timeout_s
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pipeline.stop()
 
 
 def test_a_copy_with_the_same_id_is_inserted_once_through_kafka(store, kafka_broker, topic_factory):
