@@ -176,9 +176,11 @@ def decode(data: bytes) -> pa.Table:
         table = pa.ipc.open_stream(pa.py_buffer(data)[start:]).read_all()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         raise WireError(f"corrupt Arrow payload: {e}") from None
-    if schema.kind_of(table) != kind or mid is not None:  # the header is authoritative
+    claimed = ID_KEY in (table.schema.metadata or {})  # an id in the payload is no id: the header's is
+    if schema.kind_of(table) != kind or mid is not None or claimed:  # the header is authoritative
         meta = dict(table.schema.metadata or {})
         meta.pop(schema.KIND_KEY, None)
+        meta.pop(ID_KEY, None)
         if kind != schema.FLOWS:
             meta[schema.KIND_KEY] = kind.encode()
         if mid is not None:

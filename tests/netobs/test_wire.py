@@ -142,3 +142,18 @@ def test_message_ids_travel_in_format_2_and_format_1_stays_as_it_was():
 def _counters() -> pa.RecordBatch:
     rb = pa.RecordBatch.from_pydict({"exporter": ["10.0.0.1"]})
     return rb.replace_schema_metadata({schema.KIND_KEY: schema.COUNTERS.encode()})
+
+
+def test_an_id_claimed_inside_the_payload_is_not_taken():
+    """Only the header says a message's id: a format 1 message whose Arrow metadata carries one
+    (garbage, or another message's id: a copy that would hide a real batch) decodes without one."""
+    ids = wire.MessageIds()
+    real = wire.message_id(wire.decode(wire.encode(_batch(5), ids.next(b"k"))))
+    for claim in (b"zz-not-hex", b"00" * 3, real[0].hex().encode() + b"0" * 16):
+        rb = _batch(5)
+        rb = rb.replace_schema_metadata({**(rb.schema.metadata or {}), wire.ID_KEY: claim})
+        table = wire.decode(wire.encode(rb))
+        assert wire.message_id(table) is None and table.num_rows == 5
+    # with a header id too, the header's stands
+    rb = _batch(5).replace_schema_metadata({**(_batch(5).schema.metadata or {}), wire.ID_KEY: b"zz"})
+    assert wire.message_id(wire.decode(wire.encode(rb, ids.next(b"k")))) == (real[0], 1)
