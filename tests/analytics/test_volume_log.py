@@ -303,11 +303,11 @@ def test_profile_count_z_follows_the_poisson_lognormal_tail():
                        poisson_z(np.array([3.0, 40.0]), np.array([20.0, 20.0])))  # fmt: skip
     for lam, sd, k in ((157.0, 0.054, 85), (100.0, 0.1, 60), (400.0, 0.08, 250), (60.0, 0.15, 110)):
         draws = rng.poisson(lam * np.exp(sd * rng.standard_normal(4_000_000)))
-        p = np.mean(draws <= k) if k < lam else np.mean(draws >= k)
-        exact = NormalDist().inv_cdf(max(p, 1e-7)) * (1 if k > lam else 1)
-        exact = -abs(exact) if k < lam else abs(exact)
+        hits = np.sum(draws <= k) if k < lam else np.sum(draws >= k)
         z = float(profile_poisson_z(np.array([float(k)]), np.array([lam]), np.array([sd]))[0])
-        assert abs(z - exact) < 0.45, f"seed {seed}: λ={lam} sd={sd} k={k}: {z:.2f} vs {exact:.2f}"
+        if hits >= 200:  # a tail the simulation resolves (a few hits give its z to ±0.5)
+            exact = abs(NormalDist().inv_cdf(hits / len(draws))) * (1 if k > lam else -1)
+            assert abs(z - exact) < 0.45, f"seed {seed}: λ={lam} sd={sd} k={k}: {z:.2f} vs {exact:.2f}"
         assert abs(z) <= abs(float(poisson_z(np.array([float(k)]), np.array([lam]))[0])) + 1e-9
     zero = float(profile_poisson_z(np.array([0.0]), np.array([30.0]), np.array([0.15]))[0])
     assert zero < -5.5, zero  # a normal widened by the same level error: about -4.4
